@@ -1,0 +1,35 @@
+package hub
+
+import (
+	"context"
+	"io"
+)
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Key  string
+	Size int64
+}
+
+// Blobs stores message content: one immutable object per key. Keys are
+// chosen by the hub (e.g. "msg/<uuid>/<sha256>") and use only [A-Za-z0-9._/-].
+//
+// Put is atomic and durable: when it returns nil the whole object is on
+// stable storage (fsynced file and directory, or an acknowledged S3 PUT) and
+// readable; a failure or crash part-way leaves no object visible under key.
+// Implementations stream: memory use does not grow with the object's size.
+type Blobs interface {
+	// Put stores r's bytes under key, replacing any object there. size is
+	// the exact length when known, or -1. Returns Invalid for a bad key,
+	// Unavailable when the backend cannot be reached.
+	Put(ctx context.Context, key string, r io.Reader, size int64) (BlobInfo, error)
+	// Open returns the object's bytes. Returns NotFound when absent.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat returns the object's size. Returns NotFound when absent.
+	Stat(ctx context.Context, key string) (BlobInfo, error)
+	// Delete removes the object. Deleting an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List calls fn for every key with the given prefix, in key order,
+	// stopping at fn's first error, which List returns.
+	List(ctx context.Context, prefix string, fn func(BlobInfo) error) error
+}

@@ -1,0 +1,112 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is the kind of a failure, carried unchanged from the place it happened
+// (a backend, the MeMo validator, a service) to the HTTP edge, which maps it
+// to a status with HTTPStatus.
+type Code string
+
+// The small, closed set of error kinds.
+const (
+	Invalid      Code = "invalid"      // the input breaks a rule; Fields say which
+	NotFound     Code = "not_found"    // the thing does not exist (or is not visible to the caller)
+	Conflict     Code = "conflict"     // it exists already, or a concurrent change won
+	Forbidden    Code = "forbidden"    // authenticated, but not allowed
+	Unauthorized Code = "unauthorized" // no or bad credentials
+	TooLarge     Code = "too_large"    // a size limit was crossed
+	Unavailable  Code = "unavailable"  // a dependency is down; retry later
+	Internal     Code = "internal"     // a bug or an unexpected failure; details are logged, not shown
+)
+
+// FieldError is one precise complaint about one part of the input, in the
+// shape of the national hub's fieldErrors entries.
+type FieldError struct {
+	// Resource is the thing being checked, e.g. "memo" or "system".
+	Resource string `json:"resource,omitempty"`
+	// Field is the path of the offending element or field, e.g.
+	// "/Message/MessageHeader/messageUUID".
+	Field string `json:"field,omitempty"`
+	// Code is the stable rule code, e.g. "do.not.deliver.until.date.too.early".
+	Code string `json:"code"`
+	// Message explains the rule in English for a human integrator.
+	Message string `json:"message"`
+	// RejectedValue is the offending value, when it is short and safe to echo.
+	RejectedValue string `json:"rejectedValue,omitempty"`
+	// Line is the 1-based line in the submitted document, when known.
+	Line int `json:"line,omitempty"`
+}
+
+// Error is the one error type the hub passes across package boundaries.
+type Error struct {
+	Code    Code
+	Message string
+	Fields  []FieldError
+	Err     error
+}
+
+func (e *Error) Error() string {
+	s := string(e.Code) + ": " + e.Message
+	if len(e.Fields) > 0 {
+		s += fmt.Sprintf(" (%d field errors; first: %s: %s)", len(e.Fields), e.Fields[0].Code, e.Fields[0].Message)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error of the given code with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap builds an *Error of the given code around a cause.
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// ErrorCode reports the code of err: the Code of the first *Error in its
+// chain, Internal for any other non-nil error, "" for nil.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var he *Error
+	if errors.As(err, &he) {
+		return he.Code
+	}
+	return Internal
+}
+
+// Is reports whether err carries the given code.
+func Is(err error, code Code) bool { return ErrorCode(err) == code }
+
+// HTTPStatus maps a code to the HTTP status the API answers with.
+func HTTPStatus(code Code) int {
+	switch code {
+	case Invalid:
+		return 400
+	case Unauthorized:
+		return 401
+	case Forbidden:
+		return 403
+	case NotFound:
+		return 404
+	case Conflict:
+		return 409
+	case TooLarge:
+		return 413
+	case Unavailable:
+		return 503
+	case "":
+		return 200
+	default:
+		return 500
+	}
+}

@@ -1,0 +1,248 @@
+package hub
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the hub's metadata persistence, as the hub's services use it.
+// Backends: storage/bolt (embedded) and storage/mongo (production).
+//
+// Every method that returns nil has made its change durable (fsync, or a
+// majority-acknowledged write). Methods that change several records say so
+// when they are atomic; where a backend cannot make them atomic (MongoDB
+// without transactions) it orders its writes so that a crash leaves no
+// half-visible state and repairs the remainder in Repair.
+type Store interface {
+	Orgs
+	Contacts
+	Messages
+	Queues
+	Receipts
+	EventStore
+	Counters
+	Policies
+	Users
+	Locks
+
+	// Repair finishes or undoes work a crash interrupted (e.g. a message
+	// whose deliveries were not all written). It is called at start-up and
+	// periodically; it is idempotent and safe to run on several instances.
+	Repair(ctx context.Context, now time.Time) error
+	// Ping reports whether the store is reachable (Unavailable if not).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Orgs holds organisations, their systems and their contact structure.
+type Orgs interface {
+	// CreateOrg returns Conflict when the CVR exists.
+	CreateOrg(ctx context.Context, o Organisation) error
+	// UpdateOrg replaces the organisation if its Version equals the stored
+	// one (optimistic concurrency) and increments Version. NotFound, Conflict.
+	UpdateOrg(ctx context.Context, o Organisation) error
+	// GetOrg returns NotFound when absent.
+	GetOrg(ctx context.Context, cvr string) (Organisation, error)
+	ListOrgs(ctx context.Context) ([]Organisation, error)
+
+	// CreateSystem returns Conflict when the ID or TokenHash is taken.
+	// The five-system rule is the service's job, not the store's.
+	CreateSystem(ctx context.Context, s System) error
+	// UpdateSystem replaces the system if Version matches, increments it.
+	// NotFound, Conflict.
+	UpdateSystem(ctx context.Context, s System) error
+	// GetSystem returns NotFound when absent.
+	GetSystem(ctx context.Context, id string) (System, error)
+	// SystemByToken finds the system whose TokenHash equals hash. NotFound.
+	SystemByToken(ctx context.Context, hash string) (System, error)
+	// ListSystems returns an organisation's systems, in creation order.
+	ListSystems(ctx context.Context, org string) ([]System, error)
+	// TouchSystem records the time of a system's last fetch (best effort,
+	// last writer wins).
+	TouchSystem(ctx context.Context, id string, at time.Time) error
+
+	// PutContactGroup creates or replaces a group (Version as UpdateOrg;
+	// Version 0 creates, Conflict if the ID exists).
+	PutContactGroup(ctx context.Context, g ContactGroup) error
+	DeleteContactGroup(ctx context.Context, org, id string) error
+	ListContactGroups(ctx context.Context, org string) ([]ContactGroup, error)
+	// PutContactPoint creates or replaces a point, as PutContactGroup.
+	PutContactPoint(ctx context.Context, p ContactPoint) error
+	// GetContactPoint returns NotFound when absent.
+	GetContactPoint(ctx context.Context, id string) (ContactPoint, error)
+	DeleteContactPoint(ctx context.Context, org, id string) error
+	ListContactPoints(ctx context.Context, org string) ([]ContactPoint, error)
+	// PutRoutingRule creates or replaces a rule by ID.
+	PutRoutingRule(ctx context.Context, r RoutingRule) error
+	DeleteRoutingRule(ctx context.Context, org, id string) error
+	// ListRoutingRules returns an organisation's rules by ascending Priority.
+	ListRoutingRules(ctx context.Context, org string) ([]RoutingRule, error)
+}
+
+// Contacts is the contact register.
+type Contacts interface {
+	// PutContacts creates or replaces entries by ID (a bulk import calls it
+	// with batches).
+	PutContacts(ctx context.Context, cs []Contact) error
+	// GetContact returns NotFound when the party is not in the register.
+	GetContact(ctx context.Context, id string) (Contact, error)
+	DeleteContact(ctx context.Context, id string) error
+}
+
+// Messages holds accepted messages and their deliveries.
+type Messages interface {
+	// PutMessage records an accepted message, all its deliveries and the
+	// sender's receipt as one durable step: after a crash either all of them
+	// are visible or none is. Returns Conflict (and changes nothing) when a
+	// message with the same UUID exists; the caller compares SHA256 to tell
+	// an idempotent resubmission from a clash. Assigns each delivery's Seq.
+	PutMessage(ctx context.Context, m Message, ds []Delivery, r Receipt) error
+	// GetMessage returns NotFound when absent.
+	GetMessage(ctx context.Context, uuid string) (Message, error)
+	// SetMessageState changes a message's state (recall, release of a
+	// held message). NotFound.
+	SetMessageState(ctx context.Context, uuid string, st MessageState) error
+	// DeleteMessage removes a message record (not its deliveries). Absent
+	// is not an error.
+	DeleteMessage(ctx context.Context, uuid string) error
+	// ListMessagesBySender pages an organisation's sent messages by
+	// descending Received (sent-archive, recall). after is the UUID of the
+	// last message of the previous page, or "".
+	ListMessagesBySender(ctx context.Context, senderCVR, after string, limit int) ([]Message, error)
+}
+
+// Queues holds deliveries, leases and acknowledgements. A delivery belongs
+// to one queue; within a queue deliveries are ordered by Seq.
+type Queues interface {
+	// AddDeliveries adds deliveries for messages already stored (first
+	// connection of a receiver system, release of a held message). A
+	// delivery whose ID exists is skipped, so the call is idempotent.
+	AddDeliveries(ctx context.Context, ds []Delivery) error
+	// GetDelivery returns NotFound when absent (e.g. acknowledged).
+	GetDelivery(ctx context.Context, id string) (Delivery, error)
+	// ListQueue returns up to limit deliveries of a queue with Seq > afterSeq,
+	// in Seq order. With onlyAvailable it skips held (AvailableAt > now),
+	// parked and currently leased deliveries.
+	ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]Delivery, error)
+	// CountQueue counts a queue's deliveries that are not parked.
+	CountQueue(ctx context.Context, queue string) (int64, error)
+	// DeliveriesOf lists every delivery of one message.
+	DeliveriesOf(ctx context.Context, messageUUID string) ([]Delivery, error)
+
+	// Lease claims one delivery for holder until now+ttl. It fails with
+	// Conflict when another live lease holds it, NotFound when the delivery
+	// is gone (acknowledged), Forbidden when it is held (AvailableAt > now)
+	// or parked. Taking over an expired lease counts a new attempt. Exactly
+	// one of any number of concurrent callers (on any number of instances)
+	// wins a given delivery at a time.
+	Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (Lease, error)
+	// ClaimNext leases the first available delivery of a queue (Seq order).
+	// Returns NotFound when nothing is available.
+	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (Delivery, Lease, error)
+	// Release gives a lease back early (failed processing) so the delivery is
+	// immediately available again. A stale lease is not an error.
+	Release(ctx context.Context, l Lease) error
+	// Ack removes the delivery for good. Idempotent: acknowledging a delivery
+	// that is already gone returns (AckResult{AlreadyAcked: true}, nil).
+	// When the message has no remaining deliveries and no archive copy,
+	// the result names its content key so the caller deletes the blob (a
+	// sweeper catches the blob if the caller crashes first).
+	Ack(ctx context.Context, deliveryID string, now time.Time) (AckResult, error)
+	// Park sets a delivery aside after too many failed attempts.
+	Park(ctx context.Context, deliveryID, reason string) error
+	// Unpark makes a parked delivery available again with its attempts reset.
+	Unpark(ctx context.Context, deliveryID string) error
+}
+
+// AckResult reports what an acknowledgement did.
+type AckResult struct {
+	AlreadyAcked bool
+	// Unreferenced is true when this ack removed the message's last delivery.
+	Unreferenced bool
+	// ContentKey is the blob to delete when Unreferenced ("" if inline).
+	ContentKey string
+}
+
+// Receipts holds sender receipts, per sender system.
+type Receipts interface {
+	// PutReceipt creates or replaces a receipt by TransmissionID.
+	PutReceipt(ctx context.Context, r Receipt) error
+	// GetReceipt returns NotFound when absent or not the system's.
+	GetReceipt(ctx context.Context, systemID, transmissionID string) (Receipt, error)
+	// ReceiptFor finds a system's receipt for a message UUID. NotFound.
+	ReceiptFor(ctx context.Context, systemID, messageUUID string) (Receipt, error)
+	// ListReceipts pages a system's receipts in time order after the given
+	// transmission id ("" for the start).
+	ListReceipts(ctx context.Context, systemID, after string, limit int) ([]Receipt, error)
+	// DeleteReceipt removes a receipt; absent is not an error.
+	DeleteReceipt(ctx context.Context, systemID, transmissionID string) error
+}
+
+// EventStore holds the event log. Appends are cheap and unordered
+// (pending); one sealer at a time (holding a Locks lease) seals pending
+// events into the gap-free hash chain.
+type EventStore interface {
+	// AppendEvents durably records pending events (Seq 0). Their IDs must be
+	// unique; an ID that exists (pending or sealed) is skipped.
+	AppendEvents(ctx context.Context, evs []Event) error
+	// PendingEvents returns up to limit pending events, oldest first.
+	PendingEvents(ctx context.Context, limit int) ([]Event, error)
+	// SealEvents stores sealed events (Seq, PrevHash, Hash set; Seq
+	// consecutive after LastSealed) and removes them from pending. Returns
+	// Conflict, storing nothing of the conflicting entry, if a Seq is taken.
+	// A crash part-way leaves a prefix sealed; the rest stays pending.
+	SealEvents(ctx context.Context, evs []Event) error
+	// LastSealed returns the sealed event with the highest Seq, or NotFound
+	// when none is sealed.
+	LastSealed(ctx context.Context) (Event, error)
+	// ScanEvents calls fn for sealed events with Seq >= from in Seq order.
+	ScanEvents(ctx context.Context, from uint64, fn func(Event) error) error
+	// QueryEvents returns sealed events matching q in Seq order (or
+	// descending).
+	QueryEvents(ctx context.Context, q EventQuery) ([]Event, error)
+	// DeleteEventsBefore removes sealed events older than t (retention); the
+	// chain stays verifiable from the first remaining entry.
+	DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
+// Counters holds statistics. Increments are exact under concurrency.
+type Counters interface {
+	// AddCounters adds the counts and bytes of each delta to its cell.
+	AddCounters(ctx context.Context, deltas []Counter) error
+	// ReadCounters returns the cells matching q, summed per key.
+	ReadCounters(ctx context.Context, q CounterQuery) ([]Counter, error)
+}
+
+// Policies holds casbin policy lines.
+type Policies interface {
+	LoadPolicies(ctx context.Context) ([]PolicyLine, error)
+	// AddPolicy returns Conflict when the line exists.
+	AddPolicy(ctx context.Context, p PolicyLine) error
+	// RemovePolicy removes a line; absent is not an error.
+	RemovePolicy(ctx context.Context, p PolicyLine) error
+	// PolicyStamp changes whenever a line is added or removed, so instances
+	// know when to reload.
+	PolicyStamp(ctx context.Context) (string, error)
+}
+
+// Users holds human accounts.
+type Users interface {
+	// CreateUser returns Conflict when the ID exists.
+	CreateUser(ctx context.Context, u User) error
+	// PutUser replaces an existing user. NotFound.
+	PutUser(ctx context.Context, u User) error
+	// GetUser returns NotFound when absent.
+	GetUser(ctx context.Context, id string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+}
+
+// Locks are named leases for singleton background work (the event sealer,
+// counter compaction, sweepers) across hub instances.
+type Locks interface {
+	// AcquireLock takes or renews the named lock for holder until now+ttl.
+	// Returns (true, nil) when holder holds it afterwards, (false, nil) when
+	// another holder's lock is live.
+	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	// ReleaseLock drops the lock if holder holds it.
+	ReleaseLock(ctx context.Context, name, holder string) error
+}

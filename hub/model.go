@@ -337,6 +337,8 @@ type CounterKey struct {
 	Channel     string `json:"channel"`
 	SystemID    string `json:"systemId,omitempty"`
 	Direction   string `json:"direction"` // SENT or RECEIVED
+	// SizeBucket is a coarse size class: "<100K", "<1M", "<10M", ">=10M".
+	SizeBucket string `json:"sizeBucket,omitempty"`
 }
 
 // Counter is one statistics cell's value.

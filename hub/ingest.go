@@ -1,0 +1,358 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ArchiveChoice is the sender's choice about a copy in its sent-archive,
+// the three forwarding choices Altinn offers.
+type ArchiveChoice string
+
+const (
+	// ForwardOnly keeps no copy (the default).
+	ForwardOnly ArchiveChoice = "FORWARD_ONLY"
+	// ForwardElseKeep keeps a copy only when the letter cannot be delivered.
+	ForwardElseKeep ArchiveChoice = "FORWARD_ELSE_KEEP"
+	// ForwardAndKeep always keeps a copy.
+	ForwardAndKeep ArchiveChoice = "FORWARD_AND_KEEP"
+)
+
+// ParseArchiveChoice reads the request parameter; "" is ForwardOnly.
+func ParseArchiveChoice(s string) (ArchiveChoice, error) {
+	switch c := ArchiveChoice(strings.ToUpper(strings.TrimSpace(s))); c {
+	case "":
+		return ForwardOnly, nil
+	case ForwardOnly, ForwardElseKeep, ForwardAndKeep:
+		return c, nil
+	}
+	return "", &Error{Code: Invalid, Message: "unknown archive choice",
+		Fields: []FieldError{{Resource: "request", Field: "archive", Code: "archive.unknown",
+			Message: "archive must be FORWARD_ONLY, FORWARD_ELSE_KEEP or FORWARD_AND_KEEP", RejectedValue: s}}}
+}
+
+// EventSink receives the hub's events; the event log implements it.
+type EventSink interface {
+	Emit(ctx context.Context, evs ...Event) error
+}
+
+// StoreEvents is the simplest EventSink: it fills IDs and times and appends
+// the events to the store as pending entries for the sealer.
+type StoreEvents struct {
+	Store EventStore
+	Now   func() time.Time
+}
+
+// Emit implements EventSink.
+func (s StoreEvents) Emit(ctx context.Context, evs ...Event) error {
+	now := time.Now().UTC()
+	if s.Now != nil {
+		now = s.Now().UTC()
+	}
+	for i := range evs {
+		if evs[i].ID == "" {
+			evs[i].ID = uuid.NewString()
+		}
+		if evs[i].Time.IsZero() {
+			evs[i].Time = now
+		}
+	}
+	return s.Store.AppendEvents(ctx, evs)
+}
+
+// Ingest accepts validated MeMos: it enforces who may send, makes
+// resubmission idempotent, routes, stores content and metadata durably and
+// emits events and statistics.
+type Ingest struct {
+	Store  Store
+	Blobs  Blobs
+	Router *Router
+	Events EventSink
+	// InlineMax is the largest content kept inline in the metadata store.
+	InlineMax int64
+	// ArchiveRetention is how long a sent-archive copy is kept.
+	ArchiveRetention time.Duration
+	Now              func() time.Time
+}
+
+// Submission is one validated MeMo from an authenticated sender system.
+type Submission struct {
+	System  System
+	Letter  Letter
+	Path    string // the spooled, validated body
+	Size    int64
+	SHA256  string
+	Mode    Mode
+	Archive ArchiveChoice
+}
+
+// Submit accepts a submission and returns its receipt; created is false
+// when it was an idempotent resubmission answered with the first receipt.
+// Errors: Forbidden (not a sender system, or a sender CVR the system may
+// not send for), Conflict (the UUID was used with other bytes), Invalid
+// (routing refused it), Unavailable.
+func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created bool, err error) {
+	now := time.Now().UTC()
+	if in.Now != nil {
+		now = in.Now().UTC()
+	}
+	l := s.Letter
+	if s.System.Role != SenderSystem {
+		return r, false, Errorf(Forbidden, "only sender systems may send post")
+	}
+	if err := in.maySendFor(ctx, s.System, l.SenderID); err != nil {
+		return r, false, err
+	}
+	if r, ok, err := in.resubmission(ctx, s); ok || err != nil {
+		return r, false, err
+	}
+	rt, err := in.Router.Route(ctx, l, s.Mode, now)
+	if err != nil {
+		_ = in.emit(ctx, Event{Tag: "MEMO_SEND_VALIDATION_FAILED", Actor: s.System.ID, Orgs: []string{s.System.OrgCVR},
+			SystemID: s.System.ID, MessageUUID: l.UUID, Detail: map[string]string{"errorCode": fieldCode(err)}})
+		return r, false, err
+	}
+	m := Message{
+		UUID: l.UUID, MessageID: l.MessageID, SenderCVR: l.SenderID, SenderSystemID: s.System.ID,
+		RecipientID: l.RecipientID, RecipientType: l.RecipientType, MessageType: l.MessageType,
+		MemoVersion: l.MemoVersion, Label: l.Label, SHA256: s.SHA256, Size: s.Size,
+		Received: now, NotBefore: l.NotBefore, State: rt.State, Mode: string(s.Mode), Attrs: letterAttrs(l),
+	}
+	keep := s.Archive == ForwardAndKeep || (s.Archive == ForwardElseKeep && rt.State == MessageNotDelivered)
+	if keep {
+		m.ArchiveUntil = now.Add(in.ArchiveRetention)
+	}
+	r = Receipt{TransmissionID: uuid.NewString(), SystemID: s.System.ID, MessageUUID: l.UUID, MessageID: l.MessageID,
+		Time: now, Status: ReceiptReceived}
+	if rt.State == MessageNotDelivered {
+		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
+	}
+	if len(rt.Deliveries) > 0 || keep {
+		if err := in.storeContent(ctx, &m, s.Path); err != nil {
+			return Receipt{}, false, err
+		}
+	}
+	if err := in.Store.PutMessage(ctx, m, rt.Deliveries, r); err != nil {
+		if m.ContentKey != "" {
+			_ = in.Blobs.Delete(ctx, m.ContentKey)
+		}
+		if ErrorCode(err) == Conflict {
+			// A concurrent submission of the same UUID won the race.
+			if r, ok, err2 := in.resubmission(ctx, s); ok || err2 != nil {
+				return r, false, err2
+			}
+		}
+		return Receipt{}, false, err
+	}
+	in.record(ctx, s, m, rt, now)
+	return r, true, nil
+}
+
+// maySendFor checks the sender CVR against the system's organisation and
+// the organisations it may send for.
+func (in *Ingest) maySendFor(ctx context.Context, sys System, sender string) error {
+	if sender == sys.OrgCVR {
+		return nil
+	}
+	o, err := in.Store.GetOrg(ctx, sys.OrgCVR)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(o.SendFor, sender) {
+		return nil
+	}
+	return &Error{Code: Forbidden, Message: "the sending system's organisation may not send for this sender CVR",
+		Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/Sender/senderID", Code: "sender.not.allowed",
+			Message: "the sender must be the sending system's organisation or one it sends for", RejectedValue: sender}}}
+}
+
+// resubmission answers a repeated UUID: the same bytes from the same system
+// get the first receipt; anything else is a Conflict.
+func (in *Ingest) resubmission(ctx context.Context, s Submission) (Receipt, bool, error) {
+	m, err := in.Store.GetMessage(ctx, s.Letter.UUID)
+	if ErrorCode(err) == NotFound {
+		return Receipt{}, false, nil
+	}
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	if m.SHA256 != s.SHA256 || m.SenderSystemID != s.System.ID {
+		return Receipt{}, false, &Error{Code: Conflict, Message: "a different message with this messageUUID was accepted before",
+			Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/messageUUID", Code: "message.uuid.duplicate",
+				Message: "messageUUID must be unique; resubmit only identical bytes", RejectedValue: s.Letter.UUID}}}
+	}
+	r, err := in.Store.ReceiptFor(ctx, s.System.ID, m.UUID)
+	if ErrorCode(err) == NotFound {
+		// The sender deleted its receipt; answer with an equivalent one.
+		return Receipt{TransmissionID: uuid.NewString(), SystemID: s.System.ID, MessageUUID: m.UUID, MessageID: m.MessageID,
+			Time: m.Received, Status: ReceiptReceived}, true, nil
+	}
+	return r, err == nil, err
+}
+
+// ContentKey is the blob key of a message's content. The hash in the key
+// keeps a clashing submission of the same UUID from overwriting the first.
+func ContentKey(uuid, sha string) string { return "msg/" + uuid + "/" + sha }
+
+func (in *Ingest) storeContent(ctx context.Context, m *Message, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return Wrap(Internal, err, "open spooled message")
+	}
+	defer f.Close()
+	if m.Size <= in.InlineMax {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return Wrap(Internal, err, "read spooled message")
+		}
+		m.Content = b
+		return nil
+	}
+	m.ContentKey = ContentKey(m.UUID, m.SHA256)
+	if _, err := in.Blobs.Put(ctx, m.ContentKey, f, m.Size); err != nil {
+		return err
+	}
+	return nil
+}
+
+func letterAttrs(l Letter) map[string]string {
+	a := map[string]string{}
+	for k, v := range l.Attrs {
+		a[k] = v
+	}
+	if l.PostType != "" {
+		a["postType"] = l.PostType
+	}
+	if l.ContactPoint != "" {
+		a["contactPoint"] = l.ContactPoint
+	}
+	return a
+}
+
+// SizeBucket is the statistics size class of a message.
+func SizeBucket(n int64) string {
+	switch {
+	case n < 100<<10:
+		return "<100K"
+	case n < 1<<20:
+		return "<1M"
+	case n < 10<<20:
+		return "<10M"
+	}
+	return ">=10M"
+}
+
+func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
+	if in.Events == nil {
+		return nil
+	}
+	return in.Events.Emit(ctx, evs...)
+}
+
+// record emits the events and counters of an accepted message. They follow
+// the durable PutMessage; a crash in between loses them but never the
+// message (Repair re-derives nothing here: the receipt and the deliveries
+// are the truth).
+func (in *Ingest) record(ctx context.Context, s Submission, m Message, rt Route, now time.Time) {
+	base := Event{Actor: s.System.ID, SystemID: s.System.ID, MessageUUID: m.UUID, Party: m.RecipientID, Time: now}
+	orgs := []string{m.SenderCVR}
+	for _, d := range rt.Deliveries {
+		if d.OrgCVR != "" && !slices.Contains(orgs, d.OrgCVR) {
+			orgs = append(orgs, d.OrgCVR)
+		}
+	}
+	ev := func(tag string, detail map[string]string) Event {
+		e := base
+		e.Tag, e.Orgs, e.Detail = tag, orgs, detail
+		return e
+	}
+	evs := []Event{
+		ev("MEMO_SEND_RECEIVED", map[string]string{"size": fmt.Sprint(m.Size), "mode": m.Mode}),
+		ev("MEMO_SEND_VALIDATED", nil),
+	}
+	switch rt.State {
+	case MessageNotDelivered:
+		evs = append(evs, ev("MEMO_SEND_NOT_DELIVERED", map[string]string{"errorCode": rt.ReasonCode}))
+	case MessageHeld:
+		evs = append(evs, ev("DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY", map[string]string{"notBefore": m.NotBefore.Format(time.RFC3339)}))
+	}
+	day := now.Format("2006-01-02")
+	var counters []Counter
+	channel := "NONE"
+	for _, d := range rt.Deliveries {
+		channel = string(d.Channel)
+		if rt.State == MessageActive {
+			switch d.Channel {
+			case ChannelSystem, ChannelMailbox:
+				evs = append(evs, ev("MEMO_SEND_READY_FOR_FETCH", map[string]string{"queue": d.Queue}))
+			case ChannelPrint:
+				evs = append(evs, ev("MEMO_SEND_QUEUED_FOR_PRINT", nil))
+			case ChannelSMS:
+				evs = append(evs, ev("MEMO_SEND_QUEUED_FOR_NEM_SMS", nil))
+			}
+		}
+		if d.OrgCVR != "" {
+			counters = append(counters, Counter{Key: CounterKey{Org: d.OrgCVR, Day: day, MessageType: m.MessageType,
+				Channel: string(d.Channel), SystemID: d.SystemID, Direction: "RECEIVED", SizeBucket: SizeBucket(m.Size)}, Count: 1, Bytes: m.Size})
+		}
+	}
+	counters = append(counters, Counter{Key: CounterKey{Org: m.SenderCVR, Day: day, MessageType: m.MessageType,
+		Channel: channel, SystemID: s.System.ID, Direction: "SENT", SizeBucket: SizeBucket(m.Size)}, Count: 1, Bytes: m.Size})
+	_ = in.emit(ctx, evs...)
+	_ = in.Store.AddCounters(ctx, counters)
+}
+
+func fieldCode(err error) string {
+	if he, ok := err.(*Error); ok && len(he.Fields) > 0 {
+		return he.Fields[0].Code
+	}
+	return string(ErrorCode(err))
+}
+
+// Recall withdraws a message held by doNotDeliverUntilDate, before its
+// date, on behalf of the sender organisation org. NotFound when org did
+// not send it; Conflict when it is no longer held.
+func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) error {
+	now := time.Now().UTC()
+	if in.Now != nil {
+		now = in.Now().UTC()
+	}
+	m, err := in.Store.GetMessage(ctx, messageUUID)
+	if err != nil {
+		return err
+	}
+	if m.SenderCVR != org {
+		return Errorf(NotFound, "no message %s sent by %s", messageUUID, org)
+	}
+	if m.State == MessageRecalled {
+		return nil
+	}
+	if m.State != MessageHeld || !m.NotBefore.After(now) {
+		return &Error{Code: Conflict, Message: "only a message held by doNotDeliverUntilDate can be recalled, before that date",
+			Fields: []FieldError{{Resource: "message", Field: "state", Code: "message.recall.too.late", Message: "the message has been released", RejectedValue: string(m.State)}}}
+	}
+	if err := in.Store.SetMessageState(ctx, messageUUID, MessageRecalled); err != nil {
+		return err
+	}
+	ds, err := in.Store.DeliveriesOf(ctx, messageUUID)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		res, err := in.Store.Ack(ctx, d.ID, now)
+		if err != nil {
+			return err
+		}
+		if res.Unreferenced && res.ContentKey != "" {
+			_ = in.Blobs.Delete(ctx, res.ContentKey)
+		}
+	}
+	return in.emit(ctx, Event{Tag: "MEMO_MESSAGE_RECALLED", Actor: actor, Orgs: []string{org}, MessageUUID: messageUUID, Party: m.RecipientID})
+}

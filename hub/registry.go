@@ -1,0 +1,368 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Limits of receiver systems per organisation (the national hub's rule):
+// an authority connects up to four systems for authority post, exactly one
+// of them the default, plus one for its CVR post; a company connects one.
+const (
+	MaxAuthorityPostSystems = 4
+	MaxCompanySystems       = 1
+)
+
+var (
+	cvrRe = regexp.MustCompile(`^[0-9]{8}$`)
+	cprRe = regexp.MustCompile(`^[0-9]{10}$`)
+)
+
+// ValidCVR and ValidCPR check the shape of party ids.
+func ValidCVR(s string) bool { return cvrRe.MatchString(s) }
+func ValidCPR(s string) bool { return cprRe.MatchString(s) }
+
+// Registry manages organisations, their systems and contact structure,
+// enforcing the domain's rules; the store only persists.
+type Registry struct {
+	Store Store
+	Now   func() time.Time
+}
+
+func (g *Registry) now() time.Time {
+	if g.Now != nil {
+		return g.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func invalidField(resource, field, code, msg, value string) *Error {
+	return &Error{Code: Invalid, Message: msg, Fields: []FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
+}
+
+// CreateOrg registers an organisation. Invalid for a bad CVR, kind or
+// setup; Conflict when it exists.
+func (g *Registry) CreateOrg(ctx context.Context, o Organisation) (Organisation, error) {
+	if !ValidCVR(o.CVR) {
+		return o, invalidField("organisation", "cvr", "organisation.cvr.invalid", "a CVR number is 8 digits", o.CVR)
+	}
+	if strings.TrimSpace(o.Name) == "" {
+		return o, invalidField("organisation", "name", "organisation.name.missing", "an organisation needs a name", "")
+	}
+	switch o.Kind {
+	case Authority, Company:
+	default:
+		return o, invalidField("organisation", "kind", "organisation.kind.invalid", "kind is AUTHORITY or COMPANY", string(o.Kind))
+	}
+	switch o.Setup {
+	case "":
+		o.Setup = SetupMailboxOnly
+	case SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
+	default:
+		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", string(o.Setup))
+	}
+	if o.Kind == Company && o.Setup == SetupContactable {
+		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(o.Setup))
+	}
+	for _, c := range o.SendFor {
+		if !ValidCVR(c) {
+			return o, invalidField("organisation", "sendFor", "organisation.cvr.invalid", "a CVR number is 8 digits", c)
+		}
+	}
+	now := g.now()
+	o.Created, o.Updated, o.Version, o.Active = now, now, 1, true
+	return o, g.Store.CreateOrg(ctx, o)
+}
+
+// NewToken returns a fresh API token and the hash stored for it. The token
+// is shown to the administrator once and never stored.
+func NewToken() (token, hash string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	token = "ph_" + base64.RawURLEncoding.EncodeToString(b)
+	return token, HashToken(token)
+}
+
+// HashToken is the stored form of an API token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// SystemSpec is what an administrator supplies to register a system.
+type SystemSpec struct {
+	Name            string
+	Role            SystemRole
+	Mailbox         MailboxKind
+	Default         bool
+	Protocol        Protocol
+	Endpoint        string
+	ReceiptEndpoint string
+	MemoVersion     string
+}
+
+// RegisterSystem adds a system to an organisation and returns it with its
+// API token (shown once). Receiver systems obey the limits: Conflict with
+// code "system.limit.authority.post" (a fifth authority-post system),
+// "system.limit.cvr.post" (a second CVR-post system), "system.limit.company"
+// (a second system of a company), "system.default.exists".
+func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec) (System, string, error) {
+	o, err := g.Store.GetOrg(ctx, org)
+	if err != nil {
+		return System{}, "", err
+	}
+	if strings.TrimSpace(sp.Name) == "" {
+		return System{}, "", invalidField("system", "name", "system.name.missing", "a system needs a name", "")
+	}
+	s := System{ID: uuid.NewString(), OrgCVR: org, Name: sp.Name, Role: sp.Role, Active: true, Version: 1}
+	switch sp.Role {
+	case SenderSystem, ViewerSystem:
+	case RecipientSystem:
+		if err := g.checkReceiver(ctx, o, &sp); err != nil {
+			return System{}, "", err
+		}
+		s.Mailbox, s.Default = sp.Mailbox, sp.Default
+		s.Protocol, s.Endpoint, s.ReceiptEndpoint = sp.Protocol, sp.Endpoint, sp.ReceiptEndpoint
+		s.MemoVersion = sp.MemoVersion
+	default:
+		return System{}, "", invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", string(sp.Role))
+	}
+	token, hash := NewToken()
+	s.TokenHash = hash
+	now := g.now()
+	s.Created, s.Updated = now, now
+	if err := g.Store.CreateSystem(ctx, s); err != nil {
+		return System{}, "", err
+	}
+	return s, token, nil
+}
+
+func (g *Registry) checkReceiver(ctx context.Context, o Organisation, sp *SystemSpec) error {
+	if sp.Protocol == "" {
+		sp.Protocol = RestPull
+	}
+	if sp.Protocol != RestPull && sp.Protocol != RestPush {
+		return invalidField("system", "protocol", "system.protocol.invalid", "protocol is REST_PULL or REST_PUSH", string(sp.Protocol))
+	}
+	if sp.Protocol == RestPush && !strings.HasPrefix(sp.Endpoint, "https://") && !strings.HasPrefix(sp.Endpoint, "http://") {
+		return invalidField("system", "endpoint", "system.endpoint.invalid", "a REST_PUSH system needs an http(s) endpoint", sp.Endpoint)
+	}
+	switch sp.MemoVersion {
+	case "":
+		sp.MemoVersion = "1.1"
+	case "1.1", "1.2":
+	default:
+		return invalidField("system", "memoVersion", "system.memo.version.invalid", "memoVersion is 1.1 or 1.2", sp.MemoVersion)
+	}
+	existing, err := g.Store.ListSystems(ctx, o.CVR)
+	if err != nil {
+		return err
+	}
+	var auth, cvr int
+	var hasDefault bool
+	for _, s := range existing {
+		if s.Role != RecipientSystem || !s.Active {
+			continue
+		}
+		if s.Mailbox == CVRPost {
+			cvr++
+		} else {
+			auth++
+			hasDefault = hasDefault || s.Default
+		}
+	}
+	if o.Kind == Company {
+		if auth+cvr >= MaxCompanySystems {
+			return &Error{Code: Conflict, Message: "a company connects at most one receiver system",
+				Fields: []FieldError{{Resource: "system", Field: "role", Code: "system.limit.company", Message: "a company connects at most one receiver system"}}}
+		}
+		sp.Mailbox, sp.Default = CVRPost, false
+		return nil
+	}
+	if sp.Mailbox == "" {
+		sp.Mailbox = AuthorityPost
+	}
+	switch sp.Mailbox {
+	case CVRPost:
+		if cvr >= 1 {
+			return &Error{Code: Conflict, Message: "an authority connects exactly one receiver system for its CVR post",
+				Fields: []FieldError{{Resource: "system", Field: "mailbox", Code: "system.limit.cvr.post", Message: "the CVR-post system exists already"}}}
+		}
+		sp.Default = false
+	case AuthorityPost:
+		if auth >= MaxAuthorityPostSystems {
+			return &Error{Code: Conflict, Message: "an authority connects at most four receiver systems for authority post",
+				Fields: []FieldError{{Resource: "system", Field: "mailbox", Code: "system.limit.authority.post", Message: "at most four authority-post systems"}}}
+		}
+		if sp.Default && hasDefault {
+			return &Error{Code: Conflict, Message: "the organisation has a default receiver system; use makedefaultrecipient to change it",
+				Fields: []FieldError{{Resource: "system", Field: "default", Code: "system.default.exists", Message: "exactly one default receiver system"}}}
+		}
+		// The first authority-post system is the default: there must be
+		// exactly one once any exist.
+		if auth == 0 {
+			sp.Default = true
+		}
+	default:
+		return invalidField("system", "mailbox", "system.mailbox.invalid", "mailbox is AUTHORITY_POST or CVR_POST", string(sp.Mailbox))
+	}
+	return nil
+}
+
+// MakeDefault marks an authority-post receiver system as the default and
+// unmarks the previous one.
+func (g *Registry) MakeDefault(ctx context.Context, org, id string) (System, error) {
+	s, err := g.systemOf(ctx, org, id)
+	if err != nil {
+		return s, err
+	}
+	if s.Role != RecipientSystem || s.Mailbox != AuthorityPost || !s.Active {
+		return s, &Error{Code: Conflict, Message: "only an active authority-post receiver system can be the default",
+			Fields: []FieldError{{Resource: "system", Field: "id", Code: "system.default.not.eligible", Message: "not an active authority-post receiver system", RejectedValue: id}}}
+	}
+	all, err := g.Store.ListSystems(ctx, org)
+	if err != nil {
+		return s, err
+	}
+	// Set the new default first: a crash in between leaves two defaults,
+	// which routing tolerates (it takes one), never none.
+	if !s.Default {
+		s.Default, s.Updated = true, g.now()
+		if err := g.Store.UpdateSystem(ctx, s); err != nil {
+			return s, err
+		}
+		s.Version++
+	}
+	for _, o := range all {
+		if o.ID != id && o.Default {
+			o.Default, o.Updated = false, g.now()
+			if err := g.Store.UpdateSystem(ctx, o); err != nil {
+				return s, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// RotateToken replaces a system's API token; the old one stops working.
+func (g *Registry) RotateToken(ctx context.Context, org, id string) (System, string, error) {
+	s, err := g.systemOf(ctx, org, id)
+	if err != nil {
+		return s, "", err
+	}
+	token, hash := NewToken()
+	s.TokenHash, s.Updated = hash, g.now()
+	if err := g.Store.UpdateSystem(ctx, s); err != nil {
+		return s, "", err
+	}
+	s.Version++
+	return s, token, nil
+}
+
+// DeactivateSystem turns a system off. The default receiver cannot be
+// deactivated while other authority-post systems exist (make another the
+// default first): Conflict "system.default.required".
+func (g *Registry) DeactivateSystem(ctx context.Context, org, id string) (System, error) {
+	s, err := g.systemOf(ctx, org, id)
+	if err != nil {
+		return s, err
+	}
+	if s.Default {
+		all, err := g.Store.ListSystems(ctx, org)
+		if err != nil {
+			return s, err
+		}
+		for _, o := range all {
+			if o.ID != id && o.Active && o.Role == RecipientSystem && o.Mailbox == AuthorityPost {
+				return s, &Error{Code: Conflict, Message: "make another system the default before deactivating this one",
+					Fields: []FieldError{{Resource: "system", Field: "default", Code: "system.default.required", Message: "exactly one default receiver system"}}}
+			}
+		}
+		s.Default = false
+	}
+	s.Active, s.Updated = false, g.now()
+	if err := g.Store.UpdateSystem(ctx, s); err != nil {
+		return s, err
+	}
+	s.Version++
+	return s, nil
+}
+
+func (g *Registry) systemOf(ctx context.Context, org, id string) (System, error) {
+	s, err := g.Store.GetSystem(ctx, id)
+	if err != nil {
+		return s, err
+	}
+	if s.OrgCVR != org {
+		// Another organisation's system does not exist for this caller.
+		return System{}, Errorf(NotFound, "no system %s in organisation %s", id, org)
+	}
+	return s, nil
+}
+
+// Authenticate finds the active system an API token belongs to.
+// Unauthorized for an unknown token or an inactive system.
+func (g *Registry) Authenticate(ctx context.Context, token string) (System, error) {
+	if token == "" {
+		return System{}, Errorf(Unauthorized, "missing API token")
+	}
+	s, err := g.Store.SystemByToken(ctx, HashToken(token))
+	if ErrorCode(err) == NotFound {
+		return System{}, Errorf(Unauthorized, "unknown API token")
+	}
+	if err != nil {
+		return System{}, err
+	}
+	if !s.Active {
+		return System{}, Errorf(Unauthorized, "the system is deactivated")
+	}
+	return s, nil
+}
+
+// PutContactPoint validates and stores a contact point: its system must be
+// an active receiver system of the same organisation.
+func (g *Registry) PutContactPoint(ctx context.Context, p ContactPoint) (ContactPoint, error) {
+	if strings.TrimSpace(p.Name) == "" {
+		return p, invalidField("contactPoint", "name", "contact.point.name.missing", "a contact point needs a name", "")
+	}
+	s, err := g.Store.GetSystem(ctx, p.SystemID)
+	if ErrorCode(err) == NotFound || (err == nil && (s.OrgCVR != p.OrgCVR || s.Role != RecipientSystem)) {
+		return p, invalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", p.SystemID)
+	}
+	if err != nil {
+		return p, err
+	}
+	for _, c := range p.Codes {
+		switch c.Type {
+		case CodeKLE, CodeFORM, CodeGLN, CodeSOR, CodeCustom:
+		default:
+			return p, invalidField("contactPoint", "contactPointCodes", "contact.point.code.type.invalid", "code type is KLE, FORM, GLN, SOR or CUSTOM", string(c.Type))
+		}
+		if strings.TrimSpace(c.Code) == "" {
+			return p, invalidField("contactPoint", "contactPointCodes", "contact.point.code.empty", "a contact point code needs a value", "")
+		}
+	}
+	if p.SizeThresholdMB < 0 || p.AttachmentLimit < 0 {
+		return p, invalidField("contactPoint", "memoSizeThresholdMB", "contact.point.limit.invalid", "limits are zero (none) or positive", "")
+	}
+	if p.ID == "" {
+		p.ID = uuid.NewString()
+		p.Created = g.now()
+		p.Version = 0
+	}
+	if err := g.Store.PutContactPoint(ctx, p); err != nil {
+		return p, err
+	}
+	p.Version++
+	return p, nil
+}

@@ -1,0 +1,341 @@
+package hub
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Mode is the sender's choice of delivery channel, in the style of
+// SF1601's KombiValgKode.
+type Mode string
+
+const (
+	// ModeAutomatic delivers digitally, else (exempt recipient) by print.
+	ModeAutomatic Mode = "AUTOMATIC"
+	// ModeDigitalOnly delivers digitally or not at all; the receipt says why.
+	ModeDigitalOnly Mode = "DIGITAL"
+	// ModePrintOnly always prints.
+	ModePrintOnly Mode = "PRINT"
+	// ModeNemSMS sends the notification text as an SMS.
+	ModeNemSMS Mode = "NEMSMS"
+)
+
+// ParseMode reads a mode from a request parameter: the constants above or
+// SF1601's Danish names ("Automatisk Valg", "Digital Post", "Fysisk Post",
+// "NemSMS"), case-insensitively; "" is automatic.
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToUpper(strings.Join(strings.Fields(s), " ")) {
+	case "", "AUTOMATIC", "AUTOMATISK VALG", "AUTOMATISK":
+		return ModeAutomatic, nil
+	case "DIGITAL", "DIGITAL POST", "DIGITAL_ONLY":
+		return ModeDigitalOnly, nil
+	case "PRINT", "FYSISK POST", "PRINT_ONLY", "PHYSICAL":
+		return ModePrintOnly, nil
+	case "NEMSMS", "SMS":
+		return ModeNemSMS, nil
+	}
+	return "", &Error{Code: Invalid, Message: "unknown delivery mode",
+		Fields: []FieldError{{Resource: "request", Field: "mode", Code: "mode.unknown",
+			Message: "mode must be AUTOMATIC, DIGITAL, PRINT or NEMSMS", RejectedValue: s}}}
+}
+
+// Letter is what routing needs to know about a validated MeMo; the HTTP
+// layer fills it from the parsed message.
+type Letter struct {
+	UUID          string
+	MessageID     string
+	MessageType   string // DIGITALPOST, NEMSMS…
+	MemoVersion   string
+	Label         string
+	SenderID      string // sender CVR
+	RecipientID   string
+	RecipientType string // CPR or CVR
+	PostType      string
+	ContactPoint  string // Recipient/ContactPoint/contactPointID
+	Notification  string
+	NotBefore     time.Time // doNotDeliverUntilDate (zero: none)
+	Size          int64
+	Attachments   int // additional documents
+	// Attrs are routing attributes from attention and content data:
+	// "KLE", "FORM", "CaseID", "GLN", "SOR", "messageCode".
+	Attrs map[string]string
+	// Address is the recipient's postal address from the MeMo, if any.
+	Address []string
+}
+
+// Route is the router's decision for one letter.
+type Route struct {
+	Deliveries []Delivery
+	// State is MessageActive, MessageHeld or MessageNotDelivered.
+	State MessageState
+	// Reason explains a MessageNotDelivered decision (receipt errorMessage).
+	Reason     string
+	ReasonCode string
+}
+
+// Router designates every message to its destination(s).
+type Router struct {
+	Store Store
+}
+
+// Route decides where a letter goes. Routing failures that are the
+// sender's fault (a contact point that does not exist, a letter too big for
+// its contact point) are Invalid errors; an undeliverable letter (digital
+// only to an exempt citizen) is a Route with State MessageNotDelivered.
+func (r *Router) Route(ctx context.Context, l Letter, mode Mode, now time.Time) (Route, error) {
+	if mode == "" {
+		mode = ModeAutomatic
+	}
+	if strings.EqualFold(l.MessageType, "NEMSMS") {
+		mode = ModeNemSMS
+	}
+	var rt Route
+	var err error
+	switch {
+	case mode == ModeNemSMS:
+		rt, err = r.routeSMS(ctx, l)
+	case mode == ModePrintOnly:
+		rt, err = r.routePrint(ctx, l)
+	case l.RecipientType == "CVR":
+		rt, err = r.routeOrg(ctx, l, mode)
+	default:
+		rt, err = r.routeCitizen(ctx, l, mode)
+	}
+	if err != nil {
+		return Route{}, err
+	}
+	if rt.State == "" {
+		rt.State = MessageActive
+	}
+	avail := now
+	if !l.NotBefore.IsZero() && l.NotBefore.After(now) {
+		avail = l.NotBefore
+		if rt.State == MessageActive {
+			rt.State = MessageHeld
+		}
+	}
+	for i := range rt.Deliveries {
+		d := &rt.Deliveries[i]
+		d.MessageUUID = l.UUID
+		d.Created = now
+		d.AvailableAt = avail
+		d.State = DeliveryReady
+		d.Size = l.Size
+		d.ID = DeliveryID(l.UUID, d.Queue)
+	}
+	return rt, nil
+}
+
+// DeliveryID is the conventional id of a message's delivery to a queue.
+func DeliveryID(messageUUID, queue string) string { return messageUUID + "@" + queue }
+
+// MailboxQueue names the queue of a party's mailbox. Citizens have one
+// mailbox (kind ""), organisations one per MailboxKind.
+func MailboxQueue(party string, kind MailboxKind) string {
+	if kind == "" {
+		return "mailbox/" + party
+	}
+	return "mailbox/" + party + "/" + string(kind)
+}
+
+// SystemQueue names a receiver system's queue.
+func SystemQueue(systemID string) string { return "system/" + systemID }
+
+// Queues of the print and SMS outboxes.
+const (
+	PrintQueue = "print"
+	SMSQueue   = "sms"
+)
+
+func notDelivered(code, reason string) Route {
+	return Route{State: MessageNotDelivered, ReasonCode: code, Reason: reason}
+}
+
+func (r *Router) lookupContact(ctx context.Context, id string) (Contact, bool, error) {
+	c, err := r.Store.GetContact(ctx, id)
+	if ErrorCode(err) == NotFound {
+		return Contact{ID: id, Status: Registered}, false, nil
+	}
+	return c, err == nil, err
+}
+
+func (r *Router) routeCitizen(ctx context.Context, l Letter, mode Mode) (Route, error) {
+	c, _, err := r.lookupContact(ctx, l.RecipientID)
+	if err != nil {
+		return Route{}, err
+	}
+	if c.Status == Exempt {
+		if mode == ModeDigitalOnly {
+			return notDelivered("recipient.exempt", "the recipient is exempt from Digital Post and the sender chose digital delivery only"), nil
+		}
+		return r.routePrint(ctx, l)
+	}
+	return Route{Deliveries: []Delivery{{Channel: ChannelMailbox, Queue: MailboxQueue(l.RecipientID, "")}}}, nil
+}
+
+func (r *Router) routePrint(ctx context.Context, l Letter) (Route, error) {
+	c, _, err := r.lookupContact(ctx, l.RecipientID)
+	if err != nil {
+		return Route{}, err
+	}
+	addr := l.Address
+	if len(addr) == 0 {
+		addr = c.Address
+	}
+	if len(addr) == 0 {
+		return notDelivered("recipient.address.unknown", "physical print needs a postal address, and neither the message nor the contact register has one"), nil
+	}
+	meta := map[string]string{"address": strings.Join(addr, "\n"), "recipient": l.RecipientID}
+	if c.Name != "" {
+		meta["name"] = c.Name
+	}
+	return Route{Deliveries: []Delivery{{Channel: ChannelPrint, Queue: PrintQueue, Meta: meta}}}, nil
+}
+
+func (r *Router) routeSMS(ctx context.Context, l Letter) (Route, error) {
+	if l.RecipientType != "CPR" {
+		return notDelivered("nemsms.recipient.not.citizen", "NemSMS can only be sent to citizens (CPR)"), nil
+	}
+	c, found, err := r.lookupContact(ctx, l.RecipientID)
+	if err != nil {
+		return Route{}, err
+	}
+	if !found || !c.NemSMS || c.Phone == "" {
+		return notDelivered("nemsms.not.registered", "the recipient is not registered for NemSMS"), nil
+	}
+	if strings.TrimSpace(l.Notification) == "" {
+		return Route{}, &Error{Code: Invalid, Message: "a NemSMS needs a notification text",
+			Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/notification", Code: "empty.notification.not.allowed",
+				Message: "Empty notification is not allowed for MeMo of the type NEMSMS"}}}
+	}
+	return Route{Deliveries: []Delivery{{Channel: ChannelSMS, Queue: SMSQueue,
+		Meta: map[string]string{"phone": c.Phone, "text": l.Notification, "recipient": l.RecipientID}}}}, nil
+}
+
+// MailboxKindOf tells which of an organisation's mailboxes a letter is for:
+// an explicit postType wins ("MYNDIGHEDSPOST"/"VIRKSOMHEDSPOST"); otherwise
+// post to an authority is authority post and post to a company is CVR post.
+func MailboxKindOf(o Organisation, postType string) MailboxKind {
+	switch strings.ToUpper(strings.TrimSpace(postType)) {
+	case "MYNDIGHEDSPOST", "AUTHORITY_POST":
+		if o.Kind == Authority {
+			return AuthorityPost
+		}
+	case "VIRKSOMHEDSPOST", "CVR_POST":
+		return CVRPost
+	}
+	if o.Kind == Authority {
+		return AuthorityPost
+	}
+	return CVRPost
+}
+
+func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, error) {
+	o, err := r.Store.GetOrg(ctx, l.RecipientID)
+	if ErrorCode(err) == NotFound || (err == nil && !o.Active) {
+		// A company or authority not connected to this hub: its post stays
+		// in its CVR mailbox for viewing clients, or is printed when exempt.
+		c, _, cerr := r.lookupContact(ctx, l.RecipientID)
+		if cerr != nil {
+			return Route{}, cerr
+		}
+		if c.Status == Exempt {
+			if mode == ModeDigitalOnly {
+				return notDelivered("recipient.exempt", "the recipient is exempt from Digital Post and the sender chose digital delivery only"), nil
+			}
+			return r.routePrint(ctx, l)
+		}
+		return Route{Deliveries: []Delivery{{Channel: ChannelMailbox, Queue: MailboxQueue(l.RecipientID, CVRPost), OrgCVR: l.RecipientID}}}, nil
+	}
+	if err != nil {
+		return Route{}, err
+	}
+	kind := MailboxKindOf(o, l.PostType)
+	inMailbox := Route{Deliveries: []Delivery{{Channel: ChannelMailbox, Queue: MailboxQueue(o.CVR, kind), OrgCVR: o.CVR}}}
+	if o.Setup == SetupMailboxOnly {
+		return inMailbox, nil
+	}
+	systems, err := r.Store.ListSystems(ctx, o.CVR)
+	if err != nil {
+		return Route{}, err
+	}
+	active := map[string]System{}
+	var def, cvrSys *System
+	for i := range systems {
+		s := systems[i]
+		if s.Role != RecipientSystem || !s.Active {
+			continue
+		}
+		active[s.ID] = s
+		switch {
+		case s.Mailbox == CVRPost:
+			cvrSys = &systems[i]
+		case s.Default:
+			def = &systems[i]
+		}
+	}
+	toSystem := func(s System) Route {
+		return Route{Deliveries: []Delivery{{Channel: ChannelSystem, Queue: SystemQueue(s.ID), OrgCVR: o.CVR, SystemID: s.ID}}}
+	}
+	if kind == CVRPost {
+		if cvrSys != nil {
+			return toSystem(*cvrSys), nil
+		}
+		return inMailbox, nil
+	}
+	if l.ContactPoint != "" {
+		cp, err := r.Store.GetContactPoint(ctx, l.ContactPoint)
+		if ErrorCode(err) == NotFound || (err == nil && (cp.OrgCVR != o.CVR || !cp.Active)) {
+			return Route{}, &Error{Code: Invalid, Message: "the recipient has no such active contact point",
+				Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/Recipient/ContactPoint/contactPointID",
+					Code: "contact.point.not.found", Message: "no active contact point with this id at the recipient", RejectedValue: l.ContactPoint}}}
+		}
+		if err != nil {
+			return Route{}, err
+		}
+		if cp.SizeThresholdMB > 0 && float64(l.Size) > cp.SizeThresholdMB*1024*1024 {
+			return Route{}, &Error{Code: Invalid, Message: "the message is larger than the contact point accepts",
+				Fields: []FieldError{{Resource: "memo", Field: "/Message", Code: "contact.point.size.exceeded",
+					Message: "the contact point accepts messages up to its memoSizeThresholdMB"}}}
+		}
+		if cp.AttachmentLimit > 0 && l.Attachments > cp.AttachmentLimit {
+			return Route{}, &Error{Code: Invalid, Message: "the message has more attachments than the contact point accepts",
+				Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageBody", Code: "contact.point.attachments.exceeded",
+					Message: "the contact point accepts at most allowedNumberOfAttachments additional documents"}}}
+		}
+		if s, ok := active[cp.SystemID]; ok {
+			return toSystem(s), nil
+		}
+	}
+	rules, err := r.Store.ListRoutingRules(ctx, o.CVR)
+	if err != nil {
+		return Route{}, err
+	}
+	for _, rule := range rules {
+		if s, ok := active[rule.SystemID]; ok && ruleMatches(rule, l) {
+			return toSystem(s), nil
+		}
+	}
+	if def != nil {
+		return toSystem(*def), nil
+	}
+	return inMailbox, nil
+}
+
+func ruleMatches(rule RoutingRule, l Letter) bool {
+	var v string
+	switch rule.Field {
+	case "label":
+		v = l.Label
+	default:
+		v = l.Attrs[rule.Field]
+	}
+	if v == "" {
+		return false
+	}
+	if p, ok := strings.CutSuffix(rule.Value, "*"); ok {
+		return strings.HasPrefix(v, p)
+	}
+	return v == rule.Value
+}

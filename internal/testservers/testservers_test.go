@@ -1,0 +1,110 @@
+package testservers_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/posthub/posthub/internal/testservers"
+)
+
+func TestMain(m *testing.M) { testservers.Main(m) }
+
+// TestFerretDB checks that the MongoDB driver can write to and read from the
+// FerretDB server, which the Mongo store's contract tests rely on.
+func TestFerretDB(t *testing.T) {
+	uri := testservers.FerretDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatalf("connect %s: %v", uri, err)
+	}
+	defer client.Disconnect(context.Background())
+	if err := client.Ping(ctx, nil); err != nil {
+		t.Fatalf("ping %s: %v", uri, err)
+	}
+
+	coll := client.Database(testservers.DatabaseName(t)).Collection("docs")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: 42}}); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	var got struct {
+		ID string `bson:"_id"`
+		N  int    `bson:"n"`
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "a"}}).Decode(&got); err != nil {
+		t.Fatalf("find: %v", err)
+	}
+	if got.ID != "a" || got.N != 42 {
+		t.Fatalf("read back %+v, want {a 42}", got)
+	}
+	// A unique _id has exactly one winner: the property the Mongo store
+	// builds on (see DESIGN.md).
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); !mongo.IsDuplicateKeyError(err) {
+		t.Fatalf("second insert of _id a: got %v, want a duplicate key error", err)
+	}
+}
+
+// TestMinIO checks that minio-go can create a bucket and round-trip an
+// object on the MinIO server.
+func TestMinIO(t *testing.T) {
+	endpoint, access, secret := testservers.MinIO(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(access, secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := testservers.BucketName(t)
+	if err := c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket %q: %v", bucket, err)
+	}
+	want := []byte("hello, posthub")
+	if _, err := c.PutObject(ctx, bucket, "k", bytes.NewReader(want), int64(len(want)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	obj, err := c.GetObject(ctx, bucket, "k", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	defer obj.Close()
+	got, err := io.ReadAll(obj)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %q, %v; want %q", got, err, want)
+	}
+}
+
+// TestNames checks that per-test names are valid for S3 and MongoDB and
+// distinct.
+func TestNames(t *testing.T) {
+	seen := map[string]bool{}
+	for range 3 {
+		for _, n := range []string{testservers.BucketName(t), testservers.DatabaseName(t)} {
+			if len(n) < 3 || len(n) > 63 || seen[n] {
+				t.Fatalf("bad or repeated name %q", n)
+			}
+			for _, r := range n {
+				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+					t.Fatalf("name %q has %q", n, r)
+				}
+			}
+			seen[n] = true
+		}
+	}
+	t.Run("a very long subtest name that goes on and on and on well past sixty-three bytes", func(t *testing.T) {
+		for _, n := range []string{testservers.BucketName(t), testservers.DatabaseName(t)} {
+			if len(n) > 63 {
+				t.Fatalf("name %q is %d bytes", n, len(n))
+			}
+		}
+	})
+}

@@ -1,0 +1,748 @@
+package memo
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// maxLeafText bounds the text of any element but File/content. The schemas
+// allow at most 512 characters; the bound only keeps odd input cheap.
+const maxLeafText = 64 << 10
+
+// ParseFile reads the MeMo in the file at path into a Message. File
+// contents are not read into memory: each File refers to the byte ranges of
+// its base64 text in the file, and File.Open decodes them on demand, so the
+// file must stay in place and unchanged while the Message is used.
+//
+// The document is expected to have passed XSD validation; anything odd is
+// still reported, never panicked on: Invalid (*hub.Error with one field
+// error) for malformed XML or an element the model does not know, Internal
+// for I/O failures.
+func ParseFile(path string) (*Message, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "memo: open %s", path)
+	}
+	defer f.Close()
+	p := parser{s: newPullScanner(f), path: path}
+	m, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	m.Size = p.s.offset()
+	return m, nil
+}
+
+// Parse reads a MeMo from r. File contents are base64-decoded once, while
+// the document streams by, and held in memory; nothing else is buffered
+// beyond a small window. Errors as ParseFile.
+func Parse(r io.Reader) (*Message, error) {
+	p := parser{s: newPullScanner(r), decode: true}
+	m, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	m.Size = p.s.offset()
+	return m, nil
+}
+
+// ParseBytes reads a MeMo held in b without copying it: File contents refer
+// to b, which must not be modified while the Message is used. Errors as
+// ParseFile.
+func ParseBytes(b []byte) (*Message, error) {
+	p := parser{s: newPullBytesScanner(b), src: b}
+	m, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	m.Size = int64(len(b))
+	return m, nil
+}
+
+type parser struct {
+	s      *pullScanner
+	decode bool   // stream input: decode content into memory
+	path   string // file input: contents refer to this file
+	src    []byte // byte input: contents refer to this slice
+	str    stringSink
+	err    error
+}
+
+// parseError carries a hub.Error out of the parser.
+func (p *parser) invalid(code, field, msg string, line int) error {
+	return &hub.Error{Code: hub.Invalid, Message: "the MeMo cannot be read: " + msg, Fields: []hub.FieldError{{
+		Resource: "memo", Field: field, Code: code, Message: msg, Line: line,
+	}}}
+}
+
+func (p *parser) wrap(err error) error {
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	var se *syntaxError
+	if errors.As(err, &se) {
+		return p.invalid(CodeNotWellFormed, "", se.msg, se.line)
+	}
+	return hub.Wrap(hub.Internal, err, "memo: read")
+}
+
+func (p *parser) parse() (m *Message, err error) {
+	defer func() {
+		// The parser is written not to panic; this is the last line of
+		// defence for outside input, turning a bug into an Invalid answer.
+		if r := recover(); r != nil {
+			m, err = nil, hub.Errorf(hub.Invalid, "the MeMo cannot be read: internal parser error")
+		}
+	}()
+	tok, err := p.s.next()
+	if err != nil {
+		return nil, p.wrap(err)
+	}
+	if tok != tokStart || p.s.name != "Message" {
+		return nil, p.invalid(CodeRootInvalid, "/", "the root element is not MeMo's Message", p.s.tokLine)
+	}
+	m = &Message{}
+	line := p.s.tokLine
+	var version string
+	for _, a := range p.s.attrs {
+		if a.ns != nsNone {
+			continue
+		}
+		switch a.local {
+		case "memoVersion":
+			version = normaliseVersion(a.value)
+		case "memoSchVersion":
+			m.SchVersion = strings.TrimSpace(a.value)
+		}
+	}
+	switch version {
+	case Version11, Version12:
+		m.Version = version
+	default:
+		return nil, p.invalid(CodeVersionNotSupported, "/Message/@memoVersion", "memoVersion must be 1.1 or 1.2", line)
+	}
+	err = p.children("/Message", func(name string) error {
+		switch name {
+		case "MessageHeader":
+			return p.header(&m.MessageHeader)
+		case "MessageBody":
+			m.MessageBody = &MessageBody{}
+			return p.body(m.MessageBody)
+		}
+		return p.unexpected("/Message", name)
+	})
+	if err != nil {
+		return nil, p.wrap(err)
+	}
+	if tok, err := p.s.next(); err != nil || tok != tokEOF {
+		if err == nil {
+			err = p.s.fail("content after the root element")
+		}
+		return nil, p.wrap(err)
+	}
+	return m, nil
+}
+
+// normaliseVersion turns an xs:decimal like " 1.10 " or "+01.2" into "1.1"/"1.2".
+func normaliseVersion(v string) string {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "+")
+	if strings.Contains(v, ".") {
+		v = strings.TrimRight(v, "0")
+		v = strings.TrimSuffix(v, ".")
+	}
+	for len(v) > 1 && v[0] == '0' && v[1] != '.' {
+		v = v[1:]
+	}
+	return v
+}
+
+// children calls fn for each child element of the element just opened, and
+// consumes its end tag. fn must consume the child completely.
+func (p *parser) children(path string, fn func(name string) error) error {
+	for {
+		tok, err := p.s.next()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case tokEnd:
+			return nil
+		case tokEOF:
+			return p.s.fail("unexpected end of document")
+		}
+		if err := fn(p.s.name); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *parser) unexpected(path, name string) error {
+	return p.invalid(CodeSchemaElementUnexpect, path+"/"+name, "element "+name+" is not part of MeMo here", p.s.tokLine)
+}
+
+// text reads a simple element's text and its end tag.
+func (p *parser) text() (string, error) {
+	p.str.b = p.str.b[:0]
+	p.str.skipLF, p.str.over, p.str.limit = false, false, maxLeafText
+	if err := p.s.text(&p.str); err != nil {
+		return "", err
+	}
+	if p.str.over {
+		return "", p.s.fail("text too long")
+	}
+	tok, err := p.s.next()
+	if err != nil {
+		return "", err
+	}
+	if tok != tokEnd {
+		return "", p.s.fail("expected an end tag")
+	}
+	return string(p.str.b), nil
+}
+
+// str reads a simple element into *dst.
+func (p *parser) into(dst *string) error {
+	v, err := p.text()
+	*dst = v
+	return err
+}
+
+func (p *parser) boolean(dst **bool) error {
+	v, err := p.text()
+	if err != nil {
+		return err
+	}
+	switch strings.TrimSpace(v) {
+	case "true", "1":
+		*dst = Bool(true)
+	case "false", "0":
+		*dst = Bool(false)
+	default:
+		return p.invalid(CodeSchemaValueInvalid, "", "not a boolean: "+clip(v), p.s.tokLine)
+	}
+	return nil
+}
+
+// leaves reads a complex element whose children are all simple, mapping
+// each child name to its destination.
+func (p *parser) leaves(path string, kv ...leaf) error {
+	for {
+		tok, err := p.s.next()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case tokEnd:
+			return nil
+		case tokEOF:
+			return p.s.fail("unexpected end of document")
+		}
+		name := p.s.name
+		found := false
+		for _, l := range kv {
+			if l.name == name {
+				if err := p.into(l.dst); err != nil {
+					return err
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			return p.unexpected(path, name)
+		}
+	}
+}
+
+type leaf struct {
+	name string
+	dst  *string
+}
+
+func (p *parser) header(h *MessageHeader) error {
+	const path = "/Message/MessageHeader"
+	h.lines.header = p.s.tokLine
+	return p.children(path, func(name string) error {
+		line := p.s.tokLine
+		switch name {
+		case "messageType":
+			h.lines.messageType = line
+			return p.into(&h.MessageType)
+		case "messageUUID":
+			h.lines.messageUUID = line
+			return p.into(&h.MessageUUID)
+		case "messageID":
+			return p.into(&h.MessageID)
+		case "messageCode":
+			return p.into(&h.MessageCode)
+		case "label":
+			return p.into(&h.Label)
+		case "notification":
+			h.lines.notification = line
+			return p.into(&h.Notification)
+		case "additionalNotification":
+			return p.into(&h.AdditionalNotification)
+		case "reply":
+			return p.boolean(&h.Reply)
+		case "replyByDateTime":
+			return p.into(&h.ReplyByDateTime)
+		case "doNotDeliverUntilDate":
+			h.lines.doNotDeliverUntilDate = line
+			return p.into(&h.DoNotDeliverUntilDate)
+		case "mandatory":
+			return p.boolean(&h.Mandatory)
+		case "legalNotification":
+			return p.boolean(&h.LegalNotification)
+		case "postType":
+			return p.into(&h.PostType)
+		case "Sender":
+			return p.sender(&h.Sender)
+		case "Recipient":
+			return p.recipient(&h.Recipient)
+		case "ContentData":
+			h.ContentData = &ContentData{}
+			return p.contentData(h.ContentData)
+		case "ForwardData":
+			h.ForwardData = &ForwardData{}
+			return p.forwardData(h.ForwardData)
+		case "ReplyData":
+			h.ReplyData = append(h.ReplyData, ReplyData{})
+			return p.replyData(&h.ReplyData[len(h.ReplyData)-1])
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) sender(s *Sender) error {
+	const path = "/Message/MessageHeader/Sender"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "senderID":
+			s.idLine = p.s.tokLine
+			return p.into(&s.SenderID)
+		case "idType":
+			s.idTypeLine = p.s.tokLine
+			return p.into(&s.IDType)
+		case "idTypeLabel":
+			return p.into(&s.IDTypeLabel)
+		case "label":
+			return p.into(&s.Label)
+		case "AttentionData":
+			s.AttentionData = &AttentionData{}
+			return p.attention(path+"/AttentionData", s.AttentionData)
+		case "ContactPoint":
+			s.ContactPoint = &ContactPoint{}
+			return p.contactPoint(path+"/ContactPoint", s.ContactPoint)
+		case "Representative":
+			r := &Representative{line: p.s.tokLine}
+			s.Representative = r
+			return p.leaves(path+"/Representative", leaf{"representativeID", &r.RepresentativeID}, leaf{"idType", &r.IDType}, leaf{"idTypeLabel", &r.IDTypeLabel}, leaf{"label", &r.Label})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) recipient(r *Recipient) error {
+	const path = "/Message/MessageHeader/Recipient"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "recipientID":
+			r.idLine = p.s.tokLine
+			return p.into(&r.RecipientID)
+		case "idType":
+			r.idTypeLine = p.s.tokLine
+			return p.into(&r.IDType)
+		case "idTypeLabel":
+			return p.into(&r.IDTypeLabel)
+		case "label":
+			return p.into(&r.Label)
+		case "AttentionData":
+			r.AttentionData = &AttentionData{}
+			return p.attention(path+"/AttentionData", r.AttentionData)
+		case "ContactPoint":
+			r.ContactPoint = &ContactPoint{}
+			return p.contactPoint(path+"/ContactPoint", r.ContactPoint)
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) contactPoint(path string, c *ContactPoint) error {
+	return p.children(path, func(name string) error {
+		switch name {
+		case "contactGroup":
+			return p.into(&c.ContactGroup)
+		case "contactPointID":
+			c.idLine = p.s.tokLine
+			return p.into(&c.ContactPointID)
+		case "label":
+			return p.into(&c.Label)
+		case "ContactInfo":
+			c.ContactInfo = append(c.ContactInfo, ContactInfo{})
+			ci := &c.ContactInfo[len(c.ContactInfo)-1]
+			return p.leaves(path+"/ContactInfo", leaf{"label", &ci.Label}, leaf{"value", &ci.Value})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) attention(path string, a *AttentionData) error {
+	return p.children(path, func(name string) error {
+		switch name {
+		case "AttentionPerson":
+			v := &AttentionPerson{}
+			a.AttentionPerson = v
+			return p.leaves(path+"/"+name, leaf{"personID", &v.PersonID}, leaf{"label", &v.Label})
+		case "grd:ProductionUnit":
+			a.ProductionUnit = &ProductionUnit{}
+			return p.productionUnit(path+"/"+name, a.ProductionUnit)
+		case "gln:GlobalLocationNumber":
+			v := &GlobalLocationNumber{}
+			a.GlobalLocationNumber = v
+			return p.leaves(path+"/"+name, leaf{"gln:globalLocationNumber", &v.GlobalLocationNumber}, leaf{"gln:location", &v.Location})
+		case "EMail":
+			v := &EMail{}
+			a.EMail = v
+			return p.leaves(path+"/"+name, leaf{"emailAddress", &v.EmailAddress}, leaf{"relatedAgent", &v.RelatedAgent})
+		case "grd:SEnumber":
+			v := &SEnumber{}
+			a.SEnumber = v
+			return p.leaves(path+"/"+name, leaf{"grd:seNumber", &v.SENumber}, leaf{"grd:companyName", &v.CompanyName})
+		case "Telephone":
+			v := &Telephone{}
+			a.Telephone = v
+			return p.leaves(path+"/"+name, leaf{"telephoneNumber", &v.TelephoneNumber}, leaf{"relatedAgent", &v.RelatedAgent})
+		case "grd:EID":
+			v := &EID{}
+			a.EID = v
+			return p.leaves(path+"/"+name, leaf{"grd:eID", &v.EID}, leaf{"grd:label", &v.Label})
+		case "ContentResponsible":
+			v := &ContentResponsible{}
+			a.ContentResponsible = v
+			return p.leaves(path+"/"+name, leaf{"contentResponsibleID", &v.ContentResponsibleID}, leaf{"label", &v.Label})
+		case "GeneratingSystem":
+			v := &GeneratingSystem{}
+			a.GeneratingSystem = v
+			return p.leaves(path+"/"+name, leaf{"generatingSystemID", &v.GeneratingSystemID}, leaf{"label", &v.Label})
+		case "sor:SORdata":
+			v := &SORdata{}
+			a.SORdata = v
+			return p.leaves(path+"/"+name, leaf{"sor:sorIdentifier", &v.SORIdentifier}, leaf{"sor:entryName", &v.EntryName})
+		case "grd:Address":
+			a.Address = &Address{}
+			return p.address(path+"/"+name, a.Address)
+		case "grd:UnstructuredAddress":
+			v := &UnstructuredAddress{}
+			a.UnstructuredAddress = v
+			return p.leaves(path+"/"+name, leaf{"grd:unstructured", &v.Unstructured})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) productionUnit(path string, v *ProductionUnit) error {
+	return p.leaves(path, leaf{"grd:productionUnitNumber", &v.ProductionUnitNumber}, leaf{"grd:productionUnitName", &v.ProductionUnitName})
+}
+
+func (p *parser) address(path string, a *Address) error {
+	return p.children(path, func(name string) error {
+		switch name {
+		case "grd:id":
+			return p.into(&a.ID)
+		case "grd:addressLabel":
+			return p.into(&a.AddressLabel)
+		case "grd:houseNumber":
+			return p.into(&a.HouseNumber)
+		case "grd:door":
+			return p.into(&a.Door)
+		case "grd:floor":
+			return p.into(&a.Floor)
+		case "grd:co":
+			return p.into(&a.Co)
+		case "grd:zipCode":
+			return p.into(&a.ZipCode)
+		case "grd:city":
+			return p.into(&a.City)
+		case "grd:country":
+			return p.into(&a.Country)
+		case "grd:AddressPoint":
+			v := &AddressPoint{}
+			a.AddressPoint = v
+			return p.leaves(path+"/"+name, leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) contentData(c *ContentData) error {
+	const path = "/Message/MessageHeader/ContentData"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "grd:CPRdata":
+			v := &CPRdata{}
+			c.CPRdata = v
+			return p.children(path+"/"+name, func(n string) error {
+				switch n {
+				case "grd:cprNumber":
+					v.line = p.s.tokLine
+					return p.into(&v.CPRNumber)
+				case "grd:name":
+					return p.into(&v.Name)
+				}
+				return p.unexpected(path+"/"+name, n)
+			})
+		case "grd:CVRdata":
+			v := &CVRdata{}
+			c.CVRdata = v
+			return p.children(path+"/"+name, func(n string) error {
+				switch n {
+				case "grd:cvrNumber":
+					v.line = p.s.tokLine
+					return p.into(&v.CVRNumber)
+				case "grd:companyName":
+					return p.into(&v.CompanyName)
+				}
+				return p.unexpected(path+"/"+name, n)
+			})
+		case "dmv:MotorVehicle":
+			v := &MotorVehicle{}
+			c.MotorVehicle = v
+			return p.leaves(path+"/"+name, leaf{"dmv:licenseNumber", &v.LicenseNumber}, leaf{"dmv:chassisNumber", &v.ChassisNumber})
+		case "grd:PropertyNumber":
+			v := &PropertyNumber{}
+			c.PropertyNumber = v
+			return p.leaves(path+"/"+name, leaf{"grd:propertyNumber", &v.PropertyNumber})
+		case "CaseID":
+			v := &CaseID{}
+			c.CaseID = v
+			return p.leaves(path+"/"+name, leaf{"caseID", &v.CaseID}, leaf{"caseSystem", &v.CaseSystem})
+		case "kle:KLEdata":
+			v := &KLEdata{}
+			c.KLEdata = v
+			return p.leaves(path+"/"+name, leaf{"kle:subjectKey", &v.SubjectKey}, leaf{"kle:version", &v.Version}, leaf{"kle:activityFacet", &v.ActivityFacet}, leaf{"kle:label", &v.Label})
+		case "form:FORMdata":
+			v := &FORMdata{}
+			c.FORMdata = v
+			return p.leaves(path+"/"+name, leaf{"form:taskKey", &v.TaskKey}, leaf{"form:version", &v.Version}, leaf{"form:activityFacet", &v.ActivityFacet}, leaf{"form:label", &v.Label})
+		case "grd:ProductionUnit":
+			c.ProductionUnit = &ProductionUnit{}
+			return p.productionUnit(path+"/"+name, c.ProductionUnit)
+		case "udd:Education":
+			v := &Education{}
+			c.Education = v
+			return p.leaves(path+"/"+name, leaf{"udd:educationCode", &v.EducationCode}, leaf{"udd:educationName", &v.EducationName})
+		case "grd:Address":
+			c.Address = &Address{}
+			return p.address(path+"/"+name, c.Address)
+		case "grd:UnstructuredAddress":
+			v := &UnstructuredAddress{}
+			c.UnstructuredAddress = v
+			return p.leaves(path+"/"+name, leaf{"grd:unstructured", &v.Unstructured})
+		case "AdditionalContentData":
+			c.AdditionalContentData = append(c.AdditionalContentData, AdditionalContentData{})
+			v := &c.AdditionalContentData[len(c.AdditionalContentData)-1]
+			return p.leaves(path+"/"+name, leaf{"contentDataType", &v.ContentDataType}, leaf{"contentDataName", &v.ContentDataName}, leaf{"contentDataValue", &v.ContentDataValue})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) forwardData(f *ForwardData) error {
+	const path = "/Message/MessageHeader/ForwardData"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "messageUUID":
+			return p.into(&f.MessageUUID)
+		case "originalMessageDateTime":
+			return p.into(&f.OriginalMessageDateTime)
+		case "originalSender":
+			return p.into(&f.OriginalSender)
+		case "originalContentResponsible":
+			return p.into(&f.OriginalContentResponsible)
+		case "originalRepresentative":
+			return p.into(&f.OriginalRepresentative)
+		case "contactPointID":
+			f.contactPointIDLine = p.s.tokLine
+			return p.into(&f.ContactPointID)
+		case "comment":
+			return p.into(&f.Comment)
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) replyData(r *ReplyData) error {
+	const path = "/Message/MessageHeader/ReplyData"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "messageID":
+			return p.into(&r.MessageID)
+		case "messageUUID":
+			return p.into(&r.MessageUUID)
+		case "replyUUID":
+			return p.into(&r.ReplyUUID)
+		case "senderID":
+			return p.into(&r.SenderID)
+		case "recipientID":
+			return p.into(&r.RecipientID)
+		case "caseID":
+			return p.into(&r.CaseID)
+		case "contactPointID":
+			r.contactPointIDLine = p.s.tokLine
+			return p.into(&r.ContactPointID)
+		case "generatingSystemID":
+			return p.into(&r.GeneratingSystemID)
+		case "comment":
+			return p.into(&r.Comment)
+		case "AdditionalReplyData":
+			r.AdditionalReplyData = append(r.AdditionalReplyData, AdditionalReplyData{})
+			v := &r.AdditionalReplyData[len(r.AdditionalReplyData)-1]
+			return p.leaves(path+"/"+name, leaf{"label", &v.Label}, leaf{"value", &v.Value})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) body(b *MessageBody) error {
+	const path = "/Message/MessageBody"
+	return p.children(path, func(name string) error {
+		switch name {
+		case "createdDateTime":
+			return p.into(&b.CreatedDateTime)
+		case "MainDocument":
+			return p.document(path+"/"+name, MainDocumentKind, &b.MainDocument)
+		case "AdditionalDocument":
+			b.AdditionalDocument = append(b.AdditionalDocument, Document{})
+			return p.document(path+"/"+name, AdditionalDocumentKind, &b.AdditionalDocument[len(b.AdditionalDocument)-1])
+		case "TechnicalDocument":
+			b.TechnicalDocument = append(b.TechnicalDocument, Document{})
+			return p.document(path+"/"+name, TechnicalDocumentKind, &b.TechnicalDocument[len(b.TechnicalDocument)-1])
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) document(path string, kind DocumentKind, d *Document) error {
+	d.line = p.s.tokLine
+	idName := kind.idElement()
+	return p.children(path, func(name string) error {
+		switch name {
+		case idName:
+			return p.into(&d.DocumentID)
+		case "label":
+			return p.into(&d.Label)
+		case "File":
+			f := &File{line: p.s.tokLine}
+			d.Files = append(d.Files, f)
+			return p.file(path+"/File", f)
+		case "Action":
+			if kind != TechnicalDocumentKind {
+				d.Actions = append(d.Actions, Action{line: p.s.tokLine})
+				return p.action(path+"/Action", &d.Actions[len(d.Actions)-1])
+			}
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+func (p *parser) file(path string, f *File) error {
+	return p.children(path, func(name string) error {
+		line := p.s.tokLine
+		switch name {
+		case "encodingFormat":
+			f.lines.encodingFormat = line
+			return p.into(&f.EncodingFormat)
+		case "filename":
+			f.lines.filename = line
+			return p.into(&f.Filename)
+		case "language":
+			return p.into(&f.Language)
+		case "content":
+			f.lines.content = line
+			return p.content(f)
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+// content streams File/content to a base64Sink: as references into the
+// document, or decoded into memory for stream input.
+func (p *parser) content(f *File) error {
+	sink := base64Sink{decode: p.decode}
+	if err := p.s.text(&sink); err != nil {
+		return err
+	}
+	if sink.err != nil {
+		return p.invalid(CodeSchemaValueInvalid, "", "File content is not valid base64", f.lines.content)
+	}
+	if tok, err := p.s.next(); err != nil || tok != tokEnd {
+		if err == nil {
+			err = p.s.fail("expected an end tag")
+		}
+		return err
+	}
+	c := content{encoded: sink.n, decoded: sink.decodedSize()}
+	switch {
+	case p.decode:
+		if sink.nq != 0 {
+			return p.invalid(CodeSchemaValueInvalid, "", "File content is not valid base64", f.lines.content)
+		}
+		c.data, c.hasData = sink.out, true
+		if c.data == nil {
+			c.data = []byte{}
+		}
+		c.decoded = int64(len(c.data))
+	default:
+		c.path, c.src = p.path, p.src
+		c.segs = sink.segs
+		if c.segs == nil {
+			c.segs = []segment{}
+		}
+	}
+	f.content = c
+	return nil
+}
+
+func (p *parser) action(path string, a *Action) error {
+	return p.children(path, func(name string) error {
+		switch name {
+		case "label":
+			return p.into(&a.Label)
+		case "actionCode":
+			return p.into(&a.ActionCode)
+		case "startDateTime":
+			return p.into(&a.StartDateTime)
+		case "endDateTime":
+			return p.into(&a.EndDateTime)
+		case "Reservation":
+			r := &Reservation{}
+			a.Reservation = r
+			return p.leaves(path+"/Reservation", leaf{"description", &r.Description}, leaf{"reservationUUID", &r.ReservationUUID}, leaf{"abstract", &r.Abstract}, leaf{"location", &r.Location}, leaf{"startDateTime", &r.StartDateTime}, leaf{"endDateTime", &r.EndDateTime}, leaf{"organizerMail", &r.OrganizerMail}, leaf{"organizerName", &r.OrganizerName})
+		case "EntryPoint":
+			e := &EntryPoint{line: p.s.tokLine}
+			a.EntryPoint = e
+			return p.children(path+"/EntryPoint", func(n string) error {
+				if n == "url" {
+					e.line = p.s.tokLine
+					return p.into(&e.URL)
+				}
+				return p.unexpected(path+"/EntryPoint", n)
+			})
+		}
+		return p.unexpected(path, name)
+	})
+}
+
+// clip shortens v for an error message.
+func clip(v string) string {
+	if len(v) > 64 {
+		return v[:64] + "…"
+	}
+	return v
+}

@@ -1,0 +1,399 @@
+package memo
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// prescanLimit bounds how much of a document the prescan looks at: the
+// prolog (XML declaration, comments, processing instructions) and the root
+// start tag must fit. Real MeMo prologs are a few hundred bytes; the bound
+// keeps the check O(1) in the document size and refuses prologs built to
+// make us read a lot before libxml2 starts.
+const prescanLimit = 64 << 10
+
+// Codes of the problems the prescan reports (FieldError.Code).
+const (
+	CodeDoctypeNotAllowed     = "xml.doctype.not.allowed"
+	CodeNotWellFormed         = "xml.not.well.formed"
+	CodeEncodingNotSupported  = "xml.encoding.not.supported"
+	CodePrologTooLong         = "xml.prolog.too.long"
+	CodeRootInvalid           = "memo.root.invalid"
+	CodeVersionMissing        = "memo.version.missing"
+	CodeVersionNotSupported   = "memo.version.not.supported"
+	CodeTooLarge              = "memo.too.large"
+	CodeSchemaElementUnexpect = "schema.element.unexpected"
+	CodeSchemaElementMissing  = "schema.element.missing"
+	CodeSchemaValueInvalid    = "schema.value.invalid"
+	CodeSchemaAttrInvalid     = "schema.attribute.invalid"
+	CodeSchemaAttrMissing     = "schema.attribute.missing"
+	CodeSchemaAttrUnexpected  = "schema.attribute.unexpected"
+	CodeSchemaInvalid         = "schema.invalid"
+)
+
+// SupportedVersions lists the memoVersion values the hub validates, in the
+// order an error message names them.
+var SupportedVersions = []string{Version11, Version12}
+
+// prescanError is one refusal of the prescan, with the 1-based line it was
+// found on.
+type prescanError struct {
+	code  string
+	msg   string
+	field string
+	value string
+	line  int
+}
+
+// prolog is what the prescan learns about a document.
+type prolog struct {
+	// version is the canonical memoVersion ("1.1" or "1.2").
+	version string
+	// rootLine is the line of the root start tag.
+	rootLine int
+}
+
+// prescan checks the start of a document in pure Go, before libxml2 sees a
+// byte of it. b holds the first bytes of the document (at most
+// prescanLimit are looked at); complete says b is the whole document.
+//
+// It refuses every DOCTYPE — with no DTD there are no entity declarations,
+// so no billion laughs and no external entities, whatever libxml2's options
+// — and any encoding but UTF-8 (the only one MeMo allows, and the only one in
+// which this byte-level scan sees what libxml2 will see). It then finds the
+// root element, which must be Message in the MeMo namespace under any prefix
+// or the default namespace, and reads its memoVersion to pick the schema.
+func prescan(b []byte, complete bool) (prolog, *prescanError) {
+	s := prologScanner{b: b, complete: complete}
+	if len(b) > prescanLimit {
+		s.b = b[:prescanLimit]
+		s.complete = false
+	}
+	return s.run()
+}
+
+type prologScanner struct {
+	b        []byte
+	pos      int
+	complete bool
+}
+
+func (s *prologScanner) line() int { return 1 + bytes.Count(s.b[:s.pos], []byte{'\n'}) }
+
+func (s *prologScanner) fail(code, format string, args ...any) *prescanError {
+	return &prescanError{code: code, msg: fmt.Sprintf(format, args...), line: s.line()}
+}
+
+// short reports running out of input: a truncated document if it is
+// complete, a prolog longer than the bound otherwise.
+func (s *prologScanner) short(what string) *prescanError {
+	if s.complete {
+		return s.fail(CodeNotWellFormed, "document ends inside %s", what)
+	}
+	return s.fail(CodePrologTooLong, "the prolog and the root start tag must fit in the first %d KiB", prescanLimit>>10)
+}
+
+func prologSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func (s *prologScanner) skipSpace() {
+	for s.pos < len(s.b) && prologSpace(s.b[s.pos]) {
+		s.pos++
+	}
+}
+
+func (s *prologScanner) hasPrefix(p string) bool { return bytes.HasPrefix(s.b[s.pos:], []byte(p)) }
+
+func (s *prologScanner) run() (prolog, *prescanError) {
+	b := s.b
+	switch {
+	case bytes.HasPrefix(b, []byte{0xEF, 0xBB, 0xBF}):
+		s.pos = 3
+	case bytes.HasPrefix(b, []byte{0xFE, 0xFF}), bytes.HasPrefix(b, []byte{0xFF, 0xFE}),
+		bytes.HasPrefix(b, []byte{0, 0}), bytes.HasPrefix(b, []byte{'<', 0}), bytes.HasPrefix(b, []byte{0, '<'}):
+		return prolog{}, s.fail(CodeEncodingNotSupported, "MeMo documents are encoded in UTF-8")
+	}
+	if s.hasPrefix("<?xml") && len(b) > s.pos+5 && prologSpace(b[s.pos+5]) {
+		if err := s.xmlDecl(); err != nil {
+			return prolog{}, err
+		}
+	}
+	for {
+		s.skipSpace()
+		if s.pos >= len(b) {
+			if s.complete {
+				return prolog{}, s.fail(CodeNotWellFormed, "the document has no root element")
+			}
+			return prolog{}, s.short("the prolog")
+		}
+		switch {
+		case s.hasPrefix("<!--"):
+			end := bytes.Index(b[s.pos+4:], []byte("-->"))
+			if end < 0 {
+				return prolog{}, s.short("a comment")
+			}
+			s.pos += 4 + end + 3
+		case s.hasPrefix("<?"):
+			end := bytes.Index(b[s.pos+2:], []byte("?>"))
+			if end < 0 {
+				return prolog{}, s.short("a processing instruction")
+			}
+			s.pos += 2 + end + 2
+		case s.hasPrefix("<!"):
+			// <!DOCTYPE is the only markup declaration allowed here; refuse
+			// it (and any misspelling of it) without looking further.
+			if len(b)-s.pos >= 9 && strings.EqualFold(string(b[s.pos:s.pos+9]), "<!DOCTYPE") {
+				return prolog{}, s.fail(CodeDoctypeNotAllowed, "a document type declaration (DOCTYPE) is not allowed in a MeMo")
+			}
+			return prolog{}, s.fail(CodeNotWellFormed, "unexpected markup declaration before the root element")
+		case b[s.pos] == '<':
+			return s.root()
+		default:
+			return prolog{}, s.fail(CodeNotWellFormed, "content is not allowed before the root element")
+		}
+	}
+}
+
+// xmlDecl reads the XML declaration and refuses encodings other than UTF-8.
+func (s *prologScanner) xmlDecl() *prescanError {
+	end := bytes.Index(s.b[s.pos:], []byte("?>"))
+	if end < 0 {
+		return s.short("the XML declaration")
+	}
+	decl := string(s.b[s.pos+5 : s.pos+end])
+	if i := strings.Index(decl, "encoding"); i >= 0 {
+		rest := strings.TrimLeft(decl[i+len("encoding"):], " \t\r\n")
+		if strings.HasPrefix(rest, "=") {
+			rest = strings.TrimLeft(rest[1:], " \t\r\n")
+			if len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'') {
+				if j := strings.IndexByte(rest[1:], rest[0]); j >= 0 {
+					enc := rest[1 : 1+j]
+					if !strings.EqualFold(enc, "UTF-8") && !strings.EqualFold(enc, "UTF8") {
+						return s.fail(CodeEncodingNotSupported, "encoding %q is not supported; MeMo documents are encoded in UTF-8", enc)
+					}
+				}
+			}
+		}
+	}
+	s.pos += end + 2
+	return nil
+}
+
+func prologNameByte(c byte) bool {
+	return c >= 0x80 || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '_' || c == '-' || c == '.' || c == ':'
+}
+
+func (s *prologScanner) name() string {
+	start := s.pos
+	for s.pos < len(s.b) && prologNameByte(s.b[s.pos]) {
+		s.pos++
+	}
+	return string(s.b[start:s.pos])
+}
+
+// root reads the root start tag: its name, namespace declarations and
+// memoVersion.
+func (s *prologScanner) root() (prolog, *prescanError) {
+	rootLine := s.line()
+	s.pos++ // '<'
+	qname := s.name()
+	if qname == "" {
+		return prolog{}, s.fail(CodeNotWellFormed, "invalid root element name")
+	}
+	ns := map[string]string{}
+	attrs := map[string]string{}
+	for {
+		sawSpace := s.pos < len(s.b) && prologSpace(s.b[s.pos])
+		s.skipSpace()
+		if s.pos >= len(s.b) {
+			return prolog{}, s.short("the root start tag")
+		}
+		c := s.b[s.pos]
+		if c == '>' || c == '/' {
+			break
+		}
+		if !sawSpace {
+			return prolog{}, s.fail(CodeNotWellFormed, "malformed root start tag")
+		}
+		name := s.name()
+		if name == "" {
+			return prolog{}, s.fail(CodeNotWellFormed, "malformed attribute in the root start tag")
+		}
+		s.skipSpace()
+		if s.pos >= len(s.b) {
+			return prolog{}, s.short("the root start tag")
+		}
+		if s.b[s.pos] != '=' {
+			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s has no value", name)
+		}
+		s.pos++
+		s.skipSpace()
+		if s.pos >= len(s.b) {
+			return prolog{}, s.short("the root start tag")
+		}
+		q := s.b[s.pos]
+		if q != '"' && q != '\'' {
+			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s has an unquoted value", name)
+		}
+		end := bytes.IndexByte(s.b[s.pos+1:], q)
+		if end < 0 {
+			return prolog{}, s.short("the root start tag")
+		}
+		raw := s.b[s.pos+1 : s.pos+1+end]
+		s.pos += end + 2
+		val, ok := prologAttrValue(raw)
+		if !ok {
+			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s has a malformed value", name)
+		}
+		if _, dup := attrs[name]; dup {
+			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s is repeated", name)
+		}
+		attrs[name] = val
+		switch {
+		case name == "xmlns":
+			ns[""] = val
+		case strings.HasPrefix(name, "xmlns:"):
+			ns[name[len("xmlns:"):]] = val
+		}
+	}
+	prefix, local := "", qname
+	if i := strings.IndexByte(qname, ':'); i >= 0 {
+		prefix, local = qname[:i], qname[i+1:]
+	}
+	uri, declared := ns[prefix]
+	fail := func(code, format string, args ...any) (prolog, *prescanError) {
+		return prolog{}, &prescanError{code: code, msg: fmt.Sprintf(format, args...), line: rootLine, field: "/" + local}
+	}
+	switch {
+	case prefix != "" && !declared:
+		return fail(CodeRootInvalid, "the root element's prefix %q is not declared", prefix)
+	case local != "Message":
+		return fail(CodeRootInvalid, "the root element must be Message in namespace %s, not %s", NSMemo, local)
+	case uri != NSMemo:
+		if uri == "" {
+			return fail(CodeRootInvalid, "the root element Message must be in namespace %s; it has no namespace", NSMemo)
+		}
+		return fail(CodeRootInvalid, "the root element Message must be in namespace %s, not %s", NSMemo, uri)
+	}
+	raw, ok := attrs["memoVersion"]
+	if !ok {
+		return fail(CodeVersionMissing, "the Message element has no memoVersion attribute; supported versions are %s", strings.Join(SupportedVersions, " and "))
+	}
+	v := canonicalDecimal(raw)
+	for _, sv := range SupportedVersions {
+		if v == sv {
+			return prolog{version: v, rootLine: rootLine}, nil
+		}
+	}
+	p, err := fail(CodeVersionNotSupported, "memoVersion %q is not supported; supported versions are %s", raw, strings.Join(SupportedVersions, " and "))
+	err.field = "/Message/@memoVersion"
+	if len(raw) <= 32 {
+		err.value = raw
+	}
+	return p, err
+}
+
+// prologAttrValue decodes the references XML allows in an attribute value without
+// a DTD (the five predefined entities and character references) and
+// normalises whitespace as XML does. Any other reference is malformed.
+func prologAttrValue(raw []byte) (string, bool) {
+	if bytes.IndexByte(raw, '<') >= 0 {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '&') < 0 && bytes.IndexAny(raw, "\t\r\n") < 0 {
+		return string(raw), true
+	}
+	var out strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '\t' || c == '\r' || c == '\n':
+			out.WriteByte(' ')
+		case c == '&':
+			end := bytes.IndexByte(raw[i:], ';')
+			if end < 0 {
+				return "", false
+			}
+			ref := string(raw[i+1 : i+end])
+			i += end
+			switch ref {
+			case "amp":
+				out.WriteByte('&')
+			case "lt":
+				out.WriteByte('<')
+			case "gt":
+				out.WriteByte('>')
+			case "quot":
+				out.WriteByte('"')
+			case "apos":
+				out.WriteByte('\'')
+			default:
+				r, ok := prologCharRef(ref)
+				if !ok {
+					return "", false
+				}
+				out.WriteRune(r)
+			}
+		default:
+			out.WriteByte(c)
+		}
+	}
+	return out.String(), true
+}
+
+func prologCharRef(ref string) (rune, bool) {
+	if len(ref) < 2 || ref[0] != '#' {
+		return 0, false
+	}
+	base, digits := 10, ref[1:]
+	if digits[0] == 'x' {
+		base, digits = 16, digits[1:]
+	}
+	if digits == "" || len(digits) > 8 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range digits {
+		var d rune
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case base == 16 && c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r*rune(base) + d
+	}
+	return r, r > 0 && r <= 0x10FFFF
+}
+
+// canonicalDecimal writes an xs:decimal lexical value in its canonical
+// form, so that " 1.10 " selects the same schema as "1.1" (the schema types
+// memoVersion as xs:decimal). Values that are not decimals come back
+// trimmed and otherwise unchanged.
+func canonicalDecimal(v string) string {
+	v = strings.TrimSpace(v)
+	s := strings.TrimPrefix(v, "+")
+	if s == "" || strings.HasPrefix(s, "-") {
+		return v
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	for _, c := range intPart + frac {
+		if c < '0' || c > '9' {
+			return v
+		}
+	}
+	intPart = strings.TrimLeft(intPart, "0")
+	frac = strings.TrimRight(frac, "0")
+	if intPart == "" {
+		intPart = "0"
+	}
+	if frac == "" {
+		frac = "0"
+	}
+	return intPart + "." + frac
+}

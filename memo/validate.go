@@ -1,0 +1,304 @@
+package memo
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Validator checks MeMo documents: size, prescan, XSD (libxml2), then the
+// Go model and its business rules. It is safe for concurrent use; the
+// compiled schemas are shared, every call has its own libxml2 contexts.
+type Validator struct {
+	cfg      Config
+	spoolDir string
+
+	mu      sync.RWMutex // write-held only by Close, which frees the schemas
+	schemas map[string]*xsdSchema
+}
+
+// ValidatorOption adjusts a Validator.
+type ValidatorOption func(*Validator)
+
+// WithSpoolDir sets the directory ValidateReader and ValidateSpooled spool
+// bodies into (default os.TempDir()). Put it on the file system the blob
+// store lives on, so keeping a spooled file is a rename.
+func WithSpoolDir(dir string) ValidatorOption { return func(v *Validator) { v.spoolDir = dir } }
+
+// NewValidator compiles the MeMo 1.1 and 1.2 schemas. A zero cfg.MaxSize
+// means DefaultMaxSize.
+func NewValidator(cfg Config, opts ...ValidatorOption) (*Validator, error) {
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = DefaultMaxSize
+	}
+	v := &Validator{cfg: cfg}
+	for _, o := range opts {
+		o(v)
+	}
+	s, err := compileSchemas()
+	if err != nil {
+		return nil, err
+	}
+	v.schemas = s
+	return v, nil
+}
+
+// Close frees the compiled schemas, after waiting for running validations.
+// Later calls fail with Unavailable.
+func (v *Validator) Close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	freeSchemas(v.schemas)
+	v.schemas = nil
+}
+
+// Spooled is a request body written to disk.
+type Spooled struct {
+	// Path is the file holding the body.
+	Path string
+	// Size is its length in bytes.
+	Size int64
+	// SHA256 is the lowercase hex SHA-256 of the body.
+	SHA256 string
+}
+
+// spoolBuf is the copy buffer of Spool; large enough that a 99 MB body
+// takes few syscalls, small enough to never matter.
+const spoolBuf = 256 << 10
+
+// Spool copies r into a new file in dir (os.TempDir() when empty) while
+// hashing it, and stops reading the moment more than max bytes arrive: the
+// body is never held in memory and at most max+1 bytes of it are read. On
+// success the caller owns the file (remove it, or move it into the blob
+// store). Errors: TooLarge (code memo.too.large; the partial file is
+// removed), Internal for I/O failures of the spool file, and r's own
+// errors wrapped as Invalid.
+func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "memo-*.xml")
+	if err != nil {
+		return Spooled{}, hub.Wrap(hub.Internal, err, "cannot create a spool file")
+	}
+	sp, err := spoolInto(f, r, max)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = hub.Wrap(hub.Internal, cerr, "cannot write the spool file")
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return Spooled{}, err
+	}
+	sp.Path = f.Name()
+	return sp, nil
+}
+
+func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
+	h := sha256.New()
+	buf := make([]byte, spoolBuf)
+	var n int64
+	for {
+		// Never ask for more than one byte past the limit.
+		want := int64(len(buf))
+		if rest := max + 1 - n; rest < want {
+			want = rest
+		}
+		k, rerr := r.Read(buf[:want])
+		if k > 0 {
+			n += int64(k)
+			if n > max {
+				return Spooled{}, tooLarge(max)
+			}
+			h.Write(buf[:k])
+			if _, err := f.Write(buf[:k]); err != nil {
+				return Spooled{}, hub.Wrap(hub.Internal, err, "cannot write the spool file")
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return Spooled{}, hub.Wrap(hub.Invalid, rerr, "reading the MeMo failed")
+		}
+	}
+	return Spooled{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func tooLarge(max int64) *hub.Error {
+	msg := fmt.Sprintf("a MeMo may be at most %d bytes", max)
+	return &hub.Error{Code: hub.TooLarge, Message: msg,
+		Fields: []hub.FieldError{{Resource: "memo", Code: CodeTooLarge, Message: msg}}}
+}
+
+// ValidateReader spools r into the spool directory, validates it like
+// ValidateFile and removes the spool file. The returned Message's header
+// and body fields are complete, but its Files refer to the removed file and
+// cannot be opened: use ValidateSpooled when the content is needed.
+// Errors as ValidateFile.
+func (v *Validator) ValidateReader(r io.Reader, now time.Time) (*Message, error) {
+	m, sp, err := v.ValidateSpooled(r, now)
+	if err == nil {
+		os.Remove(sp.Path)
+	}
+	return m, err
+}
+
+// ValidateSpooled spools r into the spool directory and validates it like
+// ValidateFile. On success the caller owns the file at Spooled.Path (the
+// ingest path moves it into the blob store); on failure it is removed.
+func (v *Validator) ValidateSpooled(r io.Reader, now time.Time) (*Message, Spooled, error) {
+	sp, err := Spool(r, v.spoolDir, v.cfg.MaxSize)
+	if err != nil {
+		return nil, Spooled{}, err
+	}
+	m, err := v.ValidateFile(sp.Path, now)
+	if err != nil {
+		os.Remove(sp.Path)
+		return nil, Spooled{}, err
+	}
+	return m, sp, nil
+}
+
+// ValidateFile validates the MeMo in the file at path and returns its
+// model. Checks, in order: size (TooLarge, code memo.too.large), the
+// prescan (no DOCTYPE, UTF-8, root Message in the MeMo namespace, a
+// supported memoVersion), the XSD of that version, then the model's
+// business rules. Every problem found by the failing stage is reported:
+// Invalid with Fields, each carrying a stable code, the element path and
+// the line. libxml2 reads the file through its descriptor; the document is
+// never copied into Go memory by the XSD stage.
+func (v *Validator) ValidateFile(path string, now time.Time) (*Message, error) {
+	if _, err := v.ValidateSchemaFile(path); err != nil {
+		return nil, err
+	}
+	m, err := ParseFile(path)
+	if err != nil {
+		return nil, parseFailure(err)
+	}
+	return v.check(m, now)
+}
+
+// ValidateSchemaFile runs the stages of ValidateFile up to and including
+// the XSD, and returns the document's memoVersion. Errors as ValidateFile.
+func (v *Validator) ValidateSchemaFile(path string) (version string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", hub.Wrap(hub.Internal, err, "cannot open the MeMo")
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", hub.Wrap(hub.Internal, err, "cannot stat the MeMo")
+	}
+	if st.Size() > v.cfg.MaxSize {
+		return "", tooLarge(v.cfg.MaxSize)
+	}
+	head := make([]byte, min(st.Size(), prescanLimit))
+	if _, err := io.ReadFull(f, head); err != nil {
+		return "", hub.Wrap(hub.Internal, err, "cannot read the MeMo")
+	}
+	pl, perr := prescan(head, st.Size() <= prescanLimit)
+	if perr != nil {
+		return "", prescanFailure(perr)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", hub.Wrap(hub.Internal, err, "cannot read the MeMo")
+	}
+	if err := v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateFile(f) }); err != nil {
+		return "", err
+	}
+	return pl.version, nil
+}
+
+// ValidateBytes validates a MeMo held in memory, as ValidateFile does but
+// without a file: for small documents, where a temporary file would cost
+// more than the validation. The Message's Files refer to b, which must not
+// change while the Message is used.
+func (v *Validator) ValidateBytes(b []byte, now time.Time) (*Message, error) {
+	if _, err := v.ValidateSchemaBytes(b); err != nil {
+		return nil, err
+	}
+	m, err := ParseBytes(b)
+	if err != nil {
+		return nil, parseFailure(err)
+	}
+	return v.check(m, now)
+}
+
+// ValidateSchemaBytes runs the stages of ValidateBytes up to and including
+// the XSD, and returns the document's memoVersion.
+func (v *Validator) ValidateSchemaBytes(b []byte) (version string, err error) {
+	if int64(len(b)) > v.cfg.MaxSize {
+		return "", tooLarge(v.cfg.MaxSize)
+	}
+	pl, perr := prescan(b, true)
+	if perr != nil {
+		return "", prescanFailure(perr)
+	}
+	if err := v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateBytes(b) }); err != nil {
+		return "", err
+	}
+	return pl.version, nil
+}
+
+// xsd runs one schema validation under the read lock that keeps Close from
+// freeing the schema underneath it.
+func (v *Validator) xsd(version string, run func(*xsdSchema) ([]hub.FieldError, error)) error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.schemas == nil {
+		return hub.Errorf(hub.Unavailable, "the MeMo validator is closed")
+	}
+	s := v.schemas[version]
+	fields, err := run(s)
+	if err != nil {
+		return hub.Wrap(hub.Internal, err, "XSD validation failed")
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("the MeMo does not conform to the MeMo %s schema", version)
+	if fields[0].Code == CodeNotWellFormed {
+		msg = "the MeMo is not well-formed XML"
+	}
+	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: fields}
+}
+
+func (v *Validator) check(m *Message, now time.Time) (*Message, error) {
+	if fields := m.Check(v.cfg, now); len(fields) > 0 {
+		return nil, &hub.Error{Code: hub.Invalid, Message: "the MeMo breaks the hub's rules", Fields: fields}
+	}
+	return m, nil
+}
+
+func prescanFailure(p *prescanError) *hub.Error {
+	msg := "the MeMo is not acceptable"
+	switch p.code {
+	case CodeNotWellFormed, CodeDoctypeNotAllowed, CodeEncodingNotSupported, CodePrologTooLong:
+		msg = "the MeMo is not acceptable XML"
+	case CodeVersionMissing, CodeVersionNotSupported:
+		msg = "the MeMo version is not supported"
+	case CodeRootInvalid:
+		msg = "the document is not a MeMo"
+	}
+	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{{
+		Resource: "memo", Field: p.field, Code: p.code, Message: p.msg, RejectedValue: p.value, Line: p.line,
+	}}}
+}
+
+// parseFailure passes the model parser's coded errors through; anything
+// else after a passed XSD is our bug, not the sender's.
+func parseFailure(err error) error {
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	return hub.Wrap(hub.Internal, err, "the MeMo passed the schema but could not be read")
+}

@@ -1,0 +1,462 @@
+package memo
+
+/*
+#cgo pkg-config: libxml-2.0
+#include <stdlib.h>
+#include <string.h>
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlschemas.h>
+
+// One collected problem. msg and path are malloc'd and freed by ph_errs_free.
+typedef struct {
+	int domain;
+	int code;
+	int line;
+	int attr;   // the problem is about an attribute node
+	char *msg;
+	char *path;
+} ph_err;
+
+#define PH_MAX_ERRS 100
+
+// A per-call collector; its address is the userData of the error callbacks,
+// so concurrent validations never share state.
+typedef struct {
+	int n;
+	int dropped;
+	ph_err errs[PH_MAX_ERRS];
+} ph_errs;
+
+// ph_path writes the element path of node ("/Message/MessageHeader/label",
+// "/Message/@memoVersion"), using local names. Returns malloc'd memory.
+static char *ph_path(xmlNodePtr node) {
+	size_t len = 0;
+	int depth = 0;
+	for (xmlNodePtr p = node; p != NULL; p = p->parent) {
+		if (p->type == XML_ELEMENT_NODE || p->type == XML_ATTRIBUTE_NODE) {
+			len += strlen((const char *)p->name) + 2;
+			depth++;
+		}
+	}
+	char *buf = malloc(len + 1);
+	if (buf == NULL) return NULL;
+	buf[len] = 0;
+	size_t end = len;
+	for (xmlNodePtr p = node; p != NULL; p = p->parent) {
+		if (p->type != XML_ELEMENT_NODE && p->type != XML_ATTRIBUTE_NODE) continue;
+		size_t n = strlen((const char *)p->name);
+		end -= n;
+		memcpy(buf + end, p->name, n);
+		if (p->type == XML_ATTRIBUTE_NODE) buf[--end] = '@';
+		buf[--end] = '/';
+	}
+	// end > 0 when names had no '@'; shift the string to the front.
+	if (end > 0) memmove(buf, buf + end, len - end + 1);
+	return buf;
+}
+
+static void ph_collect(ph_errs *c, xmlErrorPtr e) {
+	if (c == NULL || e == NULL || e->level < XML_ERR_ERROR) return;
+	if (c->n >= PH_MAX_ERRS) { c->dropped++; return; }
+	ph_err *r = &c->errs[c->n++];
+	r->domain = e->domain;
+	r->code = e->code;
+	r->line = e->line;
+	r->attr = 0;
+	r->msg = e->message ? strdup(e->message) : NULL;
+	r->path = NULL;
+	xmlNodePtr node = (xmlNodePtr)e->node;
+	// Only the schema validator's nodes are ours to walk: they belong to
+	// the document being validated, alive for the whole call.
+	if (node != NULL && e->domain == XML_FROM_SCHEMASV) {
+		r->attr = node->type == XML_ATTRIBUTE_NODE;
+		r->path = ph_path(node);
+		if (r->line <= 0) {
+			xmlNodePtr el = r->attr ? node->parent : node;
+			if (el != NULL) r->line = (int)xmlGetLineNo(el);
+		}
+	}
+}
+
+// Parser errors reach the SAX serror hook with the parser context as data
+// (its userData must stay the context for SAX2 to work), so the collector
+// rides in ctxt->_private.
+static void ph_parser_error(void *data, xmlErrorPtr e) {
+	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr)data;
+	if (ctxt != NULL) ph_collect((ph_errs *)ctxt->_private, e);
+}
+
+static void ph_schema_error(void *data, xmlErrorPtr e) {
+	ph_collect((ph_errs *)data, e);
+}
+
+static void ph_errs_free(ph_errs *c) {
+	if (c == NULL) return;
+	for (int i = 0; i < c->n; i++) {
+		free(c->errs[i].msg);
+		free(c->errs[i].path);
+	}
+	free(c);
+}
+
+// The parse options for documents: XML_PARSE_HUGE lifts the 10 MB text-node
+// limit (a MeMo carries its files as base64 text); NONET forbids network
+// access; BIG_LINES keeps line numbers past 65535 exact; COMPACT saves
+// memory on small text nodes. Deliberately absent: NOENT (entity
+// substitution), DTDLOAD, DTDATTR, DTDVALID, XINCLUDE, RECOVER, NOBLANKS.
+static const int ph_doc_options = XML_PARSE_HUGE | XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_COMPACT;
+
+// ph_validate parses a document from fd (when buf is NULL) or from buf and
+// validates it against schema, collecting every problem into errs.
+// Returns 0 when valid, 1 when not well-formed, 2 when schema-invalid,
+// -1 on an internal failure (no memory).
+static int ph_validate(xmlSchemaPtr schema, int fd, const char *buf, int len, ph_errs *errs) {
+	xmlParserCtxtPtr pctxt = xmlNewParserCtxt();
+	if (pctxt == NULL) return -1;
+	pctxt->_private = errs;
+	pctxt->sax->serror = ph_parser_error;
+	xmlDocPtr doc;
+	if (buf != NULL) {
+		doc = xmlCtxtReadMemory(pctxt, buf, len, "memo.xml", NULL, ph_doc_options);
+	} else {
+		doc = xmlCtxtReadFd(pctxt, fd, "memo.xml", NULL, ph_doc_options);
+	}
+	int nsok = pctxt->nsWellFormed;
+	xmlFreeParserCtxt(pctxt);
+	if (doc == NULL) return errs->n > 0 ? 1 : -1;
+	if (!nsok || errs->n > 0) {
+		xmlFreeDoc(doc);
+		return 1;
+	}
+	xmlSchemaValidCtxtPtr vctxt = xmlSchemaNewValidCtxt(schema);
+	if (vctxt == NULL) {
+		xmlFreeDoc(doc);
+		return -1;
+	}
+	xmlSchemaSetValidStructuredErrors(vctxt, ph_schema_error, errs);
+	int rc = xmlSchemaValidateDoc(vctxt, doc);
+	xmlSchemaFreeValidCtxt(vctxt);
+	xmlFreeDoc(doc);
+	if (rc == 0) return 0;
+	return rc > 0 || errs->n > 0 ? 2 : -1;
+}
+
+// ph_compile compiles the schema at path, collecting problems into errs.
+static xmlSchemaPtr ph_compile(const char *path, ph_errs *errs) {
+	xmlSchemaParserCtxtPtr pctxt = xmlSchemaNewParserCtxt(path);
+	if (pctxt == NULL) return NULL;
+	xmlSchemaSetParserStructuredErrors(pctxt, ph_schema_error, errs);
+	xmlSchemaPtr s = xmlSchemaParse(pctxt);
+	xmlSchemaFreeParserCtxt(pctxt);
+	return s;
+}
+
+// ph_init readies libxml2 for use from many threads and makes it refuse
+// network access for every load it does in this process, including the
+// schema imports (a belt to go with the braces of relative-only imports).
+static void ph_init(void) {
+	xmlInitParser();
+	xmlSetExternalEntityLoader(xmlNoNetExternalEntityLoader);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/schemas"
+)
+
+// maxFieldErrors caps how many problems one document reports; a broken
+// generator repeating the same mistake a million times gets the first 100.
+const maxFieldErrors = C.PH_MAX_ERRS
+
+var initOnce sync.Once
+
+func initLibxml2() { initOnce.Do(func() { C.ph_init() }) }
+
+// xsdSchema is one compiled MeMo schema. The compiled form is read-only
+// while validating, so one is shared by all goroutines; each validation has
+// its own parser and validation context.
+type xsdSchema struct {
+	version string
+	ptr     C.xmlSchemaPtr
+}
+
+var schemaLocation = regexp.MustCompile(`schemaLocation\s*=\s*["']([^"']*)["']`)
+
+// compileSchemas compiles every supported version's schema from the
+// embedded files. libxml2 resolves the imports ("../MeMo_kle.xsd") relative
+// to the file it reads, so the embedded tree is written to a private
+// temporary directory for the duration of the compile and removed after.
+// Every schemaLocation must be a relative path inside that tree: the schema
+// compiler can then never reach the network or the rest of the disk.
+func compileSchemas() (map[string]*xsdSchema, error) {
+	initLibxml2()
+	dir, err := os.MkdirTemp("", "posthub-xsd-")
+	if err != nil {
+		return nil, fmt.Errorf("memo: schema dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	err = fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := schemas.FS.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range schemaLocation.FindAllSubmatch(b, -1) {
+			loc := string(m[1])
+			if strings.Contains(loc, ":") || strings.HasPrefix(loc, "/") {
+				return fmt.Errorf("%s imports %q: only relative imports of embedded files are allowed", path, loc)
+			}
+			if _, err := fs.Stat(schemas.FS, filepath.ToSlash(filepath.Join(filepath.Dir(path), loc))); err != nil {
+				return fmt.Errorf("%s imports %q, which is not embedded", path, loc)
+			}
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o600)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memo: schema files: %w", err)
+	}
+	out := map[string]*xsdSchema{}
+	for _, v := range SupportedVersions {
+		core, ok := schemas.Core[v]
+		if !ok {
+			freeSchemas(out)
+			return nil, fmt.Errorf("memo: no embedded schema for memoVersion %s", v)
+		}
+		s, err := compileSchema(filepath.Join(dir, filepath.FromSlash(core)))
+		if err != nil {
+			freeSchemas(out)
+			return nil, fmt.Errorf("memo: compile MeMo %s schema: %w", v, err)
+		}
+		s.version = v
+		out[v] = s
+	}
+	return out, nil
+}
+
+func compileSchema(path string) (*xsdSchema, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	errs := (*C.ph_errs)(C.calloc(1, C.sizeof_ph_errs))
+	if errs == nil {
+		return nil, fmt.Errorf("out of memory")
+	}
+	defer C.ph_errs_free(errs)
+	ptr := C.ph_compile(cpath, errs)
+	if ptr == nil {
+		fields := collected(errs, 0)
+		if len(fields) > 0 {
+			return nil, fmt.Errorf("%s (line %d)", fields[0].Message, fields[0].Line)
+		}
+		return nil, fmt.Errorf("libxml2 could not compile %s", path)
+	}
+	return &xsdSchema{ptr: ptr}, nil
+}
+
+func freeSchemas(m map[string]*xsdSchema) {
+	for k, s := range m {
+		if s.ptr != nil {
+			C.xmlSchemaFree(s.ptr)
+			s.ptr = nil
+		}
+		delete(m, k)
+	}
+}
+
+// Results of ph_validate.
+const (
+	xsdValid        = 0
+	xsdNotWellFomed = 1
+	xsdInvalid      = 2
+)
+
+// validateFile parses the open file f in place (libxml2 reads its
+// descriptor; the document never passes through Go memory) and validates
+// it. It returns the problems found, or an error for an internal failure.
+func (s *xsdSchema) validateFile(f *os.File) ([]hub.FieldError, error) {
+	return s.validate(int(f.Fd()), nil, f)
+}
+
+// validateBytes parses b from memory and validates it.
+func (s *xsdSchema) validateBytes(b []byte) ([]hub.FieldError, error) {
+	if len(b) == 0 {
+		return []hub.FieldError{{Resource: "memo", Code: CodeNotWellFormed, Message: "the document is empty"}}, nil
+	}
+	return s.validate(-1, b, nil)
+}
+
+func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError, error) {
+	errs := (*C.ph_errs)(C.calloc(1, C.sizeof_ph_errs))
+	if errs == nil {
+		return nil, fmt.Errorf("memo: out of memory")
+	}
+	defer C.ph_errs_free(errs)
+	var rc C.int
+	if b != nil {
+		// libxml2 only reads b during the call and keeps no pointer to it.
+		rc = C.ph_validate(s.ptr, -1, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+	} else {
+		rc = C.ph_validate(s.ptr, C.int(fd), nil, 0, errs)
+	}
+	// The descriptor must stay open (f not finalized) until libxml2 is done.
+	runtime.KeepAlive(keep)
+	switch rc {
+	case xsdValid:
+		return nil, nil
+	case xsdNotWellFomed, xsdInvalid:
+		return collected(errs, int(rc)), nil
+	default:
+		return nil, fmt.Errorf("memo: libxml2 failed to validate (out of memory?)")
+	}
+}
+
+// collected converts the C collector's records into field errors.
+func collected(errs *C.ph_errs, rc int) []hub.FieldError {
+	n := int(errs.n)
+	out := make([]hub.FieldError, 0, n+1)
+	for i := 0; i < n; i++ {
+		e := &errs.errs[i]
+		fe := hub.FieldError{
+			Resource: "memo",
+			Line:     int(e.line),
+			Message:  tidyMessage(C.GoString(e.msg)),
+		}
+		if e.path != nil {
+			fe.Field = C.GoString(e.path)
+		}
+		attr := e.attr != 0
+		// For attribute problems libxml2 usually hands over the element
+		// node and names the attribute only in the text:
+		// "Element 'Message', attribute 'foo': ...".
+		if name, ok := attributeInMessage(fe.Message); ok && !attr && e.domain == xmlFromSchemasV {
+			attr = true
+			if fe.Field != "" {
+				fe.Field += "/@" + name
+			}
+		}
+		fe.Code = classify(int(e.domain), int(e.code), attr, fe.Message)
+		if fe.Code == CodeSchemaAttrMissing && fe.Field != "" && !strings.Contains(fe.Field, "@") {
+			if _, rest, ok := strings.Cut(fe.Message, "The attribute '"); ok {
+				if name, _, ok := strings.Cut(rest, "'"); ok {
+					fe.Field += "/@" + name
+				}
+			}
+		}
+		if rc == xsdNotWellFomed {
+			fe.Code = CodeNotWellFormed
+		}
+		out = append(out, fe)
+	}
+	if d := int(errs.dropped); d > 0 {
+		out = append(out, hub.FieldError{
+			Resource: "memo", Code: CodeSchemaInvalid,
+			Message: fmt.Sprintf("%d further problems were not reported", d),
+		})
+	}
+	return out
+}
+
+// attributeInMessage finds the attribute a libxml2 validity message is
+// about, as its local name.
+func attributeInMessage(msg string) (string, bool) {
+	head, _, ok := strings.Cut(msg, "': ")
+	if !ok || !strings.HasPrefix(head, "Element '") {
+		return "", false
+	}
+	_, name, ok := strings.Cut(head, "', attribute '")
+	if !ok || name == "" {
+		return "", false
+	}
+	if i := strings.LastIndexByte(name, '}'); i >= 0 {
+		name = name[i+1:]
+	}
+	return name, true
+}
+
+// tidyMessage trims libxml2's message and drops the MeMo namespace from
+// element names, which it spells "{https://DigitalPost.dk/MeMo-1}label".
+func tidyMessage(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.ReplaceAll(s, "{"+NSMemo+"}", "")
+}
+
+// libxml2 error numbers (xmlerror.h) the classification relies on.
+const (
+	xmlFromParser    = C.XML_FROM_PARSER
+	xmlFromNamespace = C.XML_FROM_NAMESPACE
+	xmlFromSchemasV  = C.XML_FROM_SCHEMASV
+
+	errCVCElt1         = 1845 // XML_SCHEMAV_CVC_ELT_1: no declaration for the root
+	errComplexType321  = 1866 // XML_SCHEMAV_CVC_COMPLEX_TYPE_3_2_1: attribute not allowed
+	errComplexType322  = 1867 // XML_SCHEMAV_CVC_COMPLEX_TYPE_3_2_2: attribute not allowed (wildcard)
+	errComplexType4    = 1868 // XML_SCHEMAV_CVC_COMPLEX_TYPE_4: required attribute missing
+	errElementContent  = 1871 // XML_SCHEMAV_ELEMENT_CONTENT: unexpected or missing child
+	errAttributeFirst  = 1861 // XML_SCHEMAV_CVC_ATTRIBUTE_1..4
+	errAttributeLast   = 1864
+	errValueFirst      = 1822 // XML_SCHEMAV_VALUE .. XML_SCHEMAV_CVC_ENUMERATION_VALID
+	errValueLast       = 1843 //  and CVC_COMPLEX_TYPE_2_1..2_3 (content of simple/empty types)
+	errFixedValueFirst = 1853 // XML_SCHEMAV_CVC_ELT_5_1_1 .. 5_2_2_2_2: default/fixed values
+	errFixedValueLast  = 1858
+	errComplexType1    = 1873 // XML_SCHEMAV_CVC_COMPLEX_TYPE_1
+)
+
+// classify maps a libxml2 error to a stable code. libxml2 reports both
+// "This element is not expected" and "Missing child element(s)" as
+// XML_SCHEMAV_ELEMENT_CONTENT; only the message tells them apart.
+func classify(domain, code int, attr bool, msg string) string {
+	switch domain {
+	case xmlFromParser, xmlFromNamespace:
+		return CodeNotWellFormed
+	case xmlFromSchemasV:
+	default:
+		return CodeSchemaInvalid
+	}
+	switch {
+	case code == errElementContent:
+		switch {
+		case strings.Contains(msg, "Missing child element"):
+			return CodeSchemaElementMissing
+		case strings.Contains(msg, "not expected"):
+			return CodeSchemaElementUnexpect
+		case strings.Contains(msg, "Character content"):
+			return CodeSchemaValueInvalid
+		}
+		return CodeSchemaElementUnexpect
+	case code == errCVCElt1:
+		return CodeSchemaElementUnexpect
+	case code == errComplexType321 || code == errComplexType322:
+		return CodeSchemaAttrUnexpected
+	case code == errComplexType4:
+		return CodeSchemaAttrMissing
+	case code >= errAttributeFirst && code <= errAttributeLast:
+		return CodeSchemaAttrInvalid
+	case code >= errValueFirst && code <= errValueLast,
+		code >= errFixedValueFirst && code <= errFixedValueLast,
+		code == errComplexType1:
+		if attr {
+			return CodeSchemaAttrInvalid
+		}
+		return CodeSchemaValueInvalid
+	}
+	return CodeSchemaInvalid
+}

@@ -1,0 +1,50 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/posthub/posthub/hub"
+)
+
+// ErrorMessage is the national hub's error body.
+type ErrorMessage struct {
+	Code        string           `json:"code"`
+	Message     string           `json:"message"`
+	FieldErrors []hub.FieldError `json:"fieldErrors"`
+	RequestID   string           `json:"requestId,omitempty"`
+}
+
+// writeError maps err to its HTTP status and the NgDP-style body. Internal
+// errors are logged with the request id and shown only as "internal error".
+func writeError(c *gin.Context, log *slog.Logger, err error) {
+	code := hub.ErrorCode(err)
+	status := hub.HTTPStatus(code)
+	body := ErrorMessage{Code: string(code), FieldErrors: []hub.FieldError{}, RequestID: requestID(c)}
+	var he *hub.Error
+	if errors.As(err, &he) && code != hub.Internal {
+		body.Message = he.Message
+		if he.Fields != nil {
+			body.FieldErrors = he.Fields
+		}
+	}
+	if status >= 500 {
+		log.LogAttrs(c.Request.Context(), slog.LevelError, "request failed",
+			slog.String("requestId", requestID(c)), slog.String("path", c.FullPath()), slog.Any("error", err))
+		if code == hub.Internal {
+			body.Message = "internal error"
+		}
+	}
+	if status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Basic realm="posthub"`)
+	}
+	c.AbortWithStatusJSON(status, body)
+}
+
+// badRequest builds an Invalid error about one request field.
+func badRequest(field, code, msg, value string) error {
+	return &hub.Error{Code: hub.Invalid, Message: msg,
+		Fields: []hub.FieldError{{Resource: "request", Field: field, Code: code, Message: msg, RejectedValue: value}}}
+}

@@ -1,0 +1,128 @@
+package api
+
+import (
+	"strings"
+	"sync"
+	"time"
+	_ "time/tzdata" // Danish dates without relying on the host's zoneinfo
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+)
+
+// letterOf extracts what routing needs from a validated MeMo.
+func letterOf(m *memo.Message, size int64) hub.Letter {
+	h := m.MessageHeader
+	l := hub.Letter{
+		UUID: strings.ToLower(h.MessageUUID), MessageID: h.MessageID, MessageType: h.MessageType, MemoVersion: m.Version,
+		Label: h.Label, SenderID: h.Sender.SenderID, RecipientID: h.Recipient.RecipientID,
+		RecipientType: strings.ToUpper(h.Recipient.IDType), PostType: h.PostType, Notification: h.Notification,
+		Size: size, Attrs: map[string]string{},
+	}
+	if h.Recipient.ContactPoint != nil {
+		l.ContactPoint = h.Recipient.ContactPoint.ContactPointID
+	}
+	if h.DoNotDeliverUntilDate != "" {
+		// A date is held until the start of that day in Danish time.
+		if t, err := time.ParseInLocation("2006-01-02", h.DoNotDeliverUntilDate, copenhagen()); err == nil {
+			l.NotBefore = t.UTC()
+		}
+	}
+	if h.MessageCode != "" {
+		l.Attrs["messageCode"] = h.MessageCode
+	}
+	if cd := h.ContentData; cd != nil {
+		if cd.KLEdata != nil {
+			l.Attrs["KLE"] = cd.KLEdata.SubjectKey
+		}
+		if cd.FORMdata != nil {
+			l.Attrs["FORM"] = cd.FORMdata.TaskKey
+		}
+		if cd.CaseID != nil {
+			l.Attrs["CaseID"] = cd.CaseID.CaseID
+		}
+		if cd.Address != nil {
+			l.Address = addressLines(h.Recipient.Label, cd.Address)
+		} else if cd.UnstructuredAddress != nil {
+			l.Address = unstructured(h.Recipient.Label, cd.UnstructuredAddress.Unstructured)
+		}
+	}
+	if ad := h.Recipient.AttentionData; ad != nil {
+		if ad.GlobalLocationNumber != nil {
+			l.Attrs["GLN"] = ad.GlobalLocationNumber.GlobalLocationNumber
+		}
+		if ad.SORdata != nil {
+			l.Attrs["SOR"] = ad.SORdata.SORIdentifier
+		}
+		if len(l.Address) == 0 {
+			if ad.Address != nil {
+				l.Address = addressLines(h.Recipient.Label, ad.Address)
+			} else if ad.UnstructuredAddress != nil {
+				l.Address = unstructured(h.Recipient.Label, ad.UnstructuredAddress.Unstructured)
+			}
+		}
+	}
+	if b := m.MessageBody; b != nil {
+		l.Attachments = len(b.AdditionalDocument)
+	}
+	return l
+}
+
+func addressLines(name string, a *memo.Address) []string {
+	var lines []string
+	if name != "" {
+		lines = append(lines, name)
+	}
+	if a.Co != "" {
+		lines = append(lines, "c/o "+a.Co)
+	}
+	street := strings.TrimSpace(strings.Join(nonEmpty(a.AddressLabel, a.HouseNumber), " "))
+	if fd := strings.Join(nonEmpty(a.Floor, a.Door), ". "); fd != "" {
+		street += ", " + fd
+	}
+	if street != "" {
+		lines = append(lines, street)
+	}
+	if zc := strings.TrimSpace(a.ZipCode + " " + a.City); zc != "" {
+		lines = append(lines, zc)
+	}
+	if a.Country != "" && !strings.EqualFold(a.Country, "DK") && !strings.EqualFold(a.Country, "Danmark") {
+		lines = append(lines, a.Country)
+	}
+	if len(lines) <= 1 {
+		return nil
+	}
+	return lines
+}
+
+func unstructured(name, s string) []string {
+	var lines []string
+	if name != "" {
+		lines = append(lines, name)
+	}
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// copenhagen is Danish time, in which MeMo dates are meant.
+var copenhagen = sync.OnceValue(func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Copenhagen")
+	if err != nil {
+		return time.FixedZone("CET", 3600)
+	}
+	return loc
+})

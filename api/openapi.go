@@ -1,0 +1,168 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// OpenAPIPath converts a gin path (/a/:id) to OpenAPI syntax (/a/{id}).
+func OpenAPIPath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if strings.HasPrefix(s, ":") || strings.HasPrefix(s, "*") {
+			parts[i] = "{" + s[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+type obj = map[string]any
+
+func str(desc string) obj { return obj{"type": "string", "description": desc} }
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func arrayOf(name string) obj { return obj{"type": "array", "items": ref(name)} }
+
+// schemas are the component schemas the route table refers to.
+func schemas() obj {
+	fieldError := obj{"type": "object", "properties": obj{
+		"resource": str("the checked resource (memo, request, system…)"), "field": str("path of the offending element or field"),
+		"code": str("stable rule code"), "message": str("explanation"), "rejectedValue": str("the offending value"),
+		"line": obj{"type": "integer", "description": "line in the submitted document"}}}
+	return obj{
+		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
+			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, unavailable, internal"),
+			"message": str("what went wrong"), "fieldErrors": obj{"type": "array", "items": fieldError},
+			"requestId": str("quote it when asking the operator")}},
+		"Receipt": obj{"type": "object", "properties": obj{
+			"transmissionId": str("uuid of this transmission"), "messageUUID": str("the MeMo's messageUUID"), "messageId": str("the MeMo's messageID"),
+			"errorCode": str("why the message was not delivered or accepted"), "errorMessage": str("explanation"),
+			"timeStamp":     obj{"type": "string", "format": "date-time"},
+			"receiptStatus": obj{"type": "string", "enum": []string{"NOT_ALLOWED", "INVALID", "RECEIVED", "COMPLETED"}}}},
+		"BulkReceipts": obj{"type": "object", "properties": obj{"receipts": arrayOf("Receipt"),
+			"accepted": obj{"type": "integer"}, "rejected": obj{"type": "integer"}}},
+		"PagingResultUUID": obj{"type": "object", "properties": obj{
+			"content": obj{"type": "array", "items": obj{"type": "string", "format": "uuid"}},
+			"number":  obj{"type": "integer"}, "size": obj{"type": "integer"},
+			"totalElements": obj{"type": "integer"}, "totalPages": obj{"type": "integer"}}},
+		"RegistrationResult": obj{"type": "object", "properties": obj{"result": obj{"type": "boolean"}}},
+		"Message": obj{"type": "object", "properties": obj{"messageUUID": str(""), "state": str("ACTIVE, HELD, RECALLED, NOT_DELIVERED"),
+			"recipientId": str(""), "received": obj{"type": "string", "format": "date-time"}}},
+		"Organisation": obj{"type": "object", "required": []string{"cvr", "name", "kind"}, "properties": obj{
+			"cvr": str("8-digit CVR number"), "name": str(""), "kind": obj{"type": "string", "enum": []string{"AUTHORITY", "COMPANY"}},
+			"setup":   obj{"type": "string", "enum": []string{"CONTACTABLE", "SYSTEM_RETRIEVAL", "MAILBOX_ONLY"}},
+			"sendFor": obj{"type": "array", "items": obj{"type": "string"}}, "active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
+		"OrganisationList": arrayOf("Organisation"),
+		"System": obj{"type": "object", "properties": obj{
+			"id": str(""), "organisation": str("CVR"), "name": str(""),
+			"role":     obj{"type": "string", "enum": []string{"SENDER", "RECIPIENT", "VIEWER"}},
+			"mailbox":  obj{"type": "string", "enum": []string{"AUTHORITY_POST", "CVR_POST"}},
+			"default":  obj{"type": "boolean"},
+			"protocol": obj{"type": "string", "enum": []string{"REST_PULL", "REST_PUSH"}},
+			"endpoint": str("push endpoint"), "memoVersion": obj{"type": "string", "enum": []string{"1.1", "1.2"}},
+			"active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
+		"SystemList":      arrayOf("System"),
+		"SystemWithToken": obj{"type": "object", "properties": obj{"system": ref("System"), "apiToken": str("shown once; send as Authorization: Basic <token>")}},
+		"ContactPoint": obj{"type": "object", "properties": obj{
+			"id": str(""), "name": str(""), "systemId": str("the receiver system that gets its post"),
+			"contactPointCodes":          obj{"type": "array", "items": obj{"type": "object", "properties": obj{"type": str("KLE, FORM, GLN, SOR, CUSTOM"), "code": str("")}}},
+			"memoSizeThresholdMB":        obj{"type": "number"},
+			"allowedNumberOfAttachments": obj{"type": "integer"}, "active": obj{"type": "boolean"}, "visible": obj{"type": "boolean"}}},
+		"ContactPointList": arrayOf("ContactPoint"),
+		"RoutingRule": obj{"type": "object", "properties": obj{"id": str(""), "priority": obj{"type": "integer"},
+			"field": str("KLE, FORM, CaseID, GLN, SOR, messageCode or label"), "value": str("exact value, or prefix ending in *"), "systemId": str("")}},
+		"Contact": obj{"type": "object", "properties": obj{"id": str("CPR or CVR"), "digitalPost": obj{"type": "string", "enum": []string{"REGISTERED", "EXEMPT"}},
+			"nemSms": obj{"type": "boolean"}, "email": str(""), "phone": str(""), "name": str(""),
+			"address": obj{"type": "array", "items": obj{"type": "string"}}}},
+		"ImportReport": obj{"type": "object", "properties": obj{"accepted": obj{"type": "integer"},
+			"rejected": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"line": obj{"type": "integer"}, "id": str(""), "code": str(""), "message": str("")}}}}},
+	}
+}
+
+// OpenAPI builds the OpenAPI 3 document of a route table.
+func OpenAPI(routes []Route) obj {
+	paths := obj{}
+	rs := append([]Route(nil), routes...)
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Path < rs[j].Path })
+	for _, r := range rs {
+		p := OpenAPIPath(r.Path)
+		item, _ := paths[p].(obj)
+		if item == nil {
+			item = obj{}
+			paths[p] = item
+		}
+		var params []obj
+		for _, seg := range strings.Split(r.Path, "/") {
+			if strings.HasPrefix(seg, ":") {
+				params = append(params, obj{"name": seg[1:], "in": "path", "required": true, "schema": obj{"type": "string"}})
+			}
+		}
+		names := make([]string, 0, len(r.Params))
+		for n := range r.Params {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			params = append(params, obj{"name": n, "in": "query", "description": r.Params[n], "schema": obj{"type": "string"}})
+		}
+		success := obj{"description": http.StatusText(r.Status)}
+		if r.Schema != "" {
+			success["content"] = obj{r.Produces: obj{"schema": ref(r.Schema)}}
+		} else if r.Produces != "" {
+			success["content"] = obj{r.Produces: obj{}}
+		}
+		responses := obj{strconv.Itoa(r.Status): success}
+		errBody := obj{"content": obj{"application/json": obj{"schema": ref("ErrorMessage")}}}
+		add := func(code int) {
+			e := obj{"description": http.StatusText(code)}
+			for k, v := range errBody {
+				e[k] = v
+			}
+			responses[strconv.Itoa(code)] = e
+		}
+		if r.Access != Public {
+			add(401)
+			add(403)
+		}
+		if len(params) > 0 || len(r.Consumes) > 0 {
+			add(400)
+		}
+		if strings.Contains(r.Path, ":") {
+			add(404)
+		}
+		if r.Method == "POST" {
+			add(409)
+		}
+		if r.Path == v1+"/memos/" {
+			add(413)
+			add(503)
+		}
+		op := obj{"summary": r.Summary, "tags": []string{r.Tag}, "responses": responses,
+			"operationId": strings.ToLower(r.Method) + strings.NewReplacer("/", "_", ":", "", "{", "", "}", "", "-", "_", ".", "_").Replace(r.Path)}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if r.Access != Public {
+			op["security"] = []obj{{"apiToken": []string{}}}
+		}
+		if len(r.Consumes) > 0 {
+			content := obj{}
+			for _, ct := range r.Consumes {
+				content[ct] = obj{}
+			}
+			op["requestBody"] = obj{"required": true, "content": content}
+		}
+		item[strings.ToLower(r.Method)] = op
+	}
+	return obj{
+		"openapi": "3.0.3",
+		"info": obj{"title": "posthub API", "version": "1",
+			"description": "A Digital Post hub in the style of the Danish national hub (NgDP). Systems authenticate with Authorization: Basic <api token>."},
+		"paths": paths,
+		"components": obj{"schemas": schemas(), "securitySchemes": obj{
+			"apiToken": obj{"type": "http", "scheme": "basic", "description": "the system's API token as the Basic credential, as NgDP does; Bearer is accepted too"}}},
+	}
+}

@@ -1,0 +1,217 @@
+// Package api is posthub's HTTP interface under /apis/v1, in the dialect
+// of the national hub (NgDP): the sender API (memos, mass send, receipts,
+// recall, registration look-up), the operator's registry API, health,
+// metrics and the OpenAPI document.
+//
+// Handlers are thin: decode, call a hub service, map the error, encode.
+// Every route is declared once in a table (Routes) with the access it
+// requires; the router, the OpenAPI document and the permission tests are
+// all generated from that table, so a route cannot exist undocumented or
+// unguarded. A route without an access level panics at start-up.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+)
+
+// Config holds the API's limits and choices.
+type Config struct {
+	// MaxMemoSize is the largest single MeMo, in bytes.
+	MaxMemoSize int64
+	// MaxArchiveSize bounds a compressed mass-send archive.
+	MaxArchiveSize int64
+	// MaxArchiveEntries bounds the number of MeMos in one archive.
+	MaxArchiveEntries int
+	// SpoolDir is where request bodies are spooled (same filesystem as
+	// the blob store when that is local, so content is moved, not copied).
+	SpoolDir string
+	// OperatorTokenHash is hub.HashToken of the hub operator's token ("" disables it).
+	OperatorTokenHash string
+	// Memo holds the business-rule limits.
+	Memo memo.Config
+}
+
+// Server is the HTTP API. Build one with New.
+type Server struct {
+	cfg       Config
+	store     hub.Store
+	blobs     hub.Blobs
+	registry  *hub.Registry
+	ingest    *hub.Ingest
+	importer  *hub.ContactImporter
+	validator *memo.Validator
+	log       *slog.Logger
+	now       func() time.Time
+	metrics   *metrics
+	engine    *gin.Engine
+	routes    []Route
+}
+
+// Deps are the services the API calls.
+type Deps struct {
+	Store     hub.Store
+	Blobs     hub.Blobs
+	Registry  *hub.Registry
+	Ingest    *hub.Ingest
+	Importer  *hub.ContactImporter
+	Validator *memo.Validator
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// New builds the server and its routes.
+func New(cfg Config, d Deps) *Server {
+	if cfg.MaxMemoSize == 0 {
+		cfg.MaxMemoSize = memo.DefaultMaxSize
+	}
+	if cfg.MaxArchiveSize == 0 {
+		cfg.MaxArchiveSize = 4 << 30
+	}
+	if cfg.MaxArchiveEntries == 0 {
+		cfg.MaxArchiveEntries = 100_000
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
+		validator: d.Validator, log: d.Log, now: d.Now, metrics: newMetrics()}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.recoverer(), s.requestContext())
+	e.NoRoute(func(c *gin.Context) {
+		writeError(c, s.log, hub.Errorf(hub.NotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorMessage{Code: "method_not_allowed",
+			Message: "method not allowed", FieldErrors: []hub.FieldError{}})
+	})
+	s.routes = s.table()
+	for _, r := range s.routes {
+		if r.Access == "" {
+			panic("api: route " + r.Method + " " + r.Path + " has no access level")
+		}
+		e.Handle(r.Method, r.Path, s.authorize(r), r.Handler)
+	}
+	s.engine = e
+	return s
+}
+
+// Handler returns the http.Handler serving the API.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Routes returns the route table (for documentation and permission tests).
+func (s *Server) Routes() []Route { return s.routes }
+
+// Engine exposes the gin engine's own route list, for tests that compare
+// it with the table.
+func (s *Server) Engine() *gin.Engine { return s.engine }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 1
+
+func requestID(c *gin.Context) string { return c.GetString("requestId") }
+
+// requestContext assigns a request id, logs the request (never its
+// Authorization header) and records metrics.
+func (s *Server) requestContext() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Set("requestId", id)
+		c.Header("X-Request-Id", id)
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestIDKey, id))
+		start := time.Now()
+		c.Next()
+		d := time.Since(start)
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := strconv.Itoa(c.Writer.Status())
+		s.metrics.requests.WithLabelValues(c.Request.Method, route, status).Inc()
+		s.metrics.duration.WithLabelValues(c.Request.Method, route).Observe(d.Seconds())
+		if route == "/healthz" || route == "/metrics" {
+			return
+		}
+		attrs := []slog.Attr{slog.String("requestId", id), slog.String("method", c.Request.Method),
+			slog.String("route", route), slog.Int("status", c.Writer.Status()), slog.Duration("duration", d)}
+		if p, ok := c.Get("principal"); ok {
+			attrs = append(attrs, slog.String("principal", p.(Principal).String()))
+		}
+		s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
+	}
+}
+
+func (s *Server) recoverer() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				writeError(c, s.log, hub.Errorf(hub.Internal, "panic: %v", r))
+			}
+		}()
+		c.Next()
+	}
+}
+
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	accepted *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "posthub_http_requests_total",
+		Help: "HTTP requests by method, route and status."}, []string{"method", "route", "status"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "posthub_http_request_duration_seconds",
+		Help: "HTTP request latency.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"method", "route"})
+	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "posthub_memos_total",
+		Help: "MeMo submissions by outcome (accepted, duplicate, invalid, refused)."}, []string{"outcome"})
+	m.reg.MustRegister(m.requests, m.duration, m.accepted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (s *Server) handleMetrics() gin.HandlerFunc {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}
+
+func (s *Server) handleHealthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+
+func (s *Server) handleReadyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		writeError(c, s.log, hub.Wrap(hub.Unavailable, err, "metadata store not reachable"))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

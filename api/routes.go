@@ -27,7 +27,16 @@ type Route struct {
 
 const v1 = "/apis/v1"
 
+// table is the whole route table; each area contributes its own routes.
 func (s *Server) table() []Route {
+	var all []Route
+	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes()} {
+		all = append(all, part...)
+	}
+	return all
+}
+
+func (s *Server) opsRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: "/healthz", Access: Public, Tag: "operations", Summary: "Liveness: the process serves requests.",
 			Produces: "application/json", Status: 200, Handler: s.handleHealthz},
@@ -37,7 +46,11 @@ func (s *Server) table() []Route {
 			Produces: "text/plain", Status: 200, Handler: s.handleMetrics()},
 		{Method: "GET", Path: v1 + "/openapi.json", Access: Public, Tag: "operations", Summary: "This API's OpenAPI 3 document.",
 			Produces: "application/json", Status: 200, Handler: s.handleOpenAPI},
+	}
+}
 
+func (s *Server) sendRoutes() []Route {
+	return []Route{
 		{Method: "POST", Path: v1 + "/memos/", Access: Sender, Tag: "send",
 			Summary: "Send one MeMo (application/xml) or many in a tar archive compressed with lzma (application/x-lzma, or multipart/form-data part \"file\").",
 			Params: map[string]string{
@@ -64,7 +77,11 @@ func (s *Server) table() []Route {
 			Summary:  "Is a CPR registered for NemSMS?",
 			Params:   map[string]string{"cprNumber": "a CPR number"},
 			Produces: "application/json", Status: 200, Schema: "RegistrationResult", Handler: s.handleRegistration("nemsms")},
+	}
+}
 
+func (s *Server) registryRoutes() []Route {
+	return []Route{
 		{Method: "POST", Path: v1 + "/organisations/", Access: Operator, Tag: "registry", Summary: "Create an organisation.",
 			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "Organisation", Handler: s.handleCreateOrg},
 		{Method: "GET", Path: v1 + "/organisations/", Access: Operator, Tag: "registry", Summary: "List organisations.",

@@ -230,9 +230,9 @@ func TestClosedValidatorIsUnavailable(t *testing.T) {
 
 func TestAttributeInMessage(t *testing.T) {
 	for msg, want := range map[string]string{
-		"Element 'Message', attribute 'foo': The attribute 'foo' is not allowed.":                      "foo",
+		"Element 'Message', attribute 'foo': The attribute 'foo' is not allowed.":                     "foo",
 		"Element 'label', attribute '{http://www.w3.org/2001/XMLSchema-instance}nil': 'maybe' is not": "nil",
-		"Element 'label': This element is not expected.":                                               "",
+		"Element 'label': This element is not expected.":                                              "",
 	} {
 		got, _ := attributeInMessage(msg)
 		if got != want {

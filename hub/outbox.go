@@ -1,0 +1,217 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// OpenContent returns a message's MeMo bytes, inline or from the blobs.
+func OpenContent(ctx context.Context, blobs Blobs, m Message) (io.ReadCloser, error) {
+	if m.ContentKey == "" {
+		return io.NopCloser(bytes.NewReader(m.Content)), nil
+	}
+	return blobs.Open(ctx, m.ContentKey)
+}
+
+// OutboxItem is one letter to print or one SMS to send.
+type OutboxItem struct {
+	Delivery Delivery
+	Message  Message
+	// Content reads the MeMo (print only; nil for SMS).
+	Content io.Reader
+}
+
+// Dispatcher hands outbox items to a print provider or SMS gateway. It
+// returns nil only once the provider has durably taken the item; an error
+// leaves the item queued for a retry.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, it OutboxItem) error
+}
+
+// Outbox drains the print queue or the SMS outbox through a Dispatcher:
+// lease, dispatch, acknowledge, so an item is handed over at least once
+// and removed only after the provider took it.
+type Outbox struct {
+	Store      Store
+	Blobs      Blobs
+	Events     EventSink
+	Queue      string // PrintQueue or SMSQueue
+	Dispatcher Dispatcher
+	Holder     string // this instance's name, for leases
+	Lease      time.Duration
+	// MaxAttempts parks an item that keeps failing.
+	MaxAttempts int
+	Log         *slog.Logger
+	Now         func() time.Time
+}
+
+func (o *Outbox) now() time.Time {
+	if o.Now != nil {
+		return o.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Drain dispatches every available item once and returns how many were
+// handed over.
+func (o *Outbox) Drain(ctx context.Context) (int, error) {
+	n := 0
+	for ctx.Err() == nil {
+		d, l, err := o.Store.ClaimNext(ctx, o.Queue, o.Holder, o.Lease, o.now())
+		if ErrorCode(err) == NotFound {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if o.MaxAttempts > 0 && l.Attempt > o.MaxAttempts {
+			if err := o.Store.Park(ctx, d.ID, "too many failed attempts"); err != nil {
+				return n, err
+			}
+			o.emit(ctx, d, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
+			continue
+		}
+		if err := o.dispatch(ctx, d); err != nil {
+			o.logger().Warn("outbox dispatch failed", "queue", o.Queue, "delivery", d.ID, "error", err)
+			_ = o.Store.Release(ctx, l)
+			continue
+		}
+		res, err := o.Store.Ack(ctx, d.ID, o.now())
+		if err != nil {
+			return n, err
+		}
+		if res.Unreferenced && res.ContentKey != "" {
+			_ = o.Blobs.Delete(ctx, res.ContentKey)
+		}
+		tag := "PHYSICAL_LETTER_SENT"
+		if o.Queue == SMSQueue {
+			tag = "NEM_SMS_SENT_SUCCESSFULLY"
+		}
+		o.emit(ctx, d, tag, nil)
+		n++
+	}
+	return n, ctx.Err()
+}
+
+func (o *Outbox) logger() *slog.Logger {
+	if o.Log != nil {
+		return o.Log
+	}
+	return slog.Default()
+}
+
+func (o *Outbox) dispatch(ctx context.Context, d Delivery) error {
+	m, err := o.Store.GetMessage(ctx, d.MessageUUID)
+	if err != nil {
+		return err
+	}
+	it := OutboxItem{Delivery: d, Message: m}
+	if o.Queue == PrintQueue {
+		rc, err := OpenContent(ctx, o.Blobs, m)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		it.Content = rc
+	}
+	return o.Dispatcher.Dispatch(ctx, it)
+}
+
+func (o *Outbox) emit(ctx context.Context, d Delivery, tag string, detail map[string]string) {
+	if o.Events == nil {
+		return
+	}
+	m, _ := o.Store.GetMessage(ctx, d.MessageUUID)
+	orgs := []string{}
+	if m.SenderCVR != "" {
+		orgs = append(orgs, m.SenderCVR)
+	}
+	_ = o.Events.Emit(ctx, Event{Tag: tag, Actor: "outbox:" + o.Queue, Orgs: orgs, MessageUUID: d.MessageUUID, Party: m.RecipientID, Detail: detail})
+}
+
+// Run drains the outbox every interval until ctx ends.
+func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := o.Drain(ctx); err != nil && ctx.Err() == nil {
+			o.logger().Warn("outbox", "queue", o.Queue, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SpoolDispatcher is the built-in print provider and SMS gateway: it writes
+// each item to a directory that a real provider's integration picks up.
+// Print items become <uuid>.xml (the MeMo) and <uuid>.json (address and
+// metadata); SMS items <uuid>.json (phone and text). Files appear
+// atomically (temp, fsync, rename); the .json is written last and marks
+// the item complete.
+type SpoolDispatcher struct {
+	Dir string
+}
+
+// Dispatch implements Dispatcher.
+func (s SpoolDispatcher) Dispatch(_ context.Context, it OutboxItem) error {
+	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+		return err
+	}
+	base := filepath.Join(s.Dir, it.Message.UUID)
+	if it.Content != nil {
+		if err := writeFileAtomic(base+".xml", it.Content); err != nil {
+			return err
+		}
+	}
+	meta := map[string]any{
+		"messageUUID": it.Message.UUID, "sender": it.Message.SenderCVR, "recipient": it.Message.RecipientID,
+		"label": it.Message.Label, "channel": it.Delivery.Channel, "meta": it.Delivery.Meta,
+		"queued": it.Delivery.Created.Format(time.RFC3339),
+	}
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(base+".json", bytes.NewReader(b))
+}
+
+// writeFileAtomic writes r to path through a temporary file that is
+// fsynced and renamed, then fsyncs the directory.
+func writeFileAtomic(path string, r io.Reader) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

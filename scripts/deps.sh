@@ -7,6 +7,7 @@ need=()
 pkg-config --exists libxml-2.0 2>/dev/null || need+=(libxml2-dev pkg-config)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -x /usr/bin/time ] || need+=(time)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "posthub needs: ${need[*]}" >&2
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else

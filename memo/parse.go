@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unsafe"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -69,7 +70,7 @@ type parser struct {
 	path   string // file input: contents refer to this file
 	src    []byte // byte input: contents refer to this slice
 	str    stringSink
-	err    error
+	arena  []byte
 }
 
 // parseError carries a hub.Error out of the parser.
@@ -203,7 +204,22 @@ func (p *parser) text() (string, error) {
 	if tok != tokEnd {
 		return "", p.s.fail("expected an end tag")
 	}
-	return string(p.str.b), nil
+	return p.intern(p.str.b), nil
+}
+
+// intern copies b into the parser's arena and returns it as a string: one
+// allocation per few kilobytes of text instead of one per element. The arena
+// is append-only, so the bytes behind a returned string never change.
+func (p *parser) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(p.arena)-len(p.arena) < len(b) {
+		p.arena = make([]byte, 0, max(4096, len(b)))
+	}
+	start := len(p.arena)
+	p.arena = append(p.arena, b...)
+	return unsafe.String(&p.arena[start], len(b))
 }
 
 // str reads a simple element into *dst.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -356,7 +357,7 @@ func (s *pullScanner) startTag() error {
 		if i < 0 {
 			return s.readErr("unterminated start tag")
 		}
-		if quotesBalanced(s.buf[s.pos : s.pos+i]) {
+		if t := s.buf[s.pos : s.pos+i]; bytes.IndexByte(t, '=') < 0 || quotesBalanced(t) {
 			break
 		}
 		j := bytes.IndexByte(s.buf[s.pos+i+1:s.end], '>')
@@ -499,19 +500,62 @@ func quotesBalanced(b []byte) bool {
 }
 
 func (s *pullScanner) intern(id int, local []byte) string {
+	if n := len(local); n > 0 {
+		if v := nameCache[id][nameHash(local)]; len(v)-len(nsPrefix[id]) == n && v[len(nsPrefix[id]):] == string(local) {
+			return v
+		}
+	}
+	if v, ok := knownNames[id][string(local)]; ok {
+		return v
+	}
 	m := s.names[id]
 	if v, ok := m[string(local)]; ok {
 		return v
 	}
 	v := nsPrefix[id] + string(local)
 	if m == nil {
-		m = make(map[string]string, 64)
+		m = make(map[string]string, 8)
 		s.names[id] = m
 	}
 	if len(m) < 512 {
 		m[v[len(nsPrefix[id]):]] = v
 	}
 	return v
+}
+
+// knownNames holds every element name of the MeMo schemas per namespace,
+// canonically prefixed, so a parse allocates no names.
+var knownNames = func() (k [nsCount]map[string]string) {
+	lists := map[int]string{
+		nsMemoID: "Action AdditionalContentData AdditionalDocument AdditionalReplyData AttentionData AttentionPerson CaseID ContactInfo ContactPoint ContentData ContentResponsible EMail EntryPoint File ForwardData GeneratingSystem MainDocument Message MessageBody MessageHeader Recipient ReplyData Representative Reservation Sender TechnicalDocument Telephone abstract actionCode additionalDocumentID additionalNotification caseID caseSystem comment contactGroup contactPointID content contentDataName contentDataType contentDataValue contentResponsibleID createdDateTime description doNotDeliverUntilDate emailAddress encodingFormat endDateTime filename generatingSystemID idType idTypeLabel label language legalNotification location mainDocumentID mandatory messageCode messageID messageType messageUUID notification organizerMail organizerName originalContentResponsible originalMessageDateTime originalRepresentative originalSender personID postType recipientID relatedAgent reply replyByDateTime replyUUID representativeID reservationUUID senderID startDateTime technicalDocumentID telephoneNumber url value",
+		nsDmvID:  "MotorVehicle chassisNumber licenseNumber",
+		nsFormID: "FORMdata activityFacet label taskKey version",
+		nsGlnID:  "GlobalLocationNumber globalLocationNumber location",
+		nsGrdID:  "Address AddressPoint CPRdata CVRdata EID ProductionUnit PropertyNumber SEnumber UnstructuredAddress addressLabel city co companyName country cprNumber cvrNumber door eID floor geographicEastingMeasure geographicHeightMeasure geographicNorthingMeasure houseNumber id label name productionUnitName productionUnitNumber propertyNumber seNumber unstructured zipCode",
+		nsKleID:  "KLEdata activityFacet label subjectKey version",
+		nsSorID:  "SORdata entryName sorIdentifier",
+		nsUddID:  "Education educationCode educationName",
+	}
+	for id, list := range lists {
+		k[id] = make(map[string]string)
+		for _, n := range strings.Fields(list) {
+			v := nsPrefix[id] + n
+			k[id][n] = v
+			if h := nameHash([]byte(n)); nameCache[id][h] == "" {
+				nameCache[id][h] = v
+			}
+		}
+	}
+	return k
+}()
+
+// nameCache is a direct-mapped front of knownNames: most names are found
+// with one hash of three bytes and one comparison, no map lookup.
+var nameCache [nsCount][256]string
+
+func nameHash(b []byte) uint8 {
+	n := len(b)
+	return uint8(n*31 + int(b[0])*7 + int(b[n-1])*13 + int(b[n/2])*5 + int(b[(n*3)/4])*3)
 }
 
 func (s *pullScanner) bind(prefix, uri string) {

@@ -1,0 +1,370 @@
+package memo
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/posthub/posthub/hub"
+)
+
+func TestParseSamplesAllEntryPointsAgree(t *testing.T) {
+	for _, path := range memoSamples(t) {
+		t.Run(path, func(t *testing.T) {
+			doc, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m1, err1 := ParseFile(path)
+			m2, err2 := Parse(&trickle{b: doc})
+			m3, err3 := ParseBytes(doc)
+			if strings.Contains(path, "legacy") {
+				for _, err := range []error{err1, err2, err3} {
+					assertInvalid(t, err, CodeVersionNotSupported)
+				}
+				return
+			}
+			for _, err := range []error{err1, err2, err3} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			a, b, c := modelJSON(t, m1), modelJSON(t, m2), modelJSON(t, m3)
+			if a != b || a != c {
+				t.Fatalf("ParseFile, Parse and ParseBytes disagree:\n%s\n---\n%s\n---\n%s", a, b, c)
+			}
+			if m1.Size != int64(len(doc)) || m2.Size != int64(len(doc)) || m3.Size != int64(len(doc)) {
+				t.Fatalf("sizes %d %d %d, want %d", m1.Size, m2.Size, m3.Size, len(doc))
+			}
+		})
+	}
+}
+
+// trickle hands out a few bytes per Read, to exercise every buffer edge.
+type trickle struct{ b []byte }
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 7)], r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+func assertInvalid(t *testing.T, err error, code string) {
+	t.Helper()
+	var he *hub.Error
+	if !errors.As(err, &he) || he.Code != hub.Invalid {
+		t.Fatalf("got %v, want an Invalid *hub.Error", err)
+	}
+	if code != "" && (len(he.Fields) == 0 || he.Fields[0].Code != code) {
+		t.Fatalf("got fields %+v, want code %s", he.Fields, code)
+	}
+}
+
+const minimal12 = `<memo:Message xmlns:memo="https://DigitalPost.dk/MeMo-1" memoVersion="1.2">
+	<memo:MessageHeader>
+		<memo:messageType>DIGITALPOST</memo:messageType>
+		<memo:messageUUID>78212f5c-6d79-4012-8ed1-e2420243bd17</memo:messageUUID>
+		<memo:label>Label</memo:label>
+		<memo:Sender><memo:senderID>12345678</memo:senderID><memo:idType>CVR</memo:idType><memo:label>S</memo:label></memo:Sender>
+		<memo:Recipient><memo:recipientID>2211771212</memo:recipientID><memo:idType>CPR</memo:idType></memo:Recipient>
+		<memo:ContentData><grd:CPRdata xmlns:grd="https://data.gov.dk/model/core/"><grd:cprNumber>2211771212</grd:cprNumber></grd:CPRdata></memo:ContentData>
+	</memo:MessageHeader>
+	<memo:MessageBody>
+		<memo:createdDateTime>2000-01-01T00:00:00Z</memo:createdDateTime>
+		<memo:MainDocument>
+			<memo:File>
+				<memo:encodingFormat>text/plain</memo:encodingFormat>
+				<memo:filename>a.txt</memo:filename>
+				<memo:language>da</memo:language>
+				<memo:content>CONTENT</memo:content>
+			</memo:File>
+		</memo:MainDocument>
+	</memo:MessageBody>
+</memo:Message>`
+
+// variants of one document that must all give the same model.
+func TestParseSpellings(t *testing.T) {
+	base := strings.Replace(minimal12, "CONTENT", "SGVsbG8sIHdvcmxkIQ==", 1)
+	want := mustParse(t, []byte(base))
+	defaultNS := strings.NewReplacer("<memo:", "<", "</memo:", "</", `xmlns:memo=`, `xmlns=`).Replace(base)
+	otherPrefix := strings.NewReplacer("memo:", "m:", "grd:", "g:", "xmlns:grd", "xmlns:g", "xmlns:memo", "xmlns:m").Replace(base)
+	variants := map[string]string{
+		"default namespace":           defaultNS,
+		"other prefixes":              otherPrefix,
+		"BOM":                         "\uFEFF" + base,
+		"CRLF":                        strings.ReplaceAll(base, "\n", "\r\n"),
+		"declaration and comments":    `<?xml version="1.0" encoding="utf-8"?>` + "\n<!-- hi -->\n" + base + "\n<!-- bye -->\n",
+		"wrapped base64":              strings.Replace(base, "SGVsbG8sIHdvcmxkIQ==", "SGVs\r\n  bG8s\n\tIHdv cmxk\nIQ==\n", 1),
+		"char refs in base64":         strings.Replace(base, "SGVsbG8sIHdvcmxkIQ==", "SGVs&#98;G8sIHdvcmxkIQ&#x3D;=", 1),
+		"CDATA and comment in base64": strings.Replace(base, "SGVsbG8sIHdvcmxkIQ==", "SGVsbG8s<!-- c --><![CDATA[IHdvcmxk]]>IQ==", 1),
+		"self-closing optional":       strings.Replace(base, "<memo:label>S</memo:label>", "<memo:label>S</memo:label>", 1),
+		"single quotes":               strings.Replace(base, `memoVersion="1.2"`, `memoVersion='1.20'`, 1),
+	}
+	for name, doc := range variants {
+		t.Run(name, func(t *testing.T) {
+			got := mustParse(t, []byte(doc))
+			if a, b := modelJSON(t, want), modelJSON(t, got); a != b {
+				t.Fatalf("model differs:\n%s\n---\n%s", a, b)
+			}
+			f := got.Files()[0]
+			if f.DecodedSize() != 13 || f.EncodedSize() != 20 {
+				t.Fatalf("sizes: decoded %d encoded %d", f.DecodedSize(), f.EncodedSize())
+			}
+		})
+	}
+}
+
+// mustParse parses doc in all three ways, checks they agree, and returns one.
+func mustParse(t *testing.T, doc []byte) *Message {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.xml")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m1, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Parse(&trickle{b: doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3, err := ParseBytes(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := modelJSON(t, m1), modelJSON(t, m2), modelJSON(t, m3)
+	if a != b || a != c {
+		t.Fatalf("ParseFile, Parse and ParseBytes disagree:\n%s\n---\n%s\n---\n%s", a, b, c)
+	}
+	return m1
+}
+
+func TestParseTextDecoding(t *testing.T) {
+	doc := strings.Replace(minimal12, "<memo:label>Label</memo:label>",
+		"<memo:label>a &lt;b&gt; &amp; &quot;c&quot; &apos;d&apos; &#230;&#xF8; <![CDATA[<e>]]><!-- x -->f\r\ng\rh</memo:label>", 1)
+	doc = strings.Replace(doc, "CONTENT", "QQ==", 1)
+	m := mustParse(t, []byte(doc))
+	if got, want := m.MessageHeader.Label, "a <b> & \"c\" 'd' æø <e>f\ng\nh"; got != want {
+		t.Fatalf("label %q, want %q", got, want)
+	}
+}
+
+func TestParseRefusesOddInput(t *testing.T) {
+	ok := strings.Replace(minimal12, "CONTENT", "QQ==", 1)
+	cases := map[string]struct{ doc, code string }{
+		"doctype":            {"<!DOCTYPE x [<!ENTITY a 'b'>]>" + ok, CodeNotWellFormed},
+		"unknown entity":     {strings.Replace(ok, "Label<", "&foo;<", 1), CodeNotWellFormed},
+		"truncated":          {ok[:len(ok)/2], CodeNotWellFormed},
+		"mismatched end tag": {strings.Replace(ok, "</memo:label>", "</memo:labe>", 1), CodeNotWellFormed},
+		"unknown element":    {strings.Replace(ok, "<memo:label>Label</memo:label>", "<memo:label>Label</memo:label><memo:extra/>", 1), CodeSchemaElementUnexpect},
+		"wrong root":         {strings.NewReplacer("memo:Message", "memo:Letter").Replace(ok), CodeRootInvalid},
+		"wrong namespace":    {strings.Replace(ok, "https://DigitalPost.dk/MeMo-1", "urn:other", 1), CodeRootInvalid},
+		"version 1.0":        {strings.Replace(ok, `"1.2"`, `"1.0"`, 1), CodeVersionNotSupported},
+		"utf-16 declared":    {`<?xml version="1.0" encoding="UTF-16"?>` + ok, CodeNotWellFormed},
+		"bad base64":         {strings.Replace(ok, "QQ==", "Q!Q=", 1), ""},
+		"two roots":          {ok + ok, CodeNotWellFormed},
+		"text in complex":    {strings.Replace(ok, "<memo:Sender>", "<memo:Sender>oops", 1), CodeNotWellFormed},
+		"undeclared prefix":  {strings.Replace(ok, "<memo:label>Label", "<x:label>Label", 1), CodeNotWellFormed},
+		"empty":              {"", CodeNotWellFormed},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(c.doc))
+			assertInvalid(t, err, c.code)
+			_, err = ParseBytes([]byte(c.doc))
+			if c.code != "" || err != nil { // references are decoded lazily: bad base64 shows on Open
+				assertInvalid(t, err, c.code)
+			}
+		})
+	}
+}
+
+func TestFileOpenReportsBadBase64Lazily(t *testing.T) {
+	m, err := ParseBytes([]byte(strings.Replace(minimal12, "CONTENT", "Q!Q=", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := m.Files()[0].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(rc); err == nil {
+		t.Fatal("bad base64 decoded without error")
+	}
+}
+
+// writeLarge writes a MeMo with one attachment of size bytes to a file.
+func writeLarge(t testing.TB, size int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "large.xml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewLetter(Letter{From: "12345678", To: "2211771212", Main: Attachment{Filename: "big.txt", Reader: io.LimitReader(&pattern{}, size), Size: size}})
+	if _, err := m.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pattern is an endless stream of the alphabet.
+type pattern struct{ i int }
+
+func (r *pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte('a' + r.i%26)
+		r.i++
+	}
+	return len(p), nil
+}
+
+func TestParseFileLargeReferencesContent(t *testing.T) {
+	const size = 6 << 20
+	path := writeLarge(t, size)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Fatalf("ParseFile allocated %d bytes for a %d-byte attachment", alloc, size)
+	}
+	f := m.Files()[0]
+	if f.DecodedSize() != size || f.EncodedSize() != int64(base64.StdEncoding.EncodedLen(size)) {
+		t.Fatalf("sizes %d/%d", f.DecodedSize(), f.EncodedSize())
+	}
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(io.LimitReader(&pattern{}, size))
+	if !bytes.Equal(got, want) {
+		t.Fatal("content differs")
+	}
+	if errs := m.Check(DefaultConfig(), fixedNow); len(errs) != 0 {
+		t.Fatalf("%+v", errs)
+	}
+}
+
+func BenchmarkParseFullExample(b *testing.B) {
+	for _, v := range []string{"v1.1", "v1.2"} {
+		path := "testdata/samples/" + v + "/MeMo_Full_Example.xml"
+		doc, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(v+"/ParseBytes", func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := ParseBytes(doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(v+"/Parse", func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := Parse(bytes.NewReader(doc)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(v+"/ParseFile+Check", func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			cfg := DefaultConfig()
+			for i := 0; i < b.N; i++ {
+				m, err := ParseFile(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Check(cfg, fixedNow)
+			}
+		})
+	}
+}
+
+// BenchmarkParseFileLarge parses a 99 MB MeMo (one 74 MB attachment).
+func BenchmarkParseFileLarge(b *testing.B) {
+	path := writeLarge(b, 74<<20)
+	st, _ := os.Stat(path)
+	b.SetBytes(st.Size())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := ParseFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.Check(DefaultConfig(), fixedNow)
+	}
+}
+
+// BenchmarkParseStreamLarge parses the same from a reader, decoding into memory.
+func BenchmarkParseStreamLarge(b *testing.B) {
+	path := writeLarge(b, 74<<20)
+	st, _ := os.Stat(path)
+	b.SetBytes(st.Size())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f, _ := os.Open(path)
+		if _, err := Parse(f); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	paths, _ := filepath.Glob("testdata/samples/*/*.xml")
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(strings.Replace(minimal12, "CONTENT", "SGVs<!--x--><![CDATA[bG8=]]>", 1)))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		m1, err1 := Parse(bytes.NewReader(doc))
+		m2, err2 := ParseBytes(doc)
+		for _, err := range []error{err1, err2} {
+			var he *hub.Error
+			if err != nil && !errors.As(err, &he) {
+				t.Fatalf("error is not a *hub.Error: %v", err)
+			}
+		}
+		if err2 != nil && err1 == nil {
+			t.Fatalf("ParseBytes refused what Parse accepted: %v", err2)
+		}
+		if err1 == nil {
+			m1.Check(DefaultConfig(), fixedNow)
+			_, _ = m1.WriteTo(io.Discard)
+			_ = m2
+		}
+	})
+}

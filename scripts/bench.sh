@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make bench: performance yardsticks, one markdown table per section, each
+# measured in this run beside its floor (xmllint, raw disk, ...). Numbers are
+# printed, never asserted: timed tests flake, a table is read.
+#
+# Adding a section: define a function section_<name> that prints a "## "
+# header and its table, and add <name> to SECTIONS. `scripts/bench.sh memo`
+# runs only the named sections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+GO=${GO:-go}
+
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/posthub-bench.XXXXXX")
+trap 'rm -rf "$BENCH_TMP"' EXIT
+
+# MeMo validation: in-process throughput of the official full example, and
+# time and peak memory of a ~99 MB message, against xmllint --huge --schema.
+section_memo() {
+	echo "## MeMo validation (memo.Validator vs xmllint)"
+	echo
+	"$GO" build -o "$BENCH_TMP/bench-memo" ./scripts/bench-memo
+	"$BENCH_TMP/bench-memo" -tmp "$BENCH_TMP" -big "${BENCH_MEMO_MIB:-99}" -dur "${BENCH_DUR:-3s}"
+	echo
+	echo "Load while measuring: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs."
+}
+
+SECTIONS=(memo)
+
+selected=("$@")
+[ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")
+for s in "${selected[@]}"; do
+	"section_$s"
+	echo
+done

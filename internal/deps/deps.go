@@ -7,7 +7,6 @@ import (
 	_ "github.com/casbin/casbin/v2"
 	_ "github.com/gin-gonic/gin"
 	_ "github.com/google/uuid"
-	_ "github.com/lestrrat-go/libxml2"
 	_ "github.com/minio/minio-go/v7"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/ulikunitz/xz/lzma"

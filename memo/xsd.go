@@ -285,9 +285,9 @@ func freeSchemas(m map[string]*xsdSchema) {
 
 // Results of ph_validate.
 const (
-	xsdValid        = 0
-	xsdNotWellFomed = 1
-	xsdInvalid      = 2
+	xsdValid         = 0
+	xsdNotWellFormed = 1
+	xsdInvalid       = 2
 )
 
 // validateFile parses the open file f in place (libxml2 reads its
@@ -323,7 +323,7 @@ func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError,
 	switch rc {
 	case xsdValid:
 		return nil, nil
-	case xsdNotWellFomed, xsdInvalid:
+	case xsdNotWellFormed, xsdInvalid:
 		return collected(errs, int(rc)), nil
 	default:
 		return nil, fmt.Errorf("memo: libxml2 failed to validate (out of memory?)")
@@ -362,7 +362,7 @@ func collected(errs *C.ph_errs, rc int) []hub.FieldError {
 				}
 			}
 		}
-		if rc == xsdNotWellFomed {
+		if rc == xsdNotWellFormed {
 			fe.Code = CodeNotWellFormed
 		}
 		out = append(out, fe)

@@ -24,12 +24,12 @@
 package testservers
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +40,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	miniogo "github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 const (
@@ -207,17 +210,20 @@ func startMinIO(s *server, bin string) error {
 			"HOME="+dir,
 		)
 		return cmd, addr
-	}, 2, func(addr string) error {
-		resp, err := http.Get("http://" + addr + "/minio/health/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("health: %s", resp.Status)
-		}
-		return nil
-	})
+	}, 2, minioReady)
+}
+
+// minioReady asks for the bucket list: MinIO's health endpoint answers
+// before its object layer is initialised, a real request does not.
+func minioReady(addr string) error {
+	c, err := miniogo.New(addr, &miniogo.Options{Creds: credentials.NewStaticV4(minioUser, minioPassword, ""), MaxRetries: 1})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = c.ListBuckets(ctx)
+	return err
 }
 
 func startFerretDB(s *server, bin string) error {

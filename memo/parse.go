@@ -29,7 +29,23 @@ func ParseFile(path string) (*Message, error) {
 		return nil, hub.Wrap(hub.Internal, err, "memo: open %s", path)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() <= smallFile {
+		// Small documents are read whole: one read, no window to manage,
+		// and the contents stay valid even if the file goes away.
+		b := make([]byte, st.Size()+1)
+		n, err := io.ReadFull(f, b)
+		if err != io.ErrUnexpectedEOF && err != nil {
+			return nil, hub.Wrap(hub.Internal, err, "memo: read %s", path)
+		}
+		if n <= int(st.Size()) {
+			return ParseBytes(b[:n])
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, hub.Wrap(hub.Internal, err, "memo: read %s", path)
+		}
+	}
 	p := parser{s: newPullScanner(f), path: path}
+	defer p.s.release()
 	m, err := p.parse()
 	if err != nil {
 		return nil, err
@@ -38,11 +54,15 @@ func ParseFile(path string) (*Message, error) {
 	return m, nil
 }
 
+// smallFile is the size up to which ParseFile reads a document whole.
+const smallFile = 256 << 10
+
 // Parse reads a MeMo from r. File contents are base64-decoded once, while
 // the document streams by, and held in memory; nothing else is buffered
 // beyond a small window. Errors as ParseFile.
 func Parse(r io.Reader) (*Message, error) {
 	p := parser{s: newPullScanner(r), decode: true}
+	defer p.s.release()
 	m, err := p.parse()
 	if err != nil {
 		return nil, err

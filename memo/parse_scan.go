@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -114,8 +115,21 @@ type syntaxError struct {
 
 func (e *syntaxError) Error() string { return "line " + strconv.Itoa(e.line) + ": " + e.msg }
 
+// windows recycles scan windows: nothing refers into a window after a
+// parse (text is copied, contents are offsets or decoded copies).
+var windows = sync.Pool{New: func() any { b := make([]byte, scanWindow); return &b }}
+
 func newPullScanner(r io.Reader) *pullScanner {
-	return &pullScanner{r: r, buf: make([]byte, scanWindow), line: 1}
+	return &pullScanner{r: r, buf: *windows.Get().(*[]byte), line: 1}
+}
+
+// release returns the window to the pool; the scanner is unusable after.
+func (s *pullScanner) release() {
+	if s.r != nil && len(s.buf) == scanWindow {
+		b := s.buf
+		windows.Put(&b)
+	}
+	s.buf = nil
 }
 
 func newPullBytesScanner(b []byte) *pullScanner {

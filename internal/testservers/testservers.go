@@ -9,7 +9,8 @@
 //   - The servers stop when the tests end: Main stops them after m.Run, and
 //     because each runs in its own process group with a parent-death signal
 //     (SIGKILL), a test binary that panics, times out or is killed leaves no
-//     server behind.
+//     server running; the next test binary to start that server removes the
+//     dead one's data directory.
 //   - Tests share a server, not data: BucketName and DatabaseName give each
 //     test its own namespace.
 //
@@ -34,6 +35,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,8 +268,13 @@ func (s *server) start(name string, build func(dir string, ports []int) (*exec.C
 }
 
 func (s *server) startOnce(name string, build func(dir string, ports []int) (*exec.Cmd, string), nports int, ready func(addr string) error) error {
+	removeStaleDirs(name)
 	dir, err := os.MkdirTemp("", "posthub-"+name+"-")
 	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		os.RemoveAll(dir)
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	ports, err := freePorts(nports)
@@ -379,6 +386,30 @@ func stopAll() {
 		}()
 	}
 	wg.Wait()
+}
+
+// ownerFile in a server's directory holds the pid of the test binary that
+// started it.
+const ownerFile = "owner.pid"
+
+// removeStaleDirs removes the directories of servers whose test binary is
+// gone: Pdeathsig kills the server of a crashed binary, but nothing else
+// would remove its data.
+func removeStaleDirs(name string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "posthub-"+name+"-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // being set up, or not ours
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.

@@ -104,6 +104,9 @@ func (s *Store) Sweep(ctx context.Context, age time.Duration) (int, error) {
 	cutoff := time.Now().Add(-age)
 	n := 0
 	err := filepath.WalkDir(s.root, func(path string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // removed by a concurrent Delete
+		}
 		if err != nil {
 			return err
 		}
@@ -181,12 +184,15 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (h
 // an empty directory between the two steps; then it tries again.
 func (s *Store) createTemp(dir, base string) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
-		if err := s.mkdirAll(dir); err != nil {
-			return nil, err
+		err := s.mkdirAll(dir)
+		if err == nil {
+			var f *os.File
+			if f, err = os.CreateTemp(dir, base[:len(base)-len(objSuffix)]+tmpMark+"*"+tmpExt); err == nil {
+				return f, nil
+			}
 		}
-		f, err := os.CreateTemp(dir, base[:len(base)-len(objSuffix)]+tmpMark+"*"+tmpExt)
-		if err == nil || !errors.Is(err, iofs.ErrNotExist) || attempt == 5 {
-			return f, err
+		if !errors.Is(err, iofs.ErrNotExist) || attempt == 20 {
+			return nil, err
 		}
 	}
 }

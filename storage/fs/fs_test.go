@@ -2,9 +2,11 @@ package fs_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,4 +122,30 @@ func TestDeleteRemovesEmptyDirectories(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "msg", "2", "b~")); err != nil {
 		t.Fatalf("sibling object gone: %v", err)
 	}
+}
+
+// TestPutRacesDeleteOfEmptyDirectories checks that a Put never fails
+// because a concurrent Delete removed the directory it was about to use.
+func TestPutRacesDeleteOfEmptyDirectories(t *testing.T) {
+	s := open(t, t.TempDir())
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				key := fmt.Sprintf("msg/%d/%d/blob", i%3, g)
+				if _, err := s.Put(ctx, key, strings.NewReader("x"), 1); err != nil {
+					t.Errorf("Put(%q): %v", key, err)
+					return
+				}
+				if err := s.Delete(ctx, key); err != nil {
+					t.Errorf("Delete(%q): %v", key, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

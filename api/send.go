@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"mime"
@@ -101,16 +103,29 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 		writeError(c, s.log, tooLarge(s.cfg.MaxMemoSize))
 		return
 	}
-	sp, err := memo.Spool(c.Request.Body, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
-	if err != nil {
-		if hub.ErrorCode(err) == hub.TooLarge {
-			s.metrics.accepted.WithLabelValues("too_large").Inc()
-			c.Header("Connection", "close")
+	var sp spooled
+	var err error
+	if n := c.Request.ContentLength; n > 0 && n <= smallBody {
+		// Small bodies are validated in memory: no spool file round trip.
+		sp.body = make([]byte, n)
+		if _, err = io.ReadFull(c.Request.Body, sp.body); err != nil {
+			writeError(c, s.log, badRequest("body", "body.incomplete", "the body ended before Content-Length bytes", ""))
+			return
 		}
-		writeError(c, s.log, err)
-		return
+		sum := sha256.Sum256(sp.body)
+		sp.Size, sp.SHA256 = n, hex.EncodeToString(sum[:])
+	} else {
+		sp.Spooled, err = memo.Spool(c.Request.Body, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
+		if err != nil {
+			if hub.ErrorCode(err) == hub.TooLarge {
+				s.metrics.accepted.WithLabelValues("too_large").Inc()
+				c.Header("Connection", "close")
+			}
+			writeError(c, s.log, err)
+			return
+		}
+		defer os.Remove(sp.Path)
 	}
-	defer os.Remove(sp.Path)
 	r, created, err := s.accept(ctx, sys, sp, want, mode, archive)
 	if err != nil {
 		writeError(c, s.log, err)
@@ -128,10 +143,25 @@ func tooLarge(max int64) error {
 			Message: "a MeMo may be at most " + strconv.FormatInt(max, 10) + " bytes"}}}
 }
 
-// accept validates a spooled MeMo and submits it. want, when not "", is the
-// UUID the request said it carries.
-func (s *Server) accept(ctx context.Context, sys hub.System, sp memo.Spooled, want string, mode hub.Mode, archive hub.ArchiveChoice) (hub.Receipt, bool, error) {
-	m, err := s.validator.ValidateFile(sp.Path, s.now())
+// smallBody is the largest body validated in memory instead of spooled.
+const smallBody = 1 << 20
+
+// spooled is a received body: on disk (Spooled.Path) or, when small, in memory.
+type spooled struct {
+	memo.Spooled
+	body []byte
+}
+
+// accept validates a received MeMo and submits it. want, when not "", is
+// the UUID the request said it carries.
+func (s *Server) accept(ctx context.Context, sys hub.System, sp spooled, want string, mode hub.Mode, archive hub.ArchiveChoice) (hub.Receipt, bool, error) {
+	var m *memo.Message
+	var err error
+	if sp.body != nil {
+		m, err = s.validator.ValidateBytes(sp.body, s.now())
+	} else {
+		m, err = s.validator.ValidateFile(sp.Path, s.now())
+	}
 	if err != nil {
 		s.metrics.accepted.WithLabelValues("invalid").Inc()
 		s.emitInvalid(ctx, sys, "", err)
@@ -143,7 +173,7 @@ func (s *Server) accept(ctx context.Context, sys hub.System, sp memo.Spooled, wa
 			"memo-message-uuid must equal MessageHeader/messageUUID", want)
 	}
 	r, created, err := s.ingest.Submit(ctx, hub.Submission{System: sys, Letter: letterOf(m, sp.Size),
-		Path: sp.Path, Size: sp.Size, SHA256: sp.SHA256, Mode: mode, Archive: archive})
+		Path: sp.Path, Body: sp.body, Size: sp.Size, SHA256: sp.SHA256, Mode: mode, Archive: archive})
 	switch {
 	case err != nil:
 		s.metrics.accepted.WithLabelValues(string(hub.ErrorCode(err))).Inc()
@@ -299,7 +329,7 @@ func (s *Server) acceptEntry(ctx context.Context, sys hub.System, hdr *tar.Heade
 		return invalid(err)
 	}
 	defer os.Remove(sp.Path)
-	rc, _, err := s.accept(ctx, sys, sp, "", mode, archive)
+	rc, _, err := s.accept(ctx, sys, spooled{Spooled: sp}, "", mode, archive)
 	if err != nil {
 		return invalid(err)
 	}

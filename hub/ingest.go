@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -86,7 +87,8 @@ type Ingest struct {
 type Submission struct {
 	System  System
 	Letter  Letter
-	Path    string // the spooled, validated body
+	Path    string // the spooled, validated body, or
+	Body    []byte // the validated body itself (small messages)
 	Size    int64
 	SHA256  string
 	Mode    Mode
@@ -135,7 +137,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
 	}
 	if len(rt.Deliveries) > 0 || keep {
-		if err := in.storeContent(ctx, &m, s.Path); err != nil {
+		if err := in.storeContent(ctx, &m, s); err != nil {
 			return Receipt{}, false, err
 		}
 	}
@@ -201,8 +203,17 @@ func (in *Ingest) resubmission(ctx context.Context, s Submission) (Receipt, bool
 // keeps a clashing submission of the same UUID from overwriting the first.
 func ContentKey(uuid, sha string) string { return "msg/" + uuid + "/" + sha }
 
-func (in *Ingest) storeContent(ctx context.Context, m *Message, path string) error {
-	f, err := os.Open(path)
+func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) error {
+	if s.Body != nil {
+		if m.Size <= in.InlineMax {
+			m.Content = s.Body
+			return nil
+		}
+		m.ContentKey = ContentKey(m.UUID, m.SHA256)
+		_, err := in.Blobs.Put(ctx, m.ContentKey, bytes.NewReader(s.Body), int64(len(s.Body)))
+		return err
+	}
+	f, err := os.Open(s.Path)
 	if err != nil {
 		return Wrap(Internal, err, "open spooled message")
 	}

@@ -82,8 +82,12 @@ func directory() *fakeDirectory {
 func TestRouterDesignatesExactlyOneDestination(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	r := &Router{Store: directory()}
-	cpr := func(id string) Letter { return Letter{UUID: "u", RecipientID: id, RecipientType: "CPR", MessageType: "DIGITALPOST"} }
-	cvr := func(id string) Letter { return Letter{UUID: "u", RecipientID: id, RecipientType: "CVR", MessageType: "DIGITALPOST"} }
+	cpr := func(id string) Letter {
+		return Letter{UUID: "u", RecipientID: id, RecipientType: "CPR", MessageType: "DIGITALPOST"}
+	}
+	cvr := func(id string) Letter {
+		return Letter{UUID: "u", RecipientID: id, RecipientType: "CVR", MessageType: "DIGITALPOST"}
+	}
 	with := func(l Letter, f func(*Letter)) Letter { f(&l); return l }
 	cases := []struct {
 		name   string

@@ -66,7 +66,7 @@ install_ferretdb() {
 	echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
 	(cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$DIR/ferretdb" ./cmd/ferretdb) ||
 		die "go build ./cmd/ferretdb ($FERRETDB_VERSION) failed"
-	"$DIR/ferretdb" --version >/dev/null || die "built ferretdb does not run"
+	"$DIR/ferretdb" --version | grep -q "$FERRETDB_VERSION" || die "built ferretdb does not run or does not report $FERRETDB_VERSION"
 	echo "$FERRETDB_VERSION" >"$DIR/ferretdb.version"
 	log "ferretdb built in $((SECONDS - start))s: $("$DIR/ferretdb" --version 2>&1 | head -1)"
 }

@@ -601,7 +601,7 @@ func (s *pullScanner) lookup(prefix []byte) (int, bool) {
 
 // attrValue decodes references and normalises whitespace in an attribute value.
 func (s *pullScanner) attrValue(v []byte) (string, error) {
-	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\r\n<") < 0 {
+	if bytes.IndexByte(v, '&') < 0 && !bytes.ContainsAny(v, "\t\r\n<") {
 		return string(v), nil
 	}
 	if bytes.IndexByte(v, '<') >= 0 {

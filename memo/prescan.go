@@ -301,7 +301,7 @@ func prologAttrValue(raw []byte) (string, bool) {
 	if bytes.IndexByte(raw, '<') >= 0 {
 		return "", false
 	}
-	if bytes.IndexByte(raw, '&') < 0 && bytes.IndexAny(raw, "\t\r\n") < 0 {
+	if bytes.IndexByte(raw, '&') < 0 && !bytes.ContainsAny(raw, "\t\r\n") {
 		return string(raw), true
 	}
 	var out strings.Builder

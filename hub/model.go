@@ -317,8 +317,8 @@ type Event struct {
 
 // EventQuery filters sealed events. Zero fields do not filter.
 type EventQuery struct {
-	Org         string // events whose Orgs contain it
-	From, To    time.Time
+	Org         string    // events whose Orgs contain it
+	From, To    time.Time // Time in [From, To): From inclusive, To exclusive
 	Tags        []string
 	SystemID    string
 	MessageUUID string

@@ -64,16 +64,19 @@ type Orgs interface {
 	// PutContactGroup creates or replaces a group (Version as UpdateOrg;
 	// Version 0 creates, Conflict if the ID exists).
 	PutContactGroup(ctx context.Context, g ContactGroup) error
+	// DeleteContactGroup returns NotFound when absent or of another org.
 	DeleteContactGroup(ctx context.Context, org, id string) error
 	ListContactGroups(ctx context.Context, org string) ([]ContactGroup, error)
 	// PutContactPoint creates or replaces a point, as PutContactGroup.
 	PutContactPoint(ctx context.Context, p ContactPoint) error
 	// GetContactPoint returns NotFound when absent.
 	GetContactPoint(ctx context.Context, id string) (ContactPoint, error)
+	// DeleteContactPoint returns NotFound when absent or of another org.
 	DeleteContactPoint(ctx context.Context, org, id string) error
 	ListContactPoints(ctx context.Context, org string) ([]ContactPoint, error)
 	// PutRoutingRule creates or replaces a rule by ID.
 	PutRoutingRule(ctx context.Context, r RoutingRule) error
+	// DeleteRoutingRule returns NotFound when absent or of another org.
 	DeleteRoutingRule(ctx context.Context, org, id string) error
 	// ListRoutingRules returns an organisation's rules by ascending Priority.
 	ListRoutingRules(ctx context.Context, org string) ([]RoutingRule, error)

@@ -1,0 +1,354 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Event ids map to 'p'+pending key or 's'+seq, so that appends of an id
+// that is pending or sealed are skipped and a sealed id is never sealed twice.
+const (
+	idPending = 'p'
+	idSealed  = 's'
+)
+
+func (s *Store) AppendEvents(ctx context.Context, evs []hub.Event) error {
+	for _, ev := range evs {
+		if ev.ID == "" {
+			return hub.Errorf(hub.Invalid, "event without ID")
+		}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		ids, pb := bk(tx, bEventIDs), bk(tx, bPending)
+		for _, ev := range evs {
+			if ids.Get([]byte(ev.ID)) != nil {
+				continue
+			}
+			seq, err := pb.NextSequence()
+			if err != nil {
+				return err
+			}
+			ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
+			if err := putJSON(pb, u64(seq), ev); err != nil {
+				return err
+			}
+			if err := ids.Put([]byte(ev.ID), append([]byte{idPending}, u64(seq)...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []hub.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bPending).Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var ev hub.Event
+			if err := jsonDecode(v, &ev); err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func lastSeq(tx *bolt.Tx) uint64 {
+	k, _ := tx.Bucket(bEvents).Cursor().Last()
+	if k == nil {
+		return 0
+	}
+	return readU64(k)
+}
+
+// SealEvents stores the whole batch in one transaction or nothing: a taken
+// Seq or an already sealed event ID is Conflict, a Seq that does not follow
+// LastSealed consecutively is Invalid.
+func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
+	for _, ev := range evs {
+		if ev.ID == "" || ev.Seq == 0 || ev.Hash == "" {
+			return hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
+		}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		last := lastSeq(tx)
+		ids, pb, eb := bk(tx, bEventIDs), bk(tx, bPending), bk(tx, bEvents)
+		for i, ev := range evs {
+			want := last + 1 + uint64(i)
+			if ev.Seq < want {
+				return hub.Errorf(hub.Conflict, "event seq %d is taken", ev.Seq)
+			}
+			if ev.Seq != want {
+				return hub.Errorf(hub.Invalid, "event seq %d does not follow %d", ev.Seq, want-1)
+			}
+			if ref := ids.Get([]byte(ev.ID)); len(ref) == 9 {
+				if ref[0] == idSealed {
+					return hub.Errorf(hub.Conflict, "event %s is sealed already", ev.ID)
+				}
+				if err := pb.Delete(ref[1:]); err != nil {
+					return err
+				}
+			}
+			sk := u64(ev.Seq)
+			if err := putJSON(eb, sk, ev); err != nil {
+				return err
+			}
+			if err := ids.Put([]byte(ev.ID), append([]byte{idSealed}, sk...)); err != nil {
+				return err
+			}
+			if err := indexEvent(tx, ev, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// indexEvent adds (or removes) a sealed event's time and organisation index
+// entries.
+func indexEvent(tx *bolt.Tx, ev hub.Event, add bool) error {
+	sk, tk := u64(ev.Seq), tkey(ev.Time)
+	type entry struct {
+		b    []byte
+		k, v []byte
+	}
+	es := []entry{{bEvTime, cat(tk, sk), nil}}
+	for _, org := range ev.Orgs {
+		es = append(es, entry{bEvOrgTime, cat(prefix(org), tk, sk), nil}, entry{bEvOrgSeq, cat(prefix(org), sk), tk})
+	}
+	for _, e := range es {
+		b := bk(tx, e.b)
+		var err error
+		if add {
+			err = b.Put(e.k, e.v)
+		} else {
+			err = b.Delete(e.k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) LastSealed(ctx context.Context) (hub.Event, error) {
+	var ev hub.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bEvents).Cursor().Last()
+		if k == nil {
+			return hub.Errorf(hub.NotFound, "no sealed event")
+		}
+		return jsonDecode(v, &ev)
+	})
+	return ev, err
+}
+
+// ScanEvents reads in chunks so that fn runs outside any transaction and a
+// long scan does not pin old pages.
+func (s *Store) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) error) error {
+	const chunk = 1000
+	for {
+		var evs []hub.Event
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			c := tx.Bucket(bEvents).Cursor()
+			for k, v := c.Seek(u64(from)); k != nil && len(evs) < chunk; k, v = c.Next() {
+				var ev hub.Event
+				if err := jsonDecode(v, &ev); err != nil {
+					return err
+				}
+				evs = append(evs, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(evs) < chunk {
+			return nil
+		}
+		from = evs[len(evs)-1].Seq + 1
+	}
+}
+
+func matches(ev hub.Event, q hub.EventQuery) bool {
+	switch {
+	case ev.Seq <= q.AfterSeq,
+		!q.From.IsZero() && ev.Time.Before(q.From),
+		!q.To.IsZero() && !ev.Time.Before(q.To),
+		q.SystemID != "" && ev.SystemID != q.SystemID,
+		q.MessageUUID != "" && ev.MessageUUID != q.MessageUUID,
+		q.Party != "" && ev.Party != q.Party,
+		q.Actor != "" && ev.Actor != q.Actor:
+		return false
+	}
+	if q.Org != "" && !contains(ev.Orgs, q.Org) {
+		return false
+	}
+	return len(q.Tags) == 0 || contains(q.Tags, ev.Tag)
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// QueryEvents picks an index: with a time range, the (org,) time index
+// yields the candidate seqs in the range, which are then sorted; with an
+// organisation only, its seq index is walked from the cursor; otherwise the
+// log itself. Only candidates are decoded, and only until Limit matched.
+func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []hub.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		eb := tx.Bucket(bEvents)
+		// take decodes the event at seq and keeps it if it matches; it
+		// reports whether more are wanted.
+		take := func(sk []byte) (bool, error) {
+			v := eb.Get(sk)
+			if v == nil {
+				return true, nil
+			}
+			var ev hub.Event
+			if err := jsonDecode(v, &ev); err != nil {
+				return false, err
+			}
+			if matches(ev, q) {
+				out = append(out, ev)
+			}
+			return len(out) < limit, nil
+		}
+		if !q.From.IsZero() || !q.To.IsZero() {
+			return queryByTime(tx, q, take)
+		}
+		var p []byte
+		b := eb
+		if q.Org != "" {
+			p, b = prefix(q.Org), tx.Bucket(bEvOrgSeq)
+		}
+		c := b.Cursor()
+		seqOf := func(k []byte) []byte { return k[len(p):] }
+		if !q.Descending {
+			for k, _ := c.Seek(cat(p, u64(q.AfterSeq+1))); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				if more, err := take(seqOf(k)); err != nil || !more {
+					return err
+				}
+			}
+			return nil
+		}
+		var k []byte
+		if p == nil {
+			k, _ = c.Last()
+		} else if k, _ = c.Seek(append(bytes.Clone(p[:len(p)-1]), 1)); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, p) && readU64(seqOf(k)) > q.AfterSeq; k, _ = c.Prev() {
+			if more, err := take(seqOf(k)); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func queryByTime(tx *bolt.Tx, q hub.EventQuery, take func([]byte) (bool, error)) error {
+	var p []byte
+	b := tx.Bucket(bEvTime)
+	if q.Org != "" {
+		p, b = prefix(q.Org), tx.Bucket(bEvOrgTime)
+	}
+	start := p
+	if !q.From.IsZero() {
+		start = cat(p, tkey(q.From))
+	}
+	var end []byte
+	if !q.To.IsZero() {
+		end = cat(p, tkey(q.To))
+	}
+	var seqs []uint64
+	c := b.Cursor()
+	for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		if end != nil && bytes.Compare(k, end) >= 0 {
+			break
+		}
+		if seq := readU64(k[len(p)+12:]); seq > q.AfterSeq {
+			seqs = append(seqs, seq)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return (seqs[i] < seqs[j]) != q.Descending })
+	for _, seq := range seqs {
+		if more, err := take(u64(seq)); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteEventsBefore removes a prefix of the chain (events in Seq order
+// while older than t), in chunks, so that the remaining log has no holes.
+func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error) {
+	const chunk = 5000
+	var total int64
+	for {
+		var n int64
+		err := s.update(ctx, func(tx *bolt.Tx) error {
+			n = 0
+			eb := bk(tx, bEvents)
+			var evs []hub.Event
+			c := eb.Cursor()
+			for k, v := c.First(); k != nil && len(evs) < chunk; k, v = c.Next() {
+				var ev hub.Event
+				if err := jsonDecode(v, &ev); err != nil {
+					return err
+				}
+				if !ev.Time.Before(t) {
+					break
+				}
+				evs = append(evs, ev)
+			}
+			for _, ev := range evs {
+				if err := eb.Delete(u64(ev.Seq)); err != nil {
+					return err
+				}
+				if err := bk(tx, bEventIDs).Delete([]byte(ev.ID)); err != nil {
+					return err
+				}
+				if err := indexEvent(tx, ev, false); err != nil {
+					return err
+				}
+			}
+			n = int64(len(evs))
+			return nil
+		})
+		total += n
+		if err != nil || n < chunk {
+			return total, err
+		}
+	}
+}

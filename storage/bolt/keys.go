@@ -1,0 +1,80 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// key joins parts with NUL, the separator that sorts before every other
+// byte, so that "a"+sep sorts before "ab".
+func key(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// prefix is key(parts...) followed by the separator.
+func prefix(parts ...string) []byte { return append(key(parts...), 0) }
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func readU64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+// tkey is a 12-byte time stamp that sorts like the time (sign-flipped
+// seconds, then nanoseconds).
+func tkey(t time.Time) []byte {
+	b := make([]byte, 12)
+	binary.BigEndian.PutUint64(b, uint64(t.Unix())^(1<<63))
+	binary.BigEndian.PutUint32(b[8:], uint32(t.Nanosecond()))
+	return b
+}
+
+func readTkey(b []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(b)^(1<<63)), int64(binary.BigEndian.Uint32(b[8:]))).UTC()
+}
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// scanPrefix calls fn for each key with prefix p in order, stopping when fn
+// returns false or an error.
+func scanPrefix(b *bolt.Bucket, p []byte, fn func(k, v []byte) (bool, error)) error {
+	c := b.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		more, err := fn(k, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix removes every key with prefix p.
+func deletePrefix(b *bolt.Bucket, p []byte) error {
+	var ks [][]byte
+	_ = scanPrefix(b, p, func(k, _ []byte) (bool, error) {
+		ks = append(ks, append([]byte(nil), k...))
+		return true, nil
+	})
+	for _, k := range ks {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

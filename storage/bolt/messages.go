@@ -1,0 +1,684 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// messageRec keeps the fields hub.Message hides from JSON. Inline content
+// lives in its own append-only bucket under ContentSeq, so that the record
+// stays small and large values are written once at the end of the file.
+type messageRec struct {
+	hub.Message
+	ContentKey string `json:"contentKey,omitempty"`
+	ContentSeq uint64 `json:"contentSeq,omitempty"`
+}
+
+type receiptRec struct {
+	hub.Receipt
+	SystemID string `json:"systemId"`
+}
+
+func (r receiptRec) value() hub.Receipt {
+	v := r.Receipt
+	v.SystemID = r.SystemID
+	return v
+}
+
+// leaseRec is the last lease of a delivery; it is kept after expiry or
+// release so that epochs keep increasing.
+type leaseRec struct {
+	hub.Lease
+	Released bool `json:"released,omitempty"`
+}
+
+func (l leaseRec) live(now time.Time) bool { return !l.Released && now.Before(l.Expires) }
+
+func getMessage(tx *bolt.Tx, uuid string) (messageRec, bool, error) {
+	var r messageRec
+	ok, err := getJSON(tx.Bucket(bMessages), []byte(uuid), &r)
+	return r, ok, err
+}
+
+func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
+	if m.UUID == "" {
+		return hub.Errorf(hub.Invalid, "message without UUID")
+	}
+	for _, d := range ds {
+		if d.ID == "" || d.Queue == "" {
+			return hub.Errorf(hub.Invalid, "delivery without ID or queue")
+		}
+		if d.MessageUUID != "" && d.MessageUUID != m.UUID {
+			return hub.Errorf(hub.Invalid, "delivery %s is of message %s, not %s", d.ID, d.MessageUUID, m.UUID)
+		}
+	}
+	seqs := make([]int64, len(ds))
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		mb := bk(tx, bMessages)
+		if mb.Get([]byte(m.UUID)) != nil {
+			return hub.Errorf(hub.Conflict, "message %s exists", m.UUID)
+		}
+		db := tx.Bucket(bDeliveries)
+		for _, d := range ds {
+			if db.Get([]byte(d.ID)) != nil {
+				return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
+			}
+		}
+		rec := messageRec{Message: m, ContentKey: m.ContentKey}
+		rec.Content = nil
+		if len(m.Content) > 0 {
+			cb := bk(tx, bContent)
+			seq, err := cb.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := cb.Put(u64(seq), m.Content); err != nil {
+				return err
+			}
+			rec.ContentSeq = seq
+		}
+		if err := putJSON(mb, []byte(m.UUID), rec); err != nil {
+			return err
+		}
+		if err := bk(tx, bMsgSender).Put(cat(prefix(m.SenderCVR), tkey(m.Received), []byte(m.UUID)), nil); err != nil {
+			return err
+		}
+		for i, d := range ds {
+			d.MessageUUID = m.UUID
+			seq, err := addDelivery(tx, d)
+			if err != nil {
+				return err
+			}
+			seqs[i] = seq
+		}
+		if r.TransmissionID != "" {
+			if r.MessageUUID == "" {
+				r.MessageUUID = m.UUID
+			}
+			return putReceipt(tx, r)
+		}
+		return nil
+	})
+	if err == nil {
+		for i := range ds {
+			ds[i].Seq = seqs[i]
+		}
+	}
+	return err
+}
+
+func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error) {
+	var m hub.Message
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		r, ok, err := getMessage(tx, uuid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("message", uuid)
+		}
+		m = r.Message
+		m.ContentKey = r.ContentKey
+		if r.ContentSeq != 0 {
+			m.Content = bytes.Clone(tx.Bucket(bContent).Get(u64(r.ContentSeq)))
+		}
+		return nil
+	})
+	return m, err
+}
+
+func (s *Store) SetMessageState(ctx context.Context, uuid string, st hub.MessageState) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		r, ok, err := getMessage(tx, uuid)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("message", uuid)
+		}
+		r.State = st
+		return putJSON(bk(tx, bMessages), []byte(uuid), r)
+	})
+}
+
+func (s *Store) DeleteMessage(ctx context.Context, uuid string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		r, ok, err := getMessage(tx, uuid)
+		if err != nil || !ok {
+			return err
+		}
+		if r.ContentSeq != 0 {
+			if err := bk(tx, bContent).Delete(u64(r.ContentSeq)); err != nil {
+				return err
+			}
+		}
+		if err := bk(tx, bMsgSender).Delete(cat(prefix(r.SenderCVR), tkey(r.Received), []byte(uuid))); err != nil {
+			return err
+		}
+		return bk(tx, bMessages).Delete([]byte(uuid))
+	})
+}
+
+func (s *Store) ListMessagesBySender(ctx context.Context, senderCVR, after string, limit int) ([]hub.Message, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []hub.Message
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		p := prefix(senderCVR)
+		c := tx.Bucket(bMsgSender).Cursor()
+		var k []byte
+		if after == "" {
+			// Position after the prefix's last key, then step back.
+			upper := append(bytes.Clone(p[:len(p)-1]), 1)
+			if k, _ = c.Seek(upper); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		} else {
+			r, ok, err := getMessage(tx, after)
+			if err != nil {
+				return err
+			}
+			if !ok || r.SenderCVR != senderCVR {
+				return hub.Errorf(hub.Invalid, "unknown paging cursor %q", after)
+			}
+			k, _ = c.Seek(cat(p, tkey(r.Received), []byte(after)))
+			if k != nil {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, _ = c.Prev() {
+			uuid := string(k[len(p)+12:])
+			r, ok, err := getMessage(tx, uuid)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m := r.Message
+				m.ContentKey = r.ContentKey
+				out = append(out, m)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// addDelivery stores a new delivery with the next Seq and its indexes.
+func addDelivery(tx *bolt.Tx, d hub.Delivery) (int64, error) {
+	db := bk(tx, bDeliveries)
+	seq, err := db.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	d.Seq = int64(seq)
+	if d.State == "" {
+		d.State = hub.DeliveryReady
+	}
+	if err := putJSON(db, []byte(d.ID), d); err != nil {
+		return 0, err
+	}
+	if err := bk(tx, bDelQueue).Put(cat(prefix(d.Queue), u64(seq)), []byte(d.ID)); err != nil {
+		return 0, err
+	}
+	if err := bk(tx, bDelMsg).Put(key(d.MessageUUID, d.ID), nil); err != nil {
+		return 0, err
+	}
+	if d.State != hub.DeliveryParked {
+		return d.Seq, addQueueCount(tx, d.Queue, 1)
+	}
+	return d.Seq, nil
+}
+
+func addQueueCount(tx *bolt.Tx, queue string, n int64) error {
+	b := bk(tx, bQueueCount)
+	var cur int64
+	if v := b.Get([]byte(queue)); v != nil {
+		cur = int64(readU64(v))
+	}
+	cur += n
+	if cur <= 0 {
+		return b.Delete([]byte(queue))
+	}
+	return b.Put([]byte(queue), u64(uint64(cur)))
+}
+
+func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
+	var d hub.Delivery
+	ok, err := getJSON(tx.Bucket(bDeliveries), []byte(id), &d)
+	if err == nil && !ok {
+		err = notFound("delivery", id)
+	}
+	return d, err
+}
+
+func getLease(tx *bolt.Tx, id string) (leaseRec, bool, error) {
+	var l leaseRec
+	ok, err := getJSON(tx.Bucket(bLeases), []byte(id), &l)
+	return l, ok, err
+}
+
+func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
+	for _, d := range ds {
+		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" {
+			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message")
+		}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		db := tx.Bucket(bDeliveries)
+		for _, d := range ds {
+			if db.Get([]byte(d.ID)) != nil {
+				continue
+			}
+			if _, err := addDelivery(tx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) GetDelivery(ctx context.Context, id string) (hub.Delivery, error) {
+	var d hub.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		d, err = getDelivery(tx, id)
+		return err
+	})
+	return d, err
+}
+
+// available reports why a delivery cannot be leased now ("" if it can).
+func available(tx *bolt.Tx, d hub.Delivery, now time.Time) (string, error) {
+	switch {
+	case d.State == hub.DeliveryParked:
+		return "parked", nil
+	case d.AvailableAt.After(now):
+		return "held", nil
+	}
+	l, ok, err := getLease(tx, d.ID)
+	if err != nil {
+		return "", err
+	}
+	if ok && l.live(now) {
+		return "leased", nil
+	}
+	return "", nil
+}
+
+// scanQueue calls fn for the queue's deliveries with Seq > afterSeq in order.
+func scanQueue(tx *bolt.Tx, queue string, afterSeq int64, fn func(d hub.Delivery) (bool, error)) error {
+	p := prefix(queue)
+	c := tx.Bucket(bDelQueue).Cursor()
+	start := uint64(0)
+	if afterSeq > 0 {
+		start = uint64(afterSeq) + 1
+	}
+	for k, id := c.Seek(cat(p, u64(start))); k != nil && bytes.HasPrefix(k, p); k, id = c.Next() {
+		d, err := getDelivery(tx, string(id))
+		if err != nil {
+			return err
+		}
+		if more, err := fn(d); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []hub.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return scanQueue(tx, queue, afterSeq, func(d hub.Delivery) (bool, error) {
+			if onlyAvailable {
+				why, err := available(tx, d, now)
+				if err != nil || why != "" {
+					return true, err
+				}
+			}
+			out = append(out, d)
+			return len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
+	var n int64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bQueueCount).Get([]byte(queue)); v != nil {
+			n = int64(readU64(v))
+		}
+		return nil
+	})
+	return n, err
+}
+
+func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error) {
+	var out []hub.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		p := prefix(messageUUID)
+		return scanPrefix(tx.Bucket(bDelMsg), p, func(k, _ []byte) (bool, error) {
+			d, err := getDelivery(tx, string(k[len(p):]))
+			if err != nil {
+				return false, err
+			}
+			out = append(out, d)
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// lease claims d in tx; the caller has checked availability.
+func lease(tx *bolt.Tx, d hub.Delivery, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
+	old, _, err := getLease(tx, d.ID)
+	if err != nil {
+		return hub.Lease{}, err
+	}
+	d.Attempts++
+	l := hub.Lease{DeliveryID: d.ID, Holder: holder, Epoch: old.Epoch + 1, Expires: now.Add(ttl), Attempt: d.Attempts}
+	if err := putJSON(bk(tx, bDeliveries), []byte(d.ID), d); err != nil {
+		return hub.Lease{}, err
+	}
+	return l, putJSON(bk(tx, bLeases), []byte(d.ID), leaseRec{Lease: l})
+}
+
+func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
+	var l hub.Lease
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		d, err := getDelivery(tx, deliveryID)
+		if err != nil {
+			return err
+		}
+		why, err := available(tx, d, now)
+		switch {
+		case err != nil:
+			return err
+		case why == "leased":
+			return hub.Errorf(hub.Conflict, "delivery %s is leased", deliveryID)
+		case why != "":
+			return hub.Errorf(hub.Forbidden, "delivery %s is %s", deliveryID, why)
+		}
+		l, err = lease(tx, d, holder, ttl, now)
+		return err
+	})
+	return l, err
+}
+
+func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error) {
+	var (
+		got hub.Delivery
+		l   hub.Lease
+	)
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		found := false
+		err := scanQueue(tx, queue, 0, func(d hub.Delivery) (bool, error) {
+			why, err := available(tx, d, now)
+			if err != nil || why != "" {
+				return true, err
+			}
+			if l, err = lease(tx, d, holder, ttl, now); err != nil {
+				return false, err
+			}
+			got, found = d, true
+			got.Attempts = l.Attempt
+			return false, nil
+		})
+		if err == nil && !found {
+			err = hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
+		}
+		return err
+	})
+	return got, l, err
+}
+
+func (s *Store) Release(ctx context.Context, l hub.Lease) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		cur, ok, err := getLease(tx, l.DeliveryID)
+		if err != nil || !ok || cur.Epoch != l.Epoch || cur.Holder != l.Holder || cur.Released {
+			return err
+		}
+		cur.Released = true
+		return putJSON(bk(tx, bLeases), []byte(l.DeliveryID), cur)
+	})
+}
+
+func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
+	var res hub.AckResult
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		res = hub.AckResult{}
+		d, err := getDelivery(tx, deliveryID)
+		if hub.Is(err, hub.NotFound) {
+			res.AlreadyAcked = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := removeDelivery(tx, d); err != nil {
+			return err
+		}
+		remaining := false
+		if err := scanPrefix(tx.Bucket(bDelMsg), prefix(d.MessageUUID), func(_, _ []byte) (bool, error) {
+			remaining = true
+			return false, nil
+		}); err != nil || remaining {
+			return err
+		}
+		m, ok, err := getMessage(tx, d.MessageUUID)
+		if err != nil {
+			return err
+		}
+		if ok && m.ArchiveUntil.After(now) {
+			return nil
+		}
+		res.Unreferenced = true
+		res.ContentKey = m.ContentKey
+		return nil
+	})
+	return res, err
+}
+
+func removeDelivery(tx *bolt.Tx, d hub.Delivery) error {
+	if err := bk(tx, bDeliveries).Delete([]byte(d.ID)); err != nil {
+		return err
+	}
+	if err := bk(tx, bDelQueue).Delete(cat(prefix(d.Queue), u64(uint64(d.Seq)))); err != nil {
+		return err
+	}
+	if err := bk(tx, bDelMsg).Delete(key(d.MessageUUID, d.ID)); err != nil {
+		return err
+	}
+	if err := bk(tx, bLeases).Delete([]byte(d.ID)); err != nil {
+		return err
+	}
+	if d.State != hub.DeliveryParked {
+		return addQueueCount(tx, d.Queue, -1)
+	}
+	return nil
+}
+
+// parkReasonMeta is the Meta key under which Park records its reason.
+const parkReasonMeta = "parkedReason"
+
+func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		d, err := getDelivery(tx, deliveryID)
+		if err != nil {
+			return err
+		}
+		if d.State != hub.DeliveryParked {
+			if err := addQueueCount(tx, d.Queue, -1); err != nil {
+				return err
+			}
+		}
+		d.State = hub.DeliveryParked
+		if d.Meta == nil {
+			d.Meta = map[string]string{}
+		}
+		d.Meta[parkReasonMeta] = reason
+		if l, ok, err := getLease(tx, deliveryID); err != nil {
+			return err
+		} else if ok && !l.Released {
+			l.Released = true
+			if err := putJSON(bk(tx, bLeases), []byte(deliveryID), l); err != nil {
+				return err
+			}
+		}
+		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
+	})
+}
+
+func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		d, err := getDelivery(tx, deliveryID)
+		if err != nil || d.State != hub.DeliveryParked {
+			return err
+		}
+		d.State = hub.DeliveryReady
+		d.Attempts = 0
+		delete(d.Meta, parkReasonMeta)
+		if len(d.Meta) == 0 {
+			d.Meta = nil
+		}
+		if err := addQueueCount(tx, d.Queue, 1); err != nil {
+			return err
+		}
+		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
+	})
+}
+
+func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
+	b := bk(tx, bReceipts)
+	k := key(r.SystemID, r.TransmissionID)
+	var old receiptRec
+	ok, err := getJSON(b, k, &old)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := deleteReceiptIndexes(tx, old.value()); err != nil {
+			return err
+		}
+	}
+	if err := bk(tx, bRcptMsg).Put(key(r.SystemID, r.MessageUUID), []byte(r.TransmissionID)); err != nil {
+		return err
+	}
+	if err := bk(tx, bRcptTime).Put(cat(prefix(r.SystemID), tkey(r.Time), []byte(r.TransmissionID)), nil); err != nil {
+		return err
+	}
+	return putJSON(b, k, receiptRec{Receipt: r, SystemID: r.SystemID})
+}
+
+func deleteReceiptIndexes(tx *bolt.Tx, r hub.Receipt) error {
+	mb := bk(tx, bRcptMsg)
+	if string(mb.Get(key(r.SystemID, r.MessageUUID))) == r.TransmissionID {
+		if err := mb.Delete(key(r.SystemID, r.MessageUUID)); err != nil {
+			return err
+		}
+	}
+	return bk(tx, bRcptTime).Delete(cat(prefix(r.SystemID), tkey(r.Time), []byte(r.TransmissionID)))
+}
+
+func getReceipt(tx *bolt.Tx, systemID, transmissionID string) (hub.Receipt, bool, error) {
+	var r receiptRec
+	ok, err := getJSON(tx.Bucket(bReceipts), key(systemID, transmissionID), &r)
+	return r.value(), ok, err
+}
+
+func (s *Store) PutReceipt(ctx context.Context, r hub.Receipt) error {
+	if r.TransmissionID == "" || r.SystemID == "" {
+		return hub.Errorf(hub.Invalid, "receipt without transmission or system ID")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return putReceipt(tx, r) })
+}
+
+func (s *Store) GetReceipt(ctx context.Context, systemID, transmissionID string) (hub.Receipt, error) {
+	var r hub.Receipt
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var ok bool
+		var err error
+		r, ok, err = getReceipt(tx, systemID, transmissionID)
+		if err == nil && !ok {
+			err = notFound("receipt", transmissionID)
+		}
+		return err
+	})
+	return r, err
+}
+
+func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error) {
+	var r hub.Receipt
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		tid := tx.Bucket(bRcptMsg).Get(key(systemID, messageUUID))
+		ok := false
+		var err error
+		if tid != nil {
+			r, ok, err = getReceipt(tx, systemID, string(tid))
+		}
+		if err == nil && !ok {
+			err = hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)
+		}
+		return err
+	})
+	return r, err
+}
+
+func (s *Store) ListReceipts(ctx context.Context, systemID, after string, limit int) ([]hub.Receipt, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []hub.Receipt
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		p := prefix(systemID)
+		c := tx.Bucket(bRcptTime).Cursor()
+		k, _ := c.Seek(p)
+		if after != "" {
+			r, ok, err := getReceipt(tx, systemID, after)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return hub.Errorf(hub.Invalid, "unknown paging cursor %q", after)
+			}
+			start := cat(p, tkey(r.Time), []byte(after))
+			if k, _ = c.Seek(start); bytes.Equal(k, start) {
+				k, _ = c.Next()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, _ = c.Next() {
+			r, ok, err := getReceipt(tx, systemID, string(k[len(p)+12:]))
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) DeleteReceipt(ctx context.Context, systemID, transmissionID string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		r, ok, err := getReceipt(tx, systemID, transmissionID)
+		if err != nil || !ok {
+			return err
+		}
+		if err := deleteReceiptIndexes(tx, r); err != nil {
+			return err
+		}
+		return bk(tx, bReceipts).Delete(key(systemID, transmissionID))
+	})
+}

@@ -1,0 +1,389 @@
+package bolt
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// systemRec keeps the fields hub.System hides from JSON.
+type systemRec struct {
+	hub.System
+	TokenHash string `json:"tokenHash,omitempty"`
+	Seq       uint64 `json:"seq"`
+}
+
+func (r systemRec) value() hub.System {
+	s := r.System
+	s.TokenHash = r.TokenHash
+	return s
+}
+
+func (s *Store) CreateOrg(ctx context.Context, o hub.Organisation) error {
+	if o.CVR == "" {
+		return hub.Errorf(hub.Invalid, "organisation without CVR")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bOrgs)
+		if b.Get([]byte(o.CVR)) != nil {
+			return hub.Errorf(hub.Conflict, "organisation %s exists", o.CVR)
+		}
+		return putJSON(b, []byte(o.CVR), o)
+	})
+}
+
+func (s *Store) UpdateOrg(ctx context.Context, o hub.Organisation) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bOrgs)
+		var old hub.Organisation
+		if ok, err := getJSON(b, []byte(o.CVR), &old); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			return notFound("organisation", o.CVR)
+		}
+		if old.Version != o.Version {
+			return hub.Errorf(hub.Conflict, "organisation %s changed (version %d, not %d)", o.CVR, old.Version, o.Version)
+		}
+		o.Version++
+		return putJSON(b, []byte(o.CVR), o)
+	})
+}
+
+func (s *Store) GetOrg(ctx context.Context, cvr string) (hub.Organisation, error) {
+	var o hub.Organisation
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bOrgs), []byte(cvr), &o)
+		if err == nil && !ok {
+			err = notFound("organisation", cvr)
+		}
+		return err
+	})
+	return o, err
+}
+
+func (s *Store) ListOrgs(ctx context.Context) ([]hub.Organisation, error) {
+	var out []hub.Organisation
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bOrgs).ForEach(func(_, v []byte) error {
+			var o hub.Organisation
+			if err := jsonDecode(v, &o); err != nil {
+				return err
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
+	if sys.ID == "" {
+		return hub.Errorf(hub.Invalid, "system without ID")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bSystems)
+		if b.Get([]byte(sys.ID)) != nil {
+			return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
+		}
+		tb := bk(tx, bSysToken)
+		if sys.TokenHash != "" && tb.Get([]byte(sys.TokenHash)) != nil {
+			return hub.Errorf(hub.Conflict, "token of system %s is taken", sys.ID)
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if sys.TokenHash != "" {
+			if err := tb.Put([]byte(sys.TokenHash), []byte(sys.ID)); err != nil {
+				return err
+			}
+		}
+		if err := bk(tx, bSysOrg).Put(cat(prefix(sys.OrgCVR), u64(seq)), []byte(sys.ID)); err != nil {
+			return err
+		}
+		return putJSON(b, []byte(sys.ID), systemRec{System: sys, TokenHash: sys.TokenHash, Seq: seq})
+	})
+}
+
+func getSystem(tx *bolt.Tx, id string) (systemRec, error) {
+	var r systemRec
+	ok, err := getJSON(tx.Bucket(bSystems), []byte(id), &r)
+	if err == nil && !ok {
+		err = notFound("system", id)
+	}
+	return r, err
+}
+
+func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		old, err := getSystem(tx, sys.ID)
+		if err != nil {
+			return err
+		}
+		if old.Version != sys.Version {
+			return hub.Errorf(hub.Conflict, "system %s changed (version %d, not %d)", sys.ID, old.Version, sys.Version)
+		}
+		tb := bk(tx, bSysToken)
+		if sys.TokenHash != old.TokenHash {
+			if sys.TokenHash != "" {
+				if owner := tb.Get([]byte(sys.TokenHash)); owner != nil && string(owner) != sys.ID {
+					return hub.Errorf(hub.Conflict, "token of system %s is taken", sys.ID)
+				}
+				if err := tb.Put([]byte(sys.TokenHash), []byte(sys.ID)); err != nil {
+					return err
+				}
+			}
+			if old.TokenHash != "" {
+				if err := tb.Delete([]byte(old.TokenHash)); err != nil {
+					return err
+				}
+			}
+		}
+		if sys.OrgCVR != old.OrgCVR {
+			ob := bk(tx, bSysOrg)
+			if err := ob.Delete(cat(prefix(old.OrgCVR), u64(old.Seq))); err != nil {
+				return err
+			}
+			if err := ob.Put(cat(prefix(sys.OrgCVR), u64(old.Seq)), []byte(sys.ID)); err != nil {
+				return err
+			}
+		}
+		sys.Version++
+		return putJSON(bk(tx, bSystems), []byte(sys.ID), systemRec{System: sys, TokenHash: sys.TokenHash, Seq: old.Seq})
+	})
+}
+
+func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
+	var r systemRec
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		r, err = getSystem(tx, id)
+		return err
+	})
+	return r.value(), err
+}
+
+func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
+	var r systemRec
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		id := tx.Bucket(bSysToken).Get([]byte(hash))
+		if hash == "" || id == nil {
+			return hub.Errorf(hub.NotFound, "no system has that token")
+		}
+		r, err = getSystem(tx, string(id))
+		return err
+	})
+	return r.value(), err
+}
+
+func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, error) {
+	var out []hub.System
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return scanPrefix(tx.Bucket(bSysOrg), prefix(org), func(_, id []byte) (bool, error) {
+			r, err := getSystem(tx, string(id))
+			if err != nil {
+				return false, err
+			}
+			out = append(out, r.value())
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		r, err := getSystem(tx, id)
+		if err != nil {
+			return err
+		}
+		r.LastFetch = at
+		return putJSON(bk(tx, bSystems), []byte(id), r)
+	})
+}
+
+// versioned puts a record with optimistic concurrency: Version 0 creates
+// (Conflict if the id exists), otherwise the stored Version must match
+// (NotFound if absent or of another organisation). It returns the stored
+// record's Version.
+func versioned(tx *bolt.Tx, b, byOrg []byte, what, id, org string, version int64, build func(newVersion int64) any) error {
+	if id == "" || org == "" {
+		return hub.Errorf(hub.Invalid, "%s without ID or organisation", what)
+	}
+	bb := bk(tx, b)
+	var old struct {
+		OrgCVR  string `json:"organisation"`
+		Version int64  `json:"version"`
+	}
+	ok, err := getJSON(bb, []byte(id), &old)
+	if err != nil {
+		return err
+	}
+	switch {
+	case version == 0 && ok:
+		return hub.Errorf(hub.Conflict, "%s %s exists", what, id)
+	case version != 0 && (!ok || old.OrgCVR != org):
+		return notFound(what, id)
+	case version != 0 && old.Version != version:
+		return hub.Errorf(hub.Conflict, "%s %s changed (version %d, not %d)", what, id, old.Version, version)
+	}
+	if err := bk(tx, byOrg).Put(key(org, id), nil); err != nil {
+		return err
+	}
+	return putJSON(bb, []byte(id), build(version+1))
+}
+
+func deleteOrgScoped(tx *bolt.Tx, b, byOrg []byte, what, org, id string) error {
+	ob := bk(tx, byOrg)
+	if ob.Get(key(org, id)) == nil {
+		return notFound(what, id)
+	}
+	if err := ob.Delete(key(org, id)); err != nil {
+		return err
+	}
+	return bk(tx, b).Delete([]byte(id))
+}
+
+func listOrgScoped[T any](tx *bolt.Tx, b, byOrg []byte, org string) ([]T, error) {
+	var out []T
+	bb := tx.Bucket(b)
+	err := scanPrefix(tx.Bucket(byOrg), prefix(org), func(k, _ []byte) (bool, error) {
+		var v T
+		ok, err := getJSON(bb, k[len(org)+1:], &v)
+		if ok {
+			out = append(out, v)
+		}
+		return true, err
+	})
+	return out, err
+}
+
+func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return versioned(tx, bGroups, bGroupOrg, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) any {
+			g := g
+			g.Version = v
+			return g
+		})
+	})
+}
+
+func (s *Store) DeleteContactGroup(ctx context.Context, org, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bGroups, bGroupOrg, "contact group", org, id) })
+}
+
+func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error) {
+	var out []hub.ContactGroup
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = listOrgScoped[hub.ContactGroup](tx, bGroups, bGroupOrg, org)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return versioned(tx, bPoints, bPointOrg, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
+			p := p
+			p.Version = v
+			return p
+		})
+	})
+}
+
+func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoint, error) {
+	var p hub.ContactPoint
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bPoints), []byte(id), &p)
+		if err == nil && !ok {
+			err = notFound("contact point", id)
+		}
+		return err
+	})
+	return p, err
+}
+
+func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bPoints, bPointOrg, "contact point", org, id) })
+}
+
+func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {
+	var out []hub.ContactPoint
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = listOrgScoped[hub.ContactPoint](tx, bPoints, bPointOrg, org)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
+	if r.ID == "" || r.OrgCVR == "" {
+		return hub.Errorf(hub.Invalid, "routing rule without ID or organisation")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bRules)
+		var old hub.RoutingRule
+		ok, err := getJSON(b, []byte(r.ID), &old)
+		if err != nil {
+			return err
+		}
+		if ok && old.OrgCVR != r.OrgCVR {
+			return hub.Errorf(hub.Conflict, "routing rule %s belongs to another organisation", r.ID)
+		}
+		if err := bk(tx, bRuleOrg).Put(key(r.OrgCVR, r.ID), nil); err != nil {
+			return err
+		}
+		return putJSON(b, []byte(r.ID), r)
+	})
+}
+
+func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bRules, bRuleOrg, "routing rule", org, id) })
+}
+
+func (s *Store) ListRoutingRules(ctx context.Context, org string) ([]hub.RoutingRule, error) {
+	var out []hub.RoutingRule
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = listOrgScoped[hub.RoutingRule](tx, bRules, bRuleOrg, org)
+		return err
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority < out[j].Priority })
+	return out, err
+}
+
+func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
+	for _, c := range cs {
+		if c.ID == "" {
+			return hub.Errorf(hub.Invalid, "contact without ID")
+		}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bContacts)
+		for _, c := range cs {
+			if err := putJSON(b, []byte(c.ID), c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {
+	var c hub.Contact
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bContacts), []byte(id), &c)
+		if err == nil && !ok {
+			err = notFound("contact", id)
+		}
+		return err
+	})
+	return c, err
+}
+
+func (s *Store) DeleteContact(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return bk(tx, bContacts).Delete([]byte(id)) })
+}

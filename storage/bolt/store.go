@@ -1,0 +1,321 @@
+// Package bolt is posthub's embedded metadata store: one bbolt file holding
+// organisations, systems, contact structure, messages (with small content
+// inline), deliveries, leases, receipts, the event log, statistics, policies,
+// users and locks.
+//
+// Guarantees:
+//   - Durable: every write method commits one bbolt read-write transaction
+//     and bbolt fsyncs the file on commit (NoSync is never set) before the
+//     method returns nil.
+//   - Atomic: each method's changes are one transaction, so PutMessage's
+//     message, deliveries and receipt, an Ack's removals, or a SealEvents
+//     batch become visible together or not at all, also across a crash.
+//   - Exclusive: bbolt serialises writers, so a Lease, ClaimNext, SealEvents
+//     or AcquireLock decision is made against the latest committed state;
+//     exactly one of any number of concurrent callers wins. The file is
+//     locked (flock) by one process; several hub instances need MongoDB.
+//
+// Group commit: writes are not committed one by one. A single committer
+// goroutine takes every write request that is waiting, runs them in one
+// transaction and commits (one fsync pair for the whole group); each caller
+// returns when the commit it was part of is durable. With one writer there
+// is no added delay; with many, the fsync cost is shared. A request whose
+// function fails is taken out of the group (the transaction is rolled back
+// and the rest re-run) and run alone afterwards, so it sees exactly its own
+// error; request functions therefore must be safe to run more than once and
+// must report results only through variables they overwrite.
+//
+// Layout: one bucket per entity keyed by its id, and index buckets whose
+// keys are composed of NUL-separated strings, big-endian sequence numbers
+// and sortable time stamps (see keys.go): token hash → system, queue+seq →
+// delivery, sender+received → message, org+time → event, seq → event.
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/posthub/posthub/hub"
+)
+
+var _ hub.Store = (*Store)(nil)
+
+// Options tune the store. The zero value is a good default.
+type Options struct {
+	// Timeout bounds the wait for the file lock held by another process
+	// (default 5s).
+	Timeout time.Duration
+	// MaxBatch caps how many write requests share one commit (default 256).
+	MaxBatch int
+	// InitialMmapSize pre-sizes the memory map so that readers are not
+	// blocked by remapping while the file grows (default 256 MiB).
+	InitialMmapSize int
+}
+
+// Store implements hub.Store on one bbolt file.
+type Store struct {
+	db *bolt.DB
+
+	reqs     chan *request
+	quit     chan struct{}
+	done     chan struct{}
+	maxBatch int
+	close    sync.Once
+}
+
+type request struct {
+	fn  func(*bolt.Tx) error
+	err chan error
+}
+
+// Bucket names.
+var (
+	bOrgs        = []byte("orgs")
+	bSystems     = []byte("systems")
+	bSysToken    = []byte("systems_by_token")
+	bSysOrg      = []byte("systems_by_org")
+	bGroups      = []byte("contact_groups")
+	bGroupOrg    = []byte("contact_groups_by_org")
+	bPoints      = []byte("contact_points")
+	bPointOrg    = []byte("contact_points_by_org")
+	bRules       = []byte("routing_rules")
+	bRuleOrg     = []byte("routing_rules_by_org")
+	bContacts    = []byte("contacts")
+	bMessages    = []byte("messages")
+	bContent     = []byte("message_content")
+	bMsgSender   = []byte("messages_by_sender")
+	bDeliveries  = []byte("deliveries")
+	bDelQueue    = []byte("deliveries_by_queue")
+	bDelMsg      = []byte("deliveries_by_message")
+	bQueueCount  = []byte("queue_counts")
+	bLeases      = []byte("leases")
+	bReceipts    = []byte("receipts")
+	bRcptMsg     = []byte("receipts_by_message")
+	bRcptTime    = []byte("receipts_by_time")
+	bPending     = []byte("events_pending")
+	bEvents      = []byte("events")
+	bEventIDs    = []byte("events_by_id")
+	bEvTime      = []byte("events_by_time")
+	bEvOrgTime   = []byte("events_by_org_time")
+	bEvOrgSeq    = []byte("events_by_org_seq")
+	bCounters    = []byte("counters")
+	bPolicies    = []byte("policies")
+	bUsers       = []byte("users")
+	bLocks       = []byte("locks")
+	bMeta        = []byte("meta")
+	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bDelMsg, bQueueCount, bLeases, bReceipts, bRcptMsg, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
+	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
+)
+
+// Open opens (creating if needed) the store file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.InitialMmapSize <= 0 {
+		opts.InitialMmapSize = 256 << 20
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create directory")
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		FreelistType:    bolt.FreelistMapType,
+		// The freelist is rebuilt from the pages on open instead of being
+		// written on every commit; durability is unaffected.
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, hub.Wrap(hub.Unavailable, err, "bolt: open %s", path)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		_ = db.Close()
+		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)
+	}
+	s := &Store{db: db, reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
+	go s.commitLoop()
+	return s, nil
+}
+
+// Close stops the committer after the group in progress and closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.done
+		err = s.db.Close()
+	})
+	if err != nil {
+		return hub.Wrap(hub.Internal, err, "bolt: close")
+	}
+	return nil
+}
+
+// Ping reports Unavailable once the store is closed.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*bolt.Tx) error { return nil })
+}
+
+// update runs fn in a write transaction shared with other waiting writers
+// (group commit) and returns once that transaction is durable.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return hub.Wrap(hub.Unavailable, err, "bolt: write abandoned")
+	}
+	r := &request{fn: fn, err: make(chan error, 1)}
+	select {
+	case s.reqs <- r:
+	case <-s.quit:
+		return hub.Errorf(hub.Unavailable, "bolt: store closed")
+	case <-ctx.Done():
+		return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
+	}
+	// Once handed over the write may commit, so wait for its outcome.
+	return edge(<-r.err)
+}
+
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return hub.Wrap(hub.Unavailable, err, "bolt: read abandoned")
+	}
+	return edge(s.db.View(fn))
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	for {
+		var first *request
+		select {
+		case first = <-s.reqs:
+		case <-s.quit:
+			return
+		}
+		group := []*request{first}
+	drain:
+		for len(group) < s.maxBatch {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(group)
+	}
+}
+
+// commit runs the group in one transaction. A failing function is removed
+// and the rest re-run (the failed attempt rolled everything back); failed
+// requests then run alone so each sees its own outcome.
+func (s *Store) commit(group []*request) {
+	var alone []*request
+	for len(group) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, r := range group {
+				if err := safeRun(r.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			alone = append(alone, group[failed])
+			group = append(group[:failed:failed], group[failed+1:]...)
+			continue
+		}
+		for _, r := range group {
+			r.err <- err
+		}
+		break
+	}
+	for _, r := range alone {
+		r.err <- s.db.Update(func(tx *bolt.Tx) error { return safeRun(r.fn, tx) })
+	}
+}
+
+func safeRun(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = hub.Errorf(hub.Internal, "bolt: panic in write: %v", p)
+		}
+	}()
+	return fn(tx)
+}
+
+// edge translates errors at the package boundary: hub errors pass, a closed
+// database is Unavailable, anything else is Internal.
+func edge(err error) error {
+	if err == nil {
+		return nil
+	}
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) || errors.Is(err, berrors.ErrTimeout) {
+		return hub.Wrap(hub.Unavailable, err, "bolt")
+	}
+	return hub.Wrap(hub.Internal, err, "bolt")
+}
+
+// bk returns the named bucket; buckets whose keys only grow get their pages
+// filled completely, since nothing is inserted between existing keys.
+func bk(tx *bolt.Tx, name []byte) *bolt.Bucket {
+	b := tx.Bucket(name)
+	for _, a := range appendOnlyBk {
+		if &a[0] == &name[0] {
+			b.FillPercent = 0.95
+		}
+	}
+	return b
+}
+
+func notFound(what, id string) error { return hub.Errorf(hub.NotFound, "%s %q not found", what, id) }
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("decode %s/%q: %w", "record", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	return b.Put(key, raw)
+}
+
+func jsonDecode(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	return nil
+}

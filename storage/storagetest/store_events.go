@@ -1,0 +1,273 @@
+package storagetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+)
+
+func event(id string, at time.Time, tag string, orgs ...string) hub.Event {
+	return hub.Event{ID: id, Time: at, Tag: tag, Actor: "sys:" + id[:1], Orgs: orgs, SystemID: "sys-" + tag,
+		MessageUUID: "m-" + id, Party: "0101011234", Detail: map[string]string{"k": "v"}}
+}
+
+// chain seals evs after last (nil: after nothing) with test hashes.
+func chain(last *hub.Event, evs []hub.Event) []hub.Event {
+	var seq uint64
+	prev := ""
+	if last != nil {
+		seq, prev = last.Seq, last.Hash
+	}
+	out := make([]hub.Event, len(evs))
+	for i, ev := range evs {
+		seq++
+		ev.Seq, ev.PrevHash = seq, prev
+		ev.Hash = sha([]byte(fmt.Sprintf("%s|%d|%s", prev, seq, ev.ID)))
+		prev = ev.Hash
+		out[i] = ev
+	}
+	return out
+}
+
+func lastSealed(t *testing.T, s hub.Store) *hub.Event {
+	t.Helper()
+	ev, err := s.LastSealed(ctx)
+	if hub.Is(err, hub.NotFound) {
+		return nil
+	}
+	must(t, err, "LastSealed")
+	return &ev
+}
+
+// sealAll appends evs and seals them in one call.
+func sealAll(t *testing.T, s hub.Store, evs []hub.Event) []hub.Event {
+	t.Helper()
+	must(t, s.AppendEvents(ctx, evs), "AppendEvents")
+	sealed := chain(lastSealed(t, s), evs)
+	must(t, s.SealEvents(ctx, sealed), "SealEvents")
+	return sealed
+}
+
+func scanAll(t *testing.T, s hub.Store, from uint64) []hub.Event {
+	t.Helper()
+	var out []hub.Event
+	must(t, s.ScanEvents(ctx, from, func(ev hub.Event) error {
+		out = append(out, ev)
+		return nil
+	}), "ScanEvents")
+	return out
+}
+
+func evIDs(evs []hub.Event) []string { return ids(evs, func(e hub.Event) string { return e.ID }) }
+
+var eventTests = []storeTest{
+	{"AppendEvents is idempotent by ID and PendingEvents is oldest first", func(t *testing.T, s hub.Store) {
+		evs := []hub.Event{event("a1", T0, "MessageReceived", "1"), event("a2", T0, "MessageReceived", "1")}
+		must(t, s.AppendEvents(ctx, evs), "AppendEvents")
+		must(t, s.AppendEvents(ctx, []hub.Event{evs[1], event("a3", T0, "MessageFetched", "1")}), "AppendEvents again")
+		p, err := s.PendingEvents(ctx, 10)
+		must(t, err, "PendingEvents")
+		sameStrings(t, evIDs(p), []string{"a1", "a2", "a3"}, "pending")
+		p, _ = s.PendingEvents(ctx, 2)
+		sameStrings(t, evIDs(p), []string{"a1", "a2"}, "pending with limit")
+		sealed := chain(nil, p)
+		must(t, s.SealEvents(ctx, sealed), "SealEvents")
+		must(t, s.AppendEvents(ctx, []hub.Event{evs[0]}), "AppendEvents of a sealed ID")
+		p, _ = s.PendingEvents(ctx, 10)
+		sameStrings(t, evIDs(p), []string{"a3"}, "pending after sealing")
+	}},
+	{"SealEvents keeps the chain gap-free: a taken Seq is Conflict and stores nothing", func(t *testing.T, s hub.Store) {
+		_, err := s.LastSealed(ctx)
+		wantCode(t, err, hub.NotFound, "LastSealed of an empty log")
+		sealed := sealAll(t, s, []hub.Event{event("a1", T0, "x", "1"), event("a2", T0, "x", "1")})
+		must(t, s.AppendEvents(ctx, []hub.Event{event("b1", T0, "y", "1")}), "AppendEvents")
+		clash := chain(&sealed[0], []hub.Event{event("b1", T0, "y", "1")})
+		wantCode(t, s.SealEvents(ctx, clash), hub.Conflict, "SealEvents of a taken Seq")
+		all := scanAll(t, s, 0)
+		sameStrings(t, evIDs(all), []string{"a1", "a2"}, "log after conflict")
+		if all[1].Hash != sealed[1].Hash {
+			t.Fatalf("conflicting entry overwrote seq 2")
+		}
+		gap := chain(&sealed[1], []hub.Event{event("b1", T0, "y", "1")})
+		gap[0].Seq = 4
+		if err := s.SealEvents(ctx, gap); err == nil {
+			t.Fatalf("SealEvents leaving a gap succeeded")
+		}
+		next := chain(&sealed[1], []hub.Event{event("b1", T0, "y", "1")})
+		must(t, s.SealEvents(ctx, next), "SealEvents of the next Seq")
+		last, err := s.LastSealed(ctx)
+		must(t, err, "LastSealed")
+		if last.Seq != 3 || last.ID != "b1" || last.PrevHash != sealed[1].Hash {
+			t.Fatalf("LastSealed %+v", last)
+		}
+		p, _ := s.PendingEvents(ctx, 10)
+		if len(p) != 0 {
+			t.Fatalf("sealed events still pending: %v", evIDs(p))
+		}
+	}},
+	{"Concurrent sealers racing for the same Seq: exactly one wins each, the log stays gap-free", func(t *testing.T, s hub.Store) {
+		const sealers, each = 8, 8
+		own := make([][]hub.Event, sealers)
+		for i := range own {
+			for j := 0; j < each; j++ {
+				own[i] = append(own[i], event(fmt.Sprintf("s%d-%02d", i, j), T0, "x", "1"))
+			}
+			must(t, s.AppendEvents(ctx, own[i]), "AppendEvents")
+		}
+		var mu sync.Mutex
+		var errs []error
+		parallel(sealers, func(i int) {
+			for j := 0; j < each; {
+				last, err := s.LastSealed(ctx)
+				var lp *hub.Event
+				if err == nil {
+					lp = &last
+				} else if !hub.Is(err, hub.NotFound) {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				err = s.SealEvents(ctx, chain(lp, own[i][j:j+1]))
+				switch {
+				case err == nil:
+					j++
+				case hub.Is(err, hub.Conflict):
+				default:
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+		if len(errs) > 0 {
+			t.Fatalf("sealers failed: %v", errs)
+		}
+		all := scanAll(t, s, 0)
+		if len(all) != sealers*each {
+			t.Fatalf("%d sealed, want %d", len(all), sealers*each)
+		}
+		seen := map[string]bool{}
+		prev := ""
+		for i, ev := range all {
+			if ev.Seq != uint64(i+1) || ev.PrevHash != prev || seen[ev.ID] {
+				t.Fatalf("entry %d: seq %d prev %.8s (want %.8s) id %s seen %v", i, ev.Seq, ev.PrevHash, prev, ev.ID, seen[ev.ID])
+			}
+			seen[ev.ID] = true
+			prev = ev.Hash
+		}
+	}},
+	{"ScanEvents visits sealed events from a Seq in order", func(t *testing.T, s hub.Store) {
+		var evs []hub.Event
+		for i := 0; i < 25; i++ {
+			evs = append(evs, event("e"+n(i), T0, "x", "1"))
+		}
+		sealAll(t, s, evs)
+		got := scanAll(t, s, 20)
+		sameStrings(t, evIDs(got), evIDs(evs[19:]), "scan from 20")
+		if got[0].Seq != 20 {
+			t.Fatalf("first scanned seq %d", got[0].Seq)
+		}
+		sameJSON(t, got[0].Detail, evs[19].Detail, "detail")
+	}},
+	{"QueryEvents filters by organisation, half-open time range, tags, fields, cursor and limit", func(t *testing.T, s hub.Store) {
+		var evs []hub.Event
+		tags := []string{"MessageReceived", "MessageFetched", "MessageDelivered"}
+		orgs := [][]string{{"11111111"}, {"22222222"}, {"11111111", "22222222"}, nil}
+		for i := 0; i < 60; i++ {
+			// Times are not monotone in Seq: the index must not assume it.
+			at := T0.Add(time.Duration((i*7)%60) * time.Minute)
+			evs = append(evs, event("e"+n(i), at, tags[i%3], orgs[i%4]...))
+		}
+		sealed := sealAll(t, s, evs)
+		queries := []hub.EventQuery{
+			{},
+			{Org: "11111111"},
+			{Org: "22222222", Limit: 5},
+			{Org: "11111111", From: T0.Add(10 * time.Minute), To: T0.Add(20 * time.Minute)},
+			{From: T0.Add(50 * time.Minute)},
+			{To: T0.Add(5 * time.Minute), Descending: true},
+			{Org: "11111111", From: T0.Add(10 * time.Minute), To: T0.Add(40 * time.Minute), Limit: 4, AfterSeq: 20},
+			{Org: "11111111", From: T0.Add(10 * time.Minute), To: T0.Add(40 * time.Minute), Limit: 4, Descending: true},
+			{Tags: []string{"MessageFetched", "MessageDelivered"}, Org: "22222222"},
+			{SystemID: "sys-MessageFetched", Limit: 3, AfterSeq: 30},
+			{MessageUUID: "m-e0007"},
+			{Party: "0101011234", Actor: "sys:e", Limit: 2, Descending: true},
+			{Org: "33333333"},
+			{Org: "22222222", Descending: true, AfterSeq: 40},
+		}
+		for _, q := range queries {
+			got, err := s.QueryEvents(ctx, q)
+			must(t, err, "QueryEvents")
+			sameStrings(t, evIDs(got), evIDs(oracle(sealed, q)), fmt.Sprintf("query %+v", q))
+		}
+	}},
+	{"DeleteEventsBefore removes the old prefix and keeps the rest verifiable", func(t *testing.T, s hub.Store) {
+		var evs []hub.Event
+		for i := 0; i < 10; i++ {
+			evs = append(evs, event("e"+n(i), T0.Add(time.Duration(i)*time.Minute), "x", "1"))
+		}
+		sealed := sealAll(t, s, evs)
+		nDel, err := s.DeleteEventsBefore(ctx, T0.Add(4*time.Minute))
+		must(t, err, "DeleteEventsBefore")
+		if nDel != 4 {
+			t.Fatalf("deleted %d, want 4", nDel)
+		}
+		rest := scanAll(t, s, 0)
+		sameStrings(t, evIDs(rest), evIDs(sealed[4:]), "remaining log")
+		if rest[0].PrevHash != sealed[3].Hash {
+			t.Fatalf("first remaining entry lost its PrevHash")
+		}
+		got, _ := s.QueryEvents(ctx, hub.EventQuery{Org: "1"})
+		sameStrings(t, evIDs(got), evIDs(sealed[4:]), "query after retention")
+		got, _ = s.QueryEvents(ctx, hub.EventQuery{Org: "1", From: T0, To: T0.Add(time.Hour)})
+		sameStrings(t, evIDs(got), evIDs(sealed[4:]), "time query after retention")
+		last, _ := s.LastSealed(ctx)
+		if last.Seq != 10 {
+			t.Fatalf("LastSealed after retention: %d", last.Seq)
+		}
+		more := chain(&last, []hub.Event{event("f1", T0.Add(time.Hour), "x", "1")})
+		must(t, s.SealEvents(ctx, more), "SealEvents after retention")
+	}},
+}
+
+// oracle answers q by brute force, the way the EventQuery doc defines it.
+func oracle(evs []hub.Event, q hub.EventQuery) []hub.Event {
+	var out []hub.Event
+	for i := range evs {
+		ev := evs[i]
+		if q.Descending {
+			ev = evs[len(evs)-1-i]
+		}
+		switch {
+		case ev.Seq <= q.AfterSeq,
+			!q.From.IsZero() && ev.Time.Before(q.From),
+			!q.To.IsZero() && !ev.Time.Before(q.To),
+			q.Org != "" && !has(ev.Orgs, q.Org),
+			len(q.Tags) > 0 && !has(q.Tags, ev.Tag),
+			q.SystemID != "" && ev.SystemID != q.SystemID,
+			q.MessageUUID != "" && ev.MessageUUID != q.MessageUUID,
+			q.Party != "" && ev.Party != q.Party,
+			q.Actor != "" && ev.Actor != q.Actor:
+			continue
+		}
+		out = append(out, ev)
+		if q.Limit > 0 && len(out) == q.Limit {
+			break
+		}
+	}
+	return out
+}
+
+func has(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

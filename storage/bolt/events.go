@@ -18,32 +18,41 @@ const (
 	idSealed  = 's'
 )
 
-func (s *Store) AppendEvents(ctx context.Context, evs []hub.Event) error {
+func checkEvents(evs []hub.Event) error {
 	for _, ev := range evs {
 		if ev.ID == "" {
 			return hub.Errorf(hub.Invalid, "event without ID")
 		}
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		ids, pb := bk(tx, bEventIDs), bk(tx, bPending)
-		for _, ev := range evs {
-			if ids.Get([]byte(ev.ID)) != nil {
-				continue
-			}
-			seq, err := pb.NextSequence()
-			if err != nil {
-				return err
-			}
-			ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
-			if err := putJSON(pb, u64(seq), ev); err != nil {
-				return err
-			}
-			if err := ids.Put([]byte(ev.ID), append([]byte{idPending}, u64(seq)...)); err != nil {
-				return err
-			}
+	return nil
+}
+
+func (s *Store) AppendEvents(ctx context.Context, evs []hub.Event) error {
+	if err := checkEvents(evs); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return appendEvents(tx, evs) })
+}
+
+func appendEvents(tx *bolt.Tx, evs []hub.Event) error {
+	ids, pb := bk(tx, bEventIDs), bk(tx, bPending)
+	for _, ev := range evs {
+		if ids.Get([]byte(ev.ID)) != nil {
+			continue
 		}
-		return nil
-	})
+		seq, err := pb.NextSequence()
+		if err != nil {
+			return err
+		}
+		ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
+		if err := putJSON(pb, u64(seq), ev); err != nil {
+			return err
+		}
+		if err := ids.Put([]byte(ev.ID), append([]byte{idPending}, u64(seq)...)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, error) {

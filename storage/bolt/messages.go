@@ -46,6 +46,17 @@ func getMessage(tx *bolt.Tx, uuid string) (messageRec, bool, error) {
 }
 
 func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
+	return s.PutMessageWith(ctx, m, ds, r, nil, nil)
+}
+
+var _ hub.MessageCommitter = (*Store)(nil)
+
+// PutMessageWith is PutMessage that also appends the message's first events
+// and adds its counters in the same transaction (hub.MessageCommitter).
+func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
+	if err := checkEvents(evs); err != nil {
+		return err
+	}
 	if m.UUID == "" {
 		return hub.Errorf(hub.Invalid, "message without UUID")
 	}
@@ -100,9 +111,14 @@ func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 			if r.MessageUUID == "" {
 				r.MessageUUID = m.UUID
 			}
-			return putReceipt(tx, r)
+			if err := putReceipt(tx, r); err != nil {
+				return err
+			}
 		}
-		return nil
+		if err := appendEvents(tx, evs); err != nil {
+			return err
+		}
+		return addCounters(tx, cs)
 	})
 	if err == nil {
 		for i := range ds {

@@ -18,22 +18,24 @@ func counterKey(k hub.CounterKey) []byte {
 }
 
 func (s *Store) AddCounters(ctx context.Context, deltas []hub.Counter) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bk(tx, bCounters)
-		for _, d := range deltas {
-			k := counterKey(d.Key)
-			v := make([]byte, 16)
-			if old := b.Get(k); len(old) == 16 {
-				copy(v, old)
-			}
-			binary.BigEndian.PutUint64(v, uint64(int64(binary.BigEndian.Uint64(v))+d.Count))
-			binary.BigEndian.PutUint64(v[8:], uint64(int64(binary.BigEndian.Uint64(v[8:]))+d.Bytes))
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
+	return s.update(ctx, func(tx *bolt.Tx) error { return addCounters(tx, deltas) })
+}
+
+func addCounters(tx *bolt.Tx, deltas []hub.Counter) error {
+	b := bk(tx, bCounters)
+	for _, d := range deltas {
+		k := counterKey(d.Key)
+		v := make([]byte, 16)
+		if old := b.Get(k); len(old) == 16 {
+			copy(v, old)
 		}
-		return nil
-	})
+		binary.BigEndian.PutUint64(v, uint64(int64(binary.BigEndian.Uint64(v))+d.Count))
+		binary.BigEndian.PutUint64(v[8:], uint64(int64(binary.BigEndian.Uint64(v[8:]))+d.Bytes))
+		if err := b.Put(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) ReadCounters(ctx context.Context, q hub.CounterQuery) ([]hub.Counter, error) {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Storage section of `make bench`: durable message puts, lease+ack cycles and
+# the floor they are measured against in the same run — raw 18 KB writes
+# followed by fsync on the same disk at the same concurrency. Prints a
+# markdown table; ratio = store ops/s ÷ floor ops/s at the same concurrency.
+#
+# Other backends add rows by defining BenchmarkPutMessage / BenchmarkLeaseAck
+# (via storagetest.BenchPutMessage / BenchLeaseAck) in their package and
+# listing it in STORAGE_BENCH_PKGS (the floor always comes from storage/bolt,
+# whose temp dir lives on the same disk as the embedded default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+PKGS=${STORAGE_BENCH_PKGS:-./storage/bolt}
+BENCHTIME=${STORAGE_BENCHTIME:-3s}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for p in $PKGS; do
+  $GO test -run '^$' -bench 'Benchmark(PutMessage|LeaseAck|FsyncFloor)' -benchtime "$BENCHTIME" "$p" \
+    | awk -v pkg="$(basename "$p")" '/^Benchmark/ {print pkg, $0}' >>"$out"
+done
+echo "### Storage (18 KB messages, ops/s; floor = write 18 KB + fsync, same disk)"
+echo
+echo "| backend | operation | writers | ops/s | floor ops/s | ratio |"
+echo "|---|---|---|---|---|---|"
+awk '
+  { pkg=$1; name=$2; sub(/-[0-9]+$/, "", name); split(name, a, "/"); op=a[1]; sub(/^Benchmark/, "", op)
+    w=a[2]; sub(/writers=/, "", w)
+    for (i=3; i<=NF; i++) if ($(i+1) == "ops/s") v=$i
+    if (op == "FsyncFloor") floor[w]=v; else { n++; P[n]=pkg; O[n]=op; W[n]=w; V[n]=v } }
+  END {
+    for (w in floor) printf "| disk | write+fsync (floor) | %s | %.0f | %.0f | 1.00 |\n", w, floor[w], floor[w]
+    for (i=1; i<=n; i++) {
+      f = floor[W[i]]
+      printf "| %s | %s | %s | %.0f | %.0f | %s |\n", P[i], O[i], W[i], V[i], f, (f > 0 ? sprintf("%.2f", V[i]/f) : "n/a")
+    }
+  }' "$out"

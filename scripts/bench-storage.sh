@@ -19,7 +19,7 @@ for p in $PKGS; do
   $GO test -run '^$' -bench 'Benchmark(PutMessage|LeaseAck|FsyncFloor)' -benchtime "$BENCHTIME" "$p" \
     | awk -v pkg="$(basename "$p")" '/^Benchmark/ {print pkg, $0}' >>"$out"
 done
-echo "### Storage (18 KB messages, ops/s; floor = write 18 KB + fsync, same disk)"
+echo "## Storage (18 KB messages, ops/s; floor = write 18 KB + fsync, same disk)"
 echo
 echo "| backend | operation | writers | ops/s | floor ops/s | ratio |"
 echo "|---|---|---|---|---|---|"

@@ -25,7 +25,10 @@ section_memo() {
 	echo "Load while measuring: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs."
 }
 
-SECTIONS=(memo)
+# Storage: durable puts and lease+ack against raw write+fsync (scripts/bench-storage.sh).
+section_storage() { GO="$GO" scripts/bench-storage.sh; }
+
+SECTIONS=(memo storage)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

@@ -28,6 +28,8 @@ type command struct {
 // commands lists the subcommands in the order help shows them. Adding one
 // is one line here plus its file.
 var commands = []command{
+	{"serve", "run the hub (HTTP API) on the embedded default or MongoDB + S3", runServe},
+	{"send", "submit MeMos (files, directories, lzma archives) to a hub", runSend},
 	{"memo", "validate, create and convert MeMo messages", runMemo},
 }
 

@@ -141,6 +141,15 @@ func template(path, from, to string) ([]byte, string) {
 	if h.ContentData != nil {
 		h.ContentData.CPRdata, h.ContentData.CVRdata = nil, nil
 	}
+	if m.MessageBody != nil {
+		for _, d := range m.Documents() {
+			for i := range d.Document.Actions {
+				if ep := d.Document.Actions[i].EntryPoint; ep != nil {
+					ep.URL = strings.Replace(ep.URL, "http://", "https://", 1)
+				}
+			}
+		}
+	}
 	var buf bytes.Buffer
 	if _, err := m.WriteTo(&buf); err != nil {
 		fmt.Fprintln(os.Stderr, "template:", err)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/posthub/posthub/memo"
+)
+
+// serveConfig is every setting of `posthub serve`. Each has a flag, an
+// environment override POSTHUB_<NAME> (upper case, dashes as underscores)
+// and may come from a JSON config file (keys as the flag names); flags win
+// over the environment, which wins over the file.
+type serveConfig struct {
+	Addr             string
+	Data             string
+	Metadata         string // bolt or mongo
+	Blobs            string // fs or s3
+	MongoURI         string
+	MongoDB          string
+	S3Endpoint       string
+	S3AccessKey      string
+	S3SecretKey      string
+	S3Bucket         string
+	S3Region         string
+	S3TLS            bool
+	InlineMax        int64
+	MaxMemoSize      int64
+	MaxDelay         time.Duration
+	ArchiveRetention time.Duration
+	TLSCert          string
+	TLSKey           string
+	ClientCA         string
+	OperatorToken    string
+	Demo             bool
+	LogFormat        string
+	LogLevel         string
+	ShutdownTimeout  time.Duration
+	DebugAddr        string
+}
+
+// configTable documents the settings (the README's table is generated from
+// the same words).
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
+	fs.StringVar(&c.Data, "data", "./data", "data directory of the embedded default (bolt file, blobs, spool)")
+	fs.StringVar(&c.Metadata, "metadata", "bolt", "metadata store: bolt (embedded) or mongo")
+	fs.StringVar(&c.Blobs, "blobs", "fs", "content store: fs (files under the data directory) or s3")
+	fs.StringVar(&c.MongoURI, "mongo-uri", "", "MongoDB connection string (metadata=mongo)")
+	fs.StringVar(&c.MongoDB, "mongo-db", "posthub", "MongoDB database name")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port (blobs=s3)")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key")
+	fs.StringVar(&c.S3Bucket, "s3-bucket", "posthub", "S3 bucket (created if absent)")
+	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use https for S3")
+	fs.Int64Var(&c.InlineMax, "inline-max", 256<<10, "content up to this many bytes is kept inline in the metadata store")
+	fs.Int64Var(&c.MaxMemoSize, "max-memo-size", memo.DefaultMaxSize, "largest accepted MeMo in bytes (99.5 MiB)")
+	fs.DurationVar(&c.MaxDelay, "max-delay", 365*24*time.Hour, "how far ahead doNotDeliverUntilDate may lie")
+	fs.DurationVar(&c.ArchiveRetention, "archive-retention", 90*24*time.Hour, "how long a sender's sent-archive copy is kept")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of -tls-cert (PEM)")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) for optional client-certificate authentication")
+	fs.StringVar(&c.OperatorToken, "operator-token", "", "the hub operator's API token (prefer the environment: POSTHUB_OPERATOR_TOKEN)")
+	fs.BoolVar(&c.Demo, "demo", false, "create demo organisations, systems and contacts, and print their tokens")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests get on shutdown")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
+}
+
+// load parses args over the config file and the environment.
+func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	c.flags(fs)
+	configFile := fs.String("config", getenv("POSTHUB_CONFIG"), "optional JSON config file (keys are the flag names)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		var kv map[string]any
+		if err := json.Unmarshal(b, &kv); err != nil {
+			return fmt.Errorf("config file %s: %w", *configFile, err)
+		}
+		for k, v := range kv {
+			f := fs.Lookup(k)
+			if f == nil || k == "config" {
+				return fmt.Errorf("config file %s: unknown setting %q", *configFile, k)
+			}
+			if set[k] || getenv(envName(k)) != "" {
+				continue
+			}
+			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
+				return fmt.Errorf("config file %s: %s: %w", *configFile, k, err)
+			}
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config" || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", envName(f.Name), e)
+			}
+		}
+	})
+	return err
+}
+
+func envName(flagName string) string {
+	return "POSTHUB_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+	"github.com/posthub/posthub/storage/s3"
+)
+
+// runServe runs `posthub serve` until SIGINT or SIGTERM.
+func runServe(env *Env, args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, env, args, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(env.Stderr, "posthub serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the hub until ctx ends. ready, when set, is called with the
+// listening address once the hub accepts connections (tests use it).
+func serve(ctx context.Context, env *Env, args []string, ready func(addr string)) error {
+	var cfg serveConfig
+	fset := flag.NewFlagSet("posthub serve", flag.ContinueOnError)
+	fset.SetOutput(env.Stderr)
+	if err := cfg.load(fset, args, env.Getenv); err != nil {
+		return err
+	}
+	stdout, stderr := env.Stdout, env.Stderr
+	log := newLogger(cfg, stderr)
+
+	store, blobs, err := openBackends(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	mcfg := memo.DefaultConfig()
+	mcfg.MaxSize, mcfg.MaxDelay = cfg.MaxMemoSize, cfg.MaxDelay
+	spool := filepath.Join(cfg.Data, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return err
+	}
+	validator, err := memo.NewValidator(mcfg)
+	if err != nil {
+		return err
+	}
+	defer validator.Close()
+
+	if err := store.Repair(ctx, time.Now()); err != nil {
+		return fmt.Errorf("start-up repair: %w", err)
+	}
+	events := hub.StoreEvents{Store: store}
+	registry := &hub.Registry{Store: store}
+	ingest := &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events,
+		InlineMax: cfg.InlineMax, ArchiveRetention: cfg.ArchiveRetention}
+	importer := &hub.ContactImporter{Store: store}
+
+	operatorToken := cfg.OperatorToken
+	if cfg.Demo && operatorToken == "" {
+		operatorToken, _ = hub.NewToken()
+	}
+	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg}
+	if operatorToken != "" {
+		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
+	}
+	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest,
+		Importer: importer, Validator: validator, Log: log})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		hs.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+		scheme = "https"
+	}
+	base := scheme + "://" + displayAddr(ln.Addr())
+	if cfg.Demo {
+		if err := seedDemo(ctx, store, registry, importer, stdout, base, operatorToken); err != nil {
+			ln.Close()
+			return fmt.Errorf("demo data: %w", err)
+		}
+	}
+	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs)
+	if cfg.DebugAddr != "" {
+		go serveDebug(cfg.DebugAddr, log)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	go repairLoop(ctx, store, log)
+	holder, _ := os.Hostname()
+	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
+	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
+		ob := &hub.Outbox{Store: store, Blobs: blobs, Events: events, Queue: q, Holder: holder, Lease: 5 * time.Minute,
+			MaxAttempts: 10, Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}}
+		go ob.Run(ctx, 2*time.Second)
+	}
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// serveDebug exposes pprof on a separate listener, never on the API's.
+func serveDebug(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("debug listener", "error", err)
+	}
+}
+
+func displayAddr(a net.Addr) string {
+	s := a.String()
+	if strings.HasPrefix(s, "[::]:") || strings.HasPrefix(s, "0.0.0.0:") {
+		return "localhost:" + s[strings.LastIndex(s, ":")+1:]
+	}
+	return s
+}
+
+func repairLoop(ctx context.Context, store hub.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := store.Repair(ctx, now); err != nil && ctx.Err() == nil {
+				log.Warn("repair", "error", err)
+			}
+		}
+	}
+}
+
+func newLogger(cfg serveConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func tlsConfig(cfg serveConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no certificates", cfg.ClientCA)
+		}
+		// Optional: systems with a registered certificate must present it
+		// (checked per system); others authenticate with their token.
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// openBackends is the one place that chooses storage backends.
+func openBackends(ctx context.Context, cfg serveConfig) (hub.Store, hub.Blobs, error) {
+	var store hub.Store
+	switch cfg.Metadata {
+	case "bolt":
+		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+			return nil, nil, err
+		}
+		s, err := bolt.Open(filepath.Join(cfg.Data, "posthub.db"), bolt.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		store = s
+	default:
+		return nil, nil, fmt.Errorf("unknown metadata store %q (bolt or mongo)", cfg.Metadata)
+	}
+	var blobs hub.Blobs
+	switch cfg.Blobs {
+	case "fs":
+		b, err := fs.Open(filepath.Join(cfg.Data, "blobs"))
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		blobs = b
+	case "s3":
+		b, err := s3.Open(ctx, s3.Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+			Bucket: cfg.S3Bucket, Region: cfg.S3Region, UseTLS: cfg.S3TLS})
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		blobs = b
+	default:
+		store.Close()
+		return nil, nil, fmt.Errorf("unknown blob store %q (fs or s3)", cfg.Blobs)
+	}
+	return store, blobs, nil
+}

@@ -21,7 +21,8 @@ run: build ## the hub on the embedded default with demo data
 testservers: ## MinIO and FerretDB v1.24.0 for the storage contract tests
 	@scripts/install-test-servers.sh $(TOOLS)
 
-test: deps testservers
+test: testservers
+	@scripts/deps.sh test
 	$(GO) vet ./...
 	POSTHUB_TEST_SERVERS=require $(GO) test -race -timeout 25m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./memo

@@ -67,7 +67,7 @@ row() { # backend args...
 }
 
 echo
-echo "### Send: end-to-end over HTTP on loopback ($(nproc) cores)"
+echo "## Send: end-to-end over HTTP on loopback ($(nproc) cores)"
 echo
 echo "MeMo_Full_Example (adjusted to a deliverable letter, fresh UUID per request), 16 concurrent senders for 10 s; then a fixed 1,000/s for 10 s."
 echo "99 MB message: $((BIG/1000000)) MB; floor: xmllint --huge --noout --schema on the same file took ${XT} s and $((XM/1024)) MiB."

@@ -28,7 +28,10 @@ section_memo() {
 # Storage: durable puts and lease+ack against raw write+fsync (scripts/bench-storage.sh).
 section_storage() { GO="$GO" scripts/bench-storage.sh; }
 
-SECTIONS=(memo storage)
+# Send: end-to-end accepted MeMos over HTTP, latency, 99 MB accept (scripts/bench-send.sh).
+section_send() { scripts/bench-send.sh; }
+
+SECTIONS=(memo storage send)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

@@ -32,13 +32,20 @@ type testHub struct {
 	operator string
 	cancel   context.CancelFunc
 	done     chan error
+	client   *http.Client // nil: http.DefaultClient
 }
 
 const testOperatorToken = "ph_test-operator-token"
 
 func startHub(t *testing.T, extra ...string) *testHub {
 	t.Helper()
-	data := t.TempDir()
+	return startHubIn(t, t.TempDir(), "http", extra...)
+}
+
+// startHubIn starts a hub on an existing data directory; scheme is the
+// one its base URL gets (https when extra has -tls-cert).
+func startHubIn(t *testing.T, data, scheme string, extra ...string) *testHub {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &testHub{t: t, data: data, operator: testOperatorToken, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
@@ -48,7 +55,7 @@ func startHub(t *testing.T, extra ...string) *testHub {
 	go func() { h.done <- serve(ctx, env, args, func(a string) { ready <- a }) }()
 	select {
 	case a := <-ready:
-		h.base = "http://" + a
+		h.base = scheme + "://" + a
 	case err := <-h.done:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(30 * time.Second):
@@ -121,7 +128,11 @@ func (h *testHub) do(method, path, token, ctype string, body io.Reader) response
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := h.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}

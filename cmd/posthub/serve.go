@@ -58,6 +58,9 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		return err
 	}
 	defer store.Close()
+	if c, ok := blobs.(io.Closer); ok {
+		defer c.Close()
+	}
 
 	mcfg := memo.DefaultConfig()
 	mcfg.MaxSize, mcfg.MaxDelay = cfg.MaxMemoSize, cfg.MaxDelay

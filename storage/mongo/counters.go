@@ -1,0 +1,270 @@
+package mongo
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Counters are never updated in place ($inc loses increments on FerretDB).
+// AddCounters inserts one delta document per call (one document, so a call
+// counts entirely or not at all). A compactor holding the counter lock
+// folds deltas into fold documents, one chain per group (organisation and
+// day):
+//
+//   - a fold document of group g has epoch e, unique _id "f|g|e"; the
+//     compactor inserts epoch max+1, so two compactors (a lock holder that
+//     lost its lock without noticing, say) cannot both fold g;
+//   - it lists in Folded the ids of every document it consumed (the
+//     group's older fold documents and the deltas with items of g);
+//   - a reader skips, for group g, every document listed in some fold
+//     document of g; so between the fold insert and the deletion of what it
+//     consumed, nothing counts twice, and after a crash there the next
+//     compaction consumes the leftovers again;
+//   - a reader reads the fold documents, then the deltas, then the fold
+//     documents again, and retries when they changed: a compaction
+//     finishing in between could otherwise hide deltas it deleted.
+//
+// Sums are computed in Go (FerretDB's $group $sum is not to be trusted).
+type counterItem struct {
+	G string         `bson:"g"`
+	O string         `bson:"o"`
+	D string         `bson:"d"`
+	K hub.CounterKey `bson:"k"`
+	C int64          `bson:"c"`
+	B int64          `bson:"b"`
+}
+
+type counterDoc struct {
+	ID     string        `bson:"_id"`
+	Kind   string        `bson:"kind"` // "d" delta, "f" fold
+	Items  []counterItem `bson:"items"`
+	G      string        `bson:"g,omitempty"`
+	E      int64         `bson:"e,omitempty"`
+	Folded []string      `bson:"folded,omitempty"`
+}
+
+const counterLock = "posthub-counter-compactor"
+
+func counterGroup(k hub.CounterKey) string { return k.Org + "|" + k.Day }
+
+func (s *Store) AddCounters(ctx context.Context, deltas []hub.Counter) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	doc := counterDoc{ID: "d|" + randomID(), Kind: "d"}
+	for _, d := range deltas {
+		doc.Items = append(doc.Items, counterItem{G: counterGroup(d.Key), O: d.Key.Org, D: d.Key.Day, K: d.Key, C: d.Count, B: d.Bytes})
+	}
+	_, err := s.counters.InsertOne(ctx, doc)
+	return translate(err, "add counters")
+}
+
+// counterSnapshot reads fold and delta documents consistently (see above).
+func (s *Store) counterSnapshot(ctx context.Context, f bson.M) (folds, deltas []counterDoc, err error) {
+	ff, df := bson.M{"kind": "f"}, bson.M{"kind": "d"}
+	for k, v := range f {
+		ff[k], df[k] = v, v
+	}
+	for try := 0; try < 50; try++ {
+		f0, err := findAll[counterDoc](ctx, s.counters, ff, options.Find().SetSort(sortBy("_id")))
+		if err != nil {
+			return nil, nil, err
+		}
+		ds, err := findAll[counterDoc](ctx, s.counters, df)
+		if err != nil {
+			return nil, nil, err
+		}
+		f1, err := findAll[counterDoc](ctx, s.counters, ff, options.Find().SetSort(sortBy("_id")).SetProjection(bson.M{"_id": 1}))
+		if err != nil {
+			return nil, nil, err
+		}
+		same := len(f0) == len(f1)
+		for i := 0; same && i < len(f0); i++ {
+			same = f0[i].ID == f1[i].ID
+		}
+		if same {
+			return f0, ds, nil
+		}
+		time.Sleep(time.Duration(try+1) * 5 * time.Millisecond)
+	}
+	return nil, nil, hub.Errorf(hub.Unavailable, "counters keep changing under compaction")
+}
+
+// foldSum adds up the documents as a reader sees them, for items ok accepts.
+func foldSum(folds, deltas []counterDoc, ok func(counterItem) bool) map[hub.CounterKey]*hub.Counter {
+	skip := map[string]map[string]bool{}
+	for _, f := range folds {
+		if skip[f.G] == nil {
+			skip[f.G] = map[string]bool{}
+		}
+		for _, id := range f.Folded {
+			skip[f.G][id] = true
+		}
+	}
+	sum := map[hub.CounterKey]*hub.Counter{}
+	add := func(it counterItem) {
+		c := sum[it.K]
+		if c == nil {
+			c = &hub.Counter{Key: it.K}
+			sum[it.K] = c
+		}
+		c.Count += it.C
+		c.Bytes += it.B
+	}
+	for _, f := range folds {
+		if skip[f.G][f.ID] {
+			continue
+		}
+		for _, it := range f.Items {
+			if ok(it) {
+				add(it)
+			}
+		}
+	}
+	for _, d := range deltas {
+		for _, it := range d.Items {
+			if ok(it) && !skip[it.G][d.ID] {
+				add(it)
+			}
+		}
+	}
+	return sum
+}
+
+func (s *Store) ReadCounters(ctx context.Context, q hub.CounterQuery) ([]hub.Counter, error) {
+	f := bson.M{}
+	if q.Org != "" {
+		f["items.o"] = q.Org
+	}
+	days := bson.M{}
+	if q.FromDay != "" {
+		days["$gte"] = q.FromDay
+	}
+	if q.ToDay != "" {
+		days["$lte"] = q.ToDay
+	}
+	if len(days) > 0 {
+		f["items.d"] = days
+	}
+	folds, deltas, err := s.counterSnapshot(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	sum := foldSum(folds, deltas, func(it counterItem) bool {
+		return (q.Org == "" || it.O == q.Org) && (q.FromDay == "" || it.D >= q.FromDay) && (q.ToDay == "" || it.D <= q.ToDay)
+	})
+	out := make([]hub.Counter, 0, len(sum))
+	for _, c := range sum {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return counterKeyString(out[i].Key) < counterKeyString(out[j].Key) })
+	return out, nil
+}
+
+func counterKeyString(k hub.CounterKey) string {
+	return strings.Join([]string{k.Org, k.Day, k.MessageType, k.Channel, k.SystemID, k.Direction, k.SizeBucket}, "\x1f")
+}
+
+// CompactCounters folds the delta documents into per-group fold documents
+// if this instance gets the compactor lock. Repair calls it; it is safe to
+// call at any time from any instance. It returns the number of groups
+// folded.
+func (s *Store) CompactCounters(ctx context.Context, now time.Time) (int, error) {
+	ok, err := s.AcquireLock(ctx, counterLock, s.instance, 5*time.Minute, now)
+	if err != nil || !ok {
+		return 0, err
+	}
+	defer func() { _ = s.ReleaseLock(context.WithoutCancel(ctx), counterLock, s.instance) }()
+	folds, deltas, err := s.counterSnapshot(ctx, bson.M{})
+	if err != nil {
+		return 0, err
+	}
+	foldsOf := map[string][]counterDoc{}
+	for _, f := range folds {
+		foldsOf[f.G] = append(foldsOf[f.G], f)
+	}
+	deltasOf := map[string][]string{}
+	for _, d := range deltas {
+		seen := map[string]bool{}
+		for _, it := range d.Items {
+			if !seen[it.G] {
+				seen[it.G] = true
+				deltasOf[it.G] = append(deltasOf[it.G], d.ID)
+			}
+		}
+	}
+	groups := map[string]bool{}
+	for g := range deltasOf {
+		groups[g] = true
+	}
+	for g, fs := range foldsOf {
+		if len(fs) > 1 {
+			groups[g] = true
+		}
+	}
+	done := map[string]bool{}
+	var stale []string
+	for _, g := range sortedKeys(groups) {
+		fs := foldsOf[g]
+		var epoch int64
+		consumed := append([]string(nil), deltasOf[g]...)
+		for _, f := range fs {
+			if f.E > epoch {
+				epoch = f.E
+			}
+			consumed = append(consumed, f.ID)
+		}
+		sum := foldSum(fs, deltas, func(it counterItem) bool { return it.G == g })
+		doc := counterDoc{ID: fmt.Sprintf("f|%s|%016d", g, epoch+1), Kind: "f", G: g, E: epoch + 1, Folded: consumed}
+		for _, k := range sortedCounterKeys(sum) {
+			c := sum[k]
+			doc.Items = append(doc.Items, counterItem{G: g, O: k.Org, D: k.Day, K: k, C: c.Count, B: c.Bytes})
+		}
+		if len(doc.Items) == 0 {
+			continue
+		}
+		if _, err := s.counters.InsertOne(ctx, doc); err != nil {
+			if isDup(err) {
+				break // another compactor is at work on this group; stop
+			}
+			return len(done), translate(err, "fold counters")
+		}
+		done[g] = true
+		for _, f := range fs {
+			stale = append(stale, f.ID)
+		}
+	}
+	for _, d := range deltas {
+		all := true
+		for _, it := range d.Items {
+			all = all && done[it.G]
+		}
+		if all {
+			stale = append(stale, d.ID)
+		}
+	}
+	for i := 0; i < len(stale); i += 1000 {
+		j := min(i+1000, len(stale))
+		if _, err := s.counters.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": stale[i:j]}}); err != nil {
+			return len(done), translate(err, "remove folded counters")
+		}
+	}
+	return len(done), nil
+}
+
+func sortedCounterKeys(m map[hub.CounterKey]*hub.Counter) []hub.CounterKey {
+	out := make([]hub.CounterKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return counterKeyString(out[i]) < counterKeyString(out[j]) })
+	return out
+}

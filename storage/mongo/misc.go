@@ -1,0 +1,334 @@
+package mongo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// --- locks
+
+// lockDoc is one link of a lock's chain: epochs under the unique index
+// (n, e). The holder is whoever wrote the highest epoch, while it is
+// unexpired; H == "" is a release. Taking, renewing and releasing all
+// insert epoch head+1, which exactly one concurrent caller can do.
+type lockDoc struct {
+	ID  string    `bson:"_id"`
+	N   string    `bson:"n"`
+	E   int64     `bson:"e"`
+	H   string    `bson:"h"`
+	Exp time.Time `bson:"exp"`
+}
+
+// lockKeep is how many epochs below the head survive pruning. A caller
+// that read a head this far back and inserts after pruning could recreate
+// a pruned epoch; it then finds that it is not the head and reports false.
+const lockKeep = 8
+
+func (s *Store) lockHead(ctx context.Context, name string) (*lockDoc, error) {
+	h, ok, err := findOne[lockDoc](ctx, s.locks, bson.M{"n": name}, options.FindOne().SetSort(sortBy("-e")))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &h, nil
+}
+
+func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error) {
+	if holder == "" {
+		return false, hub.Errorf(hub.Invalid, "lock holder must not be empty")
+	}
+	h, err := s.lockHead(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if h != nil && h.H != "" && h.H != holder && h.Exp.After(now) {
+		return false, nil
+	}
+	var e int64 = 1
+	if h != nil {
+		e = h.E + 1
+	}
+	_, err = s.locks.InsertOne(ctx, lockDoc{ID: fmt.Sprintf("%s#%016d", name, e), N: name, E: e, H: holder, Exp: now.Add(ttl)})
+	if err != nil && !isDup(err) {
+		return false, translate(err, "acquire lock %s", name)
+	}
+	// Won or lost the insert: the head says who holds the lock now (it may
+	// be us, renewed concurrently by another goroutine of the same holder).
+	h, err = s.lockHead(ctx, name)
+	if err != nil || h == nil {
+		return false, err
+	}
+	held := h.H == holder && h.Exp.After(now)
+	if held && h.E == e && e > lockKeep {
+		_, _ = s.locks.DeleteMany(ctx, bson.M{"n": name, "e": bson.M{"$lt": e - lockKeep}})
+	}
+	return held, nil
+}
+
+func (s *Store) ReleaseLock(ctx context.Context, name, holder string) error {
+	h, err := s.lockHead(ctx, name)
+	if err != nil || h == nil || h.H != holder {
+		return err
+	}
+	_, err = s.locks.InsertOne(ctx, lockDoc{ID: fmt.Sprintf("%s#%016d", name, h.E+1), N: name, E: h.E + 1})
+	if err != nil && !isDup(err) {
+		return translate(err, "release lock %s", name)
+	}
+	return nil
+}
+
+// --- policies
+
+type policyDoc struct {
+	ID string         `bson:"_id"` // PolicyLine.Key()
+	X  hub.PolicyLine `bson:"x"`
+}
+
+// stampDoc is the policy stamp: V is a random value written after every
+// change (last writer wins, which is all a stamp needs), H the hash of the
+// policy set it was written for. Repair rewrites V when H does not match
+// the set (a change whose stamp write was lost to a crash).
+type stampDoc struct {
+	ID string `bson:"_id"`
+	V  string `bson:"v"`
+	H  string `bson:"h"`
+}
+
+const stampID = "policy-stamp"
+
+func (s *Store) LoadPolicies(ctx context.Context) ([]hub.PolicyLine, error) {
+	docs, err := findAll[policyDoc](ctx, s.policies, bson.M{}, options.Find().SetSort(sortBy("_id")))
+	out := make([]hub.PolicyLine, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
+func (s *Store) AddPolicy(ctx context.Context, p hub.PolicyLine) error {
+	_, err := s.policies.InsertOne(ctx, policyDoc{ID: p.Key(), X: p})
+	if isDup(err) {
+		return hub.Wrap(hub.Conflict, err, "policy line exists")
+	}
+	if err != nil {
+		return translate(err, "add policy")
+	}
+	return s.bumpStamp(ctx)
+}
+
+func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
+	res, err := s.policies.DeleteOne(ctx, bson.M{"_id": p.Key()})
+	if err != nil {
+		return translate(err, "remove policy")
+	}
+	if res.DeletedCount == 0 {
+		return nil
+	}
+	return s.bumpStamp(ctx)
+}
+
+func (s *Store) policyHash(ctx context.Context) (string, error) {
+	docs, err := findAll[policyDoc](ctx, s.policies, bson.M{}, options.Find().SetSort(sortBy("_id")).SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, d := range docs {
+		h.Write([]byte(d.ID))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (s *Store) bumpStamp(ctx context.Context) error {
+	h, err := s.policyHash(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.meta.ReplaceOne(ctx, bson.M{"_id": stampID}, stampDoc{ID: stampID, V: randomID(), H: h}, options.Replace().SetUpsert(true))
+	return translate(err, "write policy stamp")
+}
+
+func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
+	d, _, err := findOne[stampDoc](ctx, s.meta, bson.M{"_id": stampID})
+	return d.V, err
+}
+
+// --- repair
+
+// Repair finishes or undoes what crashes left, in an order that is safe
+// while other instances work:
+//   - PutMessage claims older than the grace period are undone (their
+//     deliveries and receipt first, the claim last);
+//   - pending flags of committed messages' documents are cleared; pending
+//     documents with no claim of their tx and older than the grace period
+//     are removed;
+//   - lease links and park markers of acknowledged deliveries are removed;
+//   - pending copies of sealed events are removed;
+//   - counters are compacted (under the compactor lock);
+//   - the policy stamp is rewritten if a change's stamp write was lost;
+//   - token claims of systems that no longer carry the token are dropped.
+func (s *Store) Repair(ctx context.Context, now time.Time) error {
+	wall := time.Now()
+	cutoff := wall.Add(-s.grace)
+	claims, err := findAll[msgDoc](ctx, s.messages, bson.M{"c": false, "claimed": bson.M{"$lt": cutoff}}, options.Find().SetProjection(bson.M{"tx": 1}))
+	if err != nil {
+		return err
+	}
+	for _, c := range claims {
+		if err := s.abort(ctx, c.ID, c.Tx); err != nil {
+			return err
+		}
+	}
+	if err := s.repairPending(ctx, cutoff); err != nil {
+		return err
+	}
+	if err := s.repairLeases(ctx); err != nil {
+		return err
+	}
+	pend, err := findAll[pendingDoc](ctx, s.pending, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(pend))
+	for i, p := range pend {
+		ids[i] = p.ID
+	}
+	for i := 0; i < len(ids); i += 1000 {
+		if err := s.dropSealedPending(ctx, ids[i:min(i+1000, len(ids))]); err != nil {
+			return err
+		}
+	}
+	if _, err := s.CompactCounters(ctx, now); err != nil {
+		return err
+	}
+	h, err := s.policyHash(ctx)
+	if err != nil {
+		return err
+	}
+	if st, _, err := findOne[stampDoc](ctx, s.meta, bson.M{"_id": stampID}); err != nil {
+		return err
+	} else if st.H != h && (st.V != "" || h != emptyHash) {
+		if err := s.bumpStamp(ctx); err != nil {
+			return err
+		}
+	}
+	toks, err := findAll[tokenDoc](ctx, s.tokens, bson.M{})
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		h, err := live[hub.System](ctx, s.systems, "system", t.System)
+		if (hub.Is(err, hub.NotFound) || (err == nil && h.Tok != t.Hash)) && t.At.Before(cutoff) {
+			if _, err := s.tokens.DeleteOne(ctx, bson.M{"_id": t.Hash, "sys": t.System}); err != nil {
+				return translate(err, "drop stale token claim")
+			}
+		} else if err != nil && !hub.Is(err, hub.NotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+var emptyHash = func() string { h := sha256.Sum256(nil); return hex.EncodeToString(h[:]) }()
+
+func (s *Store) repairPending(ctx context.Context, cutoff time.Time) error {
+	ds, err := findAll[delDoc](ctx, s.deliveries, bson.M{"p": true}, options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1, "pt": 1}))
+	if err != nil {
+		return err
+	}
+	rs, err := findAll[rcptDoc](ctx, s.receipts, bson.M{"p": true}, options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1, "pt": 1}))
+	if err != nil {
+		return err
+	}
+	type ref struct{ msg, tx string }
+	seen := map[ref]time.Time{}
+	note := func(msg, tx string, pt time.Time) {
+		r := ref{msg, tx}
+		if old, ok := seen[r]; !ok || pt.After(old) {
+			seen[r] = pt
+		}
+	}
+	for _, d := range ds {
+		note(d.Msg, d.Tx, d.PT)
+	}
+	for _, r := range rs {
+		note(r.Msg, r.Tx, r.PT)
+	}
+	for r, newest := range seen {
+		m, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": r.msg}, options.FindOne().SetProjection(bson.M{"tx": 1, "c": 1}))
+		if err != nil {
+			return err
+		}
+		switch {
+		case ok && m.Tx == r.tx && m.C:
+			s.settle(ctx, r.msg, r.tx)
+		case ok && m.Tx == r.tx:
+			// in flight, or undone with its claim above once old enough
+		case newest.Before(cutoff):
+			f := bson.M{"msg": r.msg, "tx": r.tx, "p": true}
+			if _, err := s.deliveries.DeleteMany(ctx, f); err != nil {
+				return translate(err, "remove orphaned deliveries")
+			}
+			if _, err := s.receipts.DeleteMany(ctx, f); err != nil {
+				return translate(err, "remove orphaned receipts")
+			}
+		}
+	}
+	return nil
+}
+
+// repairLeases removes lease links and park markers whose delivery is gone
+// (an Ack that crashed before removing them, or a Lease racing an Ack).
+func (s *Store) repairLeases(ctx context.Context) error {
+	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{}, options.Find().SetProjection(bson.M{"d": 1}))
+	if err != nil {
+		return err
+	}
+	ps, err := findAll[parkDoc](ctx, s.parked, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return err
+	}
+	ids := map[string]bool{}
+	for _, l := range ls {
+		ids[l.D] = true
+	}
+	for _, p := range ps {
+		ids[p.ID] = true
+	}
+	all := sortedKeys(ids)
+	for i := 0; i < len(all); i += 1000 {
+		chunk := all[i:min(i+1000, len(all))]
+		exist, err := findAll[delDoc](ctx, s.deliveries, bson.M{"_id": bson.M{"$in": chunk}}, options.Find().SetProjection(bson.M{"_id": 1}))
+		if err != nil {
+			return err
+		}
+		have := map[string]bool{}
+		for _, d := range exist {
+			have[d.ID] = true
+		}
+		var gone []string
+		for _, id := range chunk {
+			if !have[id] {
+				gone = append(gone, id)
+			}
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		if _, err := s.leases.DeleteMany(ctx, bson.M{"d": bson.M{"$in": gone}}); err != nil {
+			return translate(err, "remove leases of acknowledged deliveries")
+		}
+		if _, err := s.parked.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": gone}}); err != nil {
+			return translate(err, "remove park markers of acknowledged deliveries")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,551 @@
+package mongo
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// recDoc is one revision of a versioned record (organisation, system,
+// contact group, contact point). Revisions of key k are numbered rv = 1, 2…
+// and every change (create, update, delete) is the insert of revision
+// head+1 under the unique index (k, rv): of any number of concurrent
+// changes exactly one wins, on FerretDB as on MongoDB. The head revision is
+// the record; a head with Dead set is a deleted record. Older revisions are
+// removed after a change and never read.
+type recDoc[T any] struct {
+	ID   string `bson:"_id"`
+	K    string `bson:"k"`
+	RV   int64  `bson:"rv"`
+	Org  string `bson:"org"`
+	Tok  string `bson:"tok,omitempty"`
+	CS   int64  `bson:"cs"` // creation sequence (systems are listed in creation order)
+	Dead bool   `bson:"dead,omitempty"`
+	X    T      `bson:"x"`
+}
+
+func recID(k string, rv int64) string { return fmt.Sprintf("%s#%016d", k, rv) }
+
+func head[T any](ctx context.Context, c *mongo.Collection, k string) (recDoc[T], bool, error) {
+	return findOne[recDoc[T]](ctx, c, bson.M{"k": k}, options.FindOne().SetSort(sortBy("-rv")))
+}
+
+// live returns the current record of k, NotFound when absent or deleted.
+func live[T any](ctx context.Context, c *mongo.Collection, what, k string) (recDoc[T], error) {
+	h, ok, err := head[T](ctx, c, k)
+	if err != nil {
+		return h, err
+	}
+	if !ok || h.Dead {
+		return h, hub.Errorf(hub.NotFound, "%s %s not found", what, k)
+	}
+	return h, nil
+}
+
+// putRev inserts revision next.RV; Conflict when another change took it.
+// Then it removes the older revisions (best effort).
+func putRev[T any](ctx context.Context, c *mongo.Collection, what string, next recDoc[T]) error {
+	next.ID = recID(next.K, next.RV)
+	if _, err := c.InsertOne(ctx, next); err != nil {
+		if isDup(err) {
+			return hub.Wrap(hub.Conflict, err, "%s %s changed concurrently", what, next.K)
+		}
+		return translate(err, "write %s %s", what, next.K)
+	}
+	_, _ = c.DeleteMany(ctx, bson.M{"k": next.K, "rv": bson.M{"$lt": next.RV}})
+	return nil
+}
+
+// create makes the record k unless a live one exists.
+func create[T any](ctx context.Context, c *mongo.Collection, what string, rec recDoc[T]) error {
+	h, ok, err := head[T](ctx, c, rec.K)
+	if err != nil {
+		return err
+	}
+	if ok && !h.Dead {
+		return hub.Errorf(hub.Conflict, "%s %s exists", what, rec.K)
+	}
+	rec.RV = h.RV + 1
+	if err := putRev(ctx, c, what, rec); hub.Is(err, hub.Conflict) {
+		return hub.Wrap(hub.Conflict, err, "%s %s exists", what, rec.K)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// listLive returns the live records matching filter, by key.
+func listLive[T any](ctx context.Context, c *mongo.Collection, filter bson.M) ([]recDoc[T], error) {
+	docs, err := findAll[recDoc[T]](ctx, c, filter, options.Find().SetSort(sortBy("k", "-rv")))
+	if err != nil {
+		return nil, err
+	}
+	var out []recDoc[T]
+	for i, d := range docs {
+		if i > 0 && docs[i-1].K == d.K {
+			continue // an older revision not yet removed
+		}
+		if !d.Dead {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// deleteRec deletes org's record k by a tombstone revision.
+func deleteRec[T any](ctx context.Context, c *mongo.Collection, what, org, k string) error {
+	for try := 0; ; try++ {
+		h, err := live[T](ctx, c, what, k)
+		if err != nil {
+			return err
+		}
+		if h.Org != org {
+			return hub.Errorf(hub.NotFound, "%s %s not found", what, k)
+		}
+		err = putRev(ctx, c, what, recDoc[T]{K: k, RV: h.RV + 1, Org: org, Dead: true})
+		if !hub.Is(err, hub.Conflict) || try == 5 {
+			return err
+		}
+	}
+}
+
+// --- organisations
+
+func (s *Store) CreateOrg(ctx context.Context, o hub.Organisation) error {
+	if o.CVR == "" {
+		return hub.Errorf(hub.Invalid, "organisation without CVR")
+	}
+	return create(ctx, s.orgs, "organisation", recDoc[hub.Organisation]{K: o.CVR, Org: o.CVR, X: o})
+}
+
+func (s *Store) UpdateOrg(ctx context.Context, o hub.Organisation) error {
+	h, err := live[hub.Organisation](ctx, s.orgs, "organisation", o.CVR)
+	if err != nil {
+		return err
+	}
+	if h.X.Version != o.Version {
+		return hub.Errorf(hub.Conflict, "organisation %s changed (version %d, not %d)", o.CVR, h.X.Version, o.Version)
+	}
+	o.Version++
+	return putRev(ctx, s.orgs, "organisation", recDoc[hub.Organisation]{K: o.CVR, RV: h.RV + 1, Org: o.CVR, X: o})
+}
+
+func (s *Store) GetOrg(ctx context.Context, cvr string) (hub.Organisation, error) {
+	h, err := live[hub.Organisation](ctx, s.orgs, "organisation", cvr)
+	return h.X, err
+}
+
+func (s *Store) ListOrgs(ctx context.Context) ([]hub.Organisation, error) {
+	docs, err := listLive[hub.Organisation](ctx, s.orgs, bson.M{})
+	out := make([]hub.Organisation, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
+// --- systems
+
+// A system's token hash is claimed in system_tokens (_id = hash) before
+// the system revision that carries it is written: the unique _id gives
+// "Conflict when the TokenHash is taken" without a transaction. A claim is
+// valid only while the claimed system's live revision carries that hash,
+// so a claim left by a crash is recognised as stale and taken over once it
+// is older than the grace period (younger, it may belong to a create or
+// update in flight).
+type tokenDoc struct {
+	Hash   string    `bson:"_id"`
+	System string    `bson:"sys"`
+	At     time.Time `bson:"at"` // wall clock of the claim
+}
+
+type touchDoc struct {
+	ID string    `bson:"_id"`
+	At time.Time `bson:"at"`
+}
+
+func (s *Store) claimToken(ctx context.Context, hash, system string) error {
+	if hash == "" {
+		return nil
+	}
+	for try := 0; try < 3; try++ {
+		_, err := s.tokens.InsertOne(ctx, tokenDoc{Hash: hash, System: system, At: time.Now()})
+		if err == nil {
+			return nil
+		}
+		if !isDup(err) {
+			return translate(err, "claim token")
+		}
+		old, ok, err := findOne[tokenDoc](ctx, s.tokens, bson.M{"_id": hash})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if old.System == system {
+			return nil
+		}
+		h, err := live[hub.System](ctx, s.systems, "system", old.System)
+		if err == nil && h.Tok == hash {
+			return hub.Errorf(hub.Conflict, "token hash is taken by another system")
+		}
+		if err != nil && !hub.Is(err, hub.NotFound) {
+			return err
+		}
+		if time.Since(old.At) < s.grace {
+			return hub.Errorf(hub.Conflict, "token hash is being claimed by another system")
+		}
+		// Stale claim: remove exactly that claim and try again.
+		if _, err := s.tokens.DeleteOne(ctx, bson.M{"_id": hash, "sys": old.System}); err != nil {
+			return translate(err, "remove stale token claim")
+		}
+	}
+	return hub.Errorf(hub.Conflict, "token hash is contended")
+}
+
+func (s *Store) releaseToken(ctx context.Context, hash, system string) {
+	if hash != "" {
+		_, _ = s.tokens.DeleteOne(ctx, bson.M{"_id": hash, "sys": system})
+	}
+}
+
+func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
+	if sys.ID == "" {
+		return hub.Errorf(hub.Invalid, "system without ID")
+	}
+	if _, err := live[hub.System](ctx, s.systems, "system", sys.ID); err == nil {
+		return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
+	} else if !hub.Is(err, hub.NotFound) {
+		return err
+	}
+	if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+		return err
+	}
+	err := create(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: s.nextSeq(), X: sys})
+	if err != nil {
+		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+	}
+	return err
+}
+
+// releaseTokenIfUnused drops system's claim on hash unless its live
+// revision uses the hash (a failed create or update of the same ID by a
+// concurrent caller may have won with it).
+func (s *Store) releaseTokenIfUnused(ctx context.Context, hash, system string) {
+	if hash == "" {
+		return
+	}
+	if h, err := live[hub.System](ctx, s.systems, "system", system); err == nil && h.Tok == hash {
+		return
+	}
+	s.releaseToken(ctx, hash, system)
+}
+
+func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
+	h, err := live[hub.System](ctx, s.systems, "system", sys.ID)
+	if err != nil {
+		return err
+	}
+	if h.X.Version != sys.Version {
+		return hub.Errorf(hub.Conflict, "system %s changed (version %d, not %d)", sys.ID, h.X.Version, sys.Version)
+	}
+	if sys.TokenHash != h.Tok {
+		if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+			return err
+		}
+	}
+	sys.Version++
+	err = putRev(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, RV: h.RV + 1, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: h.CS, X: sys})
+	if err != nil {
+		if sys.TokenHash != h.Tok {
+			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+		}
+		return err
+	}
+	if sys.TokenHash != h.Tok {
+		s.releaseToken(ctx, h.Tok, sys.ID)
+	}
+	return nil
+}
+
+func (s *Store) withTouch(ctx context.Context, docs []recDoc[hub.System]) ([]hub.System, error) {
+	out := make([]hub.System, 0, len(docs))
+	ids := make([]string, 0, len(docs))
+	for _, d := range docs {
+		d.X.TokenHash = d.Tok
+		out = append(out, d.X)
+		ids = append(ids, d.K)
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	ts, err := findAll[touchDoc](ctx, s.touches, bson.M{"_id": bson.M{"$in": ids}})
+	if err != nil {
+		return nil, err
+	}
+	at := map[string]time.Time{}
+	for _, t := range ts {
+		at[t.ID] = t.At
+	}
+	for i := range out {
+		if t, ok := at[out[i].ID]; ok && t.After(out[i].LastFetch) {
+			out[i].LastFetch = t
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
+	h, err := live[hub.System](ctx, s.systems, "system", id)
+	if err != nil {
+		return hub.System{}, err
+	}
+	out, err := s.withTouch(ctx, []recDoc[hub.System]{h})
+	if err != nil {
+		return hub.System{}, err
+	}
+	return out[0], nil
+}
+
+func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
+	if hash == "" {
+		return hub.System{}, hub.Errorf(hub.NotFound, "no system has an empty token")
+	}
+	t, ok, err := findOne[tokenDoc](ctx, s.tokens, bson.M{"_id": hash})
+	if err != nil {
+		return hub.System{}, err
+	}
+	if !ok {
+		return hub.System{}, hub.Errorf(hub.NotFound, "no system has this token")
+	}
+	sys, err := s.GetSystem(ctx, t.System)
+	if err == nil && sys.TokenHash != hash {
+		err = hub.Errorf(hub.NotFound, "no system has this token")
+	}
+	return sys, err
+}
+
+func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, error) {
+	docs, err := listLive[hub.System](ctx, s.systems, bson.M{"org": org})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(docs, func(i, j int) bool { return docs[i].CS < docs[j].CS })
+	return s.withTouch(ctx, docs)
+}
+
+// TouchSystem is last-writer-wins in a side document, so it never races
+// with UpdateSystem's revisions.
+func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error {
+	if _, err := live[hub.System](ctx, s.systems, "system", id); err != nil {
+		return err
+	}
+	_, err := s.touches.ReplaceOne(ctx, bson.M{"_id": id}, touchDoc{ID: id, At: at}, options.Replace().SetUpsert(true))
+	return translate(err, "touch system %s", id)
+}
+
+// --- contact structure
+
+// putVersioned implements the Version rule of PutContactGroup and
+// PutContactPoint: 0 creates (Version 1), otherwise the stored Version must
+// match and is incremented.
+func putVersioned[T any](ctx context.Context, c *mongo.Collection, what, id, org string, version int64, build func(v int64) T) error {
+	if id == "" || org == "" {
+		return hub.Errorf(hub.Invalid, "%s without ID or organisation", what)
+	}
+	if version == 0 {
+		return create(ctx, c, what, recDoc[T]{K: id, Org: org, X: build(1)})
+	}
+	h, err := live[T](ctx, c, what, id)
+	if err != nil {
+		return err
+	}
+	if h.Org != org {
+		return hub.Errorf(hub.NotFound, "%s %s not found", what, id)
+	}
+	var stored struct {
+		Version int64 `bson:"version"`
+	}
+	raw, err := bson.Marshal(h.X)
+	if err == nil {
+		err = bson.Unmarshal(raw, &stored)
+	}
+	if err != nil {
+		return hub.Wrap(hub.Internal, err, "read %s version", what)
+	}
+	if stored.Version != version {
+		return hub.Errorf(hub.Conflict, "%s %s changed (version %d, not %d)", what, id, stored.Version, version)
+	}
+	return putRev(ctx, c, what, recDoc[T]{K: id, RV: h.RV + 1, Org: org, X: build(version + 1)})
+}
+
+func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
+	return putVersioned(ctx, s.groups, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) hub.ContactGroup {
+		g.Version = v
+		return g
+	})
+}
+
+func (s *Store) DeleteContactGroup(ctx context.Context, org, id string) error {
+	return deleteRec[hub.ContactGroup](ctx, s.groups, "contact group", org, id)
+}
+
+func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error) {
+	docs, err := listLive[hub.ContactGroup](ctx, s.groups, bson.M{"org": org})
+	out := make([]hub.ContactGroup, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
+func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
+	return putVersioned(ctx, s.points, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) hub.ContactPoint {
+		p.Version = v
+		return p
+	})
+}
+
+func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoint, error) {
+	h, err := live[hub.ContactPoint](ctx, s.points, "contact point", id)
+	return h.X, err
+}
+
+func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
+	return deleteRec[hub.ContactPoint](ctx, s.points, "contact point", org, id)
+}
+
+func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {
+	docs, err := listLive[hub.ContactPoint](ctx, s.points, bson.M{"org": org})
+	out := make([]hub.ContactPoint, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
+type ruleDoc struct {
+	ID   string          `bson:"_id"`
+	Org  string          `bson:"org"`
+	Prio int             `bson:"prio"`
+	X    hub.RoutingRule `bson:"x"`
+}
+
+func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
+	if r.ID == "" || r.OrgCVR == "" {
+		return hub.Errorf(hub.Invalid, "routing rule without ID or organisation")
+	}
+	_, err := s.rules.ReplaceOne(ctx, bson.M{"_id": r.ID}, ruleDoc{ID: r.ID, Org: r.OrgCVR, Prio: r.Priority, X: r}, options.Replace().SetUpsert(true))
+	return translate(err, "put routing rule %s", r.ID)
+}
+
+func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {
+	res, err := s.rules.DeleteOne(ctx, bson.M{"_id": id, "org": org})
+	if err != nil {
+		return translate(err, "delete routing rule %s", id)
+	}
+	if res.DeletedCount == 0 {
+		return hub.Errorf(hub.NotFound, "routing rule %s not found", id)
+	}
+	return nil
+}
+
+func (s *Store) ListRoutingRules(ctx context.Context, org string) ([]hub.RoutingRule, error) {
+	docs, err := findAll[ruleDoc](ctx, s.rules, bson.M{"org": org}, options.Find().SetSort(sortBy("prio", "_id")))
+	out := make([]hub.RoutingRule, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
+// --- contact register
+
+type contactDoc struct {
+	ID string      `bson:"_id"`
+	X  hub.Contact `bson:"x"`
+}
+
+func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	ms := make([]mongo.WriteModel, 0, len(cs))
+	for _, c := range cs {
+		if c.ID == "" {
+			return hub.Errorf(hub.Invalid, "contact without ID")
+		}
+		ms = append(ms, mongo.NewReplaceOneModel().SetFilter(bson.M{"_id": c.ID}).SetReplacement(contactDoc{ID: c.ID, X: c}).SetUpsert(true))
+	}
+	_, err := s.contacts.BulkWrite(ctx, ms, options.BulkWrite().SetOrdered(false))
+	return translate(err, "put contacts")
+}
+
+func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {
+	d, ok, err := findOne[contactDoc](ctx, s.contacts, bson.M{"_id": id})
+	if err == nil && !ok {
+		err = hub.Errorf(hub.NotFound, "contact %s not found", id)
+	}
+	return d.X, err
+}
+
+func (s *Store) DeleteContact(ctx context.Context, id string) error {
+	_, err := s.contacts.DeleteOne(ctx, bson.M{"_id": id})
+	return translate(err, "delete contact %s", id)
+}
+
+// --- users
+
+type userDoc struct {
+	ID string   `bson:"_id"`
+	X  hub.User `bson:"x"`
+}
+
+func (s *Store) CreateUser(ctx context.Context, u hub.User) error {
+	if u.ID == "" {
+		return hub.Errorf(hub.Invalid, "user without ID")
+	}
+	_, err := s.users.InsertOne(ctx, userDoc{ID: u.ID, X: u})
+	if isDup(err) {
+		return hub.Wrap(hub.Conflict, err, "user %s exists", u.ID)
+	}
+	return translate(err, "create user %s", u.ID)
+}
+
+// PutUser replaces a user; a plain replace is enough (last writer wins),
+// accounts have no Version.
+func (s *Store) PutUser(ctx context.Context, u hub.User) error {
+	res, err := s.users.ReplaceOne(ctx, bson.M{"_id": u.ID}, userDoc{ID: u.ID, X: u})
+	if err != nil {
+		return translate(err, "put user %s", u.ID)
+	}
+	if res.MatchedCount == 0 {
+		return hub.Errorf(hub.NotFound, "user %s not found", u.ID)
+	}
+	return nil
+}
+
+func (s *Store) GetUser(ctx context.Context, id string) (hub.User, error) {
+	d, ok, err := findOne[userDoc](ctx, s.users, bson.M{"_id": id})
+	if err == nil && !ok {
+		err = hub.Errorf(hub.NotFound, "user %s not found", id)
+	}
+	return d.X, err
+}
+
+func (s *Store) ListUsers(ctx context.Context) ([]hub.User, error) {
+	docs, err := findAll[userDoc](ctx, s.users, bson.M{}, options.Find().SetSort(sortBy("_id")))
+	out := make([]hub.User, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}

@@ -1,0 +1,310 @@
+package mongo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/posthub/posthub/hub"
+)
+
+var _ hub.Store = (*Store)(nil)
+
+// Config says where the store lives.
+type Config struct {
+	// URI is a mongodb:// or mongodb+srv:// connection string.
+	URI string
+	// Database is the database holding posthub's collections.
+	Database string
+	// Instance names this hub instance as a lock holder (the counter
+	// compactor); random when empty.
+	Instance string
+	// PendingGrace is how long an unfinished PutMessage may stay
+	// unfinished before Repair undoes it (default 10 minutes). PutMessage
+	// itself gives up (and undoes its writes) after half of it.
+	PendingGrace time.Duration
+	// Timeout bounds connecting and server selection (default 10 s).
+	Timeout time.Duration
+}
+
+// Store is the hub.Store on MongoDB (or a MongoDB-wire server such as
+// FerretDB). It is safe for concurrent use and for use by several hub
+// instances sharing one database.
+type Store struct {
+	client   *mongo.Client
+	db       *mongo.Database
+	instance string
+	grace    time.Duration
+
+	orgs, systems, tokens, touches, groups, points, rules *mongo.Collection
+	contacts, users, policies, meta                       *mongo.Collection
+	messages, deliveries, leases, parked, receipts        *mongo.Collection
+	pending, events, counters, locks                      *mongo.Collection
+
+	seqMu   sync.Mutex
+	lastSeq int64
+}
+
+// Open connects, checks that the server answers and creates the indexes
+// (idempotently).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URI == "" || cfg.Database == "" {
+		return nil, hub.Errorf(hub.Invalid, "mongo: URI and Database are required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.PendingGrace <= 0 {
+		cfg.PendingGrace = 10 * time.Minute
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = "mongo-" + randomID()
+	}
+	// Majority and journal: an acknowledged write survives the loss of the
+	// primary and a crash of every node ("accepted means durable").
+	wc := writeconcern.Majority()
+	j := true
+	wc.Journal = &j
+	opts := options.Client().ApplyURI(cfg.URI).
+		SetWriteConcern(wc).
+		SetReadPreference(readpref.Primary()).
+		SetServerSelectionTimeout(cfg.Timeout).
+		SetConnectTimeout(cfg.Timeout)
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, translate(err, "connect to MongoDB")
+	}
+	db := client.Database(cfg.Database)
+	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace}
+	for _, c := range []struct {
+		p    **mongo.Collection
+		name string
+	}{
+		{&s.orgs, "orgs"}, {&s.systems, "systems"}, {&s.tokens, "system_tokens"}, {&s.touches, "system_fetches"},
+		{&s.groups, "contact_groups"}, {&s.points, "contact_points"}, {&s.rules, "routing_rules"},
+		{&s.contacts, "contacts"}, {&s.users, "users"}, {&s.policies, "policies"}, {&s.meta, "meta"},
+		{&s.messages, "messages"}, {&s.deliveries, "deliveries"}, {&s.leases, "leases"}, {&s.parked, "parked"},
+		{&s.receipts, "receipts"}, {&s.pending, "events_pending"}, {&s.events, "events"},
+		{&s.counters, "counters"}, {&s.locks, "locks"},
+	} {
+		*c.p = db.Collection(c.name)
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	if err := s.createIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) createIndexes(ctx context.Context) error {
+	unique := options.Index().SetUnique(true)
+	idx := func(keys ...string) bson.D {
+		var d bson.D
+		for _, k := range keys {
+			if strings.HasPrefix(k, "-") {
+				d = append(d, bson.E{Key: k[1:], Value: -1})
+			} else {
+				d = append(d, bson.E{Key: k, Value: 1})
+			}
+		}
+		return d
+	}
+	versioned := []mongo.IndexModel{
+		{Keys: idx("k", "rv"), Options: unique},
+		{Keys: idx("org", "k")},
+	}
+	all := []struct {
+		c  *mongo.Collection
+		ms []mongo.IndexModel
+	}{
+		{s.orgs, versioned}, {s.groups, versioned}, {s.points, versioned},
+		{s.systems, append(versioned, mongo.IndexModel{Keys: idx("org", "cs")})},
+		{s.rules, []mongo.IndexModel{{Keys: idx("org", "prio")}}},
+		{s.messages, []mongo.IndexModel{{Keys: idx("sender", "-rcv", "-_id")}, {Keys: idx("c", "claimed")}}},
+		{s.deliveries, []mongo.IndexModel{{Keys: idx("q", "s")}, {Keys: idx("msg")}, {Keys: idx("p")}}},
+		{s.leases, []mongo.IndexModel{{Keys: idx("d", "e"), Options: unique}}},
+		{s.parked, []mongo.IndexModel{{Keys: idx("q")}}},
+		{s.receipts, []mongo.IndexModel{{Keys: idx("sys", "t")}, {Keys: idx("sys", "msg")}, {Keys: idx("p")}}},
+		{s.pending, []mongo.IndexModel{{Keys: idx("t", "ins")}}},
+		{s.events, []mongo.IndexModel{
+			{Keys: idx("eid"), Options: unique}, {Keys: idx("orgs", "t")}, {Keys: idx("t")},
+			{Keys: idx("sys")}, {Keys: idx("msg")},
+		}},
+		{s.counters, []mongo.IndexModel{{Keys: idx("kind", "g", "e")}, {Keys: idx("items.o", "items.d")}}},
+		{s.locks, []mongo.IndexModel{{Keys: idx("n", "e"), Options: unique}}},
+	}
+	for _, x := range all {
+		if _, err := x.c.Indexes().CreateMany(ctx, x.ms); err != nil {
+			return translate(err, "create indexes on %s", x.c.Name())
+		}
+	}
+	return nil
+}
+
+// Ping reports whether the server answers (Unavailable if not).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return hub.Wrap(hub.Unavailable, err, "MongoDB does not answer")
+	}
+	return nil
+}
+
+// Close disconnects.
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.client.Disconnect(ctx)
+}
+
+// Drop removes the store's database (tests and tooling).
+func (s *Store) Drop(ctx context.Context) error {
+	return translate(s.db.Drop(ctx), "drop database")
+}
+
+// translate maps a driver error to the hub's codes: duplicate key is
+// Conflict, no document NotFound, network, timeouts and server selection
+// Unavailable, anything else Internal.
+func translate(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	what := fmt.Sprintf(format, args...)
+	var sse topology.ServerSelectionError
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return hub.Wrap(hub.NotFound, err, "%s", what)
+	case mongo.IsDuplicateKeyError(err):
+		return hub.Wrap(hub.Conflict, err, "%s", what)
+	case mongo.IsNetworkError(err), mongo.IsTimeout(err), errors.As(err, &sse),
+		errors.Is(err, mongo.ErrClientDisconnected), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled):
+		return hub.Wrap(hub.Unavailable, err, "%s", what)
+	}
+	return hub.Wrap(hub.Internal, err, "%s", what)
+}
+
+func isDup(err error) bool { return err != nil && mongo.IsDuplicateKeyError(err) }
+
+// onlyDups reports whether every write error of err is a duplicate key
+// (unordered bulk inserts that skip existing documents).
+func onlyDups(err error) bool {
+	if err == nil {
+		return true
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) {
+		if bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+			return false
+		}
+		for _, we := range bwe.WriteErrors {
+			if we.Code != 11000 && we.Code != 11001 && we.Code != 12582 {
+				return false
+			}
+		}
+		return true
+	}
+	var we mongo.WriteException
+	if errors.As(err, &we) {
+		if we.WriteConcernError != nil || len(we.WriteErrors) == 0 {
+			return false
+		}
+		for _, e := range we.WriteErrors {
+			if e.Code != 11000 && e.Code != 11001 && e.Code != 12582 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// nextSeq returns a delivery sequence number: the wall clock in
+// microseconds, forced strictly above the last one this Store handed out.
+// See the package doc for why this is not a counter document.
+func (s *Store) nextSeq() int64 {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	v := time.Now().UnixMicro()
+	if v <= s.lastSeq {
+		v = s.lastSeq + 1
+	}
+	s.lastSeq = v
+	return v
+}
+
+// findAll runs a find and decodes every document.
+func findAll[T any](ctx context.Context, c *mongo.Collection, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
+	cur, err := c.Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, translate(err, "find in %s", c.Name())
+	}
+	var out []T
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, translate(err, "read from %s", c.Name())
+	}
+	return out, nil
+}
+
+// findOne decodes one document; ok is false when none matches.
+func findOne[T any](ctx context.Context, c *mongo.Collection, filter any, opts ...options.Lister[options.FindOneOptions]) (T, bool, error) {
+	var v T
+	err := c.FindOne(ctx, filter, opts...).Decode(&v)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, translate(err, "find in %s", c.Name())
+	}
+	return v, true, nil
+}
+
+// count counts matching documents with the count command, which FerretDB
+// implements natively (its aggregation $sum is not to be trusted).
+func (s *Store) count(ctx context.Context, c *mongo.Collection, filter any) (int64, error) {
+	var res struct {
+		N int64 `bson:"n"`
+	}
+	err := s.db.RunCommand(ctx, bson.D{{Key: "count", Value: c.Name()}, {Key: "query", Value: filter}}).Decode(&res)
+	if err != nil {
+		return 0, translate(err, "count %s", c.Name())
+	}
+	return res.N, nil
+}
+
+func sortBy(keys ...string) bson.D {
+	var d bson.D
+	for _, k := range keys {
+		if strings.HasPrefix(k, "-") {
+			d = append(d, bson.E{Key: k[1:], Value: -1})
+		} else {
+			d = append(d, bson.E{Key: k, Value: 1})
+		}
+	}
+	return d
+}

@@ -472,3 +472,36 @@ func (s *Server) handleRegistration(kind string) gin.HandlerFunc {
 		c.JSON(http.StatusOK, gin.H{"result": result})
 	}
 }
+
+func (s *Server) handleListSent(c *gin.Context) {
+	size := 100
+	if v := c.Query("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(c, s.log, badRequest("size", "size.invalid", "size is between 1 and 1000", v))
+			return
+		}
+		size = n
+	}
+	sys := principal(c).System
+	ms, err := s.archive.List(c.Request.Context(), sys.OrgCVR, c.Query("after"), size)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if ms == nil {
+		ms = []hub.Message{}
+	}
+	c.JSON(http.StatusOK, ms)
+}
+
+func (s *Server) handleGetSent(c *gin.Context) {
+	sys := principal(c).System
+	m, rc, err := s.archive.Open(c.Request.Context(), sys.OrgCVR, strings.ToLower(c.Param("id")))
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	defer rc.Close()
+	c.DataFromReader(http.StatusOK, m.Size, "application/xml", rc, nil)
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 )
@@ -53,7 +54,9 @@ type Server struct {
 	registry  *hub.Registry
 	ingest    *hub.Ingest
 	importer  *hub.ContactImporter
+	archive   *hub.SentArchive
 	validator *memo.Validator
+	events    *eventlog.Log
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *metrics
@@ -69,8 +72,10 @@ type Deps struct {
 	Ingest    *hub.Ingest
 	Importer  *hub.ContactImporter
 	Validator *memo.Validator
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Events is the event log the events routes read (nil: they answer 503).
+	Events *eventlog.Log
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // New builds the server and its routes.
@@ -92,7 +97,8 @@ func New(cfg Config, d Deps) *Server {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
-		validator: d.Validator, log: d.Log, now: d.Now, metrics: newMetrics()}
+		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
+		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())

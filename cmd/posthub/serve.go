@@ -124,7 +124,9 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	go repairLoop(ctx, store, log)
+	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
+	archive := &hub.SentArchive{Store: store, Blobs: blobs}
+	go every(ctx, time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err })
 	holder, _ := os.Hostname()
 	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
@@ -170,16 +172,17 @@ func displayAddr(a net.Addr) string {
 	return s
 }
 
-func repairLoop(ctx context.Context, store hub.Store, log *slog.Logger) {
-	t := time.NewTicker(time.Minute)
+// every runs job at each interval until ctx ends, logging failures.
+func every(ctx context.Context, interval time.Duration, log *slog.Logger, name string, job func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if err := store.Repair(ctx, now); err != nil && ctx.Err() == nil {
-				log.Warn("repair", "error", err)
+		case <-t.C:
+			if err := job(ctx); err != nil && ctx.Err() == nil {
+				log.Warn(name, "error", err)
 			}
 		}
 	}

@@ -1,4 +1,416 @@
 package api
 
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/posthub/posthub/eventlog"
+	"github.com/posthub/posthub/hub"
+)
+
 // eventRoutes are the event log's routes (query, feed, export).
-func (s *Server) eventRoutes() []Route { return nil }
+func (s *Server) eventRoutes() []Route {
+	filters := map[string]string{
+		"dateFrom":                "entries at or after this time (yyyy-MM-ddTHH:mm:ss.SSSZ, RFC 3339, or yyyy-MM-dd)",
+		"dateTo":                  "entries before this time (a bare date includes that whole day)",
+		"senderOrRecipientSystem": "the system involved (id)",
+		"senderOrRecipient":       "a CPR/CVR: the recipient party, or for the operator an organisation involved",
+		"ownerOrActor":            "who acted (system id, user, or service)",
+		"eventTag":                "event tags, comma-separated (OR)",
+		"messageUUID":             "entries about one message",
+	}
+	query := map[string]string{
+		"page":       "zero-based page (offset paging, at most 10,000 entries deep)",
+		"size":       "page size (default 20, max 1000)",
+		"sortFields": "eventTime:asc (default), eventTime:desc, seq:asc or seq:desc",
+		"after":      "cursor paging: entries with seq greater than this (ascending; see nextCursor)",
+	}
+	for k, v := range filters {
+		query[k] = v
+	}
+	export := map[string]string{"format": "csv or jsonl (default)", "organisation": "only entries concerning this CVR"}
+	for k, v := range filters {
+		export[k] = v
+	}
+	return []Route{
+		{Method: "GET", Path: v1 + "/events/", Access: Authenticated, Tag: "events",
+			Summary: "Query the event log (NgDP QueryEvents): a system sees its organisation's entries, the operator all. " +
+				"A sender never sees MESSAGE_READ of its letters. Every query is itself logged (EVENT_LOG_SEARCHES).",
+			Params: query, Produces: "application/json", Status: 200, Schema: "EventLogSearchResult", Handler: s.handleQueryEvents},
+		{Method: "GET", Path: v1 + "/events/feed", Access: Authenticated, Tag: "events",
+			Summary: "Follow the event log: long-poll (JSON) or Server-Sent Events (Accept: text/event-stream, resumes from Last-Event-ID). " +
+				"Seqs are gap-free and sealed in order, so following nextCursor misses nothing.",
+			Params: map[string]string{"after": "entries with seq greater than this (default 0)",
+				"wait": "long-poll: how long to wait for an entry (default 30s, max 60s)", "limit": "at most this many entries (default and max 1000)"},
+			Produces: "application/json", Status: 200, Schema: "EventFeed", Handler: s.handleEventFeed},
+		{Method: "GET", Path: v1 + "/events/export", Access: Operator, Tag: "events",
+			Summary: "Export the event log for auditors as JSON lines or CSV, with seq, prevHash and hash for outside verification.",
+			Params:  export, Produces: "application/x-ndjson", Status: 200, Handler: s.handleExportEvents},
+		{Method: "GET", Path: v1 + "/events/checkpoints", Access: Operator, Tag: "events",
+			Summary:  "The log's signed checkpoints as JSON lines (seq, hash, time, keyId, ed25519 signature), to keep outside the hub.",
+			Params:   map[string]string{"from": "checkpoints from this seq on"},
+			Produces: "application/x-ndjson", Status: 200, Handler: s.handleExportCheckpoints},
+	}
+}
+
+// EventLogEntry is one entry as the API shows it, in NgDP's EventLog
+// terms where they exist.
+type EventLogEntry struct {
+	ID              string            `json:"id"`
+	Seq             uint64            `json:"seq"`
+	EventTime       time.Time         `json:"eventTime"`
+	EventTag        string            `json:"eventTag"`
+	Actor           string            `json:"actor,omitempty"`
+	Owner           string            `json:"owner,omitempty"` // the CPR/CVR party
+	Organisations   []string          `json:"organisations"`
+	System          *SystemRef        `json:"system,omitempty"`
+	MessageUUID     string            `json:"messageUUID,omitempty"`
+	EventProperties map[string]string `json:"eventProperties"`
+	PrevHash        string            `json:"prevHash"`
+	Hash            string            `json:"hash"`
+}
+
+// SystemRef is NgDP's SystemDto, reduced to what the log knows.
+type SystemRef struct {
+	ID string `json:"id"`
+}
+
+func entryOf(ev hub.Event) EventLogEntry {
+	e := EventLogEntry{ID: ev.ID, Seq: ev.Seq, EventTime: ev.Time.UTC(), EventTag: ev.Tag, Actor: ev.Actor, Owner: ev.Party,
+		Organisations: ev.Orgs, MessageUUID: ev.MessageUUID, EventProperties: ev.Detail, PrevHash: ev.PrevHash, Hash: ev.Hash}
+	if e.Organisations == nil {
+		e.Organisations = []string{}
+	}
+	if e.EventProperties == nil {
+		e.EventProperties = map[string]string{}
+	}
+	if ev.SystemID != "" {
+		e.System = &SystemRef{ID: ev.SystemID}
+	}
+	return e
+}
+
+func entriesOf(evs []hub.Event) []EventLogEntry {
+	out := make([]EventLogEntry, len(evs))
+	for i, ev := range evs {
+		out[i] = entryOf(ev)
+	}
+	return out
+}
+
+// EventLogSearchResult is NgDP's answer to QueryEvents, plus cursor paging.
+type EventLogSearchResult struct {
+	Events         []EventLogEntry `json:"events"`
+	CurrentPage    int             `json:"currentPage"`
+	TotalPages     int             `json:"totalPages"`
+	ElementsOnPage int             `json:"elementsOnPage"`
+	TotalElements  int64           `json:"totalElements"`
+	// TotalIsLowerBound is set when more than 10,000 entries match and the
+	// total was not counted further.
+	TotalIsLowerBound bool `json:"totalIsLowerBound,omitempty"`
+	// Next is the query string of the next page (cursor paging), "" at the end.
+	Next       string `json:"next,omitempty"`
+	NextCursor uint64 `json:"nextCursor,omitempty"`
+}
+
+// EventFeed is a long-poll answer.
+type EventFeed struct {
+	Events     []EventLogEntry `json:"events"`
+	NextCursor uint64          `json:"nextCursor"`
+}
+
+// reader is the event-log reader a principal is: the operator audits
+// everything, a system reads its organisation's entries.
+func reader(p Principal) eventlog.Reader {
+	if p.Operator {
+		return eventlog.Reader{Auditor: true, Actor: "operator"}
+	}
+	return eventlog.Reader{Org: p.System.OrgCVR, Actor: p.System.ID, SystemID: p.System.ID}
+}
+
+func (s *Server) eventLog(c *gin.Context) (*eventlog.Log, bool) {
+	if s.events == nil {
+		writeError(c, s.log, hub.Errorf(hub.Unavailable, "the event log is not configured"))
+		return nil, false
+	}
+	return s.events, true
+}
+
+// eventFilters reads the NgDP filters into a query.
+func eventFilters(c *gin.Context, auditor bool) (hub.EventQuery, error) {
+	var q hub.EventQuery
+	var err error
+	if q.From, err = parseEventTime(c.Query("dateFrom"), false); err != nil {
+		return q, badRequest("dateFrom", "event.date.invalid", err.Error(), c.Query("dateFrom"))
+	}
+	if q.To, err = parseEventTime(c.Query("dateTo"), true); err != nil {
+		return q, badRequest("dateTo", "event.date.invalid", err.Error(), c.Query("dateTo"))
+	}
+	q.SystemID = c.Query("senderOrRecipientSystem")
+	q.Actor = c.Query("ownerOrActor")
+	q.MessageUUID = c.Query("messageUUID")
+	if v := c.Query("senderOrRecipient"); v != "" {
+		switch {
+		case hub.ValidCPR(v):
+			q.Party = v
+		case hub.ValidCVR(v) && auditor:
+			q.Org = v
+		case hub.ValidCVR(v):
+			q.Party = v
+		default:
+			return q, badRequest("senderOrRecipient", "event.party.invalid", "senderOrRecipient is a CPR (10 digits) or CVR (8 digits) number", v)
+		}
+	}
+	if v := c.Query("organisation"); v != "" {
+		if !auditor {
+			return q, hub.Errorf(hub.Forbidden, "only auditors choose the organisation")
+		}
+		q.Org = v
+	}
+	for _, t := range strings.Split(c.Query("eventTag"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			q.Tags = append(q.Tags, strings.ToUpper(t))
+		}
+	}
+	return q, nil
+}
+
+// parseEventTime accepts NgDP's yyyy-MM-ddTHH:mm:ss.SSSZ, any RFC 3339 time
+// and a bare date; a bare date as an upper bound means the end of that day.
+func parseEventTime(v string, upper bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.000Z0700", time.RFC3339Nano} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		if upper {
+			t = t.AddDate(0, 0, 1)
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("a time is yyyy-MM-ddTHH:mm:ss.SSSZ, RFC 3339 or yyyy-MM-dd")
+}
+
+func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest(name, "request."+name+".invalid", fmt.Sprintf("%s must be an integer in %d..%d", name, lo, hi), v)
+	}
+	return n, nil
+}
+
+func (s *Server) handleQueryEvents(c *gin.Context) {
+	l, ok := s.eventLog(c)
+	if !ok {
+		return
+	}
+	r := reader(principal(c))
+	q, err := eventFilters(c, r.Auditor)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	search := eventlog.Search{Query: q, Params: c.Request.URL.RawQuery}
+	if search.Page, err = intParam(c, "page", 0, 0, eventlog.MaxWindow); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if search.Size, err = intParam(c, "size", 20, 1, eventlog.MaxPageSize); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if sf := c.Query("sortFields"); sf != "" {
+		field, dir, _ := strings.Cut(strings.Split(sf, ",")[0], ":")
+		if (field != "eventTime" && field != "seq") || (dir != "" && dir != "asc" && dir != "desc") {
+			writeError(c, s.log, badRequest("sortFields", "event.sort.invalid", "sort by eventTime or seq, asc or desc", sf))
+			return
+		}
+		search.Query.Descending = dir == "desc"
+	}
+	if v := c.Query("after"); v != "" {
+		after, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(c, s.log, badRequest("after", "event.cursor.invalid", "after is a seq number", v))
+			return
+		}
+		search.Cursor, search.Query.AfterSeq = true, after
+	}
+	res, err := l.Search(c.Request.Context(), r, search)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	out := EventLogSearchResult{Events: entriesOf(res.Events), CurrentPage: res.CurrentPage, TotalPages: res.TotalPages,
+		ElementsOnPage: len(res.Events), TotalElements: res.TotalElements, TotalIsLowerBound: !res.TotalExact, NextCursor: res.NextCursor}
+	if res.NextCursor != 0 {
+		next := c.Request.URL.Query()
+		next.Del("page")
+		next.Set("after", strconv.FormatUint(res.NextCursor, 10))
+		out.Next = "?" + next.Encode()
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) handleEventFeed(c *gin.Context) {
+	l, ok := s.eventLog(c)
+	if !ok {
+		return
+	}
+	r := reader(principal(c))
+	after, err := strconv.ParseUint(c.DefaultQuery("after", "0"), 10, 64)
+	if err != nil {
+		writeError(c, s.log, badRequest("after", "event.cursor.invalid", "after is a seq number", c.Query("after")))
+		return
+	}
+	limit, err := intParam(c, "limit", eventlog.MaxPageSize, 1, eventlog.MaxPageSize)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	wait := 30 * time.Second
+	if v := c.Query("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > time.Minute {
+			writeError(c, s.log, badRequest("wait", "event.wait.invalid", "wait is a duration up to 60s (e.g. 30s)", v))
+			return
+		}
+	}
+	sse := strings.Contains(c.GetHeader("Accept"), "text/event-stream")
+	if id := c.GetHeader("Last-Event-ID"); sse && id != "" {
+		if after, err = strconv.ParseUint(id, 10, 64); err != nil {
+			writeError(c, s.log, badRequest("Last-Event-ID", "event.cursor.invalid", "Last-Event-ID is a seq number", id))
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	if err := l.LogFeed(ctx, r, c.Request.URL.RawQuery); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if !sse {
+		evs, next, err := l.Feed(ctx, r, after, limit, wait)
+		if err != nil {
+			writeError(c, s.log, err)
+			return
+		}
+		c.JSON(http.StatusOK, EventFeed{Events: entriesOf(evs), NextCursor: next})
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	c.Writer.Flush()
+	for ctx.Err() == nil {
+		evs, next, err := l.Feed(ctx, r, after, limit, 15*time.Second)
+		if err != nil {
+			fmt.Fprintf(c.Writer, "event: error\ndata: %q\n\n", hub.ErrorCode(err))
+			c.Writer.Flush()
+			return
+		}
+		if len(evs) == 0 {
+			// A comment keeps proxies from closing an idle stream.
+			fmt.Fprintf(c.Writer, ": idle after %d\n\n", next)
+		}
+		for _, ev := range evs {
+			b, _ := json.Marshal(entryOf(ev))
+			fmt.Fprintf(c.Writer, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Tag, b)
+		}
+		c.Writer.Flush()
+		after = next
+	}
+}
+
+func (s *Server) handleExportEvents(c *gin.Context) {
+	l, ok := s.eventLog(c)
+	if !ok {
+		return
+	}
+	r := reader(principal(c))
+	q, err := eventFilters(c, r.Auditor)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	format := c.DefaultQuery("format", "jsonl")
+	if format != "jsonl" && format != "csv" {
+		writeError(c, s.log, badRequest("format", "event.export.format", "format is jsonl or csv", format))
+		return
+	}
+	started := false
+	var cw *csv.Writer
+	var enc *json.Encoder
+	start := func() {
+		started = true
+		name := "posthub-events-" + time.Now().UTC().Format("20060102T150405Z")
+		if format == "csv" {
+			c.Header("Content-Type", "text/csv; charset=utf-8")
+			c.Header("Content-Disposition", `attachment; filename="`+name+`.csv"`)
+			c.Status(http.StatusOK)
+			cw = csv.NewWriter(c.Writer)
+			_ = cw.Write([]string{"seq", "id", "eventTime", "eventTag", "actor", "organisations", "systemId", "messageUUID", "party", "detail", "prevHash", "hash"})
+			return
+		}
+		c.Header("Content-Type", "application/x-ndjson")
+		c.Header("Content-Disposition", `attachment; filename="`+name+`.jsonl"`)
+		c.Status(http.StatusOK)
+		enc = json.NewEncoder(c.Writer)
+	}
+	err = l.Export(c.Request.Context(), r, q, c.Request.URL.RawQuery, func(ev hub.Event) error {
+		if !started {
+			start()
+		}
+		if cw != nil {
+			d, _ := json.Marshal(ev.Detail)
+			return cw.Write([]string{strconv.FormatUint(ev.Seq, 10), ev.ID, ev.Time.UTC().Format(eventlog.TimeLayout), ev.Tag, ev.Actor,
+				strings.Join(ev.Orgs, ";"), ev.SystemID, ev.MessageUUID, ev.Party, string(d), ev.PrevHash, ev.Hash})
+		}
+		return enc.Encode(ev)
+	})
+	if err != nil && !started {
+		writeError(c, s.log, err)
+		return
+	}
+	if !started {
+		start()
+	}
+	if cw != nil {
+		cw.Flush()
+	}
+	if err != nil {
+		// Headers are out; a truncated body is all that can be said.
+		s.log.Warn("event export cut short", "requestId", requestID(c), "error", err)
+	}
+}
+
+func (s *Server) handleExportCheckpoints(c *gin.Context) {
+	l, ok := s.eventLog(c)
+	if !ok {
+		return
+	}
+	from, err := strconv.ParseUint(c.DefaultQuery("from", "0"), 10, 64)
+	if err != nil {
+		writeError(c, s.log, badRequest("from", "event.cursor.invalid", "from is a seq number", c.Query("from")))
+		return
+	}
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Status(http.StatusOK)
+	if _, err := eventlog.ExportCheckpoints(c.Request.Context(), l.Store(), from, c.Writer); err != nil {
+		s.log.Warn("checkpoint export cut short", "requestId", requestID(c), "error", err)
+	}
+}

@@ -33,3 +33,11 @@ type Blobs interface {
 	// stopping at fn's first error, which List returns.
 	List(ctx context.Context, prefix string, fn func(BlobInfo) error) error
 }
+
+// BlobMover is implemented by blob stores that can take over a local file
+// without copying it (the embedded file store, when the spool directory is
+// on the same filesystem). PutFile has Put's guarantees; on success the
+// file at path is gone.
+type BlobMover interface {
+	PutFile(ctx context.Context, key, path string) (BlobInfo, error)
+}

@@ -81,6 +81,10 @@ type Ingest struct {
 	// ArchiveRetention is how long a sent-archive copy is kept.
 	ArchiveRetention time.Duration
 	Now              func() time.Time
+	// Delivered, when set, is called with a message's deliveries once they
+	// are durably stored and available, so in-process waiters (long-polling
+	// receiver systems) wake at once instead of at their next poll.
+	Delivered func(ds []Delivery)
 }
 
 // Submission is one validated MeMo from an authenticated sender system.
@@ -153,6 +157,9 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 			}
 		}
 		return Receipt{}, false, err
+	}
+	if in.Delivered != nil && rt.State == MessageActive && len(rt.Deliveries) > 0 {
+		in.Delivered(rt.Deliveries)
 	}
 	return r, true, nil
 }
@@ -235,6 +242,12 @@ func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) er
 		}
 		m.ContentKey = ContentKey(m.UUID, m.SHA256)
 		_, err := in.Blobs.Put(ctx, m.ContentKey, bytes.NewReader(s.Body), int64(len(s.Body)))
+		return err
+	}
+	if mv, ok := in.Blobs.(BlobMover); ok && m.Size > in.InlineMax {
+		// The spooled body becomes the stored content without a copy.
+		m.ContentKey = ContentKey(m.UUID, m.SHA256)
+		_, err := mv.PutFile(ctx, m.ContentKey, s.Path)
 		return err
 	}
 	f, err := os.Open(s.Path)

@@ -450,3 +450,53 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+var _ hub.BlobMover = (*Store)(nil)
+
+// PutFile moves the file at path into the store under key: it fsyncs the
+// file, renames it into place and fsyncs the directory, so a message
+// spooled on the same filesystem is stored without a second copy. When
+// path is on another filesystem it falls back to Put and removes path.
+// Returns Invalid for a bad key.
+func (s *Store) PutFile(ctx context.Context, key, path string) (hub.BlobInfo, error) {
+	if err := checkKey(key); err != nil {
+		return hub.BlobInfo{}, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: open %s", key, path)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: fsync source", key)
+	}
+	final := s.path(key)
+	dir := filepath.Dir(final)
+	if err := s.mkdirAll(dir); err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q", key)
+	}
+	if err := os.Rename(path, final); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV) {
+			src, oerr := os.Open(path)
+			if oerr != nil {
+				return hub.BlobInfo{}, hub.Wrap(hub.Internal, oerr, "put %q", key)
+			}
+			defer src.Close()
+			info, perr := s.Put(ctx, key, src, st.Size())
+			if perr == nil {
+				os.Remove(path)
+			}
+			return info, perr
+		}
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: rename", key)
+	}
+	if err := syncDir(dir); err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: fsync directory", key)
+	}
+	return hub.BlobInfo{Key: key, Size: st.Size()}, nil
+}

@@ -3,6 +3,7 @@ package fs_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,4 +149,37 @@ func TestPutRacesDeleteOfEmptyDirectories(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestPutFileMovesWithoutCopy(t *testing.T) {
+	dir := t.TempDir()
+	s, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	src := filepath.Join(dir, "spooled.xml")
+	if err := os.WriteFile(src, []byte("<memo/>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	info, err := s.PutFile(ctx, "msg/a/b", src)
+	if err != nil || info.Size != 7 {
+		t.Fatalf("PutFile: %+v %v", info, err)
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Fatalf("source still there: %v", err)
+	}
+	rc, err := s.Open(ctx, "msg/a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "<memo/>" {
+		t.Fatalf("content %q", b)
+	}
+	if _, err := s.PutFile(ctx, "../x", src); hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("bad key: %v", err)
+	}
 }

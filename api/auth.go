@@ -23,6 +23,9 @@ const (
 	Recipient Access = "recipient"
 	// Operator routes need the hub operator's token.
 	Operator Access = "operator"
+	// Authenticated routes take any active system or the operator; the
+	// handler scopes what each sees (the event log).
+	Authenticated Access = "authenticated"
 )
 
 // Principal is the authenticated caller.
@@ -121,6 +124,8 @@ func (s *Server) authorize(r Route) gin.HandlerFunc {
 		switch r.Access {
 		case Operator:
 			ok = p.Operator
+		case Authenticated:
+			ok = p.Operator || p.System.ID != ""
 		case Sender:
 			ok = !p.Operator && p.System.Role == hub.SenderSystem
 		case Recipient:

@@ -54,7 +54,7 @@ func schemas() obj {
 			"actor": str(""), "owner": str("the CPR/CVR party"), "organisations": obj{"type": "array", "items": str("CVR")},
 			"system": obj{"type": "object", "properties": obj{"id": str("")}}, "messageUUID": str(""),
 			"eventProperties": obj{"type": "object", "additionalProperties": str("")},
-			"prevHash": str("hash of the entry before (hex SHA-256)"), "hash": str("SHA-256 of the canonical encoding posthub.eventlog.v1")}},
+			"prevHash":        str("hash of the entry before (hex SHA-256)"), "hash": str("SHA-256 of the canonical encoding posthub.eventlog.v1")}},
 		"EventLogSearchResult": obj{"type": "object", "properties": obj{"events": arrayOf("EventLog"), "currentPage": obj{"type": "integer"},
 			"totalPages": obj{"type": "integer"}, "elementsOnPage": obj{"type": "integer"}, "totalElements": obj{"type": "integer"},
 			"totalIsLowerBound": obj{"type": "boolean"}, "next": str("query string of the next page (cursor paging)"),

@@ -101,10 +101,28 @@ func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
 }
 
 func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
-	h := sha256.New()
-	buf := make([]byte, spoolBuf)
+	// Hashing runs beside the copy, on buffers handed over through a
+	// channel, so a 99 MB body costs the time of the slower of the two
+	// rather than their sum.
+	const nbuf = 4
+	free := make(chan []byte, nbuf)
+	for i := 0; i < nbuf; i++ {
+		free <- make([]byte, spoolBuf)
+	}
+	toHash := make(chan []byte, nbuf)
+	sum := make(chan []byte, 1)
+	go func() {
+		h := sha256.New()
+		for b := range toHash {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+		sum <- h.Sum(nil)
+	}()
 	var n int64
+	var err error
 	for {
+		buf := <-free
 		// Never ask for more than one byte past the limit.
 		want := int64(len(buf))
 		if rest := max + 1 - n; rest < want {
@@ -114,21 +132,31 @@ func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
 		if k > 0 {
 			n += int64(k)
 			if n > max {
-				return Spooled{}, tooLarge(max)
+				err = tooLarge(max)
+				break
 			}
-			h.Write(buf[:k])
-			if _, err := f.Write(buf[:k]); err != nil {
-				return Spooled{}, hub.Wrap(hub.Internal, err, "cannot write the spool file")
+			if _, werr := f.Write(buf[:k]); werr != nil {
+				err = hub.Wrap(hub.Internal, werr, "cannot write the spool file")
+				break
 			}
+			toHash <- buf[:k]
+		} else {
+			free <- buf
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return Spooled{}, hub.Wrap(hub.Invalid, rerr, "reading the MeMo failed")
+			err = hub.Wrap(hub.Invalid, rerr, "reading the MeMo failed")
+			break
 		}
 	}
-	return Spooled{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	close(toHash)
+	digest := <-sum
+	if err != nil {
+		return Spooled{}, err
+	}
+	return Spooled{Size: n, SHA256: hex.EncodeToString(digest)}, nil
 }
 
 func tooLarge(max int64) *hub.Error {

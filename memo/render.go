@@ -147,12 +147,12 @@ type fileView struct {
 
 type actionView struct {
 	Label, Code, Window string
-	URL                template.URL // EntryPoint (http/https only)
-	BadURL             string       // an EntryPoint that is not linked
-	ICS                string       // Reservation download
-	ICSName            string
-	Reservation        *Reservation
-	When               string
+	URL                 template.URL // EntryPoint (http/https only)
+	BadURL              string       // an EntryPoint that is not linked
+	ICS                 string       // Reservation download
+	ICSName             string
+	Reservation         *Reservation
+	When                string
 }
 
 func buildView(m *Message, o RenderOptions) (*pageView, error) {

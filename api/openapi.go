@@ -135,7 +135,7 @@ func OpenAPI(routes []Route) obj {
 			}
 			responses[strconv.Itoa(code)] = e
 		}
-		if r.Access != Public {
+		if _, public := RoutePerm(r); !public {
 			add(401)
 			add(403)
 		}
@@ -157,8 +157,9 @@ func OpenAPI(routes []Route) obj {
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
-		if r.Access != Public {
-			op["security"] = []obj{{"apiToken": []string{}}}
+		if perm, public := RoutePerm(r); !public {
+			op["security"] = []obj{{"apiToken": []string{}}, {"session": []string{}}}
+			op["x-permission"] = string(perm)
 		}
 		if len(r.Consumes) > 0 {
 			content := obj{}
@@ -174,7 +175,8 @@ func OpenAPI(routes []Route) obj {
 		"info": obj{"title": "posthub API", "version": "1",
 			"description": "A Digital Post hub in the style of the Danish national hub (NgDP). Systems authenticate with Authorization: Basic <api token>."},
 		"paths": paths,
-		"components": obj{"schemas": schemas(), "securitySchemes": obj{
-			"apiToken": obj{"type": "http", "scheme": "basic", "description": "the system's API token as the Basic credential, as NgDP does; Bearer is accepted too"}}},
+		"components": obj{"schemas": withAdminSchemas(schemas()), "securitySchemes": obj{
+			"apiToken": obj{"type": "http", "scheme": "basic", "description": "the system's API token as the Basic credential, as NgDP does; Bearer is accepted too"},
+			"session":  obj{"type": "apiKey", "in": "cookie", "name": "posthub_session", "description": "a human's session (POST /apis/v1/session); unsafe methods also need the X-CSRF-Token header"}}},
 	}
 }

@@ -3,15 +3,17 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
+	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
 )
 
 // maxJSON bounds administrative JSON bodies.
@@ -42,12 +44,103 @@ func (s *Server) orgParam(c *gin.Context) (hub.Organisation, bool) {
 	return o, true
 }
 
+// audit records an event by the caller; used by routes outside admin.Service.
 func (s *Server) audit(c *gin.Context, tag, org string, detail map[string]string) {
-	if s.ingest.Events == nil {
+	if s.ingest == nil || s.ingest.Events == nil {
 		return
 	}
-	_ = s.ingest.Events.Emit(c.Request.Context(), hub.Event{Tag: tag, Actor: principal(c).String(), Orgs: []string{org}, Detail: detail})
+	ev := hub.Event{Tag: tag, Actor: principal(c).String(), Detail: detail}
+	if org != "" {
+		ev.Orgs = []string{org}
+	}
+	_ = s.ingest.Events.Emit(c.Request.Context(), ev)
 }
+
+// reply writes v with status, or the error.
+func (s *Server) reply(c *gin.Context, status int, v any, err error) {
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	c.JSON(status, v)
+}
+
+func actor(c *gin.Context) admin.Actor { return principal(c).Actor() }
+
+// Session is the answer of login and who-am-I.
+type Session struct {
+	Principal  string       `json:"principal"`
+	User       *hub.User    `json:"user,omitempty"`
+	System     *hub.System  `json:"system,omitempty"`
+	CSRFToken  string       `json:"csrfToken,omitempty"`
+	Privileges []rbac.Grant `json:"privileges"`
+	Expires    string       `json:"expires,omitempty"`
+}
+
+type loginRequest struct {
+	UserID   string `json:"userId"`
+	Password string `json:"password"`
+}
+
+func (s *Server) secureCookies(c *gin.Context) bool {
+	return s.cfg.SecureCookies || c.Request.TLS != nil || strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https")
+}
+
+// handleLogin checks a password and sets the session cookie. It takes
+// application/json only, which a cross-site form cannot send (login CSRF).
+func (s *Server) handleLogin(c *gin.Context) {
+	if s.sessions == nil {
+		writeError(c, s.log, hub.Errorf(hub.Unavailable, "human login is not configured on this hub"))
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); ct != "application/json" {
+		writeError(c, s.log, badRequest("Content-Type", "content.type.unsupported", "log in with application/json", ct))
+		return
+	}
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	u, ok := Login(c.Request.Context(), s.store, req.UserID, req.Password)
+	if !ok {
+		writeError(c, s.log, hub.Errorf(hub.Unauthorized, "unknown user or wrong password"))
+		return
+	}
+	ss, v := s.sessions.Issue(u.ID)
+	SetSessionCookie(c.Writer, v, ss.Expires.Sub(ss.Issued), s.secureCookies(c))
+	s.audit(c, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID})
+	c.JSON(http.StatusOK, Session{Principal: "user:" + u.ID, User: &u, CSRFToken: s.sessions.CSRFToken(ss),
+		Privileges: s.enforcer.Grants("", u.ID), Expires: ss.Expires.UTC().Format("2006-01-02T15:04:05Z")})
+}
+
+func (s *Server) handleWhoAmI(c *gin.Context) {
+	p := principal(c)
+	out := Session{Principal: p.String(), Privileges: []rbac.Grant{}}
+	switch {
+	case p.User != nil:
+		out.User = p.User
+		out.CSRFToken = s.sessions.CSRFToken(p.Session)
+		out.Expires = p.Session.Expires.UTC().Format("2006-01-02T15:04:05Z")
+		if g := s.enforcer.Grants("", p.User.ID); g != nil {
+			out.Privileges = g
+		}
+	case p.System.ID != "":
+		sys := p.System
+		out.System = &sys
+		out.Privileges = []rbac.Grant{{Role: p.Subject().Role, Domain: sys.OrgCVR}}
+	case p.Operator:
+		out.Privileges = []rbac.Grant{{Role: rbac.HubOperator, Domain: rbac.Global}}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) handleLogout(c *gin.Context) {
+	SetSessionCookie(c.Writer, "", -1, s.secureCookies(c))
+	c.JSON(http.StatusOK, gin.H{"status": "logged out"})
+}
+
+func (s *Server) handlePrivilegeTypes(c *gin.Context) { c.JSON(http.StatusOK, rbac.Roles) }
 
 func (s *Server) handleCreateOrg(c *gin.Context) {
 	var o hub.Organisation
@@ -55,25 +148,16 @@ func (s *Server) handleCreateOrg(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	o, err := s.registry.CreateOrg(c.Request.Context(), o)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	s.audit(c, "ORGANISATION_CREATED", o.CVR, map[string]string{"name": o.Name})
-	c.JSON(http.StatusCreated, o)
+	o, err := s.admin.CreateOrg(c.Request.Context(), actor(c), o)
+	s.reply(c, http.StatusCreated, o, err)
 }
 
 func (s *Server) handleListOrgs(c *gin.Context) {
 	os, err := s.store.ListOrgs(c.Request.Context())
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
 	if os == nil {
 		os = []hub.Organisation{}
 	}
-	c.JSON(http.StatusOK, os)
+	s.reply(c, http.StatusOK, os, err)
 }
 
 func (s *Server) handleGetOrg(c *gin.Context) {
@@ -109,13 +193,8 @@ func (s *Server) handleCreateSystem(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	sys, token, err := s.registry.RegisterSystem(c.Request.Context(), o.CVR, hub.SystemSpec(req))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	s.audit(c, "SYSTEM_CREATED", o.CVR, map[string]string{"systemId": sys.ID, "role": string(sys.Role)})
-	c.JSON(http.StatusCreated, SystemWithToken{System: sys, APIToken: token})
+	sys, token, err := s.admin.RegisterSystem(c.Request.Context(), actor(c), o.CVR, hub.SystemSpec(req))
+	s.reply(c, http.StatusCreated, SystemWithToken{System: sys, APIToken: token}, err)
 }
 
 func (s *Server) handleListSystems(c *gin.Context) {
@@ -124,44 +203,94 @@ func (s *Server) handleListSystems(c *gin.Context) {
 		return
 	}
 	ss, err := s.store.ListSystems(c.Request.Context(), o.CVR)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
 	if ss == nil {
 		ss = []hub.System{}
 	}
-	c.JSON(http.StatusOK, ss)
+	s.reply(c, http.StatusOK, ss, err)
+}
+
+func (s *Server) handleGetSystem(c *gin.Context) {
+	sys, err := s.store.GetSystem(c.Request.Context(), c.Param("id"))
+	if err == nil && sys.OrgCVR != c.Param("org") {
+		err = hub.Errorf(hub.NotFound, "no system %s in organisation %s", c.Param("id"), c.Param("org"))
+	}
+	s.reply(c, http.StatusOK, sys, err)
+}
+
+// ifMatch reads an If-Match version ("3" or "\"3\""), 0 when absent.
+func ifMatch(c *gin.Context) int64 {
+	v, _ := strconv.ParseInt(strings.Trim(c.GetHeader("If-Match"), `"W/`), 10, 64)
+	return v
+}
+
+func (s *Server) handleUpdateSystem(c *gin.Context) {
+	var u admin.SystemUpdate
+	if err := decodeJSON(c, &u); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if v := ifMatch(c); v != 0 {
+		u.Version = v
+	}
+	sys, err := s.admin.UpdateSystem(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"), u)
+	s.reply(c, http.StatusOK, sys, err)
 }
 
 func (s *Server) handleMakeDefault(c *gin.Context) {
-	sys, err := s.registry.MakeDefault(c.Request.Context(), c.Param("org"), c.Param("id"))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	s.audit(c, "SYSTEM_CHANGED", sys.OrgCVR, map[string]string{"systemId": sys.ID, "change": "makedefaultrecipient"})
-	c.JSON(http.StatusOK, sys)
+	sys, err := s.admin.MakeDefault(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, sys, err)
 }
 
 func (s *Server) handleRenewToken(c *gin.Context) {
-	sys, token, err := s.registry.RotateToken(c.Request.Context(), c.Param("org"), c.Param("id"))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	s.audit(c, "SYSTEM_CHANGED", sys.OrgCVR, map[string]string{"systemId": sys.ID, "change": "renewapitoken"})
-	c.JSON(http.StatusOK, SystemWithToken{System: sys, APIToken: token})
+	sys, token, err := s.admin.RenewToken(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, SystemWithToken{System: sys, APIToken: token}, err)
 }
 
 func (s *Server) handleDeactivate(c *gin.Context) {
-	sys, err := s.registry.DeactivateSystem(c.Request.Context(), c.Param("org"), c.Param("id"))
+	sys, err := s.admin.Deactivate(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, sys, err)
+}
+
+func (s *Server) handleUploadCertificate(c *gin.Context) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
 	if err != nil {
+		writeError(c, s.log, &hub.Error{Code: hub.TooLarge, Message: "a certificate is at most 64 KiB"})
+		return
+	}
+	sys, err := s.admin.UploadCertificate(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"), b)
+	s.reply(c, http.StatusCreated, sys, err)
+}
+
+func (s *Server) handleCreateContactGroup(c *gin.Context) {
+	o, ok := s.orgParam(c)
+	if !ok {
+		return
+	}
+	var g hub.ContactGroup
+	if err := decodeJSON(c, &g); err != nil {
 		writeError(c, s.log, err)
 		return
 	}
-	s.audit(c, "SYSTEM_CHANGED", sys.OrgCVR, map[string]string{"systemId": sys.ID, "change": "deactivate"})
-	c.JSON(http.StatusOK, sys)
+	g.ID, g.OrgCVR, g.Version = "", o.CVR, 0
+	g, err := s.admin.PutContactGroup(c.Request.Context(), actor(c), g)
+	s.reply(c, http.StatusCreated, g, err)
+}
+
+func (s *Server) handleListContactGroups(c *gin.Context) {
+	o, ok := s.orgParam(c)
+	if !ok {
+		return
+	}
+	gs, err := s.store.ListContactGroups(c.Request.Context(), o.CVR)
+	if gs == nil {
+		gs = []hub.ContactGroup{}
+	}
+	s.reply(c, http.StatusOK, gs, err)
+}
+
+func (s *Server) handleDeleteContactGroup(c *gin.Context) {
+	err := s.admin.DeleteContactGroup(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
 }
 
 func (s *Server) handleCreateContactPoint(c *gin.Context) {
@@ -175,13 +304,8 @@ func (s *Server) handleCreateContactPoint(c *gin.Context) {
 		return
 	}
 	p.ID, p.OrgCVR, p.Version = "", o.CVR, 0
-	p, err := s.registry.PutContactPoint(c.Request.Context(), p)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	s.audit(c, "CONTACT_POINT_CREATED", o.CVR, map[string]string{"contactPointId": p.ID})
-	c.JSON(http.StatusCreated, p)
+	p, err := s.admin.PutContactPoint(c.Request.Context(), actor(c), p)
+	s.reply(c, http.StatusCreated, p, err)
 }
 
 func (s *Server) handleListContactPoints(c *gin.Context) {
@@ -190,14 +314,34 @@ func (s *Server) handleListContactPoints(c *gin.Context) {
 		return
 	}
 	ps, err := s.store.ListContactPoints(c.Request.Context(), o.CVR)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
 	if ps == nil {
 		ps = []hub.ContactPoint{}
 	}
-	c.JSON(http.StatusOK, ps)
+	s.reply(c, http.StatusOK, ps, err)
+}
+
+func (s *Server) handleGetContactPoint(c *gin.Context) {
+	p, err := s.admin.ContactPoint(c.Request.Context(), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, p, err)
+}
+
+func (s *Server) handleUpdateContactPoint(c *gin.Context) {
+	var p hub.ContactPoint
+	if err := decodeJSON(c, &p); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if v := ifMatch(c); v != 0 {
+		p.Version = v
+	}
+	p.ID, p.OrgCVR = c.Param("id"), c.Param("org")
+	p, err := s.admin.PutContactPoint(c.Request.Context(), actor(c), p)
+	s.reply(c, http.StatusOK, p, err)
+}
+
+func (s *Server) handleDeleteContactPoint(c *gin.Context) {
+	err := s.admin.DeleteContactPoint(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
 }
 
 func (s *Server) handleCreateRule(c *gin.Context) {
@@ -210,58 +354,172 @@ func (s *Server) handleCreateRule(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	switch r.Field {
-	case "KLE", "FORM", "CaseID", "GLN", "SOR", "messageCode", "label":
-	default:
-		writeError(c, s.log, badRequest("field", "routing.rule.field.invalid", "field is KLE, FORM, CaseID, GLN, SOR, messageCode or label", r.Field))
+	r.OrgCVR = o.CVR
+	r, err := s.admin.CreateRule(c.Request.Context(), actor(c), r)
+	s.reply(c, http.StatusCreated, r, err)
+}
+
+func (s *Server) handleListRules(c *gin.Context) {
+	o, ok := s.orgParam(c)
+	if !ok {
 		return
 	}
-	if strings.TrimSpace(r.Value) == "" {
-		writeError(c, s.log, badRequest("value", "routing.rule.value.missing", "a routing rule needs a value", ""))
+	rs, err := s.store.ListRoutingRules(c.Request.Context(), o.CVR)
+	if rs == nil {
+		rs = []hub.RoutingRule{}
+	}
+	s.reply(c, http.StatusOK, rs, err)
+}
+
+func (s *Server) handleDeleteRule(c *gin.Context) {
+	err := s.admin.DeleteRule(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
+}
+
+func (s *Server) handleListUsers(c *gin.Context) {
+	us, err := s.admin.UsersOf(c.Request.Context(), c.Param("org"))
+	s.reply(c, http.StatusOK, us, err)
+}
+
+type createUserRequest struct {
+	admin.NewUser
+	Privileges []string `json:"privileges,omitempty"`
+}
+
+func (s *Server) handleCreateUser(c *gin.Context) {
+	o, ok := s.orgParam(c)
+	if !ok {
 		return
 	}
-	sys, err := s.store.GetSystem(c.Request.Context(), r.SystemID)
-	if err != nil || sys.OrgCVR != o.CVR || sys.Role != hub.RecipientSystem {
-		writeError(c, s.log, badRequest("systemId", "routing.rule.system.invalid", "a rule routes to a receiver system of its own organisation", r.SystemID))
-		return
-	}
-	r.ID, r.OrgCVR, r.Created = uuid.NewString(), o.CVR, s.now().UTC()
-	if err := s.store.PutRoutingRule(c.Request.Context(), r); err != nil {
+	var req createUserRequest
+	if err := decodeJSON(c, &req); err != nil {
 		writeError(c, s.log, err)
 		return
 	}
-	s.audit(c, "ROUTING_RULE_CREATED", o.CVR, map[string]string{"ruleId": r.ID})
-	c.JSON(http.StatusCreated, r)
+	for _, r := range req.Privileges {
+		if err := rbac.ValidateGrant(rbac.Grant{User: req.ID, Role: r, Domain: o.CVR}); err != nil && rbac.ValidUserID(req.ID) {
+			writeError(c, s.log, err)
+			return
+		}
+	}
+	u, err := s.admin.CreateUser(c.Request.Context(), actor(c), o.CVR, req.NewUser)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	out := admin.UserGrants{User: u, Privileges: []string{}}
+	for _, r := range req.Privileges {
+		if err := s.admin.Grant(c.Request.Context(), actor(c), rbac.Grant{User: u.ID, Role: r, Domain: o.CVR}); err != nil {
+			writeError(c, s.log, err)
+			return
+		}
+		out.Privileges = append(out.Privileges, r)
+	}
+	c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) handleListGrants(c *gin.Context) {
+	gs := s.enforcer.Grants(c.Param("org"), "")
+	if gs == nil {
+		gs = []rbac.Grant{}
+	}
+	c.JSON(http.StatusOK, gs)
+}
+
+func (s *Server) handleGrant(c *gin.Context) {
+	var g rbac.Grant
+	if err := decodeJSON(c, &g); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if g.Domain == "" {
+		g.Domain = c.Param("org")
+	}
+	if g.Domain != c.Param("org") {
+		writeError(c, s.log, badRequest("organisation", "privilege.scope.mismatch", "grant in the organisation of the path", g.Domain))
+		return
+	}
+	err := s.admin.Grant(c.Request.Context(), actor(c), g)
+	s.reply(c, http.StatusCreated, g, err)
+}
+
+func (s *Server) handleRevoke(c *gin.Context) {
+	g := rbac.Grant{User: c.Param("user"), Role: c.Param("role"), Domain: c.Param("org")}
+	err := s.admin.Revoke(c.Request.Context(), actor(c), g)
+	s.reply(c, http.StatusOK, g, err)
+}
+
+func (s *Server) handleHeldMessages(c *gin.Context) {
+	size := 100
+	if v := c.Query("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(c, s.log, badRequest("size", "size.invalid", "size is between 1 and 1000", v))
+			return
+		}
+		size = n
+	}
+	ms, err := s.admin.HeldMessages(c.Request.Context(), c.Param("org"), size)
+	s.reply(c, http.StatusOK, ms, err)
+}
+
+func (s *Server) handleAdminRecall(c *gin.Context) {
+	m, err := s.admin.Recall(c.Request.Context(), actor(c), c.Param("org"), strings.ToLower(c.Param("id")))
+	s.reply(c, http.StatusOK, m, err)
+}
+
+func (s *Server) handleStatistics(c *gin.Context) {
+	q := admin.StatsQuery{Org: c.Param("org"), From: c.Query("from"), To: c.Query("to"), Period: c.Query("period")}
+	if g := c.Query("groupBy"); g != "" {
+		q.GroupBy = strings.Split(g, ",")
+	}
+	st, err := s.admin.Statistics(c.Request.Context(), q)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	s.audit(c, "STATISTICS_READ", q.Org, map[string]string{"from": st.From, "to": st.To, "period": st.Period})
+	if c.Query("format") == "csv" {
+		c.Header("Content-Type", "text/csv; charset=utf-8")
+		c.Header("Content-Disposition", `attachment; filename="statistics-`+q.Org+`.csv"`)
+		c.Status(http.StatusOK)
+		_ = st.WriteCSV(c.Writer)
+		return
+	}
+	c.JSON(http.StatusOK, st)
 }
 
 func (s *Server) handleImportContacts(c *gin.Context) {
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	var rep hub.ImportReport
-	var err error
-	switch ct {
-	case "text/csv":
-		rep, err = s.importer.ImportCSV(c.Request.Context(), c.Request.Body)
-	case "application/json":
-		rep, err = s.importer.ImportJSON(c.Request.Context(), c.Request.Body)
-	default:
-		err = badRequest("Content-Type", "content.type.unsupported", "import text/csv or application/json", ct)
-	}
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	if rep.Rejected == nil {
-		rep.Rejected = []hub.RejectedLine{}
-	}
-	s.audit(c, "CONTACT_REGISTER_IMPORTED", "", map[string]string{"accepted": strconv.Itoa(rep.Accepted)})
-	c.JSON(http.StatusOK, rep)
+	rep, err := s.admin.ImportContacts(c.Request.Context(), actor(c), ct, c.Request.Body)
+	s.reply(c, http.StatusOK, rep, err)
 }
 
 func (s *Server) handleGetContact(c *gin.Context) {
 	ct, err := s.store.GetContact(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, ct)
+	s.reply(c, http.StatusOK, ct, err)
+}
+
+// withAdminSchemas adds the administrative routes' schemas.
+func withAdminSchemas(o obj) obj {
+	grant := obj{"type": "object", "properties": obj{"userId": str(""), "privilege": str("a privilege (role) name"), "organisation": str("CVR, or * for global")}}
+	user := obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "email": str(""), "active": obj{"type": "boolean"}}}
+	o["Grant"] = grant
+	o["GrantList"] = arrayOf("Grant")
+	o["Session"] = obj{"type": "object", "properties": obj{"principal": str("user:<id>, system:<id> or operator"), "user": user,
+		"system": ref("System"), "csrfToken": str("send as X-CSRF-Token on unsafe requests"), "privileges": arrayOf("Grant"),
+		"expires": obj{"type": "string", "format": "date-time"}}}
+	o["Role"] = obj{"type": "object", "properties": obj{"name": str(""), "global": obj{"type": "boolean"}, "system": obj{"type": "boolean"},
+		"description": str(""), "permissions": obj{"type": "array", "items": obj{"type": "string"}}}}
+	o["RoleList"] = arrayOf("Role")
+	o["UserGrants"] = obj{"type": "object", "properties": obj{"user": user, "privileges": obj{"type": "array", "items": obj{"type": "string"}}}}
+	o["UserGrantsList"] = arrayOf("UserGrants")
+	o["ContactGroup"] = obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "parentId": str(""), "version": obj{"type": "integer"}}}
+	o["ContactGroupList"] = arrayOf("ContactGroup")
+	o["RoutingRuleList"] = arrayOf("RoutingRule")
+	o["Statistics"] = obj{"type": "object", "properties": obj{"organisation": str(""), "from": str(""), "to": str(""), "period": str(""),
+		"rows": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"period": str(""), "messageType": str(""), "channel": str(""),
+			"systemId": str(""), "direction": str("SENT or RECEIVED"), "count": obj{"type": "integer"}, "bytes": obj{"type": "integer"}}}},
+		"totalCount": obj{"type": "integer"}, "totalBytes": obj{"type": "integer"}}}
+	return o
 }

@@ -4,13 +4,19 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/posthub/posthub/rbac"
 )
 
 // Route is one entry of the route table.
 type Route struct {
-	Method  string
-	Path    string // gin syntax: /apis/v1/receipts/:id
-	Access  Access
+	Method string
+	Path   string // gin syntax: /apis/v1/receipts/:id
+	Access Access
+	// Perm is the permission the route needs (decided by rbac in the
+	// route's :org, or the caller's organisation). Routes with Perm "" use
+	// the permission their Access maps to.
+	Perm    rbac.Perm
 	Tag     string
 	Summary string
 	// Params documents query parameters: name → description.
@@ -87,41 +93,111 @@ func (s *Server) sendRoutes() []Route {
 	}
 }
 
+// registryRoutes are the administrative routes (Administrativ Adgang):
+// sessions, organisations, systems, contact structure, users and
+// privileges, recall, statistics and the contact register. Each names its
+// permission; the domain is the :org parameter.
 func (s *Server) registryRoutes() []Route {
+	const org = v1 + "/organisations/:org"
+	j := "application/json"
 	return []Route{
-		{Method: "POST", Path: v1 + "/organisations/", Access: Operator, Tag: "registry", Summary: "Create an organisation.",
-			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "Organisation", Handler: s.handleCreateOrg},
-		{Method: "GET", Path: v1 + "/organisations/", Access: Operator, Tag: "registry", Summary: "List organisations.",
-			Produces: "application/json", Status: 200, Schema: "OrganisationList", Handler: s.handleListOrgs},
-		{Method: "GET", Path: v1 + "/organisations/:org", Access: Operator, Tag: "registry", Summary: "Read an organisation.",
-			Produces: "application/json", Status: 200, Schema: "Organisation", Handler: s.handleGetOrg},
-		{Method: "POST", Path: v1 + "/organisations/:org/systems/", Access: Operator, Tag: "registry",
-			Summary:  "Register a sender, receiver or viewer system; the answer carries its API token, shown once.",
-			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "SystemWithToken", Handler: s.handleCreateSystem},
-		{Method: "GET", Path: v1 + "/organisations/:org/systems/", Access: Operator, Tag: "registry", Summary: "List an organisation's systems.",
-			Produces: "application/json", Status: 200, Schema: "SystemList", Handler: s.handleListSystems},
-		{Method: "POST", Path: v1 + "/organisations/:org/systems/:id/makedefaultrecipient", Access: Operator, Tag: "registry",
+		{Method: "POST", Path: v1 + "/session", Access: Public, Tag: "session",
+			Summary:  "Log in with a local user id and password (application/json); sets the session cookie and answers with the CSRF token to send as X-CSRF-Token.",
+			Consumes: []string{j}, Produces: j, Status: 200, Schema: "Session", Handler: s.handleLogin},
+		{Method: "GET", Path: v1 + "/session", Perm: rbac.Self, Tag: "session", Summary: "Who am I: the caller, its privileges and (for a session) the CSRF token.",
+			Produces: j, Status: 200, Schema: "Session", Handler: s.handleWhoAmI},
+		{Method: "DELETE", Path: v1 + "/session", Perm: rbac.Self, Tag: "session", Summary: "Log out (clears the session cookie).",
+			Produces: j, Status: 200, Handler: s.handleLogout},
+		{Method: "GET", Path: v1 + "/privilege-types/", Perm: rbac.Self, Tag: "privileges", Summary: "The privileges (roles) and the permissions each holds.",
+			Produces: j, Status: 200, Schema: "RoleList", Handler: s.handlePrivilegeTypes},
+
+		{Method: "POST", Path: v1 + "/organisations/", Perm: rbac.OrgsCreate, Tag: "registry", Summary: "Create an organisation.",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "Organisation", Handler: s.handleCreateOrg},
+		{Method: "GET", Path: v1 + "/organisations/", Perm: rbac.OrgsList, Tag: "registry", Summary: "List organisations.",
+			Produces: j, Status: 200, Schema: "OrganisationList", Handler: s.handleListOrgs},
+		{Method: "GET", Path: org, Perm: rbac.OrgsRead, Tag: "registry", Summary: "Read an organisation.",
+			Produces: j, Status: 200, Schema: "Organisation", Handler: s.handleGetOrg},
+
+		{Method: "POST", Path: org + "/systems/", Perm: rbac.SystemsWrite, Tag: "systems",
+			Summary:  "Register a sender, receiver or viewer system (at most four authority-post receivers and one CVR-post receiver); the answer carries its API token, shown once.",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "SystemWithToken", Handler: s.handleCreateSystem},
+		{Method: "GET", Path: org + "/systems/", Perm: rbac.SystemsRead, Tag: "systems", Summary: "List an organisation's systems.",
+			Produces: j, Status: 200, Schema: "SystemList", Handler: s.handleListSystems},
+		{Method: "GET", Path: org + "/systems/:id", Perm: rbac.SystemsRead, Tag: "systems", Summary: "Read a system.",
+			Produces: j, Status: 200, Schema: "System", Handler: s.handleGetSystem},
+		{Method: "PUT", Path: org + "/systems/:id", Perm: rbac.SystemsWrite, Tag: "systems",
+			Summary:  "Modify a system (name; for receivers protocol, endpoints, MeMo version). If-Match or version guards against lost updates.",
+			Consumes: []string{j}, Produces: j, Status: 200, Schema: "System", Handler: s.handleUpdateSystem},
+		{Method: "POST", Path: org + "/systems/:id/makedefaultrecipient", Perm: rbac.SystemsWrite, Tag: "systems",
 			Summary:  "Make an authority-post receiver system the default (and unmark the previous default).",
-			Produces: "application/json", Status: 200, Schema: "System", Handler: s.handleMakeDefault},
-		{Method: "POST", Path: v1 + "/organisations/:org/systems/:id/renewapitoken", Access: Operator, Tag: "registry",
+			Produces: j, Status: 200, Schema: "System", Handler: s.handleMakeDefault},
+		{Method: "POST", Path: org + "/systems/:id/renewapitoken", Perm: rbac.SystemsWrite, Tag: "systems",
 			Summary:  "Issue a new API token (shown once); the old one stops working.",
-			Produces: "application/json", Status: 200, Schema: "SystemWithToken", Handler: s.handleRenewToken},
-		{Method: "POST", Path: v1 + "/organisations/:org/systems/:id/deactivate", Access: Operator, Tag: "registry",
+			Produces: j, Status: 200, Schema: "SystemWithToken", Handler: s.handleRenewToken},
+		{Method: "POST", Path: org + "/systems/:id/deactivate", Perm: rbac.SystemsWrite, Tag: "systems",
 			Summary:  "Deactivate a system.",
-			Produces: "application/json", Status: 200, Schema: "System", Handler: s.handleDeactivate},
-		{Method: "POST", Path: v1 + "/organisations/:org/contact-points/", Access: Operator, Tag: "registry",
+			Produces: j, Status: 200, Schema: "System", Handler: s.handleDeactivate},
+		{Method: "POST", Path: org + "/systems/:id/certificate/", Perm: rbac.SystemsWrite, Tag: "systems",
+			Summary:  "Upload the system's client certificate (PEM or DER); from then on the system must present it with its token.",
+			Consumes: []string{"application/x-pem-file", "application/pkix-cert"}, Produces: j, Status: 201, Schema: "System", Handler: s.handleUploadCertificate},
+
+		{Method: "POST", Path: org + "/contact-groups/", Perm: rbac.ContactsWrite, Tag: "contact structure", Summary: "Create a contact group.",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "ContactGroup", Handler: s.handleCreateContactGroup},
+		{Method: "GET", Path: org + "/contact-groups/", Perm: rbac.ContactsRead, Tag: "contact structure", Summary: "List contact groups.",
+			Produces: j, Status: 200, Schema: "ContactGroupList", Handler: s.handleListContactGroups},
+		{Method: "DELETE", Path: org + "/contact-groups/:id", Perm: rbac.ContactsWrite, Tag: "contact structure", Summary: "Delete a contact group.",
+			Produces: j, Status: 200, Handler: s.handleDeleteContactGroup},
+		{Method: "POST", Path: org + "/contact-points/", Perm: rbac.ContactsWrite, Tag: "contact structure",
 			Summary:  "Create a contact point mapped to one of the organisation's receiver systems.",
-			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "ContactPoint", Handler: s.handleCreateContactPoint},
-		{Method: "GET", Path: v1 + "/organisations/:org/contact-points/", Access: Operator, Tag: "registry", Summary: "List contact points.",
-			Produces: "application/json", Status: 200, Schema: "ContactPointList", Handler: s.handleListContactPoints},
-		{Method: "POST", Path: v1 + "/organisations/:org/routing-rules/", Access: Operator, Tag: "registry",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "ContactPoint", Handler: s.handleCreateContactPoint},
+		{Method: "GET", Path: org + "/contact-points/", Perm: rbac.ContactsRead, Tag: "contact structure", Summary: "List contact points.",
+			Produces: j, Status: 200, Schema: "ContactPointList", Handler: s.handleListContactPoints},
+		{Method: "GET", Path: org + "/contact-points/:id", Perm: rbac.ContactsRead, Tag: "contact structure", Summary: "Read a contact point.",
+			Produces: j, Status: 200, Schema: "ContactPoint", Handler: s.handleGetContactPoint},
+		{Method: "PUT", Path: org + "/contact-points/:id", Perm: rbac.ContactsWrite, Tag: "contact structure", Summary: "Replace a contact point (version guards against lost updates).",
+			Consumes: []string{j}, Produces: j, Status: 200, Schema: "ContactPoint", Handler: s.handleUpdateContactPoint},
+		{Method: "DELETE", Path: org + "/contact-points/:id", Perm: rbac.ContactsWrite, Tag: "contact structure", Summary: "Delete a contact point.",
+			Produces: j, Status: 200, Handler: s.handleDeleteContactPoint},
+		{Method: "POST", Path: org + "/routing-rules/", Perm: rbac.ContactsWrite, Tag: "contact structure",
 			Summary:  "Add a routing rule (attention/content data → receiver system).",
-			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "RoutingRule", Handler: s.handleCreateRule},
-		{Method: "POST", Path: v1 + "/contacts/import", Access: Operator, Tag: "registry",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "RoutingRule", Handler: s.handleCreateRule},
+		{Method: "GET", Path: org + "/routing-rules/", Perm: rbac.ContactsRead, Tag: "contact structure", Summary: "List routing rules by priority.",
+			Produces: j, Status: 200, Schema: "RoutingRuleList", Handler: s.handleListRules},
+		{Method: "DELETE", Path: org + "/routing-rules/:id", Perm: rbac.ContactsWrite, Tag: "contact structure", Summary: "Delete a routing rule.",
+			Produces: j, Status: 200, Handler: s.handleDeleteRule},
+
+		{Method: "GET", Path: org + "/users/", Perm: rbac.UsersRead, Tag: "privileges", Summary: "Users holding privileges in the organisation, with their privileges.",
+			Produces: j, Status: 200, Schema: "UserGrantsList", Handler: s.handleListUsers},
+		{Method: "POST", Path: org + "/users/", Perm: rbac.UsersWrite, Tag: "privileges",
+			Summary:  "Create a local user (argon2id password hash), optionally granting privileges in the organisation.",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "UserGrants", Handler: s.handleCreateUser},
+		{Method: "GET", Path: org + "/privileges/", Perm: rbac.UsersRead, Tag: "privileges", Summary: "Privileges granted in the organisation.",
+			Produces: j, Status: 200, Schema: "GrantList", Handler: s.handleListGrants},
+		{Method: "POST", Path: org + "/privileges/", Perm: rbac.UsersWrite, Tag: "privileges", Summary: "Grant a user a privilege in the organisation.",
+			Consumes: []string{j}, Produces: j, Status: 201, Schema: "Grant", Handler: s.handleGrant},
+		{Method: "DELETE", Path: org + "/privileges/:user/:role", Perm: rbac.UsersWrite, Tag: "privileges", Summary: "Revoke a user's privilege in the organisation.",
+			Produces: j, Status: 200, Handler: s.handleRevoke},
+
+		{Method: "GET", Path: org + "/messages/", Perm: rbac.MessagesRecall, Tag: "recall",
+			Summary:  "The organisation's sent messages still held by doNotDeliverUntilDate (recallable), newest first.",
+			Params:   map[string]string{"size": "at most this many (default 100, max 1000)"},
+			Produces: j, Status: 200, Schema: "MessageList", Handler: s.handleHeldMessages},
+		{Method: "POST", Path: org + "/messages/:id/recall", Perm: rbac.MessagesRecall, Tag: "recall",
+			Summary:  "Recall a held message of the organisation (recall administrator).",
+			Produces: j, Status: 200, Schema: "Message", Handler: s.handleAdminRecall},
+
+		{Method: "GET", Path: org + "/statistics/", Perm: rbac.StatisticsRead, Tag: "statistics",
+			Summary: "Counts and bytes per period × message type × channel × system × direction, from the counters.",
+			Params: map[string]string{"from": "first day YYYY-MM-DD (default 30 days before to)", "to": "last day YYYY-MM-DD (default today)",
+				"period": "day (default), month, year or total", "groupBy": "comma-separated: messageType, channel, system, direction",
+				"format": "json (default) or csv"},
+			Produces: j, Status: 200, Schema: "Statistics", Handler: s.handleStatistics},
+
+		{Method: "POST", Path: v1 + "/contacts/import", Perm: rbac.RegisterWrite, Tag: "contact register",
 			Summary:  "Bulk import of the contact register (text/csv or application/json array), streamed; answers with a report of rejected lines.",
-			Consumes: []string{"text/csv", "application/json"}, Produces: "application/json", Status: 200, Schema: "ImportReport", Handler: s.handleImportContacts},
-		{Method: "GET", Path: v1 + "/contacts/:id", Access: Operator, Tag: "registry", Summary: "Read a contact-register entry.",
-			Produces: "application/json", Status: 200, Schema: "Contact", Handler: s.handleGetContact},
+			Consumes: []string{"text/csv", j}, Produces: j, Status: 200, Schema: "ImportReport", Handler: s.handleImportContacts},
+		{Method: "GET", Path: v1 + "/contacts/:id", Perm: rbac.RegisterRead, Tag: "contact register", Summary: "Read a contact-register entry.",
+			Produces: j, Status: 200, Schema: "Contact", Handler: s.handleGetContact},
 	}
 }
 

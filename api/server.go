@@ -7,7 +7,8 @@
 // Every route is declared once in a table (Routes) with the access it
 // requires; the router, the OpenAPI document and the permission tests are
 // all generated from that table, so a route cannot exist undocumented or
-// unguarded. A route without an access level panics at start-up.
+// unguarded. A route without a permission (Perm, or an Access level that
+// maps to one) panics at start-up; see auth.go.
 package api
 
 import (
@@ -24,9 +25,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/rbac"
 )
 
 // Config holds the API's limits and choices.
@@ -42,6 +45,9 @@ type Config struct {
 	SpoolDir string
 	// OperatorTokenHash is hub.HashToken of the hub operator's token ("" disables it).
 	OperatorTokenHash string
+	// SecureCookies marks session cookies Secure even when the request did
+	// not arrive over TLS (a TLS-terminating proxy in front).
+	SecureCookies bool
 	// Memo holds the business-rule limits.
 	Memo memo.Config
 }
@@ -62,6 +68,10 @@ type Server struct {
 	metrics   *metrics
 	engine    *gin.Engine
 	routes    []Route
+	enforcer  *rbac.Enforcer
+	sessions  *rbac.Sessions
+	admin     *admin.Service
+	handler   http.Handler
 }
 
 // Deps are the services the API calls.
@@ -76,6 +86,13 @@ type Deps struct {
 	Events *eventlog.Log
 	Log    *slog.Logger
 	Now    func() time.Time
+	// Enforcer decides permissions (built over Store when nil; it then
+	// does not follow other instances' changes).
+	Enforcer *rbac.Enforcer
+	// Sessions, when set, lets humans log in (cookie sessions).
+	Sessions *rbac.Sessions
+	// Portal, when set, is served under /admin/ (the admin portal).
+	Portal http.Handler
 }
 
 // New builds the server and its routes.
@@ -99,6 +116,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
 		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
 		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
+	s.initAuth(&d)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())
@@ -111,17 +129,22 @@ func New(cfg Config, d Deps) *Server {
 	})
 	s.routes = s.table()
 	for _, r := range s.routes {
-		if r.Access == "" {
-			panic("api: route " + r.Method + " " + r.Path + " has no access level")
-		}
+		// authorize panics for a route with neither Perm nor Access.
 		e.Handle(r.Method, r.Path, s.authorize(r), r.Handler)
 	}
 	s.engine = e
+	s.handler = e
+	if d.Portal != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/admin/", d.Portal)
+		mux.Handle("/", e)
+		s.handler = mux
+	}
 	return s
 }
 
-// Handler returns the http.Handler serving the API.
-func (s *Server) Handler() http.Handler { return s.engine }
+// Handler returns the http.Handler serving the API (and the portal).
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Routes returns the route table (for documentation and permission tests).
 func (s *Server) Routes() []Route { return s.routes }

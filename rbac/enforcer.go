@@ -1,0 +1,340 @@
+package rbac
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/casbin/casbin/v2"
+	cmodel "github.com/casbin/casbin/v2/model"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Subject is who asks. A user is decided by its grants; a system or the
+// operator token by the one role its credential implies.
+type Subject struct {
+	// User is a human account's id ("" for systems and the operator token).
+	User string
+	// Role is the implied role of a system or the operator token; it holds
+	// in Home only, or everywhere when the role is global.
+	Role string
+	Home string
+}
+
+// UserSubject is the casbin subject of a user id.
+func UserSubject(id string) string { return "user:" + id }
+
+// Grant is one role held by a user in a domain.
+type Grant struct {
+	User   string `json:"userId"`
+	Role   string `json:"privilege"`
+	Domain string `json:"organisation"`
+}
+
+// Options tune an Enforcer.
+type Options struct {
+	// PollInterval is how often the policy stamp is compared with the
+	// loaded one (default 1s). Bounds how late another instance's change
+	// takes effect here.
+	PollInterval time.Duration
+	// CacheEntries bounds the decision cache (default 65536 (subject,
+	// domain) pairs; it is emptied when full).
+	CacheEntries int
+	Log          *slog.Logger
+}
+
+// Enforcer decides (subject, domain, permission) on the policies in a
+// hub.Policies store and keeps up with changes made by other instances.
+type Enforcer struct {
+	store hub.Policies
+	opts  Options
+
+	mu        sync.RWMutex
+	ce        *casbin.Enforcer
+	stamp     string
+	rolePerms map[string]uint64 // role → permission bits
+	grants    []Grant
+	cache     map[string]uint64 // user subject + "\x00" + domain → permission bits
+	reloads   int
+}
+
+var permBit = func() map[Perm]uint64 {
+	m := make(map[Perm]uint64, len(Perms))
+	for i, p := range Perms {
+		m[p] = 1 << uint(i)
+	}
+	return m
+}()
+
+// New loads the policies and returns a ready Enforcer. Call Run to follow
+// changes made elsewhere.
+func New(ctx context.Context, store hub.Policies, opts Options) (*Enforcer, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.CacheEntries <= 0 {
+		opts.CacheEntries = 1 << 16
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	e := &Enforcer{store: store, opts: opts}
+	if err := e.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reload reads the stamp, then every line, builds a fresh casbin enforcer
+// with the built-in role definitions and swaps it in. Reading the stamp
+// first means a change racing with the load is picked up by the next poll.
+func (e *Enforcer) Reload(ctx context.Context) error {
+	stamp, err := e.store.PolicyStamp(ctx)
+	if err != nil {
+		return err
+	}
+	lines, err := e.store.LoadPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := cmodel.NewModelFromString(modelText)
+	if err != nil {
+		return err
+	}
+	for _, r := range Roles {
+		for _, p := range r.Perms {
+			lines = append(lines, hub.PolicyLine{Ptype: "p", V: []string{r.Name, string(p)}})
+		}
+	}
+	if err := loadLines(lines, m); err != nil {
+		return err
+	}
+	ce, err := casbin.NewEnforcer(m)
+	if err != nil {
+		return err
+	}
+	ce.EnableAutoSave(false)
+	if err := ce.BuildRoleLinks(); err != nil {
+		return err
+	}
+	rolePerms := map[string]uint64{}
+	var grants []Grant
+	for _, l := range lines {
+		switch {
+		case l.Ptype == "p" && len(l.V) >= 2:
+			rolePerms[l.V[0]] |= permBit[Perm(l.V[1])]
+		case l.Ptype == "g" && len(l.V) >= 3 && strings.HasPrefix(l.V[0], "user:"):
+			grants = append(grants, Grant{User: strings.TrimPrefix(l.V[0], "user:"), Role: l.V[1], Domain: l.V[2]})
+		}
+	}
+	sort.Slice(grants, func(i, j int) bool {
+		a, b := grants[i], grants[j]
+		if a.Domain != b.Domain {
+			return a.Domain < b.Domain
+		}
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		return a.Role < b.Role
+	})
+	e.mu.Lock()
+	e.ce, e.stamp, e.rolePerms, e.grants = ce, stamp, rolePerms, grants
+	e.cache = make(map[string]uint64)
+	e.reloads++
+	e.mu.Unlock()
+	return nil
+}
+
+// Run polls the policy stamp until ctx ends and reloads when it changed.
+func (e *Enforcer) Run(ctx context.Context) {
+	t := time.NewTicker(e.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
+			e.opts.Log.Warn("rbac: policy poll", "error", err)
+		}
+	}
+}
+
+// Refresh reloads if the stored stamp differs from the loaded one.
+func (e *Enforcer) Refresh(ctx context.Context) error {
+	stamp, err := e.store.PolicyStamp(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.RLock()
+	same := stamp == e.stamp
+	e.mu.RUnlock()
+	if same {
+		return nil
+	}
+	return e.Reload(ctx)
+}
+
+// Allowed is the authorisation decision. Unknown permissions, empty
+// subjects and empty domains are refused.
+func (e *Enforcer) Allowed(s Subject, dom string, p Perm) bool {
+	bit := permBit[p]
+	if bit == 0 || dom == "" {
+		return false
+	}
+	if s.User == "" {
+		if s.Role == "" {
+			return false
+		}
+		r, ok := RoleByName(s.Role)
+		if !ok || (!r.Global && dom != s.Home) || r.System && IsGlobal(p) {
+			return false
+		}
+		e.mu.RLock()
+		bits := e.rolePerms[s.Role]
+		e.mu.RUnlock()
+		return bits&bit != 0
+	}
+	key := s.User + "\x00" + dom
+	e.mu.RLock()
+	bits, ok := e.cache[key]
+	e.mu.RUnlock()
+	if !ok {
+		bits = e.compute(key, UserSubject(s.User), dom)
+	}
+	return bits&bit != 0
+}
+
+func (e *Enforcer) compute(key, sub, dom string) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if bits, ok := e.cache[key]; ok {
+		return bits
+	}
+	var bits uint64
+	for _, p := range Perms {
+		if dom != Global && IsGlobal(p) {
+			continue
+		}
+		if ok, err := e.ce.Enforce(sub, dom, string(p)); err == nil && ok {
+			bits |= permBit[p]
+		}
+	}
+	if len(e.cache) >= e.opts.CacheEntries {
+		e.cache = make(map[string]uint64)
+	}
+	e.cache[key] = bits
+	return bits
+}
+
+// Perms returns the permissions s holds in dom (for the portal's menus).
+func (e *Enforcer) PermsOf(s Subject, dom string) []Perm {
+	var out []Perm
+	for _, p := range Perms {
+		if e.Allowed(s, dom, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Grants returns the stored grants, filtered by domain and/or user ("" for all).
+func (e *Enforcer) Grants(dom, user string) []Grant {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var out []Grant
+	for _, g := range e.grants {
+		if (dom == "" || g.Domain == dom) && (user == "" || g.User == user) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Domains lists the domains in which user holds any role, sorted.
+func (e *Enforcer) Domains(user string) []string {
+	var out []string
+	for _, g := range e.Grants("", user) {
+		if !slices.Contains(out, g.Domain) {
+			out = append(out, g.Domain)
+		}
+	}
+	return out
+}
+
+// Stamp is the policy stamp the loaded policies correspond to.
+func (e *Enforcer) Stamp() string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.stamp
+}
+
+// ValidateGrant checks a grant's shape: a built-in user role, organisation
+// roles in an organisation's domain, global roles in Global.
+func ValidateGrant(g Grant) error {
+	if !ValidUserID(g.User) {
+		return field("userId", "user.id.invalid", "a user id is 1–64 of a–z, 0–9, '.', '_', '-', '@'", g.User)
+	}
+	r, ok := RoleByName(g.Role)
+	if !ok || r.System {
+		return field("privilege", "privilege.unknown", "not a privilege that can be granted to a user", g.Role)
+	}
+	if r.Global && g.Domain != Global {
+		return field("organisation", "privilege.global", "a global privilege is granted in the global scope \"*\"", g.Domain)
+	}
+	if !r.Global && !hub.ValidCVR(g.Domain) {
+		return field("organisation", "privilege.scope.invalid", "an organisation privilege is granted in an organisation (CVR)", g.Domain)
+	}
+	return nil
+}
+
+// ValidUserID checks a user id's shape.
+func ValidUserID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@') {
+			return false
+		}
+	}
+	return true
+}
+
+func field(f, code, msg, v string) error {
+	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{{Resource: "privilege", Field: f, Code: code, Message: msg, RejectedValue: v}}}
+}
+
+// Grant stores a grant and reloads, so it is in force here on return.
+// Invalid for a bad grant; Conflict when it exists.
+func (e *Enforcer) Grant(ctx context.Context, g Grant) error {
+	if err := ValidateGrant(g); err != nil {
+		return err
+	}
+	if err := e.store.AddPolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
+		return err
+	}
+	return e.Reload(ctx)
+}
+
+// Revoke removes a grant and reloads. NotFound when it was not held.
+func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
+	if len(e.Grants(g.Domain, g.User)) == 0 || !slices.Contains(e.Grants(g.Domain, g.User), g) {
+		if err := e.Refresh(ctx); err != nil {
+			return err
+		}
+		if !slices.Contains(e.Grants(g.Domain, g.User), g) {
+			return hub.Errorf(hub.NotFound, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
+		}
+	}
+	if err := e.store.RemovePolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
+		return err
+	}
+	return e.Reload(ctx)
+}

@@ -1,0 +1,558 @@
+// Package viewer is the citizen and company side of the hub: the service
+// behind the viewing-client API (mailbox listing, letters, rendered
+// letters, files, read/unread, folders, delete with retention and purge),
+// consent-based access for authorities, and the reference web mailbox
+// (viewer/web).
+//
+// Guarantees:
+//   - A viewing client sees a mailbox only through a verified user
+//     assertion (assertion.go) whose person owns it: a citizen their CPR
+//     mailbox, a company user their organisation's mailboxes and only with
+//     the message-employee role there (Roles). Anything else is Forbidden,
+//     and a letter outside the mailbox is NotFound, never a hint.
+//   - A letter is visible once its mailbox delivery is available
+//     (doNotDeliverUntilDate passed) and while the message is not
+//     recalled; the mailbox is the delivery queue hub.MailboxQueue joined
+//     with the viewer's state (hub.MailboxItem), so nothing is written when
+//     a letter arrives.
+//   - Delete moves a letter to the DELETED folder; the hub keeps it for
+//     Config.Retention and then Purge acknowledges the delivery (content is
+//     removed when nothing else references it). Purge is idempotent and
+//     safe on several instances.
+//   - Reading is logged (MESSAGE_READ, recipient side only: the sender
+//     never learns it), and every access an authority makes under a consent
+//     is logged before the answer (CONSENT_ACCESS) or refused.
+package viewer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+)
+
+// Roles answers whether a company user may read an organisation's post.
+// The rbac package implements it; RoleMessageEmployee names the role.
+type Roles interface {
+	// MayReadMail reports whether user holds the message-employee role (or
+	// one implying it) in organisation cvr.
+	MayReadMail(ctx context.Context, userID, cvr string) (bool, error)
+}
+
+// RoleMessageEmployee is the FBRS-style role that lets a company user read
+// the organisation's mailbox.
+const RoleMessageEmployee = "message-employee"
+
+// Event tags of the viewer side that the national hub has no name for.
+const (
+	TagConsentGranted = "CONSENT_GRANTED"
+	TagConsentRevoked = "CONSENT_REVOKED"
+	TagConsentAccess  = "CONSENT_ACCESS"
+	TagMessagePurged  = "MESSAGE_PURGED"
+)
+
+// Config tunes the service.
+type Config struct {
+	// Audience is the aud a user assertion must carry (default "posthub").
+	Audience string
+	// Retention is how long a deleted letter is kept before it is purged
+	// (default 30 days).
+	Retention time.Duration
+}
+
+// Service is the viewer side of the hub.
+type Service struct {
+	Store     hub.Store
+	Mailboxes hub.MailboxStore
+	Blobs     hub.Blobs
+	Events    hub.EventSink
+	Roles     Roles
+	Config    Config
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Service) audience() string {
+	if s.Config.Audience != "" {
+		return s.Config.Audience
+	}
+	return "posthub"
+}
+
+// Retention is the configured retention of deleted letters.
+func (s *Service) Retention() time.Duration {
+	if s.Config.Retention > 0 {
+		return s.Config.Retention
+	}
+	return 30 * 24 * time.Hour
+}
+
+func (s *Service) emit(ctx context.Context, ev hub.Event) error {
+	if s.Events == nil {
+		return nil
+	}
+	return s.Events.Emit(ctx, ev)
+}
+
+// Mailbox is one mailbox a person may read.
+type Mailbox struct {
+	Owner  string          `json:"owner"`
+	Kind   hub.MailboxKind `json:"kind,omitempty"`
+	Person Person          `json:"-"`
+}
+
+// Queue is the delivery queue of the mailbox.
+func (b Mailbox) Queue() string { return hub.MailboxQueue(b.Owner, b.Kind) }
+
+// Open checks that person p may read the mailbox of owner (a CPR, or a CVR
+// with kind CVR_POST — the default — or AUTHORITY_POST). Forbidden when the
+// person does not own it or lacks the role.
+func (s *Service) Open(ctx context.Context, p Person, owner string, kind hub.MailboxKind) (Mailbox, error) {
+	switch {
+	case p.CPR != "":
+		if owner != p.CPR || kind != "" {
+			return Mailbox{}, hub.Errorf(hub.Forbidden, "the user assertion's person does not own this mailbox")
+		}
+		return Mailbox{Owner: owner, Person: p}, nil
+	case p.CVR != "":
+		if owner != p.CVR {
+			return Mailbox{}, hub.Errorf(hub.Forbidden, "the user acts for another organisation")
+		}
+		if s.Roles == nil {
+			return Mailbox{}, hub.Errorf(hub.Forbidden, "company users are not enabled on this hub")
+		}
+		ok, err := s.Roles.MayReadMail(ctx, p.UserID, p.CVR)
+		if err != nil {
+			return Mailbox{}, err
+		}
+		if !ok {
+			return Mailbox{}, hub.Errorf(hub.Forbidden, "the user lacks the %s role in %s", RoleMessageEmployee, p.CVR)
+		}
+		if kind == "" {
+			kind = hub.CVRPost
+		}
+		if kind != hub.CVRPost && kind != hub.AuthorityPost {
+			return Mailbox{}, hub.Errorf(hub.Invalid, "unknown mailbox kind %q", kind)
+		}
+		return Mailbox{Owner: owner, Kind: kind, Person: p}, nil
+	}
+	return Mailbox{}, hub.Errorf(hub.Forbidden, "no person in the user assertion")
+}
+
+// Letter is a letter's metadata as a mailbox shows it.
+type Letter struct {
+	MessageUUID string     `json:"messageUUID"`
+	MessageID   string     `json:"messageId,omitempty"`
+	Label       string     `json:"label"`
+	SenderCVR   string     `json:"senderCvr"`
+	SenderName  string     `json:"senderName,omitempty"`
+	Received    time.Time  `json:"received"`
+	Size        int64      `json:"size"`
+	Folder      hub.Folder `json:"folder"`
+	Read        bool       `json:"read"`
+	DeletedAt   *time.Time `json:"deletedAt,omitempty"`
+	PurgeAt     *time.Time `json:"purgeAt,omitempty"`
+	// Seq is the letter's position in the mailbox (the paging cursor).
+	Seq int64 `json:"seq"`
+
+	deliveryID string
+	item       hub.MailboxItem
+}
+
+// Query filters a mailbox listing; zero fields do not filter.
+type Query struct {
+	// Folder is INBOX (default), ARCHIVE, DELETED or "ALL" (not deleted).
+	Folder     hub.Folder
+	Sender     string // sender CVR
+	From, To   time.Time
+	UnreadOnly bool
+	// After is the Seq of the last letter of the previous page.
+	After int64
+	// Size is the page size (default 50, at most 500).
+	Size int
+}
+
+// Page is one page of a listing; Next is the cursor of the next page, 0
+// when this is the last.
+type Page struct {
+	Letters []Letter `json:"letters"`
+	Next    int64    `json:"next,omitempty"`
+}
+
+// FolderAll lists every letter not deleted.
+const FolderAll hub.Folder = "ALL"
+
+// ParseFolder reads a folder name case-insensitively; "" is the inbox.
+func ParseFolder(s string) (hub.Folder, error) {
+	switch f := hub.Folder(strings.ToUpper(s)); f {
+	case "":
+		return hub.FolderInbox, nil
+	case hub.FolderInbox, hub.FolderArchive, hub.FolderDeleted, FolderAll:
+		return f, nil
+	}
+	return "", &hub.Error{Code: hub.Invalid, Message: "unknown folder", Fields: []hub.FieldError{{Resource: "request",
+		Field: "folder", Code: "folder.unknown", Message: "folder must be INBOX, ARCHIVE, DELETED or ALL", RejectedValue: s}}}
+}
+
+// List returns a page of the mailbox in arrival order.
+func (s *Service) List(ctx context.Context, b Mailbox, q Query) (Page, error) {
+	if q.Size <= 0 {
+		q.Size = 50
+	}
+	if q.Size > 500 {
+		q.Size = 500
+	}
+	if q.Folder == "" {
+		q.Folder = hub.FolderInbox
+	}
+	now := s.now()
+	names := map[string]string{}
+	var page Page
+	after := q.After
+	for {
+		ds, err := s.Store.ListQueue(ctx, b.Queue(), after, 200, false, now)
+		if err != nil {
+			return Page{}, err
+		}
+		if len(ds) == 0 {
+			return page, nil
+		}
+		letters, err := s.join(ctx, ds, now, names)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, l := range letters {
+			if !q.match(l) {
+				continue
+			}
+			if len(page.Letters) == q.Size {
+				page.Next = page.Letters[len(page.Letters)-1].Seq
+				return page, nil
+			}
+			page.Letters = append(page.Letters, l)
+		}
+		after = ds[len(ds)-1].Seq
+	}
+}
+
+func (q Query) match(l Letter) bool {
+	switch q.Folder {
+	case FolderAll:
+		if l.Folder == hub.FolderDeleted {
+			return false
+		}
+	default:
+		if l.Folder != q.Folder {
+			return false
+		}
+	}
+	return (q.Sender == "" || l.SenderCVR == q.Sender) &&
+		(q.From.IsZero() || !l.Received.Before(q.From)) &&
+		(q.To.IsZero() || l.Received.Before(q.To)) &&
+		(!q.UnreadOnly || !l.Read)
+}
+
+// join turns visible deliveries into letters with their state.
+func (s *Service) join(ctx context.Context, ds []hub.Delivery, now time.Time, names map[string]string) ([]Letter, error) {
+	ids := make([]string, 0, len(ds))
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	items, err := s.Mailboxes.MailboxItems(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []Letter
+	for _, d := range ds {
+		if d.AvailableAt.After(now) {
+			continue // held until doNotDeliverUntilDate
+		}
+		m, err := s.Store.GetMessage(ctx, d.MessageUUID)
+		if hub.ErrorCode(err) == hub.NotFound {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m.State == hub.MessageRecalled {
+			continue
+		}
+		out = append(out, s.letter(ctx, d, m, items[d.ID], names))
+	}
+	return out, nil
+}
+
+func (s *Service) letter(ctx context.Context, d hub.Delivery, m hub.Message, it hub.MailboxItem, names map[string]string) Letter {
+	if it.Folder == "" {
+		it = hub.MailboxItem{DeliveryID: d.ID, MessageUUID: m.UUID, Queue: d.Queue, Folder: hub.FolderInbox}
+	}
+	name, ok := names[m.SenderCVR]
+	if !ok {
+		if o, err := s.Store.GetOrg(ctx, m.SenderCVR); err == nil {
+			name = o.Name
+		}
+		if names != nil {
+			names[m.SenderCVR] = name
+		}
+	}
+	l := Letter{MessageUUID: m.UUID, MessageID: m.MessageID, Label: m.Label, SenderCVR: m.SenderCVR, SenderName: name,
+		Received: m.Received, Size: m.Size, Folder: it.Folder, Read: it.Read, Seq: d.Seq, deliveryID: d.ID, item: it}
+	if m.Received.Before(d.AvailableAt) {
+		l.Received = d.AvailableAt // a held letter arrives when it is released
+	}
+	if !it.DeletedAt.IsZero() {
+		t, p := it.DeletedAt, it.PurgeAt
+		l.DeletedAt, l.PurgeAt = &t, &p
+	}
+	return l
+}
+
+// Get returns one letter of the mailbox. NotFound when the mailbox has no
+// such (visible) letter.
+func (s *Service) Get(ctx context.Context, b Mailbox, uuid string) (Letter, error) {
+	d, err := s.Store.GetDelivery(ctx, hub.DeliveryID(uuid, b.Queue()))
+	if err != nil {
+		if hub.ErrorCode(err) == hub.NotFound {
+			return Letter{}, hub.Errorf(hub.NotFound, "no letter %s in this mailbox", uuid)
+		}
+		return Letter{}, err
+	}
+	ls, err := s.join(ctx, []hub.Delivery{d}, s.now(), nil)
+	if err != nil {
+		return Letter{}, err
+	}
+	if len(ls) == 0 || d.Queue != b.Queue() {
+		return Letter{}, hub.Errorf(hub.NotFound, "no letter %s in this mailbox", uuid)
+	}
+	return ls[0], nil
+}
+
+// Content parses the letter's MeMo. The caller has checked access (Get).
+func (s *Service) Content(ctx context.Context, uuid string) (*memo.Message, error) {
+	m, err := s.Store.GetMessage(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	if m.ContentKey == "" {
+		return memo.ParseBytes(m.Content)
+	}
+	rc, err := hub.OpenContent(ctx, s.Blobs, m)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return memo.Parse(rc)
+}
+
+// Open reads a letter for its owner: it returns the parsed MeMo, marks the
+// letter read and logs MESSAGE_READ the first time.
+func (s *Service) Read(ctx context.Context, b Mailbox, uuid string) (Letter, *memo.Message, error) {
+	l, err := s.Get(ctx, b, uuid)
+	if err != nil {
+		return Letter{}, nil, err
+	}
+	msg, err := s.Content(ctx, uuid)
+	if err != nil {
+		return Letter{}, nil, err
+	}
+	if !l.Read {
+		if err := s.setRead(ctx, b, l, true); err != nil {
+			return Letter{}, nil, err
+		}
+		l.Read = true
+	}
+	return l, msg, nil
+}
+
+func (s *Service) recipientOrgs(b Mailbox) []string {
+	if len(b.Owner) == 8 {
+		return []string{b.Owner}
+	}
+	return nil
+}
+
+func (s *Service) setRead(ctx context.Context, b Mailbox, l Letter, read bool) error {
+	it := l.item
+	now := s.now()
+	it.Read, it.Updated = read, now
+	if read && it.ReadAt.IsZero() {
+		it.ReadAt = now
+	}
+	if err := s.Mailboxes.PutMailboxItem(ctx, it); err != nil {
+		return err
+	}
+	if read && l.item.ReadAt.IsZero() {
+		_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_READ", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b),
+			MessageUUID: l.MessageUUID, Party: b.Owner, Detail: map[string]string{"senderOrg": l.SenderCVR}})
+	}
+	return nil
+}
+
+// SetRead marks a letter read or unread.
+func (s *Service) SetRead(ctx context.Context, b Mailbox, uuid string, read bool) (Letter, error) {
+	l, err := s.Get(ctx, b, uuid)
+	if err != nil {
+		return Letter{}, err
+	}
+	if err := s.setRead(ctx, b, l, read); err != nil {
+		return Letter{}, err
+	}
+	return s.Get(ctx, b, uuid)
+}
+
+// Move puts a letter in the inbox or the archive; moving a deleted letter
+// restores it.
+func (s *Service) Move(ctx context.Context, b Mailbox, uuid string, f hub.Folder) (Letter, error) {
+	if f != hub.FolderInbox && f != hub.FolderArchive {
+		return Letter{}, &hub.Error{Code: hub.Invalid, Message: "a letter can be moved to INBOX or ARCHIVE",
+			Fields: []hub.FieldError{{Resource: "request", Field: "folder", Code: "folder.not.allowed",
+				Message: "move to INBOX or ARCHIVE; delete with DELETE", RejectedValue: string(f)}}}
+	}
+	l, err := s.Get(ctx, b, uuid)
+	if err != nil {
+		return Letter{}, err
+	}
+	it := l.item
+	from := it.Folder
+	it.Folder, it.DeletedAt, it.PurgeAt, it.Updated = f, time.Time{}, time.Time{}, s.now()
+	if err := s.Mailboxes.PutMailboxItem(ctx, it); err != nil {
+		return Letter{}, err
+	}
+	_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_MOVED", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b), MessageUUID: uuid,
+		Party: b.Owner, Detail: map[string]string{"from": string(from), "to": string(f)}})
+	return s.Get(ctx, b, uuid)
+}
+
+// Delete moves a letter to DELETED; it is purged after the retention period.
+func (s *Service) Delete(ctx context.Context, b Mailbox, uuid string) (Letter, error) {
+	l, err := s.Get(ctx, b, uuid)
+	if err != nil {
+		return Letter{}, err
+	}
+	if l.Folder == hub.FolderDeleted {
+		return l, nil
+	}
+	now := s.now()
+	it := l.item
+	it.Folder, it.DeletedAt, it.PurgeAt, it.Updated = hub.FolderDeleted, now, now.Add(s.Retention()), now
+	if err := s.Mailboxes.PutMailboxItem(ctx, it); err != nil {
+		return Letter{}, err
+	}
+	_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_DELETED", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b), MessageUUID: uuid,
+		Party: b.Owner, Detail: map[string]string{"purgeAt": it.PurgeAt.Format(time.RFC3339)}})
+	return s.Get(ctx, b, uuid)
+}
+
+// Purge removes deleted letters whose retention has passed and returns how
+// many went. The delivery is acknowledged first (removing the letter and,
+// when nothing else refers to it, its content), then its state.
+func (s *Service) Purge(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		items, err := s.Mailboxes.PurgeableItems(ctx, s.now(), 100)
+		if err != nil || len(items) == 0 {
+			return n, err
+		}
+		for _, it := range items {
+			res, err := s.Store.Ack(ctx, it.DeliveryID, s.now())
+			if err != nil {
+				return n, err
+			}
+			if res.Unreferenced && res.ContentKey != "" && s.Blobs != nil {
+				_ = s.Blobs.Delete(ctx, res.ContentKey)
+			}
+			if err := s.Mailboxes.DeleteMailboxItem(ctx, it.DeliveryID); err != nil {
+				return n, err
+			}
+			if !res.AlreadyAcked {
+				_ = s.emit(ctx, hub.Event{Tag: TagMessagePurged, Actor: "viewer:retention", MessageUUID: it.MessageUUID,
+					Detail: map[string]string{"queue": it.Queue, "deletedAt": it.DeletedAt.Format(time.RFC3339)}})
+			}
+			n++
+		}
+	}
+}
+
+// RunPurge purges every interval until ctx ends.
+func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
+			s.logger().Warn("mailbox purge", "error", err)
+		} else if n > 0 {
+			s.logger().Info("mailbox purge", "purged", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// File returns file fi of document di (indices as memo.Render uses them)
+// and a reader of its decoded bytes.
+func File(msg *memo.Message, di, fi int) (*memo.File, io.ReadCloser, error) {
+	docs := msg.Documents()
+	if di < 0 || di >= len(docs) || fi < 0 || fi >= len(docs[di].Document.Files) {
+		return nil, nil, hub.Errorf(hub.NotFound, "no file %d of document %d", fi, di)
+	}
+	f := docs[di].Document.Files[fi]
+	rc, err := f.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, rc, nil
+}
+
+// ICS returns the .ics of action ai of document di.
+func ICS(msg *memo.Message, di, ai int) ([]byte, string, error) {
+	docs := msg.Documents()
+	if di < 0 || di >= len(docs) || ai < 0 || ai >= len(docs[di].Document.Actions) ||
+		docs[di].Document.Actions[ai].Reservation == nil {
+		return nil, "", hub.Errorf(hub.NotFound, "no reservation %d of document %d", ai, di)
+	}
+	a := docs[di].Document.Actions[ai]
+	return memo.ReservationICS(msg, a), fmt.Sprintf("%s.ics", safeName(a.Label, "appointment")), nil
+}
+
+func safeName(s, def string) string {
+	s = strings.Map(func(c rune) rune {
+		if c < 0x20 || strings.ContainsRune(`/\:*?"<>|`, c) {
+			return '_'
+		}
+		return c
+	}, strings.TrimSpace(s))
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// RolesFunc adapts a function to Roles.
+type RolesFunc func(ctx context.Context, userID, cvr string) (bool, error)
+
+// MayReadMail implements Roles.
+func (f RolesFunc) MayReadMail(ctx context.Context, userID, cvr string) (bool, error) {
+	return f(ctx, userID, cvr)
+}

@@ -172,11 +172,29 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (hub.Delivery, error
 // ListQueue pages by (Seq, ID); ties of Seq are possible only between
 // instances writing in the same microsecond.
 func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error) {
+	docs, st, err := s.listQueue(ctx, queue, afterSeq, "", limit, onlyAvailable, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hub.Delivery, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, st.delivery(d))
+	}
+	return out, nil
+}
+
+// listQueue returns up to limit visible delivery documents of queue after
+// (afterSeq, afterID) with their lease and park state.
+func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, afterID string, limit int, onlyAvailable bool, now time.Time) ([]delDoc, state, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	var out []hub.Delivery
+	all := state{heads: map[string]*leaseDoc{}, parked: map[string]string{}}
+	var out []delDoc
 	f := bson.M{"q": queue, "s": bson.M{"$gt": afterSeq}}
+	if afterID != "" {
+		f = bson.M{"q": queue, "$or": bson.A{bson.M{"s": bson.M{"$gt": afterSeq}}, bson.M{"s": afterSeq, "_id": bson.M{"$gt": afterID}}}}
+	}
 	if onlyAvailable {
 		f["av"] = bson.M{"$lte": now}
 	}
@@ -187,7 +205,7 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 	for len(out) < limit {
 		docs, err := findAll[delDoc](ctx, s.deliveries, f, options.Find().SetSort(sortBy("s", "_id")).SetLimit(int64(batch)))
 		if err != nil {
-			return nil, err
+			return nil, all, err
 		}
 		if len(docs) == 0 {
 			break
@@ -195,7 +213,7 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 		last := docs[len(docs)-1]
 		full := len(docs) == batch
 		if docs, err = visible(ctx, s, docs, delPending); err != nil {
-			return nil, err
+			return nil, all, err
 		}
 		ids := make([]string, len(docs))
 		for i, d := range docs {
@@ -203,13 +221,17 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 		}
 		st, err := s.stateOf(ctx, ids)
 		if err != nil {
-			return nil, err
+			return nil, all, err
 		}
 		for _, d := range docs {
 			if onlyAvailable && !st.available(d, now) {
 				continue
 			}
-			out = append(out, st.delivery(d))
+			out = append(out, d)
+			all.heads[d.ID] = st.heads[d.ID]
+			if r, ok := st.parked[d.ID]; ok {
+				all.parked[d.ID] = r
+			}
 			if len(out) == limit {
 				break
 			}
@@ -218,8 +240,9 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 			break
 		}
 		f["$or"] = bson.A{bson.M{"s": bson.M{"$gt": last.S}}, bson.M{"s": last.S, "_id": bson.M{"$gt": last.ID}}}
+		delete(f, "s")
 	}
-	return out, nil
+	return out, all, nil
 }
 
 // CountQueue counts a queue's visible deliveries minus its parked ones.
@@ -302,37 +325,35 @@ func (s *Store) lease(ctx context.Context, d delDoc, st state, holder string, tt
 }
 
 // ClaimNext tries the available deliveries in Seq order until one Lease
-// wins; losers of a race move on to the next delivery.
+// wins; losers of a race move on to the next delivery. The state read with
+// the page may be stale by then, which is safe: a lease link inserted
+// after a stale head collides with the newer link and loses.
 func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error) {
-	var after int64
+	const page = 16
+	var afterSeq int64
+	afterID := ""
 	for {
-		page, err := s.ListQueue(ctx, queue, after, 16, true, now)
+		docs, st, err := s.listQueue(ctx, queue, afterSeq, afterID, page, true, now)
 		if err != nil {
 			return hub.Delivery{}, hub.Lease{}, err
 		}
-		for _, d := range page {
-			docs, st, err := s.deliveriesWhere(ctx, bson.M{"_id": d.ID})
-			if err != nil {
-				return hub.Delivery{}, hub.Lease{}, err
-			}
-			if len(docs) == 0 {
-				continue
-			}
-			l, err := s.lease(ctx, docs[0], st, holder, ttl, now)
+		for _, d := range docs {
+			l, err := s.lease(ctx, d, st, holder, ttl, now)
 			switch hub.ErrorCode(err) {
 			case "":
-				d.Attempts = l.Attempt
-				return d, l, nil
+				out := st.delivery(d)
+				out.Attempts = l.Attempt
+				return out, l, nil
 			case hub.Conflict, hub.Forbidden, hub.NotFound:
 				continue
 			default:
 				return hub.Delivery{}, hub.Lease{}, err
 			}
 		}
-		if len(page) < 16 {
+		if len(docs) < page {
 			return hub.Delivery{}, hub.Lease{}, hub.Errorf(hub.NotFound, "nothing available in %s", queue)
 		}
-		after = page[len(page)-1].Seq
+		afterSeq, afterID = docs[len(docs)-1].S, docs[len(docs)-1].ID
 	}
 }
 

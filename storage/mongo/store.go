@@ -126,7 +126,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		return d
 	}
 	versioned := []mongo.IndexModel{
-		{Keys: idx("k", "rv"), Options: unique},
+		{Keys: idx("k", "rv"), Options: unique}, // Options set only for unique indexes
 		{Keys: idx("org", "k")},
 	}
 	all := []struct {
@@ -150,11 +150,41 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.locks, []mongo.IndexModel{{Keys: idx("n", "e"), Options: unique}}},
 	}
 	for _, x := range all {
-		if _, err := x.c.Indexes().CreateMany(ctx, x.ms); err != nil {
-			return translate(err, "create indexes on %s", x.c.Name())
+		// Create only the missing ones: FerretDB v1.24 mishandles a
+		// createIndexes of indexes that exist (it can mix up index
+		// metadata or panic on the connection), and on MongoDB it is a
+		// no-op anyway.
+		specs, err := x.c.Indexes().ListSpecifications(ctx)
+		if err != nil {
+			return translate(err, "list indexes of %s", x.c.Name())
+		}
+		have := map[string]bool{}
+		for _, sp := range specs {
+			have[sp.Name] = true
+		}
+		for _, m := range x.ms {
+			name := indexName(m.Keys.(bson.D))
+			if have[name] {
+				continue
+			}
+			o := options.Index().SetName(name)
+			if m.Options != nil {
+				o = options.Index().SetName(name).SetUnique(true)
+			}
+			if _, err := x.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: m.Keys, Options: o}); err != nil {
+				return translate(err, "create index %s on %s", name, x.c.Name())
+			}
 		}
 	}
 	return nil
+}
+
+func indexName(keys bson.D) string {
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s_%v", k.Key, k.Value))
+	}
+	return strings.Join(parts, "_")
 }
 
 // Ping reports whether the server answers (Unavailable if not).

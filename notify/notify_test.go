@@ -69,8 +69,8 @@ type session struct {
 	rcpt []string
 }
 
-func (s *session) Reset()                                     { s.rcpt = nil }
-func (s *session) Logout() error                              { return nil }
+func (s *session) Reset()                                      { s.rcpt = nil }
+func (s *session) Logout() error                               { return nil }
 func (s *session) Mail(from string, _ *smtp.MailOptions) error { return nil }
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.ms.mu.Lock()
@@ -284,4 +284,3 @@ func TestHeldLetterIsNotifiedOnRelease(t *testing.T) {
 		t.Fatalf("after release: %d %v", n, err)
 	}
 }
-

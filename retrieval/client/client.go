@@ -1,0 +1,214 @@
+// Package client is a Go client for posthub's receiver-system API (list,
+// fetch, long poll, acknowledge, business receipts) and Drain, a complete
+// receiver system that writes each message to a directory before it
+// acknowledges it.
+//
+// Errors from the hub are *hub.Error values with the code the hub answered
+// (not_found, conflict, …), so callers test them with hub.Is.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Client talks to one hub as one receiver system.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the hub at baseURL (e.g. "https://hub:8080")
+// authenticating with the system's API token. hc may be nil.
+func New(baseURL, token string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/") + "/apis/v1", token: token, http: hc}
+}
+
+// Memo is a fetched, leased message. Read Body, then Close it.
+type Memo struct {
+	UUID         string
+	Lease        string // the lease token
+	LeaseExpires time.Time
+	Attempt      int
+	Version      string
+	Size         int64 // -1 when unknown
+	Body         io.ReadCloser
+}
+
+// Close closes the body.
+func (m *Memo) Close() error { return m.Body.Close() }
+
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Basic "+c.token)
+	return req, nil
+}
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, hub.Wrap(hub.Unavailable, req.Context().Err(), "request cancelled")
+		}
+		return nil, hub.Wrap(hub.Unavailable, err, "%s %s", req.Method, req.URL.Path)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+// decodeError turns an NgDP-style error body into a *hub.Error.
+func decodeError(resp *http.Response) error {
+	var em struct {
+		Code        string           `json:"code"`
+		Message     string           `json:"message"`
+		FieldErrors []hub.FieldError `json:"fieldErrors"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &em) != nil || em.Code == "" {
+		em.Code = string(codeOf(resp.StatusCode))
+		em.Message = strings.TrimSpace(string(b))
+	}
+	return &hub.Error{Code: hub.Code(em.Code), Message: fmt.Sprintf("%s (HTTP %d)", em.Message, resp.StatusCode), Fields: em.FieldErrors}
+}
+
+func codeOf(status int) hub.Code {
+	switch status {
+	case 400:
+		return hub.Invalid
+	case 401:
+		return hub.Unauthorized
+	case 403:
+		return hub.Forbidden
+	case 404:
+		return hub.NotFound
+	case 409:
+		return hub.Conflict
+	case 413:
+		return hub.TooLarge
+	case 503, 502, 504:
+		return hub.Unavailable
+	}
+	return hub.Internal
+}
+
+// Page is one page of available message UUIDs.
+type Page struct {
+	Content       []string `json:"content"`
+	Number        int      `json:"number"`
+	Size          int      `json:"size"`
+	TotalElements int64    `json:"totalElements"`
+	TotalPages    int      `json:"totalPages"`
+}
+
+// List returns a page of the messages available to the system.
+func (c *Client) List(ctx context.Context, page, size int) (Page, error) {
+	var p Page
+	req, err := c.request(ctx, "GET", "/memos/?page="+strconv.Itoa(page)+"&size="+strconv.Itoa(size), nil)
+	if err != nil {
+		return p, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return p, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		return p, hub.Wrap(hub.Unavailable, err, "decode page")
+	}
+	return p, nil
+}
+
+// Fetch leases and opens one message.
+func (c *Client) Fetch(ctx context.Context, messageUUID string) (*Memo, error) {
+	req, err := c.request(ctx, "GET", "/memos/"+url.PathEscape(messageUUID), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	return memoOf(resp), nil
+}
+
+// Next leases the next available message, waiting up to wait for one;
+// (nil, nil) when none arrived.
+func (c *Client) Next(ctx context.Context, wait time.Duration) (*Memo, error) {
+	req, err := c.request(ctx, "GET", "/memos/next?wait="+url.QueryEscape(wait.String()), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		resp.Body.Close()
+		return nil, nil
+	}
+	return memoOf(resp), nil
+}
+
+func memoOf(resp *http.Response) *Memo {
+	h := resp.Header
+	m := &Memo{UUID: h.Get("X-Posthub-Message-Uuid"), Lease: h.Get("X-Posthub-Lease"), Version: h.Get("X-Posthub-Memo-Version"),
+		Size: resp.ContentLength, Body: resp.Body}
+	m.LeaseExpires, _ = time.Parse(time.RFC3339Nano, h.Get("X-Posthub-Lease-Expires"))
+	m.Attempt, _ = strconv.Atoi(h.Get("X-Posthub-Attempt"))
+	return m
+}
+
+// Ack acknowledges a message; acknowledging it again is not an error.
+func (c *Client) Ack(ctx context.Context, messageUUID string) error {
+	req, err := c.request(ctx, "DELETE", "/memos/"+url.PathEscape(messageUUID), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Receipt sends a business receipt (COMPLETED or INVALID) for a message;
+// lease is the token of the fetch (needed when the hub gives leases back
+// on INVALID).
+func (c *Client) Receipt(ctx context.Context, messageUUID string, status hub.ReceiptStatus, errorCode, errorMessage, lease string) error {
+	b, _ := json.Marshal(map[string]string{"messageUUID": messageUUID, "receiptStatus": string(status),
+		"errorCode": errorCode, "errorMessage": errorMessage})
+	req, err := c.request(ctx, "POST", "/memos/"+url.PathEscape(messageUUID)+"/receipt", strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if lease != "" {
+		req.Header.Set("X-Posthub-Lease", lease)
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}

@@ -32,7 +32,7 @@ func schemas() obj {
 		"resource": str("the checked resource (memo, request, system…)"), "field": str("path of the offending element or field"),
 		"code": str("stable rule code"), "message": str("explanation"), "rejectedValue": str("the offending value"),
 		"line": obj{"type": "integer", "description": "line in the submitted document"}}}
-	return obj{
+	all := obj{
 		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
 			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, unavailable, internal"),
 			"message": str("what went wrong"), "fieldErrors": obj{"type": "array", "items": fieldError},
@@ -92,6 +92,10 @@ func schemas() obj {
 		"ImportReport": obj{"type": "object", "properties": obj{"accepted": obj{"type": "integer"},
 			"rejected": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"line": obj{"type": "integer"}, "id": str(""), "code": str(""), "message": str("")}}}}},
 	}
+	for k, v := range retrievalSchemas() {
+		all[k] = v
+	}
+	return all
 }
 
 // OpenAPI builds the OpenAPI 3 document of a route table.

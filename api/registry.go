@@ -194,6 +194,14 @@ func (s *Server) handleCreateSystem(c *gin.Context) {
 		return
 	}
 	sys, token, err := s.admin.RegisterSystem(c.Request.Context(), actor(c), o.CVR, hub.SystemSpec(req))
+	if err == nil && s.retrieval != nil && sys.Role == hub.RecipientSystem {
+		// First connection: post already waiting in the mailbox this system
+		// serves is queued to it. A failure is not the registration's: the
+		// retrieval reconcile loop finishes the move.
+		if _, cerr := s.retrieval.Connect(c.Request.Context(), sys); cerr != nil {
+			s.log.Warn("first-connection backfill", "system", sys.ID, "error", cerr)
+		}
+	}
 	s.reply(c, http.StatusCreated, SystemWithToken{System: sys, APIToken: token}, err)
 }
 

@@ -30,6 +30,8 @@ import (
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/viewer"
+	"github.com/posthub/posthub/retrieval"
 )
 
 // Config holds the API's limits and choices.
@@ -61,7 +63,9 @@ type Server struct {
 	ingest    *hub.Ingest
 	importer  *hub.ContactImporter
 	archive   *hub.SentArchive
+	retrieval *retrieval.Service
 	validator *memo.Validator
+	viewer    *viewer.Service
 	events    *eventlog.Log
 	log       *slog.Logger
 	now       func() time.Time
@@ -76,12 +80,16 @@ type Server struct {
 
 // Deps are the services the API calls.
 type Deps struct {
-	Store     hub.Store
-	Blobs     hub.Blobs
-	Registry  *hub.Registry
-	Ingest    *hub.Ingest
-	Importer  *hub.ContactImporter
+	Store    hub.Store
+	Blobs    hub.Blobs
+	Registry *hub.Registry
+	Ingest   *hub.Ingest
+	Importer *hub.ContactImporter
+	// Retrieval serves receiver systems (nil: their routes answer 503).
+	Retrieval *retrieval.Service
 	Validator *memo.Validator
+	// Viewer serves viewing clients and consents (nil: their routes answer 503).
+	Viewer *viewer.Service
 	// Events is the event log the events routes read (nil: they answer 503).
 	Events *eventlog.Log
 	Log    *slog.Logger
@@ -117,6 +125,8 @@ func New(cfg Config, d Deps) *Server {
 		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
 		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
 	s.initAuth(&d)
+	s.viewer = d.Viewer
+	s.retrieval = d.Retrieval
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())

@@ -41,6 +41,11 @@ type serveConfig struct {
 	LogLevel         string
 	ShutdownTimeout  time.Duration
 	DebugAddr        string
+	// System retrieval.
+	LeaseTTL          time.Duration
+	MaxAttempts       int
+	InactiveAfter     time.Duration
+	ReconcileInterval time.Duration
 }
 
 // configTable documents the settings (the README's table is generated from
@@ -71,6 +76,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests get on shutdown")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Minute, "how long a message fetched by a receiver system stays leased to it before it is fetchable again")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 10, "fetches without acknowledgement after which a message is parked for an administrator")
+	fs.DurationVar(&c.InactiveAfter, "inactive-after", 7*24*time.Hour, "flag a receiver system that has not fetched for this long while post waits")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 30*time.Second, "how often mailbox post is queued to newly connected receiver systems and system-fetch jobs resumed")
 }
 
 // load parses args over the config file and the environment.

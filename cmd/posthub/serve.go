@@ -22,6 +22,7 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
 	"github.com/posthub/posthub/storage/s3"
@@ -82,6 +83,9 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	ingest := &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events,
 		InlineMax: cfg.InlineMax, ArchiveRetention: cfg.ArchiveRetention}
 	importer := &hub.ContactImporter{Store: store}
+	fetching := retrieval.New(retrieval.Config{LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, InactiveAfter: cfg.InactiveAfter,
+		ReconcileInterval: cfg.ReconcileInterval, TempDir: spool}, retrieval.Deps{Store: store, Blobs: blobs, Events: events, Log: log})
+	ingest.Delivered = fetching.Delivered
 
 	operatorToken := cfg.OperatorToken
 	if cfg.Demo && operatorToken == "" {
@@ -91,7 +95,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}
-	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest,
+	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
 		Importer: importer, Validator: validator, Log: log})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -125,6 +129,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
+	go fetching.Run(ctx)
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}
 	go every(ctx, time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err })
 	holder, _ := os.Hostname()

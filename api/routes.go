@@ -36,7 +36,7 @@ const v1 = "/apis/v1"
 // table is the whole route table; each area contributes its own routes.
 func (s *Server) table() []Route {
 	var all []Route
-	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes(), s.eventRoutes()} {
+	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes(), s.eventRoutes(), s.viewerRoutes()} {
 		all = append(all, part...)
 	}
 	return all

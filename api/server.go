@@ -31,7 +31,6 @@ import (
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/viewer"
-	"github.com/posthub/posthub/retrieval"
 )
 
 // Config holds the API's limits and choices.
@@ -63,7 +62,6 @@ type Server struct {
 	ingest    *hub.Ingest
 	importer  *hub.ContactImporter
 	archive   *hub.SentArchive
-	retrieval *retrieval.Service
 	validator *memo.Validator
 	viewer    *viewer.Service
 	events    *eventlog.Log
@@ -80,13 +78,11 @@ type Server struct {
 
 // Deps are the services the API calls.
 type Deps struct {
-	Store    hub.Store
-	Blobs    hub.Blobs
-	Registry *hub.Registry
-	Ingest   *hub.Ingest
-	Importer *hub.ContactImporter
-	// Retrieval serves receiver systems (nil: their routes answer 503).
-	Retrieval *retrieval.Service
+	Store     hub.Store
+	Blobs     hub.Blobs
+	Registry  *hub.Registry
+	Ingest    *hub.Ingest
+	Importer  *hub.ContactImporter
 	Validator *memo.Validator
 	// Viewer serves viewing clients and consents (nil: their routes answer 503).
 	Viewer *viewer.Service
@@ -126,7 +122,6 @@ func New(cfg Config, d Deps) *Server {
 		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
 	s.initAuth(&d)
 	s.viewer = d.Viewer
-	s.retrieval = d.Retrieval
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())

@@ -30,6 +30,7 @@ import (
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -62,6 +63,7 @@ type Server struct {
 	ingest    *hub.Ingest
 	importer  *hub.ContactImporter
 	archive   *hub.SentArchive
+	retrieval *retrieval.Service
 	validator *memo.Validator
 	viewer    *viewer.Service
 	events    *eventlog.Log
@@ -78,11 +80,13 @@ type Server struct {
 
 // Deps are the services the API calls.
 type Deps struct {
-	Store     hub.Store
-	Blobs     hub.Blobs
-	Registry  *hub.Registry
-	Ingest    *hub.Ingest
-	Importer  *hub.ContactImporter
+	Store    hub.Store
+	Blobs    hub.Blobs
+	Registry *hub.Registry
+	Ingest   *hub.Ingest
+	Importer *hub.ContactImporter
+	// Retrieval serves receiver systems (nil: their routes answer 503).
+	Retrieval *retrieval.Service
 	Validator *memo.Validator
 	// Viewer serves viewing clients and consents (nil: their routes answer 503).
 	Viewer *viewer.Service
@@ -122,6 +126,7 @@ func New(cfg Config, d Deps) *Server {
 		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
 	s.initAuth(&d)
 	s.viewer = d.Viewer
+	s.retrieval = d.Retrieval
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())

@@ -20,9 +20,9 @@ import (
 )
 
 const (
-	ownOrg   = "11111111"
-	otherOrg = "22222222"
-	matrixOperatorToken  = "ph_matrix-operator"
+	ownOrg              = "11111111"
+	otherOrg            = "22222222"
+	matrixOperatorToken = "ph_matrix-operator"
 )
 
 // caller is one principal of the matrix: a role held in ownOrg (or

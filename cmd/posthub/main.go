@@ -31,6 +31,7 @@ var commands = []command{
 	{"serve", "run the hub (HTTP API) on the embedded default or MongoDB + S3", runServe},
 	{"send", "submit MeMos (files, directories, lzma archives) to a hub", runSend},
 	{"memo", "validate, create and convert MeMo messages", runMemo},
+	{"admin", "bootstrap the first administrator, grant and revoke privileges (embedded hub)", runAdmin},
 	{"fetch", "drain a receiver system's post into a directory, durably, then acknowledge", runFetch},
 }
 

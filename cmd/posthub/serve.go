@@ -19,7 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/retrieval"
@@ -95,8 +97,12 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}
+	az, err := newAuthz(ctx, env, cfg, &admin.Service{Store: store, Registry: registry, Ingest: ingest, Importer: importer, Events: ingest.Events}, log)
+	if err != nil {
+		return err
+	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
-		Importer: importer, Validator: validator, Log: log})
+		Importer: importer, Validator: validator, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -121,6 +127,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 			ln.Close()
 			return fmt.Errorf("demo data: %w", err)
 		}
+		if err := seedDemoUsers(ctx, store, az.enforcer, stdout, base); err != nil {
+			ln.Close()
+			return fmt.Errorf("demo users: %w", err)
+		}
 	}
 	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs)
 	if cfg.DebugAddr != "" {
@@ -128,6 +138,8 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	// Seal pending events into the chain (one sealer at a time across instances, by lock).
+	go eventlog.NewSealer(store, store, eventlog.SealerOptions{Log: log}).Run(ctx)
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}

@@ -1,0 +1,708 @@
+package admin
+
+import (
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// loginCookie carries the pre-session nonce the login form's CSRF token is
+// bound to (login CSRF).
+const loginCookie = "posthub_login"
+
+// Portal is the server-rendered admin portal under /admin/: html/template
+// pages with embedded assets, forms that work without JavaScript, every
+// page and form action guarded by a permission (Pages) decided by the same
+// rbac.Enforcer as the API.
+type Portal struct {
+	Svc      *Service
+	Sessions *rbac.Sessions
+	// Secure forces the Secure flag on cookies (behind a TLS-terminating proxy).
+	Secure bool
+	Log    *slog.Logger
+
+	mux   *http.ServeMux
+	tmpl  map[string]*template.Template
+	pages []PageRoute
+}
+
+// PageRoute is one portal page or form action and the permission it needs
+// ("" for public pages, rbac.Self for any logged-in user).
+type PageRoute struct {
+	Method, Path string
+	Perm         rbac.Perm
+	Public       bool
+}
+
+// NewPortal builds the portal.
+func NewPortal(svc *Service, sessions *rbac.Sessions, log *slog.Logger) *Portal {
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Portal{Svc: svc, Sessions: sessions, Log: log, mux: http.NewServeMux(), tmpl: map[string]*template.Template{}}
+	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html"))
+	for _, name := range []string{"login", "home", "org", "systems", "contacts", "users", "statistics", "events", "messages", "error"} {
+		t := template.Must(layout.Clone())
+		if name == "error" {
+			template.Must(t.Parse(`{{define "content"}}<p><a href="/admin/">Back to the start page</a></p>{{end}}`))
+		} else {
+			template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
+		}
+		p.tmpl[name] = t
+	}
+	assets, _ := fs.Sub(assetFS, "assets")
+	p.mux.Handle("GET /admin/assets/", http.StripPrefix("/admin/assets/", http.FileServerFS(assets)))
+	p.pages = append(p.pages, PageRoute{Method: "GET", Path: "/admin/assets/", Public: true})
+	p.route("GET /admin/login", "", p.loginPage)
+	p.route("POST /admin/login", "", p.login)
+	p.route("POST /admin/logout", rbac.Self, p.logout)
+	p.route("GET /admin/{$}", rbac.Self, p.home)
+	p.route("POST /admin/orgs", rbac.OrgsCreate, p.createOrg)
+	p.route("GET /admin/orgs/{org}/{$}", rbac.OrgsRead, p.orgPage)
+	p.route("GET /admin/orgs/{org}/systems", rbac.SystemsRead, p.systemsPage)
+	p.route("POST /admin/orgs/{org}/systems", rbac.SystemsWrite, p.registerSystem)
+	p.route("POST /admin/orgs/{org}/systems/{id}/{action}", rbac.SystemsWrite, p.systemAction)
+	p.route("GET /admin/orgs/{org}/contacts", rbac.ContactsRead, p.contactsPage)
+	p.route("POST /admin/orgs/{org}/contact-points", rbac.ContactsWrite, p.createContactPoint)
+	p.route("POST /admin/orgs/{org}/contact-points/{id}/delete", rbac.ContactsWrite, p.deleteContactPoint)
+	p.route("POST /admin/orgs/{org}/contact-groups", rbac.ContactsWrite, p.createContactGroup)
+	p.route("POST /admin/orgs/{org}/routing-rules", rbac.ContactsWrite, p.createRule)
+	p.route("GET /admin/orgs/{org}/users", rbac.UsersRead, p.usersPage)
+	p.route("POST /admin/orgs/{org}/users", rbac.UsersWrite, p.createUser)
+	p.route("POST /admin/orgs/{org}/grants", rbac.UsersWrite, p.grant)
+	p.route("GET /admin/orgs/{org}/statistics", rbac.StatisticsRead, p.statisticsPage)
+	p.route("GET /admin/orgs/{org}/events", rbac.EventLogRead, p.eventsPage)
+	p.route("GET /admin/orgs/{org}/messages", rbac.MessagesRecall, p.messagesPage)
+	p.route("POST /admin/orgs/{org}/messages/{id}/recall", rbac.MessagesRecall, p.recall)
+	return p
+}
+
+// Pages lists the portal's pages and actions with their permissions (for
+// the permission matrix test).
+func (p *Portal) Pages() []PageRoute { return p.pages }
+
+func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "same-origin")
+	p.mux.ServeHTTP(w, r)
+}
+
+// req is one portal request after authentication and authorisation.
+type req struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	user    *hub.User
+	session rbac.Session
+	org     hub.Organisation
+	hasOrg  bool
+	csrf    string
+}
+
+func (q *req) actor() Actor {
+	return Actor{Name: "user:" + q.user.ID, Subject: rbac.Subject{User: q.user.ID}}
+}
+
+// view is what templates see.
+type view struct {
+	Title, Notice, Error string
+	User                 *hub.User
+	CSRF                 string
+	Org                  *hub.Organisation
+	Perms                []rbac.Perm
+	Data                 any
+}
+
+// Can reports whether the viewer holds perm in the page's organisation.
+func (v view) Can(perm string) bool { return slices.Contains(v.Perms, rbac.Perm(perm)) }
+
+func (p *Portal) route(pattern string, perm rbac.Perm, h func(*req) error) {
+	method, path, _ := strings.Cut(pattern, " ")
+	p.pages = append(p.pages, PageRoute{Method: method, Path: path, Perm: perm, Public: perm == ""})
+	p.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		q := &req{w: w, r: r}
+		if perm == "" {
+			p.fail(q, h(q))
+			return
+		}
+		ss, u, ok := p.authenticate(r)
+		if !ok {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			p.render(q, http.StatusUnauthorized, "error", view{Title: "Please log in", Error: "Your session has ended; log in again."})
+			return
+		}
+		q.user, q.session, q.csrf = &u, ss, p.Sessions.CSRFToken(ss)
+		if r.Method == http.MethodPost {
+			if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+				p.render(q, http.StatusBadRequest, "error", view{Title: "Bad request", Error: "The form could not be read."})
+				return
+			}
+			if !p.Sessions.CheckCSRF(ss, r.PostFormValue("csrf")) {
+				p.render(q, http.StatusForbidden, "error", view{Title: "Refused", Error: "The form has expired or did not come from this portal; reload the page and try again."})
+				return
+			}
+		}
+		dom := ""
+		if org := r.PathValue("org"); org != "" {
+			dom = org
+		}
+		if rbac.IsGlobal(perm) {
+			dom = rbac.Global
+		}
+		if perm != rbac.Self && (dom == "" || !p.Svc.Enforcer.Allowed(rbac.Subject{User: u.ID}, dom, perm)) {
+			p.render(q, http.StatusForbidden, "error", view{Title: "Not permitted", Error: fmt.Sprintf("This needs the permission %s in the organisation concerned.", perm)})
+			return
+		}
+		if org := r.PathValue("org"); org != "" {
+			o, err := p.Svc.Store.GetOrg(r.Context(), org)
+			if err != nil {
+				p.fail(q, err)
+				return
+			}
+			q.org, q.hasOrg = o, true
+		}
+		p.fail(q, h(q))
+	})
+}
+
+func (p *Portal) authenticate(r *http.Request) (rbac.Session, hub.User, bool) {
+	c, err := r.Cookie(rbac.SessionCookie)
+	if err != nil {
+		return rbac.Session{}, hub.User{}, false
+	}
+	ss, ok := p.Sessions.Verify(c.Value)
+	if !ok {
+		return ss, hub.User{}, false
+	}
+	u, err := p.Svc.Store.GetUser(r.Context(), ss.User)
+	if err != nil || !u.Active {
+		return ss, hub.User{}, false
+	}
+	return ss, u, true
+}
+
+func (p *Portal) secure(r *http.Request) bool {
+	return p.Secure || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// fail shows err (nil: nothing to do): a POST goes back to its page with
+// the message; a GET shows an error page with the code's status.
+func (p *Portal) fail(q *req, err error) {
+	if err == nil {
+		return
+	}
+	code := hub.ErrorCode(err)
+	msg := "Something went wrong; the operator can find it in the log."
+	var he *hub.Error
+	if errors.As(err, &he) && code != hub.Internal {
+		msg = he.Message
+		if len(he.Fields) > 0 && he.Fields[0].Code != "" {
+			msg += " (" + he.Fields[0].Code + ")"
+		}
+	}
+	if hub.HTTPStatus(code) >= 500 {
+		p.Log.Error("portal", "path", q.r.URL.Path, "error", err)
+	}
+	if q.r.Method == http.MethodPost && q.hasOrg {
+		p.back(q, "", msg)
+		return
+	}
+	p.render(q, hub.HTTPStatus(code), "error", view{Title: "Error", Error: msg})
+}
+
+// back redirects (303) to the page a form was on, with a notice or error.
+func (p *Portal) back(q *req, notice, errMsg string) {
+	target := q.r.Header.Get("Referer")
+	u, err := url.Parse(target)
+	if err != nil || target == "" || !strings.HasPrefix(u.Path, "/admin/") {
+		target = "/admin/"
+		if q.hasOrg {
+			target = "/admin/orgs/" + q.org.CVR + "/"
+		}
+		u, _ = url.Parse(target)
+	}
+	v := url.Values{}
+	if notice != "" {
+		v.Set("notice", notice)
+	}
+	if errMsg != "" {
+		v.Set("error", errMsg)
+	}
+	http.Redirect(q.w, q.r, u.Path+"?"+v.Encode(), http.StatusSeeOther)
+}
+
+func (p *Portal) render(q *req, status int, name string, v view) {
+	if v.User == nil {
+		v.User = q.user
+	}
+	v.CSRF = q.csrf
+	if q.hasOrg && v.Org == nil {
+		o := q.org
+		v.Org = &o
+		if q.user != nil {
+			v.Perms = p.Svc.Enforcer.PermsOf(rbac.Subject{User: q.user.ID}, o.CVR)
+		}
+	}
+	if v.Notice == "" {
+		v.Notice = q.r.URL.Query().Get("notice")
+	}
+	if v.Error == "" && status < 400 {
+		v.Error = q.r.URL.Query().Get("error")
+	}
+	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	q.w.Header().Set("Cache-Control", "no-store")
+	q.w.WriteHeader(status)
+	if err := p.tmpl[name].ExecuteTemplate(q.w, "layout", v); err != nil {
+		p.Log.Error("portal template", "page", name, "error", err)
+	}
+}
+
+func (p *Portal) loginPage(q *req) error {
+	n := make([]byte, 16)
+	_, _ = rand.Read(n)
+	nonce := base64.RawURLEncoding.EncodeToString(n)
+	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Value: nonce, Path: "/admin/", HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode, MaxAge: 3600})
+	q.csrf = p.Sessions.CSRFToken(rbac.Session{Nonce: nonce})
+	p.render(q, http.StatusOK, "login", view{Title: "Log in"})
+	return nil
+}
+
+func (p *Portal) login(q *req) error {
+	r := q.r
+	c, err := r.Cookie(loginCookie)
+	if err != nil || !p.Sessions.CheckCSRF(rbac.Session{Nonce: c.Value}, r.PostFormValue("csrf")) {
+		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
+		return nil
+	}
+	u, err := p.Svc.Store.GetUser(r.Context(), r.PostFormValue("userId"))
+	ok := err == nil && u.Active && rbac.CheckPassword(u.PasswordHash, r.PostFormValue("password"))
+	if !ok {
+		if err != nil {
+			rbac.CheckNoUser(r.PostFormValue("password"))
+		}
+		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Unknown user or wrong password."), http.StatusSeeOther)
+		return nil
+	}
+	ss, v := p.Sessions.Issue(u.ID)
+	http.SetCookie(q.w, &http.Cookie{Name: rbac.SessionCookie, Value: v, Path: "/", HttpOnly: true, Secure: p.secure(r),
+		SameSite: http.SameSiteLaxMode, MaxAge: int(ss.Expires.Sub(ss.Issued) / time.Second)})
+	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Path: "/admin/", MaxAge: -1})
+	_ = p.Svc.record(r.Context(), Actor{Name: "user:" + u.ID}, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID, "via": "portal"})
+	http.Redirect(q.w, r, "/admin/", http.StatusSeeOther)
+	return nil
+}
+
+func (p *Portal) logout(q *req) error {
+	http.SetCookie(q.w, &http.Cookie{Name: rbac.SessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode})
+	http.Redirect(q.w, q.r, "/admin/login", http.StatusSeeOther)
+	return nil
+}
+
+func (p *Portal) home(q *req) error {
+	ctx := q.r.Context()
+	sub := rbac.Subject{User: q.user.ID}
+	var orgs []hub.Organisation
+	if p.Svc.Enforcer.Allowed(sub, rbac.Global, rbac.OrgsList) {
+		all, err := p.Svc.Store.ListOrgs(ctx)
+		if err != nil {
+			return err
+		}
+		orgs = all
+	} else {
+		for _, d := range p.Svc.Enforcer.Domains(q.user.ID) {
+			if o, err := p.Svc.Store.GetOrg(ctx, d); err == nil {
+				orgs = append(orgs, o)
+			}
+		}
+	}
+	p.render(q, http.StatusOK, "home", view{Title: "Administrativ Adgang", Data: map[string]any{
+		"Orgs": orgs, "Grants": p.Svc.Enforcer.Grants("", q.user.ID), "CanCreate": p.Svc.Enforcer.Allowed(sub, rbac.Global, rbac.OrgsCreate)}})
+	return nil
+}
+
+func (p *Portal) createOrg(q *req) error {
+	f := q.r.PostFormValue
+	o, err := p.Svc.CreateOrg(q.r.Context(), q.actor(), hub.Organisation{CVR: strings.TrimSpace(f("cvr")), Name: f("name"),
+		Kind: hub.OrgKind(f("kind")), Setup: hub.Setup(f("setup"))})
+	if err != nil {
+		http.Redirect(q.w, q.r, "/admin/?error="+url.QueryEscape(errMessage(err)), http.StatusSeeOther)
+		return nil
+	}
+	http.Redirect(q.w, q.r, "/admin/orgs/"+o.CVR+"/?notice="+url.QueryEscape("Organisation created."), http.StatusSeeOther)
+	return nil
+}
+
+func errMessage(err error) string {
+	var he *hub.Error
+	if errors.As(err, &he) && he.Code != hub.Internal {
+		if len(he.Fields) > 0 {
+			return he.Message + " (" + he.Fields[0].Code + ")"
+		}
+		return he.Message
+	}
+	return "internal error"
+}
+
+func (p *Portal) orgPage(q *req) error {
+	p.render(q, http.StatusOK, "org", view{Title: q.org.Name})
+	return nil
+}
+
+type issuedToken struct {
+	System hub.System
+	Token  string
+}
+
+func (p *Portal) systemsPage(q *req) error { return p.showSystems(q, nil) }
+
+func (p *Portal) showSystems(q *req, tok *issuedToken) error {
+	ss, err := p.Svc.Store.ListSystems(q.r.Context(), q.org.CVR)
+	if err != nil {
+		return err
+	}
+	p.render(q, http.StatusOK, "systems", view{Title: "Systems", Data: map[string]any{"Systems": ss, "Token": tok},
+		Notice: map[bool]string{true: "Done."}[tok != nil]})
+	return nil
+}
+
+func (p *Portal) registerSystem(q *req) error {
+	f := q.r.PostFormValue
+	sp := hub.SystemSpec{Name: f("name"), Role: hub.SystemRole(f("role"))}
+	if sp.Role == hub.RecipientSystem {
+		sp.Mailbox, sp.MemoVersion = hub.MailboxKind(f("mailbox")), f("memoVersion")
+	}
+	sys, tok, err := p.Svc.RegisterSystem(q.r.Context(), q.actor(), q.org.CVR, sp)
+	if err != nil {
+		return err
+	}
+	return p.showSystems(q, &issuedToken{System: sys, Token: tok})
+}
+
+func (p *Portal) systemAction(q *req) error {
+	ctx, a, org, id := q.r.Context(), q.actor(), q.org.CVR, q.r.PathValue("id")
+	switch q.r.PathValue("action") {
+	case "default":
+		if _, err := p.Svc.MakeDefault(ctx, a, org, id); err != nil {
+			return err
+		}
+		p.back(q, "The default receiver system is changed.", "")
+	case "renew":
+		sys, tok, err := p.Svc.RenewToken(ctx, a, org, id)
+		if err != nil {
+			return err
+		}
+		return p.showSystems(q, &issuedToken{System: sys, Token: tok})
+	case "deactivate":
+		if _, err := p.Svc.Deactivate(ctx, a, org, id); err != nil {
+			return err
+		}
+		p.back(q, "The system is deactivated.", "")
+	case "certificate":
+		file, _, err := q.r.FormFile("certificate")
+		if err != nil {
+			return invalid("certificate", "certificate", "certificate.missing", "choose a certificate file", "")
+		}
+		defer file.Close()
+		b, err := io.ReadAll(io.LimitReader(file, 64<<10))
+		if err != nil {
+			return err
+		}
+		if _, err := p.Svc.UploadCertificate(ctx, a, org, id, b); err != nil {
+			return err
+		}
+		p.back(q, "The client certificate is registered.", "")
+	default:
+		return hub.Errorf(hub.NotFound, "no such action")
+	}
+	return nil
+}
+
+func (p *Portal) contactsPage(q *req) error {
+	ctx, org := q.r.Context(), q.org.CVR
+	ss, err := p.Svc.Store.ListSystems(ctx, org)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	var receivers []hub.System
+	for _, s := range ss {
+		names[s.ID] = s.Name
+		if s.Role == hub.RecipientSystem && s.Active {
+			receivers = append(receivers, s)
+		}
+	}
+	groups, err := p.Svc.Store.ListContactGroups(ctx, org)
+	if err != nil {
+		return err
+	}
+	points, err := p.Svc.Store.ListContactPoints(ctx, org)
+	if err != nil {
+		return err
+	}
+	rules, err := p.Svc.Store.ListRoutingRules(ctx, org)
+	if err != nil {
+		return err
+	}
+	p.render(q, http.StatusOK, "contacts", view{Title: "Contact structure", Data: map[string]any{
+		"Groups": groups, "Points": points, "Rules": rules, "Receivers": receivers, "SystemNames": names}})
+	return nil
+}
+
+func (p *Portal) createContactPoint(q *req) error {
+	f := q.r.PostFormValue
+	cp := hub.ContactPoint{OrgCVR: q.org.CVR, Name: f("name"), SystemID: f("systemId"), Active: true, Visible: true}
+	if g := f("groupId"); g != "" {
+		cp.GroupIDs = []string{g}
+	}
+	if c := strings.TrimSpace(f("code")); c != "" {
+		cp.Codes = []hub.ContactPointCode{{Type: hub.CodeType(f("codeType")), Code: c}}
+	}
+	if _, err := p.Svc.PutContactPoint(q.r.Context(), q.actor(), cp); err != nil {
+		return err
+	}
+	p.back(q, "Contact point "+cp.Name+" created.", "")
+	return nil
+}
+
+func (p *Portal) deleteContactPoint(q *req) error {
+	if err := p.Svc.DeleteContactPoint(q.r.Context(), q.actor(), q.org.CVR, q.r.PathValue("id")); err != nil {
+		return err
+	}
+	p.back(q, "Contact point deleted.", "")
+	return nil
+}
+
+func (p *Portal) createContactGroup(q *req) error {
+	g, err := p.Svc.PutContactGroup(q.r.Context(), q.actor(), hub.ContactGroup{OrgCVR: q.org.CVR, Name: q.r.PostFormValue("name")})
+	if err != nil {
+		return err
+	}
+	p.back(q, "Contact group "+g.Name+" created.", "")
+	return nil
+}
+
+func (p *Portal) createRule(q *req) error {
+	f := q.r.PostFormValue
+	prio, _ := strconv.Atoi(f("priority"))
+	if _, err := p.Svc.CreateRule(q.r.Context(), q.actor(), hub.RoutingRule{OrgCVR: q.org.CVR, Priority: prio, Field: f("field"),
+		Value: strings.TrimSpace(f("value")), SystemID: f("systemId")}); err != nil {
+		return err
+	}
+	p.back(q, "Routing rule added.", "")
+	return nil
+}
+
+func (p *Portal) usersPage(q *req) error {
+	us, err := p.Svc.UsersOf(q.r.Context(), q.org.CVR)
+	if err != nil {
+		return err
+	}
+	var roles []rbac.Role
+	for _, r := range rbac.Roles {
+		if !r.Global && !r.System {
+			roles = append(roles, r)
+		}
+	}
+	p.render(q, http.StatusOK, "users", view{Title: "Users and privileges", Data: map[string]any{"Users": us, "Roles": roles}})
+	return nil
+}
+
+func (p *Portal) createUser(q *req) error {
+	f := q.r.PostFormValue
+	u, err := p.Svc.CreateUser(q.r.Context(), q.actor(), q.org.CVR, NewUser{ID: strings.TrimSpace(f("id")), Name: f("name"), Email: f("email"), Password: f("password")})
+	if err != nil {
+		return err
+	}
+	p.back(q, "User "+u.ID+" created; grant a privilege to let them in.", "")
+	return nil
+}
+
+func (p *Portal) grant(q *req) error {
+	f := q.r.PostFormValue
+	g := rbac.Grant{User: strings.TrimSpace(f("userId")), Role: f("privilege"), Domain: q.org.CVR}
+	if f("action") == "revoke" {
+		if err := p.Svc.Revoke(q.r.Context(), q.actor(), g); err != nil {
+			return err
+		}
+		p.back(q, g.Role+" revoked from "+g.User+".", "")
+		return nil
+	}
+	if err := p.Svc.Grant(q.r.Context(), q.actor(), g); err != nil {
+		return err
+	}
+	p.back(q, g.Role+" granted to "+g.User+".", "")
+	return nil
+}
+
+func (p *Portal) messagesPage(q *req) error {
+	ms, err := p.Svc.HeldMessages(q.r.Context(), q.org.CVR, 200)
+	if err != nil {
+		return err
+	}
+	p.render(q, http.StatusOK, "messages", view{Title: "Recall held messages", Data: map[string]any{"Messages": ms}})
+	return nil
+}
+
+func (p *Portal) recall(q *req) error {
+	if _, err := p.Svc.Recall(q.r.Context(), q.actor(), q.org.CVR, strings.ToLower(q.r.PathValue("id"))); err != nil {
+		return err
+	}
+	p.back(q, "The message is recalled.", "")
+	return nil
+}
+
+func (p *Portal) eventsPage(q *req) error {
+	v := q.r.URL.Query()
+	data := map[string]any{"Tag": v.Get("eventTag"), "Actor": v.Get("actor"), "MessageUUID": v.Get("messageUUID"), "From": v.Get("from"),
+		"KnownTags": []string{"SYSTEM_CREATED", "SYSTEM_CHANGED", "CONTACT_POINT_CHANGED", "CONTACT_GROUP_CHANGED", "ROUTING_RULE_CHANGED",
+			"PRIVILEGES_GRANTED", "PRIVILEGES_REVOKED", "IDENTITY_CREATED", "MEMO_SEND_RECEIVED", "MEMO_MESSAGE_RECALLED",
+			"MESSAGE_RECALLED_BY_ADMINISTRATOR", "STATISTICS_READ", "ORGANISATION_CREATED"}}
+	if len(v) > 0 {
+		eq := hub.EventQuery{Actor: strings.TrimSpace(v.Get("actor")), MessageUUID: strings.TrimSpace(v.Get("messageUUID")), Descending: true, Limit: 200}
+		if t := strings.TrimSpace(v.Get("eventTag")); t != "" {
+			eq.Tags = []string{t}
+		}
+		if f := v.Get("from"); f != "" {
+			t, err := time.Parse("2006-01-02", f)
+			if err != nil {
+				return invalid("events", "from", "events.date.invalid", "dates are YYYY-MM-DD", f)
+			}
+			eq.From = t
+		}
+		evs, err := p.Svc.SearchEvents(q.r.Context(), q.actor(), q.org.CVR, eq)
+		if err != nil {
+			return err
+		}
+		data["Events"], data["Searched"] = evs, true
+	}
+	p.render(q, http.StatusOK, "events", view{Title: "Event log", Data: data})
+	return nil
+}
+
+// bar is one bar of a server-rendered SVG chart.
+type bar struct {
+	Label              string
+	Value, Bytes       int64
+	X, Y, W, H, LX, LY float64
+}
+
+type chart struct {
+	ID, Title, Dim           string
+	Width, Height, Base, Top float64
+	Max                      int64
+	Bars                     []bar
+}
+
+func newChart(id, title, dim string, rows []StatsRow, label func(StatsRow) string) chart {
+	const left, top, plotH, bottom = 44.0, 12.0, 180.0, 90.0
+	agg := map[string]*bar{}
+	var order []string
+	for _, r := range rows {
+		l := label(r)
+		if agg[l] == nil {
+			agg[l] = &bar{Label: l}
+			order = append(order, l)
+		}
+		agg[l].Value += r.Count
+		agg[l].Bytes += r.Bytes
+	}
+	sort.Strings(order)
+	c := chart{ID: id, Title: title, Dim: dim, Height: top + plotH + bottom, Base: top + plotH, Top: top + 4}
+	for _, l := range order {
+		if agg[l].Value > c.Max {
+			c.Max = agg[l].Value
+		}
+	}
+	w := 800.0 / float64(max(len(order), 1))
+	w = min(max(w, 3), 48)
+	c.Width = left + w*float64(len(order)) + 20
+	for i, l := range order {
+		b := *agg[l]
+		h := 0.0
+		if c.Max > 0 {
+			h = plotH * float64(b.Value) / float64(c.Max)
+		}
+		b.X, b.W, b.H, b.Y = left+float64(i)*w+1, w-2, h, top+plotH-h
+		b.LX, b.LY = b.X+b.W/2, top+plotH+12
+		c.Bars = append(c.Bars, b)
+	}
+	return c
+}
+
+func (p *Portal) statisticsPage(q *req) error {
+	v := q.r.URL.Query()
+	ctx, org := q.r.Context(), q.org.CVR
+	base := StatsQuery{Org: org, From: v.Get("from"), To: v.Get("to"), Period: v.Get("period")}
+	if v.Get("format") == "csv" {
+		sq := base
+		sq.GroupBy = strings.Split(v.Get("groupBy"), ",")
+		st, err := p.Svc.Statistics(ctx, sq)
+		if err != nil {
+			return err
+		}
+		_ = p.Svc.record(ctx, q.actor(), "STATISTICAL_REPORT_DOWNLOADED", org, map[string]string{"from": st.From, "to": st.To})
+		q.w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		q.w.Header().Set("Content-Disposition", `attachment; filename="statistics-`+org+`.csv"`)
+		return st.WriteCSV(q.w)
+	}
+	st, err := p.Svc.Statistics(ctx, base)
+	if err != nil {
+		return err
+	}
+	total := base
+	total.From, total.To, total.Period = st.From, st.To, "total"
+	total.GroupBy = []string{ByMessageType, ByChannel, BySystem, ByDirection}
+	byDim, err := p.Svc.Statistics(ctx, total)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	if ss, err := p.Svc.Store.ListSystems(ctx, org); err == nil {
+		for _, s := range ss {
+			names[s.ID] = s.Name
+		}
+	}
+	_ = p.Svc.record(ctx, q.actor(), "STATISTICS_READ", org, map[string]string{"from": st.From, "to": st.To, "via": "portal"})
+	charts := []chart{
+		newChart("chart-period", "Messages per "+st.Period, st.Period, st.Rows, func(r StatsRow) string { return r.Period }),
+		newChart("chart-type", "Messages per message type", "Message type", byDim.Rows, func(r StatsRow) string { return r.MessageType }),
+		newChart("chart-channel", "Messages per channel", "Channel", byDim.Rows, func(r StatsRow) string { return r.Direction + " " + r.Channel }),
+		newChart("chart-system", "Messages per system", "System", byDim.Rows, func(r StatsRow) string {
+			if n := names[r.SystemID]; n != "" {
+				return n
+			}
+			if r.SystemID == "" {
+				return "(none)"
+			}
+			return r.SystemID
+		}),
+	}
+	p.render(q, http.StatusOK, "statistics", view{Title: "Statistics", Data: map[string]any{"Stats": st, "Charts": charts,
+		"Periods": []string{"day", "month", "year", "total"}}})
+	return nil
+}

@@ -431,11 +431,19 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 	if err == nil {
 		// Receipt and event first, with ids derived from the delivery: a
 		// crash before the ack repeats them harmlessly on the retried ack.
-		if err := s.senderReceipt(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now); err != nil {
-			return AckResult{}, err
-		}
-		if err := s.emitStrict(ctx, hub.Event{ID: "retrieval:fetched:" + d.ID, Time: now, Tag: TagFetched, Actor: holder(sys),
-			Orgs: orgsOf(m, sys), SystemID: sys.ID, MessageUUID: m.UUID, Party: m.RecipientID}); err != nil {
+		// They are independent, so they go to the store together (one
+		// group commit on stores that batch writers).
+		var rerr, eerr error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rerr = s.senderReceipt(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now)
+		}()
+		eerr = s.emitStrict(ctx, hub.Event{ID: "retrieval:fetched:" + d.ID, Time: now, Tag: TagFetched, Actor: holder(sys),
+			Orgs: orgsOf(m, sys), SystemID: sys.ID, MessageUUID: m.UUID, Party: m.RecipientID})
+		wg.Wait()
+		if err := errors.Join(rerr, eerr); err != nil {
 			return AckResult{}, err
 		}
 	}

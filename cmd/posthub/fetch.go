@@ -24,7 +24,7 @@ func runFetch(env *Env, args []string) int {
 	token := fset.String("token", env.Getenv("POSTHUB_TOKEN"), "receiver system API token (POSTHUB_TOKEN)")
 	out := fset.String("out", "", "directory the messages are written to")
 	follow := fset.Bool("follow", false, "keep waiting for new post instead of stopping when the queue is empty")
-	workers := fset.Int("c", 4, "concurrent pollers")
+	workers := fset.Int("c", 8, "concurrent pollers")
 	wait := fset.Duration("wait", 0, "long-poll wait per request (default 30s with --follow, else 1s)")
 	quiet := fset.Bool("q", false, "print only the summary")
 	if code := parseFlags(fset, args); code >= 0 {

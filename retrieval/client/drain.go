@@ -36,7 +36,7 @@ import (
 type Drainer struct {
 	Client *Client
 	Dir    string
-	// Workers is the number of concurrent pollers (default 4).
+	// Workers is the number of concurrent pollers (default 8).
 	Workers int
 	// Follow keeps waiting for new post; otherwise Run returns once the
 	// queue has nothing available.
@@ -65,7 +65,7 @@ const (
 func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	var st Stats
 	if d.Workers <= 0 {
-		d.Workers = 4
+		d.Workers = 8
 	}
 	if d.Wait <= 0 {
 		d.Wait = time.Second

@@ -105,23 +105,7 @@ func TestThreeInstancesOneChainMongo(t *testing.T) {
 	if testing.Short() {
 		total = 600
 	}
-	stores := []eventStore{s}
-	for len(stores) < 3 {
-		c, cancel := context.WithTimeout(ctx, 30*time.Second)
-		other, err := mongo.Open(c, mongo.Config{URI: uri, Database: db})
-		cancel()
-		if err != nil {
-			// storage/mongo's Open re-creates its indexes with one
-			// createIndexes of several; FerretDB v1.24 drops the connection
-			// when they all exist already. Until the store creates them one
-			// at a time, the instances share the first connection.
-			t.Logf("second connection to the database failed (%v); the 3 instances share one store object", err)
-			stores = []eventStore{s, s, s}
-			break
-		}
-		t.Cleanup(func() { _ = other.Close() })
-		stores = append(stores, other)
-	}
+	stores := []eventStore{s, openMongoDB(t, uri, db), openMongoDB(t, uri, db)}
 	runInstancesOn(t, stores, 8, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 1000, LockTTL: 2 * time.Second, Idle: 5 * time.Millisecond})
 	checkOneChain(t, s, total)
 }

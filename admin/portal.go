@@ -612,14 +612,14 @@ type bar struct {
 }
 
 type chart struct {
-	ID, Title, Dim           string
-	Width, Height, Base, Top float64
-	Max                      int64
-	Bars                     []bar
+	ID, Title, Dim                 string
+	Left, Width, Height, Base, Top float64
+	Max                            int64
+	Bars                           []bar
 }
 
 func newChart(id, title, dim string, rows []StatsRow, label func(StatsRow) string) chart {
-	const left, top, plotH, bottom = 44.0, 12.0, 180.0, 90.0
+	const left, top, plotH, bottom = 110.0, 12.0, 180.0, 100.0
 	agg := map[string]*bar{}
 	var order []string
 	for _, r := range rows {
@@ -632,7 +632,7 @@ func newChart(id, title, dim string, rows []StatsRow, label func(StatsRow) strin
 		agg[l].Bytes += r.Bytes
 	}
 	sort.Strings(order)
-	c := chart{ID: id, Title: title, Dim: dim, Height: top + plotH + bottom, Base: top + plotH, Top: top + 4}
+	c := chart{ID: id, Title: title, Dim: dim, Left: left, Height: top + plotH + bottom, Base: top + plotH, Top: top + 4}
 	for _, l := range order {
 		if agg[l].Value > c.Max {
 			c.Max = agg[l].Value

@@ -23,14 +23,26 @@ type instance struct {
 // sealed.
 func runInstances(t *testing.T, s eventStore, n, emitters, total int, sopts eventlog.SealerOptions) {
 	t.Helper()
+	stores := make([]eventStore, n)
+	for i := range stores {
+		stores[i] = s
+	}
+	runInstancesOn(t, stores, emitters, total, sopts)
+}
+
+// runInstancesOn runs one instance per store (the stores may share one
+// database through separate connections).
+func runInstancesOn(t *testing.T, stores []eventStore, emitters, total int, sopts eventlog.SealerOptions) {
+	t.Helper()
+	n, s := len(stores), stores[0]
 	sctx, stop := context.WithCancel(ctx)
 	var sealers sync.WaitGroup
 	insts := make([]instance, n)
 	for i := range insts {
-		l := eventlog.New(s, eventlog.Options{})
+		l := eventlog.New(stores[i], eventlog.Options{})
 		o := sopts
 		o.Holder, o.Notify = fmt.Sprintf("instance-%d", i), l.Notify
-		insts[i] = instance{log: l, sealer: eventlog.NewSealer(s, s, o)}
+		insts[i] = instance{log: l, sealer: eventlog.NewSealer(stores[i], stores[i], o)}
 		sealers.Add(1)
 		go func() { defer sealers.Done(); insts[i].sealer.Run(sctx) }()
 	}

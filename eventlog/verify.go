@@ -3,8 +3,10 @@ package eventlog
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -54,7 +56,8 @@ type Report struct {
 	// (in the log, checked with the public key, or given from outside)
 	// vouches for the chain at or after it.
 	Anchored bool
-	// Checkpoints counts signed checkpoints that verified against the chain.
+	// Checkpoints counts the seqs that signed checkpoints (in the log or
+	// given) vouched for and the chain matched.
 	Checkpoints    int
 	LastCheckpoint uint64
 	// Problem is the first inconsistency, nil when the chain is intact.
@@ -79,8 +82,37 @@ type VerifyOptions struct {
 // Verify recomputes the chain of sealed entries from Seq from on (0: from
 // the first stored entry) and reports the first bad entry. The error is
 // only for a store failure; a broken chain is Report.Problem.
-func Verify(ctx context.Context, store hub.EventStore, from uint64) (Report, error) {
+func Verify(ctx context.Context, store Scanner, from uint64) (Report, error) {
 	return VerifyWith(ctx, store, VerifyOptions{From: from})
+}
+
+// Scanner is what verification reads: a hub.EventStore, or an exported
+// file (ExportFile).
+type Scanner interface {
+	ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) error) error
+}
+
+// ExportFile is a JSON-lines export (GET /apis/v1/events/export, or
+// posthub eventlog export) read back for verification by an outside party.
+type ExportFile struct{ R io.Reader }
+
+// ScanEvents implements Scanner over the file, in file order (a reordered
+// file is a reordered log).
+func (f ExportFile) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) error) error {
+	dec := json.NewDecoder(f.R)
+	for dec.More() {
+		var ev hub.Event
+		if err := dec.Decode(&ev); err != nil {
+			return fmt.Errorf("export file: %w", err)
+		}
+		if ev.Seq < from {
+			continue
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // diagWindow is how many entries are collected after a mismatch to tell a
@@ -88,7 +120,7 @@ func Verify(ctx context.Context, store hub.EventStore, from uint64) (Report, err
 const diagWindow = 64
 
 // VerifyWith is Verify with checkpoints.
-func VerifyWith(ctx context.Context, store hub.EventStore, o VerifyOptions) (Report, error) {
+func VerifyWith(ctx context.Context, store Scanner, o VerifyOptions) (Report, error) {
 	var (
 		r            Report
 		started      bool
@@ -109,8 +141,12 @@ func VerifyWith(ctx context.Context, store hub.EventStore, o VerifyOptions) (Rep
 		external[cp.Seq] = cp
 		maxExternal = max(maxExternal, cp.Seq)
 	}
+	vouched := map[uint64]bool{}
 	vouch := func(seq uint64) {
-		r.Checkpoints++
+		if !vouched[seq] {
+			vouched[seq] = true
+			r.Checkpoints++
+		}
 		r.LastCheckpoint = max(r.LastCheckpoint, seq)
 		if seq+1 >= r.First {
 			r.Anchored = true

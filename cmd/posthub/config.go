@@ -46,6 +46,11 @@ type serveConfig struct {
 	MaxAttempts       int
 	InactiveAfter     time.Duration
 	ReconcileInterval time.Duration
+	// The event log.
+	EventlogKey                string
+	EventlogRetention          time.Duration
+	EventlogCheckpointEvery    uint64
+	EventlogCheckpointInterval time.Duration
 }
 
 // configTable documents the settings (the README's table is generated from
@@ -75,6 +80,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests get on shutdown")
+	fs.StringVar(&c.EventlogKey, "eventlog-key", "", "ed25519 key (PEM) signing event-log checkpoints; created if absent (default on bolt: DATA/eventlog-ed25519.pem; on mongo unset = no checkpoints)")
+	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever); the newest entry is always kept")
+	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
+	fs.DurationVar(&c.EventlogCheckpointInterval, "eventlog-checkpoint-interval", time.Minute, "... or after this long when anything new was sealed")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Minute, "how long a message fetched by a receiver system stays leased to it before it is fetchable again")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 10, "fetches without acknowledgement after which a message is parked for an administrator")

@@ -33,6 +33,7 @@ var commands = []command{
 	{"memo", "validate, create and convert MeMo messages", runMemo},
 	{"admin", "bootstrap the first administrator, grant and revoke privileges (embedded hub)", runAdmin},
 	{"fetch", "drain a receiver system's post into a directory, durably, then acknowledge", runFetch},
+	{"eventlog", "verify and export the tamper-evident event log", runEventlog},
 }
 
 func main() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -80,7 +81,15 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if err := store.Repair(ctx, time.Now()); err != nil {
 		return fmt.Errorf("start-up repair: %w", err)
 	}
-	events := hub.StoreEvents{Store: store}
+	// The event log: appends are group-committed pending entries; the
+	// sealer below chains them (one sealer at a time across instances).
+	evlog := eventlog.New(store, eventlog.Options{})
+	defer evlog.Close()
+	var events hub.EventSink = evlog
+	evKey, err := eventlogKey(cfg)
+	if err != nil {
+		return err
+	}
 	registry := &hub.Registry{Store: store}
 	ingest := &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events,
 		InlineMax: cfg.InlineMax, ArchiveRetention: cfg.ArchiveRetention}
@@ -102,7 +111,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		return err
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
-		Importer: importer, Validator: validator, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal})
+		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -139,7 +148,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	// Seal pending events into the chain (one sealer at a time across instances, by lock).
-	go eventlog.NewSealer(store, store, eventlog.SealerOptions{Log: log}).Run(ctx)
+	sealerHolder, _ := os.Hostname()
+	go eventlog.NewSealer(store, store, eventlog.SealerOptions{Holder: fmt.Sprintf("%s/%d", sealerHolder, os.Getpid()), Log: log,
+		Key: evKey, CheckpointEvery: cfg.EventlogCheckpointEvery, CheckpointInterval: cfg.EventlogCheckpointInterval,
+		Retention: cfg.EventlogRetention, Notify: evlog.Notify}).Run(ctx)
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}
@@ -275,4 +287,18 @@ func openBackends(ctx context.Context, cfg serveConfig) (hub.Store, hub.Blobs, e
 		return nil, nil, fmt.Errorf("unknown blob store %q (fs or s3)", cfg.Blobs)
 	}
 	return store, blobs, nil
+}
+
+// eventlogKey loads the checkpoint signing key: -eventlog-key, or on the
+// embedded default a key generated in the data directory on first start.
+// With MongoDB and no key configured, checkpoints are off (every instance
+// must sign with the same key, so it has to come from the configuration).
+func eventlogKey(cfg serveConfig) (ed25519.PrivateKey, error) {
+	switch {
+	case cfg.EventlogKey != "":
+		return eventlog.LoadOrCreateKey(cfg.EventlogKey)
+	case cfg.Metadata == "bolt":
+		return eventlog.LoadOrCreateKey(filepath.Join(cfg.Data, "eventlog-ed25519.pem"))
+	}
+	return nil, nil
 }

@@ -71,6 +71,14 @@ var permBit = func() map[Perm]uint64 {
 	return m
 }()
 
+var globalMask = func() uint64 {
+	var m uint64
+	for _, p := range GlobalPerms {
+		m |= permBit[p]
+	}
+	return m
+}()
+
 // New loads the policies and returns a ready Enforcer. Call Run to follow
 // changes made elsewhere.
 func New(ctx context.Context, store hub.Policies, opts Options) (*Enforcer, error) {
@@ -217,14 +225,21 @@ func (e *Enforcer) compute(key, sub, dom string) uint64 {
 	if bits, ok := e.cache[key]; ok {
 		return bits
 	}
+	// The matcher is g(sub, role, dom or "*") && perm == p.perm: the bits
+	// are the union of the permissions of every role the subject holds,
+	// directly or through role inheritance, in dom or globally.
 	var bits uint64
-	for _, p := range Perms {
-		if dom != Global && IsGlobal(p) {
+	for _, d := range []string{dom, Global} {
+		roles, err := e.ce.GetImplicitRolesForUser(sub, d)
+		if err != nil {
 			continue
 		}
-		if ok, err := e.ce.Enforce(sub, dom, string(p)); err == nil && ok {
-			bits |= permBit[p]
+		for _, r := range roles {
+			bits |= e.rolePerms[r]
 		}
+	}
+	if dom != Global {
+		bits &^= globalMask
 	}
 	if len(e.cache) >= e.opts.CacheEntries {
 		e.cache = make(map[string]uint64)

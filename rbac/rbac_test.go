@@ -13,7 +13,7 @@ import (
 
 func TestMain(m *testing.M) { testservers.Main(m) }
 
-func boltStore(t *testing.T) hub.Store {
+func boltStore(t testing.TB) hub.Store {
 	t.Helper()
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), bolt.Options{})
 	if err != nil {

@@ -31,7 +31,10 @@ section_storage() { GO="$GO" scripts/bench-storage.sh; }
 # Send: end-to-end accepted MeMos over HTTP, latency, 99 MB accept (scripts/bench-send.sh).
 section_send() { scripts/bench-send.sh; }
 
-SECTIONS=(memo storage send)
+# RBAC: authorisation decisions/s and statistics latency (scripts/bench-rbac.sh).
+section_rbac() { GO="$GO" scripts/bench-rbac.sh; }
+
+SECTIONS=(memo storage send rbac)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

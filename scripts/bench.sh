@@ -34,7 +34,10 @@ section_send() { scripts/bench-send.sh; }
 # RBAC: authorisation decisions/s and statistics latency (scripts/bench-rbac.sh).
 section_rbac() { GO="$GO" scripts/bench-rbac.sh; }
 
-SECTIONS=(memo storage send rbac)
+# Event log: appends/s, query p50/p99 over 1,000,000 events, verify throughput (scripts/bench-eventlog.sh).
+section_eventlog() { GO="$GO" scripts/bench-eventlog.sh; }
+
+SECTIONS=(memo storage send rbac eventlog)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

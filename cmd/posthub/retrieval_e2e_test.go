@@ -139,9 +139,10 @@ func (l *fetchLog) add(uuid string, r fetchRecord) {
 }
 
 // pollSystems runs pollers for each system until stop is closed and the
-// log holds want acknowledged messages (or ctx ends). A poller abandons
-// about one fetch in abandonEvery (no ack: the lease must expire).
-func pollSystems(ctx context.Context, t *testing.T, bases []string, w receiverWorld, perSystem, abandonEvery int, log *fetchLog, acked *atomic.Int64, done <-chan struct{}) *sync.WaitGroup {
+// log holds want acknowledged messages (or ctx ends), long-polling with
+// wait. A poller abandons about one fetch in abandonEvery (no ack: the
+// lease must expire).
+func pollSystems(ctx context.Context, t *testing.T, bases []string, w receiverWorld, perSystem, abandonEvery int, wait time.Duration, log *fetchLog, acked *atomic.Int64, done <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for si, sys := range w.systems {
 		for p := 0; p < perSystem; p++ {
@@ -152,7 +153,7 @@ func pollSystems(ctx context.Context, t *testing.T, bases []string, w receiverWo
 				c := client.New(base, w.tokens[sys], nil)
 				rnd := rand.New(rand.NewPCG(uint64(si), uint64(p)))
 				for ctx.Err() == nil {
-					m, err := c.Next(ctx, 300*time.Millisecond)
+					m, err := c.Next(ctx, wait)
 					if err != nil {
 						if ctx.Err() == nil {
 							t.Errorf("system %d: next: %v", si, err)
@@ -291,7 +292,7 @@ func TestRetrievalFiveSystemsPollWhileSendersSend(t *testing.T) {
 	if testing.Short() {
 		n = 100
 	}
-	pollers := pollSystems(ctx, t, []string{h.base}, w, 2, 25, log, &acked, done)
+	pollers := pollSystems(ctx, t, []string{h.base}, w, 2, 25, 300*time.Millisecond, log, &acked, done)
 	want := sendConcurrently(t, []string{h.base}, w, 3, n)
 	for acked.Load() < int64(len(want)) && ctx.Err() == nil && !t.Failed() {
 		time.Sleep(50 * time.Millisecond)

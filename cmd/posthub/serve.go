@@ -28,6 +28,7 @@ import (
 	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
+	"github.com/posthub/posthub/storage/mongo"
 	"github.com/posthub/posthub/storage/s3"
 )
 
@@ -258,6 +259,12 @@ func openBackends(ctx context.Context, cfg serveConfig) (hub.Store, hub.Blobs, e
 			return nil, nil, err
 		}
 		s, err := bolt.Open(filepath.Join(cfg.Data, "posthub.db"), bolt.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		store = s
+	case "mongo":
+		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB})
 		if err != nil {
 			return nil, nil, err
 		}

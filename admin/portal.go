@@ -299,15 +299,22 @@ func (p *Portal) login(q *req) error {
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
 		return nil
 	}
-	u, err := p.Svc.Store.GetUser(r.Context(), r.PostFormValue("userId"))
+	id := r.PostFormValue("userId")
+	if !p.Sessions.Throttle.Allow(id) {
+		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Too many failed logins; wait a minute."), http.StatusSeeOther)
+		return nil
+	}
+	u, err := p.Svc.Store.GetUser(r.Context(), id)
 	ok := err == nil && u.Active && rbac.CheckPassword(u.PasswordHash, r.PostFormValue("password"))
 	if !ok {
 		if err != nil {
 			rbac.CheckNoUser(r.PostFormValue("password"))
 		}
+		p.Sessions.Throttle.Failed(id)
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Unknown user or wrong password."), http.StatusSeeOther)
 		return nil
 	}
+	p.Sessions.Throttle.Succeeded(id)
 	ss, v := p.Sessions.Issue(u.ID)
 	http.SetCookie(q.w, &http.Cookie{Name: rbac.SessionCookie, Value: v, Path: "/", HttpOnly: true, Secure: p.secure(r),
 		SameSite: http.SameSiteLaxMode, MaxAge: int(ss.Expires.Sub(ss.Issued) / time.Second)})

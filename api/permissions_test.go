@@ -292,3 +292,25 @@ func TestGrantRules(t *testing.T) {
 		t.Errorf("second grant: %d, want 409", got)
 	}
 }
+
+// TestLoginThrottle: after five wrong passwords the account's logins are
+// refused for a while, even with the right password.
+func TestLoginThrottle(t *testing.T) {
+	m := newMatrixHub(t)
+	try := func(pw string) int {
+		b, _ := json.Marshal(map[string]string{"userId": "auditor", "password": pw})
+		req := httptest.NewRequest("POST", "/apis/v1/session", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		m.srv.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := 0; i < 5; i++ {
+		if got := try("wrong-password-123"); got != 401 {
+			t.Fatalf("wrong password: %d", got)
+		}
+	}
+	if got := try("matrix-password-auditor"); got != 401 {
+		t.Fatalf("right password while throttled: %d, want 401", got)
+	}
+}

@@ -102,11 +102,17 @@ func (s *Server) handleLogin(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
+	if !s.sessions.Throttle.Allow(req.UserID) {
+		writeError(c, s.log, hub.Errorf(hub.Unauthorized, "too many failed logins; wait a minute"))
+		return
+	}
 	u, ok := Login(c.Request.Context(), s.store, req.UserID, req.Password)
 	if !ok {
+		s.sessions.Throttle.Failed(req.UserID)
 		writeError(c, s.log, hub.Errorf(hub.Unauthorized, "unknown user or wrong password"))
 		return
 	}
+	s.sessions.Throttle.Succeeded(u.ID)
 	ss, v := s.sessions.Issue(u.ID)
 	SetSessionCookie(c.Writer, v, ss.Expires.Sub(ss.Issued), s.secureCookies(c))
 	s.audit(c, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID})

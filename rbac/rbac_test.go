@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/testservers"
@@ -123,5 +124,31 @@ func TestSessions(t *testing.T) {
 	}
 	if s.CheckCSRF(got, "") || s.CheckCSRF(got, other.CSRFToken(ss)) {
 		t.Error("CSRF token accepted that is not the session's")
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := &rbac.Throttle{MaxFailures: 3, Window: time.Minute, Now: func() time.Time { return now }}
+	for i := 0; i < 3; i++ {
+		if !th.Allow("anne") {
+			t.Fatalf("attempt %d refused", i+1)
+		}
+		th.Failed("anne")
+	}
+	if th.Allow("anne") {
+		t.Fatal("fourth attempt within the window allowed")
+	}
+	if !th.Allow("bent") {
+		t.Fatal("another user is throttled")
+	}
+	now = now.Add(time.Minute)
+	if !th.Allow("anne") {
+		t.Fatal("still refused after the window")
+	}
+	th.Failed("anne")
+	th.Succeeded("anne")
+	if !th.Allow("anne") {
+		t.Fatal("refused after success")
 	}
 }

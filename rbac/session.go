@@ -32,6 +32,9 @@ type Sessions struct {
 	Key []byte
 	TTL time.Duration
 	Now func() time.Time
+	// Throttle limits password guessing on every login path that issues
+	// these sessions (API and portal).
+	Throttle Throttle
 }
 
 // Session is a verified session.

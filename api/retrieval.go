@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
 )
 
@@ -27,7 +28,8 @@ const (
 )
 
 // retrievalRoutes are the receiver systems' routes (list, fetch, ack,
-// system-fetch jobs) and the operator's view of parked and inactive ones.
+// system-fetch jobs) and the organisation administrators' view of parked
+// deliveries and inactive systems (systems:read, unpark systems:write).
 func (s *Server) retrievalRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: v1 + "/memos/", Access: Recipient, Tag: "retrieval",
@@ -61,13 +63,13 @@ func (s *Server) retrievalRoutes() []Route {
 		{Method: "PUT", Path: v1 + "/mailboxes/:owner/system-fetches/:fid", Access: Recipient, Tag: "retrieval",
 			Summary:  "Stop a system-fetch ({\"systemFetchStatusType\":\"STOPPED\"}); messages already moved stay with the system.",
 			Consumes: []string{"application/json"}, Produces: "application/json", Status: 200, Schema: "SystemFetch", Handler: s.handleUpdateFetch},
-		{Method: "GET", Path: v1 + "/organisations/:org/parked-memos/", Access: Operator, Tag: "retrieval",
+		{Method: "GET", Path: v1 + "/organisations/:org/parked-memos/", Perm: rbac.SystemsRead, Tag: "retrieval",
 			Summary:  "List the organisation's deliveries to receiver systems that were set aside after failed attempts.",
 			Produces: "application/json", Status: 200, Schema: "DeliveryList", Handler: s.handleListParked},
-		{Method: "POST", Path: v1 + "/organisations/:org/parked-memos/:id/unpark", Access: Operator, Tag: "retrieval",
+		{Method: "POST", Path: v1 + "/organisations/:org/parked-memos/:id/unpark", Perm: rbac.SystemsWrite, Tag: "retrieval",
 			Summary:  "Make a parked message fetchable again, its attempts reset.",
 			Produces: "application/json", Status: 200, Schema: "Delivery", Handler: s.handleUnpark},
-		{Method: "GET", Path: v1 + "/organisations/:org/inactive-systems/", Access: Operator, Tag: "retrieval",
+		{Method: "GET", Path: v1 + "/organisations/:org/inactive-systems/", Perm: rbac.SystemsRead, Tag: "retrieval",
 			Summary:  "List the organisation's receiver systems that have not fetched for the configured period while post waits.",
 			Produces: "application/json", Status: 200, Schema: "InactiveSystemList", Handler: s.handleInactive},
 	}

@@ -43,7 +43,7 @@ install_minio() {
 		die "go install github.com/minio/minio@$MINIO_VERSION failed"
 	"$DIR/minio" --version >/dev/null || die "built minio does not run"
 	echo "$MINIO_VERSION" >"$DIR/minio.version"
-	log "minio built in $((SECONDS - start))s: $("$DIR/minio" --version | head -1)"
+	log "minio built in $((SECONDS - start))s: $("$DIR/minio" --version 2>&1 | sed -n 1p)"
 }
 
 install_ferretdb() {
@@ -66,9 +66,12 @@ install_ferretdb() {
 	echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
 	(cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$DIR/ferretdb" ./cmd/ferretdb) ||
 		die "go build ./cmd/ferretdb ($FERRETDB_VERSION) failed"
-	"$DIR/ferretdb" --version | grep -q "$FERRETDB_VERSION" || die "built ferretdb does not run or does not report $FERRETDB_VERSION"
+	# Capture first: grep -q would close the pipe early and, with pipefail,
+	# turn ferretdb's SIGPIPE into a failure.
+	fver=$("$DIR/ferretdb" --version 2>&1) || die "built ferretdb does not run"
+	grep -q "$FERRETDB_VERSION" <<<"$fver" || die "built ferretdb does not run or does not report $FERRETDB_VERSION"
 	echo "$FERRETDB_VERSION" >"$DIR/ferretdb.version"
-	log "ferretdb built in $((SECONDS - start))s: $("$DIR/ferretdb" --version 2>&1 | head -1)"
+	log "ferretdb built in $((SECONDS - start))s: $(sed -n 1p <<<"$fver")"
 }
 
 install_ferretdb

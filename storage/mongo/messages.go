@@ -166,7 +166,7 @@ func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 	if res.MatchedCount == 0 {
 		return undo(hub.Errorf(hub.Unavailable, "message %s claim was removed before its commit", m.UUID))
 	}
-	s.settle(ctx, m.UUID, tx)
+	s.settleIDs(ctx, tx, ds, r)
 	return nil
 }
 
@@ -216,6 +216,18 @@ func (s *Store) settle(ctx context.Context, uuid, tx string) {
 	set := bson.M{"$set": bson.M{"p": false}}
 	_, _ = s.deliveries.UpdateMany(ctx, f, set)
 	_, _ = s.receipts.UpdateMany(ctx, f, set)
+}
+
+// settleIDs is settle for documents whose IDs are known: updates by _id,
+// which FerretDB answers without scanning the collection.
+func (s *Store) settleIDs(ctx context.Context, tx string, ds []hub.Delivery, r hub.Receipt) {
+	set := bson.M{"$set": bson.M{"p": false}}
+	for _, d := range ds {
+		_, _ = s.deliveries.UpdateOne(ctx, bson.M{"_id": d.ID, "tx": tx, "p": true}, set)
+	}
+	if r.TransmissionID != "" {
+		_, _ = s.receipts.UpdateOne(ctx, bson.M{"_id": r.TransmissionID, "tx": tx, "p": true}, set)
+	}
 }
 
 func (s *Store) newDelDoc(d hub.Delivery, pending bool, tx string, now time.Time) delDoc {

@@ -101,10 +101,10 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 	const messages, kills = 10_000, 25
 	data, out := t.TempDir(), t.TempDir()
 	token, sums := prefillQueue(t, data, messages)
-	h := startHubProcess(t, "-data", data, "-lease-ttl", "2s", "-max-attempts", "1000")
+	h := startHubProcess(t, "-data", data, "-lease-ttl", "1s", "-max-attempts", "1000")
 	bin := posthubBinary(t)
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	args := []string{"fetch", "-q", "-url", h.base, "-token", token, "-out", out, "-c", "8", "-wait", "500ms"}
+	args := []string{"fetch", "-q", "-url", h.base, "-token", token, "-out", out, "-c", "16", "-wait", "500ms"}
 	for i := 0; i < kills; i++ {
 		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -113,9 +113,16 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// From right after start (recovery, first requests) to well into
-		// the drain.
-		time.Sleep(time.Duration(50+rnd.IntN(950)) * time.Millisecond)
+		// One kill in five falls right after start (recovery, first
+		// requests); the others at a random moment once this run is
+		// writing messages, so every kill lands inside the drain however
+		// loaded the machine is.
+		if rnd.IntN(5) == 0 {
+			time.Sleep(time.Duration(rnd.IntN(50)) * time.Millisecond)
+		} else {
+			waitForProgress(t, out, 10*time.Second)
+			time.Sleep(time.Duration(rnd.IntN(600)) * time.Millisecond)
+		}
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		err := cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
@@ -127,12 +134,12 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 	if stored == 0 || stored == messages {
 		t.Logf("note: the kills did not fall inside the drain as intended (%d stored)", stored)
 	}
-	// Drain the rest; messages leased by killed runs come back after 2s.
+	// Drain the rest; messages leased by killed runs come back after 1s.
 	c := client.New(h.base, token, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for run := 0; ; run++ {
-		if outText, err := runFetchProcess(ctx, t, "-url", h.base, "-token", token, "-out", out, "-c", "8", "-wait", "500ms"); err != nil {
+		if outText, err := runFetchProcess(ctx, t, "-url", h.base, "-token", token, "-out", out, "-c", "16", "-wait", "500ms"); err != nil {
 			t.Fatalf("final fetch: %v\n%s", err, outText)
 		}
 		p, err := c.List(ctx, 0, 1)
@@ -193,6 +200,16 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 		if ds, _ := st.ListQueue(context.Background(), hub.SystemQueue(s.ID), 0, 10, false, time.Now()); len(ds) != 0 {
 			t.Errorf("queue of %s lists %d (parked?) after the drain", s.Name, len(ds))
 		}
+	}
+}
+
+// waitForProgress waits until dir holds more messages than now (or the
+// timeout passes).
+func waitForProgress(t *testing.T, dir string, timeout time.Duration) {
+	t.Helper()
+	n := countXML(t, dir)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline) && countXML(t, dir) == n; {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

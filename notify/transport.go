@@ -27,6 +27,9 @@ type SMTP struct {
 	Password string
 	// HelloName is sent in EHLO (default "posthub").
 	HelloName string
+	// RequireTLS refuses to send when the server does not offer STARTTLS
+	// (it is used whenever offered).
+	RequireTLS bool
 	// InsecureSkipVerify is for test servers with self-signed certificates.
 	InsecureSkipVerify bool
 	Timeout            time.Duration
@@ -61,7 +64,9 @@ func (s SMTP) SendMail(ctx context.Context, to, subject, body string) error {
 	if err := c.Hello(hello); err != nil {
 		return fmt.Errorf("smtp: EHLO: %w", err)
 	}
-	if ok, _ := c.Extension("STARTTLS"); ok {
+	if ok, _ := c.Extension("STARTTLS"); !ok && s.RequireTLS {
+		return fmt.Errorf("smtp: %s does not offer STARTTLS (required)", s.Addr)
+	} else if ok {
 		if err := c.StartTLS(&tls.Config{ServerName: host, InsecureSkipVerify: s.InsecureSkipVerify, MinVersion: tls.VersionTLS12}); err != nil {
 			return fmt.Errorf("smtp: STARTTLS: %w", err)
 		}

@@ -255,7 +255,8 @@ func randomPassword() string {
 }
 
 // demoUsers are the demo hub's people: one per privilege of Demo Kommune,
-// and a hub operator.
+// a hub operator, and Demo ApS's administrator and message employee (who
+// reads the company's post in the web mailbox).
 var demoUsers = []struct{ id, name, role, org string }{
 	{"operator", "Hub Operatør", rbac.HubOperator, rbac.Global},
 	{"admin", "Anne Admin", rbac.OrgAdmin, demoAuthority},
@@ -263,6 +264,7 @@ var demoUsers = []struct{ id, name, role, org string }{
 	{"stats", "Stine Statistik", rbac.StatisticsAdm, demoAuthority},
 	{"recall", "Rasmus Tilbagekald", rbac.RecallAdmin, demoAuthority},
 	{"company-admin", "Camilla ApS", rbac.OrgAdmin, demoCompany},
+	{"employee", "Erik Medarbejder", rbac.MessageEmploye, demoCompany},
 }
 
 // seedDemoUsers (re)creates the demo users with fresh passwords, grants

@@ -51,6 +51,14 @@ type serveConfig struct {
 	EventlogRetention          time.Duration
 	EventlogCheckpointEvery    uint64
 	EventlogCheckpointInterval time.Duration
+	// Mailboxes, viewing clients and notifications.
+	MailboxRetention time.Duration
+	WebMailbox       bool
+	SMTPAddr         string
+	SMTPFrom         string
+	SMTPUser         string
+	SMTPPassword     string
+	SMTPStartTLS     bool
 }
 
 // configTable documents the settings (the README's table is generated from
@@ -88,6 +96,13 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Minute, "how long a message fetched by a receiver system stays leased to it before it is fetchable again")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 10, "fetches without acknowledgement after which a message is parked for an administrator")
 	fs.DurationVar(&c.InactiveAfter, "inactive-after", 7*24*time.Hour, "flag a receiver system that has not fetched for this long while post waits")
+	fs.DurationVar(&c.MailboxRetention, "mailbox-retention", 30*24*time.Hour, "how long a letter its owner deleted is kept before it is purged (the legal retention period; set it to what applies to you)")
+	fs.BoolVar(&c.WebMailbox, "web-mailbox", false, "serve the reference web mailbox at /mailbox/ (on with -demo; it needs the demo viewing client)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", "", "SMTP server host:port for e-mail notifications (empty: no e-mail notifications)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", "posthub@localhost", "sender address of e-mail notifications")
+	fs.StringVar(&c.SMTPUser, "smtp-user", "", "SMTP user name (PLAIN auth, needs STARTTLS)")
+	fs.StringVar(&c.SMTPPassword, "smtp-password", "", "SMTP password (prefer the environment: POSTHUB_SMTP_PASSWORD)")
+	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", false, "refuse to send unless the SMTP server offers STARTTLS (it is used whenever offered, and always with -smtp-user)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 30*time.Second, "how often mailbox post is queued to newly connected receiver systems and system-fetch jobs resumed")
 }
 

@@ -1,10 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -111,4 +120,151 @@ Try:
 
 `, demoCitizen, demoExempt, demoSMS, demoAuthority, demoCitizen, base, tokens[0].token, tokens[0].token, base, base)
 	return nil
+}
+
+// The demo viewing client: the identity the reference web mailbox
+// (viewer/web) acts with. It lives in an organisation of its own, like a
+// national viewing client (borger.dk, e-Boks, mit.dk) that is none of the
+// senders or recipients.
+const (
+	demoViewerOrg     = "12121212"
+	demoViewerName    = "Demo webpostkasse (viewing client)"
+	demoViewerKeyID   = "demo-web-mailbox"
+	demoViewerKeyFile = "demo-viewer-ed25519.pem"
+)
+
+// demoViewer is the demo viewing client's system and assertion key.
+type demoViewer struct {
+	SystemID string
+	Token    string
+	KeyID    string
+	Key      ed25519.PrivateKey
+	KeyFile  string
+}
+
+// seedDemoViewer registers the demo viewing-client system (on every start
+// with a fresh token, as seedDemo does), loads or generates its Ed25519
+// assertion key in the data directory (PKCS#8 PEM, usable by any JWT
+// library) and registers the public key under demoViewerKeyID, replacing a
+// registration of another key under that ID.
+func seedDemoViewer(ctx context.Context, store hub.Store, mb hub.MailboxStore, reg *hub.Registry, data string) (demoViewer, error) {
+	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: demoViewerOrg, Name: "Demo Visningsklient", Kind: hub.Authority,
+		Setup: hub.SetupMailboxOnly}); err != nil && hub.ErrorCode(err) != hub.Conflict {
+		return demoViewer{}, err
+	}
+	systems, err := store.ListSystems(ctx, demoViewerOrg)
+	if err != nil {
+		return demoViewer{}, err
+	}
+	var sys hub.System
+	var token string
+	for _, s := range systems {
+		if s.Name == demoViewerName && s.Role == hub.ViewerSystem {
+			sys, token, err = reg.RotateToken(ctx, demoViewerOrg, s.ID)
+			if err != nil {
+				return demoViewer{}, err
+			}
+		}
+	}
+	if sys.ID == "" {
+		if sys, token, err = reg.RegisterSystem(ctx, demoViewerOrg, hub.SystemSpec{Name: demoViewerName, Role: hub.ViewerSystem}); err != nil {
+			return demoViewer{}, err
+		}
+	}
+	path := filepath.Join(data, demoViewerKeyFile)
+	key, err := loadOrCreatePKCS8Key(path)
+	if err != nil {
+		return demoViewer{}, fmt.Errorf("demo viewer key: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return demoViewer{}, err
+	}
+	keys, err := mb.AssertionKeys(ctx, sys.ID)
+	if err != nil {
+		return demoViewer{}, err
+	}
+	registered := false
+	for _, k := range keys {
+		if k.KeyID != demoViewerKeyID {
+			continue
+		}
+		if bytes.Equal(k.PublicKey, der) && k.Alg == "EdDSA" {
+			registered = true
+		} else if err := mb.DeleteAssertionKey(ctx, sys.ID, k.KeyID); err != nil {
+			return demoViewer{}, err
+		}
+	}
+	if !registered {
+		err := mb.PutAssertionKey(ctx, hub.AssertionKey{SystemID: sys.ID, KeyID: demoViewerKeyID, Alg: "EdDSA", PublicKey: der,
+			Created: time.Now().UTC()})
+		if err != nil && hub.ErrorCode(err) != hub.Conflict { // Conflict: another instance registered it
+			return demoViewer{}, err
+		}
+	}
+	return demoViewer{SystemID: sys.ID, Token: token, KeyID: demoViewerKeyID, Key: key, KeyFile: path}, nil
+}
+
+// loadOrCreatePKCS8Key reads an Ed25519 private key (PEM "PRIVATE KEY",
+// PKCS#8) or creates one, readable by the owner only.
+func loadOrCreatePKCS8Key(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		blk, _ := pem.Decode(b)
+		if blk == nil || blk.Type != "PRIVATE KEY" {
+			return nil, fmt.Errorf("%s: not a PEM PRIVATE KEY", path)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+		}
+		return ek, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another instance won the race
+		return loadOrCreatePKCS8Key(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return key, f.Close()
+}
+
+// printDemoViewer adds the viewing client to the demo banner.
+func printDemoViewer(out io.Writer, base string, v demoViewer, web bool) {
+	fmt.Fprintf(out, `
+Viewing client (organisation %s): system %s
+  API token      %s
+  assertion key  kid %q, Ed25519 private key in %s (sign X-User-Assertion JWTs with it)
+`, demoViewerOrg, v.SystemID, v.Token, v.KeyID, v.KeyFile)
+	if web {
+		fmt.Fprintf(out, "  web mailbox    %s/mailbox/ (demo login: any demo citizen or company user)\n", base)
+	}
+	fmt.Fprintln(out)
 }

@@ -25,11 +25,14 @@ import (
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/notify"
+	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
 	"github.com/posthub/posthub/storage/mongo"
 	"github.com/posthub/posthub/storage/s3"
+	"github.com/posthub/posthub/viewer"
 )
 
 // runServe runs `posthub serve` until SIGINT or SIGTERM.
@@ -111,8 +114,26 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if err != nil {
 		return err
 	}
+	// The viewer side (viewing clients, consents, notifications) needs a
+	// store that keeps mailbox state; both built-in stores do.
+	var viewerSvc *viewer.Service
+	var notifier *notify.Notifier
+	mailboxes, hasMailboxes := store.(hub.MailboxStore)
+	if hasMailboxes {
+		viewerSvc = &viewer.Service{Store: store, Mailboxes: mailboxes, Blobs: blobs, Events: events, Log: log,
+			Roles: enforcerRoles{az.enforcer}, Config: viewer.Config{Retention: cfg.MailboxRetention}}
+		notifier = newNotifier(cfg, store, mailboxes, blobs, events, log)
+		retrievalHook := fetching.Delivered
+		ingest.Delivered = func(ds []hub.Delivery) {
+			retrievalHook(ds)
+			notifier.Hook(ds)
+		}
+	} else if cfg.WebMailbox {
+		return fmt.Errorf("-web-mailbox: the %s metadata store keeps no mailbox state", cfg.Metadata)
+	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
-		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal})
+		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal,
+		Viewer: viewerSvc})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -142,6 +163,14 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 			return fmt.Errorf("demo users: %w", err)
 		}
 	}
+	if hasMailboxes && (cfg.Demo || cfg.WebMailbox) {
+		dv, err := seedDemoViewer(ctx, store, mailboxes, registry, cfg.Data)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("demo viewing client: %w", err)
+		}
+		printDemoViewer(stdout, base, dv, false)
+	}
 	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs)
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)
@@ -155,6 +184,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		Retention: cfg.EventlogRetention, Notify: evlog.Notify}).Run(ctx)
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
+	if viewerSvc != nil {
+		go viewerSvc.RunPurge(ctx, time.Hour)
+		go notifier.Run(ctx, 10*time.Second)
+	}
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}
 	go every(ctx, time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err })
 	holder, _ := os.Hostname()
@@ -179,6 +212,30 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		return err
 	}
 	return nil
+}
+
+// enforcerRoles answers viewer.Roles from the policies: a company user may
+// read an organisation's post when they hold mailbox:read there (the
+// message-employee privilege).
+type enforcerRoles struct{ en *rbac.Enforcer }
+
+func (r enforcerRoles) MayReadMail(_ context.Context, userID, cvr string) (bool, error) {
+	return r.en.Allowed(rbac.Subject{User: userID}, cvr, rbac.MailboxRead), nil
+}
+
+// newNotifier sends notifications (advisering): e-mail through -smtp-addr
+// when set, SMS into the spool directory DATA/outbox/sms-notify, where an
+// SMS gateway integration picks them up.
+func newNotifier(cfg serveConfig, store hub.Store, mb hub.MailboxStore, blobs hub.Blobs, events hub.EventSink, log *slog.Logger) *notify.Notifier {
+	holder, _ := os.Hostname()
+	n := &notify.Notifier{Store: store, Mailboxes: mb, Blobs: blobs, Events: events, Log: log,
+		Holder: fmt.Sprintf("%s/%d", holder, os.Getpid()),
+		SMS:    notify.SpoolSMS{Dir: filepath.Join(cfg.Data, "outbox", "sms-notify")}}
+	if cfg.SMTPAddr != "" {
+		n.Mail = notify.SMTP{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser, Password: cfg.SMTPPassword,
+			RequireTLS: cfg.SMTPStartTLS}
+	}
+	return n
 }
 
 // serveDebug exposes pprof on a separate listener, never on the API's.

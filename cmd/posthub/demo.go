@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/viewer/web"
 )
 
 // Demo parties. The numbers are made up (CPR numbers of the 1st–3rd of
@@ -254,6 +255,15 @@ func loadOrCreatePKCS8Key(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	return key, f.Close()
+}
+
+// demoPeople are the web mailbox's login choices.
+var demoPeople = []web.DemoPerson{
+	{Label: "Demo Borger, CPR " + demoCitizen + " (digital post, e-mail notifications)", CPR: demoCitizen},
+	{Label: "SMS Borger, CPR " + demoSMS + " (NemSMS)", CPR: demoSMS},
+	{Label: "Fritaget Borger, CPR " + demoExempt + " (exempt: letters go by print)", CPR: demoExempt},
+	{Label: "Erik Medarbejder (employee), message employee of Demo ApS, CVR " + demoCompany, UserID: "employee", CVR: demoCompany},
+	{Label: "Camilla ApS (company-admin), administrator of Demo ApS without the message-employee privilege", UserID: "company-admin", CVR: demoCompany},
 }
 
 // printDemoViewer adds the viewing client to the demo banner.

@@ -33,6 +33,7 @@ import (
 	"github.com/posthub/posthub/storage/mongo"
 	"github.com/posthub/posthub/storage/s3"
 	"github.com/posthub/posthub/viewer"
+	"github.com/posthub/posthub/viewer/web"
 )
 
 // runServe runs `posthub serve` until SIGINT or SIGTERM.
@@ -169,7 +170,17 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 			ln.Close()
 			return fmt.Errorf("demo viewing client: %w", err)
 		}
-		printDemoViewer(stdout, base, dv, false)
+		printDemoViewer(stdout, base, dv, true)
+		wm, err := web.New(web.Config{API: hs.Handler, SystemID: dv.SystemID, Token: dv.Token, Key: dv.Key, KeyID: dv.KeyID,
+			SessionKey: az.sessions.Key, Secure: env.Getenv("POSTHUB_SECURE_COOKIES") == "true", People: demoPeople, Log: log})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle(web.Prefix+"/", wm)
+		mux.Handle("/", hs.Handler)
+		hs.Handler = mux
 	}
 	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs)
 	if cfg.DebugAddr != "" {

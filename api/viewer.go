@@ -221,15 +221,16 @@ func (s *Server) handleMailboxRender(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	// Relative to .../messages/<uuid>/render, so a client serving the page
-	// at the same path on its own origin proxies the files unchanged.
+	// Relative to the page's URL, .../messages/<uuid>/render (so they
+	// resolve to .../messages/<uuid>/documents/...): a client serving the
+	// page at the same path on its own origin proxies the files unchanged.
 	q := ""
 	if k := c.Query("kind"); k != "" {
 		q = "?kind=" + url.QueryEscape(k)
 	}
 	opts := memo.RenderOptions{
-		FileURL: func(d, f int) string { return fmt.Sprintf("%s/documents/%d/files/%d%s", uuid, d, f, q) },
-		ICSURL:  func(d, a int) string { return fmt.Sprintf("%s/documents/%d/actions/%d/ics%s", uuid, d, a, q) },
+		FileURL: func(d, f int) string { return fmt.Sprintf("documents/%d/files/%d%s", d, f, q) },
+		ICSURL:  func(d, a int) string { return fmt.Sprintf("documents/%d/actions/%d/ics%s", d, a, q) },
 	}
 	SetRenderHeaders(c.Writer.Header())
 	c.Header("Content-Type", "text/html; charset=utf-8")

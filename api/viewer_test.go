@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -153,8 +154,12 @@ func TestViewerAPIRenderAndFiles(t *testing.T) {
 	if r.StatusCode != 200 || r.Header.Get("Content-Security-Policy") != memo.RenderCSP || r.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("render: %d %v", r.StatusCode, r.Header)
 	}
-	if !strings.Contains(string(page), `data="`+h.uuid+`/documents/0/files/0"`) {
+	// Relative links resolve against the page's own URL, .../render.
+	if !strings.Contains(string(page), `data="documents/0/files/0"`) {
 		t.Fatalf("PDF object URL not relative to the render path:\n%s", page)
+	}
+	if u, _ := url.Parse(base + "/render"); u.ResolveReference(&url.URL{Path: "documents/0/files/0"}).Path != base+"/documents/0/files/0" {
+		t.Fatal("the relative PDF URL does not resolve to the file route")
 	}
 	var l viewer.Letter
 	r = h.do("GET", base, h.token, as, nil)

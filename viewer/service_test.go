@@ -90,7 +90,7 @@ func newFixture(t *testing.T) *fixture {
 	f.ingest = &hub.Ingest{Store: s, Router: &hub.Router{Store: s}, InlineMax: 1 << 20, Now: clock}
 	f.svc = &viewer.Service{Store: s, Mailboxes: s, Events: recorder{f.events}, Now: clock,
 		Config: viewer.Config{Retention: 30 * 24 * time.Hour},
-		Roles: viewer.RolesFunc(func(_ context.Context, user, cvr string) (bool, error) { return user == "emp" && cvr == other, nil })}
+		Roles:  viewer.RolesFunc(func(_ context.Context, user, cvr string) (bool, error) { return user == "emp" && cvr == other, nil })}
 	return f
 }
 

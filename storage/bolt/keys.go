@@ -45,10 +45,6 @@ func tkey(t time.Time) []byte {
 	return b
 }
 
-func readTkey(b []byte) time.Time {
-	return time.Unix(int64(binary.BigEndian.Uint64(b)^(1<<63)), int64(binary.BigEndian.Uint32(b[8:]))).UTC()
-}
-
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // scanPrefix calls fn for each key with prefix p in order, stopping when fn

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -58,14 +59,16 @@ func CheckPassword(hash, pw string) bool {
 }
 
 // dummyHash is checked against when a user does not exist, so a login's
-// time does not tell whether the account exists.
-var dummyHash = func() string {
+// time does not tell whether the account exists. It is made on first use,
+// not at start-up: argon2id takes 64 MiB and a noticeable moment, which
+// every posthub command (memo validate, send…) would otherwise pay.
+var dummyHash = sync.OnceValue(func() string {
 	h, _ := HashPassword("posthub-no-such-user-password")
 	return h
-}()
+})
 
 // CheckNoUser spends the time of a password check and returns false.
 func CheckNoUser(pw string) bool {
-	CheckPassword(dummyHash, pw)
+	CheckPassword(dummyHash(), pw)
 	return false
 }

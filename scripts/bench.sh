@@ -37,7 +37,10 @@ section_rbac() { GO="$GO" scripts/bench-rbac.sh; }
 # Event log: appends/s, query p50/p99 over 1,000,000 events, verify throughput (scripts/bench-eventlog.sh).
 section_eventlog() { GO="$GO" scripts/bench-eventlog.sh; }
 
-SECTIONS=(memo storage send rbac eventlog)
+# Retrieval: messages drained/s by 1 and 5 receiver systems, bolt and FerretDB (scripts/bench-retrieval.sh).
+section_retrieval() { GO="$GO" scripts/bench-retrieval.sh; }
+
+SECTIONS=(memo storage send rbac eventlog retrieval)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

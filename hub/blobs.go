@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"io"
+	"strings"
 )
 
 // BlobInfo describes a stored blob.
@@ -40,4 +41,42 @@ type Blobs interface {
 // file at path is gone.
 type BlobMover interface {
 	PutFile(ctx context.Context, key, path string) (BlobInfo, error)
+}
+
+// Limits of blob keys, shared by every Blobs backend so they accept the
+// same keys.
+const (
+	MaxBlobKeyLen     = 1024
+	MaxBlobSegmentLen = 200 // leaves room for a file store's suffixes within NAME_MAX
+)
+
+// CheckBlobKey returns Invalid unless key is 1–MaxBlobKeyLen bytes of
+// [A-Za-z0-9._-] segments separated by single "/", none "." or "..", none
+// longer than MaxBlobSegmentLen.
+func CheckBlobKey(key string) error {
+	if key == "" || len(key) > MaxBlobKeyLen {
+		return Errorf(Invalid, "blob key must be 1 to %d bytes, got %d", MaxBlobKeyLen, len(key))
+	}
+	for i := 0; i < len(key); i++ {
+		if !BlobKeyByte(key[i]) {
+			return Errorf(Invalid, "blob key %q: character %q is not allowed", key, key[i])
+		}
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		switch {
+		case seg == "":
+			return Errorf(Invalid, "blob key %q: empty segment", key)
+		case seg == "." || seg == "..":
+			return Errorf(Invalid, "blob key %q: %q segment", key, seg)
+		case len(seg) > MaxBlobSegmentLen:
+			return Errorf(Invalid, "blob key %q: segment over %d bytes", key, MaxBlobSegmentLen)
+		}
+	}
+	return nil
+}
+
+// BlobKeyByte reports whether c may appear in a blob key.
+func BlobKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '.' || c == '_' || c == '-' || c == '/'
 }

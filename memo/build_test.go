@@ -26,7 +26,7 @@ func TestBuildLetterRoundTrip(t *testing.T) {
 					},
 				})
 				doc := build(t, m)
-				xmllintValidate(t, doc, v)
+				schemaValidate(t, doc, v)
 				got, err := ParseBytes(doc)
 				if err != nil {
 					t.Fatal(err)
@@ -65,7 +65,7 @@ func TestBuildSamplesRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			doc := build(t, m)
-			xmllintValidate(t, doc, m.Version)
+			schemaValidate(t, doc, m.Version)
 			m2, err := ParseBytes(doc)
 			if err != nil {
 				t.Fatal(err)

@@ -29,7 +29,7 @@ func TestConvertSamples(t *testing.T) {
 				if _, err := c.WriteTo(&buf); err != nil {
 					t.Fatal(err)
 				}
-				xmllintValidate(t, buf.Bytes(), to)
+				schemaValidate(t, buf.Bytes(), to)
 				back, err := ParseBytes(buf.Bytes())
 				if err != nil {
 					t.Fatal(err)

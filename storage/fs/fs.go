@@ -40,9 +40,6 @@ const (
 	tmpMark   = "~"    // temporary files are "<segment>~<random>.tmp"
 	tmpExt    = ".tmp" // ...and end in tmpExt
 	lockName  = ".lock"
-
-	maxKeyLen     = 1024
-	maxSegmentLen = 200 // leaves room for "~" and the temporary suffix within NAME_MAX
 )
 
 var _ hub.Blobs = (*Store)(nil)
@@ -307,7 +304,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // Returns Invalid when prefix holds a character no key can.
 func (s *Store) List(ctx context.Context, prefix string, fn func(hub.BlobInfo) error) error {
 	for i := 0; i < len(prefix); i++ {
-		if !keyByte(prefix[i]) {
+		if !hub.BlobKeyByte(prefix[i]) {
 			return hub.Errorf(hub.Invalid, "prefix %q: character %q is not allowed in keys", prefix, prefix[i])
 		}
 	}
@@ -391,33 +388,7 @@ func isTemp(name string) bool {
 	return strings.Contains(name, tmpMark) && strings.HasSuffix(name, tmpExt)
 }
 
-// checkKey returns Invalid unless key follows the package's key rules.
-func checkKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return hub.Errorf(hub.Invalid, "blob key must be 1 to %d bytes, got %d", maxKeyLen, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		if !keyByte(key[i]) {
-			return hub.Errorf(hub.Invalid, "blob key %q: character %q is not allowed", key, key[i])
-		}
-	}
-	for seg := range strings.SplitSeq(key, "/") {
-		switch {
-		case seg == "":
-			return hub.Errorf(hub.Invalid, "blob key %q: empty segment", key)
-		case seg == "." || seg == "..":
-			return hub.Errorf(hub.Invalid, "blob key %q: %q segment", key, seg)
-		case len(seg) > maxSegmentLen:
-			return hub.Errorf(hub.Invalid, "blob key %q: segment over %d bytes", key, maxSegmentLen)
-		}
-	}
-	return nil
-}
-
-func keyByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '.' || c == '_' || c == '-' || c == '/'
-}
+func checkKey(key string) error { return hub.CheckBlobKey(key) }
 
 func pathErr(err error, op, key string) error {
 	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {

@@ -45,9 +45,6 @@ const (
 	PartSize = 16 << 20
 	// maxSinglePut is the largest object S3 takes in one PUT.
 	maxSinglePut = 5 << 30
-
-	maxKeyLen     = 1024
-	maxSegmentLen = 200
 )
 
 var _ hub.Blobs = (*Store)(nil)
@@ -179,7 +176,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // character no key can.
 func (s *Store) List(ctx context.Context, prefix string, fn func(hub.BlobInfo) error) error {
 	for i := 0; i < len(prefix); i++ {
-		if !keyByte(prefix[i]) {
+		if !hub.BlobKeyByte(prefix[i]) {
 			return hub.Errorf(hub.Invalid, "prefix %q: character %q is not allowed in keys", prefix, prefix[i])
 		}
 	}
@@ -307,30 +304,4 @@ func readErr(err error) error {
 	return hub.Wrap(hub.Internal, err, "read blob body")
 }
 
-// checkKey returns Invalid unless key follows the package's key rules.
-func checkKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return hub.Errorf(hub.Invalid, "blob key must be 1 to %d bytes, got %d", maxKeyLen, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		if !keyByte(key[i]) {
-			return hub.Errorf(hub.Invalid, "blob key %q: character %q is not allowed", key, key[i])
-		}
-	}
-	for seg := range strings.SplitSeq(key, "/") {
-		switch {
-		case seg == "":
-			return hub.Errorf(hub.Invalid, "blob key %q: empty segment", key)
-		case seg == "." || seg == "..":
-			return hub.Errorf(hub.Invalid, "blob key %q: %q segment", key, seg)
-		case len(seg) > maxSegmentLen:
-			return hub.Errorf(hub.Invalid, "blob key %q: segment over %d bytes", key, maxSegmentLen)
-		}
-	}
-	return nil
-}
-
-func keyByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '.' || c == '_' || c == '-' || c == '/'
-}
+func checkKey(key string) error { return hub.CheckBlobKey(key) }

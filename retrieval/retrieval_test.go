@@ -526,7 +526,11 @@ func TestSystemFetchMovesMailboxAndReportsProgress(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := e.store.CountQueue(ctx, hub.SystemQueue(sys.ID)); n == 4 && j.Total == 4 {
+		// Moved means queued to the system and gone from the mailbox: the
+		// job's progress counts only messages whose move has finished.
+		n, _ := e.store.CountQueue(ctx, hub.SystemQueue(sys.ID))
+		left, _ := e.store.CountQueue(ctx, hub.MailboxQueue(senderOrg, hub.AuthorityPost))
+		if n == 4 && left == 1 && j.Total == 4 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -296,7 +296,7 @@ func (s *Server) acceptEntry(ctx context.Context, sys hub.System, hdr *tar.Heade
 		guess = ""
 	}
 	invalid := func(err error) hub.Receipt {
-		rc := hub.Receipt{TransmissionID: uuid.NewString(), SystemID: sys.ID, MessageUUID: guess, Time: s.now().UTC(),
+		rc := hub.Receipt{TransmissionID: hub.NewID(), SystemID: sys.ID, MessageUUID: guess, Time: s.now().UTC(),
 			Status: hub.ReceiptInvalid, ErrorCode: string(hub.ErrorCode(err)), ErrorMessage: err.Error()}
 		var he *hub.Error
 		if errors.As(err, &he) {

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -115,7 +114,7 @@ func normalise(ev *hub.Event, now time.Time) error {
 		return hub.Errorf(hub.Invalid, "event without tag")
 	}
 	if ev.ID == "" {
-		ev.ID = uuid.NewString()
+		ev.ID = hub.NewID()
 	}
 	if ev.Time.IsZero() {
 		ev.Time = now

@@ -157,6 +157,18 @@ type Queues interface {
 	Unpark(ctx context.Context, deliveryID string) error
 }
 
+// AckCommitter is implemented by stores that can record an
+// acknowledgement together with what it causes — the sender's receipt and
+// the fetch event — in the one durable step of Ack: after a crash either
+// all of them are visible or none is. r (when not nil) is stored as by
+// PutReceipt, evs appended as by AppendEvents, but only when the delivery
+// is still there: an ack of a delivery that is gone is AlreadyAcked and
+// changes nothing (the first ack wrote them). System retrieval uses it when
+// available: one commit per acknowledgement instead of two.
+type AckCommitter interface {
+	AckWith(ctx context.Context, deliveryID string, now time.Time, r *Receipt, evs []Event) (AckResult, error)
+}
+
 // AckResult reports what an acknowledgement did.
 type AckResult struct {
 	AlreadyAcked bool

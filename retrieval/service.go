@@ -428,26 +428,42 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 	if err != nil && !hub.Is(err, hub.NotFound) {
 		return AckResult{}, err
 	}
-	if err == nil {
-		// Receipt and event first, with ids derived from the delivery: a
-		// crash before the ack repeats them harmlessly on the retried ack.
-		// They are independent, so they go to the store together (one
-		// group commit on stores that batch writers).
-		var rerr, eerr error
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rerr = s.senderReceipt(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now)
-		}()
-		eerr = s.emitStrict(ctx, hub.Event{ID: "retrieval:fetched:" + d.ID, Time: now, Tag: TagFetched, Actor: holder(sys),
-			Orgs: orgsOf(m, sys), SystemID: sys.ID, MessageUUID: m.UUID, Party: m.RecipientID})
-		wg.Wait()
-		if err := errors.Join(rerr, eerr); err != nil {
-			return AckResult{}, err
+	found := err == nil
+	var res hub.AckResult
+	if ac, ok := s.ackCommitter(); ok {
+		// One durable step: receipt, fetch event and ack together.
+		var r *hub.Receipt
+		var evs []hub.Event
+		if found {
+			if r, err = s.senderReceiptUpdate(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now); err != nil {
+				return AckResult{}, err
+			}
+			if s.events != nil {
+				evs = []hub.Event{s.fetchedEvent(sys, m, hub.NewID(), now)}
+			}
 		}
+		res, err = ac.AckWith(ctx, id, now, r, evs)
+	} else {
+		if found {
+			// Receipt and event first, with ids derived from the delivery: a
+			// crash before the ack repeats them harmlessly on the retried ack.
+			// They are independent, so they go to the store together (one
+			// group commit on stores that batch writers).
+			var rerr, eerr error
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rerr = s.senderReceipt(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now)
+			}()
+			eerr = s.emitStrict(ctx, s.fetchedEvent(sys, m, "retrieval:fetched:"+d.ID, now))
+			wg.Wait()
+			if err := errors.Join(rerr, eerr); err != nil {
+				return AckResult{}, err
+			}
+		}
+		res, err = s.store.Ack(ctx, id, now)
 	}
-	res, err := s.store.Ack(ctx, id, now)
 	if err != nil {
 		return AckResult{}, err
 	}
@@ -486,12 +502,45 @@ func (s *Service) ackedBefore(ctx context.Context, sys hub.System, messageUUID s
 	return nil
 }
 
+// fetchedEvent is the event of sys acknowledging m.
+func (s *Service) fetchedEvent(sys hub.System, m hub.Message, id string, now time.Time) hub.Event {
+	return hub.Event{ID: id, Time: now, Tag: TagFetched, Actor: holder(sys),
+		Orgs: orgsOf(m, sys), SystemID: sys.ID, MessageUUID: m.UUID, Party: m.RecipientID}
+}
+
+// ackCommitter returns the store's AckCommitter when events written with
+// it reach the event log: the service's event sink must append to the very
+// store (as eventlog.Log over it does), or there must be no sink at all.
+func (s *Service) ackCommitter() (hub.AckCommitter, bool) {
+	ac, ok := s.store.(hub.AckCommitter)
+	if !ok {
+		return nil, false
+	}
+	if s.events == nil {
+		return ac, true
+	}
+	if l, isLog := s.events.(interface{ Store() hub.EventStore }); isLog && any(l.Store()) == any(s.store) {
+		return ac, true
+	}
+	return nil, false
+}
+
 // senderReceipt sets the sender system's receipt for m to status; if the
 // sender consumed its receipt already, a new one (with an id derived from
 // key, so repeats replace it) tells it.
 func (s *Service) senderReceipt(ctx context.Context, m hub.Message, key string, st hub.ReceiptStatus, code, msg string, now time.Time) error {
+	r, err := s.senderReceiptUpdate(ctx, m, key, st, code, msg, now)
+	if err != nil || r == nil {
+		return err
+	}
+	return s.store.PutReceipt(ctx, *r)
+}
+
+// senderReceiptUpdate returns the receipt senderReceipt would store, or
+// nil when there is nothing to change.
+func (s *Service) senderReceiptUpdate(ctx context.Context, m hub.Message, key string, st hub.ReceiptStatus, code, msg string, now time.Time) (*hub.Receipt, error) {
 	if m.SenderSystemID == "" {
-		return nil
+		return nil, nil
 	}
 	r, err := s.store.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
 	switch {
@@ -499,12 +548,12 @@ func (s *Service) senderReceipt(ctx context.Context, m hub.Message, key string, 
 		r = hub.Receipt{TransmissionID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String(),
 			SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
 	case err != nil:
-		return err
+		return nil, err
 	case r.Status == st && r.ErrorCode == code:
-		return nil
+		return nil, nil
 	}
 	r.Status, r.ErrorCode, r.ErrorMessage, r.Time = st, code, msg, now
-	return s.store.PutReceipt(ctx, r)
+	return &r, nil
 }
 
 // BusinessReceipt is a receiver system's answer about one message, as

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,12 +58,12 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 	if err := checkEvents(evs); err != nil {
 		return err
 	}
-	if m.UUID == "" {
-		return hub.Errorf(hub.Invalid, "message without UUID")
+	if m.UUID == "" || strings.ContainsRune(m.UUID, 0) {
+		return hub.Errorf(hub.Invalid, "message without UUID, or with NUL in it")
 	}
 	for _, d := range ds {
-		if d.ID == "" || d.Queue == "" {
-			return hub.Errorf(hub.Invalid, "delivery without ID or queue")
+		if d.ID == "" || d.Queue == "" || strings.ContainsRune(d.ID, 0) {
+			return hub.Errorf(hub.Invalid, "delivery without ID or queue, or with NUL in its ID")
 		}
 		if d.MessageUUID != "" && d.MessageUUID != m.UUID {
 			return hub.Errorf(hub.Invalid, "delivery %s is of message %s, not %s", d.ID, d.MessageUUID, m.UUID)
@@ -141,6 +142,7 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 		m = r.Message
 		m.ContentKey = r.ContentKey
 		if r.ContentSeq != 0 {
+			// nil once the last delivery was acknowledged (AckWith).
 			m.Content = bytes.Clone(tx.Bucket(bContent).Get(u64(r.ContentSeq)))
 		}
 		return nil
@@ -244,7 +246,7 @@ func addDelivery(tx *bolt.Tx, d hub.Delivery) (int64, error) {
 	if err := bk(tx, bDelQueue).Put(cat(prefix(d.Queue), u64(seq)), []byte(d.ID)); err != nil {
 		return 0, err
 	}
-	if err := bk(tx, bDelMsg).Put(key(d.MessageUUID, d.ID), nil); err != nil {
+	if err := db.Put(indexKey(d.MessageUUID, d.ID), nil); err != nil {
 		return 0, err
 	}
 	if d.State != hub.DeliveryParked {
@@ -268,6 +270,10 @@ func addQueueCount(tx *bolt.Tx, queue string, n int64) error {
 
 func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
 	var d hub.Delivery
+	if strings.ContainsRune(id, 0) {
+		// Such a key would name a lease or an index entry (leaseKey).
+		return d, notFound("delivery", id)
+	}
 	ok, err := getJSON(tx.Bucket(bDeliveries), []byte(id), &d)
 	if err == nil && !ok {
 		err = notFound("delivery", id)
@@ -277,14 +283,14 @@ func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
 
 func getLease(tx *bolt.Tx, id string) (leaseRec, bool, error) {
 	var l leaseRec
-	ok, err := getJSON(tx.Bucket(bLeases), []byte(id), &l)
+	ok, err := getJSON(tx.Bucket(bDeliveries), leaseKey(id), &l)
 	return l, ok, err
 }
 
 func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 	for _, d := range ds {
-		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" {
-			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message")
+		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" || strings.ContainsRune(d.ID, 0) || strings.ContainsRune(d.MessageUUID, 0) {
+			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message, or with NUL in them")
 		}
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
@@ -382,8 +388,8 @@ func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
 func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error) {
 	var out []hub.Delivery
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		p := prefix(messageUUID)
-		return scanPrefix(tx.Bucket(bDelMsg), p, func(k, _ []byte) (bool, error) {
+		p := indexPrefix(messageUUID)
+		return scanPrefix(tx.Bucket(bDeliveries), p, func(k, _ []byte) (bool, error) {
 			d, err := getDelivery(tx, string(k[len(p):]))
 			if err != nil {
 				return false, err
@@ -406,7 +412,7 @@ func lease(tx *bolt.Tx, d hub.Delivery, holder string, ttl time.Duration, now ti
 	if err := putJSON(bk(tx, bDeliveries), []byte(d.ID), d); err != nil {
 		return hub.Lease{}, err
 	}
-	return l, putJSON(bk(tx, bLeases), []byte(d.ID), leaseRec{Lease: l})
+	return l, putJSON(bk(tx, bDeliveries), leaseKey(d.ID), leaseRec{Lease: l})
 }
 
 func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
@@ -465,11 +471,24 @@ func (s *Store) Release(ctx context.Context, l hub.Lease) error {
 			return err
 		}
 		cur.Released = true
-		return putJSON(bk(tx, bLeases), []byte(l.DeliveryID), cur)
+		return putJSON(bk(tx, bDeliveries), leaseKey(l.DeliveryID), cur)
 	})
 }
 
 func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
+	return s.AckWith(ctx, deliveryID, now, nil, nil)
+}
+
+var _ hub.AckCommitter = (*Store)(nil)
+
+// AckWith is Ack that also stores the sender's receipt and appends events
+// in the same transaction (hub.AckCommitter). When the acknowledged
+// delivery was the message's last reference, inline content is deleted
+// with it; the message record stays (idempotent resubmission needs it).
+func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error) {
+	if err := checkEvents(evs); err != nil {
+		return hub.AckResult{}, err
+	}
 	var res hub.AckResult
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		res = hub.AckResult{}
@@ -481,11 +500,19 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 		if err != nil {
 			return err
 		}
+		if r != nil {
+			if err := putReceipt(tx, *r); err != nil {
+				return err
+			}
+		}
+		if err := appendEvents(tx, evs); err != nil {
+			return err
+		}
 		if err := removeDelivery(tx, d); err != nil {
 			return err
 		}
 		remaining := false
-		if err := scanPrefix(tx.Bucket(bDelMsg), prefix(d.MessageUUID), func(_, _ []byte) (bool, error) {
+		if err := scanPrefix(tx.Bucket(bDeliveries), indexPrefix(d.MessageUUID), func(_, _ []byte) (bool, error) {
 			remaining = true
 			return false, nil
 		}); err != nil || remaining {
@@ -500,6 +527,10 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 		}
 		res.Unreferenced = true
 		res.ContentKey = m.ContentKey
+		if m.ContentSeq != 0 {
+			// The record keeps its ContentSeq; GetMessage finds no content.
+			return bk(tx, bContent).Delete(u64(m.ContentSeq))
+		}
 		return nil
 	})
 	return res, err
@@ -512,10 +543,10 @@ func removeDelivery(tx *bolt.Tx, d hub.Delivery) error {
 	if err := bk(tx, bDelQueue).Delete(cat(prefix(d.Queue), u64(uint64(d.Seq)))); err != nil {
 		return err
 	}
-	if err := bk(tx, bDelMsg).Delete(key(d.MessageUUID, d.ID)); err != nil {
+	if err := bk(tx, bDeliveries).Delete(indexKey(d.MessageUUID, d.ID)); err != nil {
 		return err
 	}
-	if err := bk(tx, bLeases).Delete([]byte(d.ID)); err != nil {
+	if err := bk(tx, bDeliveries).Delete(leaseKey(d.ID)); err != nil {
 		return err
 	}
 	if d.State != hub.DeliveryParked {
@@ -547,7 +578,7 @@ func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
 			return err
 		} else if ok && !l.Released {
 			l.Released = true
-			if err := putJSON(bk(tx, bLeases), []byte(deliveryID), l); err != nil {
+			if err := putJSON(bk(tx, bDeliveries), leaseKey(deliveryID), l); err != nil {
 				return err
 			}
 		}

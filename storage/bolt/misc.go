@@ -266,7 +266,20 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 	db := tx.Bucket(bDeliveries)
 	counts := map[string]int64{}
 	var bad []func() error
-	if err := db.ForEach(func(_, v []byte) error {
+	var orphans [][]byte // leases and index entries without their delivery
+	if err := db.ForEach(func(k, v []byte) error {
+		switch deliveryKind(k) {
+		case kindLease:
+			if db.Get(k[:bytes.IndexByte(k, 0)]) == nil {
+				orphans = append(orphans, bytes.Clone(k))
+			}
+			return nil
+		case kindIndex:
+			if db.Get(k[bytes.IndexByte(k, 0)+2:]) == nil {
+				orphans = append(orphans, bytes.Clone(k))
+			}
+			return nil
+		}
 		var d struct {
 			Queue string            `json:"queue"`
 			State hub.DeliveryState `json:"state"`
@@ -304,14 +317,11 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 			return nil
 		})
 	}
-	if err := dangling(bLeases, func(k, _ []byte) []byte { return k }); err != nil {
-		return false, err
-	}
 	if err := dangling(bDelQueue, func(_, v []byte) []byte { return v }); err != nil {
 		return false, err
 	}
-	if err := dangling(bDelMsg, func(k, _ []byte) []byte { return k[bytes.IndexByte(k, 0)+1:] }); err != nil {
-		return false, err
+	for _, k := range orphans {
+		bad = append(bad, func() error { return db.Delete(k) })
 	}
 	if !fix || len(bad) == 0 {
 		return len(bad) > 0, nil

@@ -32,6 +32,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -95,9 +96,7 @@ var (
 	bMsgSender   = []byte("messages_by_sender")
 	bDeliveries  = []byte("deliveries")
 	bDelQueue    = []byte("deliveries_by_queue")
-	bDelMsg      = []byte("deliveries_by_message")
 	bQueueCount  = []byte("queue_counts")
-	bLeases      = []byte("leases")
 	bReceipts    = []byte("receipts")
 	bRcptMsg     = []byte("receipts_by_message")
 	bRcptTime    = []byte("receipts_by_time")
@@ -112,9 +111,39 @@ var (
 	bUsers       = []byte("users")
 	bLocks       = []byte("locks")
 	bMeta        = []byte("meta")
-	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bDelMsg, bQueueCount, bLeases, bReceipts, bRcptMsg, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
+	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptMsg, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
 	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
 )
+
+// Buckets of an earlier layout, merged into bDeliveries (see leaseKey).
+var (
+	oldLeases = []byte("leases")
+	oldDelMsg = []byte("deliveries_by_message")
+)
+
+// migrateDeliveryBuckets moves leases and the per-message delivery index of
+// a file written by an earlier version into the deliveries bucket, in the
+// transaction that opens the file: the move happens whole or not at all.
+func migrateDeliveryBuckets(tx *bolt.Tx) error {
+	db := tx.Bucket(bDeliveries)
+	move := func(name []byte, keyOf func(k []byte) []byte) error {
+		old := tx.Bucket(name)
+		if old == nil {
+			return nil
+		}
+		if err := old.ForEach(func(k, v []byte) error { return db.Put(keyOf(k), bytes.Clone(v)) }); err != nil {
+			return fmt.Errorf("migrate bucket %s: %w", name, err)
+		}
+		return tx.DeleteBucket(name)
+	}
+	if err := move(oldLeases, func(k []byte) []byte { return leaseKey(string(k)) }); err != nil {
+		return err
+	}
+	return move(oldDelMsg, func(k []byte) []byte {
+		i := bytes.IndexByte(k, 0)
+		return indexKey(string(k[:i]), string(k[i+1:]))
+	})
+}
 
 // Open opens (creating if needed) the store file at path.
 func Open(path string, opts Options) (*Store, error) {
@@ -147,7 +176,7 @@ func Open(path string, opts Options) (*Store, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
-		return nil
+		return migrateDeliveryBuckets(tx)
 	}); err != nil {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)

@@ -406,6 +406,13 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 	if ok && m.M.ArchiveUntil.After(now) {
 		return hub.AckResult{}, nil
 	}
+	if ok && len(m.M.Content) > 0 {
+		// Inline content goes with the last reference; the record stays
+		// (idempotent resubmission). The ack has happened: a failure here
+		// leaves the bytes behind (a leak, never a loss) and is not the
+		// caller's error.
+		_, _ = s.messages.UpdateOne(ctx, bson.M{"_id": d.Msg, "c": true}, bson.M{"$unset": bson.M{"m.content": ""}})
+	}
 	return hub.AckResult{Unreferenced: true, ContentKey: m.M.ContentKey}, nil
 }
 

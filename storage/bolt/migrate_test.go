@@ -1,0 +1,133 @@
+package bolt_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/storage/bolt"
+)
+
+// A file written before leases and the per-message delivery index moved
+// into the deliveries bucket opens with both carried over: the lease still
+// holds, DeliveriesOf still finds the delivery, and the old buckets are gone.
+func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hub.Message{UUID: "m1", SenderCVR: "12345678", SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
+	d := hub.Delivery{ID: hub.DeliveryID("m1", "system/a"), MessageUUID: "m1", Queue: "system/a", Channel: hub.ChannelSystem, Created: t0, AvailableAt: t0}
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rewrite the file into the earlier layout.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, _ := json.Marshal(hub.Lease{DeliveryID: d.ID, Holder: "p1", Epoch: 3, Expires: t0.Add(time.Hour), Attempt: 1})
+	err = db.Update(func(tx *bbolt.Tx) error {
+		ds := tx.Bucket([]byte("deliveries"))
+		c := ds.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if string(k) != d.ID {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		l, err := tx.CreateBucket([]byte("leases"))
+		if err != nil {
+			return err
+		}
+		if err := l.Put([]byte(d.ID), lease); err != nil {
+			return err
+		}
+		i, err := tx.CreateBucket([]byte("deliveries_by_message"))
+		if err != nil {
+			return err
+		}
+		return i.Put([]byte("m1\x00"+d.ID), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Lease(ctx, d.ID, "p2", time.Minute, t0.Add(time.Minute)); hub.ErrorCode(err) != hub.Conflict {
+		t.Fatalf("Lease over the migrated live lease: %v, want Conflict", err)
+	}
+	l, err := s.Lease(ctx, d.ID, "p2", time.Minute, t0.Add(2*time.Hour))
+	if err != nil || l.Epoch != 4 {
+		t.Fatalf("Lease after the migrated lease expired: %+v, %v (want epoch 4)", l, err)
+	}
+	got, err := s.DeliveriesOf(ctx, "m1")
+	if err != nil || len(got) != 1 || got[0].ID != d.ID {
+		t.Fatalf("DeliveriesOf after migration: %+v, %v", got, err)
+	}
+	if res, err := s.Ack(ctx, d.ID, t0.Add(2*time.Hour)); err != nil || !res.Unreferenced {
+		t.Fatalf("Ack after migration: %+v, %v", res, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bbolt.Tx) error {
+		for _, name := range []string{"leases", "deliveries_by_message"} {
+			if tx.Bucket([]byte(name)) != nil {
+				t.Errorf("bucket %s still there after migration", name)
+			}
+		}
+		return nil
+	})
+}
+
+// IDs with NUL would reach the keys of leases and index entries that share
+// the deliveries bucket: they are refused when written and not found when read.
+func TestNULInIDsIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	m := hub.Message{UUID: "m1", SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
+	bad := hub.Delivery{ID: "m1\x00L", MessageUUID: "m1", Queue: "system/a", Created: t0, AvailableAt: t0}
+	if err := s.PutMessage(ctx, m, []hub.Delivery{bad}, hub.Receipt{}); hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("PutMessage with NUL in a delivery ID: %v, want Invalid", err)
+	}
+	d := hub.Delivery{ID: "m1@system/a", MessageUUID: "m1", Queue: "system/a", Created: t0, AvailableAt: t0}
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddDeliveries(ctx, []hub.Delivery{{ID: "m1\x00Ix", MessageUUID: "m1", Queue: "q"}}); hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("AddDeliveries with NUL: %v, want Invalid", err)
+	}
+	if _, err := s.Lease(ctx, d.ID, "p1", time.Minute, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDelivery(ctx, d.ID+"\x00L"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("GetDelivery of a lease's key: %v, want NotFound", err)
+	}
+}

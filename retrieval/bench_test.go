@@ -229,7 +229,8 @@ func benchPreload(b *testing.B, st hub.Store, sender hub.System, receivers []hub
 					Received: now, State: hub.MessageActive}
 				d := hub.Delivery{ID: hub.DeliveryID(id, q), MessageUUID: id, Channel: hub.ChannelSystem, Queue: q, OrgCVR: authority,
 					SystemID: sys.ID, Created: now, AvailableAt: now, State: hub.DeliveryReady, Size: m.Size}
-				r := hub.Receipt{TransmissionID: "t-" + id, SystemID: sender.ID, MessageUUID: id, Time: now, Status: hub.ReceiptReceived}
+				// Transmission ids as ingest makes them (time-ordered).
+				r := hub.Receipt{TransmissionID: hub.NewID(), SystemID: sender.ID, MessageUUID: id, Time: now, Status: hub.ReceiptReceived}
 				if err := st.PutMessage(ctx, m, []hub.Delivery{d}, r); err != nil {
 					failed.Store(&err)
 					return

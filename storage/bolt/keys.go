@@ -76,19 +76,13 @@ func deletePrefix(b *bolt.Bucket, p []byte) error {
 }
 
 // The deliveries bucket holds, beside each delivery under its ID, the
-// delivery's lease and the message's index of its deliveries, under keys
-// that sort next to the delivery, since the hub's delivery IDs begin with
-// the message UUID (hub.DeliveryID): a lease or an ack then dirties one
-// page of the bucket instead of one page in each of three. IDs never
-// contain NUL (PutMessage and AddDeliveries refuse them), so a key without
-// NUL is a delivery and the byte after the first NUL tells the other kinds.
-const (
-	kindLease = 'L'
-	kindIndex = 'I'
-)
-
-// leaseKey is the key of a delivery's lease.
-func leaseKey(deliveryID string) []byte { return append([]byte(deliveryID), 0, kindLease) }
+// message's index of its deliveries, under keys that sort next to the
+// delivery, since the hub's delivery IDs begin with the message UUID
+// (hub.DeliveryID): an ack then dirties one page of the bucket instead of
+// one page in each of two. IDs never contain NUL (PutMessage and
+// AddDeliveries refuse them), so a key without NUL is a delivery and the
+// byte after the first NUL tells the other kinds.
+const kindIndex = 'I'
 
 // indexPrefix starts the keys of a message's index of its deliveries.
 func indexPrefix(messageUUID string) []byte { return append([]byte(messageUUID), 0, kindIndex) }
@@ -99,7 +93,7 @@ func indexKey(messageUUID, deliveryID string) []byte {
 }
 
 // deliveryKind tells what a key of the deliveries bucket holds: 0 for a
-// delivery, kindLease or kindIndex.
+// delivery, kindIndex for an index entry.
 func deliveryKind(k []byte) byte {
 	i := bytes.IndexByte(k, 0)
 	if i < 0 || i+1 >= len(k) {

@@ -281,12 +281,6 @@ func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
 	return d, err
 }
 
-func getLease(tx *bolt.Tx, id string) (leaseRec, bool, error) {
-	var l leaseRec
-	ok, err := getJSON(tx.Bucket(bDeliveries), leaseKey(id), &l)
-	return l, ok, err
-}
-
 func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 	for _, d := range ds {
 		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" || strings.ContainsRune(d.ID, 0) || strings.ContainsRune(d.MessageUUID, 0) {
@@ -313,25 +307,21 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (hub.Delivery, error
 		d, err = getDelivery(tx, id)
 		return err
 	})
+	s.leases.attempts(&d)
 	return d, err
 }
 
 // available reports why a delivery cannot be leased now ("" if it can).
-func available(tx *bolt.Tx, d hub.Delivery, now time.Time) (string, error) {
+func (s *Store) available(d hub.Delivery, now time.Time) string {
 	switch {
 	case d.State == hub.DeliveryParked:
-		return "parked", nil
+		return "parked"
 	case d.AvailableAt.After(now):
-		return "held", nil
+		return "held"
+	case s.leases.live(d.ID, now):
+		return "leased"
 	}
-	l, ok, err := getLease(tx, d.ID)
-	if err != nil {
-		return "", err
-	}
-	if ok && l.live(now) {
-		return "leased", nil
-	}
-	return "", nil
+	return ""
 }
 
 // scanQueue calls fn for the queue's deliveries with Seq > afterSeq in order.
@@ -361,12 +351,10 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 	var out []hub.Delivery
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return scanQueue(tx, queue, afterSeq, func(d hub.Delivery) (bool, error) {
-			if onlyAvailable {
-				why, err := available(tx, d, now)
-				if err != nil || why != "" {
-					return true, err
-				}
+			if onlyAvailable && s.available(d, now) != "" {
+				return true, nil
 			}
+			s.leases.attempts(&d)
 			out = append(out, d)
 			return len(out) < limit, nil
 		})
@@ -394,6 +382,7 @@ func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Del
 			if err != nil {
 				return false, err
 			}
+			s.leases.attempts(&d)
 			out = append(out, d)
 			return true, nil
 		})
@@ -401,78 +390,88 @@ func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Del
 	return out, err
 }
 
-// lease claims d in tx; the caller has checked availability.
-func lease(tx *bolt.Tx, d hub.Delivery, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
-	old, _, err := getLease(tx, d.ID)
+// Lease claims a delivery in the lease table (see leaseTable: leases are
+// not written to the file).
+func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
+	d, err := s.GetDelivery(ctx, deliveryID)
 	if err != nil {
 		return hub.Lease{}, err
 	}
-	d.Attempts++
-	l := hub.Lease{DeliveryID: d.ID, Holder: holder, Epoch: old.Epoch + 1, Expires: now.Add(ttl), Attempt: d.Attempts}
-	if err := putJSON(bk(tx, bDeliveries), []byte(d.ID), d); err != nil {
+	switch why := s.available(d, now); why {
+	case "", "leased":
+	default:
+		return hub.Lease{}, hub.Errorf(hub.Forbidden, "delivery %s is %s", deliveryID, why)
+	}
+	l, ok := s.leases.claim(d, holder, ttl, now)
+	if !ok {
+		return hub.Lease{}, hub.Errorf(hub.Conflict, "delivery %s is leased", deliveryID)
+	}
+	if err := s.stillThere(ctx, deliveryID); err != nil {
 		return hub.Lease{}, err
 	}
-	return l, putJSON(bk(tx, bDeliveries), leaseKey(d.ID), leaseRec{Lease: l})
+	return l, nil
 }
 
-func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
-	var l hub.Lease
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		d, err := getDelivery(tx, deliveryID)
-		if err != nil {
-			return err
-		}
-		why, err := available(tx, d, now)
-		switch {
-		case err != nil:
-			return err
-		case why == "leased":
-			return hub.Errorf(hub.Conflict, "delivery %s is leased", deliveryID)
-		case why != "":
-			return hub.Errorf(hub.Forbidden, "delivery %s is %s", deliveryID, why)
-		}
-		l, err = lease(tx, d, holder, ttl, now)
+// stillThere checks, after a claim, that the delivery was not acknowledged
+// since it was read: an Ack forgets the lease only after its commit, so a
+// read that starts after the claim sees any Ack the claim raced with. The
+// lease of a delivery that is gone is dropped.
+func (s *Store) stillThere(ctx context.Context, deliveryID string) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		_, err := getDelivery(tx, deliveryID)
 		return err
 	})
-	return l, err
+	if hub.Is(err, hub.NotFound) {
+		s.leases.drop(deliveryID)
+	}
+	return err
 }
 
 func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error) {
-	var (
-		got hub.Delivery
-		l   hub.Lease
-	)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		found := false
-		err := scanQueue(tx, queue, 0, func(d hub.Delivery) (bool, error) {
-			why, err := available(tx, d, now)
-			if err != nil || why != "" {
-				return true, err
-			}
-			if l, err = lease(tx, d, holder, ttl, now); err != nil {
-				return false, err
-			}
-			got, found = d, true
-			got.Attempts = l.Attempt
-			return false, nil
+	var afterSeq int64
+	for {
+		var (
+			got   hub.Delivery
+			l     hub.Lease
+			found bool
+		)
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			return scanQueue(tx, queue, afterSeq, func(d hub.Delivery) (bool, error) {
+				afterSeq = d.Seq
+				if s.available(d, now) != "" {
+					return true, nil
+				}
+				if l, found = s.leases.claim(d, holder, ttl, now); !found {
+					return true, nil
+				}
+				got = d
+				got.Attempts = l.Attempt
+				return false, nil
+			})
 		})
-		if err == nil && !found {
-			err = hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
+		if err != nil {
+			return hub.Delivery{}, hub.Lease{}, err
 		}
-		return err
-	})
-	return got, l, err
+		if !found {
+			return hub.Delivery{}, hub.Lease{}, hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
+		}
+		switch err := s.stillThere(ctx, got.ID); {
+		case err == nil:
+			return got, l, nil
+		case !hub.Is(err, hub.NotFound):
+			s.leases.release(l)
+			return hub.Delivery{}, hub.Lease{}, err
+		}
+		// Acknowledged since the scan read it: take the next one.
+	}
 }
 
 func (s *Store) Release(ctx context.Context, l hub.Lease) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		cur, ok, err := getLease(tx, l.DeliveryID)
-		if err != nil || !ok || cur.Epoch != l.Epoch || cur.Holder != l.Holder || cur.Released {
-			return err
-		}
-		cur.Released = true
-		return putJSON(bk(tx, bDeliveries), leaseKey(l.DeliveryID), cur)
-	})
+	if err := ctx.Err(); err != nil {
+		return hub.Wrap(hub.Unavailable, err, "bolt: release abandoned")
+	}
+	s.leases.release(l)
+	return nil
 }
 
 func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
@@ -533,6 +532,9 @@ func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r
 		}
 		return nil
 	})
+	if err == nil && !res.AlreadyAcked {
+		s.leases.drop(deliveryID)
+	}
 	return res, err
 }
 
@@ -546,9 +548,6 @@ func removeDelivery(tx *bolt.Tx, d hub.Delivery) error {
 	if err := bk(tx, bDeliveries).Delete(indexKey(d.MessageUUID, d.ID)); err != nil {
 		return err
 	}
-	if err := bk(tx, bDeliveries).Delete(leaseKey(d.ID)); err != nil {
-		return err
-	}
 	if d.State != hub.DeliveryParked {
 		return addQueueCount(tx, d.Queue, -1)
 	}
@@ -559,7 +558,7 @@ func removeDelivery(tx *bolt.Tx, d hub.Delivery) error {
 const parkReasonMeta = "parkedReason"
 
 func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		d, err := getDelivery(tx, deliveryID)
 		if err != nil {
 			return err
@@ -574,20 +573,17 @@ func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
 			d.Meta = map[string]string{}
 		}
 		d.Meta[parkReasonMeta] = reason
-		if l, ok, err := getLease(tx, deliveryID); err != nil {
-			return err
-		} else if ok && !l.Released {
-			l.Released = true
-			if err := putJSON(bk(tx, bDeliveries), leaseKey(deliveryID), l); err != nil {
-				return err
-			}
-		}
+		s.leases.attempts(&d) // the file keeps the count the delivery was parked with
 		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
 	})
+	if err == nil {
+		s.leases.end(deliveryID, false)
+	}
+	return err
 }
 
 func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		d, err := getDelivery(tx, deliveryID)
 		if err != nil || d.State != hub.DeliveryParked {
 			return err
@@ -603,6 +599,10 @@ func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
 		}
 		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
 	})
+	if err == nil {
+		s.leases.end(deliveryID, true)
+	}
+	return err
 }
 
 func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
@@ -613,13 +613,23 @@ func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
 	if err != nil {
 		return err
 	}
-	if ok {
+	switch {
+	case ok && old.MessageUUID == r.MessageUUID:
+		// A status change (COMPLETED on ack): the message index stands,
+		// only the time index moves. Not rewriting the index spares a
+		// page per acknowledgement.
+		if err := bk(tx, bRcptTime).Delete(cat(prefix(old.SystemID), tkey(old.Time), []byte(old.TransmissionID))); err != nil {
+			return err
+		}
+	case ok:
 		if err := deleteReceiptIndexes(tx, old.value()); err != nil {
 			return err
 		}
-	}
-	if err := bk(tx, bRcptMsg).Put(key(r.SystemID, r.MessageUUID), []byte(r.TransmissionID)); err != nil {
-		return err
+		fallthrough
+	default:
+		if err := bk(tx, bRcptMsg).Put(key(r.SystemID, r.MessageUUID), []byte(r.TransmissionID)); err != nil {
+			return err
+		}
 	}
 	if err := bk(tx, bRcptTime).Put(cat(prefix(r.SystemID), tkey(r.Time), []byte(r.TransmissionID)), nil); err != nil {
 		return err

@@ -13,9 +13,10 @@ import (
 	"github.com/posthub/posthub/storage/bolt"
 )
 
-// A file written before leases and the per-message delivery index moved
-// into the deliveries bucket opens with both carried over: the lease still
-// holds, DeliveriesOf still finds the delivery, and the old buckets are gone.
+// A file written before leases moved to memory and the per-message
+// delivery index into the deliveries bucket opens with the index carried
+// over and the leases ended: DeliveriesOf still finds the delivery, a new
+// lease is granted, and the old buckets are gone.
 func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "posthub.db")
@@ -74,12 +75,10 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Lease(ctx, d.ID, "p2", time.Minute, t0.Add(time.Minute)); hub.ErrorCode(err) != hub.Conflict {
-		t.Fatalf("Lease over the migrated live lease: %v, want Conflict", err)
-	}
-	l, err := s.Lease(ctx, d.ID, "p2", time.Minute, t0.Add(2*time.Hour))
-	if err != nil || l.Epoch != 4 {
-		t.Fatalf("Lease after the migrated lease expired: %+v, %v (want epoch 4)", l, err)
+	// A restart ends every lease, the file's old ones too; epochs still grow.
+	l, err := s.Lease(ctx, d.ID, "p2", time.Minute, t0.Add(time.Minute))
+	if err != nil || l.Epoch <= 3 || l.Attempt != 1 {
+		t.Fatalf("Lease after reopening: %+v, %v (want epoch > 3, attempt 1)", l, err)
 	}
 	got, err := s.DeliveriesOf(ctx, "m1")
 	if err != nil || len(got) != 1 || got[0].ID != d.ID {
@@ -129,5 +128,51 @@ func TestNULInIDsIsRefused(t *testing.T) {
 	}
 	if _, err := s.GetDelivery(ctx, d.ID+"\x00L"); hub.ErrorCode(err) != hub.NotFound {
 		t.Fatalf("GetDelivery of a lease's key: %v, want NotFound", err)
+	}
+}
+
+// Leases live in memory: a reopened store has none, and its epochs exceed
+// those of the process before, so an old lease token never matches a new one.
+func TestLeasesEndWithTheProcessAndEpochsGrow(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	t0 := time.Now().UTC()
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hub.Message{UUID: "m1", SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
+	d := hub.Delivery{ID: "m1@system/a", MessageUUID: "m1", Queue: "system/a", Created: t0, AvailableAt: t0}
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Lease(ctx, d.ID, "p1", time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("ClaimNext while leased: %v, want NotFound", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	s, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, l, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0)
+	if err != nil || got.ID != d.ID {
+		t.Fatalf("ClaimNext after reopening: %+v, %v", got, err)
+	}
+	if l.Epoch <= first.Epoch {
+		t.Fatalf("epoch %d after reopening, %d before", l.Epoch, first.Epoch)
+	}
+	if err := s.Release(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lease(ctx, d.ID, "p3", time.Hour, t0); hub.ErrorCode(err) != hub.Conflict {
+		t.Fatalf("the old process's lease released the new one: Lease = %v, want Conflict", err)
 	}
 }

@@ -266,14 +266,9 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 	db := tx.Bucket(bDeliveries)
 	counts := map[string]int64{}
 	var bad []func() error
-	var orphans [][]byte // leases and index entries without their delivery
+	var orphans [][]byte // index entries without their delivery
 	if err := db.ForEach(func(k, v []byte) error {
 		switch deliveryKind(k) {
-		case kindLease:
-			if db.Get(k[:bytes.IndexByte(k, 0)]) == nil {
-				orphans = append(orphans, bytes.Clone(k))
-			}
-			return nil
 		case kindIndex:
 			if db.Get(k[bytes.IndexByte(k, 0)+2:]) == nil {
 				orphans = append(orphans, bytes.Clone(k))

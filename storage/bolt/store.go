@@ -6,13 +6,16 @@
 // Guarantees:
 //   - Durable: every write method commits one bbolt read-write transaction
 //     and bbolt fsyncs the file on commit (NoSync is never set) before the
-//     method returns nil.
+//     method returns nil. Leases are the exception: they live in memory
+//     (leases.go), since this process alone arbitrates them, and a restart
+//     ends them all as an expiry would.
 //   - Atomic: each method's changes are one transaction, so PutMessage's
 //     message, deliveries and receipt, an Ack's removals, or a SealEvents
 //     batch become visible together or not at all, also across a crash.
-//   - Exclusive: bbolt serialises writers, so a Lease, ClaimNext, SealEvents
-//     or AcquireLock decision is made against the latest committed state;
-//     exactly one of any number of concurrent callers wins. The file is
+//   - Exclusive: bbolt serialises writers, so a SealEvents or AcquireLock
+//     decision is made against the latest committed state, and the lease
+//     table's mutex does the same for Lease and ClaimNext; exactly one of
+//     any number of concurrent callers wins. The file is
 //     locked (flock) by one process; several hub instances need MongoDB.
 //
 // Group commit: writes are not committed one by one. A single committer
@@ -64,7 +67,8 @@ type Options struct {
 
 // Store implements hub.Store on one bbolt file.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	leases *leaseTable
 
 	reqs     chan *request
 	quit     chan struct{}
@@ -115,15 +119,17 @@ var (
 	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
 )
 
-// Buckets of an earlier layout, merged into bDeliveries (see leaseKey).
+// Buckets of an earlier layout: leases (now in memory, see leaseTable) and
+// the per-message delivery index (now in bDeliveries, see indexKey).
 var (
 	oldLeases = []byte("leases")
 	oldDelMsg = []byte("deliveries_by_message")
 )
 
-// migrateDeliveryBuckets moves leases and the per-message delivery index of
-// a file written by an earlier version into the deliveries bucket, in the
-// transaction that opens the file: the move happens whole or not at all.
+// migrateDeliveryBuckets drops the leases of a file written by an earlier
+// version (a restart ends every lease) and moves its per-message delivery
+// index into the deliveries bucket, in the transaction that opens the
+// file: the change happens whole or not at all.
 func migrateDeliveryBuckets(tx *bolt.Tx) error {
 	db := tx.Bucket(bDeliveries)
 	move := func(name []byte, keyOf func(k []byte) []byte) error {
@@ -136,8 +142,10 @@ func migrateDeliveryBuckets(tx *bolt.Tx) error {
 		}
 		return tx.DeleteBucket(name)
 	}
-	if err := move(oldLeases, func(k []byte) []byte { return leaseKey(string(k)) }); err != nil {
-		return err
+	if tx.Bucket(oldLeases) != nil {
+		if err := tx.DeleteBucket(oldLeases); err != nil {
+			return fmt.Errorf("drop bucket %s: %w", oldLeases, err)
+		}
 	}
 	return move(oldDelMsg, func(k []byte) []byte {
 		i := bytes.IndexByte(k, 0)
@@ -181,7 +189,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)
 	}
-	s := &Store{db: db, reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
+	s := &Store{db: db, leases: newLeaseTable(time.Now()), reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
 	go s.commitLoop()
 	return s, nil
 }

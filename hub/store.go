@@ -116,6 +116,11 @@ type Messages interface {
 
 // Queues holds deliveries, leases and acknowledgements. A delivery belongs
 // to one queue; within a queue deliveries are ordered by Seq.
+//
+// Leases are the one write a backend may keep out of durable storage: a
+// backend whose data only one process can open (bolt) keeps them in that
+// process's memory, and its restart ends every lease as an expiry would.
+// Backends shared by several instances (MongoDB) store them.
 type Queues interface {
 	// AddDeliveries adds deliveries for messages already stored (first
 	// connection of a receiver system, release of a held message). A

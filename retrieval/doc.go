@@ -11,8 +11,10 @@
 //     A fetch that is never acknowledged — the system crashed, the network
 //     broke mid-stream — leaves the message leased until the lease expires
 //     (LeaseTTL, default 5 minutes); then it is fetchable again. A crash of
-//     the hub at any instant loses nothing: every step is a durable store
-//     operation, and the ack is the last one.
+//     the hub at any instant loses nothing: the ack is the one durable step
+//     that removes anything. On the embedded store leases live in the hub
+//     process's memory (storage/bolt), so a restart of the hub ends every
+//     lease at once, as if all had expired.
 //   - Exclusive leases. A fetch leases the delivery through Store.Lease or
 //     Store.ClaimNext, which have exactly one winner among any number of
 //     callers on any number of hub instances sharing the store. While a lease
@@ -25,8 +27,10 @@
 //     blob store (a blob left behind by a crash in between is an orphan for
 //     the sweeper, never a visible message). The sender's receipt becomes
 //     COMPLETED and the event MEMO_SEND_FETCHED_BY_RECIPIENT_SYSTEM is
-//     logged; both are written before the ack with ids derived from the
-//     delivery, so a retried ack neither loses nor duplicates them.
+//     logged. Where the store offers hub.AckCommitter (bolt) receipt, event
+//     and ack are one transaction; elsewhere (MongoDB) receipt and event are
+//     written before the ack with ids derived from the delivery. Either way
+//     a retried ack neither loses nor duplicates them.
 //   - Idempotent ack. Acknowledging a message that is already gone answers
 //     success as long as the message was addressed to the caller's
 //     organisation and no other queue holds it.

@@ -172,6 +172,12 @@ func (s *Server) accept(ctx context.Context, sys hub.System, sp spooled, want st
 		return hub.Receipt{}, false, badRequest("memo-message-uuid", "memo.message.uuid.mismatch",
 			"memo-message-uuid must equal MessageHeader/messageUUID", want)
 	}
+	// The spool file's fsync has been running beside the validation; the
+	// receipt may only promise what is on disk.
+	if err := sp.Durable(); err != nil {
+		s.metrics.accepted.WithLabelValues(string(hub.ErrorCode(err))).Inc()
+		return hub.Receipt{}, false, err
+	}
 	r, created, err := s.ingest.Submit(ctx, hub.Submission{System: sys, Letter: letterOf(m, sp.Size),
 		Path: sp.Path, Body: sp.body, Size: sp.Size, SHA256: sp.SHA256, Mode: mode, Archive: archive})
 	switch {

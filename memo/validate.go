@@ -1,8 +1,6 @@
 package memo
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,106 +57,6 @@ func (v *Validator) Close() {
 	v.schemas = nil
 }
 
-// Spooled is a request body written to disk.
-type Spooled struct {
-	// Path is the file holding the body.
-	Path string
-	// Size is its length in bytes.
-	Size int64
-	// SHA256 is the lowercase hex SHA-256 of the body.
-	SHA256 string
-}
-
-// spoolBuf is the copy buffer of Spool; large enough that a 99 MB body
-// takes few syscalls, small enough to never matter.
-const spoolBuf = 256 << 10
-
-// Spool copies r into a new file in dir (os.TempDir() when empty) while
-// hashing it, and stops reading the moment more than max bytes arrive: the
-// body is never held in memory and at most max+1 bytes of it are read. On
-// success the caller owns the file (remove it, or move it into the blob
-// store). Errors: TooLarge (code memo.too.large; the partial file is
-// removed), Internal for I/O failures of the spool file, and r's own
-// errors wrapped as Invalid.
-func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	f, err := os.CreateTemp(dir, "memo-*.xml")
-	if err != nil {
-		return Spooled{}, hub.Wrap(hub.Internal, err, "cannot create a spool file")
-	}
-	sp, err := spoolInto(f, r, max)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = hub.Wrap(hub.Internal, cerr, "cannot write the spool file")
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return Spooled{}, err
-	}
-	sp.Path = f.Name()
-	return sp, nil
-}
-
-func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
-	// Hashing runs beside the copy, on buffers handed over through a
-	// channel, so a 99 MB body costs the time of the slower of the two
-	// rather than their sum.
-	const nbuf = 4
-	free := make(chan []byte, nbuf)
-	for i := 0; i < nbuf; i++ {
-		free <- make([]byte, spoolBuf)
-	}
-	toHash := make(chan []byte, nbuf)
-	sum := make(chan []byte, 1)
-	go func() {
-		h := sha256.New()
-		for b := range toHash {
-			h.Write(b)
-			free <- b[:cap(b)]
-		}
-		sum <- h.Sum(nil)
-	}()
-	var n int64
-	var err error
-	for {
-		buf := <-free
-		// Never ask for more than one byte past the limit.
-		want := int64(len(buf))
-		if rest := max + 1 - n; rest < want {
-			want = rest
-		}
-		k, rerr := r.Read(buf[:want])
-		if k > 0 {
-			n += int64(k)
-			if n > max {
-				err = tooLarge(max)
-				break
-			}
-			if _, werr := f.Write(buf[:k]); werr != nil {
-				err = hub.Wrap(hub.Internal, werr, "cannot write the spool file")
-				break
-			}
-			toHash <- buf[:k]
-		} else {
-			free <- buf
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			err = hub.Wrap(hub.Invalid, rerr, "reading the MeMo failed")
-			break
-		}
-	}
-	close(toHash)
-	digest := <-sum
-	if err != nil {
-		return Spooled{}, err
-	}
-	return Spooled{Size: n, SHA256: hex.EncodeToString(digest)}, nil
-}
-
 func tooLarge(max int64) *hub.Error {
 	msg := fmt.Sprintf("a MeMo may be at most %d bytes", max)
 	return &hub.Error{Code: hub.TooLarge, Message: msg,
@@ -203,24 +101,67 @@ func (v *Validator) ValidateSpooled(r io.Reader, now time.Time) (*Message, Spool
 // the line. libxml2 reads the file through its descriptor; the document is
 // never copied into Go memory by the XSD stage.
 func (v *Validator) ValidateFile(path string, now time.Time) (*Message, error) {
-	if _, err := v.ValidateSchemaFile(path); err != nil {
+	f, version, err := v.prescanFile(path)
+	if err != nil {
 		return nil, err
 	}
-	m, err := ParseFile(path)
-	if err != nil {
-		return nil, parseFailure(err)
+	defer f.Close()
+	// Once the prescan has passed, the Go model is read beside the XSD
+	// stage, on the other core: for a large document that hides its
+	// reading behind libxml2's. Its result counts only if the XSD passes.
+	type parsed struct {
+		m   *Message
+		err error
 	}
-	return v.check(m, now)
+	model := make(chan parsed, 1)
+	go func() {
+		m, err := ParseFile(path)
+		model <- parsed{m, err}
+	}()
+	xerr := v.xsdFile(f, version)
+	// Waiting even when the XSD failed keeps a flood of bad documents from
+	// piling up parsers that outlive their requests.
+	p := <-model
+	if xerr != nil {
+		return nil, xerr
+	}
+	if p.err != nil {
+		return nil, parseFailure(p.err)
+	}
+	return v.check(p.m, now)
 }
 
 // ValidateSchemaFile runs the stages of ValidateFile up to and including
 // the XSD, and returns the document's memoVersion. Errors as ValidateFile.
 func (v *Validator) ValidateSchemaFile(path string) (version string, err error) {
-	f, err := os.Open(path)
+	f, version, err := v.prescanFile(path)
 	if err != nil {
-		return "", hub.Wrap(hub.Internal, err, "cannot open the MeMo")
+		return "", err
 	}
 	defer f.Close()
+	if err := v.xsdFile(f, version); err != nil {
+		return "", err
+	}
+	return version, nil
+}
+
+// prescanFile opens the file at path and runs the size check and the
+// prescan on it. On success the caller owns the open file, which is
+// positioned at its start, and gets the document's memoVersion.
+func (v *Validator) prescanFile(path string) (*os.File, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", hub.Wrap(hub.Internal, err, "cannot open the MeMo")
+	}
+	version, err := v.prescanOpen(f)
+	if err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, version, nil
+}
+
+func (v *Validator) prescanOpen(f *os.File) (string, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return "", hub.Wrap(hub.Internal, err, "cannot stat the MeMo")
@@ -239,10 +180,12 @@ func (v *Validator) ValidateSchemaFile(path string) (version string, err error) 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", hub.Wrap(hub.Internal, err, "cannot read the MeMo")
 	}
-	if err := v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateFile(f) }); err != nil {
-		return "", err
-	}
 	return pl.version, nil
+}
+
+// xsdFile validates the open file f against the schema of version.
+func (v *Validator) xsdFile(f *os.File, version string) error {
+	return v.xsd(version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateFile(f) })
 }
 
 // ValidateBytes validates a MeMo held in memory, as ValidateFile does but

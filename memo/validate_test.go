@@ -3,8 +3,6 @@ package memo
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -375,28 +373,6 @@ func TestTwoHundredMegabyteBodyStopsAtTheLimit(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(v.spoolDir, "*"))
 	if len(left) != 0 {
 		t.Fatalf("spool files left behind: %v", left)
-	}
-}
-
-func TestSpool(t *testing.T) {
-	dir := t.TempDir()
-	body := []byte(readSample(t, "1.1", "MeMo_Full_Example.xml"))
-	sp, err := Spool(bytes.NewReader(body), dir, int64(len(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(body)
-	if sp.Size != int64(len(body)) || sp.SHA256 != hex.EncodeToString(sum[:]) || filepath.Dir(sp.Path) != dir {
-		t.Fatalf("spooled %+v", sp)
-	}
-	got, err := os.ReadFile(sp.Path)
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("spool file differs: %v", err)
-	}
-	_, err = Spool(bytes.NewReader(body), dir, int64(len(body))-1)
-	hubError(t, err, hub.TooLarge)
-	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 1 {
-		t.Fatalf("a refused spool left files: %v", left)
 	}
 }
 

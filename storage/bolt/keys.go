@@ -101,3 +101,12 @@ func deliveryKind(k []byte) byte {
 	}
 	return k[i+1]
 }
+
+// receiptIndexKey is the key, in the messages bucket, of the transmission
+// id of systemID's receipt for a message: next to the message's record
+// (whose key is its UUID and has no NUL), so that accepting a message
+// writes one page of the bucket for both. The messages bucket is only ever
+// read by key, never iterated.
+func receiptIndexKey(messageUUID, systemID string) []byte {
+	return append(append([]byte(messageUUID), 0, 'R'), systemID...)
+}

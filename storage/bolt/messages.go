@@ -42,6 +42,9 @@ func (l leaseRec) live(now time.Time) bool { return !l.Released && now.Before(l.
 
 func getMessage(tx *bolt.Tx, uuid string) (messageRec, bool, error) {
 	var r messageRec
+	if strings.ContainsRune(uuid, 0) {
+		return r, false, nil // such a key would name a receipt index entry
+	}
 	ok, err := getJSON(tx.Bucket(bMessages), []byte(uuid), &r)
 	return r, ok, err
 }
@@ -627,7 +630,7 @@ func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
 		}
 		fallthrough
 	default:
-		if err := bk(tx, bRcptMsg).Put(key(r.SystemID, r.MessageUUID), []byte(r.TransmissionID)); err != nil {
+		if err := bk(tx, bMessages).Put(receiptIndexKey(r.MessageUUID, r.SystemID), []byte(r.TransmissionID)); err != nil {
 			return err
 		}
 	}
@@ -638,9 +641,9 @@ func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
 }
 
 func deleteReceiptIndexes(tx *bolt.Tx, r hub.Receipt) error {
-	mb := bk(tx, bRcptMsg)
-	if string(mb.Get(key(r.SystemID, r.MessageUUID))) == r.TransmissionID {
-		if err := mb.Delete(key(r.SystemID, r.MessageUUID)); err != nil {
+	mb, k := bk(tx, bMessages), receiptIndexKey(r.MessageUUID, r.SystemID)
+	if string(mb.Get(k)) == r.TransmissionID {
+		if err := mb.Delete(k); err != nil {
 			return err
 		}
 	}
@@ -654,8 +657,8 @@ func getReceipt(tx *bolt.Tx, systemID, transmissionID string) (hub.Receipt, bool
 }
 
 func (s *Store) PutReceipt(ctx context.Context, r hub.Receipt) error {
-	if r.TransmissionID == "" || r.SystemID == "" {
-		return hub.Errorf(hub.Invalid, "receipt without transmission or system ID")
+	if r.TransmissionID == "" || r.SystemID == "" || strings.ContainsRune(r.MessageUUID, 0) {
+		return hub.Errorf(hub.Invalid, "receipt without transmission or system ID, or with NUL in its message UUID")
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error { return putReceipt(tx, r) })
 }
@@ -677,7 +680,10 @@ func (s *Store) GetReceipt(ctx context.Context, systemID, transmissionID string)
 func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error) {
 	var r hub.Receipt
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		tid := tx.Bucket(bRcptMsg).Get(key(systemID, messageUUID))
+		var tid []byte
+		if !strings.ContainsRune(messageUUID, 0) {
+			tid = tx.Bucket(bMessages).Get(receiptIndexKey(messageUUID, systemID))
+		}
 		ok := false
 		var err error
 		if tid != nil {

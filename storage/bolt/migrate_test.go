@@ -27,7 +27,7 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 	}
 	m := hub.Message{UUID: "m1", SenderCVR: "12345678", SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
 	d := hub.Delivery{ID: hub.DeliveryID("m1", "system/a"), MessageUUID: "m1", Queue: "system/a", Channel: hub.ChannelSystem, Created: t0, AvailableAt: t0}
-	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{}); err != nil {
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{TransmissionID: "t1", SystemID: "sender-sys", MessageUUID: "m1", Time: t0, Status: hub.ReceiptReceived}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -61,7 +61,19 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return i.Put([]byte("m1\x00"+d.ID), nil)
+		if err := i.Put([]byte("m1\x00"+d.ID), nil); err != nil {
+			return err
+		}
+		// The receipt's index entry moves from its own bucket.
+		ms := tx.Bucket([]byte("messages"))
+		if err := ms.Delete([]byte("m1\x00Rsender-sys")); err != nil {
+			return err
+		}
+		r, err := tx.CreateBucket([]byte("receipts_by_message"))
+		if err != nil {
+			return err
+		}
+		return r.Put([]byte("sender-sys\x00m1"), []byte("t1"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +96,9 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].ID != d.ID {
 		t.Fatalf("DeliveriesOf after migration: %+v, %v", got, err)
 	}
+	if r, err := s.ReceiptFor(ctx, "sender-sys", "m1"); err != nil || r.TransmissionID != "t1" {
+		t.Fatalf("ReceiptFor after migration: %+v, %v", r, err)
+	}
 	if res, err := s.Ack(ctx, d.ID, t0.Add(2*time.Hour)); err != nil || !res.Unreferenced {
 		t.Fatalf("Ack after migration: %+v, %v", res, err)
 	}
@@ -96,7 +111,7 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 	}
 	defer db.Close()
 	_ = db.View(func(tx *bbolt.Tx) error {
-		for _, name := range []string{"leases", "deliveries_by_message"} {
+		for _, name := range []string{"leases", "deliveries_by_message", "receipts_by_message"} {
 			if tx.Bucket([]byte(name)) != nil {
 				t.Errorf("bucket %s still there after migration", name)
 			}
@@ -117,7 +132,7 @@ func TestNULInIDsIsRefused(t *testing.T) {
 		t.Fatalf("PutMessage with NUL in a delivery ID: %v, want Invalid", err)
 	}
 	d := hub.Delivery{ID: "m1@system/a", MessageUUID: "m1", Queue: "system/a", Created: t0, AvailableAt: t0}
-	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{}); err != nil {
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, hub.Receipt{TransmissionID: "t1", SystemID: "sender-sys", MessageUUID: "m1", Time: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddDeliveries(ctx, []hub.Delivery{{ID: "m1\x00Ix", MessageUUID: "m1", Queue: "q"}}); hub.ErrorCode(err) != hub.Invalid {
@@ -126,8 +141,11 @@ func TestNULInIDsIsRefused(t *testing.T) {
 	if _, err := s.Lease(ctx, d.ID, "p1", time.Minute, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetDelivery(ctx, d.ID+"\x00L"); hub.ErrorCode(err) != hub.NotFound {
-		t.Fatalf("GetDelivery of a lease's key: %v, want NotFound", err)
+	if _, err := s.GetDelivery(ctx, "m1\x00Im1@system/a"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("GetDelivery of an index entry's key: %v, want NotFound", err)
+	}
+	if _, err := s.GetMessage(ctx, "m1\x00Rsender-sys"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("GetMessage of a receipt index entry's key: %v, want NotFound", err)
 	}
 }
 

@@ -102,7 +102,6 @@ var (
 	bDelQueue    = []byte("deliveries_by_queue")
 	bQueueCount  = []byte("queue_counts")
 	bReceipts    = []byte("receipts")
-	bRcptMsg     = []byte("receipts_by_message")
 	bRcptTime    = []byte("receipts_by_time")
 	bPending     = []byte("events_pending")
 	bEvents      = []byte("events")
@@ -115,29 +114,32 @@ var (
 	bUsers       = []byte("users")
 	bLocks       = []byte("locks")
 	bMeta        = []byte("meta")
-	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptMsg, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
+	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
 	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
 )
 
-// Buckets of an earlier layout: leases (now in memory, see leaseTable) and
-// the per-message delivery index (now in bDeliveries, see indexKey).
+// Buckets of an earlier layout: leases (now in memory, see leaseTable),
+// the per-message delivery index (now in bDeliveries, see indexKey) and
+// the receipts-by-message index (now in bMessages, see receiptIndexKey).
 var (
-	oldLeases = []byte("leases")
-	oldDelMsg = []byte("deliveries_by_message")
+	oldLeases  = []byte("leases")
+	oldDelMsg  = []byte("deliveries_by_message")
+	oldRcptMsg = []byte("receipts_by_message")
 )
 
 // migrateDeliveryBuckets drops the leases of a file written by an earlier
 // version (a restart ends every lease) and moves its per-message delivery
-// index into the deliveries bucket, in the transaction that opens the
-// file: the change happens whole or not at all.
+// index into the deliveries bucket and its receipts-by-message index into
+// the messages bucket, in the transaction that opens the file: the change
+// happens whole or not at all.
 func migrateDeliveryBuckets(tx *bolt.Tx) error {
-	db := tx.Bucket(bDeliveries)
-	move := func(name []byte, keyOf func(k []byte) []byte) error {
+	move := func(name, into []byte, keyOf func(k []byte) []byte) error {
 		old := tx.Bucket(name)
 		if old == nil {
 			return nil
 		}
-		if err := old.ForEach(func(k, v []byte) error { return db.Put(keyOf(k), bytes.Clone(v)) }); err != nil {
+		b := tx.Bucket(into)
+		if err := old.ForEach(func(k, v []byte) error { return b.Put(keyOf(k), bytes.Clone(v)) }); err != nil {
 			return fmt.Errorf("migrate bucket %s: %w", name, err)
 		}
 		return tx.DeleteBucket(name)
@@ -147,9 +149,15 @@ func migrateDeliveryBuckets(tx *bolt.Tx) error {
 			return fmt.Errorf("drop bucket %s: %w", oldLeases, err)
 		}
 	}
-	return move(oldDelMsg, func(k []byte) []byte {
-		i := bytes.IndexByte(k, 0)
+	if err := move(oldDelMsg, bDeliveries, func(k []byte) []byte {
+		i := bytes.IndexByte(k, 0) // messageUUID NUL deliveryID
 		return indexKey(string(k[:i]), string(k[i+1:]))
+	}); err != nil {
+		return err
+	}
+	return move(oldRcptMsg, bMessages, func(k []byte) []byte {
+		i := bytes.IndexByte(k, 0) // systemID NUL messageUUID
+		return receiptIndexKey(string(k[i+1:]), string(k[:i]))
 	})
 }
 

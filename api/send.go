@@ -88,7 +88,8 @@ func filePart(r *http.Request, boundary string) (io.Reader, error) {
 }
 
 // sendOne accepts a single MeMo: spool (enforcing the size limit while
-// streaming), validate, then hand to ingest.
+// streaming, and running the XSD on the body as it arrives), validate,
+// then hand to ingest.
 func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoice) {
 	ctx := c.Request.Context()
 	sys := principal(c).System
@@ -115,7 +116,7 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 		sum := sha256.Sum256(sp.body)
 		sp.Size, sp.SHA256 = n, hex.EncodeToString(sum[:])
 	} else {
-		sp.Spooled, err = memo.Spool(c.Request.Body, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
+		sp.Spooled, err = s.validator.Spool(c.Request.Body, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
 		if err != nil {
 			if hub.ErrorCode(err) == hub.TooLarge {
 				s.metrics.accepted.WithLabelValues("too_large").Inc()
@@ -160,7 +161,7 @@ func (s *Server) accept(ctx context.Context, sys hub.System, sp spooled, want st
 	if sp.body != nil {
 		m, err = s.validator.ValidateBytes(sp.body, s.now())
 	} else {
-		m, err = s.validator.ValidateFile(sp.Path, s.now())
+		m, err = s.validator.ValidateSpooledFile(sp.Spooled, s.now())
 	}
 	if err != nil {
 		s.metrics.accepted.WithLabelValues("invalid").Inc()
@@ -330,7 +331,7 @@ func (s *Server) acceptEntry(ctx context.Context, sys hub.System, hdr *tar.Heade
 	if hdr.Size > s.cfg.MaxMemoSize {
 		return invalid(tooLarge(s.cfg.MaxMemoSize))
 	}
-	sp, err := memo.Spool(r, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
+	sp, err := s.validator.Spool(r, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
 	if err != nil {
 		return invalid(err)
 	}

@@ -40,7 +40,10 @@
 // hash, blob store), so libxml2 parses the file in place from its
 // descriptor (xmlCtxtReadFd) and validates the tree with a schema compiled
 // once per Validator; memory and time stay within reach of
-// `xmllint --huge --schema`. Compiling the schema in the same layer avoids
+// `xmllint --huge --schema`. Validator.Spool goes one step further: once
+// the prescan has passed on the body's first bytes, libxml2 reads the spool
+// file while it is still being written (a read callback that waits at the
+// written end), so receiving and parsing a large body overlap. Compiling the schema in the same layer avoids
 // mixing two bindings' pointers, and lestrrat-go/libxml2 is not used.
 //
 // Concurrency: the compiled schemas are read-only while validating and

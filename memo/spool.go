@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -21,6 +22,8 @@ type Spooled struct {
 
 	// synced yields the result of the fsync Spool started.
 	synced func() error
+	// check is the schema validation Validator.Spool ran while spooling.
+	check *schemaCheck
 }
 
 // Durable waits until the spooled file's bytes are on stable storage and
@@ -52,6 +55,42 @@ const spoolBuf = 256 << 10
 // TooLarge (code memo.too.large; the partial file is removed), Internal for
 // I/O failures of the spool file, and r's own errors wrapped as Invalid.
 func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
+	return spool(r, dir, max, nil)
+}
+
+// Spool spools r like the package's Spool and, while the body arrives,
+// runs the size check, the prescan and the XSD of ValidateFile on it:
+// libxml2 reads the spool file as it grows, so a large body is mostly
+// checked by the time its last byte is written. ValidateSpooledFile
+// collects the verdict. Errors as the package's Spool.
+func (v *Validator) Spool(r io.Reader, dir string, max int64) (Spooled, error) {
+	c := &schemaCheck{v: v}
+	sp, err := spool(r, dir, max, c)
+	if err != nil {
+		return Spooled{}, err
+	}
+	sp.check = c
+	return sp, nil
+}
+
+// ValidateSpooledFile validates a body spooled by Spool and returns its
+// model, as ValidateFile does for the file at sp.Path and with its errors,
+// but collecting the outcome of the checks Validator.Spool ran while
+// spooling instead of reading the file again for them.
+func (v *Validator) ValidateSpooledFile(sp Spooled, now time.Time) (*Message, error) {
+	c := sp.check
+	if c == nil || c.v != v {
+		return v.ValidateFile(sp.Path, now)
+	}
+	if err := c.early(); err != nil {
+		return nil, err
+	}
+	return v.modelBeside(sp.Path, now, c.verdict)
+}
+
+// spool writes r to a new file in dir, showing each write to tap when it
+// is not nil.
+func spool(r io.Reader, dir string, max int64, tap *schemaCheck) (Spooled, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
@@ -59,7 +98,13 @@ func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
 	if err != nil {
 		return Spooled{}, hub.Wrap(hub.Internal, err, "cannot create a spool file")
 	}
-	sp, err := spoolInto(f, r, max)
+	if tap != nil {
+		tap.path = f.Name()
+	}
+	sp, err := spoolInto(f, r, max, tap)
+	if tap != nil {
+		tap.end(err)
+	}
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
@@ -69,6 +114,113 @@ func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
 	sp.synced = syncInBackground(f)
 	return sp, nil
 }
+
+// schemaCheck runs the stages of ValidateSchemaFile on a body while spool
+// writes it: the prescan once its first prescanLimit bytes (or all of it)
+// are in, then libxml2 on the growing file. It is driven by the spool
+// loop's goroutine (written, end) and read after end (early, verdict).
+type schemaCheck struct {
+	v    *Validator
+	path string
+
+	size       int64  // bytes written so far
+	head       []byte // the body's start, until the prescan has run
+	prescanned bool
+	tooBig     bool  // the body is over the validator's MaxSize
+	failed     error // the prescan's refusal, or an internal failure
+	feed       *xsdFeed
+	ended      chan struct{} // closed by end: the feed is no longer written to
+	wait       func() error  // the XSD's verdict, once it started
+}
+
+// written is told that the file now holds total bytes, the last ones b.
+func (c *schemaCheck) written(b []byte, total int64) {
+	c.size = total
+	if c.tooBig {
+		return
+	}
+	if total > c.v.cfg.MaxSize {
+		c.tooBig = true
+		if c.feed != nil {
+			c.feed.end(false)
+		}
+		return
+	}
+	if c.prescanned {
+		if c.feed != nil {
+			c.feed.grow(total)
+		}
+		return
+	}
+	c.head = append(c.head, b[:min(len(b), prescanLimit-len(c.head))]...)
+	if total > prescanLimit {
+		c.prescan(false, total)
+	}
+}
+
+// prescan runs the prescan on the head and, when it passes, starts
+// libxml2 on the file, which holds total bytes so far.
+func (c *schemaCheck) prescan(complete bool, total int64) {
+	c.prescanned = true
+	pl, perr := prescan(c.head, complete)
+	c.head = nil
+	if perr != nil {
+		c.failed = prescanFailure(perr)
+		return
+	}
+	f, err := os.Open(c.path)
+	if err != nil {
+		c.failed = hub.Wrap(hub.Internal, err, "cannot open the MeMo")
+		return
+	}
+	feed, err := newXSDFeed(f, total)
+	if err != nil {
+		f.Close()
+		c.failed = hub.Wrap(hub.Internal, err, "XSD validation failed")
+		return
+	}
+	c.feed = feed
+	c.ended = make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		err := c.v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateFeed(feed, f) })
+		// libxml2 may stop reading early (a fatal error); the feed lives
+		// until the spool loop has stopped announcing growth too.
+		<-c.ended
+		feed.free()
+		f.Close()
+		result <- err
+	}()
+	c.wait = sync.OnceValue(func() error { return <-result })
+}
+
+// end is told that spooling finished, with err when it failed; a failed
+// spool abandons the XSD and waits for libxml2 to let go of the file.
+func (c *schemaCheck) end(err error) {
+	if err == nil && !c.prescanned && !c.tooBig {
+		c.prescan(true, c.size)
+	}
+	if c.feed == nil {
+		return
+	}
+	c.feed.end(err == nil && !c.tooBig)
+	close(c.ended)
+	if err != nil {
+		c.wait()
+	}
+}
+
+// early is the verdict known when spooling ended: the size check's and
+// the prescan's, in ValidateFile's order.
+func (c *schemaCheck) early() error {
+	if c.tooBig {
+		return tooLarge(c.v.cfg.MaxSize)
+	}
+	return c.failed
+}
+
+// verdict waits for the XSD; call it only when early found nothing.
+func (c *schemaCheck) verdict() error { return c.wait() }
 
 // syncInBackground fsyncs and closes f on its own goroutine and returns a
 // function that waits for the outcome. The goroutine does not wait for
@@ -88,7 +240,7 @@ func syncInBackground(f *os.File) func() error {
 	return sync.OnceValue(func() error { return <-done })
 }
 
-func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
+func spoolInto(f *os.File, r io.Reader, max int64, tap *schemaCheck) (Spooled, error) {
 	// Hashing runs beside the copy, on buffers handed over through a
 	// channel, so a 99 MB body costs the time of the slower of the two
 	// rather than their sum.
@@ -126,6 +278,9 @@ func spoolInto(f *os.File, r io.Reader, max int64) (Spooled, error) {
 			if _, werr := f.Write(buf[:k]); werr != nil {
 				err = hub.Wrap(hub.Internal, werr, "cannot write the spool file")
 				break
+			}
+			if tap != nil {
+				tap.written(buf[:k], n)
 			}
 			toHash <- buf[:k]
 		} else {

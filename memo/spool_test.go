@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,4 +90,153 @@ func openDescriptorsOf(t *testing.T, path string) int {
 		}
 	}
 	return n
+}
+
+// chunkReader hands out its bytes a few at a time, as a slow network
+// would, so that libxml2 catches up with the spool and waits for it.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[k:]
+	return k, nil
+}
+
+// failingReader breaks off after its bytes.
+type failingReader struct{ r io.Reader }
+
+func (f failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, errors.New("connection reset")
+	}
+	return n, err
+}
+
+func TestSpoolingValidatorAgreesWithValidateFile(t *testing.T) {
+	v := newTestValidator(t)
+	good := []byte(readSample(t, "1.2", "MeMo_Minimum_Example.xml"))
+	long := bigMessage(t, t.TempDir(), 3<<20) // past the prescan's window
+	longBody, err := os.ReadFile(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"valid":                        good,
+		"valid past the prescan":       longBody,
+		"business rule broken":         bytes.Replace(good, []byte("DIGITALPOST"), []byte("X"), 1),
+		"schema broken at the end":     bytes.Replace(good, []byte("</memo:Message>"), []byte("<memo:x/></memo:Message>"), 1),
+		"cut off":                      good[:len(good)-10],
+		"doctype":                      bytes.Replace(good, []byte("?>"), []byte("?><!DOCTYPE x>"), 1),
+		"empty":                        {},
+		"schema broken past prescan":   append(bytes.Clone(longBody[:len(longBody)-len("</memo:Message>\n")]), "<memo:x/></memo:Message>\n"...),
+		"not well-formed past prescan": append(bytes.Clone(longBody[:len(longBody)/2]), "<</memo:Message>"...),
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "m.xml")
+			if err := os.WriteFile(path, body, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want, wantErr := v.ValidateFile(path, testNow)
+			for _, chunk := range []int{1 << 20, 4093} {
+				sp, err := v.Spool(&chunkReader{b: body, n: chunk}, t.TempDir(), 100<<20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, gotErr := v.ValidateSpooledFile(sp, testNow)
+				if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || (got == nil) != (want == nil) {
+					t.Fatalf("chunks of %d: got %v, want %v", chunk, gotErr, wantErr)
+				}
+				if want != nil && got.MessageHeader.MessageUUID != want.MessageHeader.MessageUUID {
+					t.Fatalf("chunks of %d: model of another message", chunk)
+				}
+				var gh, wh *hub.Error
+				if errors.As(gotErr, &gh) && errors.As(wantErr, &wh) && fmt.Sprint(gh.Fields) != fmt.Sprint(wh.Fields) {
+					t.Fatalf("chunks of %d: fields %+v, want %+v", chunk, gh.Fields, wh.Fields)
+				}
+			}
+		})
+	}
+}
+
+func TestSpoolingValidatorRefusesWhatIsOverItsLimit(t *testing.T) {
+	v, err := NewValidator(Config{MaxSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	body, err := os.ReadFile(bigMessage(t, t.TempDir(), 2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spool's own limit is the caller's; the validator's is checked after.
+	sp, err := v.Spool(bytes.NewReader(body), t.TempDir(), 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.ValidateSpooledFile(sp, testNow)
+	if he := hubError(t, err, hub.TooLarge); he.Fields[0].Code != CodeTooLarge {
+		t.Fatalf("fields %+v", he.Fields)
+	}
+}
+
+func TestSpoolingValidatorLetsGoOfABrokenBody(t *testing.T) {
+	v := newTestValidator(t)
+	body, err := os.ReadFile(bigMessage(t, t.TempDir(), 2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, cut := range []int{100, len(body) / 2} { // before and after libxml2 started
+		_, err := v.Spool(failingReader{&chunkReader{b: body[:cut], n: 64 << 10}}, dir, 100<<20)
+		hubError(t, err, hub.Invalid)
+		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+			t.Fatalf("a broken body left files: %v", left)
+		}
+	}
+	_, err = v.Spool(bytes.NewReader(body), dir, int64(len(body))-1)
+	hubError(t, err, hub.TooLarge)
+}
+
+// Mangled samples, in chunks of every size, get the same verdict from the
+// spooling validator as from ValidateBytes, and none leaves it waiting for
+// a body that has ended.
+func TestSpoolingValidatorAgreesOnMangledSamples(t *testing.T) {
+	v := newTestValidator(t)
+	paths, _ := filepath.Glob(filepath.Join("testdata", "samples", "*", "*.xml"))
+	if len(paths) == 0 {
+		t.Fatal("no samples")
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		b, err := os.ReadFile(paths[rng.IntN(len(paths))])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := rng.IntN(4); k > 0; k-- {
+			b[rng.IntN(len(b))] = byte(rng.IntN(256))
+		}
+		if rng.IntN(3) == 0 {
+			b = b[:rng.IntN(len(b))]
+		}
+		chunk := 1 + rng.IntN(5000)
+		_, want := v.ValidateBytes(b, testNow)
+		sp, err := v.Spool(&chunkReader{b: b, n: chunk}, dir, 100<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got := v.ValidateSpooledFile(sp, testNow)
+		os.Remove(sp.Path)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("case %d (%d bytes in chunks of %d): spooled %v, in memory %v", i, len(b), chunk, got, want)
+		}
+	}
 }

@@ -80,11 +80,11 @@ func (v *Validator) ValidateReader(r io.Reader, now time.Time) (*Message, error)
 // ValidateFile. On success the caller owns the file at Spooled.Path (the
 // ingest path moves it into the blob store); on failure it is removed.
 func (v *Validator) ValidateSpooled(r io.Reader, now time.Time) (*Message, Spooled, error) {
-	sp, err := Spool(r, v.spoolDir, v.cfg.MaxSize)
+	sp, err := v.Spool(r, v.spoolDir, v.cfg.MaxSize)
 	if err != nil {
 		return nil, Spooled{}, err
 	}
-	m, err := v.ValidateFile(sp.Path, now)
+	m, err := v.ValidateSpooledFile(sp, now)
 	if err != nil {
 		os.Remove(sp.Path)
 		return nil, Spooled{}, err
@@ -106,9 +106,15 @@ func (v *Validator) ValidateFile(path string, now time.Time) (*Message, error) {
 		return nil, err
 	}
 	defer f.Close()
-	// Once the prescan has passed, the Go model is read beside the XSD
-	// stage, on the other core: for a large document that hides its
-	// reading behind libxml2's. Its result counts only if the XSD passes.
+	return v.modelBeside(path, now, func() error { return v.xsdFile(f, version) })
+}
+
+// modelBeside runs xsd and, beside it on the other core, reads the Go
+// model of the file at path, whose prescan has passed (so neither parser
+// sees a DOCTYPE): for a large document that hides the model's reading
+// behind libxml2's. The model counts only if the XSD passes; then the
+// business rules judge it.
+func (v *Validator) modelBeside(path string, now time.Time, xsd func() error) (*Message, error) {
 	type parsed struct {
 		m   *Message
 		err error
@@ -118,7 +124,7 @@ func (v *Validator) ValidateFile(path string, now time.Time) (*Message, error) {
 		m, err := ParseFile(path)
 		model <- parsed{m, err}
 	}()
-	xerr := v.xsdFile(f, version)
+	xerr := xsd()
 	// Waiting even when the XSD failed keeps a flood of bad documents from
 	// piling up parsers that outlive their requests.
 	p := <-model

@@ -2,8 +2,10 @@ package memo
 
 /*
 #cgo pkg-config: libxml-2.0
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/tree.h>
@@ -109,17 +111,80 @@ static void ph_errs_free(ph_errs *c) {
 // substitution), DTDLOAD, DTDATTR, DTDVALID, XINCLUDE, RECOVER, NOBLANKS.
 static const int ph_doc_options = XML_PARSE_HUGE | XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_COMPACT;
 
-// ph_validate parses a document from fd (when buf is NULL) or from buf and
-// validates it against schema, collecting every problem into errs.
-// Returns 0 when valid, 1 when not well-formed, 2 when schema-invalid,
-// -1 on an internal failure (no memory).
-static int ph_validate(xmlSchemaPtr schema, int fd, const char *buf, int len, ph_errs *errs) {
+// A file that is still being written, read by libxml2 as it grows: the
+// writer announces how many bytes the file holds (ph_feed_grow) and finally
+// whether it is complete (ph_feed_end); the reader blocks at the announced
+// end until there is more. It reads with pread on its own descriptor, so
+// the writer's descriptor and file offset are left alone.
+typedef struct {
+	pthread_mutex_t mu;
+	pthread_cond_t more;
+	long long avail;  // bytes the file holds, as announced
+	int state;        // 0 still growing, 1 complete, -1 abandoned
+	int fd;
+	long long off;    // the reader's position; touched by the reader only
+} ph_feed;
+
+static ph_feed *ph_feed_new(int fd) {
+	ph_feed *f = calloc(1, sizeof(ph_feed));
+	if (f == NULL) return NULL;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->more, NULL);
+	f->fd = fd;
+	return f;
+}
+
+static void ph_feed_grow(ph_feed *f, long long avail) {
+	pthread_mutex_lock(&f->mu);
+	f->avail = avail;
+	pthread_cond_signal(&f->more);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void ph_feed_end(ph_feed *f, int state) {
+	pthread_mutex_lock(&f->mu);
+	f->state = state;
+	pthread_cond_signal(&f->more);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void ph_feed_free(ph_feed *f) {
+	pthread_cond_destroy(&f->more);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+// ph_feed_read is libxml2's read callback: 0 at the end of a complete
+// file, -1 when the writer abandoned it or the read failed.
+static int ph_feed_read(void *ctx, char *buf, int len) {
+	ph_feed *f = ctx;
+	pthread_mutex_lock(&f->mu);
+	while (f->off >= f->avail && f->state == 0) pthread_cond_wait(&f->more, &f->mu);
+	long long n = f->avail - f->off;
+	int state = f->state;
+	pthread_mutex_unlock(&f->mu);
+	if (state < 0) return -1;
+	if (n <= 0) return 0;
+	if (n > len) n = len;
+	ssize_t r = pread(f->fd, buf, (size_t)n, (off_t)f->off);
+	if (r <= 0) return -1; // the announced bytes must be there
+	f->off += r;
+	return (int)r;
+}
+
+// ph_validate parses a document from feed, from fd (when buf is NULL) or
+// from buf and validates it against schema, collecting every problem into
+// errs. Returns 0 when valid, 1 when not well-formed, 2 when
+// schema-invalid, -1 on an internal failure (no memory, abandoned feed).
+static int ph_validate(xmlSchemaPtr schema, ph_feed *feed, int fd, const char *buf, int len, ph_errs *errs) {
 	xmlParserCtxtPtr pctxt = xmlNewParserCtxt();
 	if (pctxt == NULL) return -1;
 	pctxt->_private = errs;
 	pctxt->sax->serror = ph_parser_error;
 	xmlDocPtr doc;
-	if (buf != NULL) {
+	if (feed != NULL) {
+		doc = xmlCtxtReadIO(pctxt, ph_feed_read, NULL, feed, "memo.xml", NULL, ph_doc_options);
+	} else if (buf != NULL) {
 		doc = xmlCtxtReadMemory(pctxt, buf, len, "memo.xml", NULL, ph_doc_options);
 	} else {
 		doc = xmlCtxtReadFd(pctxt, fd, "memo.xml", NULL, ph_doc_options);
@@ -305,6 +370,50 @@ func (s *xsdSchema) validateBytes(b []byte) ([]hub.FieldError, error) {
 	return s.validate(-1, b, nil)
 }
 
+// xsdFeed is libxml2's view of a spool file that is still being written.
+type xsdFeed struct{ ptr *C.ph_feed }
+
+// newXSDFeed feeds f, which holds avail bytes so far, to a validation.
+// f must stay open until the validation is done; free the feed after the
+// validation and the writer's last call.
+func newXSDFeed(f *os.File, avail int64) (*xsdFeed, error) {
+	p := C.ph_feed_new(C.int(f.Fd()))
+	if p == nil {
+		return nil, fmt.Errorf("memo: out of memory")
+	}
+	C.ph_feed_grow(p, C.longlong(avail))
+	return &xsdFeed{ptr: p}, nil
+}
+
+// grow announces that the file now holds avail bytes.
+func (x *xsdFeed) grow(avail int64) { C.ph_feed_grow(x.ptr, C.longlong(avail)) }
+
+// end tells the reader the file is complete, or, when !complete, that it
+// was abandoned: the validation then fails promptly.
+func (x *xsdFeed) end(complete bool) {
+	state := C.int(-1)
+	if complete {
+		state = 1
+	}
+	C.ph_feed_end(x.ptr, state)
+}
+
+func (x *xsdFeed) free() { C.ph_feed_free(x.ptr) }
+
+// validateFeed parses the growing file behind x (opened as f) and
+// validates it, returning when the file is complete and checked, or as
+// soon as a fatal error or the feed's abandonment stops the parser.
+func (s *xsdSchema) validateFeed(x *xsdFeed, f *os.File) ([]hub.FieldError, error) {
+	errs := (*C.ph_errs)(C.calloc(1, C.sizeof_ph_errs))
+	if errs == nil {
+		return nil, fmt.Errorf("memo: out of memory")
+	}
+	defer C.ph_errs_free(errs)
+	rc := C.ph_validate(s.ptr, x.ptr, -1, nil, 0, errs)
+	runtime.KeepAlive(f)
+	return outcome(rc, errs)
+}
+
 func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError, error) {
 	errs := (*C.ph_errs)(C.calloc(1, C.sizeof_ph_errs))
 	if errs == nil {
@@ -314,12 +423,17 @@ func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError,
 	var rc C.int
 	if b != nil {
 		// libxml2 only reads b during the call and keeps no pointer to it.
-		rc = C.ph_validate(s.ptr, -1, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+		rc = C.ph_validate(s.ptr, nil, -1, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
 	} else {
-		rc = C.ph_validate(s.ptr, C.int(fd), nil, 0, errs)
+		rc = C.ph_validate(s.ptr, nil, C.int(fd), nil, 0, errs)
 	}
 	// The descriptor must stay open (f not finalized) until libxml2 is done.
 	runtime.KeepAlive(keep)
+	return outcome(rc, errs)
+}
+
+// outcome turns ph_validate's result into problems or an internal error.
+func outcome(rc C.int, errs *C.ph_errs) ([]hub.FieldError, error) {
 	switch rc {
 	case xsdValid:
 		return nil, nil

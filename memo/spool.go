@@ -28,10 +28,12 @@ type Spooled struct {
 
 // Durable waits until the spooled file's bytes are on stable storage and
 // returns Internal when they could not be made so; the file must then not
-// be stored. Spool starts the fsync the moment the body is written, so it
-// runs beside the validation and waiting for it after that costs little —
-// a blob store that fsyncs the file again when taking it over finds nothing
-// left to write. A Spooled not made by Spool has nothing to wait for.
+// be stored. For a body of a MiB or more Spool starts the fsync the moment
+// the body is written, so it runs beside the validation and waiting for it
+// after that costs little — a blob store that fsyncs the file again when
+// taking it over finds nothing left to write. Smaller bodies, and a
+// Spooled not made by Spool, have nothing to wait for: their durable point
+// is the store's fsync.
 //
 // The result must come from this fsync, not a later one: once an fsync has
 // reported a write-back error, an fsync on a newly opened descriptor of the
@@ -51,7 +53,8 @@ const spoolBuf = 256 << 10
 // hashing it, and stops reading the moment more than max bytes arrive: the
 // body is never held in memory and at most max+1 bytes of it are read. On
 // success the caller owns the file (remove it, or move it into the blob
-// store) and the file's fsync is under way: see Spooled.Durable. Errors:
+// store) and, for a large body, the file's fsync is under way: see
+// Spooled.Durable. Errors:
 // TooLarge (code memo.too.large; the partial file is removed), Internal for
 // I/O failures of the spool file, and r's own errors wrapped as Invalid.
 func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
@@ -111,9 +114,23 @@ func spool(r io.Reader, dir string, max int64, tap *schemaCheck) (Spooled, error
 		return Spooled{}, err
 	}
 	sp.Path = f.Name()
+	if sp.Size < earlySyncMin {
+		// The blob store's own fsync reports any write-back error, since
+		// no fsync has seen it yet.
+		if err := f.Close(); err != nil {
+			os.Remove(sp.Path)
+			return Spooled{}, hub.Wrap(hub.Internal, err, "cannot write the spool file")
+		}
+		return sp, nil
+	}
 	sp.synced = syncInBackground(f)
 	return sp, nil
 }
+
+// earlySyncMin is the smallest body Spool fsyncs early. Smaller ones are
+// quick to fsync where they are stored, and are often kept inline in the
+// metadata instead, where an fsync of the spool file would be wasted.
+const earlySyncMin = 1 << 20
 
 // schemaCheck runs the stages of ValidateSchemaFile on a body while spool
 // writes it: the prescan once its first prescanLimit bytes (or all of it)

@@ -39,10 +39,16 @@ func TestSpool(t *testing.T) {
 
 func TestSpoolFsyncsAndClosesTheFile(t *testing.T) {
 	dir := t.TempDir()
-	body := []byte(readSample(t, "1.2", "MeMo_Minimum_Example.xml"))
+	body, err := os.ReadFile(bigMessage(t, t.TempDir(), earlySyncMin))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sp, err := Spool(bytes.NewReader(body), dir, int64(len(body)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sp.synced == nil {
+		t.Fatal("no early fsync for a body of a MiB")
 	}
 	for range 2 { // asking again gives the same answer
 		if err := sp.Durable(); err != nil {
@@ -55,6 +61,20 @@ func TestSpoolFsyncsAndClosesTheFile(t *testing.T) {
 	}
 	if got, err := os.ReadFile(sp.Path); err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("spool file differs: %v", err)
+	}
+}
+
+func TestSpoolLeavesASmallBodysFsyncToTheStore(t *testing.T) {
+	body := []byte(readSample(t, "1.2", "MeMo_Minimum_Example.xml"))
+	sp, err := Spool(bytes.NewReader(body), t.TempDir(), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.synced != nil || sp.Durable() != nil {
+		t.Fatal("a small body was fsynced early")
+	}
+	if fds := openDescriptorsOf(t, sp.Path); fds != 0 {
+		t.Fatalf("%d descriptors of the spool file still open", fds)
 	}
 }
 

@@ -82,7 +82,7 @@ func (v *Validator) Spool(r io.Reader, dir string, max int64) (Spooled, error) {
 // spooling instead of reading the file again for them.
 func (v *Validator) ValidateSpooledFile(sp Spooled, now time.Time) (*Message, error) {
 	c := sp.check
-	if c == nil || c.v != v {
+	if c == nil || c.v != v || c.deferred {
 		return v.ValidateFile(sp.Path, now)
 	}
 	if err := c.early(); err != nil {
@@ -143,6 +143,7 @@ type schemaCheck struct {
 	size       int64  // bytes written so far
 	head       []byte // the body's start, until the prescan has run
 	prescanned bool
+	deferred   bool  // no streaming slot was free: the XSD runs after spooling
 	tooBig     bool  // the body is over the validator's MaxSize
 	failed     error // the prescan's refusal, or an internal failure
 	feed       *xsdFeed
@@ -185,13 +186,22 @@ func (c *schemaCheck) prescan(complete bool, total int64) {
 		c.failed = prescanFailure(perr)
 		return
 	}
+	select {
+	case c.v.streams <- struct{}{}:
+	default:
+		c.deferred = true // every streaming slot is taken: validate once spooled
+		return
+	}
+	release := func() { <-c.v.streams }
 	f, err := os.Open(c.path)
 	if err != nil {
+		release()
 		c.failed = hub.Wrap(hub.Internal, err, "cannot open the MeMo")
 		return
 	}
 	feed, err := newXSDFeed(f, total)
 	if err != nil {
+		release()
 		f.Close()
 		c.failed = hub.Wrap(hub.Internal, err, "XSD validation failed")
 		return
@@ -206,6 +216,7 @@ func (c *schemaCheck) prescan(complete bool, total int64) {
 		<-c.ended
 		feed.free()
 		f.Close()
+		release()
 		result <- err
 	}()
 	c.wait = sync.OnceValue(func() error { return <-result })

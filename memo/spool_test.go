@@ -260,3 +260,47 @@ func TestSpoolingValidatorAgreesOnMangledSamples(t *testing.T) {
 		}
 	}
 }
+
+// With every streaming slot taken, Spool only spools and the XSD runs once
+// the body is in: the same verdicts, and no slot is used or leaked.
+func TestSpoolingValidatorDefersWhenEveryStreamIsTaken(t *testing.T) {
+	v := newTestValidator(t)
+	for range cap(v.streams) {
+		v.streams <- struct{}{}
+	}
+	good := []byte(readSample(t, "1.2", "MeMo_Minimum_Example.xml"))
+	for name, body := range map[string][]byte{
+		"valid":  good,
+		"broken": bytes.Replace(good, []byte("</memo:Message>"), []byte("<memo:x/></memo:Message>"), 1),
+	} {
+		path := filepath.Join(t.TempDir(), "m.xml")
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := v.ValidateFile(path, testNow)
+		sp, err := v.Spool(bytes.NewReader(body), t.TempDir(), 100<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sp.check.deferred {
+			t.Fatalf("%s: streamed without a free slot", name)
+		}
+		got, gotErr := v.ValidateSpooledFile(sp, testNow)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || (got == nil) != (want == nil) {
+			t.Fatalf("%s: got %v, want %v", name, gotErr, wantErr)
+		}
+	}
+	for range cap(v.streams) {
+		<-v.streams
+	}
+	sp, err := v.Spool(bytes.NewReader(good), t.TempDir(), 100<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.ValidateSpooledFile(sp, testNow); err != nil || sp.check.deferred {
+		t.Fatalf("with slots free again: deferred %v, %v", sp.check.deferred, err)
+	}
+	if n := len(v.streams); n != 0 {
+		t.Fatalf("%d streaming slots still held after the checks ended", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -20,7 +21,17 @@ type Validator struct {
 
 	mu      sync.RWMutex // write-held only by Close, which frees the schemas
 	schemas map[string]*xsdSchema
+
+	// streams bounds the XSD checks that run while a body is still
+	// arriving (Validator.Spool): each holds an OS thread waiting in
+	// libxml2 and a document tree growing at the sender's pace. A body
+	// spooled while all are taken is validated after its last byte instead.
+	streams chan struct{}
 }
+
+// MaxStreamingChecks is how many bodies Validator.Spool checks while they
+// arrive, at most, at any one time.
+var MaxStreamingChecks = max(4, 2*runtime.GOMAXPROCS(0))
 
 // ValidatorOption adjusts a Validator.
 type ValidatorOption func(*Validator)
@@ -36,7 +47,7 @@ func NewValidator(cfg Config, opts ...ValidatorOption) (*Validator, error) {
 	if cfg.MaxSize <= 0 {
 		cfg.MaxSize = DefaultMaxSize
 	}
-	v := &Validator{cfg: cfg}
+	v := &Validator{cfg: cfg, streams: make(chan struct{}, MaxStreamingChecks)}
 	for _, o := range opts {
 		o(v)
 	}

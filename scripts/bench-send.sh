@@ -35,33 +35,48 @@ start_hub() {
 
 stop_hub() { kill "$HUBPID" 2>/dev/null || true; wait "$HUBPID" 2>/dev/null || true; }
 hwm_kb() { awk '/VmHWM/ {print $2}' /proc/"$1"/status; }
+# cpu_ticks PID — user+system CPU time the process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
+TICKS=$(getconf CLK_TCK)
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 # The 99 MB message and the xmllint floor on it.
-"$WORK/posthub" memo new --from 11111111 --to 0101701234 --attachment-size 74000000 -o "$WORK/big.xml" >/dev/null
-BIG=$(stat -c %s "$WORK/big.xml")
-XS=$( { /usr/bin/time -f '%e %M' xmllint --huge --noout --schema schemas/MeMo_core.xsd "$WORK/big.xml" 2>&1 >/dev/null || true; } | tail -1)
-if ! head -c 2000 "$WORK/big.xml" | grep -q 'memoVersion="1.1"'; then
-  XS=$( { /usr/bin/time -f '%e %M' xmllint --huge --noout --schema schemas/Version1.2/MeMo_core.xsd "$WORK/big.xml" 2>&1 >/dev/null || true; } | tail -1)
-fi
+# Three of them, each its own messageUUID: a store shared by the runs (MongoDB) must see three new messages.
+for i in 1 2 3; do
+  "$WORK/posthub" memo new --from 11111111 --to 0101701234 --attachment-size 74000000 -o "$WORK/big$i.xml" >/dev/null
+done
+ln -s big1.xml "$WORK/big.xml"
+BIG=$(stat -L -c %s "$WORK/big.xml")
+XSD=schemas/MeMo_core.xsd
+head -c 2000 "$WORK/big.xml" | grep -q 'memoVersion="1.1"' || XSD=schemas/Version1.2/MeMo_core.xsd
+# median of three runs: "seconds maxKiB"
+XS=$(for _ in 1 2 3; do { /usr/bin/time -f '%e %M' xmllint --huge --noout --schema "$XSD" "$WORK/big.xml" 2>&1 >/dev/null || true; } | tail -1; done | sort -n | sed -n 2p)
 XT=${XS% *}; XM=${XS#* }
 
 row() { # backend args...
   local label=$1; shift
   start_hub "$label-load" "$@"
-  local full at1k
+  local full at1k t0 t1
+  t0=$(cpu_ticks "$HUBPID")
   full=$("$WORK/sendbench" -url "$HUB" -token "$TOKEN" -c 16 -d 10s)
+  t1=$(cpu_ticks "$HUBPID")
   at1k=$("$WORK/sendbench" -url "$HUB" -token "$TOKEN" -c 16 -d 10s -rate 1000)
   stop_hub
-  start_hub "$label-big" "$@"
-  local base big
-  base=$(hwm_kb "$HUBPID")
-  big=$("$WORK/sendbench" -url "$HUB" -token "$TOKEN" -raw -memo "$WORK/big.xml")
-  local peak; peak=$(hwm_kb "$HUBPID")
-  stop_hub
-  local bt; bt=$(field "$big" seconds)
-  printf '| %s | %.0f | %.1f / %.1f | %.1f / %.1f | %.2f s | %.2f× | %d MiB | %.2f× |\n' "$label" \
-    "$(field "$full" perSecond)" "$(field "$full" p50ms)" "$(field "$full" p99ms)" \
+  # The 99 MB accept three times, each on a fresh hub and with a message of
+  # its own: median time, highest peak RSS.
+  local times=() peak=0 big p
+  for i in 1 2 3; do
+    start_hub "$label-big$i" "$@"
+    big=$("$WORK/sendbench" -url "$HUB" -token "$TOKEN" -raw -memo "$WORK/big$i.xml")
+    p=$(hwm_kb "$HUBPID")
+    stop_hub
+    [ "$p" -gt "$peak" ] && peak=$p
+    times+=("$(field "$big" seconds)")
+  done
+  local bt; bt=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+  printf '| %s | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f s | %.2f× | %d MiB | %.2f× |\n' "$label" \
+    "$(field "$full" perSecond)" "$(python3 -c "print(($t1-$t0)*1000/$TICKS/$(field "$full" accepted))")" \
+    "$(field "$full" p50ms)" "$(field "$full" p99ms)" \
     "$(field "$at1k" p50ms)" "$(field "$at1k" p99ms)" \
     "$bt" "$(python3 -c "print($bt/$XT)")" "$((peak/1024))" "$(python3 -c "print($peak*1024/$BIG)")"
 }
@@ -70,10 +85,13 @@ echo
 echo "## Send: end-to-end over HTTP on loopback ($(nproc) cores)"
 echo
 echo "MeMo_Full_Example (adjusted to a deliverable letter, fresh UUID per request), 16 concurrent senders for 10 s; then a fixed 1,000/s for 10 s."
-echo "99 MB message: $((BIG/1000000)) MB; floor: xmllint --huge --noout --schema on the same file took ${XT} s and $((XM/1024)) MiB."
+echo "99 MB message: $((BIG/1000000)) MB, accepted three times (each on a fresh hub; median time, highest peak RSS); floor: xmllint --huge --noout --schema on the same file, median of three runs: ${XT} s and $((XM/1024)) MiB."
 echo
-echo "| backend | accepted/s (16 senders) | p50 / p99 ms (max rate) | p50 / p99 ms at 1,000/s | 99 MB accept | vs xmllint time | server peak RSS | RSS / message size |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "Server CPU per accepted message is the hub process's user+system time over the max-rate run divided by the messages it"
+echo "accepted: what one message costs, whatever else the machine is doing (the load generator runs on the same cores)."
+echo
+echo "| backend | accepted/s (16 senders) | server CPU ms / message | p50 / p99 ms (max rate) | p50 / p99 ms at 1,000/s | 99 MB accept | vs xmllint time | server peak RSS | RSS / message size |"
+echo "|---|---|---|---|---|---|---|---|---|"
 row "embedded (bolt + fs)"
 if [ -x "$BIN/ferretdb" ] && [ -x "$BIN/minio" ]; then
   FP=$(free_port); MP=$(free_port)
@@ -89,7 +107,7 @@ if [ -x "$BIN/ferretdb" ] && [ -x "$BIN/minio" ]; then
   row "FerretDB + MinIO" -metadata mongo -mongo-uri "mongodb://127.0.0.1:$FP/" -blobs s3 -s3-endpoint 127.0.0.1:"$MP" \
     -s3-access-key bench -s3-secret-key benchbench
 else
-  echo "| FerretDB + MinIO | not measured: run make testservers first | | | | | | |"
+  echo "| FerretDB + MinIO | not measured: run make testservers first | | | | | | | |"
 fi
 echo
 echo "Targets (embedded, this 2-core machine): ≥ 1,500 accepted/s; p99 ≤ 50 ms at 1,000/s; 99 MB in ≤ 2× xmllint's time with peak RSS ≤ 2× the message size."

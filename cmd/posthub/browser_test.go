@@ -212,7 +212,10 @@ func TestPortalInBrowser(t *testing.T) {
 		chromedp.SendKeys(`#g-user`, "stine"),
 		chromedp.SetValue(`#g-role`, "STATISTICS_ADMINISTRATOR"),
 		chromedp.Click(`form[action$="/grants"] button[value="grant"]`),
-		chromedp.WaitVisible(`.notice`),
+		// Not `.notice`: the page the grant form is on shows one already
+		// (the user was created), so that wait could end before the grant's
+		// answer replaced the page.
+		chromedp.WaitVisible(`//main//table[contains(., "STATISTICS_ADMINISTRATOR")]`, chromedp.BySearch),
 		chromedp.Text(`main table`, &text),
 		shot(t, shots, "05-privilege-granted"),
 	)

@@ -44,6 +44,8 @@ echo "Bolt + fs: $N messages per row; MongoDB + MinIO on FerretDB: $MONGO_N mess
 echo "production MongoDB is not measured here). Content is inline in the metadata store (default -inline-max 256 KiB)."
 echo "Floor = write 18 KB + fsync per second on the embedded store's disk, as many writers as systems, measured in this run"
 echo "(the ratio is given for the embedded rows only: FerretDB's disk path is not the embedded store's)."
+echo "The target applies to 5 systems polling as retrieval/client and posthub fetch do (8 pollers each). With one poller per"
+echo "system each message waits for its own acknowledgement's commit (two fdatasyncs), which bounds 5 single pollers below it."
 echo
 echo "| backend | systems | pollers per system | messages/s | target | floor ops/s | ratio to floor |"
 echo "|---|---|---|---|---|---|---|"
@@ -60,7 +62,7 @@ awk -v target="$TARGET" '
     for (i = 1; i <= 2; i++) for (s = 1; s <= 5; s += 4) for (p = 1; p <= 8; p += 7) {
       be = bes[i]; k = be "/" s "/" p; f = floor[s]
       label = (be == "bolt" ? "embedded (bolt + fs)" : "MongoDB + MinIO (FerretDB)")
-      t = (be == "bolt" && s == 5 ? "≥ " target : "—")
+      t = (be == "bolt" && s == 5 && p == 8 ? "≥ " target : "—")
       if (k in v)
         printf "| %s | %d | %d | %.0f | %s | %.0f | %s |\n", label, s, p, v[k], t, f, (be == "bolt" && f > 0 ? sprintf("%.2f", v[k]/f) : "—")
       else

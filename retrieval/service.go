@@ -111,6 +111,7 @@ func (c *Config) defaults() {
 // concurrent use.
 type Service struct {
 	store  hub.Store
+	acks   hub.AckCommitter // store's one-step ack, when events reach the log through it; nil otherwise
 	blobs  hub.Blobs
 	events hub.EventSink
 	log    *slog.Logger
@@ -144,7 +145,7 @@ func New(cfg Config, d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{store: d.Store, blobs: d.Blobs, events: d.Events, log: d.Log, now: d.Now, cfg: cfg,
+	return &Service{store: d.Store, acks: ackCommitter(d.Store, d.Events), blobs: d.Blobs, events: d.Events, log: d.Log, now: d.Now, cfg: cfg,
 		waiters: notifier{m: map[string]chan struct{}{}}, touched: map[string]time.Time{}}
 }
 
@@ -430,7 +431,7 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 	}
 	found := err == nil
 	var res hub.AckResult
-	if ac, ok := s.ackCommitter(); ok {
+	if ac := s.acks; ac != nil {
 		// One durable step: receipt, fetch event and ack together.
 		var r *hub.Receipt
 		var evs []hub.Event
@@ -509,20 +510,20 @@ func (s *Service) fetchedEvent(sys hub.System, m hub.Message, id string, now tim
 }
 
 // ackCommitter returns the store's AckCommitter when events written with
-// it reach the event log: the service's event sink must append to the very
-// store (as eventlog.Log over it does), or there must be no sink at all.
-func (s *Service) ackCommitter() (hub.AckCommitter, bool) {
-	ac, ok := s.store.(hub.AckCommitter)
+// it reach the event log: the event sink must append to the very store (as
+// eventlog.Log over it does), or there must be no sink at all. Else nil.
+func ackCommitter(store hub.Store, events hub.EventSink) hub.AckCommitter {
+	ac, ok := store.(hub.AckCommitter)
 	if !ok {
-		return nil, false
+		return nil
 	}
-	if s.events == nil {
-		return ac, true
+	if events == nil {
+		return ac
 	}
-	if l, isLog := s.events.(interface{ Store() hub.EventStore }); isLog && any(l.Store()) == any(s.store) {
-		return ac, true
+	if l, isLog := events.(interface{ Store() hub.EventStore }); isLog && any(l.Store()) == any(store) {
+		return ac
 	}
-	return nil, false
+	return nil
 }
 
 // senderReceipt sets the sender system's receipt for m to status; if the

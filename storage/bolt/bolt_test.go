@@ -21,3 +21,7 @@ func open(t testing.TB) *bolt.Store {
 func TestStore(t *testing.T) {
 	storagetest.TestStore(t, func(t *testing.T) hub.Store { return open(t) })
 }
+
+func TestCommitters(t *testing.T) {
+	storagetest.TestCommitters(t, func(t *testing.T) hub.Store { return open(t) })
+}

@@ -80,26 +80,24 @@ func deletePrefix(b *bolt.Bucket, p []byte) error {
 // delivery, since the hub's delivery IDs begin with the message UUID
 // (hub.DeliveryID): an ack then dirties one page of the bucket instead of
 // one page in each of two. IDs never contain NUL (PutMessage and
-// AddDeliveries refuse them), so a key without NUL is a delivery and the
-// byte after the first NUL tells the other kinds.
-const kindIndex = 'I'
+// AddDeliveries refuse them), so a key with NUL is an index entry.
 
 // indexPrefix starts the keys of a message's index of its deliveries.
-func indexPrefix(messageUUID string) []byte { return append([]byte(messageUUID), 0, kindIndex) }
+func indexPrefix(messageUUID string) []byte { return append([]byte(messageUUID), 0, 'I') }
 
 // indexKey is the index entry of one delivery of a message.
 func indexKey(messageUUID, deliveryID string) []byte {
 	return append(indexPrefix(messageUUID), deliveryID...)
 }
 
-// deliveryKind tells what a key of the deliveries bucket holds: 0 for a
-// delivery, kindIndex for an index entry.
-func deliveryKind(k []byte) byte {
+// indexedDelivery returns the delivery ID an index entry's key names, and
+// false for the key of a delivery itself.
+func indexedDelivery(k []byte) ([]byte, bool) {
 	i := bytes.IndexByte(k, 0)
-	if i < 0 || i+1 >= len(k) {
-		return 0
+	if i < 0 || i+2 > len(k) {
+		return nil, false
 	}
-	return k[i+1]
+	return k[i+2:], true
 }
 
 // receiptIndexKey is the key, in the messages bucket, of the transmission

@@ -274,7 +274,7 @@ func addQueueCount(tx *bolt.Tx, queue string, n int64) error {
 func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
 	var d hub.Delivery
 	if strings.ContainsRune(id, 0) {
-		// Such a key would name a lease or an index entry (leaseKey).
+		// Such a key would name an index entry (indexKey).
 		return d, notFound("delivery", id)
 	}
 	ok, err := getJSON(tx.Bucket(bDeliveries), []byte(id), &d)

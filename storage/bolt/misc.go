@@ -268,9 +268,8 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 	var bad []func() error
 	var orphans [][]byte // index entries without their delivery
 	if err := db.ForEach(func(k, v []byte) error {
-		switch deliveryKind(k) {
-		case kindIndex:
-			if db.Get(k[bytes.IndexByte(k, 0)+2:]) == nil {
+		if id, ok := indexedDelivery(k); ok {
+			if db.Get(id) == nil {
 				orphans = append(orphans, bytes.Clone(k))
 			}
 			return nil

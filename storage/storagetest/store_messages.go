@@ -39,28 +39,6 @@ var messageTests = []storeTest{
 			t.Fatalf("receipt SystemID %q", r.SystemID)
 		}
 	}},
-	{"PutMessageWith (when offered) stores events and counters in the same step", func(t *testing.T, s hub.Store) {
-		mc, ok := s.(hub.MessageCommitter)
-		if !ok {
-			t.Skip("the store does not implement hub.MessageCommitter (optional)")
-		}
-		evs := []hub.Event{event("w1", T0, "MEMO_SEND_RECEIVED", "12345678")}
-		cs := []hub.Counter{{Key: ckey("12345678", "2026-03-02"), Count: 1, Bytes: 5}}
-		must(t, mc.PutMessageWith(ctx, Message("m1", []byte("x"), T0), []hub.Delivery{Delivery("m1", "system/a", T0)}, Receipt("m1", T0), evs, cs), "PutMessageWith")
-		again := []hub.Event{event("w2", T0, "MEMO_SEND_RECEIVED", "12345678")}
-		wantCode(t, mc.PutMessageWith(ctx, Message("m1", []byte("y"), T0), nil, Receipt("m1", T0), again, cs), hub.Conflict, "PutMessageWith of a taken UUID")
-		p, err := s.PendingEvents(ctx, 10)
-		must(t, err, "PendingEvents")
-		sameStrings(t, evIDs(p), []string{"w1"}, "pending events")
-		c, err := s.ReadCounters(ctx, hub.CounterQuery{Org: "12345678"})
-		must(t, err, "ReadCounters")
-		if len(c) != 1 || c[0].Count != 1 {
-			t.Fatalf("counters %+v", c)
-		}
-		if _, err := s.ReceiptFor(ctx, "sender-sys", "m1"); err != nil {
-			t.Fatalf("ReceiptFor: %v", err)
-		}
-	}},
 	{"PutMessage with a taken UUID is Conflict and changes nothing", func(t *testing.T, s hub.Store) {
 		putMsg(t, s, "m1", T0, "system/a")
 		m := Message("m1", []byte("other bytes"), T0.Add(time.Second))

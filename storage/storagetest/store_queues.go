@@ -243,45 +243,6 @@ var queueTests = []storeTest{
 			t.Fatalf("ack of an archived message: %+v", r)
 		}
 	}},
-	{"AckWith (when offered) stores the receipt and events with the ack, and nothing when already acknowledged", func(t *testing.T, s hub.Store) {
-		ac, ok := s.(hub.AckCommitter)
-		if !ok {
-			t.Skip("the store does not implement hub.AckCommitter (optional)")
-		}
-		ds := putMsg(t, s, "m1", T0, "system/a")
-		done := Receipt("m1", T0.Add(time.Minute))
-		done.Status = hub.ReceiptCompleted
-		res, err := ac.AckWith(ctx, ds[0].ID, T0.Add(time.Minute), &done, []hub.Event{event("f1", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
-		must(t, err, "AckWith")
-		if res.AlreadyAcked || !res.Unreferenced {
-			t.Fatalf("AckWith of the only delivery: %+v", res)
-		}
-		_, err = s.GetDelivery(ctx, ds[0].ID)
-		wantCode(t, err, hub.NotFound, "GetDelivery after AckWith")
-		r, err := s.ReceiptFor(ctx, "sender-sys", "m1")
-		must(t, err, "ReceiptFor")
-		if r.Status != hub.ReceiptCompleted {
-			t.Fatalf("receipt after AckWith: %+v", r)
-		}
-		again := Receipt("m1", T0.Add(2*time.Minute))
-		again.Status = hub.ReceiptInvalid
-		res, err = ac.AckWith(ctx, ds[0].ID, T0.Add(2*time.Minute), &again, []hub.Event{event("f2", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
-		must(t, err, "second AckWith")
-		if !res.AlreadyAcked || res.Unreferenced {
-			t.Fatalf("second AckWith: %+v", res)
-		}
-		r, _ = s.ReceiptFor(ctx, "sender-sys", "m1")
-		if r.Status != hub.ReceiptCompleted {
-			t.Fatalf("a repeated AckWith changed the receipt: %+v", r)
-		}
-		p, err := s.PendingEvents(ctx, 10)
-		must(t, err, "PendingEvents")
-		sameStrings(t, evIDs(p), []string{"f1"}, "pending events")
-		wantCode(t, func() error {
-			_, err := ac.AckWith(ctx, ds[0].ID, T0, nil, []hub.Event{{Tag: "X"}})
-			return err
-		}(), hub.Invalid, "AckWith of an event without ID")
-	}},
 	{"Ack of the last delivery removes inline content; the record stays", func(t *testing.T, s hub.Store) {
 		ds := putMsg(t, s, "m1", T0, "system/a", "print")
 		must(t, func() error { _, err := s.Ack(ctx, ds[0].ID, T0); return err }(), "Ack first")

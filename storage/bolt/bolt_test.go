@@ -25,3 +25,15 @@ func TestStore(t *testing.T) {
 func TestCommitters(t *testing.T) {
 	storagetest.TestCommitters(t, func(t *testing.T) hub.Store { return open(t) })
 }
+
+// The contract holds without the accept log too (Options.NoAcceptLog).
+func TestStoreWithoutAcceptLog(t *testing.T) {
+	storagetest.TestStore(t, func(t *testing.T) hub.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "posthub.db"), bolt.Options{NoAcceptLog: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

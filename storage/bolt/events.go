@@ -60,7 +60,12 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, erro
 		limit = 1000
 	}
 	var out []hub.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	// The sealer's read: it sees what the accept log holds at its next
+	// apply instead of forcing one (see barrier).
+	if err := s.barrier(ctx, false); err != nil {
+		return nil, err
+	}
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var ev hub.Event
@@ -84,14 +89,16 @@ func lastSeq(tx *bolt.Tx) uint64 {
 
 // SealEvents stores the whole batch in one transaction or nothing: a taken
 // Seq or an already sealed event ID is Conflict, a Seq that does not follow
-// LastSealed consecutively is Invalid.
+// LastSealed consecutively is Invalid. Sealed events are never written by
+// the accept log, so SealEvents and the readers of sealed events skip its
+// barrier.
 func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
 	for _, ev := range evs {
 		if ev.ID == "" || ev.Seq == 0 || ev.Hash == "" {
 			return hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
 		}
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		last := lastSeq(tx)
 		ids, pb, eb := bk(tx, bEventIDs), bk(tx, bPending), bk(tx, bEvents)
 		for i, ev := range evs {
@@ -154,7 +161,7 @@ func indexEvent(tx *bolt.Tx, ev hub.Event, add bool) error {
 
 func (s *Store) LastSealed(ctx context.Context) (hub.Event, error) {
 	var ev hub.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		k, v := tx.Bucket(bEvents).Cursor().Last()
 		if k == nil {
 			return hub.Errorf(hub.NotFound, "no sealed event")
@@ -170,7 +177,7 @@ func (s *Store) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) 
 	const chunk = 1000
 	for {
 		var evs []hub.Event
-		err := s.view(ctx, func(tx *bolt.Tx) error {
+		err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 			c := tx.Bucket(bEvents).Cursor()
 			for k, v := c.Seek(u64(from)); k != nil && len(evs) < chunk; k, v = c.Next() {
 				var ev hub.Event
@@ -232,7 +239,7 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 		limit = 1000
 	}
 	var out []hub.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		eb := tx.Bucket(bEvents)
 		// take decodes the event at seq and keeps it if it matches; it
 		// reports whether more are wanted.
@@ -326,7 +333,7 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 	var total int64
 	for {
 		var n int64
-		err := s.update(ctx, func(tx *bolt.Tx) error {
+		err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
 			n = 0
 			eb := bk(tx, bEvents)
 			var evs []hub.Event

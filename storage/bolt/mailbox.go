@@ -30,7 +30,7 @@ func wbk(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) { return tx.CreateBucke
 
 // PutMailboxItem implements hub.MailboxStore.
 func (s *Store) PutMailboxItem(ctx context.Context, it hub.MailboxItem) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		items, err := wbk(tx, bMbItems)
 		if err != nil {
 			return err
@@ -59,7 +59,7 @@ func (s *Store) PutMailboxItem(ctx context.Context, it hub.MailboxItem) error {
 // MailboxItems implements hub.MailboxStore.
 func (s *Store) MailboxItems(ctx context.Context, ids []string) (map[string]hub.MailboxItem, error) {
 	out := make(map[string]hub.MailboxItem, len(ids))
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		items := tx.Bucket(bMbItems)
 		if items == nil {
 			return nil
@@ -81,7 +81,7 @@ func (s *Store) MailboxItems(ctx context.Context, ids []string) (map[string]hub.
 
 // DeleteMailboxItem implements hub.MailboxStore.
 func (s *Store) DeleteMailboxItem(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		items := tx.Bucket(bMbItems)
 		if items == nil {
 			return nil
@@ -105,7 +105,7 @@ func (s *Store) DeleteMailboxItem(ctx context.Context, id string) error {
 // PurgeableItems implements hub.MailboxStore.
 func (s *Store) PurgeableItems(ctx context.Context, now time.Time, limit int) ([]hub.MailboxItem, error) {
 	var out []hub.MailboxItem
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		purge, items := tx.Bucket(bMbPurge), tx.Bucket(bMbItems)
 		if purge == nil || items == nil {
@@ -131,7 +131,7 @@ func (s *Store) PurgeableItems(ctx context.Context, now time.Time, limit int) ([
 
 // PutConsent implements hub.MailboxStore.
 func (s *Store) PutConsent(ctx context.Context, c hub.Consent) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b, err := wbk(tx, bConsents)
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func (s *Store) PutConsent(ctx context.Context, c hub.Consent) error {
 // GetConsent implements hub.MailboxStore.
 func (s *Store) GetConsent(ctx context.Context, citizen, org string) (hub.Consent, error) {
 	var c hub.Consent
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bConsents)
 		if b == nil {
 			return notFound("consent", citizen+"/"+org)
@@ -167,7 +167,7 @@ func (s *Store) GetConsent(ctx context.Context, citizen, org string) (hub.Consen
 // ListConsents implements hub.MailboxStore.
 func (s *Store) ListConsents(ctx context.Context, citizen, org string) ([]hub.Consent, error) {
 	var out []hub.Consent
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		b := tx.Bucket(bConsents)
 		if b == nil {
@@ -237,7 +237,7 @@ func putNotification(tx *bolt.Tx, n hub.Notification, old *hub.Notification) err
 
 // CreateNotification implements hub.MailboxStore.
 func (s *Store) CreateNotification(ctx context.Context, n hub.Notification) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bNotifs); b != nil && b.Get([]byte(n.ID)) != nil {
 			return hub.Errorf(hub.Conflict, "notification %q exists", n.ID)
 		}
@@ -247,7 +247,7 @@ func (s *Store) CreateNotification(ctx context.Context, n hub.Notification) erro
 
 // UpdateNotification implements hub.MailboxStore.
 func (s *Store) UpdateNotification(ctx context.Context, n hub.Notification) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNotifs)
 		var old hub.Notification
 		if b == nil {
@@ -267,7 +267,7 @@ func (s *Store) UpdateNotification(ctx context.Context, n hub.Notification) erro
 // GetNotification implements hub.MailboxStore.
 func (s *Store) GetNotification(ctx context.Context, id string) (hub.Notification, error) {
 	var n hub.Notification
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNotifs)
 		if b == nil {
 			return notFound("notification", id)
@@ -284,7 +284,7 @@ func (s *Store) GetNotification(ctx context.Context, id string) (hub.Notificatio
 // DueNotifications implements hub.MailboxStore.
 func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int) ([]hub.Notification, error) {
 	var out []hub.Notification
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		due, b := tx.Bucket(bNotifDue), tx.Bucket(bNotifs)
 		if due == nil || b == nil {
@@ -311,7 +311,7 @@ func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int) 
 // GetCursor implements hub.MailboxStore.
 func (s *Store) GetCursor(ctx context.Context, name string) (uint64, error) {
 	var v uint64
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bCursors); b != nil {
 			if raw := b.Get([]byte(name)); len(raw) == 8 {
 				v = readU64(raw)
@@ -324,7 +324,7 @@ func (s *Store) GetCursor(ctx context.Context, name string) (uint64, error) {
 
 // SetCursor implements hub.MailboxStore.
 func (s *Store) SetCursor(ctx context.Context, name string, v uint64) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b, err := wbk(tx, bCursors)
 		if err != nil {
 			return err
@@ -335,7 +335,7 @@ func (s *Store) SetCursor(ctx context.Context, name string, v uint64) error {
 
 // PutAssertionKey implements hub.MailboxStore.
 func (s *Store) PutAssertionKey(ctx context.Context, k hub.AssertionKey) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b, err := wbk(tx, bAssertKeys)
 		if err != nil {
 			return err
@@ -350,7 +350,7 @@ func (s *Store) PutAssertionKey(ctx context.Context, k hub.AssertionKey) error {
 // AssertionKeys implements hub.MailboxStore.
 func (s *Store) AssertionKeys(ctx context.Context, systemID string) ([]hub.AssertionKey, error) {
 	var out []hub.AssertionKey
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		b := tx.Bucket(bAssertKeys)
 		if b == nil {
@@ -370,7 +370,7 @@ func (s *Store) AssertionKeys(ctx context.Context, systemID string) ([]hub.Asser
 
 // DeleteAssertionKey implements hub.MailboxStore.
 func (s *Store) DeleteAssertionKey(ctx context.Context, systemID, keyID string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAssertKeys)
 		if b == nil || b.Get(key(systemID, keyID)) == nil {
 			return notFound("assertion key", keyID)

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,58 +73,25 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 			return hub.Errorf(hub.Invalid, "delivery %s is of message %s, not %s", d.ID, d.MessageUUID, m.UUID)
 		}
 	}
-	seqs := make([]int64, len(ds))
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		mb := bk(tx, bMessages)
-		if mb.Get([]byte(m.UUID)) != nil {
-			return hub.Errorf(hub.Conflict, "message %s exists", m.UUID)
-		}
-		db := tx.Bucket(bDeliveries)
-		for _, d := range ds {
-			if db.Get([]byte(d.ID)) != nil {
-				return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
-			}
-		}
-		rec := messageRec{Message: m, ContentKey: m.ContentKey}
-		rec.Content = nil
-		if len(m.Content) > 0 {
-			cb := bk(tx, bContent)
-			seq, err := cb.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := cb.Put(u64(seq), m.Content); err != nil {
-				return err
-			}
-			rec.ContentSeq = seq
-		}
-		if err := putJSON(mb, []byte(m.UUID), rec); err != nil {
-			return err
-		}
-		if err := bk(tx, bMsgSender).Put(cat(prefix(m.SenderCVR), tkey(m.Received), []byte(m.UUID)), nil); err != nil {
-			return err
-		}
-		for i, d := range ds {
-			d.MessageUUID = m.UUID
-			seq, err := addDelivery(tx, d)
-			if err != nil {
-				return err
-			}
-			seqs[i] = seq
-		}
+	if s.alog != nil {
+		e := &logEntry{Message: &m, ContentKey: m.ContentKey, Deliveries: slices.Clone(ds), Events: evs, Counters: cs, content: m.Content}
 		if r.TransmissionID != "" {
 			if r.MessageUUID == "" {
 				r.MessageUUID = m.UUID
 			}
-			if err := putReceipt(tx, r); err != nil {
-				return err
-			}
+			e.Receipt = &receiptRec{Receipt: r, SystemID: r.SystemID}
 		}
-		if err := appendEvents(tx, evs); err != nil {
+		m.Content = nil // kept in e.content, not in the JSON
+		if err := s.alog.put(ctx, e, func(tx *bolt.Tx) error { return messageConflict(tx, m.UUID, ds) }); err != nil {
 			return err
 		}
-		return addCounters(tx, cs)
-	})
+		for i := range ds {
+			ds[i].Seq = e.Deliveries[i].Seq
+		}
+		return nil
+	}
+	seqs := make([]int64, len(ds))
+	err := s.update(ctx, func(tx *bolt.Tx) error { return putMessageTx(tx, m, ds, r, evs, cs, seqs) })
 	if err == nil {
 		for i := range ds {
 			ds[i].Seq = seqs[i]
@@ -132,9 +100,85 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 	return err
 }
 
+// messageConflict is PutMessage's Conflict: the UUID or a delivery ID is taken.
+func messageConflict(tx *bolt.Tx, uuid string, ds []hub.Delivery) error {
+	if tx.Bucket(bMessages).Get([]byte(uuid)) != nil {
+		return hub.Errorf(hub.Conflict, "message %s exists", uuid)
+	}
+	db := tx.Bucket(bDeliveries)
+	for _, d := range ds {
+		if db.Get([]byte(d.ID)) != nil {
+			return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
+		}
+	}
+	return nil
+}
+
+// putMessageTx checks for conflicts before it writes anything. With seqs
+// nil the deliveries keep the Seqs they carry (from the accept log);
+// otherwise each takes the bucket's next sequence, reported in seqs.
+func putMessageTx(tx *bolt.Tx, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter, seqs []int64) error {
+	if err := messageConflict(tx, m.UUID, ds); err != nil {
+		return err
+	}
+	mb := bk(tx, bMessages)
+	rec := messageRec{Message: m, ContentKey: m.ContentKey}
+	rec.Content = nil
+	if len(m.Content) > 0 {
+		cb := bk(tx, bContent)
+		seq, err := cb.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := cb.Put(u64(seq), m.Content); err != nil {
+			return err
+		}
+		rec.ContentSeq = seq
+	}
+	if err := putJSON(mb, []byte(m.UUID), rec); err != nil {
+		return err
+	}
+	if err := bk(tx, bMsgSender).Put(cat(prefix(m.SenderCVR), tkey(m.Received), []byte(m.UUID)), nil); err != nil {
+		return err
+	}
+	for i, d := range ds {
+		d.MessageUUID = m.UUID
+		if seqs == nil {
+			if err := addDeliveryAt(tx, d); err != nil {
+				return err
+			}
+			continue
+		}
+		seq, err := addDelivery(tx, d)
+		if err != nil {
+			return err
+		}
+		seqs[i] = seq
+	}
+	if r.TransmissionID != "" {
+		if r.MessageUUID == "" {
+			r.MessageUUID = m.UUID
+		}
+		if err := putReceipt(tx, r); err != nil {
+			return err
+		}
+	}
+	if err := appendEvents(tx, evs); err != nil {
+		return err
+	}
+	return addCounters(tx, cs)
+}
+
 func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error) {
 	var m hub.Message
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	// Not behind the barrier: a message the accept log holds is answered
+	// from it, and one it no longer holds is in bbolt (see acceptlog.go).
+	if s.alog != nil {
+		if lm, ok := s.alog.message(uuid); ok {
+			return lm, nil
+		}
+	}
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		r, ok, err := getMessage(tx, uuid)
 		if err != nil {
 			return err
@@ -234,28 +278,40 @@ func (s *Store) ListMessagesBySender(ctx context.Context, senderCVR, after strin
 
 // addDelivery stores a new delivery with the next Seq and its indexes.
 func addDelivery(tx *bolt.Tx, d hub.Delivery) (int64, error) {
-	db := bk(tx, bDeliveries)
-	seq, err := db.NextSequence()
+	seq, err := tx.Bucket(bDeliveries).NextSequence()
 	if err != nil {
 		return 0, err
 	}
 	d.Seq = int64(seq)
+	return d.Seq, addDeliveryAt(tx, d)
+}
+
+// addDeliveryAt stores a new delivery with the Seq it carries (assigned by
+// the accept log) and keeps the bucket's sequence at or above it.
+func addDeliveryAt(tx *bolt.Tx, d hub.Delivery) error {
+	db := bk(tx, bDeliveries)
+	seq := uint64(d.Seq)
+	if seq > db.Sequence() {
+		if err := db.SetSequence(seq); err != nil {
+			return err
+		}
+	}
 	if d.State == "" {
 		d.State = hub.DeliveryReady
 	}
 	if err := putJSON(db, []byte(d.ID), d); err != nil {
-		return 0, err
+		return err
 	}
 	if err := bk(tx, bDelQueue).Put(cat(prefix(d.Queue), u64(seq)), []byte(d.ID)); err != nil {
-		return 0, err
+		return err
 	}
 	if err := db.Put(indexKey(d.MessageUUID, d.ID), nil); err != nil {
-		return 0, err
+		return err
 	}
 	if d.State != hub.DeliveryParked {
-		return d.Seq, addQueueCount(tx, d.Queue, 1)
+		return addQueueCount(tx, d.Queue, 1)
 	}
-	return d.Seq, nil
+	return nil
 }
 
 func addQueueCount(tx *bolt.Tx, queue string, n int64) error {
@@ -290,6 +346,14 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message, or with NUL in them")
 		}
 	}
+	if s.alog != nil {
+		e := &logEntry{Deliveries: slices.Clone(ds)}
+		return s.alog.put(ctx, e, func(tx *bolt.Tx) error {
+			db := tx.Bucket(bDeliveries)
+			e.Deliveries = slices.DeleteFunc(e.Deliveries, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
+			return nil
+		})
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		db := tx.Bucket(bDeliveries)
 		for _, d := range ds {
@@ -302,6 +366,21 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 		}
 		return nil
 	})
+}
+
+// addDeliveriesTx applies an accept log AddDeliveries entry: deliveries
+// stored meanwhile (or by an earlier apply) are skipped.
+func addDeliveriesTx(tx *bolt.Tx, ds []hub.Delivery) error {
+	db := tx.Bucket(bDeliveries)
+	for _, d := range ds {
+		if db.Get([]byte(d.ID)) != nil {
+			continue
+		}
+		if err := addDeliveryAt(tx, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) GetDelivery(ctx context.Context, id string) (hub.Delivery, error) {
@@ -679,7 +758,13 @@ func (s *Store) GetReceipt(ctx context.Context, systemID, transmissionID string)
 
 func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error) {
 	var r hub.Receipt
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	// As GetMessage: the accept log first, then bbolt without the barrier.
+	if s.alog != nil {
+		if lr, ok := s.alog.receiptFor(systemID, messageUUID); ok {
+			return lr, nil
+		}
+	}
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		var tid []byte
 		if !strings.ContainsRune(messageUUID, 0) {
 			tid = tx.Bucket(bMessages).Get(receiptIndexKey(messageUUID, systemID))

@@ -89,7 +89,7 @@ func bumpPolicyStamp(tx *bolt.Tx) error {
 
 func (s *Store) LoadPolicies(ctx context.Context) ([]hub.PolicyLine, error) {
 	var out []hub.PolicyLine
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bPolicies).ForEach(func(_, v []byte) error {
 			var p hub.PolicyLine
 			if err := jsonDecode(v, &p); err != nil {
@@ -103,7 +103,7 @@ func (s *Store) LoadPolicies(ctx context.Context) ([]hub.PolicyLine, error) {
 }
 
 func (s *Store) AddPolicy(ctx context.Context, p hub.PolicyLine) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bPolicies)
 		k := []byte(p.Key())
 		if b.Get(k) != nil {
@@ -117,7 +117,7 @@ func (s *Store) AddPolicy(ctx context.Context, p hub.PolicyLine) error {
 }
 
 func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bPolicies)
 		k := []byte(p.Key())
 		if b.Get(k) == nil {
@@ -132,7 +132,7 @@ func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
 
 func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 	var stamp string
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		var n uint64
 		if v := tx.Bucket(bMeta).Get(policyStampKey); len(v) == 8 {
 			n = readU64(v)
@@ -158,7 +158,7 @@ func (s *Store) CreateUser(ctx context.Context, u hub.User) error {
 	if u.ID == "" {
 		return hub.Errorf(hub.Invalid, "user without ID")
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bUsers)
 		if b.Get([]byte(u.ID)) != nil {
 			return hub.Errorf(hub.Conflict, "user %s exists", u.ID)
@@ -168,7 +168,7 @@ func (s *Store) CreateUser(ctx context.Context, u hub.User) error {
 }
 
 func (s *Store) PutUser(ctx context.Context, u hub.User) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bUsers)
 		if b.Get([]byte(u.ID)) == nil {
 			return notFound("user", u.ID)
@@ -179,7 +179,7 @@ func (s *Store) PutUser(ctx context.Context, u hub.User) error {
 
 func (s *Store) GetUser(ctx context.Context, id string) (hub.User, error) {
 	var r userRec
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		ok, err := getJSON(tx.Bucket(bUsers), []byte(id), &r)
 		if err == nil && !ok {
 			err = notFound("user", id)
@@ -191,7 +191,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (hub.User, error) {
 
 func (s *Store) ListUsers(ctx context.Context) ([]hub.User, error) {
 	var out []hub.User
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bUsers).ForEach(func(_, v []byte) error {
 			var r userRec
 			if err := jsonDecode(v, &r); err != nil {
@@ -214,7 +214,7 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.D
 		return false, hub.Errorf(hub.Invalid, "lock needs a name and a holder")
 	}
 	var got bool
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bLocks)
 		var cur lockRec
 		ok, err := getJSON(b, []byte(name), &cur)
@@ -232,7 +232,7 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.D
 }
 
 func (s *Store) ReleaseLock(ctx context.Context, name, holder string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bLocks)
 		var cur lockRec
 		ok, err := getJSON(b, []byte(name), &cur)

@@ -27,7 +27,7 @@ func (s *Store) CreateOrg(ctx context.Context, o hub.Organisation) error {
 	if o.CVR == "" {
 		return hub.Errorf(hub.Invalid, "organisation without CVR")
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bOrgs)
 		if b.Get([]byte(o.CVR)) != nil {
 			return hub.Errorf(hub.Conflict, "organisation %s exists", o.CVR)
@@ -37,7 +37,7 @@ func (s *Store) CreateOrg(ctx context.Context, o hub.Organisation) error {
 }
 
 func (s *Store) UpdateOrg(ctx context.Context, o hub.Organisation) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bOrgs)
 		var old hub.Organisation
 		if ok, err := getJSON(b, []byte(o.CVR), &old); err != nil || !ok {
@@ -56,7 +56,7 @@ func (s *Store) UpdateOrg(ctx context.Context, o hub.Organisation) error {
 
 func (s *Store) GetOrg(ctx context.Context, cvr string) (hub.Organisation, error) {
 	var o hub.Organisation
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		ok, err := getJSON(tx.Bucket(bOrgs), []byte(cvr), &o)
 		if err == nil && !ok {
 			err = notFound("organisation", cvr)
@@ -68,7 +68,7 @@ func (s *Store) GetOrg(ctx context.Context, cvr string) (hub.Organisation, error
 
 func (s *Store) ListOrgs(ctx context.Context) ([]hub.Organisation, error) {
 	var out []hub.Organisation
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bOrgs).ForEach(func(_, v []byte) error {
 			var o hub.Organisation
 			if err := jsonDecode(v, &o); err != nil {
@@ -85,7 +85,7 @@ func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
 	if sys.ID == "" {
 		return hub.Errorf(hub.Invalid, "system without ID")
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bSystems)
 		if b.Get([]byte(sys.ID)) != nil {
 			return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
@@ -120,7 +120,7 @@ func getSystem(tx *bolt.Tx, id string) (systemRec, error) {
 }
 
 func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		old, err := getSystem(tx, sys.ID)
 		if err != nil {
 			return err
@@ -160,7 +160,7 @@ func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
 
 func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 	var r systemRec
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		r, err = getSystem(tx, id)
 		return err
 	})
@@ -169,7 +169,7 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
 	var r systemRec
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		id := tx.Bucket(bSysToken).Get([]byte(hash))
 		if hash == "" || id == nil {
 			return hub.Errorf(hub.NotFound, "no system has that token")
@@ -182,7 +182,7 @@ func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, err
 
 func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, error) {
 	var out []hub.System
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		return scanPrefix(tx.Bucket(bSysOrg), prefix(org), func(_, id []byte) (bool, error) {
 			r, err := getSystem(tx, string(id))
 			if err != nil {
@@ -196,7 +196,7 @@ func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, erro
 }
 
 func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		r, err := getSystem(tx, id)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func listOrgScoped[T any](tx *bolt.Tx, b, byOrg []byte, org string) ([]T, error)
 }
 
 func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		return versioned(tx, bGroups, bGroupOrg, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) any {
 			g := g
 			g.Version = v
@@ -273,12 +273,12 @@ func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
 }
 
 func (s *Store) DeleteContactGroup(ctx context.Context, org, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bGroups, bGroupOrg, "contact group", org, id) })
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bGroups, bGroupOrg, "contact group", org, id) })
 }
 
 func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error) {
 	var out []hub.ContactGroup
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		out, err = listOrgScoped[hub.ContactGroup](tx, bGroups, bGroupOrg, org)
 		return err
 	})
@@ -286,7 +286,7 @@ func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.Contac
 }
 
 func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		return versioned(tx, bPoints, bPointOrg, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
 			p := p
 			p.Version = v
@@ -297,7 +297,7 @@ func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
 
 func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoint, error) {
 	var p hub.ContactPoint
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		ok, err := getJSON(tx.Bucket(bPoints), []byte(id), &p)
 		if err == nil && !ok {
 			err = notFound("contact point", id)
@@ -308,12 +308,12 @@ func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoin
 }
 
 func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bPoints, bPointOrg, "contact point", org, id) })
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bPoints, bPointOrg, "contact point", org, id) })
 }
 
 func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {
 	var out []hub.ContactPoint
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		out, err = listOrgScoped[hub.ContactPoint](tx, bPoints, bPointOrg, org)
 		return err
 	})
@@ -324,7 +324,7 @@ func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
 	if r.ID == "" || r.OrgCVR == "" {
 		return hub.Errorf(hub.Invalid, "routing rule without ID or organisation")
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bRules)
 		var old hub.RoutingRule
 		ok, err := getJSON(b, []byte(r.ID), &old)
@@ -342,12 +342,12 @@ func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
 }
 
 func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bRules, bRuleOrg, "routing rule", org, id) })
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bRules, bRuleOrg, "routing rule", org, id) })
 }
 
 func (s *Store) ListRoutingRules(ctx context.Context, org string) ([]hub.RoutingRule, error) {
 	var out []hub.RoutingRule
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		out, err = listOrgScoped[hub.RoutingRule](tx, bRules, bRuleOrg, org)
 		return err
 	})
@@ -361,7 +361,7 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 			return hub.Errorf(hub.Invalid, "contact without ID")
 		}
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bContacts)
 		for _, c := range cs {
 			if err := putJSON(b, []byte(c.ID), c); err != nil {
@@ -374,7 +374,7 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 
 func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {
 	var c hub.Contact
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		ok, err := getJSON(tx.Bucket(bContacts), []byte(id), &c)
 		if err == nil && !ok {
 			err = notFound("contact", id)
@@ -385,5 +385,5 @@ func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) 
 }
 
 func (s *Store) DeleteContact(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return bk(tx, bContacts).Delete([]byte(id)) })
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return bk(tx, bContacts).Delete([]byte(id)) })
 }

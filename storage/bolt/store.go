@@ -4,11 +4,17 @@
 // users and locks.
 //
 // Guarantees:
-//   - Durable: every write method commits one bbolt read-write transaction
-//     and bbolt fsyncs the file on commit (NoSync is never set) before the
-//     method returns nil. Leases are the exception: they live in memory
-//     (leases.go), since this process alone arbitrates them, and a restart
-//     ends them all as an expiry would.
+//   - Durable: every write method returns nil only once its write is on
+//     disk. PutMessage, PutMessageWith and AddDeliveries append to the
+//     accept log (acceptlog.go: one fdatasync per group of waiting
+//     writers) and are applied to bbolt in the background, replayed after
+//     a crash; every other write commits one bbolt read-write transaction
+//     and bbolt fsyncs the file on commit (NoSync is never set). Leases are
+//     the exception: they live in memory (leases.go), since this process
+//     alone arbitrates them, and a restart ends them all as an expiry would.
+//   - Read your writes: a read sees every write that returned before it
+//     began; reads of messages, deliveries, receipts and events wait for
+//     the accept log's apply when it holds such writes.
 //   - Atomic: each method's changes are one transaction, so PutMessage's
 //     message, deliveries and receipt, an Ack's removals, or a SealEvents
 //     batch become visible together or not at all, also across a crash.
@@ -40,6 +46,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,12 +70,23 @@ type Options struct {
 	// InitialMmapSize pre-sizes the memory map so that readers are not
 	// blocked by remapping while the file grows (default 256 MiB).
 	InitialMmapSize int
+	// NoAcceptLog writes messages and deliveries to bbolt directly instead
+	// of through the accept log (acceptlog.go); for comparisons.
+	NoAcceptLog bool
+	// ApplyInterval is how long accept log entries gather before they are
+	// applied to bbolt when no reader waits for them (default
+	// DefaultApplyInterval).
+	ApplyInterval time.Duration
+	// Log receives the accept log's replay and apply reports (default
+	// slog.Default()).
+	Log *slog.Logger
 }
 
 // Store implements hub.Store on one bbolt file.
 type Store struct {
 	db     *bolt.DB
 	leases *leaseTable
+	alog   *acceptLog // nil with Options.NoAcceptLog
 
 	reqs     chan *request
 	quit     chan struct{}
@@ -199,6 +217,26 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, leases: newLeaseTable(time.Now()), reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
 	go s.commitLoop()
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if !opts.NoAcceptLog {
+		if opts.ApplyInterval <= 0 {
+			opts.ApplyInterval = DefaultApplyInterval
+		}
+		if s.alog, err = openAcceptLog(s, path, opts.ApplyInterval, opts.Log); err != nil {
+			close(s.quit)
+			<-s.done
+			_ = db.Close()
+			return nil, err
+		}
+	} else if logDirInUse(path) {
+		// Entries left by a run with the log must be applied first.
+		close(s.quit)
+		<-s.done
+		_ = db.Close()
+		return nil, hub.Errorf(hub.Unavailable, "bolt: %s holds accept log entries; open it once with the accept log", logDir(path))
+	}
 	return s, nil
 }
 
@@ -206,9 +244,14 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
+		if s.alog != nil {
+			err = s.alog.close()
+		}
 		close(s.quit)
 		<-s.done
-		err = s.db.Close()
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
 	})
 	if err != nil {
 		return hub.Wrap(hub.Internal, err, "bolt: close")
@@ -222,8 +265,38 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // update runs fn in a write transaction shared with other waiting writers
-// (group commit) and returns once that transaction is durable.
+// (group commit) and returns once that transaction is durable. It first
+// waits until every accept log entry durable by now is applied, so fn sees
+// every message and delivery whose write has returned.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := s.barrier(ctx, true); err != nil {
+		return err
+	}
+	return s.updateDirect(ctx, fn)
+}
+
+// view runs fn in a read transaction after the barrier of update.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := s.barrier(ctx, true); err != nil {
+		return err
+	}
+	return s.viewDirect(ctx, fn)
+}
+
+// barrier waits for the accept log (see acceptLog.wait); background work
+// that need not see the newest entries at once (the event sealer) passes
+// urgent false and so does not cut the applier's batches short.
+func (s *Store) barrier(ctx context.Context, urgent bool) error {
+	if s.alog == nil {
+		return nil
+	}
+	return s.alog.wait(ctx, urgent)
+}
+
+// updateDirect is update without the barrier, for data the accept log
+// never writes (organisations, systems, contacts, policies, users, locks,
+// mailbox state) and for the log's own apply.
+func (s *Store) updateDirect(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return hub.Wrap(hub.Unavailable, err, "bolt: write abandoned")
 	}
@@ -231,7 +304,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	select {
 	case s.reqs <- r:
 	case <-s.quit:
-		return hub.Errorf(hub.Unavailable, "bolt: store closed")
+		return errStoreClosed
 	case <-ctx.Done():
 		return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
 	}
@@ -239,7 +312,8 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return edge(<-r.err)
 }
 
-func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+// viewDirect is view without the barrier; see updateDirect.
+func (s *Store) viewDirect(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return hub.Wrap(hub.Unavailable, err, "bolt: read abandoned")
 	}

@@ -1,0 +1,718 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// The accept log makes an accepted message durable with one sequential
+// append and one fdatasync, shared by every accept waiting at that moment,
+// instead of a bbolt commit per group of waiting accepts. A bbolt commit
+// rewrites the root and branch pages of every bucket it touches and costs
+// two fdatasyncs, so its price per message falls with the group's size;
+// with sixteen senders a group held about six messages. The log is applied
+// to bbolt in the background in groups of everything durable by then
+// (typically tens to hundreds of messages) and deleted once applied.
+//
+// Only the writes that create messages and deliveries go through the log
+// (PutMessage, PutMessageWith, AddDeliveries). Everything else is as
+// before, with one rule that keeps the store linearisable: a read or write
+// of data the log writes first waits until every log entry that was
+// durable when it began is applied (barrier). Reads of organisations,
+// systems, contacts, policies, users, locks and mailbox state never wait,
+// since the log never writes them. GetMessage and ReceiptFor, which the
+// accept path itself uses to answer resubmissions, look at the unapplied
+// entries first instead of waiting.
+//
+// A message's conflict check (UUID or delivery taken) is made when it is
+// logged, under the log's mutex, against the unapplied entries and bbolt.
+// Delivery Seqs are assigned then too, from a counter that continues the
+// deliveries bucket's sequence; entries are applied in log order, so Seq
+// order within a queue is commit order as before.
+//
+// On Open the log is replayed: entries after the last applied sequence
+// number (kept in the meta bucket, written in the same transaction as
+// every applied group) are applied, a torn last entry (a crash in the
+// middle of an append, never acknowledged) is dropped, and the segments
+// are deleted. A checksum failure anywhere else refuses the open: those
+// entries were acknowledged and must not be skipped silently.
+
+const (
+	// logPendingMax bounds the bytes of unapplied entries: accepts wait
+	// beyond it, so a stalled apply (disk full) cannot grow memory without
+	// limit.
+	logPendingMax = 64 << 20
+	logApplyMax   = 2000
+	logHeader     = 4 + 4 + 8 // length, crc32c, lsn
+	// DefaultApplyInterval is how long the applier lets entries gather
+	// before it writes them to bbolt, unless a reader waits for them.
+	DefaultApplyInterval = 200 * time.Millisecond
+)
+
+var (
+	// logSegmentMax is the size after which a new segment starts (a
+	// variable for tests).
+	logSegmentMax int64 = 64 << 20
+
+	crcTable       = crc32.MakeTable(crc32.Castagnoli)
+	logAppliedKey  = []byte("acceptlog.applied")
+	errStoreClosed = hub.Errorf(hub.Unavailable, "bolt: store closed")
+	logSegmentGlob = "accept-*.log"
+)
+
+// logEntry is one logged write: a message with its deliveries, receipt,
+// events and counters (PutMessageWith), or deliveries alone (AddDeliveries).
+type logEntry struct {
+	Message    *hub.Message   `json:"message,omitempty"`
+	ContentKey string         `json:"contentKey,omitempty"`
+	Deliveries []hub.Delivery `json:"deliveries,omitempty"`
+	Receipt    *receiptRec    `json:"receipt,omitempty"`
+	Events     []hub.Event    `json:"events,omitempty"`
+	Counters   []hub.Counter  `json:"counters,omitempty"`
+
+	lsn     uint64
+	size    int // bytes held for it until applied
+	content []byte
+	frame   []byte
+	done    chan error
+}
+
+type segment struct {
+	first uint64 // lsn of its first entry
+	path  string
+}
+
+type acceptLog struct {
+	s     *Store
+	dir   string
+	log   *slog.Logger
+	every time.Duration // apply interval
+
+	mu        sync.Mutex
+	byUUID    map[string]*logEntry // logged, not yet applied
+	byDeliv   map[string]*logEntry
+	held      int // bytes of unapplied entries
+	nextLSN   uint64
+	delSeq    uint64      // last delivery Seq handed out
+	toWrite   []*logEntry // logged, not yet handed to the writer
+	toApply   []*logEntry // durable, not yet applied, in lsn order
+	segs      []segment
+	broken    error
+	closing   bool
+	roomCh    chan struct{} // closed when entries leave byUUID/byDeliv
+	changedCh chan struct{} // closed when applied advances
+
+	durable atomic.Uint64 // every entry up to this lsn is durable
+	applied atomic.Uint64 // every entry up to this lsn is in bbolt
+
+	f   *os.File
+	off int64
+
+	writeSig  chan struct{}
+	applySig  chan struct{}
+	urgent    chan struct{} // a reader waits: apply now
+	applyQuit chan struct{} // closed by writeLoop after its last write
+	wg        sync.WaitGroup
+}
+
+func logDir(dbPath string) string { return dbPath + ".acceptlog" }
+
+// openAcceptLog replays what an earlier run left and starts a new segment.
+// The committer must be running.
+func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logger) (*acceptLog, error) {
+	l := &acceptLog{s: s, dir: logDir(dbPath), log: log, every: every, byUUID: map[string]*logEntry{}, byDeliv: map[string]*logEntry{},
+		roomCh: make(chan struct{}), changedCh: make(chan struct{}), writeSig: make(chan struct{}, 1), applySig: make(chan struct{}, 1),
+		urgent: make(chan struct{}, 1), applyQuit: make(chan struct{})}
+	if err := os.MkdirAll(l.dir, 0o750); err != nil {
+		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create accept log directory")
+	}
+	last, err := l.replay()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		l.delSeq = tx.Bucket(bDeliveries).Sequence()
+		return nil
+	}); err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "bolt: read delivery sequence")
+	}
+	l.nextLSN = last + 1
+	l.durable.Store(last)
+	l.applied.Store(last)
+	if err := l.roll(l.nextLSN); err != nil {
+		return nil, err
+	}
+	l.wg.Add(2)
+	go l.writeLoop()
+	go l.applyLoop()
+	return l, nil
+}
+
+// replay applies the entries of the segments left on disk that are newer
+// than the applied mark, deletes the segments and returns the highest lsn
+// seen (or the applied mark).
+func (l *acceptLog) replay() (uint64, error) {
+	paths, err := filepath.Glob(filepath.Join(l.dir, logSegmentGlob))
+	if err != nil {
+		return 0, hub.Wrap(hub.Internal, err, "bolt: list accept log")
+	}
+	sort.Strings(paths) // the names carry the first lsn in fixed-width hex
+	var mark uint64
+	if err := l.s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(logAppliedKey); len(v) == 8 {
+			mark = readU64(v)
+		}
+		return nil
+	}); err != nil {
+		return 0, hub.Wrap(hub.Internal, err, "bolt: read accept log mark")
+	}
+	last := mark
+	for i, p := range paths {
+		var batch []*logEntry
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := l.applyBatch(batch)
+			batch = batch[:0]
+			return err
+		}
+		err := readSegment(p, func(e *logEntry) error {
+			if e.lsn <= mark {
+				return nil
+			}
+			if e.lsn != last+1 {
+				return fmt.Errorf("accept log %s: entry %d follows %d", filepath.Base(p), e.lsn, last)
+			}
+			last = e.lsn
+			batch = append(batch, e)
+			if len(batch) >= logApplyMax {
+				return flush()
+			}
+			return nil
+		}, i == len(paths)-1)
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return 0, hub.Wrap(hub.Internal, err, "bolt: replay accept log")
+		}
+	}
+	if len(paths) > 0 && last > mark {
+		l.log.Info("bolt: accept log replayed", "entries", last-mark)
+	}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil {
+			return 0, hub.Wrap(hub.Internal, err, "bolt: remove applied accept log")
+		}
+	}
+	return last, nil
+}
+
+// readSegment calls fn for each whole entry. In the newest segment an
+// incomplete or damaged entry ends the log (a torn append); elsewhere it is
+// an error.
+func readSegment(path string, fn func(*logEntry) error, newest bool) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(raw); {
+		e, n, err := decodeFrame(raw[off:])
+		if err != nil {
+			if newest {
+				return nil
+			}
+			return fmt.Errorf("accept log %s at %d: %w", filepath.Base(path), off, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// Frame: length (of what follows the checksum), crc32c (of what follows
+// it), lsn, JSON length, JSON, the deliveries' Seqs (8 bytes each, filled
+// in by seal), content.
+func (e *logEntry) encode() error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode accept log entry: %w", err)
+	}
+	n := logHeader + 4 + len(body) + 8*len(e.Deliveries) + len(e.content)
+	f := make([]byte, n)
+	binary.BigEndian.PutUint32(f[0:], uint32(n-8))
+	binary.BigEndian.PutUint32(f[16:], uint32(len(body)))
+	copy(f[20:], body)
+	copy(f[20+len(body)+8*len(e.Deliveries):], e.content)
+	e.frame = f
+	return nil
+}
+
+// seal stamps the lsn, the deliveries' Seqs and the checksum.
+func (e *logEntry) seal(lsn uint64) {
+	e.lsn = lsn
+	f := e.frame
+	binary.BigEndian.PutUint64(f[8:], lsn)
+	at := 20 + int(binary.BigEndian.Uint32(f[16:]))
+	for i, d := range e.Deliveries {
+		binary.BigEndian.PutUint64(f[at+8*i:], uint64(d.Seq))
+	}
+	binary.BigEndian.PutUint32(f[4:], crc32.Checksum(f[8:], crcTable))
+}
+
+var errTorn = errors.New("incomplete or damaged entry")
+
+func decodeFrame(b []byte) (*logEntry, int, error) {
+	if len(b) < logHeader+4 {
+		return nil, 0, errTorn
+	}
+	n := int(binary.BigEndian.Uint32(b)) + 8
+	if n < logHeader+4 || n > len(b) || crc32.Checksum(b[8:n], crcTable) != binary.BigEndian.Uint32(b[4:]) {
+		return nil, 0, errTorn
+	}
+	bl := int(binary.BigEndian.Uint32(b[16:]))
+	if 20+bl > n {
+		return nil, 0, errTorn
+	}
+	e := &logEntry{lsn: binary.BigEndian.Uint64(b[8:])}
+	if err := json.Unmarshal(b[20:20+bl], e); err != nil {
+		return nil, 0, fmt.Errorf("decode entry %d: %w", e.lsn, err)
+	}
+	at := 20 + bl
+	if at+8*len(e.Deliveries) > n {
+		return nil, 0, errTorn
+	}
+	for i := range e.Deliveries {
+		e.Deliveries[i].Seq = int64(binary.BigEndian.Uint64(b[at+8*i:]))
+	}
+	at += 8 * len(e.Deliveries)
+	if e.Message != nil && at < n {
+		e.content = bytes.Clone(b[at:n])
+	}
+	return e, n, nil
+}
+
+// roll starts a new segment for entries from lsn first on.
+func (l *acceptLog) roll(first uint64) error {
+	p := filepath.Join(l.dir, fmt.Sprintf("accept-%016x.log", first))
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
+	}
+	if err := syncDir(l.dir); err != nil {
+		_ = f.Close()
+		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
+	}
+	if l.f != nil {
+		_ = l.f.Close()
+	}
+	l.f, l.off = f, 0
+	l.mu.Lock()
+	l.segs = append(l.segs, segment{first: first, path: p})
+	l.mu.Unlock()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// put logs e: the conflict check, Seq assignment and lsn happen under the
+// mutex; put returns once e is durable.
+func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx) error) error {
+	// A message entry is encoded before the mutex; a deliveries-only entry
+	// after its taken deliveries are dropped.
+	if e.Message != nil {
+		if err := e.encode(); err != nil {
+			return hub.Wrap(hub.Internal, err, "bolt")
+		}
+	}
+	l.mu.Lock()
+	for l.held >= logPendingMax && l.broken == nil && !l.closing {
+		room := l.roomCh
+		l.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
+		}
+		l.mu.Lock()
+	}
+	if err := l.usable(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	if err := l.conflicts(e, check); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	if e.Message == nil {
+		if len(e.Deliveries) == 0 {
+			l.mu.Unlock()
+			return nil
+		}
+		if err := e.encode(); err != nil {
+			l.mu.Unlock()
+			return hub.Wrap(hub.Internal, err, "bolt")
+		}
+	}
+	for i := range e.Deliveries {
+		l.delSeq++
+		e.Deliveries[i].Seq = int64(l.delSeq)
+	}
+	e.seal(l.nextLSN)
+	l.nextLSN++
+	e.size = len(e.frame)
+	l.held += e.size
+	if e.Message != nil {
+		l.byUUID[e.Message.UUID] = e
+	}
+	for _, d := range e.Deliveries {
+		l.byDeliv[d.ID] = e
+	}
+	e.done = make(chan error, 1)
+	l.toWrite = append(l.toWrite, e)
+	l.mu.Unlock()
+	signal(l.writeSig)
+	// Once logged the entry may become durable: wait for the outcome.
+	return <-e.done
+}
+
+func (l *acceptLog) usable() error {
+	if l.broken != nil {
+		return hub.Wrap(hub.Unavailable, l.broken, "bolt: accept log failed; restart the hub")
+	}
+	if l.closing {
+		return errStoreClosed
+	}
+	return nil
+}
+
+// conflicts reports Conflict when e's message or one of its deliveries is
+// logged or stored already. AddDeliveries entries skip taken deliveries
+// instead (their check drops them from e). Called with l.mu held.
+func (l *acceptLog) conflicts(e *logEntry, check func(tx *bolt.Tx) error) error {
+	if e.Message != nil {
+		if _, ok := l.byUUID[e.Message.UUID]; ok {
+			return hub.Errorf(hub.Conflict, "message %s exists", e.Message.UUID)
+		}
+		for _, d := range e.Deliveries {
+			if _, ok := l.byDeliv[d.ID]; ok {
+				return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
+			}
+		}
+	} else {
+		e.Deliveries = slices.DeleteFunc(e.Deliveries, func(d hub.Delivery) bool { return l.byDeliv[d.ID] != nil })
+	}
+	// Anything not logged and unapplied now is in bbolt or nowhere: the
+	// applier takes entries out of the maps only after their commit.
+	return edge(l.s.db.View(check))
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop appends what is waiting with one write and one fdatasync.
+func (l *acceptLog) writeLoop() {
+	defer l.wg.Done()
+	defer close(l.applyQuit)
+	var buf []byte
+	for range l.writeSig {
+		l.mu.Lock()
+		batch := l.toWrite
+		l.toWrite = nil
+		closing := l.closing
+		l.mu.Unlock()
+		if len(batch) > 0 {
+			buf = buf[:0]
+			for _, e := range batch {
+				buf = append(buf, e.frame...)
+			}
+			err := l.append(buf, batch[0].lsn)
+			l.mu.Lock()
+			if err != nil {
+				// The entries' fate on disk is unknown; refuse further
+				// writes so that nothing is acknowledged after a gap.
+				l.broken = err
+				for _, e := range batch {
+					l.forget(e)
+				}
+			} else {
+				l.toApply = append(l.toApply, batch...)
+				l.durable.Store(batch[len(batch)-1].lsn)
+			}
+			l.mu.Unlock()
+			if err != nil {
+				err = hub.Wrap(hub.Unavailable, err, "bolt: write accept log")
+			}
+			signal(l.applySig)
+			for _, e := range batch {
+				e.frame = nil
+				e.done <- err
+			}
+		}
+		// Once closing is set no entry is added (put checks it under the
+		// mutex), so the batch just taken was the last.
+		if closing {
+			return
+		}
+	}
+}
+
+func (l *acceptLog) append(b []byte, first uint64) error {
+	if l.off > logSegmentMax {
+		if err := l.roll(first); err != nil {
+			return err
+		}
+	}
+	if _, err := l.f.WriteAt(b, l.off); err != nil {
+		return err
+	}
+	l.off += int64(len(b))
+	return fdatasync(l.f)
+}
+
+// forget drops e from the unapplied maps. Called with l.mu held.
+func (l *acceptLog) forget(e *logEntry) {
+	l.held -= e.size
+	e.size = 0
+	if e.Message != nil && l.byUUID[e.Message.UUID] == e {
+		delete(l.byUUID, e.Message.UUID)
+	}
+	for _, d := range e.Deliveries {
+		if l.byDeliv[d.ID] == e {
+			delete(l.byDeliv, d.ID)
+		}
+	}
+}
+
+// applyLoop applies durable entries to bbolt in groups, in lsn order.
+func (l *acceptLog) applyLoop() {
+	defer l.wg.Done()
+	backoff := 10 * time.Millisecond
+	last := time.Now()
+	for quit := false; !quit; {
+		select {
+		case <-l.applySig:
+		case <-l.applyQuit:
+			quit = true // after applying what is durable
+		}
+		if wait := time.Until(last.Add(l.every)); !quit && wait > 0 {
+			// Let entries gather: a bbolt commit costs much the same for
+			// one message as for many.
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-l.urgent:
+			case <-l.applyQuit:
+				quit = true
+			}
+			t.Stop()
+		}
+		last = time.Now()
+		for {
+			l.mu.Lock()
+			batch := l.toApply[:min(len(l.toApply), logApplyMax)]
+			backlog := len(l.toApply) > logApplyMax
+			l.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			if err := l.applyBatch(batch); err != nil {
+				if errors.Is(err, errStoreClosed) {
+					return
+				}
+				// Nothing accepted is dropped: retry until it goes in.
+				l.log.Error("bolt: applying the accept log failed; retrying", "error", err, "entries", len(batch))
+				time.Sleep(backoff)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			backoff = 10 * time.Millisecond
+			l.mu.Lock()
+			l.toApply = l.toApply[len(batch):]
+			for _, e := range batch {
+				l.forget(e)
+			}
+			last := batch[len(batch)-1].lsn
+			l.applied.Store(last)
+			close(l.changedCh)
+			l.changedCh = make(chan struct{})
+			close(l.roomCh)
+			l.roomCh = make(chan struct{})
+			done := l.appliedSegments(last)
+			l.mu.Unlock()
+			for _, p := range done {
+				if err := os.Remove(p); err != nil {
+					l.log.Warn("bolt: remove applied accept log segment", "error", err)
+				}
+			}
+			if !backlog && !quit {
+				break // what arrived meanwhile waits for the next interval
+			}
+		}
+	}
+}
+
+// appliedSegments removes from l.segs and returns the segments whose
+// entries are all applied. Called with l.mu held.
+func (l *acceptLog) appliedSegments(applied uint64) []string {
+	var out []string
+	for len(l.segs) > 1 && l.segs[1].first <= applied+1 {
+		out = append(out, l.segs[0].path)
+		l.segs = l.segs[1:]
+	}
+	return out
+}
+
+// applyBatch writes entries to bbolt in one transaction, with the applied
+// mark. An entry whose message is in bbolt already was applied before (a
+// replay); its writes are skipped whole.
+func (l *acceptLog) applyBatch(batch []*logEntry) error {
+	last := batch[len(batch)-1].lsn
+	return l.s.updateDirect(context.Background(), func(tx *bolt.Tx) error {
+		for _, e := range batch {
+			if err := applyEntry(tx, e); err != nil {
+				return err
+			}
+		}
+		return bk(tx, bMeta).Put(logAppliedKey, u64(last))
+	})
+}
+
+func applyEntry(tx *bolt.Tx, e *logEntry) error {
+	if e.Message == nil {
+		return addDeliveriesTx(tx, e.Deliveries)
+	}
+	m := *e.Message
+	m.ContentKey, m.Content = e.ContentKey, e.content
+	var r hub.Receipt
+	if e.Receipt != nil {
+		r = e.Receipt.value()
+	}
+	err := putMessageTx(tx, m, e.Deliveries, r, e.Events, e.Counters, nil)
+	if hub.ErrorCode(err) == hub.Conflict {
+		return nil // putMessageTx checks before it writes: nothing half-done
+	}
+	return err
+}
+
+// wait is the barrier: it returns once every entry that was durable when
+// it was called is applied. An urgent wait has the applier apply at once
+// instead of at its next interval.
+func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
+	target := l.durable.Load()
+	if urgent && l.applied.Load() < target {
+		signal(l.urgent)
+	}
+	for l.applied.Load() < target {
+		l.mu.Lock()
+		ch := l.changedCh
+		l.mu.Unlock()
+		if l.applied.Load() >= target {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: waiting for the accept log")
+		}
+	}
+	return nil
+}
+
+// message returns the logged, unapplied message uuid with its content.
+func (l *acceptLog) message(uuid string) (hub.Message, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byUUID[uuid]
+	if e == nil {
+		return hub.Message{}, false
+	}
+	m := *e.Message
+	m.ContentKey, m.Content = e.ContentKey, bytes.Clone(e.content)
+	return m, true
+}
+
+// receiptFor returns the receipt of a logged, unapplied message.
+func (l *acceptLog) receiptFor(systemID, uuid string) (hub.Receipt, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byUUID[uuid]
+	if e == nil || e.Receipt == nil || e.Receipt.SystemID != systemID {
+		return hub.Receipt{}, false
+	}
+	return e.Receipt.value(), true
+}
+
+// close writes and applies what is logged, then stops; later puts are
+// Unavailable. The committer must still be running.
+func (l *acceptLog) close() error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closing = true
+	l.mu.Unlock()
+	signal(l.writeSig)
+	l.wg.Wait()
+	l.mu.Lock()
+	clean := l.broken == nil && len(l.toApply) == 0
+	segs := l.segs
+	l.mu.Unlock()
+	var err error
+	if clean {
+		// Everything is in bbolt: the segments can go.
+		for _, sg := range segs {
+			if rerr := os.Remove(sg.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = rerr
+			}
+		}
+	}
+	if cerr := l.f.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// logDirInUse reports whether the accept log beside dbPath holds segments.
+func logDirInUse(dbPath string) bool {
+	entries, err := os.ReadDir(logDir(dbPath))
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(entries, func(e os.DirEntry) bool {
+		ok, _ := filepath.Match(logSegmentGlob, e.Name())
+		return ok
+	})
+}

@@ -1,0 +1,380 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/storage/storagetest"
+)
+
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// openHeld opens a store whose accept log applies only when a reader waits
+// (the interval is an hour), so entries stay in the log until then.
+func openHeld(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Options{ApplyInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// snapshot copies the bolt file and the accept log as a crash at this
+// moment would leave them (nothing is being written while it copies) and
+// returns the copy's database path.
+func snapshot(t *testing.T, path string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "posthub.db")
+	copyFile(t, path, dst)
+	if err := os.MkdirAll(logDir(dst), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(logDir(path), logSegmentGlob))
+	for _, p := range segs {
+		copyFile(t, p, filepath.Join(logDir(dst), filepath.Base(p)))
+	}
+	return dst
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func put(t *testing.T, s *Store, uuid string, queues ...string) []hub.Delivery {
+	t.Helper()
+	var ds []hub.Delivery
+	for _, q := range queues {
+		ds = append(ds, storagetest.Delivery(uuid, q, t0))
+	}
+	evs := []hub.Event{{ID: "ev-" + uuid, Tag: "MEMO_SEND_RECEIVED", Time: t0, MessageUUID: uuid, Orgs: []string{"12345678"}}}
+	cs := []hub.Counter{{Key: hub.CounterKey{Org: "12345678", Day: "2026-03-01", Direction: "SENT"}, Count: 1, Bytes: 10}}
+	if err := s.PutMessageWith(context.Background(), storagetest.Message(uuid, []byte("content of "+uuid), t0), ds, storagetest.Receipt(uuid, t0), evs, cs); err != nil {
+		t.Fatalf("PutMessageWith %s: %v", uuid, err)
+	}
+	return ds
+}
+
+func unapplied(s *Store) int {
+	s.alog.mu.Lock()
+	defer s.alog.mu.Unlock()
+	return len(s.alog.byUUID)
+}
+
+// whole checks that message uuid is stored with its content, deliveries
+// (with the Seqs PutMessage reported), receipt, event and counter share.
+func whole(t *testing.T, s *Store, uuid string, ds []hub.Delivery) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := s.GetMessage(ctx, uuid)
+	if err != nil || !bytes.Equal(m.Content, []byte("content of "+uuid)) {
+		t.Fatalf("message %s: %v, content %q", uuid, err, m.Content)
+	}
+	for _, d := range ds {
+		got, err := s.GetDelivery(ctx, d.ID)
+		if err != nil || got.Seq != d.Seq || got.Queue != d.Queue {
+			t.Fatalf("delivery %s: %v, seq %d want %d", d.ID, err, got.Seq, d.Seq)
+		}
+	}
+	if r, err := s.ReceiptFor(ctx, "sender-sys", uuid); err != nil || r.TransmissionID != "tx-"+uuid {
+		t.Fatalf("receipt of %s: %v %+v", uuid, err, r)
+	}
+	if r, err := s.GetReceipt(ctx, "sender-sys", "tx-"+uuid); err != nil || r.MessageUUID != uuid {
+		t.Fatalf("receipt tx-%s: %v %+v", uuid, err, r)
+	}
+}
+
+func TestAcceptLogAnswersFromTheLogBeforeItIsApplied(t *testing.T) {
+	s := openHeld(t, filepath.Join(t.TempDir(), "posthub.db"))
+	ctx := context.Background()
+	ds := put(t, s, "m1", "system/a")
+	if unapplied(s) != 1 {
+		t.Fatalf("want the message held in the log, %d are", unapplied(s))
+	}
+	// The accept path's own reads are answered from the log, without
+	// forcing an apply.
+	if m, err := s.GetMessage(ctx, "m1"); err != nil || string(m.Content) != "content of m1" {
+		t.Fatalf("GetMessage from the log: %v %q", err, m.Content)
+	}
+	if r, err := s.ReceiptFor(ctx, "sender-sys", "m1"); err != nil || r.TransmissionID != "tx-m1" {
+		t.Fatalf("ReceiptFor from the log: %v %+v", err, r)
+	}
+	if _, err := s.ReceiptFor(ctx, "other-sys", "m1"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("ReceiptFor of another system: %v", err)
+	}
+	if unapplied(s) != 1 {
+		t.Fatal("the accept path's reads applied the log")
+	}
+	// A second message with the UUID, or with a delivery it holds, is a
+	// Conflict while the first is still only in the log.
+	err := s.PutMessage(ctx, storagetest.Message("m1", []byte("other"), t0), nil, hub.Receipt{})
+	if hub.ErrorCode(err) != hub.Conflict {
+		t.Fatalf("same UUID while logged: %v", err)
+	}
+	err = s.PutMessage(ctx, storagetest.Message("m2", []byte("x"), t0), []hub.Delivery{{ID: ds[0].ID, MessageUUID: "m2", Queue: "system/a"}}, hub.Receipt{})
+	if hub.ErrorCode(err) != hub.Conflict {
+		t.Fatalf("taken delivery while logged: %v", err)
+	}
+	// Any other read waits for the apply and sees the message whole.
+	got, err := s.ListQueue(ctx, "system/a", 0, 10, false, t0)
+	if err != nil || len(got) != 1 || got[0].Seq != ds[0].Seq {
+		t.Fatalf("ListQueue after accept: %v %+v", err, got)
+	}
+	if unapplied(s) != 0 {
+		t.Fatal("the read did not apply the log")
+	}
+	whole(t, s, "m1", ds)
+	pend, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(pend) != 1 || pend[0].ID != "ev-m1" {
+		t.Fatalf("pending events: %v %+v", err, pend)
+	}
+}
+
+func TestAcceptLogSeqsFollowLogOrder(t *testing.T) {
+	s := openHeld(t, filepath.Join(t.TempDir(), "posthub.db"))
+	ctx := context.Background()
+	var last int64
+	for i := range 5 {
+		uuid := "m" + string(rune('a'+i))
+		ds := put(t, s, uuid, "system/a")
+		extra := storagetest.Delivery(uuid, "system/b", t0)
+		if err := s.AddDeliveries(ctx, []hub.Delivery{extra, ds[0]}); err != nil {
+			t.Fatal(err)
+		}
+		if ds[0].Seq <= last {
+			t.Fatalf("seq %d after %d", ds[0].Seq, last)
+		}
+		last = ds[0].Seq
+	}
+	a, _ := s.ListQueue(ctx, "system/a", 0, 10, false, t0)
+	b, _ := s.ListQueue(ctx, "system/b", 0, 10, false, t0)
+	if len(a) != 5 || len(b) != 5 {
+		t.Fatalf("queues hold %d and %d, want 5 each (AddDeliveries skips the delivery that exists)", len(a), len(b))
+	}
+	var seqs []int64
+	for i := range 5 {
+		seqs = append(seqs, a[i].Seq, b[i].Seq)
+	}
+	if !slices.IsSorted(seqs) {
+		t.Fatalf("seqs not in log order: %v", seqs)
+	}
+	// After a reopen the sequence goes on above everything applied.
+	path := s.db.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openHeld(t, path)
+	ds := put(t, s2, "after", "system/a")
+	if ds[0].Seq <= seqs[len(seqs)-1] {
+		t.Fatalf("seq %d after reopen, not above %d", ds[0].Seq, seqs[len(seqs)-1])
+	}
+}
+
+func TestAcceptLogReplaysWhatACrashLeftUnapplied(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	applied := put(t, s, "applied", "system/a")
+	if _, err := s.ListQueue(context.Background(), "system/a", 0, 1, false, t0); err != nil { // applies
+		t.Fatal(err)
+	}
+	held := map[string][]hub.Delivery{}
+	for _, u := range []string{"h1", "h2", "h3"} {
+		held[u] = put(t, s, u, "system/a", "mailbox/0101011234")
+	}
+	crashed := snapshot(t, path)
+
+	r := openHeld(t, crashed)
+	whole(t, r, "applied", applied)
+	for u, ds := range held {
+		whole(t, r, u, ds)
+	}
+	if n, _ := r.CountQueue(context.Background(), "system/a"); n != 4 {
+		t.Fatalf("queue count %d after replay, want 4", n)
+	}
+	pend, _ := r.PendingEvents(context.Background(), 10)
+	if len(pend) != 4 {
+		t.Fatalf("%d pending events after replay, want 4", len(pend))
+	}
+	cs, _ := r.ReadCounters(context.Background(), hub.CounterQuery{Org: "12345678"})
+	if len(cs) != 1 || cs[0].Count != 4 {
+		t.Fatalf("counters after replay: %+v", cs)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob)); len(segs) != 1 {
+		t.Fatalf("segments after replay: %v, want only the new one", segs)
+	}
+	// A replay is not repeated: a second open finds nothing to do, and a
+	// message deleted since stays deleted.
+	if err := r.DeleteMessage(context.Background(), "h1"); err != nil {
+		t.Fatal(err)
+	}
+	again := snapshot(t, crashed)
+	r2 := openHeld(t, again)
+	if _, err := r2.GetMessage(context.Background(), "h1"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("deleted message after reopen: %v", err)
+	}
+}
+
+func TestAcceptLogDoesNotResurrectWhatWasAppliedAndDeleted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	put(t, s, "gone", "system/a")
+	put(t, s, "kept", "system/a")
+	ctx := context.Background()
+	if err := s.DeleteMessage(ctx, "gone"); err != nil { // applies, then deletes
+		t.Fatal(err)
+	}
+	// The applied entries are still in the current segment.
+	if !logDirInUse(path) {
+		t.Fatal("no segment")
+	}
+	r := openHeld(t, snapshot(t, path))
+	if _, err := r.GetMessage(ctx, "gone"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("deleted message came back from the log: %v", err)
+	}
+	if _, err := r.GetMessage(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAcceptLogDropsATornLastEntry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	first := put(t, s, "whole", "system/a")
+	put(t, s, "torn", "system/a")
+	crashed := snapshot(t, path)
+	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
+	if len(segs) != 1 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	st, _ := os.Stat(segs[0])
+	if err := os.Truncate(segs[0], st.Size()-7); err != nil { // the append a crash cut short
+		t.Fatal(err)
+	}
+	r := openHeld(t, crashed)
+	whole(t, r, "whole", first)
+	if _, err := r.GetMessage(context.Background(), "torn"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("torn entry: %v", err)
+	}
+	// The next accept continues the log after the entry that was kept.
+	put(t, r, "next", "system/a")
+	if _, err := r.ListQueue(context.Background(), "system/a", 0, 5, false, t0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAcceptLogRefusesDamageBeforeTheNewestSegment(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 1 // every write starts a new segment
+	t.Cleanup(func() { logSegmentMax = old })
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	for _, u := range []string{"a", "b", "c"} {
+		put(t, s, u, "system/a")
+	}
+	crashed := snapshot(t, path)
+	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want one per write", len(segs))
+	}
+	b, _ := os.ReadFile(segs[0])
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(crashed, Options{}); hub.ErrorCode(err) != hub.Internal {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open over a damaged acknowledged entry: %v, want internal", err)
+	}
+}
+
+func TestAcceptLogRollsAndDeletesAppliedSegments(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 1
+	t.Cleanup(func() { logSegmentMax = old })
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	for _, u := range []string{"a", "b", "c", "d"} {
+		put(t, s, u, "system/a")
+	}
+	if _, err := s.CountQueue(context.Background(), "system/a"); err != nil { // applies
+		t.Fatal(err)
+	}
+	// The applier removes them right after the apply the read waited for.
+	var segs []string
+	for range 200 {
+		if segs, _ = filepath.Glob(filepath.Join(logDir(path), logSegmentGlob)); len(segs) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(segs) != 1 {
+		t.Fatalf("%d segments after the apply, want only the one being written", len(segs))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if logDirInUse(path) {
+		t.Fatal("a clean close left segments")
+	}
+}
+
+func TestAcceptLogCloseAppliesEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			put(t, s, "c"+string(rune('a'+i)), "system/a")
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMessage(context.Background(), storagetest.Message("late", nil, t0), nil, hub.Receipt{}); hub.ErrorCode(err) != hub.Unavailable {
+		t.Fatalf("put after close: %v", err)
+	}
+	// Without the log the file must hold everything.
+	r, err := Open(path, Options{NoAcceptLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, _ := r.CountQueue(context.Background(), "system/a"); n != 20 {
+		t.Fatalf("%d in the queue after close, want 20", n)
+	}
+}
+
+func TestNoAcceptLogRefusesAFileWithUnappliedEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	put(t, s, "m", "system/a")
+	crashed := snapshot(t, path)
+	if r, err := Open(crashed, Options{NoAcceptLog: true}); hub.ErrorCode(err) != hub.Unavailable {
+		if err == nil {
+			r.Close()
+		}
+		t.Fatalf("open without the log over its entries: %v", err)
+	}
+	r := openHeld(t, crashed)
+	whole(t, r, "m", nil)
+}

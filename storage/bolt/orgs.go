@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -85,6 +86,7 @@ func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
 	if sys.ID == "" {
 		return hub.Errorf(hub.Invalid, "system without ID")
 	}
+	defer s.tokens.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bSystems)
 		if b.Get([]byte(sys.ID)) != nil {
@@ -120,6 +122,7 @@ func getSystem(tx *bolt.Tx, id string) (systemRec, error) {
 }
 
 func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
+	defer s.tokens.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		old, err := getSystem(tx, sys.ID)
 		if err != nil {
@@ -167,7 +170,13 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 	return r.value(), err
 }
 
+// SystemByToken runs on every authenticated request; its answers are kept
+// in memory until a write to the systems changes them (tokenCache).
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
+	if sys, ok := s.tokens.get(hash); ok {
+		return sys, nil
+	}
+	gen := s.tokens.generation()
 	var r systemRec
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		id := tx.Bucket(bSysToken).Get([]byte(hash))
@@ -177,7 +186,52 @@ func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, err
 		r, err = getSystem(tx, string(id))
 		return err
 	})
+	if err == nil {
+		s.tokens.put(hash, r.value(), gen)
+	}
 	return r.value(), err
+}
+
+// tokenCache holds systems by token hash. Every write to the systems
+// buckets calls changed after its commit: the generation moves on and the
+// entries go, and an answer read before the write cannot be kept, since it
+// is stored with the generation read before it was looked up.
+type tokenCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]hub.System
+}
+
+func (c *tokenCache) get(hash string) (hub.System, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sys, ok := c.m[hash]
+	return sys, ok
+}
+
+func (c *tokenCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *tokenCache) put(hash string, sys hub.System, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= 10000 {
+		c.m = map[string]hub.System{}
+	}
+	c.m[hash] = sys
+}
+
+func (c *tokenCache) changed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.m = nil
 }
 
 func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, error) {
@@ -196,6 +250,7 @@ func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, erro
 }
 
 func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error {
+	defer s.tokens.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		r, err := getSystem(tx, id)
 		if err != nil {

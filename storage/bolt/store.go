@@ -87,6 +87,7 @@ type Store struct {
 	db     *bolt.DB
 	leases *leaseTable
 	alog   *acceptLog // nil with Options.NoAcceptLog
+	tokens tokenCache
 
 	reqs     chan *request
 	quit     chan struct{}

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -71,6 +72,21 @@ var orgTests = []storeTest{
 		wantCode(t, err, hub.NotFound, "old token after rotation")
 		got, err = s.SystemByToken(ctx, "hash-b2")
 		must(t, err, "SystemByToken after rotation")
+		// Deactivation and a recorded fetch show at once, however often
+		// the token was looked up before.
+		got.Active = false
+		must(t, s.UpdateSystem(ctx, got), "UpdateSystem deactivating")
+		got, err = s.SystemByToken(ctx, "hash-b2")
+		must(t, err, "SystemByToken after deactivation")
+		if got.Active {
+			t.Fatal("SystemByToken after deactivation: still active")
+		}
+		must(t, s.TouchSystem(ctx, "b", T0.Add(time.Hour)), "TouchSystem")
+		got, err = s.SystemByToken(ctx, "hash-b2")
+		must(t, err, "SystemByToken after TouchSystem")
+		if !got.LastFetch.Equal(T0.Add(time.Hour)) {
+			t.Fatalf("SystemByToken after TouchSystem: last fetch %v", got.LastFetch)
+		}
 		got.TokenHash = "hash-a"
 		wantCode(t, s.UpdateSystem(ctx, got), hub.Conflict, "UpdateSystem to another system's token")
 	}},

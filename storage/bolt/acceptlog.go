@@ -78,20 +78,15 @@ var (
 )
 
 // logEntry is one logged write: a message with its deliveries, receipt,
-// events and counters (PutMessageWith), or deliveries alone (AddDeliveries).
+// events and counters (PutMessageWith), or deliveries alone
+// (AddDeliveries, w.m.UUID ""), with the records encoded as bbolt stores
+// them.
 type logEntry struct {
-	Message    *hub.Message   `json:"message,omitempty"`
-	ContentKey string         `json:"contentKey,omitempty"`
-	Deliveries []hub.Delivery `json:"deliveries,omitempty"`
-	Receipt    *receiptRec    `json:"receipt,omitempty"`
-	Events     []hub.Event    `json:"events,omitempty"`
-	Counters   []hub.Counter  `json:"counters,omitempty"`
-
-	lsn     uint64
-	size    int // bytes held for it until applied
-	content []byte
-	frame   []byte
-	done    chan error
+	w     *messageWrite
+	lsn   uint64
+	size  int // bytes held for it until applied
+	frame []byte
+	done  chan error
 }
 
 type segment struct {
@@ -251,65 +246,156 @@ func readSegment(path string, fn func(*logEntry) error, newest bool) error {
 }
 
 // Frame: length (of what follows the checksum), crc32c (of what follows
-// it), lsn, JSON length, JSON, the deliveries' Seqs (8 bytes each, filled
-// in by seal), content.
+// it), lsn, then 'M' and the sections message record, content, receipt,
+// counters, the events and the deliveries, or 'D' and the deliveries. A
+// section is a 4-byte length and its bytes; a list is a 4-byte count and
+// its sections.
 func (e *logEntry) encode() error {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode accept log entry: %w", err)
+	w := e.w
+	f := make([]byte, logHeader, logHeader+64+len(w.rec)+len(w.m.Content)+len(w.rRaw)+256*(len(w.evRaw)+len(w.dsRaw)))
+	section := func(b []byte) {
+		f = binary.BigEndian.AppendUint32(f, uint32(len(b)))
+		f = append(f, b...)
 	}
-	n := logHeader + 4 + len(body) + 8*len(e.Deliveries) + len(e.content)
-	f := make([]byte, n)
-	binary.BigEndian.PutUint32(f[0:], uint32(n-8))
-	binary.BigEndian.PutUint32(f[16:], uint32(len(body)))
-	copy(f[20:], body)
-	copy(f[20+len(body)+8*len(e.Deliveries):], e.content)
+	list := func(bs [][]byte) {
+		f = binary.BigEndian.AppendUint32(f, uint32(len(bs)))
+		for _, b := range bs {
+			section(b)
+		}
+	}
+	if w.m.UUID != "" {
+		cs, err := json.Marshal(w.cs)
+		if err != nil {
+			return fmt.Errorf("encode counters: %w", err)
+		}
+		f = append(f, 'M')
+		section(w.rec)
+		section(w.m.Content)
+		section(w.rRaw)
+		section(cs)
+		list(w.evRaw)
+	} else {
+		f = append(f, 'D')
+	}
+	list(w.dsRaw)
 	e.frame = f
 	return nil
 }
 
-// seal stamps the lsn, the deliveries' Seqs and the checksum.
+// seal stamps the lsn, length and checksum.
 func (e *logEntry) seal(lsn uint64) {
 	e.lsn = lsn
 	f := e.frame
+	binary.BigEndian.PutUint32(f[0:], uint32(len(f)-8))
 	binary.BigEndian.PutUint64(f[8:], lsn)
-	at := 20 + int(binary.BigEndian.Uint32(f[16:]))
-	for i, d := range e.Deliveries {
-		binary.BigEndian.PutUint64(f[at+8*i:], uint64(d.Seq))
-	}
 	binary.BigEndian.PutUint32(f[4:], crc32.Checksum(f[8:], crcTable))
 }
 
 var errTorn = errors.New("incomplete or damaged entry")
 
 func decodeFrame(b []byte) (*logEntry, int, error) {
-	if len(b) < logHeader+4 {
+	if len(b) < logHeader+1 {
 		return nil, 0, errTorn
 	}
 	n := int(binary.BigEndian.Uint32(b)) + 8
-	if n < logHeader+4 || n > len(b) || crc32.Checksum(b[8:n], crcTable) != binary.BigEndian.Uint32(b[4:]) {
+	if n < logHeader+1 || n > len(b) || crc32.Checksum(b[8:n], crcTable) != binary.BigEndian.Uint32(b[4:]) {
 		return nil, 0, errTorn
 	}
-	bl := int(binary.BigEndian.Uint32(b[16:]))
-	if 20+bl > n {
-		return nil, 0, errTorn
-	}
-	e := &logEntry{lsn: binary.BigEndian.Uint64(b[8:])}
-	if err := json.Unmarshal(b[20:20+bl], e); err != nil {
+	e := &logEntry{lsn: binary.BigEndian.Uint64(b[8:]), w: &messageWrite{}}
+	r := frameReader{b: b[logHeader+1 : n]}
+	if err := e.w.decode(b[logHeader], &r); err != nil {
 		return nil, 0, fmt.Errorf("decode entry %d: %w", e.lsn, err)
 	}
-	at := 20 + bl
-	if at+8*len(e.Deliveries) > n {
-		return nil, 0, errTorn
-	}
-	for i := range e.Deliveries {
-		e.Deliveries[i].Seq = int64(binary.BigEndian.Uint64(b[at+8*i:]))
-	}
-	at += 8 * len(e.Deliveries)
-	if e.Message != nil && at < n {
-		e.content = bytes.Clone(b[at:n])
-	}
 	return e, n, nil
+}
+
+type frameReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *frameReader) u32() int {
+	if len(r.b) < 4 {
+		r.bad = true
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return int(v)
+}
+
+func (r *frameReader) section() []byte {
+	n := r.u32()
+	if r.bad || n > len(r.b) {
+		r.bad = true
+		return nil
+	}
+	v := bytes.Clone(r.b[:n])
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *frameReader) list() [][]byte {
+	n := r.u32()
+	if r.bad || n > len(r.b) {
+		r.bad = true
+		return nil
+	}
+	out := make([][]byte, 0, n)
+	for range n {
+		out = append(out, r.section())
+	}
+	return out
+}
+
+// decode reads a logged write back, the records as bytes to store and as
+// values for the keys they are stored under.
+func (w *messageWrite) decode(kind byte, r *frameReader) error {
+	if kind == 'M' {
+		rec, content, rRaw, cs, evs := r.section(), r.section(), r.section(), r.section(), r.list()
+		if r.bad {
+			return errTorn
+		}
+		var mr messageRec
+		if err := json.Unmarshal(rec, &mr); err != nil {
+			return err
+		}
+		w.m, w.rec = mr.Message, rec
+		w.m.ContentKey = mr.ContentKey
+		if len(content) > 0 {
+			w.m.Content = content
+		}
+		if len(rRaw) > 0 {
+			var rr receiptRec
+			if err := json.Unmarshal(rRaw, &rr); err != nil {
+				return err
+			}
+			w.r, w.rRaw = rr.value(), rRaw
+		}
+		if err := json.Unmarshal(cs, &w.cs); err != nil {
+			return err
+		}
+		w.evRaw = evs
+		w.evs = make([]hub.Event, len(evs))
+		for i, raw := range evs {
+			if err := json.Unmarshal(raw, &w.evs[i]); err != nil {
+				return err
+			}
+		}
+	} else if kind != 'D' {
+		return errTorn
+	}
+	w.dsRaw = r.list()
+	if r.bad {
+		return errTorn
+	}
+	w.ds = make([]hub.Delivery, len(w.dsRaw))
+	for i, raw := range w.dsRaw {
+		if err := json.Unmarshal(raw, &w.ds[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // roll starts a new segment for entries from lsn first on.
@@ -342,16 +428,10 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// put logs e: the conflict check, Seq assignment and lsn happen under the
-// mutex; put returns once e is durable.
+// put logs e: the conflict check, Seq assignment, encoding of the
+// deliveries and lsn happen under the mutex; put returns once e is durable.
 func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx) error) error {
-	// A message entry is encoded before the mutex; a deliveries-only entry
-	// after its taken deliveries are dropped.
-	if e.Message != nil {
-		if err := e.encode(); err != nil {
-			return hub.Wrap(hub.Internal, err, "bolt")
-		}
-	}
+	w := e.w
 	l.mu.Lock()
 	for l.held >= logPendingMax && l.broken == nil && !l.closing {
 		room := l.roomCh
@@ -371,28 +451,26 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		l.mu.Unlock()
 		return err
 	}
-	if e.Message == nil {
-		if len(e.Deliveries) == 0 {
-			l.mu.Unlock()
-			return nil
-		}
-		if err := e.encode(); err != nil {
-			l.mu.Unlock()
-			return hub.Wrap(hub.Internal, err, "bolt")
-		}
+	if w.m.UUID == "" && len(w.ds) == 0 {
+		l.mu.Unlock()
+		return nil
 	}
-	for i := range e.Deliveries {
-		l.delSeq++
-		e.Deliveries[i].Seq = int64(l.delSeq)
+	err := w.setSeqs(func() (uint64, error) { l.delSeq++; return l.delSeq, nil })
+	if err == nil {
+		err = e.encode()
+	}
+	if err != nil {
+		l.mu.Unlock()
+		return hub.Wrap(hub.Internal, err, "bolt")
 	}
 	e.seal(l.nextLSN)
 	l.nextLSN++
 	e.size = len(e.frame)
 	l.held += e.size
-	if e.Message != nil {
-		l.byUUID[e.Message.UUID] = e
+	if w.m.UUID != "" {
+		l.byUUID[w.m.UUID] = e
 	}
-	for _, d := range e.Deliveries {
+	for _, d := range w.ds {
 		l.byDeliv[d.ID] = e
 	}
 	e.done = make(chan error, 1)
@@ -417,17 +495,18 @@ func (l *acceptLog) usable() error {
 // logged or stored already. AddDeliveries entries skip taken deliveries
 // instead (their check drops them from e). Called with l.mu held.
 func (l *acceptLog) conflicts(e *logEntry, check func(tx *bolt.Tx) error) error {
-	if e.Message != nil {
-		if _, ok := l.byUUID[e.Message.UUID]; ok {
-			return hub.Errorf(hub.Conflict, "message %s exists", e.Message.UUID)
+	w := e.w
+	if w.m.UUID != "" {
+		if _, ok := l.byUUID[w.m.UUID]; ok {
+			return hub.Errorf(hub.Conflict, "message %s exists", w.m.UUID)
 		}
-		for _, d := range e.Deliveries {
+		for _, d := range w.ds {
 			if _, ok := l.byDeliv[d.ID]; ok {
 				return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
 			}
 		}
 	} else {
-		e.Deliveries = slices.DeleteFunc(e.Deliveries, func(d hub.Delivery) bool { return l.byDeliv[d.ID] != nil })
+		w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return l.byDeliv[d.ID] != nil })
 	}
 	// Anything not logged and unapplied now is in bbolt or nowhere: the
 	// applier takes entries out of the maps only after their commit.
@@ -505,10 +584,10 @@ func (l *acceptLog) append(b []byte, first uint64) error {
 func (l *acceptLog) forget(e *logEntry) {
 	l.held -= e.size
 	e.size = 0
-	if e.Message != nil && l.byUUID[e.Message.UUID] == e {
-		delete(l.byUUID, e.Message.UUID)
+	if u := e.w.m.UUID; u != "" && l.byUUID[u] == e {
+		delete(l.byUUID, u)
 	}
-	for _, d := range e.Deliveries {
+	for _, d := range e.w.ds {
 		if l.byDeliv[d.ID] == e {
 			delete(l.byDeliv, d.ID)
 		}
@@ -610,16 +689,10 @@ func (l *acceptLog) applyBatch(batch []*logEntry) error {
 }
 
 func applyEntry(tx *bolt.Tx, e *logEntry) error {
-	if e.Message == nil {
-		return addDeliveriesTx(tx, e.Deliveries)
+	if e.w.m.UUID == "" {
+		return addDeliveriesTx(tx, e.w)
 	}
-	m := *e.Message
-	m.ContentKey, m.Content = e.ContentKey, e.content
-	var r hub.Receipt
-	if e.Receipt != nil {
-		r = e.Receipt.value()
-	}
-	err := putMessageTx(tx, m, e.Deliveries, r, e.Events, e.Counters, nil)
+	err := putMessageTx(tx, e.w, false)
 	if hub.ErrorCode(err) == hub.Conflict {
 		return nil // putMessageTx checks before it writes: nothing half-done
 	}
@@ -658,8 +731,8 @@ func (l *acceptLog) message(uuid string) (hub.Message, bool) {
 	if e == nil {
 		return hub.Message{}, false
 	}
-	m := *e.Message
-	m.ContentKey, m.Content = e.ContentKey, bytes.Clone(e.content)
+	m := e.w.m
+	m.Content = bytes.Clone(m.Content)
 	return m, true
 }
 
@@ -668,10 +741,10 @@ func (l *acceptLog) receiptFor(systemID, uuid string) (hub.Receipt, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.byUUID[uuid]
-	if e == nil || e.Receipt == nil || e.Receipt.SystemID != systemID {
+	if e == nil || e.w.r.TransmissionID == "" || e.w.r.SystemID != systemID {
 		return hub.Receipt{}, false
 	}
-	return e.Receipt.value(), true
+	return e.w.r, true
 }
 
 // close writes and applies what is logged, then stops; later puts are

@@ -3,6 +3,8 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"sort"
 	"time"
 
@@ -35,8 +37,30 @@ func (s *Store) AppendEvents(ctx context.Context, evs []hub.Event) error {
 }
 
 func appendEvents(tx *bolt.Tx, evs []hub.Event) error {
+	raws, err := pendingJSON(evs)
+	if err != nil {
+		return err
+	}
+	return appendEncoded(tx, evs, raws)
+}
+
+// pendingJSON encodes events as the pending bucket holds them.
+func pendingJSON(evs []hub.Event) ([][]byte, error) {
+	raws := make([][]byte, len(evs))
+	for i, ev := range evs {
+		ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
+		var err error
+		if raws[i], err = json.Marshal(ev); err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+	}
+	return raws, nil
+}
+
+// appendEncoded appends events encoded ahead by pendingJSON.
+func appendEncoded(tx *bolt.Tx, evs []hub.Event, raws [][]byte) error {
 	ids, pb := bk(tx, bEventIDs), bk(tx, bPending)
-	for _, ev := range evs {
+	for i, ev := range evs {
 		if ids.Get([]byte(ev.ID)) != nil {
 			continue
 		}
@@ -44,8 +68,7 @@ func appendEvents(tx *bolt.Tx, evs []hub.Event) error {
 		if err != nil {
 			return err
 		}
-		ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
-		if err := putJSON(pb, u64(seq), ev); err != nil {
+		if err := pb.Put(u64(seq), raws[i]); err != nil {
 			return err
 		}
 		if err := ids.Put([]byte(ev.ID), append([]byte{idPending}, u64(seq)...)); err != nil {

@@ -3,7 +3,10 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,31 +76,21 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 			return hub.Errorf(hub.Invalid, "delivery %s is of message %s, not %s", d.ID, d.MessageUUID, m.UUID)
 		}
 	}
+	w, err := encodeMessageWrite(m, ds, r, evs, cs)
+	if err != nil {
+		return err
+	}
 	if s.alog != nil {
-		e := &logEntry{Message: &m, ContentKey: m.ContentKey, Deliveries: slices.Clone(ds), Events: evs, Counters: cs, content: m.Content}
-		if r.TransmissionID != "" {
-			if r.MessageUUID == "" {
-				r.MessageUUID = m.UUID
-			}
-			e.Receipt = &receiptRec{Receipt: r, SystemID: r.SystemID}
-		}
-		m.Content = nil // kept in e.content, not in the JSON
-		if err := s.alog.put(ctx, e, func(tx *bolt.Tx) error { return messageConflict(tx, m.UUID, ds) }); err != nil {
+		if err := s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error { return messageConflict(tx, m.UUID, ds) }); err != nil {
 			return err
 		}
-		for i := range ds {
-			ds[i].Seq = e.Deliveries[i].Seq
-		}
-		return nil
+	} else if err := s.update(ctx, func(tx *bolt.Tx) error { return putMessageTx(tx, w, true) }); err != nil {
+		return err
 	}
-	seqs := make([]int64, len(ds))
-	err := s.update(ctx, func(tx *bolt.Tx) error { return putMessageTx(tx, m, ds, r, evs, cs, seqs) })
-	if err == nil {
-		for i := range ds {
-			ds[i].Seq = seqs[i]
-		}
+	for i := range ds {
+		ds[i].Seq = w.ds[i].Seq
 	}
-	return err
+	return nil
 }
 
 // messageConflict is PutMessage's Conflict: the UUID or a delivery ID is taken.
@@ -114,16 +107,74 @@ func messageConflict(tx *bolt.Tx, uuid string, ds []hub.Delivery) error {
 	return nil
 }
 
-// putMessageTx checks for conflicts before it writes anything. With seqs
-// nil the deliveries keep the Seqs they carry (from the accept log);
-// otherwise each takes the bucket's next sequence, reported in seqs.
-func putMessageTx(tx *bolt.Tx, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter, seqs []int64) error {
-	if err := messageConflict(tx, m.UUID, ds); err != nil {
-		return err
+// messageWrite is PutMessageWith's (or, without a message, AddDeliveries')
+// write with its records encoded ahead, once: the accept log stores these
+// bytes and its apply puts them into bbolt as they are.
+type messageWrite struct {
+	m     hub.Message // UUID "" for deliveries alone; Content goes to the content bucket
+	rec   []byte      // the messageRec JSON without ContentSeq (added by putMessageTx)
+	ds    []hub.Delivery
+	dsRaw [][]byte    // the deliveries' JSON, once their Seqs are set (setSeqs)
+	r     hub.Receipt // TransmissionID "": none
+	rRaw  []byte
+	evs   []hub.Event
+	evRaw [][]byte
+	cs    []hub.Counter
+}
+
+func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) (*messageWrite, error) {
+	w := &messageWrite{m: m, ds: slices.Clone(ds), r: r, evs: evs, cs: cs}
+	for i := range w.ds {
+		w.ds[i].MessageUUID = m.UUID
+		if w.ds[i].State == "" {
+			w.ds[i].State = hub.DeliveryReady
+		}
 	}
-	mb := bk(tx, bMessages)
 	rec := messageRec{Message: m, ContentKey: m.ContentKey}
 	rec.Content = nil
+	var err error
+	if w.rec, err = json.Marshal(rec); err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "bolt: encode message")
+	}
+	if r.TransmissionID != "" {
+		if w.r.MessageUUID == "" {
+			w.r.MessageUUID = m.UUID
+		}
+		if w.rRaw, err = json.Marshal(receiptRec{Receipt: w.r, SystemID: w.r.SystemID}); err != nil {
+			return nil, hub.Wrap(hub.Internal, err, "bolt: encode receipt")
+		}
+	}
+	if w.evRaw, err = pendingJSON(evs); err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "bolt: encode events")
+	}
+	return w, nil
+}
+
+// setSeqs gives the deliveries Seqs from next and encodes them.
+func (w *messageWrite) setSeqs(next func() (uint64, error)) error {
+	w.dsRaw = make([][]byte, len(w.ds))
+	for i := range w.ds {
+		seq, err := next()
+		if err != nil {
+			return err
+		}
+		w.ds[i].Seq = int64(seq)
+		if w.dsRaw[i], err = json.Marshal(w.ds[i]); err != nil {
+			return fmt.Errorf("encode delivery %s: %w", w.ds[i].ID, err)
+		}
+	}
+	return nil
+}
+
+// putMessageTx checks for conflicts before it writes anything. With
+// assign the deliveries take the bucket's next sequences; otherwise they
+// keep the Seqs the accept log gave them.
+func putMessageTx(tx *bolt.Tx, w *messageWrite, assign bool) error {
+	m := w.m
+	if err := messageConflict(tx, m.UUID, w.ds); err != nil {
+		return err
+	}
+	rec := w.rec
 	if len(m.Content) > 0 {
 		cb := bk(tx, bContent)
 		seq, err := cb.NextSequence()
@@ -133,40 +184,35 @@ func putMessageTx(tx *bolt.Tx, m hub.Message, ds []hub.Delivery, r hub.Receipt, 
 		if err := cb.Put(u64(seq), m.Content); err != nil {
 			return err
 		}
-		rec.ContentSeq = seq
+		// ContentSeq is omitted when 0, so the encoded record ends with
+		// its last field: add it there.
+		rec = append(append(bytes.Clone(rec[:len(rec)-1]), `,"contentSeq":`...), strconv.FormatUint(seq, 10)+"}"...)
 	}
-	if err := putJSON(mb, []byte(m.UUID), rec); err != nil {
+	if err := bk(tx, bMessages).Put([]byte(m.UUID), rec); err != nil {
 		return err
 	}
 	if err := bk(tx, bMsgSender).Put(cat(prefix(m.SenderCVR), tkey(m.Received), []byte(m.UUID)), nil); err != nil {
 		return err
 	}
-	for i, d := range ds {
-		d.MessageUUID = m.UUID
-		if seqs == nil {
-			if err := addDeliveryAt(tx, d); err != nil {
-				return err
-			}
-			continue
-		}
-		seq, err := addDelivery(tx, d)
-		if err != nil {
-			return err
-		}
-		seqs[i] = seq
-	}
-	if r.TransmissionID != "" {
-		if r.MessageUUID == "" {
-			r.MessageUUID = m.UUID
-		}
-		if err := putReceipt(tx, r); err != nil {
+	if assign {
+		if err := w.setSeqs(tx.Bucket(bDeliveries).NextSequence); err != nil {
 			return err
 		}
 	}
-	if err := appendEvents(tx, evs); err != nil {
+	for i, d := range w.ds {
+		if err := addDeliveryAt(tx, d, w.dsRaw[i]); err != nil {
+			return err
+		}
+	}
+	if w.r.TransmissionID != "" {
+		if err := putReceiptWith(tx, w.r, w.rRaw); err != nil {
+			return err
+		}
+	}
+	if err := appendEncoded(tx, w.evs, w.evRaw); err != nil {
 		return err
 	}
-	return addCounters(tx, cs)
+	return addCounters(tx, w.cs)
 }
 
 func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error) {
@@ -283,12 +329,19 @@ func addDelivery(tx *bolt.Tx, d hub.Delivery) (int64, error) {
 		return 0, err
 	}
 	d.Seq = int64(seq)
-	return d.Seq, addDeliveryAt(tx, d)
+	if d.State == "" {
+		d.State = hub.DeliveryReady
+	}
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return 0, fmt.Errorf("encode delivery %s: %w", d.ID, err)
+	}
+	return d.Seq, addDeliveryAt(tx, d, raw)
 }
 
-// addDeliveryAt stores a new delivery with the Seq it carries (assigned by
-// the accept log) and keeps the bucket's sequence at or above it.
-func addDeliveryAt(tx *bolt.Tx, d hub.Delivery) error {
+// addDeliveryAt stores a new delivery, encoded as raw, with the Seq it
+// carries, and keeps the bucket's sequence at or above it.
+func addDeliveryAt(tx *bolt.Tx, d hub.Delivery, raw []byte) error {
 	db := bk(tx, bDeliveries)
 	seq := uint64(d.Seq)
 	if seq > db.Sequence() {
@@ -296,10 +349,7 @@ func addDeliveryAt(tx *bolt.Tx, d hub.Delivery) error {
 			return err
 		}
 	}
-	if d.State == "" {
-		d.State = hub.DeliveryReady
-	}
-	if err := putJSON(db, []byte(d.ID), d); err != nil {
+	if err := db.Put([]byte(d.ID), raw); err != nil {
 		return err
 	}
 	if err := bk(tx, bDelQueue).Put(cat(prefix(d.Queue), u64(seq)), []byte(d.ID)); err != nil {
@@ -347,10 +397,10 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 		}
 	}
 	if s.alog != nil {
-		e := &logEntry{Deliveries: slices.Clone(ds)}
-		return s.alog.put(ctx, e, func(tx *bolt.Tx) error {
+		w := &messageWrite{ds: slices.Clone(ds)}
+		return s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error {
 			db := tx.Bucket(bDeliveries)
-			e.Deliveries = slices.DeleteFunc(e.Deliveries, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
+			w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
 			return nil
 		})
 	}
@@ -370,13 +420,13 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 
 // addDeliveriesTx applies an accept log AddDeliveries entry: deliveries
 // stored meanwhile (or by an earlier apply) are skipped.
-func addDeliveriesTx(tx *bolt.Tx, ds []hub.Delivery) error {
+func addDeliveriesTx(tx *bolt.Tx, w *messageWrite) error {
 	db := tx.Bucket(bDeliveries)
-	for _, d := range ds {
+	for i, d := range w.ds {
 		if db.Get([]byte(d.ID)) != nil {
 			continue
 		}
-		if err := addDeliveryAt(tx, d); err != nil {
+		if err := addDeliveryAt(tx, d, w.dsRaw[i]); err != nil {
 			return err
 		}
 	}
@@ -687,7 +737,11 @@ func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
 	return err
 }
 
-func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
+func putReceipt(tx *bolt.Tx, r hub.Receipt) error { return putReceiptWith(tx, r, nil) }
+
+// putReceiptWith is putReceipt with the record encoded ahead (raw), or
+// encoded here when raw is nil.
+func putReceiptWith(tx *bolt.Tx, r hub.Receipt, raw []byte) error {
 	b := bk(tx, bReceipts)
 	k := key(r.SystemID, r.TransmissionID)
 	var old receiptRec
@@ -716,7 +770,13 @@ func putReceipt(tx *bolt.Tx, r hub.Receipt) error {
 	if err := bk(tx, bRcptTime).Put(cat(prefix(r.SystemID), tkey(r.Time), []byte(r.TransmissionID)), nil); err != nil {
 		return err
 	}
-	return putJSON(b, k, receiptRec{Receipt: r, SystemID: r.SystemID})
+	if raw == nil {
+		var err error
+		if raw, err = json.Marshal(receiptRec{Receipt: r, SystemID: r.SystemID}); err != nil {
+			return fmt.Errorf("encode receipt %s: %w", r.TransmissionID, err)
+		}
+	}
+	return b.Put(k, raw)
 }
 
 func deleteReceiptIndexes(tx *bolt.Tx, r hub.Receipt) error {

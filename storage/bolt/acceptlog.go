@@ -35,11 +35,14 @@ import (
 // (PutMessage, PutMessageWith, AddDeliveries). Everything else is as
 // before, with one rule that keeps the store linearisable: a read or write
 // of data the log writes first waits until every log entry that was
-// durable when it began is applied (barrier). Reads of organisations,
-// systems, contacts, policies, users, locks and mailbox state never wait,
-// since the log never writes them. GetMessage and ReceiptFor, which the
-// accept path itself uses to answer resubmissions, look at the unapplied
-// entries first instead of waiting.
+// durable when it began is applied (barrier), and has the applier apply at
+// once instead of at its next interval (Options.ApplyInterval). Reads of
+// organisations, systems, contacts, policies, users, locks, mailbox state
+// and sealed events never wait, since the log never writes them; the event
+// sealer's read of pending events waits for the next interval without
+// hurrying it. GetMessage and ReceiptFor, which the accept path itself uses
+// to answer resubmissions, look at the unapplied entries first instead of
+// waiting.
 //
 // A message's conflict check (UUID or delivery taken) is made when it is
 // logged, under the log's mutex, against the unapplied entries and bbolt.
@@ -52,7 +55,10 @@ import (
 // every applied group) are applied, a torn last entry (a crash in the
 // middle of an append, never acknowledged) is dropped, and the segments
 // are deleted. A checksum failure anywhere else refuses the open: those
-// entries were acknowledged and must not be skipped silently.
+// entries were acknowledged and must not be skipped silently. A failed
+// append (the disk refused it) stops the log: every later accept is
+// Unavailable until a restart, so that nothing is acknowledged after
+// entries whose fate on disk is unknown.
 
 const (
 	// logPendingMax bounds the bytes of unapplied entries: accepts wait
@@ -627,7 +633,10 @@ func (l *acceptLog) applyLoop() {
 				break
 			}
 			if err := l.applyBatch(batch); err != nil {
-				if errors.Is(err, errStoreClosed) {
+				if quit || errors.Is(err, errStoreClosed) {
+					// Closing: the entries stay in the log, and the next
+					// Open applies them.
+					l.log.Error("bolt: applying the accept log failed; the next open replays it", "error", err, "entries", len(batch))
 					return
 				}
 				// Nothing accepted is dropped: retry until it goes in.

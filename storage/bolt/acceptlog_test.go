@@ -378,3 +378,25 @@ func TestNoAcceptLogRefusesAFileWithUnappliedEntries(t *testing.T) {
 	r := openHeld(t, crashed)
 	whole(t, r, "m", nil)
 }
+
+func TestAcceptLogStopsAfterAFailedAppend(t *testing.T) {
+	s := openHeld(t, filepath.Join(t.TempDir(), "posthub.db"))
+	ctx := context.Background()
+	ds := put(t, s, "before", "system/a")
+	// The disk refuses the next append: here, the segment's descriptor is
+	// gone under the writer.
+	s.alog.f.Close()
+	err := s.PutMessage(ctx, storagetest.Message("lost", []byte("x"), t0), []hub.Delivery{storagetest.Delivery("lost", "system/a", t0)}, storagetest.Receipt("lost", t0))
+	if hub.ErrorCode(err) != hub.Unavailable {
+		t.Fatalf("accept over a failed append: %v, want unavailable", err)
+	}
+	err = s.PutMessage(ctx, storagetest.Message("later", []byte("x"), t0), nil, hub.Receipt{})
+	if hub.ErrorCode(err) != hub.Unavailable {
+		t.Fatalf("accept after a failed append: %v, want unavailable", err)
+	}
+	// What was acknowledged before stays readable, and reads do not hang.
+	whole(t, s, "before", ds)
+	if _, err := s.GetMessage(ctx, "lost"); hub.ErrorCode(err) != hub.NotFound {
+		t.Fatalf("the refused message: %v", err)
+	}
+}

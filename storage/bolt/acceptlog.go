@@ -76,6 +76,9 @@ var (
 	// logSegmentMax is the size after which a new segment starts (a
 	// variable for tests).
 	logSegmentMax int64 = 64 << 20
+	// logBeforeSync, when set (by tests), runs between an append's write
+	// and its fdatasync.
+	logBeforeSync func(*acceptLog)
 
 	crcTable       = crc32.MakeTable(crc32.Castagnoli)
 	logAppliedKey  = []byte("acceptlog.applied")
@@ -88,11 +91,12 @@ var (
 // (AddDeliveries, w.m.UUID ""), with the records encoded as bbolt stores
 // them.
 type logEntry struct {
-	w     *messageWrite
-	lsn   uint64
-	size  int // bytes held for it until applied
-	frame []byte
-	done  chan error
+	w      *messageWrite
+	lsn    uint64
+	size   int // bytes held for it until applied
+	frame  []byte
+	done   chan error
+	synced chan struct{} // closed once durable, or forgotten after a failed append
 }
 
 type segment struct {
@@ -130,6 +134,7 @@ type acceptLog struct {
 	applySig  chan struct{}
 	urgent    chan struct{} // a reader waits: apply now
 	applyQuit chan struct{} // closed by writeLoop after its last write
+	stopped   chan struct{} // closed when applyLoop has returned
 	wg        sync.WaitGroup
 }
 
@@ -140,7 +145,7 @@ func logDir(dbPath string) string { return dbPath + ".acceptlog" }
 func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logger) (*acceptLog, error) {
 	l := &acceptLog{s: s, dir: logDir(dbPath), log: log, every: every, byUUID: map[string]*logEntry{}, byDeliv: map[string]*logEntry{},
 		roomCh: make(chan struct{}), changedCh: make(chan struct{}), writeSig: make(chan struct{}, 1), applySig: make(chan struct{}, 1),
-		urgent: make(chan struct{}, 1), applyQuit: make(chan struct{})}
+		urgent: make(chan struct{}, 1), applyQuit: make(chan struct{}), stopped: make(chan struct{})}
 	if err := os.MkdirAll(l.dir, 0o750); err != nil {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create accept log directory")
 	}
@@ -191,7 +196,7 @@ func (l *acceptLog) replay() (uint64, error) {
 			if len(batch) == 0 {
 				return nil
 			}
-			err := l.applyBatch(batch)
+			err := l.applyBatch(batch, true)
 			batch = batch[:0]
 			return err
 		}
@@ -238,7 +243,10 @@ func readSegment(path string, fn func(*logEntry) error, newest bool) error {
 	for off := 0; off < len(raw); {
 		e, n, err := decodeFrame(raw[off:])
 		if err != nil {
-			if newest {
+			// Without write boundaries in the file, damage in the newest
+			// segment cannot be told from a torn last append; an entry
+			// whose checksum holds but does not decode is always an error.
+			if newest && errors.Is(err, errTorn) {
 				return nil
 			}
 			return fmt.Errorf("accept log %s at %d: %w", filepath.Base(path), off, err)
@@ -276,7 +284,10 @@ func (e *logEntry) encode() error {
 		}
 		f = append(f, 'M')
 		section(w.rec)
+		at := len(f) + 4
 		section(w.m.Content)
+		// From here on the content is the frame's copy, not the caller's.
+		w.m.Content = f[at : at+len(w.m.Content) : at+len(w.m.Content)]
 		section(w.rRaw)
 		section(cs)
 		list(w.evRaw)
@@ -439,19 +450,31 @@ func syncDir(dir string) error {
 func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx) error) error {
 	w := e.w
 	l.mu.Lock()
-	for l.held >= logPendingMax && l.broken == nil && !l.closing {
-		room := l.roomCh
+	for {
+		if err := l.usable(); err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		// Wait while the log is full, or while an entry that holds this
+		// message or one of its deliveries is logged but not yet durable:
+		// what it decides (a Conflict, a skipped delivery) may only rest
+		// on what is on disk.
+		var wait <-chan struct{}
+		if l.held >= logPendingMax {
+			wait = l.roomCh
+		} else if h := l.unsynced(w); h != nil {
+			wait = h.synced
+		}
+		if wait == nil {
+			break
+		}
 		l.mu.Unlock()
 		select {
-		case <-room:
+		case <-wait:
 		case <-ctx.Done():
 			return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
 		}
 		l.mu.Lock()
-	}
-	if err := l.usable(); err != nil {
-		l.mu.Unlock()
-		return err
 	}
 	if err := l.conflicts(e, check); err != nil {
 		l.mu.Unlock()
@@ -480,11 +503,27 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		l.byDeliv[d.ID] = e
 	}
 	e.done = make(chan error, 1)
+	e.synced = make(chan struct{})
 	l.toWrite = append(l.toWrite, e)
 	l.mu.Unlock()
 	signal(l.writeSig)
 	// Once logged the entry may become durable: wait for the outcome.
 	return <-e.done
+}
+
+// unsynced returns an entry not yet durable that holds w's message or one
+// of its deliveries. Called with l.mu held.
+func (l *acceptLog) unsynced(w *messageWrite) *logEntry {
+	durable := l.durable.Load()
+	if e := l.byUUID[w.m.UUID]; w.m.UUID != "" && e != nil && e.lsn > durable {
+		return e
+	}
+	for _, d := range w.ds {
+		if e := l.byDeliv[d.ID]; e != nil && e.lsn > durable {
+			return e
+		}
+	}
+	return nil
 }
 
 func (l *acceptLog) usable() error {
@@ -561,7 +600,7 @@ func (l *acceptLog) writeLoop() {
 			}
 			signal(l.applySig)
 			for _, e := range batch {
-				e.frame = nil
+				close(e.synced)
 				e.done <- err
 			}
 		}
@@ -583,6 +622,9 @@ func (l *acceptLog) append(b []byte, first uint64) error {
 		return err
 	}
 	l.off += int64(len(b))
+	if logBeforeSync != nil {
+		logBeforeSync(l)
+	}
 	return fdatasync(l.f)
 }
 
@@ -603,6 +645,7 @@ func (l *acceptLog) forget(e *logEntry) {
 // applyLoop applies durable entries to bbolt in groups, in lsn order.
 func (l *acceptLog) applyLoop() {
 	defer l.wg.Done()
+	defer close(l.stopped)
 	backoff := 10 * time.Millisecond
 	last := time.Now()
 	for quit := false; !quit; {
@@ -632,7 +675,7 @@ func (l *acceptLog) applyLoop() {
 			if len(batch) == 0 {
 				break
 			}
-			if err := l.applyBatch(batch); err != nil {
+			if err := l.applyBatch(batch, false); err != nil {
 				if quit || errors.Is(err, errStoreClosed) {
 					// Closing: the entries stay in the log, and the next
 					// Open applies them.
@@ -641,7 +684,11 @@ func (l *acceptLog) applyLoop() {
 				}
 				// Nothing accepted is dropped: retry until it goes in.
 				l.log.Error("bolt: applying the accept log failed; retrying", "error", err, "entries", len(batch))
-				time.Sleep(backoff)
+				select {
+				case <-time.After(backoff):
+				case <-l.applyQuit:
+					quit = true
+				}
 				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
@@ -685,11 +732,11 @@ func (l *acceptLog) appliedSegments(applied uint64) []string {
 // applyBatch writes entries to bbolt in one transaction, with the applied
 // mark. An entry whose message is in bbolt already was applied before (a
 // replay); its writes are skipped whole.
-func (l *acceptLog) applyBatch(batch []*logEntry) error {
+func (l *acceptLog) applyBatch(batch []*logEntry, replay bool) error {
 	last := batch[len(batch)-1].lsn
 	return l.s.updateDirect(context.Background(), func(tx *bolt.Tx) error {
 		for _, e := range batch {
-			if err := applyEntry(tx, e); err != nil {
+			if err := l.applyEntry(tx, e, replay); err != nil {
 				return err
 			}
 		}
@@ -697,13 +744,20 @@ func (l *acceptLog) applyBatch(batch []*logEntry) error {
 	})
 }
 
-func applyEntry(tx *bolt.Tx, e *logEntry) error {
+func (l *acceptLog) applyEntry(tx *bolt.Tx, e *logEntry, replay bool) error {
 	if e.w.m.UUID == "" {
 		return addDeliveriesTx(tx, e.w)
 	}
 	err := putMessageTx(tx, e.w, false)
 	if hub.ErrorCode(err) == hub.Conflict {
-		return nil // putMessageTx checks before it writes: nothing half-done
+		// putMessageTx checks before it writes: nothing is half-done. On a
+		// replay the message is there from an apply the mark did not
+		// record; otherwise the checks when it was logged should have
+		// refused it.
+		if !replay {
+			l.log.Warn("bolt: accept log entry conflicts with the store; skipped", "message", e.w.m.UUID, "error", err)
+		}
+		return nil
 	}
 	return err
 }
@@ -725,6 +779,10 @@ func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
 		}
 		select {
 		case <-ch:
+		case <-l.stopped:
+			if l.applied.Load() < target {
+				return errStoreClosed
+			}
 		case <-ctx.Done():
 			return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: waiting for the accept log")
 		}
@@ -732,28 +790,43 @@ func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
 	return nil
 }
 
+// logged returns the durable, unapplied entry of message uuid, waiting
+// while it is logged but not yet durable (it may still fail).
+func (l *acceptLog) logged(ctx context.Context, uuid string) (*logEntry, error) {
+	for {
+		l.mu.Lock()
+		e := l.byUUID[uuid]
+		if e == nil || e.lsn <= l.durable.Load() {
+			l.mu.Unlock()
+			return e, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-e.synced:
+		case <-ctx.Done():
+			return nil, hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: read abandoned")
+		}
+	}
+}
+
 // message returns the logged, unapplied message uuid with its content.
-func (l *acceptLog) message(uuid string) (hub.Message, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.byUUID[uuid]
-	if e == nil {
-		return hub.Message{}, false
+func (l *acceptLog) message(ctx context.Context, uuid string) (hub.Message, bool, error) {
+	e, err := l.logged(ctx, uuid)
+	if e == nil || err != nil {
+		return hub.Message{}, false, err
 	}
 	m := e.w.m
 	m.Content = bytes.Clone(m.Content)
-	return m, true
+	return m, true, nil
 }
 
 // receiptFor returns the receipt of a logged, unapplied message.
-func (l *acceptLog) receiptFor(systemID, uuid string) (hub.Receipt, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.byUUID[uuid]
-	if e == nil || e.w.r.TransmissionID == "" || e.w.r.SystemID != systemID {
-		return hub.Receipt{}, false
+func (l *acceptLog) receiptFor(ctx context.Context, systemID, uuid string) (hub.Receipt, bool, error) {
+	e, err := l.logged(ctx, uuid)
+	if e == nil || err != nil || e.w.r.TransmissionID == "" || e.w.r.SystemID != systemID {
+		return hub.Receipt{}, false, err
 	}
-	return e.w.r, true
+	return e.w.r, true, nil
 }
 
 // close writes and applies what is logged, then stops; later puts are

@@ -400,3 +400,89 @@ func TestAcceptLogStopsAfterAFailedAppend(t *testing.T) {
 		t.Fatalf("the refused message: %v", err)
 	}
 }
+
+// stallSync holds every append between its write and its fdatasync until
+// the returned release is called; fail makes the held append fail.
+func stallSync(t *testing.T) (held <-chan struct{}, release func(fail bool)) {
+	h, r, over := make(chan struct{}, 16), make(chan bool), make(chan struct{})
+	logBeforeSync = func(l *acceptLog) {
+		h <- struct{}{}
+		select {
+		case fail := <-r:
+			if fail {
+				l.f.Close()
+			}
+		case <-over: // the test ended early: let the store close
+		}
+	}
+	t.Cleanup(func() { close(over) })
+	return h, func(fail bool) { r <- fail }
+}
+
+func TestAcceptLogAnswersOnlyWithWhatIsDurable(t *testing.T) {
+	t.Cleanup(func() { logBeforeSync = nil })
+	for _, fail := range []bool{false, true} {
+		s := openHeld(t, filepath.Join(t.TempDir(), "posthub.db"))
+		ctx := context.Background()
+		held, release := stallSync(t)
+		putDone := make(chan error, 1)
+		go func() {
+			putDone <- s.PutMessage(ctx, storagetest.Message("m", []byte("x"), t0), []hub.Delivery{storagetest.Delivery("m", "system/a", t0)}, storagetest.Receipt("m", t0))
+		}()
+		<-held // written, not yet synced
+		type answer struct {
+			m   hub.Message
+			err error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			m, err := s.GetMessage(ctx, "m")
+			got <- answer{m, err}
+		}()
+		conflict := make(chan error, 1)
+		go func() { // a resubmission of the same UUID must not be refused on an entry that may yet fail
+			conflict <- s.PutMessage(ctx, storagetest.Message("m", []byte("x"), t0), nil, hub.Receipt{})
+		}()
+		select {
+		case a := <-got:
+			t.Fatalf("GetMessage answered (%v) before the entry was durable", a.err)
+		case err := <-conflict:
+			t.Fatalf("PutMessage of the same UUID answered (%v) before the first was durable", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		release(fail)
+		a := <-got
+		perr := <-putDone
+		if !fail {
+			if perr != nil || a.err != nil || a.m.UUID != "m" {
+				t.Fatalf("after the sync: put %v, get %v", perr, a.err)
+			}
+			if err := <-conflict; hub.ErrorCode(err) != hub.Conflict {
+				t.Fatalf("second PutMessage after the first is durable: %v", err)
+			}
+			continue
+		}
+		if hub.ErrorCode(perr) != hub.Unavailable || hub.ErrorCode(a.err) != hub.NotFound {
+			t.Fatalf("after a failed sync: put %v, get %v; want unavailable and not found", perr, a.err)
+		}
+		if err := <-conflict; hub.ErrorCode(err) != hub.Unavailable {
+			t.Fatalf("second PutMessage after the failed append: %v", err)
+		}
+	}
+}
+
+func TestAcceptLogRefusesKeysBboltCannotStore(t *testing.T) {
+	s := openHeld(t, filepath.Join(t.TempDir(), "posthub.db"))
+	long := string(bytes.Repeat([]byte("x"), maxIDLen+1))
+	err := s.PutMessage(context.Background(), storagetest.Message(long, []byte("x"), t0), nil, hub.Receipt{})
+	if hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("PutMessage with a %d-byte UUID: %v", len(long), err)
+	}
+	err = s.AddDeliveries(context.Background(), []hub.Delivery{{ID: long, MessageUUID: "m", Queue: "system/a"}})
+	if hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("AddDeliveries with a long ID: %v", err)
+	}
+	if unapplied(s) != 0 {
+		t.Fatal("a refused write was logged")
+	}
+}

@@ -75,6 +75,19 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 		if d.MessageUUID != "" && d.MessageUUID != m.UUID {
 			return hub.Errorf(hub.Invalid, "delivery %s is of message %s, not %s", d.ID, d.MessageUUID, m.UUID)
 		}
+		if err := keyable(d.ID, d.Queue); err != nil {
+			return err
+		}
+	}
+	// Refused now rather than after the accept log has acknowledged the
+	// write: bbolt would refuse the keys when the log is applied.
+	if err := keyable(m.UUID, m.SenderCVR, r.SystemID, r.TransmissionID); err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := keyable(ev.ID); err != nil {
+			return err
+		}
 	}
 	w, err := encodeMessageWrite(m, ds, r, evs, cs)
 	if err != nil {
@@ -89,6 +102,19 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 	}
 	for i := range ds {
 		ds[i].Seq = w.ds[i].Seq
+	}
+	return nil
+}
+
+// maxIDLen bounds the identifiers that become (parts of) bbolt keys, well
+// below bbolt's limit of 32 KiB per key.
+const maxIDLen = 1024
+
+func keyable(ids ...string) error {
+	for _, id := range ids {
+		if len(id) > maxIDLen {
+			return hub.Errorf(hub.Invalid, "identifier %.40q… is longer than %d bytes", id, maxIDLen)
+		}
 	}
 	return nil
 }
@@ -123,7 +149,9 @@ type messageWrite struct {
 }
 
 func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) (*messageWrite, error) {
-	w := &messageWrite{m: m, ds: slices.Clone(ds), r: r, evs: evs, cs: cs}
+	// The caller's slices are not kept: the accept log applies them after
+	// PutMessageWith has returned.
+	w := &messageWrite{m: m, ds: slices.Clone(ds), r: r, evs: slices.Clone(evs), cs: slices.Clone(cs)}
 	for i := range w.ds {
 		w.ds[i].MessageUUID = m.UUID
 		if w.ds[i].State == "" {
@@ -220,8 +248,8 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 	// Not behind the barrier: a message the accept log holds is answered
 	// from it, and one it no longer holds is in bbolt (see acceptlog.go).
 	if s.alog != nil {
-		if lm, ok := s.alog.message(uuid); ok {
-			return lm, nil
+		if lm, ok, err := s.alog.message(ctx, uuid); ok || err != nil {
+			return lm, err
 		}
 	}
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
@@ -395,9 +423,17 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" || strings.ContainsRune(d.ID, 0) || strings.ContainsRune(d.MessageUUID, 0) {
 			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message, or with NUL in them")
 		}
+		if err := keyable(d.ID, d.Queue, d.MessageUUID); err != nil {
+			return err
+		}
 	}
 	if s.alog != nil {
 		w := &messageWrite{ds: slices.Clone(ds)}
+		for i := range w.ds {
+			if w.ds[i].State == "" {
+				w.ds[i].State = hub.DeliveryReady
+			}
+		}
 		return s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error {
 			db := tx.Bucket(bDeliveries)
 			w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
@@ -820,8 +856,8 @@ func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (h
 	var r hub.Receipt
 	// As GetMessage: the accept log first, then bbolt without the barrier.
 	if s.alog != nil {
-		if lr, ok := s.alog.receiptFor(systemID, messageUUID); ok {
-			return lr, nil
+		if lr, ok, err := s.alog.receiptFor(ctx, systemID, messageUUID); ok || err != nil {
+			return lr, err
 		}
 	}
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {

@@ -95,8 +95,8 @@ type logEntry struct {
 	lsn    uint64
 	size   int // bytes held for it until applied
 	frame  []byte
-	done   chan error
 	synced chan struct{} // closed once durable, or forgotten after a failed append
+	err    error         // the append's outcome, set before synced is closed
 }
 
 type segment struct {
@@ -121,8 +121,7 @@ type acceptLog struct {
 	segs      []segment
 	broken    error
 	closing   bool
-	roomCh    chan struct{} // closed when entries leave byUUID/byDeliv
-	changedCh chan struct{} // closed when applied advances
+	changedCh chan struct{} // closed when entries leave the log (applied, or forgotten after a failed append)
 
 	durable atomic.Uint64 // every entry up to this lsn is durable
 	applied atomic.Uint64 // every entry up to this lsn is in bbolt
@@ -144,7 +143,7 @@ func logDir(dbPath string) string { return dbPath + ".acceptlog" }
 // The committer must be running.
 func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logger) (*acceptLog, error) {
 	l := &acceptLog{s: s, dir: logDir(dbPath), log: log, every: every, byUUID: map[string]*logEntry{}, byDeliv: map[string]*logEntry{},
-		roomCh: make(chan struct{}), changedCh: make(chan struct{}), writeSig: make(chan struct{}, 1), applySig: make(chan struct{}, 1),
+		changedCh: make(chan struct{}), writeSig: make(chan struct{}, 1), applySig: make(chan struct{}, 1),
 		urgent: make(chan struct{}, 1), applyQuit: make(chan struct{}), stopped: make(chan struct{})}
 	if err := os.MkdirAll(l.dir, 0o750); err != nil {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create accept log directory")
@@ -264,7 +263,7 @@ func readSegment(path string, fn func(*logEntry) error, newest bool) error {
 // counters, the events and the deliveries, or 'D' and the deliveries. A
 // section is a 4-byte length and its bytes; a list is a 4-byte count and
 // its sections.
-func (e *logEntry) encode() error {
+func (e *logEntry) encode() {
 	w := e.w
 	f := make([]byte, logHeader, logHeader+64+len(w.rec)+len(w.m.Content)+len(w.rRaw)+256*(len(w.evRaw)+len(w.dsRaw)))
 	section := func(b []byte) {
@@ -278,10 +277,6 @@ func (e *logEntry) encode() error {
 		}
 	}
 	if w.m.UUID != "" {
-		cs, err := json.Marshal(w.cs)
-		if err != nil {
-			return fmt.Errorf("encode counters: %w", err)
-		}
 		f = append(f, 'M')
 		section(w.rec)
 		at := len(f) + 4
@@ -289,14 +284,13 @@ func (e *logEntry) encode() error {
 		// From here on the content is the frame's copy, not the caller's.
 		w.m.Content = f[at : at+len(w.m.Content) : at+len(w.m.Content)]
 		section(w.rRaw)
-		section(cs)
+		section(w.csRaw)
 		list(w.evRaw)
 	} else {
 		f = append(f, 'D')
 	}
 	list(w.dsRaw)
 	e.frame = f
-	return nil
 }
 
 // seal stamps the lsn, length and checksum.
@@ -308,7 +302,10 @@ func (e *logEntry) seal(lsn uint64) {
 	binary.BigEndian.PutUint32(f[4:], crc32.Checksum(f[8:], crcTable))
 }
 
-var errTorn = errors.New("incomplete or damaged entry")
+var (
+	errTorn      = errors.New("incomplete or damaged entry")
+	errMalformed = errors.New("entry does not decode")
+)
 
 func decodeFrame(b []byte) (*logEntry, int, error) {
 	if len(b) < logHeader+1 {
@@ -371,7 +368,7 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 	if kind == 'M' {
 		rec, content, rRaw, cs, evs := r.section(), r.section(), r.section(), r.section(), r.list()
 		if r.bad {
-			return errTorn
+			return errMalformed
 		}
 		var mr messageRec
 		if err := json.Unmarshal(rec, &mr); err != nil {
@@ -400,11 +397,11 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 			}
 		}
 	} else if kind != 'D' {
-		return errTorn
+		return errMalformed
 	}
 	w.dsRaw = r.list()
 	if r.bad {
-		return errTorn
+		return errMalformed
 	}
 	w.ds = make([]hub.Delivery, len(w.dsRaw))
 	for i, raw := range w.dsRaw {
@@ -461,7 +458,7 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		// on what is on disk.
 		var wait <-chan struct{}
 		if l.held >= logPendingMax {
-			wait = l.roomCh
+			wait = l.changedCh
 		} else if h := l.unsynced(w); h != nil {
 			wait = h.synced
 		}
@@ -476,7 +473,7 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		}
 		l.mu.Lock()
 	}
-	if err := l.conflicts(e, check); err != nil {
+	if err := l.conflicts(w, check); err != nil {
 		l.mu.Unlock()
 		return err
 	}
@@ -484,14 +481,11 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		l.mu.Unlock()
 		return nil
 	}
-	err := w.setSeqs(func() (uint64, error) { l.delSeq++; return l.delSeq, nil })
-	if err == nil {
-		err = e.encode()
-	}
-	if err != nil {
+	if err := w.setSeqs(func() (uint64, error) { l.delSeq++; return l.delSeq, nil }); err != nil {
 		l.mu.Unlock()
 		return hub.Wrap(hub.Internal, err, "bolt")
 	}
+	e.encode()
 	e.seal(l.nextLSN)
 	l.nextLSN++
 	e.size = len(e.frame)
@@ -502,13 +496,13 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 	for _, d := range w.ds {
 		l.byDeliv[d.ID] = e
 	}
-	e.done = make(chan error, 1)
 	e.synced = make(chan struct{})
 	l.toWrite = append(l.toWrite, e)
 	l.mu.Unlock()
 	signal(l.writeSig)
 	// Once logged the entry may become durable: wait for the outcome.
-	return <-e.done
+	<-e.synced
+	return e.err
 }
 
 // unsynced returns an entry not yet durable that holds w's message or one
@@ -536,11 +530,10 @@ func (l *acceptLog) usable() error {
 	return nil
 }
 
-// conflicts reports Conflict when e's message or one of its deliveries is
+// conflicts reports Conflict when w's message or one of its deliveries is
 // logged or stored already. AddDeliveries entries skip taken deliveries
-// instead (their check drops them from e). Called with l.mu held.
-func (l *acceptLog) conflicts(e *logEntry, check func(tx *bolt.Tx) error) error {
-	w := e.w
+// instead (their check drops them from w). Called with l.mu held.
+func (l *acceptLog) conflicts(w *messageWrite, check func(tx *bolt.Tx) error) error {
 	if w.m.UUID != "" {
 		if _, ok := l.byUUID[w.m.UUID]; ok {
 			return hub.Errorf(hub.Conflict, "message %s exists", w.m.UUID)
@@ -590,6 +583,7 @@ func (l *acceptLog) writeLoop() {
 				for _, e := range batch {
 					l.forget(e)
 				}
+				l.changed()
 			} else {
 				l.toApply = append(l.toApply, batch...)
 				l.durable.Store(batch[len(batch)-1].lsn)
@@ -600,8 +594,8 @@ func (l *acceptLog) writeLoop() {
 			}
 			signal(l.applySig)
 			for _, e := range batch {
+				e.err = err
 				close(e.synced)
-				e.done <- err
 			}
 		}
 		// Once closing is set no entry is added (put checks it under the
@@ -626,6 +620,13 @@ func (l *acceptLog) append(b []byte, first uint64) error {
 		logBeforeSync(l)
 	}
 	return fdatasync(l.f)
+}
+
+// changed wakes whoever waits for entries to leave the log (room, or the
+// barrier). Called with l.mu held.
+func (l *acceptLog) changed() {
+	close(l.changedCh)
+	l.changedCh = make(chan struct{})
 }
 
 // forget drops e from the unapplied maps. Called with l.mu held.
@@ -698,13 +699,10 @@ func (l *acceptLog) applyLoop() {
 			for _, e := range batch {
 				l.forget(e)
 			}
-			last := batch[len(batch)-1].lsn
-			l.applied.Store(last)
-			close(l.changedCh)
-			l.changedCh = make(chan struct{})
-			close(l.roomCh)
-			l.roomCh = make(chan struct{})
-			done := l.appliedSegments(last)
+			upTo := batch[len(batch)-1].lsn
+			l.applied.Store(upTo)
+			l.changed()
+			done := l.appliedSegments(upTo)
 			l.mu.Unlock()
 			for _, p := range done {
 				if err := os.Remove(p); err != nil {

@@ -486,3 +486,29 @@ func TestAcceptLogRefusesKeysBboltCannotStore(t *testing.T) {
 		t.Fatal("a refused write was logged")
 	}
 }
+
+func TestAcceptLogRefusesAnEntryThatDoesNotDecode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	put(t, s, "m", "system/a")
+	crashed := snapshot(t, path)
+	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
+	// A whole entry, checksum and all, of a kind the log never writes:
+	// damage, not a torn append, even in the newest segment.
+	e := &logEntry{frame: append(make([]byte, logHeader), 'X')}
+	e.seal(2)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(e.frame); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if r, err := Open(crashed, Options{}); hub.ErrorCode(err) != hub.Internal {
+		if err == nil {
+			r.Close()
+		}
+		t.Fatalf("open over an entry that does not decode: %v, want internal", err)
+	}
+}

@@ -146,18 +146,13 @@ type messageWrite struct {
 	evs   []hub.Event
 	evRaw [][]byte
 	cs    []hub.Counter
+	csRaw []byte // cs as the accept log keeps them
 }
 
 func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) (*messageWrite, error) {
 	// The caller's slices are not kept: the accept log applies them after
 	// PutMessageWith has returned.
-	w := &messageWrite{m: m, ds: slices.Clone(ds), r: r, evs: slices.Clone(evs), cs: slices.Clone(cs)}
-	for i := range w.ds {
-		w.ds[i].MessageUUID = m.UUID
-		if w.ds[i].State == "" {
-			w.ds[i].State = hub.DeliveryReady
-		}
-	}
+	w := &messageWrite{m: m, ds: newDeliveries(m.UUID, ds), r: r, evs: slices.Clone(evs), cs: slices.Clone(cs)}
 	rec := messageRec{Message: m, ContentKey: m.ContentKey}
 	rec.Content = nil
 	var err error
@@ -175,7 +170,25 @@ func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []h
 	if w.evRaw, err = pendingJSON(evs); err != nil {
 		return nil, hub.Wrap(hub.Internal, err, "bolt: encode events")
 	}
+	if w.csRaw, err = json.Marshal(w.cs); err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "bolt: encode counters")
+	}
 	return w, nil
+}
+
+// newDeliveries copies ds for a write: of message uuid (when not ""), and
+// READY unless a state is given.
+func newDeliveries(uuid string, ds []hub.Delivery) []hub.Delivery {
+	out := slices.Clone(ds)
+	for i := range out {
+		if uuid != "" {
+			out[i].MessageUUID = uuid
+		}
+		if out[i].State == "" {
+			out[i].State = hub.DeliveryReady
+		}
+	}
+	return out
 }
 
 // setSeqs gives the deliveries Seqs from next and encodes them.
@@ -350,23 +363,6 @@ func (s *Store) ListMessagesBySender(ctx context.Context, senderCVR, after strin
 	return out, err
 }
 
-// addDelivery stores a new delivery with the next Seq and its indexes.
-func addDelivery(tx *bolt.Tx, d hub.Delivery) (int64, error) {
-	seq, err := tx.Bucket(bDeliveries).NextSequence()
-	if err != nil {
-		return 0, err
-	}
-	d.Seq = int64(seq)
-	if d.State == "" {
-		d.State = hub.DeliveryReady
-	}
-	raw, err := json.Marshal(d)
-	if err != nil {
-		return 0, fmt.Errorf("encode delivery %s: %w", d.ID, err)
-	}
-	return d.Seq, addDeliveryAt(tx, d, raw)
-}
-
 // addDeliveryAt stores a new delivery, encoded as raw, with the Seq it
 // carries, and keeps the bucket's sequence at or above it.
 func addDeliveryAt(tx *bolt.Tx, d hub.Delivery, raw []byte) error {
@@ -427,35 +423,26 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 			return err
 		}
 	}
+	w := &messageWrite{ds: newDeliveries("", ds)}
+	skipStored := func(tx *bolt.Tx) {
+		db := tx.Bucket(bDeliveries)
+		w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
+	}
 	if s.alog != nil {
-		w := &messageWrite{ds: slices.Clone(ds)}
-		for i := range w.ds {
-			if w.ds[i].State == "" {
-				w.ds[i].State = hub.DeliveryReady
-			}
-		}
-		return s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error {
-			db := tx.Bucket(bDeliveries)
-			w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
-			return nil
-		})
+		return s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error { skipStored(tx); return nil })
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		db := tx.Bucket(bDeliveries)
-		for _, d := range ds {
-			if db.Get([]byte(d.ID)) != nil {
-				continue
-			}
-			if _, err := addDelivery(tx, d); err != nil {
-				return err
-			}
+		skipStored(tx)
+		if err := w.setSeqs(tx.Bucket(bDeliveries).NextSequence); err != nil {
+			return err
 		}
-		return nil
+		return addDeliveriesTx(tx, w)
 	})
 }
 
-// addDeliveriesTx applies an accept log AddDeliveries entry: deliveries
-// stored meanwhile (or by an earlier apply) are skipped.
+// addDeliveriesTx stores AddDeliveries' deliveries (Seqs set): those
+// stored meanwhile, by an earlier apply of the same log entry, or earlier
+// in the same call are skipped.
 func addDeliveriesTx(tx *bolt.Tx, w *messageWrite) error {
 	db := tx.Bucket(bDeliveries)
 	for i, d := range w.ds {

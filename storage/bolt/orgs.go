@@ -173,10 +173,10 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 // SystemByToken runs on every authenticated request; its answers are kept
 // in memory until a write to the systems changes them (tokenCache).
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
-	if sys, ok := s.tokens.get(hash); ok {
+	sys, ok, gen := s.tokens.get(hash)
+	if ok {
 		return sys, nil
 	}
-	gen := s.tokens.generation()
 	var r systemRec
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
 		id := tx.Bucket(bSysToken).Get([]byte(hash))
@@ -202,17 +202,13 @@ type tokenCache struct {
 	m   map[string]hub.System
 }
 
-func (c *tokenCache) get(hash string) (hub.System, bool) {
+// get returns the cached system, or the generation to put a fresh
+// answer under.
+func (c *tokenCache) get(hash string) (hub.System, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sys, ok := c.m[hash]
-	return sys, ok
-}
-
-func (c *tokenCache) generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
+	return sys, ok, c.gen
 }
 
 func (c *tokenCache) put(hash string, sys hub.System, gen uint64) {

@@ -216,27 +216,27 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)
 	}
+	if opts.NoAcceptLog && logDirInUse(path) {
+		// Entries left by a run with the log must be applied first.
+		_ = db.Close()
+		return nil, hub.Errorf(hub.Unavailable, "bolt: %s holds accept log entries; open it once with the accept log", logDir(path))
+	}
 	s := &Store{db: db, leases: newLeaseTable(time.Now()), reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
 	go s.commitLoop()
+	if opts.NoAcceptLog {
+		return s, nil
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	if !opts.NoAcceptLog {
-		if opts.ApplyInterval <= 0 {
-			opts.ApplyInterval = DefaultApplyInterval
-		}
-		if s.alog, err = openAcceptLog(s, path, opts.ApplyInterval, opts.Log); err != nil {
-			close(s.quit)
-			<-s.done
-			_ = db.Close()
-			return nil, err
-		}
-	} else if logDirInUse(path) {
-		// Entries left by a run with the log must be applied first.
-		close(s.quit)
+	if opts.ApplyInterval <= 0 {
+		opts.ApplyInterval = DefaultApplyInterval
+	}
+	if s.alog, err = openAcceptLog(s, path, opts.ApplyInterval, opts.Log); err != nil {
+		close(s.quit) // the replay needed the committer
 		<-s.done
 		_ = db.Close()
-		return nil, hub.Errorf(hub.Unavailable, "bolt: %s holds accept log entries; open it once with the accept log", logDir(path))
+		return nil, err
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,11 +15,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // Checkpoint is a signed statement "the entry with Seq has Hash", made at
@@ -150,39 +151,23 @@ const (
 // exist it generates one, writes it (0600) and the public key beside it
 // (path + ".pub"), and returns it.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	key, err := LoadKey(path)
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		return key, err
-	}
-	_, key, err = ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	priv := pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: key.Seed()})
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) { // another instance won the race
-			return LoadKey(path)
+	key, err := atomicfile.LoadOrCreate(path, 0o600, func() ([]byte, error) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
 		}
+		return pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: key.Seed()}), nil
+	}, parseKey)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(priv); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	pub := pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: key.Public().(ed25519.PublicKey)})
-	if err := os.WriteFile(path+".pub", pub, 0o644); err != nil {
-		return nil, err
+	// The public key beside it is a convenience for verifiers; (re)written
+	// when missing, so a crash between the two files mends itself.
+	if _, err := os.Stat(path + ".pub"); errors.Is(err, os.ErrNotExist) {
+		pub := pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: key.Public().(ed25519.PublicKey)})
+		if err := atomicfile.Write(path+".pub", bytes.NewReader(pub), -1, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	return key, nil
 }
@@ -193,9 +178,17 @@ func LoadKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, err := parseKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+func parseKey(b []byte) (ed25519.PrivateKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != pemPrivate || len(blk.Bytes) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%s: not an %s PEM file", path, pemPrivate)
+		return nil, fmt.Errorf("not an %s PEM file", pemPrivate)
 	}
 	return ed25519.NewKeyFromSeed(blk.Bytes), nil
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // OpenContent returns a message's MeMo bytes, inline or from the blobs.
@@ -169,7 +171,7 @@ func (s SpoolDispatcher) Dispatch(_ context.Context, it OutboxItem) error {
 	}
 	base := filepath.Join(s.Dir, it.Message.UUID)
 	if it.Content != nil {
-		if err := writeFileAtomic(base+".xml", it.Content); err != nil {
+		if err := atomicfile.Write(base+".xml", it.Content, -1, 0o600); err != nil {
 			return err
 		}
 	}
@@ -182,36 +184,5 @@ func (s SpoolDispatcher) Dispatch(_ context.Context, it OutboxItem) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(base+".json", bytes.NewReader(b))
-}
-
-// writeFileAtomic writes r to path through a temporary file that is
-// fsynced and renamed, then fsyncs the directory.
-func writeFileAtomic(path string, r io.Reader) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(base+".json", bytes.NewReader(b), -1, 0o600)
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // SMTP sends e-mail through an SMTP server with net/smtp: STARTTLS when the
@@ -140,29 +142,5 @@ func (s SpoolSMS) SendSMS(_ context.Context, phone, text string) error {
 		return err
 	}
 	name := filepath.Join(s.Dir, time.Now().UTC().Format("20060102T150405.000000000")+"-"+hex.EncodeToString(id[:])+".json")
-	f, err := os.CreateTemp(s.Dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return err
-	}
-	dir, err := os.Open(s.Dir)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
+	return atomicfile.Write(name, bytes.NewReader(b), -1, 0o600)
 }

@@ -8,11 +8,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // SessionCookie is the session cookie's name. The __Host- prefix (which
@@ -49,24 +49,19 @@ type Session struct {
 // it when absent. Instances behind one load balancer share it (same file
 // or POSTHUB_SESSION_KEY).
 func LoadOrCreateKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	return atomicfile.LoadOrCreate(path, 0o600, func() ([]byte, error) {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(k) + "\n"), nil
+	}, func(b []byte) ([]byte, error) {
 		k, err := hex.DecodeString(strings.TrimSpace(string(b)))
 		if err != nil || len(k) < 32 {
-			return nil, errors.New("rbac: session key file " + path + " is not 32+ hex bytes")
+			return nil, errors.New("rbac: the session key file is not 32+ hex bytes")
 		}
 		return k, nil
-	}
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	return k, nil
+	})
 }
 
 func (s *Sessions) now() time.Time {

@@ -10,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/atomicfile"
 	"github.com/posthub/posthub/viewer/web"
 )
 
@@ -209,52 +209,31 @@ func seedDemoViewer(ctx context.Context, store hub.Store, mb hub.MailboxStore, r
 // loadOrCreatePKCS8Key reads an Ed25519 private key (PEM "PRIVATE KEY",
 // PKCS#8) or creates one, readable by the owner only.
 func loadOrCreatePKCS8Key(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
+	return atomicfile.LoadOrCreate(path, 0o600, func() ([]byte, error) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	}, func(b []byte) (ed25519.PrivateKey, error) {
 		blk, _ := pem.Decode(b)
 		if blk == nil || blk.Type != "PRIVATE KEY" {
-			return nil, fmt.Errorf("%s: not a PEM PRIVATE KEY", path)
+			return nil, errors.New("not a PEM PRIVATE KEY")
 		}
 		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, err
 		}
 		ek, ok := k.(ed25519.PrivateKey)
 		if !ok {
-			return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+			return nil, errors.New("not an Ed25519 key")
 		}
 		return ek, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // another instance won the race
-		return loadOrCreatePKCS8Key(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return key, f.Close()
+	})
 }
 
 // demoPeople are the web mailbox's login choices.

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // Drainer is a receiver system that empties its queue into a directory.
@@ -56,7 +56,7 @@ type Stats struct {
 }
 
 const (
-	tmpPrefix     = ".posthub-tmp-"
+	tmpPrefix     = ".posthub-tmp-" // temporary files of earlier versions
 	pendingSuffix = ".pending"
 	lockName      = ".posthub-fetch.lock"
 )
@@ -128,7 +128,7 @@ func (d *Drainer) recover(ctx context.Context) (int64, error) {
 	for _, e := range ents {
 		name := e.Name()
 		switch {
-		case strings.HasPrefix(name, tmpPrefix):
+		case strings.HasPrefix(name, atomicfile.TempPrefix), strings.HasPrefix(name, tmpPrefix):
 			if err := os.Remove(filepath.Join(d.Dir, name)); err != nil && !os.IsNotExist(err) {
 				return n, err
 			}
@@ -218,7 +218,7 @@ func (d *Drainer) handle(ctx context.Context, m *Memo) (existed bool, err error)
 		return false, err
 	}
 	mk.Close()
-	if err := writeAtomic(d.Dir, d.final(m.UUID), m.Body, m.Size); err != nil {
+	if err := atomicfile.Write(d.final(m.UUID), m.Body, m.Size, 0o600); err != nil {
 		os.Remove(d.marker(m.UUID))
 		return false, hub.Wrap(hub.Unavailable, err, "store message %s", m.UUID)
 	}
@@ -269,38 +269,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// writeAtomic writes r to path through a temporary file in dir: fsync,
-// rename, fsync of dir. size, when ≥ 0, must match what r yields.
-func writeAtomic(dir, path string, r io.Reader, size int64) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	n, err := io.Copy(f, r)
-	if err == nil && size >= 0 && n != size {
-		err = fmt.Errorf("short body: %d of %d bytes", n, size)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	df, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer df.Close()
-	return df.Sync()
 }
 
 // lockDir takes an exclusive flock on the directory's lock file.

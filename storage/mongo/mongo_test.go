@@ -47,3 +47,7 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 		t.Fatalf("Open of an unreachable server: %v, want unavailable", err)
 	}
 }
+
+func TestMailboxStore(t *testing.T) {
+	storagetest.TestMailboxStore(t, func(t *testing.T) hub.MailboxStore { return open(t) })
+}

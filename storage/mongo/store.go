@@ -52,6 +52,7 @@ type Store struct {
 	contacts, users, policies, meta                       *mongo.Collection
 	messages, deliveries, leases, parked, receipts        *mongo.Collection
 	pending, events, counters, locks                      *mongo.Collection
+	mbItems, consents, notifs, cursors, assertKeys        *mongo.Collection
 
 	seqMu   sync.Mutex
 	lastSeq int64
@@ -98,6 +99,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		{&s.messages, "messages"}, {&s.deliveries, "deliveries"}, {&s.leases, "leases"}, {&s.parked, "parked"},
 		{&s.receipts, "receipts"}, {&s.pending, "events_pending"}, {&s.events, "events"},
 		{&s.counters, "counters"}, {&s.locks, "locks"},
+		{&s.mbItems, "mailbox_items"}, {&s.consents, "consents"}, {&s.notifs, "notifications"},
+		{&s.cursors, "cursors"}, {&s.assertKeys, "viewer_assertion_keys"},
 	} {
 		*c.p = db.Collection(c.name)
 	}
@@ -148,6 +151,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		}},
 		{s.counters, []mongo.IndexModel{{Keys: idx("kind", "g", "e")}, {Keys: idx("items.o", "items.d")}}},
 		{s.locks, []mongo.IndexModel{{Keys: idx("n", "e"), Options: unique}}},
+		// The mailbox side (mailbox.go). Purge and due times are present
+		// only while an item is deleted or a notification pending.
+		{s.mbItems, []mongo.IndexModel{{Keys: idx("pa")}}},
+		{s.consents, []mongo.IndexModel{{Keys: idx("c", "o"), Options: unique}, {Keys: idx("o", "g")}}},
+		{s.notifs, []mongo.IndexModel{{Keys: idx("due")}}},
+		{s.assertKeys, []mongo.IndexModel{{Keys: idx("sys", "kid"), Options: unique}}},
 	}
 	for _, x := range all {
 		// Create only the missing ones: FerretDB v1.24 mishandles a

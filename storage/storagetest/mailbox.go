@@ -22,9 +22,15 @@ func TestMailboxStore(t *testing.T, open func(t *testing.T) hub.MailboxStore) {
 		{"undeleting an item takes it off the purge list", mbUndelete},
 		{"consents list by citizen and by organisation, revoked ones included", mbConsents},
 		{"notification create is unique under concurrency", mbNotificationUnique},
+		{"the winning creator's notification is the one stored", mbNotificationWinnerStored},
 		{"due notifications are pending ones whose time has come", mbNotificationsDue},
 		{"cursors start at zero and keep what was set", mbCursors},
 		{"assertion keys are per system, unique by kid", mbAssertionKeys},
+		{"an assertion key is registered and deleted by exactly one of concurrent callers", mbAssertionKeysConcurrent},
+		{"concurrent first writes of an item or a consent leave one record, no error", mbConcurrentUpserts},
+		{"a limit of zero lists every purgeable item and every due notification", mbNoLimit},
+		{"items are looked up in batches larger than any page", mbManyItems},
+		{"a consent is found by citizen and organisation together", mbConsentPair},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -136,7 +142,7 @@ func notification(id string, next time.Time) hub.Notification {
 func mbNotificationUnique(t *testing.T, s hub.MailboxStore) {
 	var wins atomic.Int32
 	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
+	for i := 0; i < 16; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -199,6 +205,10 @@ func mbCursors(t *testing.T, s hub.MailboxStore) {
 	if v, _ := s.GetCursor(ctx, "notifier"); v != 42 {
 		t.Fatalf("cursor %d, want 42", v)
 	}
+	must(t, s.SetCursor(ctx, "big", 1<<62+7), "set a large cursor")
+	if v, _ := s.GetCursor(ctx, "big"); v != 1<<62+7 {
+		t.Fatalf("cursor %d, want %d", v, uint64(1<<62+7))
+	}
 }
 
 func mbAssertionKeys(t *testing.T, s hub.MailboxStore) {
@@ -218,4 +228,136 @@ func mbAssertionKeys(t *testing.T, s hub.MailboxStore) {
 	wantCode(t, s.DeleteAssertionKey(ctx, "sys1", "k1"), hub.NotFound, "delete again")
 	ks, _ = s.AssertionKeys(ctx, "sys1")
 	sameJSON(t, ks, []hub.AssertionKey{k2}, "keys after delete")
+}
+
+// concurrently runs fn(i) for i in [0, n) and returns how many returned nil;
+// errors with another code than allowed fail the test.
+func concurrently(t *testing.T, n int, allowed hub.Code, fn func(i int) error) int {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := fn(i); hub.ErrorCode(err) {
+			case "":
+				wins.Add(1)
+			case allowed:
+			default:
+				t.Errorf("call %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(wins.Load())
+}
+
+func mbNotificationWinnerStored(t *testing.T, s hub.MailboxStore) {
+	var winner atomic.Int32
+	winner.Store(-1)
+	wins := concurrently(t, 16, hub.Conflict, func(i int) error {
+		n := notification("n1", T0)
+		n.Address = fmt.Sprintf("a%d@example.org", i)
+		err := s.CreateNotification(ctx, n)
+		if err == nil {
+			winner.Store(int32(i))
+		}
+		return err
+	})
+	if wins != 1 {
+		t.Fatalf("%d creators won, want 1", wins)
+	}
+	got, err := s.GetNotification(ctx, "n1")
+	must(t, err, "get")
+	if want := fmt.Sprintf("a%d@example.org", winner.Load()); got.Address != want {
+		t.Fatalf("stored address %q, want the winner's %q", got.Address, want)
+	}
+	due, err := s.DueNotifications(ctx, T0, 0)
+	must(t, err, "due")
+	if len(due) != 1 {
+		t.Fatalf("%d due notifications, want 1", len(due))
+	}
+}
+
+func mbAssertionKeysConcurrent(t *testing.T, s hub.MailboxStore) {
+	wins := concurrently(t, 16, hub.Conflict, func(i int) error {
+		return s.PutAssertionKey(ctx, hub.AssertionKey{SystemID: "sys1", KeyID: "k1", Alg: "EdDSA", PublicKey: []byte{byte(i)}, Created: T0})
+	})
+	if wins != 1 {
+		t.Fatalf("%d registrations won, want 1", wins)
+	}
+	ks, err := s.AssertionKeys(ctx, "sys1")
+	must(t, err, "list")
+	if len(ks) != 1 {
+		t.Fatalf("%d keys, want 1", len(ks))
+	}
+	wins = concurrently(t, 16, hub.NotFound, func(int) error { return s.DeleteAssertionKey(ctx, "sys1", "k1") })
+	if wins != 1 {
+		t.Fatalf("%d deletions won, want 1", wins)
+	}
+}
+
+func mbConcurrentUpserts(t *testing.T, s hub.MailboxStore) {
+	concurrently(t, 16, "", func(i int) error {
+		return s.PutMailboxItem(ctx, hub.MailboxItem{DeliveryID: "d1", MessageUUID: "m1", Folder: hub.FolderArchive, Updated: T0.Add(time.Duration(i) * time.Second)})
+	})
+	got, err := s.MailboxItems(ctx, []string{"d1"})
+	must(t, err, "items")
+	if len(got) != 1 || got["d1"].Folder != hub.FolderArchive {
+		t.Fatalf("items %v, want d1 in the archive", got)
+	}
+	concurrently(t, 16, "", func(i int) error {
+		return s.PutConsent(ctx, hub.Consent{Citizen: "0101701234", OrgCVR: "11111111", Scope: hub.ConsentOwnLetters, Granted: T0.Add(time.Duration(i) * time.Second)})
+	})
+	cs, err := s.ListConsents(ctx, "0101701234", "")
+	must(t, err, "list by citizen")
+	if len(cs) != 1 {
+		t.Fatalf("%d consents after concurrent grants, want 1: %v", len(cs), cs)
+	}
+	cs, _ = s.ListConsents(ctx, "", "11111111")
+	if len(cs) != 1 {
+		t.Fatalf("%d consents by organisation, want 1", len(cs))
+	}
+}
+
+func mbNoLimit(t *testing.T, s hub.MailboxStore) {
+	for i := 0; i < 3; i++ {
+		must(t, s.PutMailboxItem(ctx, deletedItem(fmt.Sprint("d", i), T0.Add(time.Duration(i)*time.Minute))), "put")
+		must(t, s.CreateNotification(ctx, notification(fmt.Sprint("n", i), T0.Add(time.Duration(i)*time.Minute))), "create")
+	}
+	its, err := s.PurgeableItems(ctx, T0.Add(time.Hour), 0)
+	must(t, err, "purgeable")
+	ns, err := s.DueNotifications(ctx, T0.Add(time.Hour), 0)
+	must(t, err, "due")
+	if len(its) != 3 || len(ns) != 3 {
+		t.Fatalf("%d purgeable, %d due; want 3 and 3", len(its), len(ns))
+	}
+}
+
+func mbManyItems(t *testing.T, s hub.MailboxStore) {
+	ids := make([]string, 2500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("d%04d", i)
+	}
+	for _, i := range []int{0, 999, 1000, 2499} {
+		must(t, s.PutMailboxItem(ctx, hub.MailboxItem{DeliveryID: ids[i], Folder: hub.FolderArchive, Updated: T0}), "put")
+	}
+	got, err := s.MailboxItems(ctx, ids)
+	must(t, err, "items")
+	if len(got) != 4 || got["d2499"].Folder != hub.FolderArchive {
+		t.Fatalf("got %d items, want 4", len(got))
+	}
+}
+
+func mbConsentPair(t *testing.T, s hub.MailboxStore) {
+	a := hub.Consent{Citizen: "0101701234", OrgCVR: "11111111", Scope: hub.ConsentOwnLetters, Granted: T0}
+	b := hub.Consent{Citizen: "0101701234", OrgCVR: "33333333", Scope: hub.ConsentOwnLetters, Granted: T0}
+	must(t, s.PutConsent(ctx, a), "put")
+	must(t, s.PutConsent(ctx, b), "put")
+	got, err := s.ListConsents(ctx, a.Citizen, b.OrgCVR)
+	must(t, err, "list pair")
+	sameJSON(t, got, []hub.Consent{b}, "pair")
+	_, err = s.GetConsent(ctx, "0202702345", a.OrgCVR)
+	wantCode(t, err, hub.NotFound, "other citizen")
 }

@@ -112,9 +112,10 @@ type AssertionKey struct {
 }
 
 // MailboxStore holds the viewer-side state of mailboxes, consents,
-// notifications and viewing clients' assertion keys. It is separate from
-// Store so that backends can add it without touching the delivery
-// machinery; every method that returns nil has made its change durable.
+// notifications and viewing clients' assertion keys. Every Store has it
+// (Store embeds it); it is named on its own so that the viewer and the
+// notifier can take just this part. Every method that returns nil has made
+// its change durable.
 type MailboxStore interface {
 	// PutMailboxItem creates or replaces the state of a letter (last
 	// writer wins: the owner is the only writer).

@@ -24,6 +24,10 @@ type Store interface {
 	Policies
 	Users
 	Locks
+	// MailboxStore is part of every store: the viewer, consents and
+	// notifications must exist on every backend (no feature may switch
+	// itself off because a backend lacks a method).
+	MailboxStore
 
 	// Repair finishes or undoes work a crash interrupted (e.g. a message
 	// whose deliveries were not all written). It is called at start-up and

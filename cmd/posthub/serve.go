@@ -115,22 +115,16 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if err != nil {
 		return err
 	}
-	// The viewer side (viewing clients, consents, notifications) needs a
-	// store that keeps mailbox state; both built-in stores do.
-	var viewerSvc *viewer.Service
-	var notifier *notify.Notifier
-	mailboxes, hasMailboxes := store.(hub.MailboxStore)
-	if hasMailboxes {
-		viewerSvc = &viewer.Service{Store: store, Mailboxes: mailboxes, Blobs: blobs, Events: events, Log: log,
-			Roles: enforcerRoles{az.enforcer}, Config: viewer.Config{Retention: cfg.MailboxRetention}}
-		notifier = newNotifier(cfg, store, mailboxes, blobs, events, log)
-		retrievalHook := fetching.Delivered
-		ingest.Delivered = func(ds []hub.Delivery) {
-			retrievalHook(ds)
-			notifier.Hook(ds)
-		}
-	} else if cfg.WebMailbox {
-		return fmt.Errorf("-web-mailbox: the %s metadata store keeps no mailbox state", cfg.Metadata)
+	// The viewer side (viewing clients, consents, notifications) runs on
+	// every backend: hub.Store includes hub.MailboxStore.
+	var mailboxes hub.MailboxStore = store
+	viewerSvc := &viewer.Service{Store: store, Mailboxes: mailboxes, Blobs: blobs, Events: events, Log: log,
+		Roles: enforcerRoles{az.enforcer}, Config: viewer.Config{Retention: cfg.MailboxRetention}}
+	notifier := newNotifier(cfg, store, mailboxes, blobs, events, log)
+	retrievalHook := fetching.Delivered
+	ingest.Delivered = func(ds []hub.Delivery) {
+		retrievalHook(ds)
+		notifier.Hook(ds)
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
 		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal,
@@ -164,7 +158,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 			return fmt.Errorf("demo users: %w", err)
 		}
 	}
-	if hasMailboxes && (cfg.Demo || cfg.WebMailbox) {
+	if cfg.Demo || cfg.WebMailbox {
 		dv, err := seedDemoViewer(ctx, store, mailboxes, registry, cfg.Data)
 		if err != nil {
 			ln.Close()
@@ -195,10 +189,8 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		Retention: cfg.EventlogRetention, Notify: evlog.Notify}).Run(ctx)
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
-	if viewerSvc != nil {
-		go viewerSvc.RunPurge(ctx, time.Hour)
-		go notifier.Run(ctx, 10*time.Second)
-	}
+	go viewerSvc.RunPurge(ctx, time.Hour)
+	go notifier.Run(ctx, 10*time.Second)
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}
 	go every(ctx, time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err })
 	holder, _ := os.Hostname()

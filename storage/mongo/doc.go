@@ -115,6 +115,19 @@
 // snapshot by reading the fold documents before and after the deltas.
 // Repair runs the compactor.
 //
+// # The mailbox side (mailbox.go)
+//
+// hub.MailboxStore on the same two primitives: a notification is created
+// by an insert under its unique _id (one creator however many instances
+// notice a letter), an assertion key by an insert under the unique index
+// (sys, kid), and deleted by a deleteOne. A letter's state, a consent and
+// a cursor are whole-document upserts, last writer wins (their owner is
+// their only writer; a cursor that a concurrent replay sets back only
+// makes idempotent work run again). The purge list and the due list are
+// the documents that carry a purge time (pa), resp. a due time (due): the
+// field is present only while the letter is deleted, resp. the
+// notification pending, so an indexed range query is the list.
+//
 // # Locks and the policy stamp
 //
 // A lock is a chain {n, e} under a unique index; the holder is the writer

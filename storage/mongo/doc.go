@@ -142,6 +142,10 @@
 //   - SetMessageState and TouchSystem are plain updates (last writer
 //     wins); on FerretDB a concurrent pair may lose one. Both are rare,
 //     idempotent and not concurrency-critical.
+//   - The viewer pages a mailbox by Seq alone (ListQueue takes no ID), so
+//     two letters of one mailbox accepted by two instances in the same
+//     microsecond may straddle a page boundary, and the later one is then
+//     missed on that pass.
 //   - Clearing a pending flag (step 4 above) is an update of a fresh
 //     receipt; a PutReceipt of the same receipt in the same milliseconds
 //     could be overwritten on FerretDB.

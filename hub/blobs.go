@@ -24,6 +24,11 @@ type Blobs interface {
 	// the exact length when known, or -1. Returns Invalid for a bad key,
 	// Unavailable when the backend cannot be reached.
 	Put(ctx context.Context, key string, r io.Reader, size int64) (BlobInfo, error)
+	// PutFile stores the local file at path under key with Put's
+	// guarantees and removes the file on success. A store on the same
+	// filesystem (the embedded file store) moves it without a copy; others
+	// upload it. Returns Invalid for a bad key.
+	PutFile(ctx context.Context, key, path string) (BlobInfo, error)
 	// Open returns the object's bytes. Returns NotFound when absent.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// Stat returns the object's size. Returns NotFound when absent.
@@ -33,14 +38,6 @@ type Blobs interface {
 	// List calls fn for every key with the given prefix, in key order,
 	// stopping at fn's first error, which List returns.
 	List(ctx context.Context, prefix string, fn func(BlobInfo) error) error
-}
-
-// BlobMover is implemented by blob stores that can take over a local file
-// without copying it (the embedded file store, when the spool directory is
-// on the same filesystem). PutFile has Put's guarantees; on success the
-// file at path is gone.
-type BlobMover interface {
-	PutFile(ctx context.Context, key, path string) (BlobInfo, error)
 }
 
 // Limits of blob keys, shared by every Blobs backend so they accept the

@@ -164,28 +164,8 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	return r, true, nil
 }
 
-// MessageCommitter is implemented by stores that can record a message
-// together with its first events and statistics in the one durable step of
-// PutMessage (same semantics; the events are appended as by AppendEvents,
-// the counters added as by AddCounters). Ingest uses it when available:
-// one commit per accepted message instead of three, and no window in which
-// a crash keeps the message but loses its events.
-type MessageCommitter interface {
-	PutMessageWith(ctx context.Context, m Message, ds []Delivery, r Receipt, evs []Event, cs []Counter) error
-}
-
 func (in *Ingest) commit(ctx context.Context, m Message, ds []Delivery, r Receipt, evs []Event, cs []Counter) error {
-	if mc, ok := in.Store.(MessageCommitter); ok {
-		return mc.PutMessageWith(ctx, m, ds, r, evs, cs)
-	}
-	if err := in.Store.PutMessage(ctx, m, ds, r); err != nil {
-		return err
-	}
-	// Events and counters follow the durable PutMessage; a crash in between
-	// loses them but never the message.
-	_ = in.emit(ctx, evs...)
-	_ = in.Store.AddCounters(ctx, cs)
-	return nil
+	return in.Store.PutMessageWith(ctx, m, ds, r, evs, cs)
 }
 
 // maySendFor checks the sender CVR against the system's organisation and
@@ -251,10 +231,11 @@ func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) er
 		_, err := in.Blobs.Put(ctx, m.ContentKey, bytes.NewReader(s.Body), int64(len(s.Body)))
 		return err
 	}
-	if mv, ok := in.Blobs.(BlobMover); ok && m.Size > in.InlineMax {
-		// The spooled body becomes the stored content without a copy.
+	if m.Size > in.InlineMax {
+		// The spooled body becomes the stored content (without a copy
+		// where the blob store shares the spool's filesystem).
 		m.ContentKey = ContentKey(m.UUID, m.SHA256)
-		_, err := mv.PutFile(ctx, m.ContentKey, s.Path)
+		_, err := in.Blobs.PutFile(ctx, m.ContentKey, s.Path)
 		return err
 	}
 	f, err := os.Open(s.Path)
@@ -262,18 +243,11 @@ func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) er
 		return Wrap(Internal, err, "open spooled message")
 	}
 	defer f.Close()
-	if m.Size <= in.InlineMax {
-		b, err := io.ReadAll(f)
-		if err != nil {
-			return Wrap(Internal, err, "read spooled message")
-		}
-		m.Content = b
-		return nil
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return Wrap(Internal, err, "read spooled message")
 	}
-	m.ContentKey = ContentKey(m.UUID, m.SHA256)
-	if _, err := in.Blobs.Put(ctx, m.ContentKey, f, m.Size); err != nil {
-		return err
-	}
+	m.Content = b
 	return nil
 }
 

@@ -104,6 +104,13 @@ type Messages interface {
 	// message with the same UUID exists; the caller compares SHA256 to tell
 	// an idempotent resubmission from a clash. Assigns each delivery's Seq.
 	PutMessage(ctx context.Context, m Message, ds []Delivery, r Receipt) error
+	// PutMessageWith is PutMessage that also appends the message's first
+	// events (as AppendEvents) and adds its statistics (as AddCounters).
+	// A backend with transactions does all of it in one durable step; one
+	// without (MongoDB) writes the events and counters right after the
+	// message, so a crash in between can lose them but never the message.
+	// Ingest always calls this one.
+	PutMessageWith(ctx context.Context, m Message, ds []Delivery, r Receipt, evs []Event, cs []Counter) error
 	// GetMessage returns NotFound when absent.
 	GetMessage(ctx context.Context, uuid string) (Message, error)
 	// SetMessageState changes a message's state (recall, release of a
@@ -164,19 +171,17 @@ type Queues interface {
 	Park(ctx context.Context, deliveryID, reason string) error
 	// Unpark makes a parked delivery available again with its attempts reset.
 	Unpark(ctx context.Context, deliveryID string) error
-}
-
-// AckCommitter is implemented by stores that can record an
-// acknowledgement together with what it causes — the sender's receipt and
-// the fetch event — in the one durable step of Ack: after a crash either
-// all of them are visible or none is. r (when not nil) is stored as by
-// PutReceipt, evs appended as by AppendEvents, but only when the delivery
-// is still there: an ack of a delivery that is gone is AlreadyAcked and
-// changes nothing (the first ack wrote them). System retrieval uses it when
-// available: one commit per acknowledgement instead of two.
-type AckCommitter interface {
+	// AckWith is Ack that also records what the acknowledgement causes: r
+	// (when not nil) stored as by PutReceipt, evs appended as by
+	// AppendEvents. An ack of a delivery that is gone is AlreadyAcked and
+	// writes nothing (the first ack wrote them). Invalid for an event
+	// without ID. A backend with transactions does it in one durable step;
+	// one without writes the receipt and events first and the ack last, so
+	// callers give them IDs derived from the delivery: a crash before the
+	// ack repeats them on the retried ack, replacing rather than doubling.
 	AckWith(ctx context.Context, deliveryID string, now time.Time, r *Receipt, evs []Event) (AckResult, error)
 }
+
 
 // AckResult reports what an acknowledgement did.
 type AckResult struct {

@@ -111,7 +111,6 @@ func (c *Config) defaults() {
 // concurrent use.
 type Service struct {
 	store  hub.Store
-	acks   hub.AckCommitter // store's one-step ack, when events reach the log through it; nil otherwise
 	blobs  hub.Blobs
 	events hub.EventSink
 	log    *slog.Logger
@@ -131,7 +130,7 @@ type Service struct {
 type Deps struct {
 	Store  hub.Store
 	Blobs  hub.Blobs
-	Events hub.EventSink // may be nil
+	Events hub.EventSink // may be nil; when set it appends to Store's event log (the fetch event is written with the ack, by Store.AckWith)
 	Log    *slog.Logger
 	Now    func() time.Time
 }
@@ -145,7 +144,7 @@ func New(cfg Config, d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{store: d.Store, acks: ackCommitter(d.Store, d.Events), blobs: d.Blobs, events: d.Events, log: d.Log, now: d.Now, cfg: cfg,
+	return &Service{store: d.Store, blobs: d.Blobs, events: d.Events, log: d.Log, now: d.Now, cfg: cfg,
 		waiters: notifier{m: map[string]chan struct{}{}}, touched: map[string]time.Time{}}
 }
 
@@ -430,41 +429,20 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 		return AckResult{}, err
 	}
 	found := err == nil
-	var res hub.AckResult
-	if ac := s.acks; ac != nil {
-		// One durable step: receipt, fetch event and ack together.
-		var r *hub.Receipt
-		var evs []hub.Event
-		if found {
-			if r, err = s.senderReceiptUpdate(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now); err != nil {
-				return AckResult{}, err
-			}
-			if s.events != nil {
-				evs = []hub.Event{s.fetchedEvent(sys, m, hub.NewID(), now)}
-			}
+	// Receipt, fetch event and ack in the store's one step (or, without
+	// transactions, in the order that loses nothing: the ids derive from the
+	// delivery, so a retried ack repeats them harmlessly).
+	var r *hub.Receipt
+	var evs []hub.Event
+	if found {
+		if r, err = s.senderReceiptUpdate(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now); err != nil {
+			return AckResult{}, err
 		}
-		res, err = ac.AckWith(ctx, id, now, r, evs)
-	} else {
-		if found {
-			// Receipt and event first, with ids derived from the delivery: a
-			// crash before the ack repeats them harmlessly on the retried ack.
-			// They are independent, so they go to the store together (one
-			// group commit on stores that batch writers).
-			var rerr, eerr error
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rerr = s.senderReceipt(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now)
-			}()
-			eerr = s.emitStrict(ctx, s.fetchedEvent(sys, m, "retrieval:fetched:"+d.ID, now))
-			wg.Wait()
-			if err := errors.Join(rerr, eerr); err != nil {
-				return AckResult{}, err
-			}
+		if s.events != nil {
+			evs = []hub.Event{s.fetchedEvent(sys, m, "retrieval:fetched:"+d.ID, now)}
 		}
-		res, err = s.store.Ack(ctx, id, now)
 	}
+	res, err := s.store.AckWith(ctx, id, now, r, evs)
 	if err != nil {
 		return AckResult{}, err
 	}
@@ -507,23 +485,6 @@ func (s *Service) ackedBefore(ctx context.Context, sys hub.System, messageUUID s
 func (s *Service) fetchedEvent(sys hub.System, m hub.Message, id string, now time.Time) hub.Event {
 	return hub.Event{ID: id, Time: now, Tag: TagFetched, Actor: holder(sys),
 		Orgs: orgsOf(m, sys), SystemID: sys.ID, MessageUUID: m.UUID, Party: m.RecipientID}
-}
-
-// ackCommitter returns the store's AckCommitter when events written with
-// it reach the event log: the event sink must append to the very store (as
-// eventlog.Log over it does), or there must be no sink at all. Else nil.
-func ackCommitter(store hub.Store, events hub.EventSink) hub.AckCommitter {
-	ac, ok := store.(hub.AckCommitter)
-	if !ok {
-		return nil
-	}
-	if events == nil {
-		return ac
-	}
-	if l, isLog := events.(interface{ Store() hub.EventStore }); isLog && any(l.Store()) == any(store) {
-		return ac
-	}
-	return nil
 }
 
 // senderReceipt sets the sender system's receipt for m to status; if the

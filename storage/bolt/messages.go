@@ -57,10 +57,8 @@ func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 	return s.PutMessageWith(ctx, m, ds, r, nil, nil)
 }
 
-var _ hub.MessageCommitter = (*Store)(nil)
-
 // PutMessageWith is PutMessage that also appends the message's first events
-// and adds its counters in the same transaction (hub.MessageCommitter).
+// and adds its counters in the same transaction (one transaction).
 func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
 	if err := checkEvents(evs); err != nil {
 		return err
@@ -633,10 +631,8 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 	return s.AckWith(ctx, deliveryID, now, nil, nil)
 }
 
-var _ hub.AckCommitter = (*Store)(nil)
-
 // AckWith is Ack that also stores the sender's receipt and appends events
-// in the same transaction (hub.AckCommitter). When the acknowledged
+// in the same transaction (one transaction). When the acknowledged
 // delivery was the message's last reference, inline content is deleted
 // with it; the message record stays (idempotent resubmission needs it).
 func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error) {

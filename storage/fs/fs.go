@@ -422,8 +422,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-var _ hub.BlobMover = (*Store)(nil)
-
 // PutFile moves the file at path into the store under key: it fsyncs the
 // file, renames it into place and fsyncs the directory, so a message
 // spooled on the same filesystem is stored without a second copy. When

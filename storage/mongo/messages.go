@@ -2,6 +2,8 @@ package mongo
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -167,6 +169,34 @@ func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		return undo(hub.Errorf(hub.Unavailable, "message %s claim was removed before its commit", m.UUID))
 	}
 	s.settleIDs(ctx, tx, ds, r)
+	return nil
+}
+
+// PutMessageWith stores the message as PutMessage does, then its events
+// and counters side by side: MongoDB without transactions cannot make them
+// one step, and this order can lose a crash's events, never a message.
+func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
+	for _, ev := range evs {
+		if ev.ID == "" {
+			return hub.Errorf(hub.Invalid, "event without ID")
+		}
+	}
+	if err := s.PutMessage(ctx, m, ds, r); err != nil {
+		return err
+	}
+	var cerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cerr = s.AddCounters(ctx, cs)
+	}()
+	eerr := s.AppendEvents(ctx, evs)
+	wg.Wait()
+	// The message is stored: what follows is not the caller's failure.
+	if err := errors.Join(eerr, cerr); err != nil {
+		s.log().Warn("mongo: events or counters of a stored message not written", "message", m.UUID, "error", err)
+	}
 	return nil
 }
 

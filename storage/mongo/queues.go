@@ -2,8 +2,10 @@ package mongo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -378,12 +380,42 @@ func (s *Store) Release(ctx context.Context, l hub.Lease) error {
 // deliveries the one counting last sees both deletes: at least one of them
 // reports Unreferenced (both may; deleting a blob twice is harmless).
 func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
+	return s.AckWith(ctx, deliveryID, now, nil, nil)
+}
+
+// AckWith writes the receipt and the events first, side by side, and then
+// acknowledges as Ack does: without transactions this is the order in
+// which a crash loses nothing. A crash before the delete leaves the
+// delivery in place; its retried ack writes the receipt (by TransmissionID)
+// and the events (by ID, unique) again, replacing rather than doubling them.
+func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error) {
+	for _, ev := range evs {
+		if ev.ID == "" {
+			return hub.AckResult{}, hub.Errorf(hub.Invalid, "event without ID")
+		}
+	}
 	d, _, err := s.getDelivery(ctx, deliveryID)
 	if hub.Is(err, hub.NotFound) {
 		return hub.AckResult{AlreadyAcked: true}, nil
 	}
 	if err != nil {
 		return hub.AckResult{}, err
+	}
+	if r != nil || len(evs) > 0 {
+		var rerr, eerr error
+		var wg sync.WaitGroup
+		if r != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rerr = s.PutReceipt(ctx, *r)
+			}()
+		}
+		eerr = s.AppendEvents(ctx, evs)
+		wg.Wait()
+		if err := errors.Join(rerr, eerr); err != nil {
+			return hub.AckResult{}, err
+		}
 	}
 	res, err := s.deliveries.DeleteOne(ctx, bson.M{"_id": deliveryID})
 	if err != nil {

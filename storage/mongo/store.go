@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type Config struct {
 	PendingGrace time.Duration
 	// Timeout bounds connecting and server selection (default 10 s).
 	Timeout time.Duration
+	// Log receives what the store cannot return to a caller (default
+	// slog.Default()).
+	Log *slog.Logger
 }
 
 // Store is the hub.Store on MongoDB (or a MongoDB-wire server such as
@@ -47,6 +51,7 @@ type Store struct {
 	db       *mongo.Database
 	instance string
 	grace    time.Duration
+	logger   *slog.Logger
 
 	orgs, systems, tokens, touches, groups, points, rules *mongo.Collection
 	contacts, users, policies, meta                       *mongo.Collection
@@ -56,6 +61,13 @@ type Store struct {
 
 	seqMu   sync.Mutex
 	lastSeq int64
+}
+
+func (s *Store) log() *slog.Logger {
+	if s.logger != nil {
+		return s.logger
+	}
+	return slog.Default()
 }
 
 // Open connects, checks that the server answers and creates the indexes
@@ -88,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, translate(err, "connect to MongoDB")
 	}
 	db := client.Database(cfg.Database)
-	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace}
+	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace, logger: cfg.Log}
 	for _, c := range []struct {
 		p    **mongo.Collection
 		name string

@@ -29,6 +29,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"syscall"
 
@@ -132,6 +133,29 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (h
 		return hub.BlobInfo{}, hub.Errorf(hub.Internal, "put %q: server stored %d bytes, want %d", key, info.Size, size)
 	}
 	return hub.BlobInfo{Key: key, Size: info.Size}, nil
+}
+
+// PutFile uploads the file at path as Put does and removes it once the
+// object is stored.
+func (s *Store) PutFile(ctx context.Context, key, path string) (hub.BlobInfo, error) {
+	if err := checkKey(key); err != nil {
+		return hub.BlobInfo{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: open %s", key, path)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: stat %s", key, path)
+	}
+	info, err := s.Put(ctx, key, f, st.Size())
+	if err != nil {
+		return hub.BlobInfo{}, err
+	}
+	os.Remove(path)
+	return info, nil
 }
 
 // Open returns the object's bytes, fetched by one GET. Returns NotFound when

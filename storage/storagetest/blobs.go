@@ -10,6 +10,8 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -36,6 +38,7 @@ func TestBlobs(t *testing.T, newBlobs func(t *testing.T) hub.Blobs) {
 	t.Run("AbsentIsNotFound", func(t *testing.T) { testBlobAbsent(t, newBlobs(t)) })
 	t.Run("Overwrite", func(t *testing.T) { testBlobOverwrite(t, newBlobs(t)) })
 	t.Run("EmptyObject", func(t *testing.T) { testBlobEmpty(t, newBlobs(t)) })
+	t.Run("PutFileStoresAndRemovesTheFile", func(t *testing.T) { testBlobPutFile(t, newBlobs(t)) })
 	t.Run("BadKeysAreInvalid", func(t *testing.T) { testBlobBadKeys(t, newBlobs(t)) })
 	t.Run("KeysAreNamesNotPaths", func(t *testing.T) { testBlobKeysAreNames(t, newBlobs(t)) })
 	t.Run("SizeMismatchStoresNothing", func(t *testing.T) { testBlobSizeMismatch(t, newBlobs(t)) })
@@ -49,6 +52,37 @@ func TestBlobs(t *testing.T, newBlobs func(t *testing.T) hub.Blobs) {
 		}
 		testBlobLarge(t, newBlobs(t))
 	})
+}
+
+func testBlobPutFile(t *testing.T, s hub.Blobs) {
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "spooled")
+	want := []byte("<Message>spooled body</Message>")
+	if err := os.WriteFile(src, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutFile(ctx, "msg/../x", src); hub.ErrorCode(err) != hub.Invalid {
+		t.Fatalf("PutFile with a bad key: %v, want invalid", err)
+	}
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("a refused PutFile removed its file: %v", err)
+	}
+	info, err := s.PutFile(ctx, "msg/u1/put-file", src)
+	if err != nil || info.Size != int64(len(want)) {
+		t.Fatalf("PutFile: %+v %v", info, err)
+	}
+	if _, err := os.Stat(src); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still there after PutFile: %v", err)
+	}
+	rc, err := s.Open(ctx, "msg/u1/put-file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("stored %q (%v), want %q", got, err, want)
+	}
 }
 
 // BlobDataReader returns n bytes from a deterministic PRNG seeded with seed:

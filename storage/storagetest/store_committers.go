@@ -7,30 +7,15 @@ import (
 	"github.com/posthub/posthub/hub"
 )
 
-// TestCommitters runs the contract of the optional one-step writes,
-// hub.MessageCommitter and hub.AckCommitter, against a backend that offers
-// both; a backend without them does not call it (rather than skipping).
-func TestCommitters(t *testing.T, open func(t *testing.T) hub.Store) {
-	s := open(t)
-	if _, ok := s.(hub.MessageCommitter); !ok {
-		t.Fatalf("%T does not implement hub.MessageCommitter", s)
-	}
-	if _, ok := s.(hub.AckCommitter); !ok {
-		t.Fatalf("%T does not implement hub.AckCommitter", s)
-	}
-	for _, tc := range committerTests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
-	}
-}
-
+// committerTests are the one-step writes, PutMessageWith and AckWith, which
+// every backend has (atomic with transactions, ordered without).
 var committerTests = []storeTest{
 	{"PutMessageWith stores events and counters in the same step", func(t *testing.T, s hub.Store) {
-		mc := s.(hub.MessageCommitter)
 		evs := []hub.Event{event("w1", T0, "MEMO_SEND_RECEIVED", "12345678")}
 		cs := []hub.Counter{{Key: ckey("12345678", "2026-03-02"), Count: 1, Bytes: 5}}
-		must(t, mc.PutMessageWith(ctx, Message("m1", []byte("x"), T0), []hub.Delivery{Delivery("m1", "system/a", T0)}, Receipt("m1", T0), evs, cs), "PutMessageWith")
+		must(t, s.PutMessageWith(ctx, Message("m1", []byte("x"), T0), []hub.Delivery{Delivery("m1", "system/a", T0)}, Receipt("m1", T0), evs, cs), "PutMessageWith")
 		again := []hub.Event{event("w2", T0, "MEMO_SEND_RECEIVED", "12345678")}
-		wantCode(t, mc.PutMessageWith(ctx, Message("m1", []byte("y"), T0), nil, Receipt("m1", T0), again, cs), hub.Conflict, "PutMessageWith of a taken UUID")
+		wantCode(t, s.PutMessageWith(ctx, Message("m1", []byte("y"), T0), nil, Receipt("m1", T0), again, cs), hub.Conflict, "PutMessageWith of a taken UUID")
 		p, err := s.PendingEvents(ctx, 10)
 		must(t, err, "PendingEvents")
 		sameStrings(t, evIDs(p), []string{"w1"}, "pending events")
@@ -44,11 +29,10 @@ var committerTests = []storeTest{
 		}
 	}},
 	{"AckWith stores the receipt and events with the ack, and nothing when already acknowledged", func(t *testing.T, s hub.Store) {
-		ac := s.(hub.AckCommitter)
 		ds := putMsg(t, s, "m1", T0, "system/a")
 		done := Receipt("m1", T0.Add(time.Minute))
 		done.Status = hub.ReceiptCompleted
-		res, err := ac.AckWith(ctx, ds[0].ID, T0.Add(time.Minute), &done, []hub.Event{event("f1", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
+		res, err := s.AckWith(ctx, ds[0].ID, T0.Add(time.Minute), &done, []hub.Event{event("f1", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
 		must(t, err, "AckWith")
 		if res.AlreadyAcked || !res.Unreferenced {
 			t.Fatalf("AckWith of the only delivery: %+v", res)
@@ -62,7 +46,7 @@ var committerTests = []storeTest{
 		}
 		again := Receipt("m1", T0.Add(2*time.Minute))
 		again.Status = hub.ReceiptInvalid
-		res, err = ac.AckWith(ctx, ds[0].ID, T0.Add(2*time.Minute), &again, []hub.Event{event("f2", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
+		res, err = s.AckWith(ctx, ds[0].ID, T0.Add(2*time.Minute), &again, []hub.Event{event("f2", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
 		must(t, err, "second AckWith")
 		if !res.AlreadyAcked || res.Unreferenced {
 			t.Fatalf("second AckWith: %+v", res)
@@ -75,7 +59,7 @@ var committerTests = []storeTest{
 		must(t, err, "PendingEvents")
 		sameStrings(t, evIDs(p), []string{"f1"}, "pending events")
 		wantCode(t, func() error {
-			_, err := ac.AckWith(ctx, ds[0].ID, T0, nil, []hub.Event{{Tag: "X"}})
+			_, err := s.AckWith(ctx, ds[0].ID, T0, nil, []hub.Event{{Tag: "X"}})
 			return err
 		}(), hub.Invalid, "AckWith of an event without ID")
 	}},

@@ -542,17 +542,8 @@ func (s *Server) handleAddAssertionKey(c *gin.Context) {
 		writeError(c, s.log, badRequest("body", "json.invalid", "body must be JSON {kid, publicKey}", ""))
 		return
 	}
-	if req.KeyID == "" || len(req.KeyID) > 100 {
-		writeError(c, s.log, badRequest("kid", "kid.invalid", "kid must be 1–100 characters", req.KeyID))
-		return
-	}
-	der, alg, err := viewer.ParseAssertionKey(req.PublicKey)
+	k, err := s.viewer.RegisterAssertionKey(c.Request.Context(), sys.ID, req.KeyID, req.PublicKey)
 	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	k := hub.AssertionKey{SystemID: sys.ID, KeyID: req.KeyID, Alg: alg, PublicKey: der, Created: s.now().UTC()}
-	if err := s.viewer.Mailboxes.PutAssertionKey(c.Request.Context(), k); err != nil {
 		writeError(c, s.log, err)
 		return
 	}
@@ -567,7 +558,7 @@ func (s *Server) handleListAssertionKeys(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ks, err := s.viewer.Mailboxes.AssertionKeys(c.Request.Context(), sys.ID)
+	ks, err := s.viewer.AssertionKeys(c.Request.Context(), sys.ID)
 	if err != nil {
 		writeError(c, s.log, err)
 		return

@@ -50,10 +50,31 @@ type SMSGateway interface {
 	SendSMS(ctx context.Context, phone, text string) error
 }
 
+// Store is what the notifier reads of the hub's metadata (hub.Store has it).
+type Store interface {
+	GetMessage(ctx context.Context, uuid string) (hub.Message, error)
+	GetDelivery(ctx context.Context, id string) (hub.Delivery, error)
+	DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error)
+	GetOrg(ctx context.Context, cvr string) (hub.Organisation, error)
+	GetContact(ctx context.Context, id string) (hub.Contact, error)
+	ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) error) error
+	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+}
+
+// Mailboxes is the notifications' state (hub.MailboxStore has it).
+type Mailboxes interface {
+	CreateNotification(ctx context.Context, n hub.Notification) error
+	UpdateNotification(ctx context.Context, n hub.Notification) error
+	GetNotification(ctx context.Context, id string) (hub.Notification, error)
+	DueNotifications(ctx context.Context, now time.Time, limit int) ([]hub.Notification, error)
+	GetCursor(ctx context.Context, name string) (uint64, error)
+	SetCursor(ctx context.Context, name string, v uint64) error
+}
+
 // Notifier queues and sends notifications.
 type Notifier struct {
-	Store     hub.Store
-	Mailboxes hub.MailboxStore
+	Store     Store
+	Mailboxes Mailboxes
 	Blobs     hub.Blobs
 	Events    hub.EventSink
 	Mail      Mailer     // nil: no e-mail notifications

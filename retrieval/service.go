@@ -107,10 +107,36 @@ func (c *Config) defaults() {
 	}
 }
 
+// Store is what system retrieval uses of the hub's metadata (hub.Store has it).
+type Store interface {
+	ListOrgs(ctx context.Context) ([]hub.Organisation, error)
+	GetOrg(ctx context.Context, cvr string) (hub.Organisation, error)
+	ListSystems(ctx context.Context, org string) ([]hub.System, error)
+	GetSystem(ctx context.Context, id string) (hub.System, error)
+	TouchSystem(ctx context.Context, id string, at time.Time) error
+	GetMessage(ctx context.Context, uuid string) (hub.Message, error)
+	DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error)
+	GetDelivery(ctx context.Context, id string) (hub.Delivery, error)
+	AddDeliveries(ctx context.Context, ds []hub.Delivery) error
+	ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error)
+	CountQueue(ctx context.Context, queue string) (int64, error)
+	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error)
+	Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error)
+	Release(ctx context.Context, l hub.Lease) error
+	Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error)
+	AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error)
+	Park(ctx context.Context, deliveryID, reason string) error
+	Unpark(ctx context.Context, deliveryID string) error
+	PutReceipt(ctx context.Context, r hub.Receipt) error
+	ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error)
+	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	ReleaseLock(ctx context.Context, name, holder string) error
+}
+
 // Service is system retrieval. Build it with New; it is safe for
 // concurrent use.
 type Service struct {
-	store  hub.Store
+	store  Store
 	blobs  hub.Blobs
 	events hub.EventSink
 	log    *slog.Logger
@@ -128,7 +154,7 @@ type Service struct {
 
 // Deps are what the service works on.
 type Deps struct {
-	Store  hub.Store
+	Store  Store
 	Blobs  hub.Blobs
 	Events hub.EventSink // may be nil; when set it appends to Store's event log (the fetch event is written with the ack, by Store.AckWith)
 	Log    *slog.Logger

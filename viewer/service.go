@@ -65,10 +65,32 @@ type Config struct {
 	Retention time.Duration
 }
 
+// Store is what the viewer reads of the hub's messages and deliveries (hub.Store has it).
+type Store interface {
+	GetMessage(ctx context.Context, uuid string) (hub.Message, error)
+	GetDelivery(ctx context.Context, id string) (hub.Delivery, error)
+	GetOrg(ctx context.Context, cvr string) (hub.Organisation, error)
+	ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error)
+	Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error)
+}
+
+// Mailboxes is the viewer-side state the viewer keeps (hub.MailboxStore has it).
+type Mailboxes interface {
+	PutMailboxItem(ctx context.Context, it hub.MailboxItem) error
+	MailboxItems(ctx context.Context, deliveryIDs []string) (map[string]hub.MailboxItem, error)
+	DeleteMailboxItem(ctx context.Context, deliveryID string) error
+	PurgeableItems(ctx context.Context, now time.Time, limit int) ([]hub.MailboxItem, error)
+	PutConsent(ctx context.Context, c hub.Consent) error
+	GetConsent(ctx context.Context, citizen, org string) (hub.Consent, error)
+	ListConsents(ctx context.Context, citizen, org string) ([]hub.Consent, error)
+	AssertionKeys(ctx context.Context, systemID string) ([]hub.AssertionKey, error)
+	PutAssertionKey(ctx context.Context, k hub.AssertionKey) error
+}
+
 // Service is the viewer side of the hub.
 type Service struct {
-	Store     hub.Store
-	Mailboxes hub.MailboxStore
+	Store     Store
+	Mailboxes Mailboxes
 	Blobs     hub.Blobs
 	Events    hub.EventSink
 	Roles     Roles
@@ -555,4 +577,28 @@ type RolesFunc func(ctx context.Context, userID, cvr string) (bool, error)
 // MayReadMail implements Roles.
 func (f RolesFunc) MayReadMail(ctx context.Context, userID, cvr string) (bool, error) {
 	return f(ctx, userID, cvr)
+}
+
+// RegisterAssertionKey registers a viewing-client system's public key
+// (PEM "PUBLIC KEY" or base64 PKIX DER; Ed25519 or P-256) under kid. Invalid for a bad kid or key,
+// Conflict when the system has a key with that kid.
+func (s *Service) RegisterAssertionKey(ctx context.Context, systemID, kid, publicKeyPEM string) (hub.AssertionKey, error) {
+	if kid == "" || len(kid) > 100 {
+		return hub.AssertionKey{}, &hub.Error{Code: hub.Invalid, Message: "kid must be 1–100 characters",
+			Fields: []hub.FieldError{{Resource: "request", Field: "kid", Code: "kid.invalid", Message: "kid must be 1–100 characters", RejectedValue: kid}}}
+	}
+	der, alg, err := ParseAssertionKey(publicKeyPEM)
+	if err != nil {
+		return hub.AssertionKey{}, err
+	}
+	k := hub.AssertionKey{SystemID: systemID, KeyID: kid, Alg: alg, PublicKey: der, Created: s.now()}
+	if err := s.Mailboxes.PutAssertionKey(ctx, k); err != nil {
+		return hub.AssertionKey{}, err
+	}
+	return k, nil
+}
+
+// AssertionKeys lists a viewing-client system's keys.
+func (s *Service) AssertionKeys(ctx context.Context, systemID string) ([]hub.AssertionKey, error) {
+	return s.Mailboxes.AssertionKeys(ctx, systemID)
 }

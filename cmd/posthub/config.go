@@ -61,8 +61,8 @@ type serveConfig struct {
 	SMTPStartTLS     bool
 }
 
-// configTable documents the settings (the README's table is generated from
-// the same words).
+// flags declares the settings. The README's configuration table has a row
+// for each (TestREADMEConfigurationTableListsEveryFlag keeps them in step).
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.Data, "data", "./data", "data directory of the embedded default (bolt file, blobs, spool)")

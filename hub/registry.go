@@ -112,10 +112,16 @@ type SystemSpec struct {
 }
 
 // RegisterSystem adds a system to an organisation and returns it with its
-// API token (shown once). Receiver systems obey the limits: Conflict with
-// code "system.limit.authority.post" (a fifth authority-post system),
-// "system.limit.cvr.post" (a second CVR-post system), "system.limit.company"
-// (a second system of a company), "system.default.exists".
+// API token (shown once). A receiver system needs an organisation that
+// receives through systems: Conflict "organisation.setup.mailbox.only"
+// for one whose setup is MAILBOX_ONLY. Receiver systems obey the limits,
+// checked in the write itself (Store.ChangeReceivers), so they hold when
+// administrators register at the same instant: Conflict with code
+// "system.limit.authority.post" (a fifth authority-post system),
+// "system.limit.cvr.post" (a second CVR-post system),
+// "system.limit.company" (a second system of a company),
+// "system.default.exists" (a second default). The first authority-post
+// system becomes the default.
 func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec) (System, string, error) {
 	o, err := g.Store.GetOrg(ctx, org)
 	if err != nil {
@@ -126,28 +132,47 @@ func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec
 	}
 	s := System{ID: uuid.NewString(), OrgCVR: org, Name: sp.Name, Role: sp.Role, Active: true, Version: 1}
 	switch sp.Role {
-	case SenderSystem, ViewerSystem:
-	case RecipientSystem:
-		if err := g.checkReceiver(ctx, o, &sp); err != nil {
+	case SenderSystem, ViewerSystem, RecipientSystem:
+	default:
+		return System{}, "", invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", string(sp.Role))
+	}
+	if sp.Role == RecipientSystem {
+		if err := checkReceiver(o, &sp); err != nil {
 			return System{}, "", err
 		}
 		s.Mailbox, s.Default = sp.Mailbox, sp.Default
 		s.Protocol, s.Endpoint, s.ReceiptEndpoint = sp.Protocol, sp.Endpoint, sp.ReceiptEndpoint
 		s.MemoVersion = sp.MemoVersion
-	default:
-		return System{}, "", invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", string(sp.Role))
 	}
 	token, hash := NewToken()
 	s.TokenHash = hash
 	now := g.now()
 	s.Created, s.Updated = now, now
-	if err := g.Store.CreateSystem(ctx, s); err != nil {
+	if sp.Role == RecipientSystem {
+		err = g.Store.ChangeReceivers(ctx, org, ReceiverChange{Add: &s, At: now, Rule: admitReceiver(o.Kind, s)})
+	} else {
+		err = g.Store.CreateSystem(ctx, s)
+	}
+	if err != nil {
 		return System{}, "", err
 	}
 	return s, token, nil
 }
 
-func (g *Registry) checkReceiver(ctx context.Context, o Organisation, sp *SystemSpec) error {
+// checkReceiver validates a receiver system's spec against its
+// organisation and fills in the defaults (REST_PULL, MeMo 1.1, authority
+// post for an authority, CVR post for a company).
+func checkReceiver(o Organisation, sp *SystemSpec) error {
+	if o.Setup == SetupMailboxOnly {
+		msg := "organisation " + o.CVR + " has setup MAILBOX_ONLY: its post stays in its mailbox for viewing clients and a receiver system would never get any. " +
+			"Change the organisation's setup to SYSTEM_RETRIEVAL"
+		if o.Kind == Authority {
+			msg += " (or CONTACTABLE)"
+		}
+		msg += " first, then register the receiver system"
+		return &Error{Code: Conflict, Message: msg, Fields: []FieldError{{Resource: "organisation", Field: "setup",
+			Code: "organisation.setup.mailbox.only", Message: msg, RejectedValue: string(o.Setup)}}}
+	}
 	if sp.Protocol == "" {
 		sp.Protocol = RestPull
 	}
@@ -164,94 +189,96 @@ func (g *Registry) checkReceiver(ctx context.Context, o Organisation, sp *System
 	default:
 		return invalidField("system", "memoVersion", "system.memo.version.invalid", "memoVersion is 1.1 or 1.2", sp.MemoVersion)
 	}
-	existing, err := g.Store.ListSystems(ctx, o.CVR)
-	if err != nil {
-		return err
-	}
-	var auth, cvr int
-	var hasDefault bool
-	for _, s := range existing {
-		if s.Role != RecipientSystem || !s.Active {
-			continue
-		}
-		if s.Mailbox == CVRPost {
-			cvr++
-		} else {
-			auth++
-			hasDefault = hasDefault || s.Default
-		}
-	}
 	if o.Kind == Company {
-		if auth+cvr >= MaxCompanySystems {
-			return &Error{Code: Conflict, Message: "a company connects at most one receiver system",
-				Fields: []FieldError{{Resource: "system", Field: "role", Code: "system.limit.company", Message: "a company connects at most one receiver system"}}}
-		}
 		sp.Mailbox, sp.Default = CVRPost, false
 		return nil
 	}
-	if sp.Mailbox == "" {
-		sp.Mailbox = AuthorityPost
-	}
 	switch sp.Mailbox {
+	case "":
+		sp.Mailbox = AuthorityPost
 	case CVRPost:
-		if cvr >= 1 {
-			return &Error{Code: Conflict, Message: "an authority connects exactly one receiver system for its CVR post",
-				Fields: []FieldError{{Resource: "system", Field: "mailbox", Code: "system.limit.cvr.post", Message: "the CVR-post system exists already"}}}
-		}
 		sp.Default = false
 	case AuthorityPost:
-		if auth >= MaxAuthorityPostSystems {
-			return &Error{Code: Conflict, Message: "an authority connects at most four receiver systems for authority post",
-				Fields: []FieldError{{Resource: "system", Field: "mailbox", Code: "system.limit.authority.post", Message: "at most four authority-post systems"}}}
-		}
-		if sp.Default && hasDefault {
-			return &Error{Code: Conflict, Message: "the organisation has a default receiver system; use makedefaultrecipient to change it",
-				Fields: []FieldError{{Resource: "system", Field: "default", Code: "system.default.exists", Message: "exactly one default receiver system"}}}
-		}
-		// The first authority-post system is the default: there must be
-		// exactly one once any exist.
-		if auth == 0 {
-			sp.Default = true
-		}
 	default:
 		return invalidField("system", "mailbox", "system.mailbox.invalid", "mailbox is AUTHORITY_POST or CVR_POST", string(sp.Mailbox))
 	}
 	return nil
 }
 
-// MakeDefault marks an authority-post receiver system as the default and
-// unmarks the previous one.
-func (g *Registry) MakeDefault(ctx context.Context, org, id string) (System, error) {
-	s, err := g.systemOf(ctx, org, id)
-	if err != nil {
-		return s, err
-	}
-	if s.Role != RecipientSystem || s.Mailbox != AuthorityPost || !s.Active {
-		return s, &Error{Code: Conflict, Message: "only an active authority-post receiver system can be the default",
-			Fields: []FieldError{{Resource: "system", Field: "id", Code: "system.default.not.eligible", Message: "not an active authority-post receiver system", RejectedValue: id}}}
-	}
-	all, err := g.Store.ListSystems(ctx, org)
-	if err != nil {
-		return s, err
-	}
-	// Set the new default first: a crash in between leaves two defaults,
-	// which routing tolerates (it takes one), never none.
-	if !s.Default {
-		s.Default, s.Updated = true, g.now()
-		if err := g.Store.UpdateSystem(ctx, s); err != nil {
-			return s, err
-		}
-		s.Version++
-	}
-	for _, o := range all {
-		if o.ID != id && o.Default {
-			o.Default, o.Updated = false, g.now()
-			if err := g.Store.UpdateSystem(ctx, o); err != nil {
-				return s, err
+func conflictField(field, code, msg string) *Error {
+	return &Error{Code: Conflict, Message: msg, Fields: []FieldError{{Resource: "system", Field: field, Code: code, Message: msg}}}
+}
+
+// admitReceiver is the receiver rule for a new receiver system s of an
+// organisation of the given kind: an authority connects at most four
+// systems for authority post, exactly one of them the default (the first
+// one, or the one registered with Default while there is none), and one
+// for its CVR post; a company connects one.
+func admitReceiver(kind OrgKind, s System) ReceiverRule {
+	return func(active []Receiver) ([]Receiver, error) {
+		var auth, cvr int
+		var hasDefault bool
+		for _, r := range active {
+			if r.Mailbox == CVRPost {
+				cvr++
+			} else {
+				auth++
+				hasDefault = hasDefault || r.Default
 			}
 		}
+		r := Receiver{ID: s.ID, Mailbox: s.Mailbox}
+		switch {
+		case kind == Company:
+			if auth+cvr >= MaxCompanySystems {
+				return nil, conflictField("role", "system.limit.company", "a company connects at most one receiver system")
+			}
+		case s.Mailbox == CVRPost:
+			if cvr >= 1 {
+				return nil, conflictField("mailbox", "system.limit.cvr.post", "an authority connects exactly one receiver system for its CVR post, and it exists already")
+			}
+		default:
+			if auth >= MaxAuthorityPostSystems {
+				return nil, conflictField("mailbox", "system.limit.authority.post", "an authority connects at most four receiver systems for authority post")
+			}
+			if s.Default && hasDefault {
+				return nil, conflictField("default", "system.default.exists", "the organisation has a default receiver system; use makedefaultrecipient to change it")
+			}
+			// There is exactly one default once any authority-post system
+			// is active: the first one is it.
+			r.Default = !hasDefault
+		}
+		return append(active, r), nil
 	}
-	return s, nil
+}
+
+// MakeDefault marks an active authority-post receiver system as the
+// default and unmarks the previous one, in one step (Store.ChangeReceivers):
+// concurrent calls leave exactly one default. Conflict
+// "system.default.not.eligible" for any other system.
+func (g *Registry) MakeDefault(ctx context.Context, org, id string) (System, error) {
+	if _, err := g.systemOf(ctx, org, id); err != nil {
+		return System{}, err
+	}
+	err := g.Store.ChangeReceivers(ctx, org, ReceiverChange{At: g.now(), Rule: func(active []Receiver) ([]Receiver, error) {
+		found := false
+		for _, r := range active {
+			found = found || (r.ID == id && r.Mailbox == AuthorityPost)
+		}
+		if !found {
+			return nil, &Error{Code: Conflict, Message: "only an active authority-post receiver system can be the default",
+				Fields: []FieldError{{Resource: "system", Field: "id", Code: "system.default.not.eligible", Message: "not an active authority-post receiver system", RejectedValue: id}}}
+		}
+		out := make([]Receiver, len(active))
+		for i, r := range active {
+			r.Default = r.ID == id
+			out[i] = r
+		}
+		return out, nil
+	}})
+	if err != nil {
+		return System{}, err
+	}
+	return g.Store.GetSystem(ctx, id)
 }
 
 // RotateToken replaces a system's API token; the old one stops working.
@@ -270,32 +297,45 @@ func (g *Registry) RotateToken(ctx context.Context, org, id string) (System, str
 }
 
 // DeactivateSystem turns a system off. The default receiver cannot be
-// deactivated while other authority-post systems exist (make another the
-// default first): Conflict "system.default.required".
+// deactivated while other authority-post systems are active (make another
+// the default first): Conflict "system.default.required", decided in the
+// same step as the write (Store.ChangeReceivers).
 func (g *Registry) DeactivateSystem(ctx context.Context, org, id string) (System, error) {
 	s, err := g.systemOf(ctx, org, id)
 	if err != nil {
 		return s, err
 	}
-	if s.Default {
-		all, err := g.Store.ListSystems(ctx, org)
-		if err != nil {
+	if s.Role != RecipientSystem {
+		if !s.Active {
+			return s, nil
+		}
+		s.Active, s.Updated = false, g.now()
+		if err := g.Store.UpdateSystem(ctx, s); err != nil {
 			return s, err
 		}
-		for _, o := range all {
-			if o.ID != id && o.Active && o.Role == RecipientSystem && o.Mailbox == AuthorityPost {
-				return s, &Error{Code: Conflict, Message: "make another system the default before deactivating this one",
-					Fields: []FieldError{{Resource: "system", Field: "default", Code: "system.default.required", Message: "exactly one default receiver system"}}}
+		s.Version++
+		return s, nil
+	}
+	err = g.Store.ChangeReceivers(ctx, org, ReceiverChange{At: g.now(), Rule: func(active []Receiver) ([]Receiver, error) {
+		var out []Receiver
+		var isDefault, others bool
+		for _, r := range active {
+			if r.ID == id {
+				isDefault = r.Default
+				continue
 			}
+			others = others || r.Mailbox == AuthorityPost
+			out = append(out, r)
 		}
-		s.Default = false
+		if isDefault && others {
+			return nil, conflictField("default", "system.default.required", "make another system the default before deactivating this one")
+		}
+		return out, nil
+	}})
+	if err != nil {
+		return System{}, err
 	}
-	s.Active, s.Updated = false, g.now()
-	if err := g.Store.UpdateSystem(ctx, s); err != nil {
-		return s, err
-	}
-	s.Version++
-	return s, nil
+	return g.Store.GetSystem(ctx, id)
 }
 
 func (g *Registry) systemOf(ctx context.Context, org, id string) (System, error) {

@@ -49,12 +49,40 @@ type Orgs interface {
 	GetOrg(ctx context.Context, cvr string) (Organisation, error)
 	ListOrgs(ctx context.Context) ([]Organisation, error)
 
-	// CreateSystem returns Conflict when the ID or TokenHash is taken.
-	// The five-system rule is the service's job, not the store's.
+	// CreateSystem stores a new system. Conflict when the ID or TokenHash
+	// is taken. An active receiver system joins its organisation through
+	// ChangeReceivers only: Invalid here.
 	CreateSystem(ctx context.Context, s System) error
 	// UpdateSystem replaces the system if Version matches, increments it.
-	// NotFound, Conflict.
+	// NotFound, Conflict. What the receiver rule is about — Role, Mailbox,
+	// Default, and Active of a receiver system — changes through
+	// ChangeReceivers only: Invalid when s would change it.
 	UpdateSystem(ctx context.Context, s System) error
+	// ChangeReceivers changes which of org's receiver systems are active
+	// and which of them is the default, as ch.Rule decides, and stores
+	// ch.Add (a new receiver system of org, or nil) in the same step.
+	//
+	// The rule is given the organisation's active receiver systems as they
+	// stand at the instant of the write, and the decision and the write are
+	// one atomic step (bolt: one transaction; MongoDB: one unique insert):
+	// of any number of concurrent calls, on any number of hub instances,
+	// each rule sees the outcome of every call that succeeded before it. So
+	// whatever the rule enforces over the whole set — at most N per
+	// mailbox, exactly one default — holds however many administrators
+	// act at once.
+	//
+	// Systems the rule leaves out become inactive (Active and Default
+	// false), the one it marks Default is the default; each system that
+	// changes gets Updated = ch.At and Version+1. ch.Add is stored active,
+	// with the Default the rule gave it, and updated in place to what was
+	// stored. The rule's error is returned unchanged and nothing is
+	// written (the hub's rules answer Conflict with the field codes
+	// system.limit.authority.post, system.limit.cvr.post,
+	// system.limit.company, system.default.exists,
+	// system.default.not.eligible and system.default.required; see
+	// Registry). Conflict when ch.Add's ID or TokenHash is taken; Invalid
+	// when the rule keeps a system that was not active or drops ch.Add.
+	ChangeReceivers(ctx context.Context, org string, ch ReceiverChange) error
 	// GetSystem returns NotFound when absent.
 	GetSystem(ctx context.Context, id string) (System, error)
 	// SystemByToken finds the system whose TokenHash equals hash. NotFound.
@@ -84,6 +112,29 @@ type Orgs interface {
 	DeleteRoutingRule(ctx context.Context, org, id string) error
 	// ListRoutingRules returns an organisation's rules by ascending Priority.
 	ListRoutingRules(ctx context.Context, org string) ([]RoutingRule, error)
+}
+
+// Receiver is an active receiver system as the receiver rule sees it.
+type Receiver struct {
+	ID      string
+	Mailbox MailboxKind
+	Default bool
+}
+
+// ReceiverRule decides a change of an organisation's active receiver
+// systems: given those active now, in creation order, it returns those to
+// be active after the change, with the default marked, or the error that
+// refuses the change. A store may call it more than once (a retry after a
+// concurrent change); the call whose outcome is written is the last.
+type ReceiverRule func(active []Receiver) ([]Receiver, error)
+
+// ReceiverChange is one call of Orgs.ChangeReceivers.
+type ReceiverChange struct {
+	// Add is a new receiver system to store in the same step, or nil.
+	Add *System
+	// At is the Updated time of every system the change touches.
+	At   time.Time
+	Rule ReceiverRule
 }
 
 // Contacts is the contact register.

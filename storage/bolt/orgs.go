@@ -83,33 +83,101 @@ func (s *Store) ListOrgs(ctx context.Context) ([]hub.Organisation, error) {
 }
 
 func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
-	if sys.ID == "" {
-		return hub.Errorf(hub.Invalid, "system without ID")
+	if err := hub.CheckPlainCreate(sys); err != nil {
+		return err
 	}
 	defer s.tokens.changed()
-	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
-		b := bk(tx, bSystems)
-		if b.Get([]byte(sys.ID)) != nil {
-			return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
-		}
-		tb := bk(tx, bSysToken)
-		if sys.TokenHash != "" && tb.Get([]byte(sys.TokenHash)) != nil {
-			return hub.Errorf(hub.Conflict, "token of system %s is taken", sys.ID)
-		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		if sys.TokenHash != "" {
-			if err := tb.Put([]byte(sys.TokenHash), []byte(sys.ID)); err != nil {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return createSystem(tx, sys) })
+}
+
+// ChangeReceivers decides and writes in one transaction: bbolt runs one
+// writer at a time, so the rule sees every change committed before it.
+func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.ReceiverChange) error {
+	if err := hub.CheckReceiverChange(org, ch); err != nil {
+		return err
+	}
+	defer s.tokens.changed()
+	var added hub.System
+	err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		if a := ch.Add; a != nil {
+			if err := systemFree(tx, *a); err != nil {
 				return err
 			}
 		}
-		if err := bk(tx, bSysOrg).Put(cat(prefix(sys.OrgCVR), u64(seq)), []byte(sys.ID)); err != nil {
+		var recs []systemRec
+		var active []hub.Receiver
+		err := scanPrefix(tx.Bucket(bSysOrg), prefix(org), func(_, id []byte) (bool, error) {
+			r, err := getSystem(tx, string(id))
+			if err == nil && r.Role == hub.RecipientSystem && r.Active {
+				recs = append(recs, r)
+				active = append(active, hub.Receiver{ID: r.ID, Mailbox: r.Mailbox, Default: r.Default})
+			}
+			return err == nil, err
+		})
+		if err != nil {
 			return err
 		}
-		return putJSON(b, []byte(sys.ID), systemRec{System: sys, TokenHash: sys.TokenHash, Seq: seq})
+		next, err := ch.Rule(active)
+		if err != nil {
+			return err
+		}
+		plan, err := hub.PlanReceivers(active, next, ch.Add)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			c, ok := plan[r.ID]
+			if !ok {
+				continue
+			}
+			r.Active, r.Default, r.Updated = c.Active, c.Default, ch.At
+			r.Version++
+			if err := putJSON(bk(tx, bSystems), []byte(r.ID), r); err != nil {
+				return err
+			}
+		}
+		if ch.Add == nil {
+			return nil
+		}
+		added = *ch.Add
+		added.Active, added.Default = true, plan[added.ID].Default
+		return createSystem(tx, added)
 	})
+	if err == nil && ch.Add != nil {
+		*ch.Add = added
+	}
+	return err
+}
+
+// systemFree returns Conflict when sys's ID or token hash is taken.
+func systemFree(tx *bolt.Tx, sys hub.System) error {
+	if tx.Bucket(bSystems).Get([]byte(sys.ID)) != nil {
+		return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
+	}
+	if sys.TokenHash != "" && tx.Bucket(bSysToken).Get([]byte(sys.TokenHash)) != nil {
+		return hub.Errorf(hub.Conflict, "token of system %s is taken", sys.ID)
+	}
+	return nil
+}
+
+func createSystem(tx *bolt.Tx, sys hub.System) error {
+	if err := systemFree(tx, sys); err != nil {
+		return err
+	}
+	b, tb := bk(tx, bSystems), bk(tx, bSysToken)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	if sys.TokenHash != "" {
+		if err := tb.Put([]byte(sys.TokenHash), []byte(sys.ID)); err != nil {
+			return err
+		}
+	}
+	if err := bk(tx, bSysOrg).Put(cat(prefix(sys.OrgCVR), u64(seq)), []byte(sys.ID)); err != nil {
+		return err
+	}
+	return putJSON(b, []byte(sys.ID), systemRec{System: sys, TokenHash: sys.TokenHash, Seq: seq})
 }
 
 func getSystem(tx *bolt.Tx, id string) (systemRec, error) {
@@ -130,6 +198,9 @@ func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
 		}
 		if old.Version != sys.Version {
 			return hub.Errorf(hub.Conflict, "system %s changed (version %d, not %d)", sys.ID, old.Version, sys.Version)
+		}
+		if err := hub.CheckPlainUpdate(old.value(), sys); err != nil {
+			return err
 		}
 		tb := bk(tx, bSysToken)
 		if sys.TokenHash != old.TokenHash {

@@ -3,7 +3,6 @@ package mongo
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -14,12 +13,16 @@ import (
 )
 
 // recDoc is one revision of a versioned record (organisation, system,
-// contact group, contact point). Revisions of key k are numbered rv = 1, 2…
-// and every change (create, update, delete) is the insert of revision
-// head+1 under the unique index (k, rv): of any number of concurrent
-// changes exactly one wins, on FerretDB as on MongoDB. The head revision is
-// the record; a head with Dead set is a deleted record. Older revisions are
-// removed after a change and never read.
+// contact group, contact point, receiver roster). Revisions of key k are
+// numbered rv = 1, 2… and every change (create, update, delete) is the
+// insert of revision head+1 under the unique index (k, rv): of any number
+// of concurrent changes exactly one wins, on FerretDB as on MongoDB. The
+// head revision is the record; a head with Dead set is a deleted record.
+// Older revisions are never read; after a change their content is dropped
+// but the documents stay, holding their numbers: a writer that read an old
+// head and inserts late must find its number taken (were the old revision
+// removed, its insert would succeed below the head and its change be lost
+// while it reported success).
 type recDoc[T any] struct {
 	ID   string `bson:"_id"`
 	K    string `bson:"k"`
@@ -50,7 +53,7 @@ func live[T any](ctx context.Context, c *mongo.Collection, what, k string) (recD
 }
 
 // putRev inserts revision next.RV; Conflict when another change took it.
-// Then it removes the older revisions (best effort).
+// Then it empties the older revisions (best effort).
 func putRev[T any](ctx context.Context, c *mongo.Collection, what string, next recDoc[T]) error {
 	next.ID = recID(next.K, next.RV)
 	if _, err := c.InsertOne(ctx, next); err != nil {
@@ -59,7 +62,8 @@ func putRev[T any](ctx context.Context, c *mongo.Collection, what string, next r
 		}
 		return translate(err, "write %s %s", what, next.K)
 	}
-	_, _ = c.DeleteMany(ctx, bson.M{"k": next.K, "rv": bson.M{"$lt": next.RV}})
+	_, _ = c.UpdateMany(ctx, bson.M{"k": next.K, "rv": bson.M{"$lt": next.RV}, "x": bson.M{"$exists": true}},
+		bson.M{"$unset": bson.M{"x": "", "tok": ""}})
 	return nil
 }
 
@@ -218,8 +222,8 @@ func (s *Store) releaseToken(ctx context.Context, hash, system string) {
 }
 
 func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
-	if sys.ID == "" {
-		return hub.Errorf(hub.Invalid, "system without ID")
+	if err := hub.CheckPlainCreate(sys); err != nil {
+		return err
 	}
 	if _, err := live[hub.System](ctx, s.systems, "system", sys.ID); err == nil {
 		return hub.Errorf(hub.Conflict, "system %s exists", sys.ID)
@@ -256,6 +260,16 @@ func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
 	}
 	if h.X.Version != sys.Version {
 		return hub.Errorf(hub.Conflict, "system %s changed (version %d, not %d)", sys.ID, h.X.Version, sys.Version)
+	}
+	if h.X.Role == hub.RecipientSystem {
+		r, ok, err := s.rosterOf(ctx, h.Org)
+		if err != nil {
+			return err
+		}
+		applyRoster(&h.X, r, ok)
+	}
+	if err := hub.CheckPlainUpdate(h.X, sys); err != nil {
+		return err
 	}
 	if sys.TokenHash != h.Tok {
 		if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
@@ -308,10 +322,22 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 	if err != nil {
 		return hub.System{}, err
 	}
-	out, err := s.withTouch(ctx, []recDoc[hub.System]{h})
+	var out []hub.System
+	touched := func() (err error) {
+		out, err = s.withTouch(ctx, []recDoc[hub.System]{h})
+		return err
+	}
+	if h.X.Role != hub.RecipientSystem {
+		if err := touched(); err != nil {
+			return hub.System{}, err
+		}
+		return out[0], nil
+	}
+	r, ok, err := s.withRoster(ctx, h.Org, touched)
 	if err != nil {
 		return hub.System{}, err
 	}
+	applyRoster(&out[0], r, ok)
 	return out[0], nil
 }
 
@@ -334,12 +360,19 @@ func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, err
 }
 
 func (s *Store) ListSystems(ctx context.Context, org string) ([]hub.System, error) {
-	docs, err := listLive[hub.System](ctx, s.systems, bson.M{"org": org})
+	var docs []recDoc[hub.System]
+	r, ok, err := s.withRoster(ctx, org, func() (err error) {
+		docs, err = listLive[hub.System](ctx, s.systems, bson.M{"org": org})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(docs, func(i, j int) bool { return docs[i].CS < docs[j].CS })
-	return s.withTouch(ctx, docs)
+	out, err := s.withTouch(ctx, sortedByCreation(docs))
+	for i := range out {
+		applyRoster(&out[i], r, ok)
+	}
+	return out, err
 }
 
 // TouchSystem is last-writer-wins in a side document, so it never races

@@ -53,7 +53,8 @@ type Store struct {
 	grace    time.Duration
 	logger   *slog.Logger
 
-	orgs, systems, tokens, touches, groups, points, rules *mongo.Collection
+	orgs, systems, receivers, tokens, touches, groups     *mongo.Collection
+	points, rules                                         *mongo.Collection
 	contacts, users, policies, meta                       *mongo.Collection
 	messages, deliveries, leases, parked, receipts        *mongo.Collection
 	pending, events, counters, locks                      *mongo.Collection
@@ -105,7 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		p    **mongo.Collection
 		name string
 	}{
-		{&s.orgs, "orgs"}, {&s.systems, "systems"}, {&s.tokens, "system_tokens"}, {&s.touches, "system_fetches"},
+		{&s.orgs, "orgs"}, {&s.systems, "systems"}, {&s.receivers, "receivers"}, {&s.tokens, "system_tokens"}, {&s.touches, "system_fetches"},
 		{&s.groups, "contact_groups"}, {&s.points, "contact_points"}, {&s.rules, "routing_rules"},
 		{&s.contacts, "contacts"}, {&s.users, "users"}, {&s.policies, "policies"}, {&s.meta, "meta"},
 		{&s.messages, "messages"}, {&s.deliveries, "deliveries"}, {&s.leases, "leases"}, {&s.parked, "parked"},
@@ -148,7 +149,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		c  *mongo.Collection
 		ms []mongo.IndexModel
 	}{
-		{s.orgs, versioned}, {s.groups, versioned}, {s.points, versioned},
+		{s.orgs, versioned}, {s.groups, versioned}, {s.points, versioned}, {s.receivers, versioned},
 		{s.systems, append(versioned, mongo.IndexModel{Keys: idx("org", "cs")})},
 		{s.rules, []mongo.IndexModel{{Keys: idx("org", "prio")}}},
 		{s.messages, []mongo.IndexModel{{Keys: idx("sender", "-rcv", "-_id")}, {Keys: idx("c", "claimed")}}},

@@ -45,6 +45,7 @@ type storeTest struct {
 func TestStore(t *testing.T, open func(t *testing.T) hub.Store) {
 	var tests []storeTest
 	tests = append(tests, orgTests...)
+	tests = append(tests, ruleTests...)
 	tests = append(tests, messageTests...)
 	tests = append(tests, queueTests...)
 	tests = append(tests, eventTests...)

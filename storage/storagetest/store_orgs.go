@@ -12,9 +12,11 @@ func org(cvr string) hub.Organisation {
 		Created: T0, Updated: T0, Active: true, SendFor: []string{"11111111"}}
 }
 
+// system is a sender system (receiver systems join with ChangeReceivers;
+// see store_rules.go).
 func system(id, org, token string) hub.System {
-	return hub.System{ID: id, OrgCVR: org, Name: "System " + id, Role: hub.RecipientSystem, Mailbox: hub.AuthorityPost,
-		Protocol: hub.RestPull, MemoVersion: "1.2", TokenHash: token, Active: true, Created: T0, Updated: T0}
+	return hub.System{ID: id, OrgCVR: org, Name: "System " + id, Role: hub.SenderSystem,
+		TokenHash: token, Active: true, Created: T0, Updated: T0}
 }
 
 var orgTests = []storeTest{

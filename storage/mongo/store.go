@@ -53,12 +53,12 @@ type Store struct {
 	grace    time.Duration
 	logger   *slog.Logger
 
-	orgs, systems, receivers, tokens, touches, groups     *mongo.Collection
-	points, rules                                         *mongo.Collection
-	contacts, users, policies, meta                       *mongo.Collection
-	messages, deliveries, leases, parked, receipts        *mongo.Collection
-	pending, events, counters, locks                      *mongo.Collection
-	mbItems, consents, notifs, cursors, assertKeys        *mongo.Collection
+	orgs, systems, receivers, tokens, touches, groups *mongo.Collection
+	points, rules                                     *mongo.Collection
+	contacts, users, policies, meta                   *mongo.Collection
+	messages, deliveries, leases, parked, receipts    *mongo.Collection
+	pending, events, counters, locks                  *mongo.Collection
+	mbItems, consents, notifs, cursors, assertKeys    *mongo.Collection
 
 	seqMu   sync.Mutex
 	lastSeq int64

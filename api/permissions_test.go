@@ -72,7 +72,7 @@ func newMatrixHub(t *testing.T) *matrixHub {
 		Importer: &hub.ContactImporter{Store: store}})
 	m := &matrixHub{srv: srv, store: store}
 	for _, o := range []string{ownOrg, otherOrg} {
-		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority}); err != nil {
+		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
 			t.Fatal(err)
 		}
 	}

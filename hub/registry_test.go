@@ -42,6 +42,38 @@ func (f *fakeRegistryStore) CreateSystem(_ context.Context, s System) error {
 	return nil
 }
 
+// ChangeReceivers decides and writes at once: the fake is used by one
+// goroutine.
+func (f *fakeRegistryStore) ChangeReceivers(_ context.Context, org string, ch ReceiverChange) error {
+	if err := CheckReceiverChange(org, ch); err != nil {
+		return err
+	}
+	var active []Receiver
+	for _, s := range f.systems {
+		if s.OrgCVR == org && s.Role == RecipientSystem && s.Active {
+			active = append(active, Receiver{ID: s.ID, Mailbox: s.Mailbox, Default: s.Default})
+		}
+	}
+	next, err := ch.Rule(active)
+	if err != nil {
+		return err
+	}
+	plan, err := PlanReceivers(active, next, ch.Add)
+	if err != nil {
+		return err
+	}
+	for i, s := range f.systems {
+		if st, ok := plan[s.ID]; ok {
+			f.systems[i].Active, f.systems[i].Default, f.systems[i].Version = st.Active, st.Default, s.Version+1
+		}
+	}
+	if ch.Add != nil {
+		ch.Add.Active, ch.Add.Default = true, plan[ch.Add.ID].Default
+		f.systems = append(f.systems, *ch.Add)
+	}
+	return nil
+}
+
 func (f *fakeRegistryStore) GetSystem(_ context.Context, id string) (System, error) {
 	for _, s := range f.systems {
 		if s.ID == id {
@@ -88,12 +120,21 @@ func TestRegistryEnforcesTheFiveSystemRule(t *testing.T) {
 	if _, err := g.CreateOrg(ctx, Organisation{CVR: "11111111", Name: "A", Kind: Authority, Setup: SetupContactable}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.CreateOrg(ctx, Organisation{CVR: "22222222", Name: "C", Kind: Company}); err != nil {
+	if _, err := g.CreateOrg(ctx, Organisation{CVR: "22222222", Name: "C", Kind: Company, Setup: SetupSystemRetrieval}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.CreateOrg(ctx, Organisation{CVR: "44444444", Name: "M", Kind: Authority, Setup: SetupMailboxOnly}); err != nil {
 		t.Fatal(err)
 	}
 	recv := func(org string, mb MailboxKind, def bool) (System, error) {
 		s, _, err := g.RegisterSystem(ctx, org, SystemSpec{Name: "r", Role: RecipientSystem, Mailbox: mb, Default: def})
 		return s, err
+	}
+	if _, err := recv("44444444", AuthorityPost, false); fieldCodeOf(err) != "organisation.setup.mailbox.only" || ErrorCode(err) != Conflict {
+		t.Errorf("receiver of a MAILBOX_ONLY organisation: %v", err)
+	}
+	if _, _, err := g.RegisterSystem(ctx, "44444444", SystemSpec{Name: "s", Role: SenderSystem}); err != nil {
+		t.Errorf("sender of a MAILBOX_ONLY organisation: %v", err)
 	}
 	first, err := recv("11111111", AuthorityPost, false)
 	if err != nil || !first.Default {

@@ -450,11 +450,36 @@ func TestFirstConnectionQueuesWaitingPostInArrivalOrder(t *testing.T) {
 	}
 }
 
+// setup changes an organisation's setup in the store.
+func (e *env) setup(org string, setup hub.Setup) {
+	e.t.Helper()
+	o, err := e.store.GetOrg(ctx, org)
+	if err == nil {
+		o.Setup = setup
+		err = e.store.UpdateOrg(ctx, o)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// mailboxOnlyReceiver registers a receiver system of a MAILBOX_ONLY
+// organisation, which takes registering it while the organisation has
+// system retrieval (a MAILBOX_ONLY organisation refuses new receivers).
+func (e *env) mailboxOnlyReceiver(org string, sp hub.SystemSpec) hub.System {
+	e.t.Helper()
+	e.setup(org, hub.SetupSystemRetrieval)
+	defer e.setup(org, hub.SetupMailboxOnly)
+	return e.system(org, sp)
+}
+
 func TestMailboxOnlyOrganisationKeepsItsPost(t *testing.T) {
 	e := newEnv(t, retrieval.Config{})
 	q := hub.MailboxQueue(senderOrg, hub.AuthorityPost)
 	e.put(q, senderOrg, "", "1.1", false)
-	sys := e.system(senderOrg, hub.SystemSpec{})
+	_, _, err := e.reg.RegisterSystem(ctx, senderOrg, hub.SystemSpec{Name: "receiver", Role: hub.RecipientSystem})
+	wantCode(t, err, hub.Conflict, "registering a receiver system of a MAILBOX_ONLY organisation")
+	sys := e.mailboxOnlyReceiver(senderOrg, hub.SystemSpec{})
 	if n, err := e.svc.Connect(ctx, sys); err != nil || n != 0 {
 		t.Fatalf("Connect moved %d, %v", n, err)
 	}
@@ -505,8 +530,8 @@ func TestSystemFetchMovesMailboxAndReportsProgress(t *testing.T) {
 		ids = append(ids, id)
 		e.clock.Add(time.Hour)
 	}
-	sys := e.system(senderOrg, hub.SystemSpec{})
-	cvrSys := e.system(senderOrg, hub.SystemSpec{Mailbox: hub.CVRPost})
+	sys := e.mailboxOnlyReceiver(senderOrg, hub.SystemSpec{})
+	cvrSys := e.mailboxOnlyReceiver(senderOrg, hub.SystemSpec{Mailbox: hub.CVRPost})
 	mb := retrieval.MailboxID(senderOrg, hub.AuthorityPost)
 	_, err := e.svc.StartFetch(ctx, cvrSys, mb, retrieval.FetchRequest{})
 	wantCode(t, err, hub.Forbidden, "a CVR-post system fetching the authority mailbox")

@@ -119,7 +119,7 @@ func (s *Server) registryRoutes() []Route {
 			Produces: j, Status: 200, Schema: "Organisation", Handler: s.handleGetOrg},
 
 		{Method: "POST", Path: org + "/systems/", Perm: rbac.SystemsWrite, Tag: "systems",
-			Summary:  "Register a sender, receiver or viewer system (at most four authority-post receivers and one CVR-post receiver); the answer carries its API token, shown once.",
+			Summary:  "Register a sender, receiver or viewer system (at most four authority-post receivers, exactly one of them the default, and one CVR-post receiver; a company one receiver; 409 with the rule's code otherwise, also when administrators register at once). An organisation with setup MAILBOX_ONLY registers no receiver system (409 organisation.setup.mailbox.only). The answer carries the API token, shown once.",
 			Consumes: []string{j}, Produces: j, Status: 201, Schema: "SystemWithToken", Handler: s.handleCreateSystem},
 		{Method: "GET", Path: org + "/systems/", Perm: rbac.SystemsRead, Tag: "systems", Summary: "List an organisation's systems.",
 			Produces: j, Status: 200, Schema: "SystemList", Handler: s.handleListSystems},

@@ -31,7 +31,10 @@ func ValidCVR(s string) bool { return cvrRe.MatchString(s) }
 func ValidCPR(s string) bool { return cprRe.MatchString(s) }
 
 // Registry manages organisations, their systems and contact structure,
-// enforcing the domain's rules; the store only persists.
+// enforcing the domain's rules. Where a rule is about a whole set (at most
+// four authority-post systems, exactly one default) the rule is a
+// ReceiverRule that the store decides in the same step as it writes
+// (Store.ChangeReceivers), so concurrent administrators cannot break it.
 type Registry struct {
 	Store Store
 	Now   func() time.Time

@@ -28,10 +28,26 @@
 // (k, rv). Create, update and delete each insert revision head+1 (delete
 // inserts a tombstone), so of concurrent changes exactly one wins and the
 // others get Conflict; optimistic Version checks are therefore exact even on
-// FerretDB. Older revisions are removed afterwards. A system's token hash is
+// FerretDB. Older revisions are emptied afterwards but keep their numbers,
+// so a writer that read an old head cannot re-insert a freed number below
+// the head and report a lost change as done. A system's token hash is
 // claimed by inserting system_tokens{_id: hash} before the revision that
 // carries it; a claim not backed by its system's live revision is stale
 // once older than the grace period (a crash between the two inserts).
+//
+// # Receiver rules (receivers.go)
+//
+// Which of an organisation's receiver systems are active and which is the
+// default is a versioned record of its own, the receiver roster: every
+// ChangeReceivers decides the hub's rule (at most four authority-post
+// systems, one CVR-post, one for a company, exactly one default) on the
+// roster head and inserts the next revision, retrying on a newer head when
+// another change won. Reads take Active and Default of receiver systems
+// from the roster (fetched alongside the system documents, so no extra
+// serial round trip); the system documents follow it. A crash between the
+// roster revision and a new system's document leaves a member without a
+// document, which counts for the grace period and is dropped by the next
+// change after it.
 //
 // # PutMessage: all or none visible
 //

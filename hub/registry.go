@@ -409,3 +409,11 @@ func (g *Registry) PutContactPoint(ctx context.Context, p ContactPoint) (Contact
 	p.Version++
 	return p, nil
 }
+
+// CodeTaken is the store's refusal of a contact point whose code c another
+// point (owner) of the organisation carries.
+func CodeTaken(c ContactPointCode, owner string) error {
+	msg := "contact-point code " + string(c.Type) + " " + c.Code + " belongs to another contact point of the organisation (" + owner + ")"
+	return &Error{Code: Conflict, Message: msg, Fields: []FieldError{{Resource: "contactPoint", Field: "contactPointCodes",
+		Code: "contact.point.code.taken", Message: "a contact-point code names one contact point of an organisation", RejectedValue: string(c.Type) + " " + c.Code}}}
+}

@@ -99,7 +99,11 @@ type Orgs interface {
 	// DeleteContactGroup returns NotFound when absent or of another org.
 	DeleteContactGroup(ctx context.Context, org, id string) error
 	ListContactGroups(ctx context.Context, org string) ([]ContactGroup, error)
-	// PutContactPoint creates or replaces a point, as PutContactGroup.
+	// PutContactPoint creates or replaces a point, as PutContactGroup. A
+	// contact-point code (type and value) names at most one contact point
+	// of an organisation, decided in the same step as the write: Conflict
+	// with field code "contact.point.code.taken" (CodeTaken) when another
+	// point of the organisation carries one of p's codes.
 	PutContactPoint(ctx context.Context, p ContactPoint) error
 	// GetContactPoint returns NotFound when absent.
 	GetContactPoint(ctx context.Context, id string) (ContactPoint, error)
@@ -232,7 +236,6 @@ type Queues interface {
 	// ack repeats them on the retried ack, replacing rather than doubling.
 	AckWith(ctx context.Context, deliveryID string, now time.Time, r *Receipt, evs []Event) (AckResult, error)
 }
-
 
 // AckResult reports what an acknowledgement did.
 type AckResult struct {

@@ -230,3 +230,31 @@ func TestMailboxOnlyOrganisationRefusesReceiverSystems(t *testing.T) {
 		t.Fatalf("systems stored: %+v", ss)
 	}
 }
+
+// A contact-point code names one contact point of an organisation: 16
+// administrators creating points with the same KLE code at once get one
+// point.
+func TestConcurrentContactPointsWithOneCodeKeepItUnique(t *testing.T) {
+	h := startHub(t)
+	c := rulesClient{t: t, bases: []string{h.base}, operator: h.operator}
+	const org = "53000000"
+	c.must(c.call(0, "POST", "/apis/v1/organisations/", map[string]any{"cvr": org, "name": "Kommune", "kind": "AUTHORITY", "setup": "CONTACTABLE"}), 201, "create organisation")
+	var st struct {
+		System hub.System `json:"system"`
+	}
+	if err := json.Unmarshal(c.must(c.call(0, "POST", "/apis/v1/organisations/"+org+"/systems/", map[string]any{"name": "ESDH", "role": "RECIPIENT"}), 201, "register").body, &st); err != nil {
+		t.Fatal(err)
+	}
+	got := atOnce(16, func(i int) string {
+		return c.call(i, "POST", "/apis/v1/organisations/"+org+"/contact-points/", map[string]any{"name": fmt.Sprint("point ", i), "systemId": st.System.ID,
+			"active": true, "visible": true, "contactPointCodes": []map[string]string{{"type": "KLE", "code": "02.00"}}}).outcome()
+	})
+	if want := map[string]int{"201": 1, "409 conflict/contact.point.code.taken": 15}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("16 contact points with one code at once answered %v, want %v", got, want)
+	}
+	var ps []hub.ContactPoint
+	_ = json.Unmarshal(c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/contact-points/", nil), 200, "list").body, &ps)
+	if len(ps) != 1 {
+		t.Fatalf("%d contact points stored", len(ps))
+	}
+}

@@ -22,7 +22,6 @@ func TestStore(t *testing.T) {
 	storagetest.TestStore(t, func(t *testing.T) hub.Store { return open(t) })
 }
 
-
 // The contract holds without the accept log too (Options.NoAcceptLog).
 func TestStoreWithoutAcceptLog(t *testing.T) {
 	storagetest.TestStore(t, func(t *testing.T) hub.Store {

@@ -407,13 +407,69 @@ func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.Contac
 	return out, err
 }
 
+// PutContactPoint checks the point's codes against the code index
+// (organisation, type, value → point) and writes the point and its index
+// entries in one transaction.
 func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
-		return versioned(tx, bPoints, bPointOrg, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
+		var old hub.ContactPoint
+		if _, err := getJSON(tx.Bucket(bPoints), []byte(p.ID), &old); err != nil {
+			return err
+		}
+		if err := versioned(tx, bPoints, bPointOrg, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
 			p := p
 			p.Version = v
 			return p
-		})
+		}); err != nil {
+			return err
+		}
+		// A refusal here rolls the write above back with the transaction.
+		cb := bk(tx, bPointCode)
+		for _, c := range p.Codes {
+			if owner := cb.Get(codeKey(p.OrgCVR, c)); owner != nil && string(owner) != p.ID {
+				return hub.CodeTaken(c, string(owner))
+			}
+		}
+		if err := unindexCodes(cb, old); err != nil {
+			return err
+		}
+		return indexCodes(cb, p)
+	})
+}
+
+func codeKey(org string, c hub.ContactPointCode) []byte { return key(org, string(c.Type), c.Code) }
+
+func indexCodes(cb *bolt.Bucket, p hub.ContactPoint) error {
+	for _, c := range p.Codes {
+		if err := cb.Put(codeKey(p.OrgCVR, c), []byte(p.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unindexCodes removes the index entries that name p.
+func unindexCodes(cb *bolt.Bucket, p hub.ContactPoint) error {
+	for _, c := range p.Codes {
+		if k := codeKey(p.OrgCVR, c); string(cb.Get(k)) == p.ID {
+			if err := cb.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// indexPointCodes fills the code index of a file written before it
+// existed; where two points share a code, the index names one of them.
+func indexPointCodes(tx *bolt.Tx) error {
+	cb := tx.Bucket(bPointCode)
+	return tx.Bucket(bPoints).ForEach(func(_, v []byte) error {
+		var p hub.ContactPoint
+		if err := jsonDecode(v, &p); err != nil {
+			return err
+		}
+		return indexCodes(cb, p)
 	})
 }
 
@@ -430,7 +486,16 @@ func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoin
 }
 
 func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
-	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return deleteOrgScoped(tx, bPoints, bPointOrg, "contact point", org, id) })
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		var old hub.ContactPoint
+		if _, err := getJSON(tx.Bucket(bPoints), []byte(id), &old); err != nil {
+			return err
+		}
+		if err := deleteOrgScoped(tx, bPoints, bPointOrg, "contact point", org, id); err != nil {
+			return err
+		}
+		return unindexCodes(bk(tx, bPointCode), old)
+	})
 }
 
 func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {

@@ -111,6 +111,7 @@ var (
 	bGroupOrg    = []byte("contact_groups_by_org")
 	bPoints      = []byte("contact_points")
 	bPointOrg    = []byte("contact_points_by_org")
+	bPointCode   = []byte("contact_points_by_code")
 	bRules       = []byte("routing_rules")
 	bRuleOrg     = []byte("routing_rules_by_org")
 	bContacts    = []byte("contacts")
@@ -133,7 +134,7 @@ var (
 	bUsers       = []byte("users")
 	bLocks       = []byte("locks")
 	bMeta        = []byte("meta")
-	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
+	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bPointCode, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
 	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
 )
 
@@ -206,9 +207,15 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: open %s", path)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
+		indexCodes := tx.Bucket(bPointCode) == nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if indexCodes {
+			if err := indexPointCodes(tx); err != nil {
+				return err
 			}
 		}
 		return migrateDeliveryBuckets(tx)

@@ -440,11 +440,120 @@ func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.Contac
 	return out, err
 }
 
+// A contact-point code names one point of an organisation: the point
+// claims it in contact_point_codes (_id = organisation, type and value)
+// before the revision that carries it is written, as a system claims its
+// token. A claim whose owner's live revision does not carry the code is
+// stale once older than the grace period (a crash between the claim and
+// the revision, or before the release of a dropped code); a put that has
+// run for half the grace period gives up rather than write, so a claim is
+// never taken over from a put that may still write.
+type codeDoc struct {
+	ID    string    `bson:"_id"`
+	Owner string    `bson:"o"`
+	At    time.Time `bson:"at"` // wall clock of the claim
+}
+
+func codeID(org string, c hub.ContactPointCode) string {
+	return org + "\x00" + string(c.Type) + "\x00" + c.Code
+}
+
+func carries(p hub.ContactPoint, c hub.ContactPointCode) bool {
+	for _, x := range p.Codes {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// claimCode claims c in org for point id (nil when id holds it already).
+func (s *Store) claimCode(ctx context.Context, org, id string, c hub.ContactPointCode) error {
+	k := codeID(org, c)
+	for try := 0; try < 3; try++ {
+		_, err := s.codes.InsertOne(ctx, codeDoc{ID: k, Owner: id, At: time.Now()})
+		if err == nil {
+			return nil
+		}
+		if !isDup(err) {
+			return translate(err, "claim contact-point code")
+		}
+		old, ok, err := findOne[codeDoc](ctx, s.codes, bson.M{"_id": k})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if old.Owner == id {
+			return nil
+		}
+		h, err := live[hub.ContactPoint](ctx, s.points, "contact point", old.Owner)
+		if err != nil && !hub.Is(err, hub.NotFound) {
+			return err
+		}
+		if (err == nil && h.Org == org && carries(h.X, c)) || time.Since(old.At) < s.grace {
+			return hub.CodeTaken(c, old.Owner)
+		}
+		if _, err := s.codes.DeleteOne(ctx, bson.M{"_id": k, "o": old.Owner}); err != nil {
+			return translate(err, "remove stale contact-point code claim")
+		}
+	}
+	return hub.Errorf(hub.Conflict, "contact-point code %s %s is contended", c.Type, c.Code)
+}
+
+// releaseCodes drops point id's claims on codes its live revision does not
+// carry.
+func (s *Store) releaseCodes(ctx context.Context, org, id string, codes []hub.ContactPointCode) {
+	h, err := live[hub.ContactPoint](ctx, s.points, "contact point", id)
+	if err != nil && !hub.Is(err, hub.NotFound) {
+		return // left for the grace period
+	}
+	for _, c := range codes {
+		if err == nil && carries(h.X, c) {
+			continue
+		}
+		_, _ = s.codes.DeleteOne(ctx, bson.M{"_id": codeID(org, c), "o": id})
+	}
+}
+
 func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
-	return putVersioned(ctx, s.points, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) hub.ContactPoint {
+	start := time.Now()
+	var old []hub.ContactPointCode
+	if p.Version != 0 {
+		// An update of an absent point is NotFound before any claim.
+		h, err := live[hub.ContactPoint](ctx, s.points, "contact point", p.ID)
+		if err == nil && h.Org != p.OrgCVR {
+			err = hub.Errorf(hub.NotFound, "contact point %s not found", p.ID)
+		}
+		if err != nil {
+			return err
+		}
+		old = h.X.Codes
+	}
+	for i, c := range p.Codes {
+		if err := s.claimCode(ctx, p.OrgCVR, p.ID, c); err != nil {
+			s.releaseCodes(ctx, p.OrgCVR, p.ID, p.Codes[:i])
+			return err
+		}
+	}
+	if time.Since(start) > s.grace/2 {
+		s.releaseCodes(ctx, p.OrgCVR, p.ID, p.Codes)
+		return hub.Errorf(hub.Unavailable, "contact point %s: claiming its codes took too long; try again", p.ID)
+	}
+	codes := p.Codes
+	err := putVersioned(ctx, s.points, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) hub.ContactPoint {
 		p.Version = v
 		return p
 	})
+	// On success the codes the point dropped go; on failure the ones it
+	// claimed (each only if the live revision does not carry it).
+	if err == nil {
+		s.releaseCodes(ctx, p.OrgCVR, p.ID, old)
+	} else {
+		s.releaseCodes(ctx, p.OrgCVR, p.ID, codes)
+	}
+	return err
 }
 
 func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoint, error) {
@@ -453,7 +562,15 @@ func (s *Store) GetContactPoint(ctx context.Context, id string) (hub.ContactPoin
 }
 
 func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
-	return deleteRec[hub.ContactPoint](ctx, s.points, "contact point", org, id)
+	h, err := live[hub.ContactPoint](ctx, s.points, "contact point", id)
+	if err != nil {
+		return err
+	}
+	if err := deleteRec[hub.ContactPoint](ctx, s.points, "contact point", org, id); err != nil {
+		return err
+	}
+	s.releaseCodes(ctx, org, id, h.X.Codes)
+	return nil
 }
 
 func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {

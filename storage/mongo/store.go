@@ -54,7 +54,7 @@ type Store struct {
 	logger   *slog.Logger
 
 	orgs, systems, receivers, tokens, touches, groups *mongo.Collection
-	points, rules                                     *mongo.Collection
+	points, codes, rules                              *mongo.Collection
 	contacts, users, policies, meta                   *mongo.Collection
 	messages, deliveries, leases, parked, receipts    *mongo.Collection
 	pending, events, counters, locks                  *mongo.Collection
@@ -107,7 +107,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		name string
 	}{
 		{&s.orgs, "orgs"}, {&s.systems, "systems"}, {&s.receivers, "receivers"}, {&s.tokens, "system_tokens"}, {&s.touches, "system_fetches"},
-		{&s.groups, "contact_groups"}, {&s.points, "contact_points"}, {&s.rules, "routing_rules"},
+		{&s.groups, "contact_groups"}, {&s.points, "contact_points"}, {&s.codes, "contact_point_codes"}, {&s.rules, "routing_rules"},
 		{&s.contacts, "contacts"}, {&s.users, "users"}, {&s.policies, "policies"}, {&s.meta, "meta"},
 		{&s.messages, "messages"}, {&s.deliveries, "deliveries"}, {&s.leases, "leases"}, {&s.parked, "parked"},
 		{&s.receipts, "receipts"}, {&s.pending, "events_pending"}, {&s.events, "events"},

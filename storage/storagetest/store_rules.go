@@ -452,6 +452,62 @@ var ruleTests = []storeTest{
 			}
 		}
 	}},
+	{"A contact-point code names one contact point of an organisation", func(t *testing.T, s hub.Store) {
+		kle := hub.ContactPointCode{Type: hub.CodeKLE, Code: "02.00"}
+		point := func(id, org string, codes ...hub.ContactPointCode) hub.ContactPoint {
+			return hub.ContactPoint{ID: id, OrgCVR: org, Name: "Point " + id, SystemID: "a", Codes: codes, Active: true, Created: T0}
+		}
+		must(t, s.PutContactPoint(ctx, point("p1", "12345678", kle)), "p1 with the code")
+		err := s.PutContactPoint(ctx, point("p2", "12345678", hub.ContactPointCode{Type: hub.CodeFORM, Code: "x"}, kle))
+		if fieldCode(err) != "conflict/contact.point.code.taken" {
+			t.Fatalf("p2 with p1's code: %v", err)
+		}
+		_, err = s.GetContactPoint(ctx, "p2")
+		wantCode(t, err, hub.NotFound, "the refused point")
+		must(t, s.PutContactPoint(ctx, point("p2", "12345678", hub.ContactPointCode{Type: hub.CodeFORM, Code: "x"})), "p2 without it")
+		must(t, s.PutContactPoint(ctx, point("q1", "87654321", kle)), "another organisation's point with the code")
+		must(t, s.PutContactPoint(ctx, point("p3", "12345678", hub.ContactPointCode{Type: hub.CodeGLN, Code: "02.00"})), "the same value of another type")
+		p1, _ := s.GetContactPoint(ctx, "p1")
+		p1.Name = "Renamed"
+		must(t, s.PutContactPoint(ctx, p1), "p1 keeping its code")
+		p2, _ := s.GetContactPoint(ctx, "p2")
+		p2.Codes = append(p2.Codes, kle)
+		if err := s.PutContactPoint(ctx, p2); fieldCode(err) != "conflict/contact.point.code.taken" {
+			t.Fatalf("p2 updated to p1's code: %v", err)
+		}
+		p1, _ = s.GetContactPoint(ctx, "p1")
+		p1.Codes = nil
+		must(t, s.PutContactPoint(ctx, p1), "p1 dropping its code")
+		p2, _ = s.GetContactPoint(ctx, "p2")
+		p2.Codes = append(p2.Codes, kle)
+		must(t, s.PutContactPoint(ctx, p2), "p2 taking the dropped code")
+		must(t, s.DeleteContactPoint(ctx, "12345678", "p2"), "delete p2")
+		must(t, s.PutContactPoint(ctx, point("p4", "12345678", kle)), "p4 taking the deleted point's code")
+	}},
+	{"16 contact points with one code at once: one is stored", func(t *testing.T, s hub.Store) {
+		for round := 0; round < rounds; round++ {
+			org := roundOrg(round)
+			code := hub.ContactPointCode{Type: hub.CodeKLE, Code: fmt.Sprintf("%02d.00", round)}
+			var mu sync.Mutex
+			var winner string
+			got := race(func(i int) error {
+				id := fmt.Sprintf("p-%d-%d", round, i)
+				err := s.PutContactPoint(ctx, hub.ContactPoint{ID: id, OrgCVR: org, Name: id, SystemID: "a", Codes: []hub.ContactPointCode{code}, Active: true, Created: T0})
+				if err == nil {
+					mu.Lock()
+					winner = id
+					mu.Unlock()
+				}
+				return err
+			})
+			wantOutcomes(t, got, map[string]int{"ok": 1, "conflict/contact.point.code.taken": attempts - 1}, "contact points with one code")
+			list, err := s.ListContactPoints(ctx, org)
+			must(t, err, "ListContactPoints")
+			if len(list) != 1 || list[0].ID != winner {
+				t.Fatalf("stored %v, the point answered ok was %s", ids(list, func(p hub.ContactPoint) string { return p.ID }), winner)
+			}
+		}
+	}},
 	{"16 CreateOrg calls of one CVR at once: one succeeds", func(t *testing.T, s hub.Store) {
 		for round := 0; round < rounds; round++ {
 			org := roundOrg(round)

@@ -508,6 +508,50 @@ var ruleTests = []storeTest{
 			}
 		}
 	}},
+	{"16 writers updating one organisation at once: every update answered ok is a version", func(t *testing.T, s hub.Store) {
+		// Optimistic concurrency is an "exactly one" rule too: of the
+		// updates made on one Version exactly one wins, so the stored
+		// Version counts exactly the updates answered ok, however stale
+		// the Version a writer read.
+		must(t, s.CreateOrg(ctx, org("12345678")), "CreateOrg")
+		first, _ := s.GetOrg(ctx, "12345678")
+		var mu sync.Mutex
+		oks := 0
+		parallel(attempts, func(i int) {
+			for try := 0; try < 4; try++ {
+				o, err := s.GetOrg(ctx, "12345678")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				o.Name = fmt.Sprintf("writer %d try %d", i, try)
+				if err := s.UpdateOrg(ctx, o); err == nil {
+					mu.Lock()
+					oks++
+					mu.Unlock()
+				} else if !hub.Is(err, hub.Conflict) {
+					t.Error(err)
+				}
+			}
+		})
+		got, err := s.GetOrg(ctx, "12345678")
+		must(t, err, "GetOrg")
+		if got.Version != first.Version+int64(oks) {
+			t.Fatalf("version %d after %d updates answered ok (from %d)", got.Version, oks, first.Version)
+		}
+	}},
+	{"16 AddPolicy calls of one line at once: one succeeds", func(t *testing.T, s hub.Store) {
+		for round := 0; round < rounds; round++ {
+			line := hub.PolicyLine{Ptype: "g", V: []string{fmt.Sprint("user", round), "ORGANISATION_ADMINISTRATOR", "12345678"}}
+			got := race(func(int) error { return s.AddPolicy(ctx, line) })
+			wantOutcomes(t, got, map[string]int{"ok": 1, "conflict": attempts - 1}, "AddPolicy")
+			lines, err := s.LoadPolicies(ctx)
+			must(t, err, "LoadPolicies")
+			if len(lines) != round+1 {
+				t.Fatalf("%d policy lines after %d rounds", len(lines), round+1)
+			}
+		}
+	}},
 	{"16 CreateOrg calls of one CVR at once: one succeeds", func(t *testing.T, s hub.Store) {
 		for round := 0; round < rounds; round++ {
 			org := roundOrg(round)

@@ -83,6 +83,22 @@ func (s *Service) CreateOrg(ctx context.Context, a Actor, o hub.Organisation) (h
 	return o, s.record(ctx, a, "ORGANISATION_CREATED", o.CVR, map[string]string{"name": o.Name, "kind": string(o.Kind)})
 }
 
+// OrgUpdate is what an administrator may change of an organisation.
+type OrgUpdate struct {
+	Setup hub.Setup `json:"setup"`
+	// Version, when non-zero, must equal the stored version (If-Match).
+	Version int64 `json:"version,omitempty"`
+}
+
+// UpdateOrg changes how an organisation receives its post (its setup).
+func (s *Service) UpdateOrg(ctx context.Context, a Actor, org string, u OrgUpdate) (hub.Organisation, error) {
+	o, err := s.Registry.ChangeSetup(ctx, org, u.Setup, u.Version)
+	if err != nil {
+		return o, err
+	}
+	return o, s.record(ctx, a, "ORGANISATION_CHANGED", org, map[string]string{"setup": string(o.Setup)})
+}
+
 // RegisterSystem adds a system (five-system rule in hub.Registry) and
 // returns its API token, shown once.
 func (s *Service) RegisterSystem(ctx context.Context, a Actor, org string, sp hub.SystemSpec) (hub.System, string, error) {

@@ -172,6 +172,23 @@ func (s *Server) handleGetOrg(c *gin.Context) {
 	}
 }
 
+func (s *Server) handleUpdateOrg(c *gin.Context) {
+	o, ok := s.orgParam(c)
+	if !ok {
+		return
+	}
+	var u admin.OrgUpdate
+	if err := decodeJSON(c, &u); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	if v := ifMatch(c); v != 0 {
+		u.Version = v
+	}
+	o, err := s.admin.UpdateOrg(c.Request.Context(), actor(c), o.CVR, u)
+	s.reply(c, http.StatusOK, o, err)
+}
+
 // SystemWithToken answers the calls that issue an API token.
 type SystemWithToken struct {
 	System   hub.System `json:"system"`

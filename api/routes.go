@@ -117,6 +117,9 @@ func (s *Server) registryRoutes() []Route {
 			Produces: j, Status: 200, Schema: "OrganisationList", Handler: s.handleListOrgs},
 		{Method: "GET", Path: org, Perm: rbac.OrgsRead, Tag: "registry", Summary: "Read an organisation.",
 			Produces: j, Status: 200, Schema: "Organisation", Handler: s.handleGetOrg},
+		{Method: "PUT", Path: org, Perm: rbac.SystemsWrite, Tag: "registry",
+			Summary:  "Change how the organisation receives its post: {\"setup\": \"CONTACTABLE\"|\"SYSTEM_RETRIEVAL\"|\"MAILBOX_ONLY\"}; If-Match or version guards against lost updates. Receiver systems of a MAILBOX_ONLY organisation get no post.",
+			Consumes: []string{j}, Produces: j, Status: 200, Schema: "Organisation", Handler: s.handleUpdateOrg},
 
 		{Method: "POST", Path: org + "/systems/", Perm: rbac.SystemsWrite, Tag: "systems",
 			Summary:  "Register a sender, receiver or viewer system (at most four authority-post receivers, exactly one of them the default, and one CVR-post receiver; a company one receiver; 409 with the rule's code otherwise, also when administrators register at once). An organisation with setup MAILBOX_ONLY registers no receiver system (409 organisation.setup.mailbox.only). The answer carries the API token, shown once.",

@@ -85,6 +85,35 @@ func (g *Registry) CreateOrg(ctx context.Context, o Organisation) (Organisation,
 	return o, g.Store.CreateOrg(ctx, o)
 }
 
+// ChangeSetup sets how an organisation receives its post. version, when
+// not 0, must equal the stored Version (Conflict otherwise, as for a
+// concurrent change). Invalid for an unknown setup, or CONTACTABLE for a
+// company. Receiver systems of an organisation switched to MAILBOX_ONLY
+// stay registered and get no post until the setup changes back.
+func (g *Registry) ChangeSetup(ctx context.Context, org string, setup Setup, version int64) (Organisation, error) {
+	o, err := g.Store.GetOrg(ctx, org)
+	if err != nil {
+		return o, err
+	}
+	switch setup {
+	case SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
+	default:
+		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", string(setup))
+	}
+	if o.Kind == Company && setup == SetupContactable {
+		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(setup))
+	}
+	if version != 0 && version != o.Version {
+		return o, Errorf(Conflict, "organisation %s changed (version %d, not %d); reload and retry", org, o.Version, version)
+	}
+	o.Setup, o.Updated = setup, g.now()
+	if err := g.Store.UpdateOrg(ctx, o); err != nil {
+		return o, err
+	}
+	o.Version++
+	return o, nil
+}
+
 // NewToken returns a fresh API token and the hash stored for it. The token
 // is shown to the administrator once and never stored.
 func NewToken() (token, hash string) {
@@ -168,11 +197,11 @@ func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec
 func checkReceiver(o Organisation, sp *SystemSpec) error {
 	if o.Setup == SetupMailboxOnly {
 		msg := "organisation " + o.CVR + " has setup MAILBOX_ONLY: its post stays in its mailbox for viewing clients and a receiver system would never get any. " +
-			"Change the organisation's setup to SYSTEM_RETRIEVAL"
+			`Change the organisation's setup first (PUT /apis/v1/organisations/` + o.CVR + ` with {"setup":"SYSTEM_RETRIEVAL"}`
 		if o.Kind == Authority {
-			msg += " (or CONTACTABLE)"
+			msg += `, or "CONTACTABLE" with a contact structure`
 		}
-		msg += " first, then register the receiver system"
+		msg += "), then register the receiver system"
 		return &Error{Code: Conflict, Message: msg, Fields: []FieldError{{Resource: "organisation", Field: "setup",
 			Code: "organisation.setup.mailbox.only", Message: msg, RejectedValue: string(o.Setup)}}}
 	}

@@ -229,6 +229,22 @@ func TestMailboxOnlyOrganisationRefusesReceiverSystems(t *testing.T) {
 	if len(ss) != 1 || ss[0].Role != hub.SenderSystem {
 		t.Fatalf("systems stored: %+v", ss)
 	}
+	// What the refusal says to do works.
+	if !strings.Contains(e.Message, "PUT /apis/v1/organisations/"+org) {
+		t.Fatalf("the refusal names no way to change the setup: %s", e.Message)
+	}
+	if a := c.call(0, "PUT", "/apis/v1/organisations/"+org, map[string]any{"setup": "NONSENSE"}); a.outcome() != "400 invalid/organisation.setup.invalid" {
+		t.Fatalf("an unknown setup: %s", a.outcome())
+	}
+	var o hub.Organisation
+	_ = json.Unmarshal(c.must(c.call(0, "PUT", "/apis/v1/organisations/"+org, map[string]any{"setup": "SYSTEM_RETRIEVAL"}), 200, "change the setup").body, &o)
+	if o.Setup != hub.SetupSystemRetrieval {
+		t.Fatalf("after the change: %+v", o)
+	}
+	if a := c.call(0, "PUT", "/apis/v1/organisations/"+org, map[string]any{"setup": "CONTACTABLE", "version": o.Version - 1}); a.outcome() != "409 conflict" && a.status != http.StatusConflict {
+		t.Fatalf("a change on a stale version: %s", a.outcome())
+	}
+	c.must(c.call(0, "POST", "/apis/v1/organisations/"+org+"/systems/", map[string]any{"name": "ESDH", "role": "RECIPIENT"}), 201, "a receiver system once the setup allows it")
 }
 
 // A contact-point code names one contact point of an organisation: 16

@@ -10,11 +10,12 @@ import (
 )
 
 // Limits on what an event may carry: identifiers and small metadata, never
-// message content.
+// message content (hub.CheckEvent enforces them, here on every entry and in
+// the services on an entry before the change it records).
 const (
-	MaxDetailEntries = 32
-	MaxDetailValue   = 1024
-	MaxOrgs          = 16
+	MaxDetailEntries = hub.MaxEventDetailEntries
+	MaxDetailValue   = hub.MaxEventDetailValue
+	MaxOrgs          = hub.MaxEventOrgs
 )
 
 // Options tune a Log. The zero value is a good default.
@@ -109,8 +110,8 @@ func (l *Log) Emit(ctx context.Context, evs ...hub.Event) error {
 
 // normalise fills ID and time and enforces the rules every entry obeys.
 func normalise(ev *hub.Event, now time.Time) error {
-	if ev.Tag == "" {
-		return hub.Errorf(hub.Invalid, "event without tag")
+	if err := hub.CheckEvent(*ev); err != nil {
+		return err
 	}
 	if ev.ID == "" {
 		ev.ID = hub.NewID()
@@ -120,17 +121,6 @@ func normalise(ev *hub.Event, now time.Time) error {
 	}
 	ev.Time = CanonicalTime(ev.Time)
 	ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
-	if len(ev.Orgs) > MaxOrgs {
-		return hub.Errorf(hub.Invalid, "event %s concerns %d organisations (at most %d)", ev.Tag, len(ev.Orgs), MaxOrgs)
-	}
-	if len(ev.Detail) > MaxDetailEntries {
-		return hub.Errorf(hub.Invalid, "event %s has %d detail entries (at most %d)", ev.Tag, len(ev.Detail), MaxDetailEntries)
-	}
-	for k, v := range ev.Detail {
-		if len(k) > MaxDetailValue || len(v) > MaxDetailValue {
-			return hub.Errorf(hub.Invalid, "event %s detail %.40q is longer than %d bytes: identifiers and metadata only", ev.Tag, k, MaxDetailValue)
-		}
-	}
 	// A read event is visible to the recipient side only: drop the sender
 	// from Orgs (unless it is itself the recipient).
 	if IsReadTag(ev.Tag) {

@@ -51,13 +51,17 @@ type StoreEvents struct {
 	Now   func() time.Time
 }
 
-// Emit implements EventSink.
+// Emit implements EventSink; like the event log it refuses an entry
+// beyond CheckEvent's bounds (Invalid), appending none of evs.
 func (s StoreEvents) Emit(ctx context.Context, evs ...Event) error {
 	now := time.Now().UTC()
 	if s.Now != nil {
 		now = s.Now().UTC()
 	}
 	for i := range evs {
+		if err := CheckEvent(evs[i]); err != nil {
+			return err
+		}
 		if evs[i].ID == "" {
 			evs[i].ID = NewID()
 		}

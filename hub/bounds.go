@@ -1,0 +1,190 @@
+package hub
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Bounds of what an administrator may store. Every administrative change
+// is recorded in the event log, whose entries carry at most
+// MaxEventDetailValue bytes per detail value; a name is recorded whole, so
+// MaxNameLen characters of at most utf8.UTFMax bytes each must fit in one
+// value. Checking these before anything is written is what lets a change be
+// refused whole rather than stored and then found unloggable.
+const (
+	// MaxNameLen is the longest name, in characters, of an organisation,
+	// system, contact group, contact point or user.
+	MaxNameLen = MaxEventDetailValue / utf8.UTFMax
+	// MaxURLLen bounds a receiver system's push and receipt endpoints.
+	MaxURLLen = 2048
+	// MaxEmailLen is RFC 5321's longest forward path.
+	MaxEmailLen = 254
+	// MaxCodeLen bounds a contact-point code and a routing rule's value.
+	MaxCodeLen = 128
+	// MaxCodesPerPoint and MaxGroupsPerPoint bound a contact point's lists.
+	MaxCodesPerPoint  = 32
+	MaxGroupsPerPoint = 32
+	// MaxSendFor bounds the organisations one may send on behalf of.
+	MaxSendFor = 100
+)
+
+// Bounds of one event-log entry: identifiers and small metadata, never
+// message content. The event log refuses an entry beyond them (CheckEvent).
+const (
+	MaxEventDetailEntries = 32
+	MaxEventDetailValue   = 1024
+	MaxEventOrgs          = 16
+)
+
+// CheckEvent enforces the bounds every event-log entry obeys. The event log
+// applies it to every entry it appends; a service that records a change
+// applies it to the entry before it makes the change. Invalid for an entry
+// without a tag or with too much detail.
+func CheckEvent(ev Event) error {
+	if ev.Tag == "" {
+		return Errorf(Invalid, "event without tag")
+	}
+	for name, v := range map[string]string{"tag": ev.Tag, "actor": ev.Actor, "systemId": ev.SystemID,
+		"messageUUID": ev.MessageUUID, "party": ev.Party} {
+		if len(v) > MaxEventDetailValue {
+			return Errorf(Invalid, "event %.40q: %s is longer than %d bytes", ev.Tag, name, MaxEventDetailValue)
+		}
+	}
+	if len(ev.Orgs) > MaxEventOrgs {
+		return Errorf(Invalid, "event %s concerns %d organisations (at most %d)", ev.Tag, len(ev.Orgs), MaxEventOrgs)
+	}
+	for _, o := range ev.Orgs {
+		if len(o) > MaxEventDetailValue {
+			return Errorf(Invalid, "event %s: an organisation is longer than %d bytes", ev.Tag, MaxEventDetailValue)
+		}
+	}
+	if len(ev.Detail) > MaxEventDetailEntries {
+		return Errorf(Invalid, "event %s has %d detail entries (at most %d)", ev.Tag, len(ev.Detail), MaxEventDetailEntries)
+	}
+	for k, v := range ev.Detail {
+		if len(k) > MaxEventDetailValue || len(v) > MaxEventDetailValue {
+			return Errorf(Invalid, "event %s detail %.40q is longer than %d bytes: identifiers and metadata only", ev.Tag, k, MaxEventDetailValue)
+		}
+	}
+	return nil
+}
+
+// CheckText checks a free-text field an administrator supplies: present
+// when required, valid UTF-8 without control characters, at most max
+// characters. The field error's code is prefix + ".missing", ".invalid" or
+// ".too.long" (e.g. "system.name.too.long").
+func CheckText(resource, field, prefix, v string, max int, required bool) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		if required {
+			return invalidField(resource, field, prefix+".missing", fmt.Sprintf("%s is required", field), "")
+		}
+	case !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl):
+		return invalidField(resource, field, prefix+".invalid", fmt.Sprintf("%s must be text without control characters", field), shorten(v))
+	case utf8.RuneCountInString(v) > max:
+		return invalidField(resource, field, prefix+".too.long",
+			fmt.Sprintf("%s is at most %d characters (got %d)", field, max, utf8.RuneCountInString(v)), shorten(v))
+	}
+	return nil
+}
+
+// shorten keeps a rejected value short enough to echo, as valid UTF-8.
+func shorten(v string) string {
+	const keep = 40
+	if len(v) > keep {
+		n := keep
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v = v[:n] + "…"
+	}
+	return strings.ToValidUTF8(v, "\uFFFD")
+}
+
+// CheckOrg checks everything an organisation's creator supplies (an empty
+// setup stands for DefaultSetup), before anything is stored.
+func CheckOrg(o Organisation) error {
+	if !ValidCVR(o.CVR) {
+		return invalidField("organisation", "cvr", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(o.CVR))
+	}
+	if err := CheckText("organisation", "name", "organisation.name", o.Name, MaxNameLen, true); err != nil {
+		return err
+	}
+	switch o.Kind {
+	case Authority, Company:
+	default:
+		return invalidField("organisation", "kind", "organisation.kind.invalid", "kind is AUTHORITY or COMPANY", shorten(string(o.Kind)))
+	}
+	switch o.Setup {
+	case "", SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
+	default:
+		return invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", shorten(string(o.Setup)))
+	}
+	if o.Kind == Company && o.Setup == SetupContactable {
+		return invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(o.Setup))
+	}
+	if len(o.SendFor) > MaxSendFor {
+		return invalidField("organisation", "sendFor", "organisation.sendfor.too.many",
+			fmt.Sprintf("an organisation sends on behalf of at most %d others", MaxSendFor), "")
+	}
+	for _, c := range o.SendFor {
+		if !ValidCVR(c) {
+			return invalidField("organisation", "sendFor", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(c))
+		}
+	}
+	return nil
+}
+
+// CheckSystemSpec checks what a system's registrant supplies that needs no
+// look-up: its role and free-text fields. The receiver rules (protocol,
+// mailbox, limits) are checked on registration, still before anything is
+// stored.
+func CheckSystemSpec(sp SystemSpec) error {
+	switch sp.Role {
+	case SenderSystem, RecipientSystem, ViewerSystem:
+	default:
+		return invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", shorten(string(sp.Role)))
+	}
+	return CheckSystemFields(sp.Name, sp.Endpoint, sp.ReceiptEndpoint)
+}
+
+// CheckSystemFields checks a system's free-text fields (name, endpoints).
+func CheckSystemFields(name, endpoint, receiptEndpoint string) error {
+	if err := CheckText("system", "name", "system.name", name, MaxNameLen, true); err != nil {
+		return err
+	}
+	if err := CheckText("system", "endpoint", "system.endpoint", endpoint, MaxURLLen, false); err != nil {
+		return err
+	}
+	return CheckText("system", "receiptEndpoint", "system.receipt.endpoint", receiptEndpoint, MaxURLLen, false)
+}
+
+// maxIDLen bounds an identifier given to refer to a stored record (they
+// are UUIDs); a longer one cannot name anything.
+const maxIDLen = 64
+
+// CheckContactPoint checks a contact point's own fields and lists.
+func CheckContactPoint(p ContactPoint) error {
+	if err := CheckText("contactPoint", "name", "contact.point.name", p.Name, MaxNameLen, true); err != nil {
+		return err
+	}
+	if len(p.SystemID) > maxIDLen {
+		return invalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", shorten(p.SystemID))
+	}
+	if len(p.Codes) > MaxCodesPerPoint {
+		return invalidField("contactPoint", "contactPointCodes", "contact.point.codes.too.many",
+			fmt.Sprintf("a contact point has at most %d codes", MaxCodesPerPoint), "")
+	}
+	if len(p.GroupIDs) > MaxGroupsPerPoint {
+		return invalidField("contactPoint", "contactGroups", "contact.point.groups.too.many",
+			fmt.Sprintf("a contact point belongs to at most %d groups", MaxGroupsPerPoint), "")
+	}
+	for _, c := range p.Codes {
+		if err := CheckText("contactPoint", "contactPointCodes", "contact.point.code", c.Code, MaxCodeLen, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}

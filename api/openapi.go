@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/posthub/posthub/hub"
 )
 
 // OpenAPIPath converts a gin path (/a/:id) to OpenAPI syntax (/a/{id}).
@@ -32,6 +34,7 @@ func schemas() obj {
 		"resource": str("the checked resource (memo, request, system…)"), "field": str("path of the offending element or field"),
 		"code": str("stable rule code"), "message": str("explanation"), "rejectedValue": str("the offending value"),
 		"line": obj{"type": "integer", "description": "line in the submitted document"}}}
+	name := obj{"type": "string", "maxLength": hub.MaxNameLen, "description": "no control characters"}
 	all := obj{
 		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
 			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, unavailable, internal"),
@@ -64,23 +67,29 @@ func schemas() obj {
 			"recipientId": str(""), "received": obj{"type": "string", "format": "date-time"}}},
 		"MessageList": arrayOf("Message"),
 		"Organisation": obj{"type": "object", "required": []string{"cvr", "name", "kind"}, "properties": obj{
-			"cvr": str("8-digit CVR number"), "name": str(""), "kind": obj{"type": "string", "enum": []string{"AUTHORITY", "COMPANY"}},
-			"setup":   obj{"type": "string", "enum": []string{"CONTACTABLE", "SYSTEM_RETRIEVAL", "MAILBOX_ONLY"}},
-			"sendFor": obj{"type": "array", "items": obj{"type": "string"}}, "active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
+			"cvr": str("8-digit CVR number"), "name": name, "kind": obj{"type": "string", "enum": []string{"AUTHORITY", "COMPANY"}},
+			"setup": obj{"type": "string", "enum": []string{"CONTACTABLE", "SYSTEM_RETRIEVAL", "MAILBOX_ONLY"}, "default": string(hub.DefaultSetup),
+				"description": "how the organisation receives post. CONTACTABLE: a contact structure routes it to receiver systems (authorities only). " +
+					"SYSTEM_RETRIEVAL (the default when absent): its receiver systems fetch it; until one connects it waits in the mailbox and is queued to the first that does. " +
+					"MAILBOX_ONLY: it stays in the mailbox for viewing clients and no receiver system gets it."},
+			"sendFor": obj{"type": "array", "maxItems": hub.MaxSendFor, "items": obj{"type": "string"}}, "active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
 		"OrganisationList": arrayOf("Organisation"),
 		"System": obj{"type": "object", "properties": obj{
-			"id": str(""), "organisation": str("CVR"), "name": str(""),
+			"id": str(""), "organisation": str("CVR"), "name": name,
 			"role":     obj{"type": "string", "enum": []string{"SENDER", "RECIPIENT", "VIEWER"}},
 			"mailbox":  obj{"type": "string", "enum": []string{"AUTHORITY_POST", "CVR_POST"}},
 			"default":  obj{"type": "boolean"},
 			"protocol": obj{"type": "string", "enum": []string{"REST_PULL", "REST_PUSH"}},
-			"endpoint": str("push endpoint"), "memoVersion": obj{"type": "string", "enum": []string{"1.1", "1.2"}},
+			"endpoint": obj{"type": "string", "maxLength": hub.MaxURLLen, "description": "push endpoint"}, "memoVersion": obj{"type": "string", "enum": []string{"1.1", "1.2"}},
 			"active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
 		"SystemList":      arrayOf("System"),
 		"SystemWithToken": obj{"type": "object", "properties": obj{"system": ref("System"), "apiToken": str("shown once; send as Authorization: Basic <token>")}},
 		"ContactPoint": obj{"type": "object", "properties": obj{
-			"id": str(""), "name": str(""), "systemId": str("the receiver system that gets its post"),
-			"contactPointCodes":          obj{"type": "array", "items": obj{"type": "object", "properties": obj{"type": str("KLE, FORM, GLN, SOR, CUSTOM"), "code": str("")}}},
+			"id": str(""), "name": name, "systemId": str("the receiver system that gets its post"),
+			"contactPointCodes": obj{"type": "array", "maxItems": hub.MaxCodesPerPoint, "description": "a letter whose KLE, FORM, GLN or SOR code matches " +
+				"(KLE and FORM also a level above: 02.00 covers 02.00.05) is routed to this point's system, after an explicit contact point and before routing rules",
+				"items": obj{"type": "object", "properties": obj{"type": str("KLE, FORM, GLN, SOR, CUSTOM"),
+					"code": obj{"type": "string", "maxLength": hub.MaxCodeLen}}}},
 			"memoSizeThresholdMB":        obj{"type": "number"},
 			"allowedNumberOfAttachments": obj{"type": "integer"}, "active": obj{"type": "boolean"}, "visible": obj{"type": "boolean"}}},
 		"ContactPointList": arrayOf("ContactPoint"),

@@ -51,34 +51,22 @@ func invalidField(resource, field, code, msg, value string) *Error {
 	return &Error{Code: Invalid, Message: msg, Fields: []FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
 }
 
-// CreateOrg registers an organisation. Invalid for a bad CVR, kind or
-// setup; Conflict when it exists.
+// DefaultSetup is the setup of an organisation created without one:
+// receiver systems fetch its post once it connects any, and until then the
+// post waits in its mailbox (and is queued to the first system that
+// connects). It never strands post, as MAILBOX_ONLY would for an
+// organisation that then connects a receiver system.
+const DefaultSetup = SetupSystemRetrieval
+
+// CreateOrg registers an organisation; an empty setup is DefaultSetup.
+// Invalid for a bad CVR, name, kind, setup or sendFor (checked before
+// anything is stored); Conflict when it exists.
 func (g *Registry) CreateOrg(ctx context.Context, o Organisation) (Organisation, error) {
-	if !ValidCVR(o.CVR) {
-		return o, invalidField("organisation", "cvr", "organisation.cvr.invalid", "a CVR number is 8 digits", o.CVR)
+	if err := CheckOrg(o); err != nil {
+		return o, err
 	}
-	if strings.TrimSpace(o.Name) == "" {
-		return o, invalidField("organisation", "name", "organisation.name.missing", "an organisation needs a name", "")
-	}
-	switch o.Kind {
-	case Authority, Company:
-	default:
-		return o, invalidField("organisation", "kind", "organisation.kind.invalid", "kind is AUTHORITY or COMPANY", string(o.Kind))
-	}
-	switch o.Setup {
-	case "":
-		o.Setup = SetupMailboxOnly
-	case SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
-	default:
-		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", string(o.Setup))
-	}
-	if o.Kind == Company && o.Setup == SetupContactable {
-		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(o.Setup))
-	}
-	for _, c := range o.SendFor {
-		if !ValidCVR(c) {
-			return o, invalidField("organisation", "sendFor", "organisation.cvr.invalid", "a CVR number is 8 digits", c)
-		}
+	if o.Setup == "" {
+		o.Setup = DefaultSetup
 	}
 	now := g.now()
 	o.Created, o.Updated, o.Version, o.Active = now, now, 1, true
@@ -159,8 +147,8 @@ func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec
 	if err != nil {
 		return System{}, "", err
 	}
-	if strings.TrimSpace(sp.Name) == "" {
-		return System{}, "", invalidField("system", "name", "system.name.missing", "a system needs a name", "")
+	if err := CheckSystemSpec(sp); err != nil {
+		return System{}, "", err
 	}
 	s := System{ID: uuid.NewString(), OrgCVR: org, Name: sp.Name, Role: sp.Role, Active: true, Version: 1}
 	switch sp.Role {
@@ -404,8 +392,8 @@ func (g *Registry) Authenticate(ctx context.Context, token string) (System, erro
 // PutContactPoint validates and stores a contact point: its system must be
 // an active receiver system of the same organisation.
 func (g *Registry) PutContactPoint(ctx context.Context, p ContactPoint) (ContactPoint, error) {
-	if strings.TrimSpace(p.Name) == "" {
-		return p, invalidField("contactPoint", "name", "contact.point.name.missing", "a contact point needs a name", "")
+	if err := CheckContactPoint(p); err != nil {
+		return p, err
 	}
 	s, err := g.Store.GetSystem(ctx, p.SystemID)
 	if ErrorCode(err) == NotFound || (err == nil && (s.OrgCVR != p.OrgCVR || s.Role != RecipientSystem)) {

@@ -308,6 +308,15 @@ func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, erro
 			return toSystem(s), nil
 		}
 	}
+	if o.Setup == SetupContactable && hasCodes(l) {
+		points, err := r.Store.ListContactPoints(ctx, o.CVR)
+		if err != nil {
+			return Route{}, err
+		}
+		if cp := pointByCodes(points, l, active); cp != nil {
+			return toSystem(active[cp.SystemID]), nil
+		}
+	}
 	rules, err := r.Store.ListRoutingRules(ctx, o.CVR)
 	if err != nil {
 		return Route{}, err
@@ -338,4 +347,70 @@ func ruleMatches(rule RoutingRule, l Letter) bool {
 		return strings.HasPrefix(v, p)
 	}
 	return v == rule.Value
+}
+
+// codeAttrs pairs each contact-point code type with the letter attribute it
+// is compared with. KLE and FORM are hierarchical ("02.00" covers
+// "02.00.05"); GLN and SOR name one unit; CUSTOM codes are for look-ups
+// only, no MeMo field carries them.
+var codeAttrs = map[CodeType]struct {
+	attr         string
+	hierarchical bool
+}{CodeKLE: {"KLE", true}, CodeFORM: {"FORM", true}, CodeGLN: {"GLN", false}, CodeSOR: {"SOR", false}}
+
+func hasCodes(l Letter) bool {
+	for _, a := range codeAttrs {
+		if l.Attrs[a.attr] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// codeMatch is how specifically c designates l: the length of the code
+// when it equals the letter's attribute of its type or (KLE, FORM) is a
+// level above it, else 0.
+func codeMatch(c ContactPointCode, l Letter) int {
+	a, ok := codeAttrs[c.Type]
+	code := strings.TrimSpace(c.Code)
+	v := strings.TrimSpace(l.Attrs[a.attr])
+	if !ok || code == "" || v == "" {
+		return 0
+	}
+	if v == code || a.hierarchical && strings.HasPrefix(v, code+".") {
+		return len(code)
+	}
+	return 0
+}
+
+// pointByCodes is the active contact point whose codes designate l most
+// specifically (the longest matching code; the oldest point on a tie),
+// among those mapped to an active receiver system whose limits l is
+// within. nil when none: a letter matched by codes only is never refused
+// for a contact point's limits, it goes on to the rules and the default.
+func pointByCodes(points []ContactPoint, l Letter, active map[string]System) *ContactPoint {
+	var best *ContactPoint
+	bestLen := 0
+	for i := range points {
+		p := &points[i]
+		if _, ok := active[p.SystemID]; !ok || !p.Active || !within(*p, l) {
+			continue
+		}
+		for _, c := range p.Codes {
+			n := codeMatch(c, l)
+			if n == 0 || n < bestLen {
+				continue
+			}
+			if n > bestLen || p.Created.Before(best.Created) || p.Created.Equal(best.Created) && p.ID < best.ID {
+				best, bestLen = p, n
+			}
+		}
+	}
+	return best
+}
+
+// within reports whether l fits p's size threshold and attachment limit.
+func within(p ContactPoint, l Letter) bool {
+	return (p.SizeThresholdMB <= 0 || float64(l.Size) <= p.SizeThresholdMB*1024*1024) &&
+		(p.AttachmentLimit <= 0 || l.Attachments <= p.AttachmentLimit)
 }

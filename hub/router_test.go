@@ -42,6 +42,17 @@ func (f *fakeDirectory) GetContactPoint(_ context.Context, id string) (ContactPo
 	return ContactPoint{}, Errorf(NotFound, "no point")
 }
 
+// ListContactPoints answers in map order, so a test cannot lean on it.
+func (f *fakeDirectory) ListContactPoints(_ context.Context, org string) ([]ContactPoint, error) {
+	var out []ContactPoint
+	for _, p := range f.points {
+		if p.OrgCVR == org {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 func (f *fakeDirectory) ListRoutingRules(_ context.Context, org string) ([]RoutingRule, error) {
 	return f.rules[org], nil
 }
@@ -61,17 +72,31 @@ func directory() *fakeDirectory {
 			"11111111": {CVR: "11111111", Kind: Authority, Setup: SetupContactable, Active: true},
 			"22222222": {CVR: "22222222", Kind: Company, Setup: SetupSystemRetrieval, Active: true},
 			"44444444": {CVR: "44444444", Kind: Authority, Setup: SetupMailboxOnly, Active: true},
+			"33333333": {CVR: "33333333", Kind: Authority, Setup: SetupSystemRetrieval, Active: true},
 		},
 		systems: map[string][]System{
 			"11111111": {recv("def", AuthorityPost, true, true), recv("pt", AuthorityPost, false, true),
 				recv("rule", AuthorityPost, false, true), recv("cvr", CVRPost, false, true), recv("off", AuthorityPost, false, false)},
 			"22222222": {{ID: "co", OrgCVR: "22222222", Role: RecipientSystem, Mailbox: CVRPost, Active: true}},
+			"33333333": {{ID: "def3", OrgCVR: "33333333", Role: RecipientSystem, Mailbox: AuthorityPost, Default: true, Active: true},
+				{ID: "p3", OrgCVR: "33333333", Role: RecipientSystem, Mailbox: AuthorityPost, Active: true}},
 		},
 		points: map[string]ContactPoint{
-			"cp1":  {ID: "cp1", OrgCVR: "11111111", SystemID: "pt", Active: true, SizeThresholdMB: 1, AttachmentLimit: 2},
+			"cp1": {ID: "cp1", OrgCVR: "11111111", SystemID: "pt", Active: true, SizeThresholdMB: 1, AttachmentLimit: 2,
+				Codes: []ContactPointCode{{CodeKLE, "02.00"}, {CodeFORM, "30.05"}, {CodeGLN, "5790000000001"}, {CodeCustom, "08.00"}}},
 			"cpX":  {ID: "cpX", OrgCVR: "22222222", SystemID: "co", Active: true},
-			"cpIn": {ID: "cpIn", OrgCVR: "11111111", SystemID: "pt", Active: false},
-			"cpOf": {ID: "cpOf", OrgCVR: "11111111", SystemID: "off", Active: true},
+			"cpIn": {ID: "cpIn", OrgCVR: "11111111", SystemID: "pt", Active: false, Codes: []ContactPointCode{{CodeKLE, "03.00"}}},
+			"cpOf": {ID: "cpOf", OrgCVR: "11111111", SystemID: "off", Active: true, Codes: []ContactPointCode{{CodeKLE, "04.00"}}},
+			// A more specific code than cp1's, and codes under a rule's prefix.
+			"cpSp": {ID: "cpSp", OrgCVR: "11111111", SystemID: "rule", Active: true, Codes: []ContactPointCode{{CodeKLE, "02.00.05"}}},
+			"cp17": {ID: "cp17", OrgCVR: "11111111", SystemID: "pt", Active: true, Codes: []ContactPointCode{{CodeKLE, "17.05"}}},
+			// Two points with one code: the older one wins.
+			"cpOld": {ID: "cpOld", OrgCVR: "11111111", SystemID: "pt", Active: true, Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+				Codes: []ContactPointCode{{CodeSOR, "123"}}},
+			"cpNew": {ID: "cpNew", OrgCVR: "11111111", SystemID: "rule", Active: true, Created: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC),
+				Codes: []ContactPointCode{{CodeSOR, "123"}}},
+			// A point of an organisation without a contact structure.
+			"cp3": {ID: "cp3", OrgCVR: "33333333", SystemID: "p3", Active: true, Codes: []ContactPointCode{{CodeKLE, "02.00"}}},
 		},
 		rules: map[string][]RoutingRule{
 			"11111111": {{Priority: 1, Field: "KLE", Value: "17.*", SystemID: "rule"}, {Priority: 2, Field: "CaseID", Value: "S-1", SystemID: "off"}},
@@ -182,5 +207,56 @@ func TestParseModeAcceptsSF1601Names(t *testing.T) {
 	}
 	if _, err := ParseMode("pigeon"); ErrorCode(err) != Invalid {
 		t.Errorf("unknown mode: %v", err)
+	}
+}
+
+// TestRouterContactPointCodes: after an explicit contact point and before
+// the rules, the letter's KLE/FORM/GLN/SOR codes designate the contact
+// point whose codes match them most specifically.
+func TestRouterContactPointCodes(t *testing.T) {
+	r := &Router{Store: directory()}
+	letter := func(org string, attrs ...string) Letter {
+		l := Letter{UUID: "u", RecipientID: org, RecipientType: "CVR", MessageType: "DIGITALPOST", Attrs: map[string]string{}}
+		for i := 0; i+1 < len(attrs); i += 2 {
+			l.Attrs[attrs[i]] = attrs[i+1]
+		}
+		return l
+	}
+	with := func(l Letter, f func(*Letter)) Letter { f(&l); return l }
+	cases := []struct {
+		name   string
+		letter Letter
+		system string
+	}{
+		{"a KLE code designates its point", letter("11111111", "KLE", "02.00"), "pt"},
+		{"a KLE code covers the subjects under it", letter("11111111", "KLE", "02.00.07"), "pt"},
+		{"not a sibling sharing its digits", letter("11111111", "KLE", "02.001"), "def"},
+		{"the most specific code wins", letter("11111111", "KLE", "02.00.05"), "rule"},
+		{"a FORM code designates its point", letter("11111111", "FORM", "30.05.01"), "pt"},
+		{"a GLN code matches exactly only", letter("11111111", "GLN", "57900000000012"), "def"},
+		{"a GLN code designates its point", letter("11111111", "GLN", "5790000000001"), "pt"},
+		{"a CUSTOM code routes nothing", letter("11111111", "KLE", "08.00"), "def"},
+		{"codes come before the rules", letter("11111111", "KLE", "17.05.01"), "pt"},
+		{"the rules still apply without a code match", letter("11111111", "KLE", "17.02.00"), "rule"},
+		{"on a tie the older point wins", letter("11111111", "SOR", "123"), "pt"},
+		{"an explicit contact point comes first", with(letter("11111111", "KLE", "02.00.05"), func(l *Letter) { l.ContactPoint = "cp1" }), "pt"},
+		{"an inactive point's codes route nothing", letter("11111111", "KLE", "03.00"), "def"},
+		{"a point of an inactive system routes nothing", letter("11111111", "KLE", "04.00"), "def"},
+		{"a letter beyond a point's limits goes on", with(letter("11111111", "KLE", "02.00"), func(l *Letter) { l.Size = 2 << 20 }), "def"},
+		{"CVR post ignores contact points", with(letter("11111111", "KLE", "02.00"), func(l *Letter) { l.PostType = "VIRKSOMHEDSPOST" }), "cvr"},
+		{"not for an organisation without a contact structure", letter("33333333", "KLE", "02.00"), "def3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for range 5 { // the store answers in random order
+				rt, err := r.Route(context.Background(), c.letter, ModeAutomatic, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rt.Deliveries) != 1 || rt.Deliveries[0].SystemID != c.system {
+					t.Fatalf("deliveries %+v, want one to %s", rt.Deliveries, c.system)
+				}
+			}
+		})
 	}
 }

@@ -529,12 +529,9 @@ func (p *Portal) usersPage(q *req) error {
 	if err != nil {
 		return err
 	}
-	var roles []rbac.Role
-	for _, r := range rbac.Roles {
-		if !r.Global && !r.System {
-			roles = append(roles, r)
-		}
-	}
+	// Only what this administrator may grant is offered; the service
+	// refuses the rest whatever the form says.
+	roles := p.Svc.Grantable(q.actor(), q.org.CVR)
 	p.render(q, http.StatusOK, "users", view{Title: "Users and privileges", Data: map[string]any{"Users": us, "Roles": roles}})
 	return nil
 }
@@ -545,7 +542,7 @@ func (p *Portal) createUser(q *req) error {
 	if err != nil {
 		return err
 	}
-	p.back(q, "User "+u.ID+" created; grant a privilege to let them in.", "")
+	p.back(q, "User "+u.User.ID+" created; grant a privilege to let them in.", "")
 	return nil
 }
 

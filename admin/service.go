@@ -4,13 +4,23 @@
 // statistics, event-log search) as one gin-free Service, and the
 // server-rendered admin portal over it (Portal).
 //
-// Every change goes through Service, which records it in the event log
-// with its actor after the change is durable; when the event cannot be
-// recorded the caller gets the error (the change stands, and is visible in
-// the store). Authorisation is the caller's job (package api's middleware,
-// the portal's page table), with two rules Service enforces itself because
-// they depend on the grantor: global privileges are granted only by a hub
-// operator, and nobody grants or revokes their own privileges.
+// Every change goes through Service, which is refused whole or recorded:
+// it validates the whole input (every field against its bound in package
+// hub), builds the event-log entry the change will be recorded with and
+// checks it against the event log's own bounds (hub.CheckEvent) — all
+// before it changes anything — and records the entry once the change is
+// durable, even if the caller has gone by then. What remains is a store
+// that fails between the change and its entry: the caller then gets an
+// internal error (logged with the cause) for a change that stands.
+//
+// Authorisation is the caller's job (package api's middleware, the
+// portal's page table), with the rules Service enforces itself because
+// they depend on the grantor: a grantor grants or revokes only privileges
+// whose every permission it holds itself in that organisation, so an
+// ORGANISATION_USER_ADMINISTRATOR cannot make anyone an
+// ORGANISATION_ADMINISTRATOR; global privileges are granted only by a hub
+// operator; a hub operator grants and revokes anything; and nobody grants
+// or revokes their own privileges.
 package admin
 
 import (
@@ -19,11 +29,13 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -56,31 +68,55 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-// record emits one event about org by a.
-func (s *Service) record(ctx context.Context, a Actor, tag, org string, detail map[string]string) error {
-	if s.Events == nil {
-		return nil
-	}
+// prepare builds the entry that will record a change by a about org and
+// checks it against the event log's bounds, before the change is made: an
+// entry the log would refuse refuses the change. Identifiers the change
+// generates (fixed-size UUIDs) may be added to Detail afterwards.
+func (s *Service) prepare(a Actor, tag, org string, detail map[string]string) (hub.Event, error) {
 	ev := hub.Event{Tag: tag, Actor: a.Name, Detail: detail}
 	if org != "" {
 		ev.Orgs = []string{org}
 	}
-	if id := detail["systemId"]; id != "" {
-		ev.SystemID = id
-	}
-	if id := detail["messageUUID"]; id != "" {
-		ev.MessageUUID = id
-	}
-	return s.Events.Emit(ctx, ev)
+	return ev, hub.CheckEvent(ev)
 }
 
-// CreateOrg registers an organisation.
+// emit records ev once its change is durable. The caller going away does
+// not stop it: the change is made and must be in the log.
+func (s *Service) emit(ctx context.Context, ev hub.Event) error {
+	if s.Events == nil {
+		return nil
+	}
+	ev.SystemID, ev.MessageUUID = ev.Detail["systemId"], ev.Detail["messageUUID"]
+	if err := s.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
+		return hub.Wrap(hub.Internal, err, "the %s entry could not be recorded in the event log", ev.Tag)
+	}
+	return nil
+}
+
+// record is prepare and emit, for what is logged without a change of its
+// own (searches, statistics read, logins).
+func (s *Service) record(ctx context.Context, a Actor, tag, org string, detail map[string]string) error {
+	ev, err := s.prepare(a, tag, org, detail)
+	if err != nil {
+		return err
+	}
+	return s.emit(ctx, ev)
+}
+
+// CreateOrg registers an organisation; an empty setup is hub.DefaultSetup.
 func (s *Service) CreateOrg(ctx context.Context, a Actor, o hub.Organisation) (hub.Organisation, error) {
-	o, err := s.Registry.CreateOrg(ctx, o)
+	if err := hub.CheckOrg(o); err != nil {
+		return o, err
+	}
+	ev, err := s.prepare(a, "ORGANISATION_CREATED", o.CVR, map[string]string{"name": o.Name, "kind": string(o.Kind)})
 	if err != nil {
 		return o, err
 	}
-	return o, s.record(ctx, a, "ORGANISATION_CREATED", o.CVR, map[string]string{"name": o.Name, "kind": string(o.Kind)})
+	if o, err = s.Registry.CreateOrg(ctx, o); err != nil {
+		return o, err
+	}
+	ev.Detail["setup"] = string(o.Setup)
+	return o, s.emit(ctx, ev)
 }
 
 // OrgUpdate is what an administrator may change of an organisation.
@@ -102,11 +138,19 @@ func (s *Service) UpdateOrg(ctx context.Context, a Actor, org string, u OrgUpdat
 // RegisterSystem adds a system (five-system rule in hub.Registry) and
 // returns its API token, shown once.
 func (s *Service) RegisterSystem(ctx context.Context, a Actor, org string, sp hub.SystemSpec) (hub.System, string, error) {
+	if err := hub.CheckSystemSpec(sp); err != nil {
+		return hub.System{}, "", err
+	}
+	ev, err := s.prepare(a, "SYSTEM_CREATED", org, map[string]string{"role": string(sp.Role), "name": sp.Name})
+	if err != nil {
+		return hub.System{}, "", err
+	}
 	sys, tok, err := s.Registry.RegisterSystem(ctx, org, sp)
 	if err != nil {
 		return sys, "", err
 	}
-	return sys, tok, s.record(ctx, a, "SYSTEM_CREATED", org, map[string]string{"systemId": sys.ID, "role": string(sys.Role), "name": sys.Name})
+	ev.Detail["systemId"] = sys.ID
+	return sys, tok, s.emit(ctx, ev)
 }
 
 // SystemUpdate is what an administrator may change of a system.
@@ -129,11 +173,11 @@ func (s *Service) UpdateSystem(ctx context.Context, a Actor, org, id string, u S
 	if u.Version != 0 && u.Version != sys.Version {
 		return sys, hub.Errorf(hub.Conflict, "the system changed (version %d, not %d); reload and retry", sys.Version, u.Version)
 	}
+	if err := hub.CheckSystemFields(deref(u.Name, sys.Name), deref(u.Endpoint, ""), deref(u.ReceiptEndpoint, "")); err != nil {
+		return sys, err
+	}
 	var changed []string
 	if u.Name != nil {
-		if strings.TrimSpace(*u.Name) == "" {
-			return sys, invalid("system", "name", "system.name.missing", "a system needs a name", "")
-		}
 		sys.Name = strings.TrimSpace(*u.Name)
 		changed = append(changed, "name")
 	}
@@ -164,39 +208,62 @@ func (s *Service) UpdateSystem(ctx context.Context, a Actor, org, id string, u S
 			return sys, invalid("system", "endpoint", "system.endpoint.invalid", "a REST_PUSH system needs an http(s) endpoint", sys.Endpoint)
 		}
 	}
+	ev, err := s.prepare(a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "update", "fields": strings.Join(changed, ",")})
+	if err != nil {
+		return sys, err
+	}
 	sys.Updated = s.now()
 	if err := s.Store.UpdateSystem(ctx, sys); err != nil {
 		return sys, err
 	}
 	sys.Version++
-	return sys, s.record(ctx, a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "update", "fields": strings.Join(changed, ",")})
+	return sys, s.emit(ctx, ev)
+}
+
+func deref(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // MakeDefault makes an authority-post receiver the default.
 func (s *Service) MakeDefault(ctx context.Context, a Actor, org, id string) (hub.System, error) {
+	ev, err := s.prepare(a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "makedefaultrecipient"})
+	if err != nil {
+		return hub.System{}, err
+	}
 	sys, err := s.Registry.MakeDefault(ctx, org, id)
 	if err != nil {
 		return sys, err
 	}
-	return sys, s.record(ctx, a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "makedefaultrecipient"})
+	return sys, s.emit(ctx, ev)
 }
 
 // RenewToken issues a new API token (shown once).
 func (s *Service) RenewToken(ctx context.Context, a Actor, org, id string) (hub.System, string, error) {
+	ev, err := s.prepare(a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "renewapitoken"})
+	if err != nil {
+		return hub.System{}, "", err
+	}
 	sys, tok, err := s.Registry.RotateToken(ctx, org, id)
 	if err != nil {
 		return sys, "", err
 	}
-	return sys, tok, s.record(ctx, a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "renewapitoken"})
+	return sys, tok, s.emit(ctx, ev)
 }
 
 // Deactivate turns a system off.
 func (s *Service) Deactivate(ctx context.Context, a Actor, org, id string) (hub.System, error) {
+	ev, err := s.prepare(a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "deactivate"})
+	if err != nil {
+		return hub.System{}, err
+	}
 	sys, err := s.Registry.DeactivateSystem(ctx, org, id)
 	if err != nil {
 		return sys, err
 	}
-	return sys, s.record(ctx, a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "deactivate"})
+	return sys, s.emit(ctx, ev)
 }
 
 // UploadCertificate registers a client certificate (PEM or DER) for a
@@ -222,12 +289,16 @@ func (s *Service) UploadCertificate(ctx context.Context, a Actor, org, id string
 	}
 	sum := sha256.Sum256(cert.Raw)
 	sys.CertFingerprint, sys.Updated = hex.EncodeToString(sum[:]), s.now()
+	ev, err := s.prepare(a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "certificate",
+		"fingerprint": sys.CertFingerprint, "subject": truncate(cert.Subject.String(), 200)})
+	if err != nil {
+		return sys, err
+	}
 	if err := s.Store.UpdateSystem(ctx, sys); err != nil {
 		return sys, err
 	}
 	sys.Version++
-	return sys, s.record(ctx, a, "SYSTEM_CHANGED", org, map[string]string{"systemId": id, "change": "certificate",
-		"fingerprint": sys.CertFingerprint, "subject": truncate(cert.Subject.String(), 200)})
+	return sys, s.emit(ctx, ev)
 }
 
 func (s *Service) systemOf(ctx context.Context, org, id string) (hub.System, error) {
@@ -243,8 +314,8 @@ func (s *Service) systemOf(ctx context.Context, org, id string) (hub.System, err
 
 // PutContactGroup creates (empty ID) or replaces a contact group.
 func (s *Service) PutContactGroup(ctx context.Context, a Actor, g hub.ContactGroup) (hub.ContactGroup, error) {
-	if strings.TrimSpace(g.Name) == "" {
-		return g, invalid("contactGroup", "name", "contact.group.name.missing", "a contact group needs a name", "")
+	if err := hub.CheckText("contactGroup", "name", "contact.group.name", g.Name, hub.MaxNameLen, true); err != nil {
+		return g, err
 	}
 	if g.ParentID != "" {
 		groups, err := s.Store.ListContactGroups(ctx, g.OrgCVR)
@@ -258,24 +329,35 @@ func (s *Service) PutContactGroup(ctx context.Context, a Actor, g hub.ContactGro
 	if g.ID == "" {
 		g.ID, g.Created, g.Version = uuid.NewString(), s.now(), 0
 	}
+	ev, err := s.prepare(a, "CONTACT_GROUP_CHANGED", g.OrgCVR, map[string]string{"contactGroupId": g.ID, "change": "put"})
+	if err != nil {
+		return g, err
+	}
 	if err := s.Store.PutContactGroup(ctx, g); err != nil {
 		return g, err
 	}
 	g.Version++
-	return g, s.record(ctx, a, "CONTACT_GROUP_CHANGED", g.OrgCVR, map[string]string{"contactGroupId": g.ID, "change": "put"})
+	return g, s.emit(ctx, ev)
 }
 
 // DeleteContactGroup removes a contact group of org.
 func (s *Service) DeleteContactGroup(ctx context.Context, a Actor, org, id string) error {
+	ev, err := s.prepare(a, "CONTACT_GROUP_CHANGED", org, map[string]string{"contactGroupId": id, "change": "delete"})
+	if err != nil {
+		return err
+	}
 	if err := s.Store.DeleteContactGroup(ctx, org, id); err != nil {
 		return err
 	}
-	return s.record(ctx, a, "CONTACT_GROUP_CHANGED", org, map[string]string{"contactGroupId": id, "change": "delete"})
+	return s.emit(ctx, ev)
 }
 
 // PutContactPoint creates (empty ID) or replaces a contact point; its
 // system must be a receiver system of org, its groups groups of org.
 func (s *Service) PutContactPoint(ctx context.Context, a Actor, p hub.ContactPoint) (hub.ContactPoint, error) {
+	if err := hub.CheckContactPoint(p); err != nil {
+		return p, err
+	}
 	if len(p.GroupIDs) > 0 {
 		groups, err := s.Store.ListContactGroups(ctx, p.OrgCVR)
 		if err != nil {
@@ -297,11 +379,15 @@ func (s *Service) PutContactPoint(ctx context.Context, a Actor, p hub.ContactPoi
 		}
 		p.Created = old.Created
 	}
-	p, err := s.Registry.PutContactPoint(ctx, p)
+	ev, err := s.prepare(a, "CONTACT_POINT_CHANGED", p.OrgCVR, map[string]string{"systemId": p.SystemID, "change": "put"})
 	if err != nil {
 		return p, err
 	}
-	return p, s.record(ctx, a, "CONTACT_POINT_CHANGED", p.OrgCVR, map[string]string{"contactPointId": p.ID, "systemId": p.SystemID, "change": "put"})
+	if p, err = s.Registry.PutContactPoint(ctx, p); err != nil {
+		return p, err
+	}
+	ev.Detail["contactPointId"] = p.ID
+	return p, s.emit(ctx, ev)
 }
 
 // ContactPoint reads a contact point of org.
@@ -315,10 +401,14 @@ func (s *Service) ContactPoint(ctx context.Context, org, id string) (hub.Contact
 
 // DeleteContactPoint removes a contact point of org.
 func (s *Service) DeleteContactPoint(ctx context.Context, a Actor, org, id string) error {
+	ev, err := s.prepare(a, "CONTACT_POINT_CHANGED", org, map[string]string{"contactPointId": id, "change": "delete"})
+	if err != nil {
+		return err
+	}
 	if err := s.Store.DeleteContactPoint(ctx, org, id); err != nil {
 		return err
 	}
-	return s.record(ctx, a, "CONTACT_POINT_CHANGED", org, map[string]string{"contactPointId": id, "change": "delete"})
+	return s.emit(ctx, ev)
 }
 
 // CreateRule adds a routing rule to a receiver system of the rule's org.
@@ -328,75 +418,142 @@ func (s *Service) CreateRule(ctx context.Context, a Actor, r hub.RoutingRule) (h
 	default:
 		return r, invalid("routingRule", "field", "routing.rule.field.invalid", "field is KLE, FORM, CaseID, GLN, SOR, messageCode or label", r.Field)
 	}
-	if strings.TrimSpace(r.Value) == "" {
-		return r, invalid("routingRule", "value", "routing.rule.value.missing", "a routing rule needs a value", "")
+	if err := hub.CheckText("routingRule", "value", "routing.rule.value", r.Value, hub.MaxCodeLen, true); err != nil {
+		return r, err
 	}
 	sys, err := s.Store.GetSystem(ctx, r.SystemID)
 	if err != nil || sys.OrgCVR != r.OrgCVR || sys.Role != hub.RecipientSystem {
-		return r, invalid("routingRule", "systemId", "routing.rule.system.invalid", "a rule routes to a receiver system of its own organisation", r.SystemID)
+		return r, invalid("routingRule", "systemId", "routing.rule.system.invalid", "a rule routes to a receiver system of its own organisation", truncate(r.SystemID, 64))
 	}
 	r.ID, r.Created = uuid.NewString(), s.now()
+	ev, err := s.prepare(a, "ROUTING_RULE_CHANGED", r.OrgCVR, map[string]string{"ruleId": r.ID, "systemId": r.SystemID, "change": "create"})
+	if err != nil {
+		return r, err
+	}
 	if err := s.Store.PutRoutingRule(ctx, r); err != nil {
 		return r, err
 	}
-	return r, s.record(ctx, a, "ROUTING_RULE_CHANGED", r.OrgCVR, map[string]string{"ruleId": r.ID, "systemId": r.SystemID, "change": "create"})
+	return r, s.emit(ctx, ev)
 }
 
 // DeleteRule removes a routing rule of org.
 func (s *Service) DeleteRule(ctx context.Context, a Actor, org, id string) error {
+	ev, err := s.prepare(a, "ROUTING_RULE_CHANGED", org, map[string]string{"ruleId": id, "change": "delete"})
+	if err != nil {
+		return err
+	}
 	if err := s.Store.DeleteRoutingRule(ctx, org, id); err != nil {
 		return err
 	}
-	return s.record(ctx, a, "ROUTING_RULE_CHANGED", org, map[string]string{"ruleId": id, "change": "delete"})
+	return s.emit(ctx, ev)
 }
 
 // ImportContacts imports the contact register (text/csv or application/json).
+// The import is stored in batches as it streams in; one that stops early
+// (a read or store failure) after storing some is recorded as such.
 func (s *Service) ImportContacts(ctx context.Context, a Actor, contentType string, r io.Reader) (hub.ImportReport, error) {
 	var rep hub.ImportReport
-	var err error
+	ev, err := s.prepare(a, "CONTACT_REGISTER_IMPORTED", "", map[string]string{})
+	if err != nil {
+		return rep, err
+	}
 	switch contentType {
 	case "text/csv":
 		rep, err = s.Importer.ImportCSV(ctx, r)
 	case "application/json":
 		rep, err = s.Importer.ImportJSON(ctx, r)
 	default:
-		err = invalid("request", "Content-Type", "content.type.unsupported", "import text/csv or application/json", contentType)
+		return rep, invalid("request", "Content-Type", "content.type.unsupported", "import text/csv or application/json", truncate(contentType, 64))
 	}
-	if err != nil {
+	if err != nil && rep.Accepted == 0 {
 		return rep, err
 	}
 	if rep.Rejected == nil {
 		rep.Rejected = []hub.RejectedLine{}
 	}
-	return rep, s.record(ctx, a, "CONTACT_REGISTER_IMPORTED", "", map[string]string{"accepted": strconv.Itoa(rep.Accepted), "rejected": strconv.Itoa(len(rep.Rejected))})
+	ev.Detail["accepted"], ev.Detail["rejected"] = strconv.Itoa(rep.Accepted), strconv.Itoa(len(rep.Rejected))
+	if err != nil {
+		ev.Detail["stoppedEarly"] = string(hub.ErrorCode(err))
+	}
+	if rerr := s.emit(ctx, ev); rerr != nil {
+		return rep, rerr
+	}
+	return rep, err
 }
 
-// NewUser is a human account to create.
+// NewUser is a human account to create, optionally with privileges in the
+// organisation it is created for.
 type NewUser struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Email    string `json:"email,omitempty"`
-	Password string `json:"password"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Email      string   `json:"email,omitempty"`
+	Password   string   `json:"password"`
+	Privileges []string `json:"privileges,omitempty"`
 }
+
+// maxPasswordLen bounds a password (argon2id reads all of it).
+const maxPasswordLen = 1024
 
 // CreateUser creates a local account (argon2id password hash) for org
-// (recorded in org's event log). Conflict when the id is taken.
-func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUser) (hub.User, error) {
+// (recorded in org's event log) and grants it nu.Privileges there. Every
+// field and every grant is checked before anything is stored, so a grant
+// the creator may not make refuses the whole creation (Forbidden).
+// Conflict when the id is taken.
+func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUser) (UserGrants, error) {
+	out := UserGrants{Privileges: []string{}}
 	if !rbac.ValidUserID(nu.ID) {
-		return hub.User{}, invalid("user", "id", "user.id.invalid", "a user id is 1–64 of a–z, 0–9, '.', '_', '-', '@'", nu.ID)
+		return out, invalid("user", "id", "user.id.invalid", "a user id is 1–64 of a–z, 0–9, '.', '_', '-', '@'", truncate(nu.ID, 64))
 	}
-	if strings.TrimSpace(nu.Name) == "" {
-		return hub.User{}, invalid("user", "name", "user.name.missing", "a user needs a name", "")
+	if err := hub.CheckText("user", "name", "user.name", nu.Name, hub.MaxNameLen, true); err != nil {
+		return out, err
+	}
+	if err := hub.CheckText("user", "email", "user.email", nu.Email, hub.MaxEmailLen, false); err != nil {
+		return out, err
+	}
+	if len(nu.Password) > maxPasswordLen {
+		return out, invalid("user", "password", "password.too.long", "a password has at most 1024 bytes", "")
+	}
+	var grants []rbac.Grant
+	var events []hub.Event
+	for _, r := range nu.Privileges {
+		g := rbac.Grant{User: nu.ID, Role: r, Domain: org}
+		if slices.Contains(grants, g) {
+			continue
+		}
+		if err := s.grantorMay(a, g); err != nil {
+			return out, err
+		}
+		ev, err := s.prepare(a, "PRIVILEGES_GRANTED", orgOf(g.Domain), map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+		if err != nil {
+			return out, err
+		}
+		grants, events = append(grants, g), append(events, ev)
+	}
+	created, err := s.prepare(a, "IDENTITY_CREATED", org, map[string]string{"userId": nu.ID})
+	if err != nil {
+		return out, err
 	}
 	hash, err := rbac.HashPassword(nu.Password)
 	if err != nil {
-		return hub.User{}, err
+		return out, err
 	}
-	u := hub.User{ID: nu.ID, Name: strings.TrimSpace(nu.Name), Email: strings.TrimSpace(nu.Email), PasswordHash: hash, Created: s.now(), Active: true}
-	if err := s.Store.CreateUser(ctx, u); err != nil {
-		return u, err
+	out.User = hub.User{ID: nu.ID, Name: strings.TrimSpace(nu.Name), Email: strings.TrimSpace(nu.Email), PasswordHash: hash, Created: s.now(), Active: true}
+	if err := s.Store.CreateUser(ctx, out.User); err != nil {
+		return out, err
 	}
-	return u, s.record(ctx, a, "IDENTITY_CREATED", org, map[string]string{"userId": u.ID})
+	if err := s.emit(ctx, created); err != nil {
+		return out, err
+	}
+	for i, g := range grants {
+		if err := s.Enforcer.Grant(ctx, g); err != nil {
+			return out, err
+		}
+		out.Privileges = append(out.Privileges, g.Role)
+		if err := s.emit(ctx, events[i]); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // UsersOf lists the users holding any privilege in org, with their grants.
@@ -427,10 +584,14 @@ type UserGrants struct {
 	Privileges []string `json:"privileges"`
 }
 
-// Grant gives a user a privilege. The user must exist; global privileges
-// are granted by hub operators only; nobody grants to themselves.
+// Grant gives a user a privilege. The user must exist; the grantor must
+// hold the privilege's permissions (see grantorMay).
 func (s *Service) Grant(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err := s.grantorMay(a, g); err != nil {
+		return err
+	}
+	ev, err := s.prepare(a, "PRIVILEGES_GRANTED", orgOf(g.Domain), map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+	if err != nil {
 		return err
 	}
 	if _, err := s.Store.GetUser(ctx, g.User); err != nil {
@@ -442,18 +603,22 @@ func (s *Service) Grant(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err := s.Enforcer.Grant(ctx, g); err != nil {
 		return err
 	}
-	return s.record(ctx, a, "PRIVILEGES_GRANTED", orgOf(g.Domain), map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+	return s.emit(ctx, ev)
 }
 
-// Revoke takes a privilege away.
+// Revoke takes a privilege away, under the same rules as Grant.
 func (s *Service) Revoke(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err := s.grantorMay(a, g); err != nil {
+		return err
+	}
+	ev, err := s.prepare(a, "PRIVILEGES_REVOKED", orgOf(g.Domain), map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+	if err != nil {
 		return err
 	}
 	if err := s.Enforcer.Revoke(ctx, g); err != nil {
 		return err
 	}
-	return s.record(ctx, a, "PRIVILEGES_REVOKED", orgOf(g.Domain), map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+	return s.emit(ctx, ev)
 }
 
 func orgOf(dom string) string {
@@ -463,20 +628,59 @@ func orgOf(dom string) string {
 	return dom
 }
 
+// grantorMay decides whether a may grant or revoke g: g is well-formed;
+// nobody changes their own privileges; a hub operator may change any
+// other; everyone else needs users:write in g's organisation and every
+// permission g's privilege carries, held there itself — so no grantor
+// hands out (or takes from a real holder) more than it has. Forbidden
+// with a field code naming the rule.
 func (s *Service) grantorMay(a Actor, g rbac.Grant) error {
 	if err := rbac.ValidateGrant(g); err != nil {
 		return err
 	}
 	if a.Subject.User != "" && a.Subject.User == g.User {
-		return hub.Errorf(hub.Forbidden, "nobody grants or revokes their own privileges")
+		return forbidden("userId", "privilege.grantor.self", "nobody grants or revokes their own privileges", g.User)
 	}
-	if r, _ := rbac.RoleByName(g.Role); r.Global && !s.Enforcer.Allowed(a.Subject, rbac.Global, rbac.HubOperate) {
-		return hub.Errorf(hub.Forbidden, "only a hub operator grants or revokes global privileges")
+	return s.mayHandOut(a, g.Role, g.Domain)
+}
+
+// mayHandOut is grantorMay's rule on the privilege itself, whoever gets it.
+func (s *Service) mayHandOut(a Actor, role, dom string) error {
+	if s.Enforcer.Allowed(a.Subject, rbac.Global, rbac.HubOperate) {
+		return nil
 	}
-	if !s.Enforcer.Allowed(a.Subject, g.Domain, rbac.UsersWrite) {
-		return hub.Errorf(hub.Forbidden, "granting in %s needs %s there", g.Domain, rbac.UsersWrite)
+	if r, _ := rbac.RoleByName(role); r.Global {
+		return forbidden("privilege", "privilege.grantor.not.operator", "only a hub operator grants or revokes global privileges", role)
+	}
+	if !s.Enforcer.Allowed(a.Subject, dom, rbac.UsersWrite) {
+		return forbidden("organisation", "privilege.grantor.not.user.administrator",
+			fmt.Sprintf("granting in %s needs %s there", dom, rbac.UsersWrite), dom)
+	}
+	if lacks := s.Enforcer.Lacks(a.Subject, dom, role); len(lacks) > 0 {
+		names := make([]string, len(lacks))
+		for i, p := range lacks {
+			names[i] = string(p)
+		}
+		return forbidden("privilege", "privilege.grantor.lacks.permissions",
+			fmt.Sprintf("%s carries %s, which you do not hold in %s; a grantor grants or revokes only what it holds", role, strings.Join(names, ", "), dom), role)
 	}
 	return nil
+}
+
+// Grantable lists the organisation privileges a may grant and revoke in
+// org (what the portal offers).
+func (s *Service) Grantable(a Actor, org string) []rbac.Role {
+	var out []rbac.Role
+	for _, r := range rbac.Roles {
+		if !r.Global && !r.System && s.mayHandOut(a, r.Name, org) == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func forbidden(field, code, msg, value string) error {
+	return &hub.Error{Code: hub.Forbidden, Message: msg, Fields: []hub.FieldError{{Resource: "privilege", Field: field, Code: code, Message: msg, RejectedValue: value}}}
 }
 
 // HeldMessages lists org's sent messages still held by
@@ -510,15 +714,19 @@ func (s *Service) HeldMessages(ctx context.Context, org string, limit int) ([]hu
 
 // Recall withdraws a held message of org on an administrator's behalf.
 func (s *Service) Recall(ctx context.Context, a Actor, org, messageUUID string) (hub.Message, error) {
+	ev, err := s.prepare(a, "MESSAGE_RECALLED_BY_ADMINISTRATOR", org, map[string]string{"messageUUID": messageUUID})
+	if err != nil {
+		return hub.Message{}, err
+	}
 	if err := s.Ingest.Recall(ctx, org, a.Name, messageUUID); err != nil {
 		return hub.Message{}, err
 	}
-	m, err := s.Store.GetMessage(ctx, messageUUID)
-	if err != nil {
-		return m, err
+	if err := s.emit(ctx, ev); err != nil {
+		return hub.Message{}, err
 	}
+	m, err := s.Store.GetMessage(ctx, messageUUID)
 	m.Content = nil
-	return m, s.record(ctx, a, "MESSAGE_RECALLED_BY_ADMINISTRATOR", org, map[string]string{"messageUUID": messageUUID})
+	return m, err
 }
 
 // SearchEvents returns org's sealed events matching q (newest first by
@@ -554,9 +762,13 @@ func invalid(resource, field, code, msg, value string) error {
 	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
 }
 
+// truncate cuts s to at most n bytes, at a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

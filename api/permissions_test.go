@@ -261,35 +261,48 @@ func TestSessionNeedsCSRF(t *testing.T) {
 	}
 }
 
-// TestGrantRules: global privileges are granted by hub operators only, and
-// nobody grants to themselves.
+// TestGrantRules: global privileges are granted by hub operators only,
+// nobody grants to themselves, and a grantor grants only privileges whose
+// permissions it holds itself (a user administrator holds no
+// systems:write, so it cannot make a system manager).
 func TestGrantRules(t *testing.T) {
 	m := newMatrixHub(t)
-	var ua caller
+	by := map[string]caller{}
 	for _, c := range m.callers {
-		if c.role == rbac.UserAdmin {
-			ua = c
-		}
+		by[c.role] = c
 	}
-	post := func(body string) int {
+	post := func(as caller, body string) (int, string) {
 		req := httptest.NewRequest("POST", "/apis/v1/organisations/"+ownOrg+"/privileges/", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		ua.header(req)
+		as.header(req)
 		rec := httptest.NewRecorder()
 		m.srv.Handler().ServeHTTP(rec, req)
-		return rec.Code
+		var e api.ErrorMessage
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		code := ""
+		if len(e.FieldErrors) > 0 {
+			code = e.FieldErrors[0].Code
+		}
+		return rec.Code, code
 	}
-	if got := post(`{"userId":"organisation-user-administrator","privilege":"ORGANISATION_ADMINISTRATOR"}`); got != 403 {
-		t.Errorf("self-grant: %d, want 403", got)
-	}
-	if got := post(`{"userId":"statistics-administrator","privilege":"AUDITOR"}`); got != 400 {
-		t.Errorf("global privilege in an organisation: %d, want 400", got)
-	}
-	if got := post(`{"userId":"statistics-administrator","privilege":"SYSTEM_MANAGER"}`); got != 201 {
-		t.Errorf("grant: %d, want 201", got)
-	}
-	if got := post(`{"userId":"statistics-administrator","privilege":"SYSTEM_MANAGER"}`); got != 409 {
-		t.Errorf("second grant: %d, want 409", got)
+	ua, op := by[rbac.UserAdmin], by[rbac.HubOperator]
+	for _, tc := range []struct {
+		name   string
+		as     caller
+		body   string
+		status int
+		field  string
+	}{
+		{"nobody grants to themselves", ua, `{"userId":"organisation-user-administrator","privilege":"ORGANISATION_ADMINISTRATOR"}`, 403, "privilege.grantor.self"},
+		{"a global privilege is not granted in an organisation", ua, `{"userId":"statistics-administrator","privilege":"AUDITOR"}`, 400, "privilege.global"},
+		{"a grantor grants only permissions it holds", ua, `{"userId":"statistics-administrator","privilege":"SYSTEM_MANAGER"}`, 403, "privilege.grantor.lacks.permissions"},
+		{"a grantor grants what it fully holds", ua, `{"userId":"statistics-administrator","privilege":"ORGANISATION_USER_ADMINISTRATOR"}`, 201, ""},
+		{"a grant held already conflicts", ua, `{"userId":"statistics-administrator","privilege":"ORGANISATION_USER_ADMINISTRATOR"}`, 409, ""},
+		{"the hub operator grants anything", op, `{"userId":"statistics-administrator","privilege":"SYSTEM_MANAGER"}`, 201, ""},
+	} {
+		if got, field := post(tc.as, tc.body); got != tc.status || field != tc.field {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, got, field, tc.status, tc.field)
+		}
 	}
 }
 

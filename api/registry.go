@@ -412,41 +412,18 @@ func (s *Server) handleListUsers(c *gin.Context) {
 	s.reply(c, http.StatusOK, us, err)
 }
 
-type createUserRequest struct {
-	admin.NewUser
-	Privileges []string `json:"privileges,omitempty"`
-}
-
 func (s *Server) handleCreateUser(c *gin.Context) {
 	o, ok := s.orgParam(c)
 	if !ok {
 		return
 	}
-	var req createUserRequest
+	var req admin.NewUser
 	if err := decodeJSON(c, &req); err != nil {
 		writeError(c, s.log, err)
 		return
 	}
-	for _, r := range req.Privileges {
-		if err := rbac.ValidateGrant(rbac.Grant{User: req.ID, Role: r, Domain: o.CVR}); err != nil && rbac.ValidUserID(req.ID) {
-			writeError(c, s.log, err)
-			return
-		}
-	}
-	u, err := s.admin.CreateUser(c.Request.Context(), actor(c), o.CVR, req.NewUser)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	out := admin.UserGrants{User: u, Privileges: []string{}}
-	for _, r := range req.Privileges {
-		if err := s.admin.Grant(c.Request.Context(), actor(c), rbac.Grant{User: u.ID, Role: r, Domain: o.CVR}); err != nil {
-			writeError(c, s.log, err)
-			return
-		}
-		out.Privileges = append(out.Privileges, r)
-	}
-	c.JSON(http.StatusCreated, out)
+	out, err := s.admin.CreateUser(c.Request.Context(), actor(c), o.CVR, req)
+	s.reply(c, http.StatusCreated, out, err)
 }
 
 func (s *Server) handleListGrants(c *gin.Context) {
@@ -534,7 +511,8 @@ func (s *Server) handleGetContact(c *gin.Context) {
 // withAdminSchemas adds the administrative routes' schemas.
 func withAdminSchemas(o obj) obj {
 	grant := obj{"type": "object", "properties": obj{"userId": str(""), "privilege": str("a privilege (role) name"), "organisation": str("CVR, or * for global")}}
-	user := obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "email": str(""), "active": obj{"type": "boolean"}}}
+	user := obj{"type": "object", "properties": obj{"id": str(""), "name": obj{"type": "string", "maxLength": hub.MaxNameLen},
+		"email": obj{"type": "string", "maxLength": hub.MaxEmailLen}, "active": obj{"type": "boolean"}}}
 	o["Grant"] = grant
 	o["GrantList"] = arrayOf("Grant")
 	o["Session"] = obj{"type": "object", "properties": obj{"principal": str("user:<id>, system:<id> or operator"), "user": user,
@@ -545,7 +523,8 @@ func withAdminSchemas(o obj) obj {
 	o["RoleList"] = arrayOf("Role")
 	o["UserGrants"] = obj{"type": "object", "properties": obj{"user": user, "privileges": obj{"type": "array", "items": obj{"type": "string"}}}}
 	o["UserGrantsList"] = arrayOf("UserGrants")
-	o["ContactGroup"] = obj{"type": "object", "properties": obj{"id": str(""), "name": str(""), "parentId": str(""), "version": obj{"type": "integer"}}}
+	o["ContactGroup"] = obj{"type": "object", "properties": obj{"id": str(""), "name": obj{"type": "string", "maxLength": hub.MaxNameLen},
+		"parentId": str(""), "version": obj{"type": "integer"}}}
 	o["ContactGroupList"] = arrayOf("ContactGroup")
 	o["RoutingRuleList"] = arrayOf("RoutingRule")
 	o["Statistics"] = obj{"type": "object", "properties": obj{"organisation": str(""), "from": str(""), "to": str(""), "period": str(""),

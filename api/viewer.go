@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"mime"
@@ -546,6 +547,16 @@ func (s *Server) handleAddAssertionKey(c *gin.Context) {
 	if err != nil {
 		writeError(c, s.log, err)
 		return
+	}
+	// Like every administrative change, the key is in the event log (kid
+	// is bounded, so the entry is within the log's bounds).
+	if s.ingest != nil && s.ingest.Events != nil {
+		ev := hub.Event{Tag: "SYSTEM_CHANGED", Actor: principal(c).String(), Orgs: []string{sys.OrgCVR}, SystemID: sys.ID,
+			Detail: map[string]string{"systemId": sys.ID, "change": "assertionkey", "kid": k.KeyID, "alg": k.Alg}}
+		if err := s.ingest.Events.Emit(context.WithoutCancel(c.Request.Context()), ev); err != nil {
+			writeError(c, s.log, hub.Wrap(hub.Internal, err, "the assertion key is registered but its SYSTEM_CHANGED entry could not be recorded"))
+			return
+		}
 	}
 	c.JSON(http.StatusCreated, k)
 }

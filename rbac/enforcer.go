@@ -259,6 +259,22 @@ func (e *Enforcer) PermsOf(s Subject, dom string) []Perm {
 	return out
 }
 
+// Lacks returns the permissions role carries (the built-in ones and any
+// stored "p" lines) that s does not hold in dom; none means s holds the
+// whole role there, which is what granting or revoking it takes.
+func (e *Enforcer) Lacks(s Subject, dom, role string) []Perm {
+	e.mu.RLock()
+	need := e.rolePerms[role]
+	e.mu.RUnlock()
+	var out []Perm
+	for _, p := range Perms {
+		if need&permBit[p] != 0 && !e.Allowed(s, dom, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Grants returns the stored grants, filtered by domain and/or user ("" for all).
 func (e *Enforcer) Grants(dom, user string) []Grant {
 	e.mu.RLock()

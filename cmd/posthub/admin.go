@@ -66,6 +66,11 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 // runAdmin is `posthub admin`: offline administration of an embedded
 // (bolt) hub — bootstrap the first hub operator, grant and revoke
 // privileges, reset passwords. For a hub on MongoDB use the API or portal.
+// Whoever can open the stopped hub's data directory holds the hub, so the
+// command acts with a hub operator's power (actor "cli:posthub-admin"):
+// the grantor rules of package admin, which bound what one administrator
+// may hand another, do not apply to it. Each change is validated before it
+// is made and recorded in the event log after.
 func runAdmin(env *Env, args []string) int {
 	subs := [][2]string{
 		{"bootstrap", "create a user holding HUB_OPERATOR (the first administrator)"},
@@ -128,12 +133,16 @@ func runAdmin(env *Env, args []string) int {
 		pw = env.Getenv("POSTHUB_ADMIN_PASSWORD")
 	}
 	rest := fs.Args()
-	record := func(tag, org string, detail map[string]string) {
+	record := func(tag, org string, detail map[string]string) bool {
 		ev := hub.Event{Tag: tag, Actor: "cli:posthub-admin", Detail: detail}
 		if org != "" && org != rbac.Global {
 			ev.Orgs = []string{org}
 		}
-		_ = hub.StoreEvents{Store: store}.Emit(ctx, ev)
+		if err := (hub.StoreEvents{Store: store}).Emit(ctx, ev); err != nil {
+			fmt.Fprintf(env.Stderr, "posthub admin %s: the change is made, but its %s entry could not be recorded in the event log: %v\n", sub, tag, err)
+			return false
+		}
+		return true
 	}
 	switch sub {
 	case "bootstrap":
@@ -153,8 +162,10 @@ func runAdmin(env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "posthub admin bootstrap:", err)
 			return 1
 		}
-		record("IDENTITY_CREATED", "", map[string]string{"userId": rest[0]})
-		record("PRIVILEGES_GRANTED", "", map[string]string{"userId": rest[0], "privilege": rbac.HubOperator, "scope": rbac.Global})
+		if !record("IDENTITY_CREATED", "", map[string]string{"userId": rest[0]}) ||
+			!record("PRIVILEGES_GRANTED", "", map[string]string{"userId": rest[0], "privilege": rbac.HubOperator, "scope": rbac.Global}) {
+			return 1
+		}
 		fmt.Fprintf(env.Stdout, "user %s holds %s\n", rest[0], rbac.HubOperator)
 		if generated {
 			fmt.Fprintf(env.Stdout, "password: %s\n", pw)
@@ -166,6 +177,10 @@ func runAdmin(env *Env, args []string) int {
 			return 2
 		}
 		g := rbac.Grant{User: rest[0], Role: strings.ToUpper(rest[1]), Domain: rest[2]}
+		if err := rbac.ValidateGrant(g); err != nil {
+			fmt.Fprintf(env.Stderr, "posthub admin %s: %v\n", sub, err)
+			return 1
+		}
 		if sub == "grant" {
 			if _, err := store.GetUser(ctx, g.User); err != nil {
 				fmt.Fprintf(env.Stderr, "posthub admin grant: user %s: %v\n", g.User, err)
@@ -179,8 +194,10 @@ func runAdmin(env *Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "posthub admin %s: %v\n", sub, err)
 			return 1
 		}
-		record(map[string]string{"grant": "PRIVILEGES_GRANTED", "revoke": "PRIVILEGES_REVOKED"}[sub], g.Domain,
-			map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain})
+		if !record(map[string]string{"grant": "PRIVILEGES_GRANTED", "revoke": "PRIVILEGES_REVOKED"}[sub], g.Domain,
+			map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain}) {
+			return 1
+		}
 		fmt.Fprintf(env.Stdout, "%s %s %s in %s\n", sub, g.User, g.Role, g.Domain)
 		return 0
 	case "passwd":
@@ -205,7 +222,9 @@ func runAdmin(env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "posthub admin passwd:", err)
 			return 1
 		}
-		record("IDENTITY_PASSWORD_CHANGED", "", map[string]string{"userId": u.ID})
+		if !record("IDENTITY_PASSWORD_CHANGED", "", map[string]string{"userId": u.ID}) {
+			return 1
+		}
 		if generated {
 			fmt.Fprintf(env.Stdout, "password: %s\n", pw)
 		}
@@ -228,6 +247,9 @@ func flagSet(args []string, name string) bool {
 func createUser(ctx context.Context, store hub.Users, id, name, pw string) error {
 	if !rbac.ValidUserID(id) {
 		return fmt.Errorf("user id %q: 1–64 of a–z, 0–9, '.', '_', '-', '@'", id)
+	}
+	if err := hub.CheckText("user", "name", "user.name", name, hub.MaxNameLen, false); err != nil {
+		return err
 	}
 	hash, err := rbac.HashPassword(pw)
 	if err != nil {

@@ -1,0 +1,221 @@
+package admin_test
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/posthub/posthub/admin"
+	"github.com/posthub/posthub/eventlog"
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/storage/bolt"
+)
+
+type serviceFixture struct {
+	ctx   context.Context
+	store *bolt.Store
+	en    *rbac.Enforcer
+	svc   *admin.Service
+}
+
+func newServiceFixture(t *testing.T) *serviceFixture {
+	t.Helper()
+	ctx := context.Background()
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	en, err := rbac.New(ctx, store, rbac.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := eventlog.New(store, eventlog.Options{})
+	t.Cleanup(func() { log.Close() })
+	reg := &hub.Registry{Store: store}
+	f := &serviceFixture{ctx: ctx, store: store, en: en, svc: &admin.Service{Store: store, Registry: reg, Enforcer: en, Events: log,
+		Importer: &hub.ContactImporter{Store: store}, Ingest: &hub.Ingest{Store: store, Events: log}}}
+	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: ownOrg, Name: "Org", Kind: hub.Authority}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *serviceFixture) user(t *testing.T, id, role, dom string) admin.Actor {
+	t.Helper()
+	if err := f.store.CreateUser(f.ctx, hub.User{ID: id, Name: id, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if role != "" {
+		if err := f.en.Grant(f.ctx, rbac.Grant{User: id, Role: role, Domain: dom}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return admin.Actor{Name: "user:" + id, Subject: rbac.Subject{User: id}}
+}
+
+// TestGrantorMatrix: every grantor role against every organisation
+// privilege, granting and revoking: allowed exactly for a hub operator, or
+// for a holder of users:write that holds every permission of the privilege.
+func TestGrantorMatrix(t *testing.T) {
+	f := newServiceFixture(t)
+	grantors := map[string]admin.Actor{"operator-token": {Name: "operator", Subject: rbac.Subject{Role: rbac.HubOperator, Home: rbac.Global}}}
+	holds := map[string][]rbac.Perm{"operator-token": nil}
+	for _, r := range rbac.Roles {
+		if r.System {
+			continue
+		}
+		dom := ownOrg
+		if r.Global {
+			dom = rbac.Global
+		}
+		grantors[r.Name] = f.user(t, "g-"+strings.ToLower(strings.ReplaceAll(r.Name, "_", "-")), r.Name, dom)
+		holds[r.Name] = r.Perms
+	}
+	f.user(t, "target", "", "")
+	var allowed, refused int
+	for gname, a := range grantors {
+		operator := gname == "operator-token" || gname == rbac.HubOperator
+		for _, p := range rbac.Roles {
+			if p.Global || p.System {
+				continue
+			}
+			want := operator || slices.Contains(holds[gname], rbac.UsersWrite) && !slices.ContainsFunc(p.Perms, func(x rbac.Perm) bool { return !slices.Contains(holds[gname], x) })
+			g := rbac.Grant{User: "target", Role: p.Name, Domain: ownOrg}
+			err := f.svc.Grant(f.ctx, a, g)
+			if (err == nil) != want || err != nil && hub.ErrorCode(err) != hub.Forbidden {
+				t.Errorf("%s grants %s: %v, want allowed=%v", gname, p.Name, err, want)
+				continue
+			}
+			if !want {
+				refused++
+				// A grant the grantor may not make it may not revoke either.
+				if err := f.en.Grant(f.ctx, g); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.svc.Revoke(f.ctx, a, g); hub.ErrorCode(err) != hub.Forbidden {
+					t.Errorf("%s revokes %s: %v, want forbidden", gname, p.Name, err)
+				}
+			} else {
+				allowed++
+			}
+			if err := f.en.Revoke(f.ctx, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if allowed == 0 || refused == 0 {
+		t.Fatalf("allowed %d, refused %d", allowed, refused)
+	}
+	// What the portal offers is what the rule allows.
+	ua := grantors[rbac.UserAdmin]
+	var names []string
+	for _, r := range f.svc.Grantable(ua, ownOrg) {
+		names = append(names, r.Name)
+	}
+	if !slices.Equal(names, []string{rbac.UserAdmin}) {
+		t.Fatalf("a user administrator is offered %v", names)
+	}
+}
+
+// TestOversizedInputChangesNothing: each write refuses an input beyond its
+// bound with a field error before it changes anything, and logs nothing.
+func TestOversizedInputChangesNothing(t *testing.T) {
+	f := newServiceFixture(t)
+	op := admin.Actor{Name: "operator", Subject: rbac.Subject{Role: rbac.HubOperator, Home: rbac.Global}}
+	sys, _, err := f.svc.Registry.RegisterSystem(f.ctx, ownOrg, hub.SystemSpec{Name: "ESDH", Role: hub.RecipientSystem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.store.PendingEvents(f.ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 2000)
+	cases := map[string]func() error{
+		"organisation name": func() error {
+			_, err := f.svc.CreateOrg(f.ctx, op, hub.Organisation{CVR: "22222222", Name: long, Kind: hub.Authority})
+			return err
+		},
+		"organisation kind": func() error {
+			_, err := f.svc.CreateOrg(f.ctx, op, hub.Organisation{CVR: "22222222", Name: "x", Kind: hub.OrgKind(long)})
+			return err
+		},
+		"system name": func() error {
+			_, _, err := f.svc.RegisterSystem(f.ctx, op, ownOrg, hub.SystemSpec{Name: long, Role: hub.RecipientSystem})
+			return err
+		},
+		"system role": func() error {
+			_, _, err := f.svc.RegisterSystem(f.ctx, op, ownOrg, hub.SystemSpec{Name: "x", Role: hub.SystemRole(long)})
+			return err
+		},
+		"system endpoint": func() error {
+			_, _, err := f.svc.RegisterSystem(f.ctx, op, ownOrg, hub.SystemSpec{Name: "x", Role: hub.RecipientSystem, Protocol: hub.RestPush,
+				Endpoint: "https://" + strings.Repeat("a", hub.MaxURLLen)})
+			return err
+		},
+		"system update": func() error {
+			_, err := f.svc.UpdateSystem(f.ctx, op, ownOrg, sys.ID, admin.SystemUpdate{Name: &long})
+			return err
+		},
+		"contact group name": func() error {
+			_, err := f.svc.PutContactGroup(f.ctx, op, hub.ContactGroup{OrgCVR: ownOrg, Name: long})
+			return err
+		},
+		"contact point name": func() error {
+			_, err := f.svc.PutContactPoint(f.ctx, op, hub.ContactPoint{OrgCVR: ownOrg, Name: long, SystemID: sys.ID})
+			return err
+		},
+		"contact point code": func() error {
+			_, err := f.svc.PutContactPoint(f.ctx, op, hub.ContactPoint{OrgCVR: ownOrg, Name: "x", SystemID: sys.ID,
+				Codes: []hub.ContactPointCode{{Type: hub.CodeKLE, Code: long}}})
+			return err
+		},
+		"contact point codes": func() error {
+			_, err := f.svc.PutContactPoint(f.ctx, op, hub.ContactPoint{OrgCVR: ownOrg, Name: "x", SystemID: sys.ID,
+				Codes: make([]hub.ContactPointCode, hub.MaxCodesPerPoint+1)})
+			return err
+		},
+		"routing rule value": func() error {
+			_, err := f.svc.CreateRule(f.ctx, op, hub.RoutingRule{OrgCVR: ownOrg, Field: "KLE", Value: long, SystemID: sys.ID})
+			return err
+		},
+		"user name": func() error {
+			_, err := f.svc.CreateUser(f.ctx, op, ownOrg, admin.NewUser{ID: "u", Name: long, Password: "a-password-123"})
+			return err
+		},
+		"user e-mail": func() error {
+			_, err := f.svc.CreateUser(f.ctx, op, ownOrg, admin.NewUser{ID: "u", Name: "U", Email: long + "@x.dk", Password: "a-password-123"})
+			return err
+		},
+		"a deleted group's id": func() error { return f.svc.DeleteContactGroup(f.ctx, op, ownOrg, long) },
+		"a deleted point's id": func() error { return f.svc.DeleteContactPoint(f.ctx, op, ownOrg, long) },
+		"a deleted rule's id":  func() error { return f.svc.DeleteRule(f.ctx, op, ownOrg, long) },
+	}
+	for name, call := range cases {
+		if err := call(); hub.ErrorCode(err) != hub.Invalid {
+			t.Errorf("%s: %v, want invalid", name, err)
+		}
+	}
+	after, err := f.store.PendingEvents(f.ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d entries logged", len(after)-len(before))
+	}
+	orgs, _ := f.store.ListOrgs(f.ctx)
+	systems, _ := f.store.ListSystems(f.ctx, ownOrg)
+	groups, _ := f.store.ListContactGroups(f.ctx, ownOrg)
+	points, _ := f.store.ListContactPoints(f.ctx, ownOrg)
+	rules, _ := f.store.ListRoutingRules(f.ctx, ownOrg)
+	if len(orgs) != 1 || len(systems) != 1 || systems[0].Name != "ESDH" || len(groups)+len(points)+len(rules) != 0 {
+		t.Errorf("stored: %d orgs, %d systems, %d groups, %d points, %d rules", len(orgs), len(systems), len(groups), len(points), len(rules))
+	}
+	if _, err := f.store.GetUser(f.ctx, "u"); hub.ErrorCode(err) != hub.NotFound {
+		t.Errorf("the refused user: %v", err)
+	}
+}

@@ -19,11 +19,12 @@ import (
 // Access is the coarse access level routes declared before permissions
 // existed. A route needs Access Public, or a Perm; a route that has
 // neither panics at start-up. Access levels map to permissions (routePerm):
-// Sender → memos:send, Recipient → mailbox:fetch, Operator → hub:operate.
+// Sender → memos:send, Recipient → mailbox:fetch, Operator and Scraper →
+// hub:operate.
 type Access string
 
 const (
-	// Public routes need no credentials (health, metrics, OpenAPI, login).
+	// Public routes need no credentials (health, OpenAPI, login).
 	Public Access = "public"
 	// Sender routes need a sender system's token.
 	Sender Access = "sender"
@@ -34,6 +35,9 @@ const (
 	// Authenticated routes take any authenticated caller (the handler
 	// scopes what it answers to the caller's organisation).
 	Authenticated Access = "authenticated"
+	// Scraper is /metrics: the metrics token (Config.MetricsTokenHash)
+	// when one is set, else as Operator (hub:operate).
+	Scraper Access = "scraper"
 )
 
 // initAuth sets up authorisation and the admin service from the deps.
@@ -65,7 +69,7 @@ func routePerm(r Route) (perm rbac.Perm, public, ok bool) {
 		return rbac.MemosSend, false, true
 	case Recipient:
 		return rbac.MailboxFetch, false, true
-	case Operator:
+	case Operator, Scraper:
 		return rbac.HubOperate, false, true
 	case Authenticated:
 		return rbac.Self, false, true
@@ -244,7 +248,8 @@ func (s *Server) authenticateSession(c *gin.Context, v string) (Principal, error
 // domain is the rbac domain a request is decided in: Global for global
 // permissions, the :org path parameter where the route has one, else the
 // caller's own organisation (a system's; a user's from OrgHeader or, when
-// it holds privileges in one organisation only, that one).
+// it holds privileges in one organisation only, that one, or Global when it
+// holds perm globally).
 func (s *Server) domain(c *gin.Context, p Principal, perm rbac.Perm, usesOrg bool) string {
 	switch {
 	case rbac.IsGlobal(perm):
@@ -264,9 +269,11 @@ func (s *Server) domain(c *gin.Context, p Principal, perm rbac.Perm, usesOrg boo
 			if ds := s.enforcer.Domains(p.User.ID); len(ds) == 1 {
 				return ds[0]
 			}
-		}
-		if p.Operator {
-			return rbac.Global
+			// A global role (HUB_OPERATOR, AUDITOR) holds its permissions
+			// everywhere; no organisation needs choosing for them.
+			if s.enforcer.Allowed(p.Subject(), rbac.Global, perm) {
+				return rbac.Global
+			}
 		}
 		return ""
 	case p.Operator:
@@ -286,7 +293,12 @@ func (s *Server) authorize(r Route) gin.HandlerFunc {
 		return func(c *gin.Context) { c.Next() }
 	}
 	usesOrg := strings.Contains(r.Path, "/:org")
+	scraper := r.Access == Scraper
 	return func(c *gin.Context) {
+		if scraper && s.scrapeToken(c.GetHeader("Authorization")) {
+			c.Next()
+			return
+		}
 		p, err := s.authenticate(c)
 		if err != nil {
 			writeError(c, s.log, err)

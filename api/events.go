@@ -13,6 +13,7 @@ import (
 
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
 )
 
 // eventRoutes are the event log's routes (query, feed, export).
@@ -35,13 +36,16 @@ func (s *Server) eventRoutes() []Route {
 	for k, v := range filters {
 		query[k] = v
 	}
-	export := map[string]string{"format": "csv or jsonl (default)", "organisation": "only entries concerning this CVR"}
+	query["organisation"] = "the organisation whose entries to read: any for auditors, else the caller's own"
+	export := map[string]string{"format": "csv or jsonl (default)", "organisation": "only entries concerning this CVR (auditors: any; others: their own)"}
 	for k, v := range filters {
 		export[k] = v
 	}
 	return []Route{
 		{Method: "GET", Path: v1 + "/events/", Access: Authenticated, Tag: "events",
-			Summary: "Query the event log (NgDP QueryEvents): a system sees its organisation's entries, the operator all. " +
+			Summary: "Query the event log (NgDP QueryEvents): a system sees its organisation's entries; a user holding eventlog:read in an organisation " +
+				"(MESSAGE_LOG_ADMINISTRATOR, ORGANISATION_ADMINISTRATOR) that organisation's (X-Posthub-Organisation or organisation= chooses it when the user has several); " +
+				"the operator and holders of eventlog:read globally (AUDITOR, HUB_OPERATOR) all. " +
 				"A sender never sees MESSAGE_READ of its letters. Every query is itself logged (EVENT_LOG_SEARCHES).",
 			Params: query, Produces: "application/json", Status: 200, Schema: "EventLogSearchResult", Handler: s.handleQueryEvents},
 		{Method: "GET", Path: v1 + "/events/feed", Access: Authenticated, Tag: "events",
@@ -50,11 +54,13 @@ func (s *Server) eventRoutes() []Route {
 			Params: map[string]string{"after": "entries with seq greater than this (default 0)",
 				"wait": "long-poll: how long to wait for an entry (default 30s, max 60s)", "limit": "at most this many entries (default and max 1000)"},
 			Produces: "application/json", Status: 200, Schema: "EventFeed", Handler: s.handleEventFeed},
-		{Method: "GET", Path: v1 + "/events/export", Access: Operator, Tag: "events",
-			Summary: "Export the event log for auditors as JSON lines or CSV, with seq, prevHash and hash for outside verification.",
-			Params:  export, Produces: "application/x-ndjson", Status: 200, Handler: s.handleExportEvents},
-		{Method: "GET", Path: v1 + "/events/checkpoints", Access: Operator, Tag: "events",
-			Summary:  "The log's signed checkpoints as JSON lines (seq, hash, time, keyId, ed25519 signature), to keep outside the hub.",
+		{Method: "GET", Path: v1 + "/events/export", Perm: rbac.EventLogRead, Tag: "events",
+			Summary: "Export the event log for auditors as JSON lines or CSV, with seq, prevHash and hash for outside verification: " +
+				"holders of eventlog:read globally (AUDITOR, HUB_OPERATOR, the operator token) export every entry, an organisation's " +
+				"MESSAGE_LOG_ADMINISTRATOR or ORGANISATION_ADMINISTRATOR the entries it may see. Every export is logged (EVENT_LOG_EXPORTED).",
+			Params: export, Produces: "application/x-ndjson", Status: 200, Handler: s.handleExportEvents},
+		{Method: "GET", Path: v1 + "/events/checkpoints", Perm: rbac.EventLogRead, Tag: "events",
+			Summary:  "The log's signed checkpoints as JSON lines (seq, hash, time, keyId, ed25519 signature), to keep outside the hub; for auditors (eventlog:read globally).",
 			Params:   map[string]string{"from": "checkpoints from this seq on"},
 			Produces: "application/x-ndjson", Status: 200, Handler: s.handleExportCheckpoints},
 	}
@@ -126,13 +132,33 @@ type EventFeed struct {
 	NextCursor uint64          `json:"nextCursor"`
 }
 
-// reader is the event-log reader a principal is: the operator audits
-// everything, a system reads its organisation's entries.
-func reader(p Principal) eventlog.Reader {
-	if p.Operator {
-		return eventlog.Reader{Auditor: true, Actor: "operator"}
+// reader is the event-log reader a principal is: the operator token and
+// users holding eventlog:read globally (AUDITOR, HUB_OPERATOR) audit
+// everything; a system reads its organisation's entries; a user holding
+// eventlog:read in an organisation (MESSAGE_LOG_ADMINISTRATOR,
+// ORGANISATION_ADMINISTRATOR) reads that organisation's — the one chosen by
+// X-Posthub-Organisation or organisation=, or its only one. Forbidden for a
+// user without eventlog:read there.
+func (s *Server) reader(c *gin.Context, p Principal) (eventlog.Reader, error) {
+	switch {
+	case p.User != nil:
+		sub := p.Subject()
+		if s.enforcer == nil {
+			return eventlog.Reader{}, hub.Errorf(hub.Forbidden, "no policies to decide on")
+		}
+		if s.enforcer.Allowed(sub, rbac.Global, rbac.EventLogRead) {
+			return eventlog.Reader{Auditor: true, Actor: p.String()}, nil
+		}
+		dom := s.domain(c, p, rbac.EventLogRead, false)
+		if dom == "" || dom == rbac.Global || !s.enforcer.Allowed(sub, dom, rbac.EventLogRead) {
+			return eventlog.Reader{}, hub.Errorf(hub.Forbidden,
+				"reading the event log needs %s in the organisation concerned (choose it with %s when you hold privileges in several)", rbac.EventLogRead, OrgHeader)
+		}
+		return eventlog.Reader{Org: dom, Actor: p.String()}, nil
+	case p.Operator:
+		return eventlog.Reader{Auditor: true, Actor: "operator"}, nil
 	}
-	return eventlog.Reader{Org: p.System.OrgCVR, Actor: p.System.ID, SystemID: p.System.ID}
+	return eventlog.Reader{Org: p.System.OrgCVR, Actor: p.System.ID, SystemID: p.System.ID}, nil
 }
 
 func (s *Server) eventLog(c *gin.Context) (*eventlog.Log, bool) {
@@ -169,9 +195,8 @@ func eventFilters(c *gin.Context, auditor bool) (hub.EventQuery, error) {
 		}
 	}
 	if v := c.Query("organisation"); v != "" {
-		if !auditor {
-			return q, hub.Errorf(hub.Forbidden, "only auditors choose the organisation")
-		}
+		// A non-auditor naming another organisation is refused when the
+		// query is scoped to its own (eventlog: Forbidden).
 		q.Org = v
 	}
 	for _, t := range strings.Split(c.Query("eventTag"), ",") {
@@ -219,7 +244,11 @@ func (s *Server) handleQueryEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r := reader(principal(c))
+	r, err := s.reader(c, principal(c))
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
 	q, err := eventFilters(c, r.Auditor)
 	if err != nil {
 		writeError(c, s.log, err)
@@ -271,7 +300,11 @@ func (s *Server) handleEventFeed(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r := reader(principal(c))
+	r, err := s.reader(c, principal(c))
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
 	after, err := strconv.ParseUint(c.DefaultQuery("after", "0"), 10, 64)
 	if err != nil {
 		writeError(c, s.log, badRequest("after", "event.cursor.invalid", "after is a seq number", c.Query("after")))
@@ -341,7 +374,11 @@ func (s *Server) handleExportEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r := reader(principal(c))
+	r, err := s.reader(c, principal(c))
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
 	q, err := eventFilters(c, r.Auditor)
 	if err != nil {
 		writeError(c, s.log, err)
@@ -401,6 +438,10 @@ func (s *Server) handleExportEvents(c *gin.Context) {
 func (s *Server) handleExportCheckpoints(c *gin.Context) {
 	l, ok := s.eventLog(c)
 	if !ok {
+		return
+	}
+	if r, err := s.reader(c, principal(c)); err != nil || !r.Auditor {
+		writeError(c, s.log, hub.Errorf(hub.Forbidden, "the checkpoints are for auditors (%s in every organisation)", rbac.EventLogRead))
 		return
 	}
 	from, err := strconv.ParseUint(c.DefaultQuery("from", "0"), 10, 64)

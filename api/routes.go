@@ -43,16 +43,20 @@ func (s *Server) table() []Route {
 }
 
 func (s *Server) opsRoutes() []Route {
-	return []Route{
+	rs := []Route{
 		{Method: "GET", Path: "/healthz", Access: Public, Tag: "operations", Summary: "Liveness: the process serves requests.",
 			Produces: "application/json", Status: 200, Handler: s.handleHealthz},
 		{Method: "GET", Path: "/readyz", Access: Public, Tag: "operations", Summary: "Readiness: the metadata store is reachable.",
 			Produces: "application/json", Status: 200, Handler: s.handleReadyz},
-		{Method: "GET", Path: "/metrics", Access: Public, Tag: "operations", Summary: "Prometheus metrics.",
-			Produces: "text/plain", Status: 200, Handler: s.handleMetrics()},
 		{Method: "GET", Path: v1 + "/openapi.json", Access: Public, Tag: "operations", Summary: "This API's OpenAPI 3 document.",
 			Produces: "application/json", Status: 200, Handler: s.handleOpenAPI},
 	}
+	if !s.cfg.MetricsElsewhere {
+		rs = append(rs, Route{Method: "GET", Path: "/metrics", Access: Scraper, Tag: "operations",
+			Summary:  "Prometheus metrics: for the metrics token (-metrics-token) or a holder of hub:operate. Absent here when served on -metrics-addr.",
+			Produces: "text/plain", Status: 200, Handler: s.handleMetrics()})
+	}
+	return rs
 }
 
 func (s *Server) sendRoutes() []Route {

@@ -14,6 +14,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,13 @@ type Config struct {
 	SpoolDir string
 	// OperatorTokenHash is hub.HashToken of the hub operator's token ("" disables it).
 	OperatorTokenHash string
+	// MetricsTokenHash is hub.HashToken of the metrics scrape token ("" for
+	// none). Presented as the Authorization credential it opens /metrics,
+	// and nothing else; without it /metrics needs hub:operate.
+	MetricsTokenHash string
+	// MetricsElsewhere leaves /metrics off the API: MetricsHandler serves
+	// it on a listener of its own (posthub serve -metrics-addr).
+	MetricsElsewhere bool
 	// SecureCookies marks session cookies Secure even when the request did
 	// not arrive over TLS (a TLS-terminating proxy in front).
 	SecureCookies bool
@@ -241,6 +249,38 @@ func newMetrics() *metrics {
 func (s *Server) handleMetrics() gin.HandlerFunc {
 	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}
+
+// MetricsHandler serves GET /metrics on a listener of its own (see
+// Config.MetricsElsewhere); when a metrics token is set the scraper must
+// present it, else the listener's address is the protection.
+func (s *Server) MetricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.MetricsTokenHash != "" && !s.scrapeToken(r.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="posthub metrics"`)
+			http.Error(w, "the metrics token is required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	return mux
+}
+
+// scrapeToken reports whether an Authorization header carries the
+// metrics token.
+func (s *Server) scrapeToken(h string) bool {
+	if s.cfg.MetricsTokenHash == "" {
+		return false
+	}
+	raw, decoded := bearer(h)
+	for _, t := range []string{raw, decoded} {
+		if t != "" && subtle.ConstantTimeCompare([]byte(hub.HashToken(t)), []byte(s.cfg.MetricsTokenHash)) == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) handleHealthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }

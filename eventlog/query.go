@@ -260,11 +260,14 @@ func (l *Log) LogFeed(ctx context.Context, r Reader, params string) error {
 	return l.logSearch(ctx, r, EventLogSearches, "feed "+params)
 }
 
-// Export calls fn for every entry of q (ascending, cursor-paged) for an
-// auditor, after logging the export. Forbidden for anyone else.
+// Export calls fn for every entry of q visible to r (ascending,
+// cursor-paged), after logging the export: an auditor's covers the whole
+// log, anyone else's its organisation's entries as Search shows them.
+// Forbidden for a reader without organisation or naming another's.
 func (l *Log) Export(ctx context.Context, r Reader, q hub.EventQuery, params string, fn func(hub.Event) error) error {
-	if !r.Auditor {
-		return hub.Errorf(hub.Forbidden, "only auditors export the event log")
+	q, err := scoped(r, q)
+	if err != nil {
+		return err
 	}
 	if err := l.logSearch(ctx, r, EventLogExported, params); err != nil {
 		return err
@@ -277,6 +280,9 @@ func (l *Log) Export(ctx context.Context, r Reader, q hub.EventQuery, params str
 			return err
 		}
 		for _, ev := range evs {
+			if !Visible(ev, r) {
+				continue
+			}
 			if err := fn(ev); err != nil {
 				return err
 			}

@@ -41,6 +41,8 @@ type serveConfig struct {
 	LogLevel         string
 	ShutdownTimeout  time.Duration
 	DebugAddr        string
+	MetricsAddr      string
+	MetricsToken     string
 	// System retrieval.
 	LeaseTTL          time.Duration
 	MaxAttempts       int
@@ -93,6 +95,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
 	fs.DurationVar(&c.EventlogCheckpointInterval, "eventlog-checkpoint-interval", time.Minute, "... or after this long when anything new was sealed")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (open to whoever reaches it unless -metrics-token is set); empty: on the API, for the operator or the metrics token")
+	fs.StringVar(&c.MetricsToken, "metrics-token", "", "a token that opens /metrics and nothing else, for the Prometheus scraper (prefer the environment: POSTHUB_METRICS_TOKEN)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Minute, "how long a message fetched by a receiver system stays leased to it before it is fetchable again")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 10, "fetches without acknowledgement after which a message is parked for an administrator")
 	fs.DurationVar(&c.InactiveAfter, "inactive-after", 7*24*time.Hour, "flag a receiver system that has not fetched for this long while post waits")

@@ -107,9 +107,12 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if cfg.Demo && operatorToken == "" {
 		operatorToken, _ = hub.NewToken()
 	}
-	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg}
+	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != ""}
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
+	}
+	if cfg.MetricsToken != "" {
+		acfg.MetricsTokenHash = hub.HashToken(cfg.MetricsToken)
 	}
 	az, err := newAuthz(ctx, env, cfg, &admin.Service{Store: store, Registry: registry, Ingest: ingest, Importer: importer, Events: ingest.Events}, log)
 	if err != nil {
@@ -133,6 +136,22 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		metricsSrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Warn("metrics listener", "error", err)
+			}
+		}()
+		defer metricsSrv.Close()
+		log.Info("posthub metrics listening", "url", "http://"+displayAddr(mln.Addr())+"/metrics", "token", cfg.MetricsToken != "")
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

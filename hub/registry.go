@@ -151,11 +151,6 @@ func (g *Registry) RegisterSystem(ctx context.Context, org string, sp SystemSpec
 		return System{}, "", err
 	}
 	s := System{ID: uuid.NewString(), OrgCVR: org, Name: sp.Name, Role: sp.Role, Active: true, Version: 1}
-	switch sp.Role {
-	case SenderSystem, ViewerSystem, RecipientSystem:
-	default:
-		return System{}, "", invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", string(sp.Role))
-	}
 	if sp.Role == RecipientSystem {
 		if err := checkReceiver(o, &sp); err != nil {
 			return System{}, "", err

@@ -128,11 +128,15 @@ type OrgUpdate struct {
 
 // UpdateOrg changes how an organisation receives its post (its setup).
 func (s *Service) UpdateOrg(ctx context.Context, a Actor, org string, u OrgUpdate) (hub.Organisation, error) {
+	ev, err := s.prepare(a, "ORGANISATION_CHANGED", org, map[string]string{"setup": string(u.Setup)})
+	if err != nil {
+		return hub.Organisation{}, err
+	}
 	o, err := s.Registry.ChangeSetup(ctx, org, u.Setup, u.Version)
 	if err != nil {
 		return o, err
 	}
-	return o, s.record(ctx, a, "ORGANISATION_CHANGED", org, map[string]string{"setup": string(o.Setup)})
+	return o, s.emit(ctx, ev)
 }
 
 // RegisterSystem adds a system (five-system rule in hub.Registry) and

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/storage/bolt"
 )
 
 // Regression tests of issue 13's items 3, 7 and 12 against a running
@@ -407,9 +409,21 @@ func TestOrganisationSetupDefault(t *testing.T) {
 
 // TestDemoContactPointCodesRoute (item 12c): on the demo hub a letter with
 // the KLE code of the demo's contact point (02.00) — or a subject under it
-// — goes to that contact point's system; another KLE to the default.
+// — goes to that contact point's system; another KLE to the default. The
+// data directory is seeded by the demo's own seedDemo (what -demo runs),
+// without -demo's users, whose argon2 hashes take minutes under -race.
 func TestDemoContactPointCodesRoute(t *testing.T) {
-	h := startHub(t, "-demo")
+	data := t.TempDir()
+	store, err := bolt.Open(filepath.Join(data, "posthub.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = seedDemo(context.Background(), store, &hub.Registry{Store: store}, &hub.ContactImporter{Store: store}, io.Discard, "", testOperatorToken)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHubIn(t, data, "http")
 	var systems []hub.System
 	h.mustStatus(h.do("GET", "/apis/v1/organisations/"+demoAuthority+"/systems/", h.operator, "", nil), 200).json(t, &systems)
 	ids := map[string]string{}
@@ -433,9 +447,9 @@ func TestDemoContactPointCodesRoute(t *testing.T) {
 		h.mustStatus(h.send(renewed.APIToken, m.MessageHeader.MessageUUID, buf.Bytes(), ""), 201)
 		want[m.MessageHeader.MessageUUID] = kle + " → " + sys
 	}
-	store := h.openStore()
+	stopped := h.openStore()
 	for uuid, w := range want {
-		ds, err := store.DeliveriesOf(context.Background(), uuid)
+		ds, err := stopped.DeliveriesOf(context.Background(), uuid)
 		if err != nil {
 			t.Fatal(err)
 		}

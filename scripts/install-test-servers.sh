@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the real servers the storage contract tests run against, into DIR
-# (default .cache/bin): MinIO (S3) and FerretDB v1.24.0 with its SQLite
-# backend (the MongoDB-wire server; MongoDB itself cannot be installed here).
+# Builds the real servers the tests run against, into DIR (default
+# .cache/bin): MinIO (S3), FerretDB v1.24.0 with its SQLite backend (the
+# MongoDB-wire server; MongoDB itself cannot be installed here), and the
+# example OpenID provider of github.com/zitadel/oidc/v3 as oidc-op (for the
+# OpenID Connect login tests).
 #
 # Idempotent: each binary has a stamp file DIR/<name>.version holding the
 # version it was built from; a binary whose stamp matches is not rebuilt.
@@ -10,6 +12,7 @@ set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 FERRETDB_VERSION=v1.24.0
+ZITADEL_OIDC_VERSION=v3.52.0
 
 DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)/.cache/bin}
 mkdir -p "$DIR"
@@ -74,6 +77,26 @@ install_ferretdb() {
 	log "ferretdb built in $((SECONDS - start))s: $(sed -n 1p <<<"$fver")"
 }
 
+install_oidc_op() {
+	# The example server has no --version: the stamp and the module version
+	# Go recorded in the binary tell.
+	if [ -x "$DIR/oidc-op" ] && [ "$(cat "$DIR/oidc-op.version" 2>/dev/null)" = "$ZITADEL_OIDC_VERSION" ] &&
+		go version -m "$DIR/oidc-op" 2>/dev/null | grep -q "github.com/zitadel/oidc/v3[[:space:]]*$ZITADEL_OIDC_VERSION"; then
+		log "oidc-op (zitadel/oidc $ZITADEL_OIDC_VERSION example server) already installed"
+		return
+	fi
+	log "building oidc-op (zitadel/oidc $ZITADEL_OIDC_VERSION example server)..."
+	local start=$SECONDS
+	rm -f "$DIR/oidc-op.version"
+	mkdir -p "$WORK/oidc-op"
+	(cd "$WORK" && GOBIN="$WORK/oidc-op" GOFLAGS=-buildvcs=false go install "github.com/zitadel/oidc/v3/example/server@$ZITADEL_OIDC_VERSION") ||
+		die "go install github.com/zitadel/oidc/v3/example/server@$ZITADEL_OIDC_VERSION failed"
+	mv "$WORK/oidc-op/server" "$DIR/oidc-op"
+	echo "$ZITADEL_OIDC_VERSION" >"$DIR/oidc-op.version"
+	log "oidc-op built in $((SECONDS - start))s"
+}
+
 install_ferretdb
 install_minio
+install_oidc_op
 log "test servers ready in $DIR"

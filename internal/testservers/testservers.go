@@ -1,6 +1,8 @@
 // Package testservers gives tests the real servers posthub's production
-// backends talk to: MinIO for the S3 blob store and FerretDB (SQLite backend)
-// for the MongoDB store. scripts/install-test-servers.sh builds them.
+// backends talk to: MinIO for the S3 blob store, FerretDB (SQLite backend)
+// for the MongoDB store, and an OpenID provider (the example OP of
+// github.com/zitadel/oidc/v3) for OpenID Connect logins.
+// scripts/install-test-servers.sh builds them.
 //
 // What it guarantees:
 //   - At most one server of each kind per test binary, started lazily by the
@@ -72,6 +74,7 @@ var errMissing = errors.New("not installed")
 var (
 	minio    server
 	ferretdb server
+	oidcOP   server
 	names    atomic.Uint64
 )
 
@@ -378,7 +381,7 @@ func (s *server) stop() {
 
 func stopAll() {
 	var wg sync.WaitGroup
-	for _, s := range []*server{&minio, &ferretdb} {
+	for _, s := range []*server{&minio, &ferretdb, &oidcOP} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

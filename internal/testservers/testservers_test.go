@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -107,4 +113,78 @@ func TestNames(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenIDProvider runs the authorization code flow with PKCE against the
+// test provider as a relying party would (golang.org/x/oauth2, go-oidc):
+// discovery, the login form, the token exchange, an ID token verified by the
+// published keys, and userinfo with the claims tests rely on.
+func TestOpenIDProvider(t *testing.T) {
+	op := testservers.OpenIDProvider(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	provider, err := oidc.NewProvider(ctx, op.Issuer)
+	if err != nil {
+		t.Fatalf("discovery of %s: %v", op.Issuer, err)
+	}
+	// A relying party on a loopback port of its own.
+	codes := make(chan url.Values, 1)
+	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		codes <- r.URL.Query()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rp.Close()
+	cfg := &oauth2.Config{ClientID: op.ClientID, Endpoint: provider.Endpoint(), RedirectURL: rp.URL + testservers.OPRedirectPaths[0],
+		Scopes: []string{oidc.ScopeOpenID, "profile", "phone"}}
+	cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	verifier := oauth2.GenerateVerifier()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := client.Get(cfg.AuthCodeURL("state-1", oidc.Nonce("nonce-1"), oauth2.S256ChallengeOption(verifier)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = op.SubmitLogin(client, resp.Request.URL, testservers.OPAnne)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var q url.Values
+	select {
+	case q = <-codes:
+	default:
+		t.Fatalf("the provider did not come back to the relying party (ended at %s, %s)", resp.Request.URL, resp.Status)
+	}
+	if q.Get("state") != "state-1" || q.Get("code") == "" {
+		t.Fatalf("callback %v", q)
+	}
+	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("token exchange: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := provider.Verifier(&oidc.Config{ClientID: op.ClientID}).Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("ID token: %v", err)
+	}
+	if idt.Subject != testservers.OPAnne.ID || idt.Nonce != "nonce-1" {
+		t.Fatalf("ID token sub %q nonce %q", idt.Subject, idt.Nonce)
+	}
+	ui, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := ui.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims["preferred_username"] != testservers.OPAnne.Username || claims["phone_number"] != testservers.OPAnne.Phone ||
+		claims["family_name"] != testservers.OPAnne.LastName {
+		t.Fatalf("userinfo %v", claims)
+	}
+	// The code is single-use.
+	if _, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier)); err == nil {
+		t.Fatal("a code was redeemed twice")
+	}
 }

@@ -33,7 +33,13 @@ func (h *testHub) userWith(id, org string, privileges ...string) *session {
 	h.t.Helper()
 	h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/"+org+"/users/",
 		map[string]any{"id": id, "name": id, "password": id + "-password-1", "privileges": privileges}), 201)
-	b, _ := json.Marshal(map[string]string{"userId": id, "password": id + "-password-1"})
+	return h.login(id, id+"-password-1")
+}
+
+// login logs an existing user in.
+func (h *testHub) login(id, password string) *session {
+	h.t.Helper()
+	b, _ := json.Marshal(map[string]string{"userId": id, "password": password})
 	resp, err := http.Post(h.base+"/apis/v1/session", "application/json", bytes.NewReader(b))
 	if err != nil {
 		h.t.Fatal(err)

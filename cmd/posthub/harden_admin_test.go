@@ -346,30 +346,6 @@ func TestEventLogForAuditorsAndLogAdministrators(t *testing.T) {
 	h.mustStatus(mla.get("/apis/v1/events/checkpoints"), 403)
 }
 
-// login logs an existing user in.
-func (h *testHub) login(id, password string) *session {
-	h.t.Helper()
-	b, _ := json.Marshal(map[string]string{"userId": id, "password": password})
-	resp, err := http.Post(h.base+"/apis/v1/session", "application/json", bytes.NewReader(b))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var s struct {
-		CSRFToken string `json:"csrfToken"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || resp.StatusCode != 200 {
-		h.t.Fatalf("login %s: %d %v", id, resp.StatusCode, err)
-	}
-	u := &session{h: h, csrf: s.CSRFToken}
-	for _, c := range resp.Cookies() {
-		if c.Name == "posthub_session" {
-			u.cookie = c
-		}
-	}
-	return u
-}
-
 // TestOrganisationSetupDefault (item 12b): an organisation created without
 // a setup gets system retrieval, says so, and its receiver system gets its
 // post; the OpenAPI document states the default.

@@ -28,6 +28,7 @@ test: testservers
 	POSTHUB_TEST_SERVERS=require $(GO) test -race -timeout 25m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./memo
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 10s ./memo
+	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 10s ./sf1601
 
 bench: deps testservers
 	@scripts/bench.sh
@@ -39,3 +40,4 @@ lint: deps
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 5m ./memo
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 5m ./memo
+	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 5m ./sf1601

@@ -101,6 +101,9 @@ type Submission struct {
 	SHA256  string
 	Mode    Mode
 	Archive ArchiveChoice
+	// Envelope is what the transport said beside the MeMo; when it is
+	// empty, Submit takes the one WithEnvelope put in its context.
+	Envelope Envelope
 }
 
 // Submit accepts a submission and returns its receipt; created is false
@@ -114,6 +117,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		now = in.Now().UTC()
 	}
 	l := s.Letter
+	env := envelopeOf(ctx, s)
 	if s.System.Role != SenderSystem {
 		return r, false, Errorf(Forbidden, "only sender systems may send post")
 	}
@@ -140,7 +144,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		m.ArchiveUntil = now.Add(in.ArchiveRetention)
 	}
 	r = Receipt{TransmissionID: NewID(), SystemID: s.System.ID, MessageUUID: l.UUID, MessageID: l.MessageID,
-		Time: now, Status: ReceiptReceived}
+		Time: now, Status: ReceiptReceived, TransactionID: env.TransactionID}
 	if rt.State == MessageNotDelivered {
 		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
 	}
@@ -149,10 +153,22 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 			return Receipt{}, false, err
 		}
 	}
-	evs, counters := in.record(s, m, rt, now)
+	printKey := ""
+	if env.Print != nil {
+		if printKey, err = in.attachPrint(ctx, m.UUID, rt.Deliveries, env.Print); err != nil {
+			if m.ContentKey != "" {
+				_ = in.Blobs.Delete(ctx, m.ContentKey)
+			}
+			return Receipt{}, false, err
+		}
+	}
+	evs, counters := in.record(s, m, rt, env, now)
 	if err := in.commit(ctx, m, rt.Deliveries, r, evs, counters); err != nil {
 		if m.ContentKey != "" {
 			_ = in.Blobs.Delete(ctx, m.ContentKey)
+		}
+		if printKey != "" {
+			_ = in.Blobs.Delete(ctx, printKey)
 		}
 		if ErrorCode(err) == Conflict {
 			// A concurrent submission of the same UUID won the race.
@@ -290,7 +306,7 @@ func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
 }
 
 // record returns the events and counters of an accepted message.
-func (in *Ingest) record(s Submission, m Message, rt Route, now time.Time) ([]Event, []Counter) {
+func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now time.Time) ([]Event, []Counter) {
 	base := Event{Actor: s.System.ID, SystemID: s.System.ID, MessageUUID: m.UUID, Party: m.RecipientID, Time: now}
 	orgs := []string{m.SenderCVR}
 	for _, d := range rt.Deliveries {
@@ -303,8 +319,12 @@ func (in *Ingest) record(s Submission, m Message, rt Route, now time.Time) ([]Ev
 		e.ID, e.Tag, e.Orgs, e.Detail = NewID(), tag, orgs, detail
 		return e
 	}
+	received := map[string]string{"size": fmt.Sprint(m.Size), "mode": m.Mode}
+	if env.TransactionID != "" {
+		received["transactionId"] = env.TransactionID
+	}
 	evs := []Event{
-		ev("MEMO_SEND_RECEIVED", map[string]string{"size": fmt.Sprint(m.Size), "mode": m.Mode}),
+		ev("MEMO_SEND_RECEIVED", received),
 		ev("MEMO_SEND_VALIDATED", nil),
 	}
 	switch rt.State {
@@ -379,6 +399,7 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 		if err != nil {
 			return err
 		}
+		dropPrint(ctx, in.Blobs, d)
 		if res.Unreferenced && res.ContentKey != "" {
 			_ = in.Blobs.Delete(ctx, res.ContentKey)
 		}

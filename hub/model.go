@@ -284,16 +284,20 @@ const (
 	ReceiptCompleted  ReceiptStatus = "COMPLETED"
 )
 
-// Receipt is what a sender system reads back about one submission.
+// Receipt is what a sender system reads back about one submission (JSON;
+// the SF1601 façade also answers it as XML).
 type Receipt struct {
-	TransmissionID string        `json:"transmissionId"`
-	SystemID       string        `json:"-"` // the sender system it belongs to
-	MessageUUID    string        `json:"messageUUID"`
-	MessageID      string        `json:"messageId,omitempty"`
-	ErrorCode      string        `json:"errorCode,omitempty"`
-	ErrorMessage   string        `json:"errorMessage,omitempty"`
-	Time           time.Time     `json:"timeStamp"`
-	Status         ReceiptStatus `json:"receiptStatus"`
+	TransmissionID string        `json:"transmissionId" xml:"transmissionId"`
+	SystemID       string        `json:"-" xml:"-"` // the sender system it belongs to
+	MessageUUID    string        `json:"messageUUID" xml:"messageUUID"`
+	MessageID      string        `json:"messageId,omitempty" xml:"messageId,omitempty"`
+	ErrorCode      string        `json:"errorCode,omitempty" xml:"errorCode,omitempty"`
+	ErrorMessage   string        `json:"errorMessage,omitempty" xml:"errorMessage,omitempty"`
+	Time           time.Time     `json:"timeStamp" xml:"timeStamp"`
+	Status         ReceiptStatus `json:"receiptStatus" xml:"receiptStatus"`
+	// TransactionID is the sender's id of the call that submitted the
+	// message (SF1601's X-TransaktionsId), when it gave one.
+	TransactionID string `json:"transactionId,omitempty" xml:"transactionId,omitempty"`
 }
 
 // Event is one entry of the event log. Pending events have Seq 0 and no

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -28,6 +29,9 @@ type OutboxItem struct {
 	Message  Message
 	// Content reads the MeMo (print only; nil for SMS).
 	Content io.Reader
+	// Print reads the letter's print rendition (SF1601's fjernprint part),
+	// when the sender gave one; nil otherwise.
+	Print io.Reader
 }
 
 // Dispatcher hands outbox items to a print provider or SMS gateway. It
@@ -89,6 +93,7 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		dropPrint(ctx, o.Blobs, d)
 		if res.Unreferenced && res.ContentKey != "" {
 			_ = o.Blobs.Delete(ctx, res.ContentKey)
 		}
@@ -122,6 +127,14 @@ func (o *Outbox) dispatch(ctx context.Context, d Delivery) error {
 		}
 		defer rc.Close()
 		it.Content = rc
+		pr, err := openPrint(ctx, o.Blobs, d)
+		if err != nil {
+			return err
+		}
+		if pr != nil {
+			defer pr.Close()
+			it.Print = pr
+		}
 	}
 	return o.Dispatcher.Dispatch(ctx, it)
 }
@@ -156,8 +169,10 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 
 // SpoolDispatcher is the built-in print provider and SMS gateway: it writes
 // each item to a directory that a real provider's integration picks up.
-// Print items become <uuid>.xml (the MeMo) and <uuid>.json (address and
-// metadata); SMS items <uuid>.json (phone and text). Files appear
+// Print items become <uuid>.xml (the MeMo), <uuid>.fjernprint.xml (the
+// sender's print rendition, SF1601's ForsendelseISamling, when it gave
+// one; the .json names it under "fjernprint") and <uuid>.json (address
+// and metadata); SMS items <uuid>.json (phone and text). Files appear
 // atomically (temp, fsync, rename); the .json is written last and marks
 // the item complete.
 type SpoolDispatcher struct {
@@ -175,10 +190,20 @@ func (s SpoolDispatcher) Dispatch(_ context.Context, it OutboxItem) error {
 			return err
 		}
 	}
+	dm := maps.Clone(it.Delivery.Meta)
+	delete(dm, MetaPrint)
+	delete(dm, MetaPrintKey)
 	meta := map[string]any{
 		"messageUUID": it.Message.UUID, "sender": it.Message.SenderCVR, "recipient": it.Message.RecipientID,
-		"label": it.Message.Label, "channel": it.Delivery.Channel, "meta": it.Delivery.Meta,
+		"label": it.Message.Label, "channel": it.Delivery.Channel, "meta": dm,
 		"queued": it.Delivery.Created.Format(time.RFC3339),
+	}
+	if it.Print != nil {
+		name := it.Message.UUID + ".fjernprint.xml"
+		if err := atomicfile.Write(filepath.Join(s.Dir, name), it.Print, -1, 0o600); err != nil {
+			return err
+		}
+		meta["fjernprint"] = name
 	}
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {

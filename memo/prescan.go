@@ -73,10 +73,25 @@ func prescan(b []byte, complete bool) (prolog, *prescanError) {
 	return s.run()
 }
 
+// prescanProlog is prescan for documents that are not MeMos
+// (CompileSchema's): the same refusals of DOCTYPE and of encodings other
+// than UTF-8, without looking at the root element.
+func prescanProlog(b []byte) *prescanError {
+	s := prologScanner{b: b, complete: true, anyRoot: true}
+	if len(b) > prescanLimit {
+		s.b = b[:prescanLimit]
+		s.complete = false
+	}
+	_, err := s.run()
+	return err
+}
+
 type prologScanner struct {
 	b        []byte
 	pos      int
 	complete bool
+	// anyRoot stops the scan at the root start tag, whatever it is.
+	anyRoot bool
 }
 
 func (s *prologScanner) line() int { return 1 + bytes.Count(s.b[:s.pos], []byte{'\n'}) }
@@ -147,6 +162,9 @@ func (s *prologScanner) run() (prolog, *prescanError) {
 			}
 			return prolog{}, s.fail(CodeNotWellFormed, "unexpected markup declaration before the root element")
 		case b[s.pos] == '<':
+			if s.anyRoot {
+				return prolog{rootLine: s.line()}, nil
+			}
 			return s.root()
 		default:
 			return prolog{}, s.fail(CodeNotWellFormed, "content is not allowed before the root element")

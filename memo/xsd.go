@@ -340,21 +340,53 @@ func (s *xsdSchema) run(feed *C.ph_feed, fd int, b []byte) ([]hub.FieldError, er
 
 var schemaLocation = regexp.MustCompile(`schemaLocation\s*=\s*["']([^"']*)["']`)
 
-// compileSchemas compiles every supported version's schema from the
-// embedded files. libxml2 resolves the imports ("../MeMo_kle.xsd") relative
-// to the file it reads, so the embedded tree is written to a private
-// temporary directory for the duration of the compile and removed after.
-// Every schemaLocation must be a relative path inside that tree: the schema
-// compiler can then never reach the network or the rest of the disk.
+// compileSchemas compiles every supported version's MeMo schema from the
+// embedded files (writeSchemaFiles says how the imports stay on them).
 func compileSchemas() (map[string]*xsdSchema, error) {
 	initLibxml2()
-	dir, err := os.MkdirTemp("", "posthub-xsd-")
+	dir, err := writeSchemaFiles(isMeMoSchemaFile)
 	if err != nil {
-		return nil, fmt.Errorf("memo: schema dir: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	out := map[string]*xsdSchema{}
+	for _, v := range SupportedVersions {
+		core, ok := schemas.Core[v]
+		if !ok {
+			freeSchemas(out)
+			return nil, fmt.Errorf("memo: no embedded schema for memoVersion %s", v)
+		}
+		s, err := compileSchema(filepath.Join(dir, filepath.FromSlash(core)))
+		if err != nil {
+			freeSchemas(out)
+			return nil, fmt.Errorf("memo: compile MeMo %s schema: %w", v, err)
+		}
+		s.version = v
+		out[v] = s
+	}
+	return out, nil
+}
+
+// isMeMoSchemaFile tells the MeMo schemas (the files at the top of
+// schemas.FS and in Version1.2/) from the other embedded schemas, which
+// CompileSchema compiles.
+func isMeMoSchemaFile(path string) bool {
+	return !strings.Contains(path, "/") || strings.HasPrefix(path, "Version1.2/")
+}
+
+// writeSchemaFiles writes the embedded schema files for which keep is true
+// to a new private temporary directory, which the caller removes once
+// libxml2 has compiled from it: libxml2 resolves imports ("../MeMo_kle.xsd")
+// relative to the file it reads. Every schemaLocation must be a relative
+// path to another embedded file, so the schema compiler can never reach
+// the network or the rest of the disk.
+func writeSchemaFiles(keep func(path string) bool) (string, error) {
+	dir, err := os.MkdirTemp("", "posthub-xsd-")
+	if err != nil {
+		return "", fmt.Errorf("memo: schema dir: %w", err)
+	}
 	err = fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || !keep(path) {
 			return err
 		}
 		b, err := schemas.FS.ReadFile(path)
@@ -377,24 +409,10 @@ func compileSchemas() (map[string]*xsdSchema, error) {
 		return os.WriteFile(dst, b, 0o600)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("memo: schema files: %w", err)
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("memo: schema files: %w", err)
 	}
-	out := map[string]*xsdSchema{}
-	for _, v := range SupportedVersions {
-		core, ok := schemas.Core[v]
-		if !ok {
-			freeSchemas(out)
-			return nil, fmt.Errorf("memo: no embedded schema for memoVersion %s", v)
-		}
-		s, err := compileSchema(filepath.Join(dir, filepath.FromSlash(core)))
-		if err != nil {
-			freeSchemas(out)
-			return nil, fmt.Errorf("memo: compile MeMo %s schema: %w", v, err)
-		}
-		s.version = v
-		out[v] = s
-	}
-	return out, nil
+	return dir, nil
 }
 
 func compileSchema(path string) (*xsdSchema, error) {

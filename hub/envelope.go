@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"maps"
+	"strings"
+)
+
+// Envelope is what a sender's transport says about one submission beside
+// its MeMo. The NgDP route says nothing more; SF1601's kombi send says a
+// transaction id and may carry a print rendition of the letter.
+type Envelope struct {
+	// TransactionID is the sender's id of the call (SF1601's
+	// X-TransaktionsId). It is recorded on the receipt and in the
+	// MEMO_SEND_RECEIVED event's detail.
+	TransactionID string
+	// Print is the letter's print rendition as a standalone XML document
+	// (SF1601's ForsendelseISamling, validated by the transport), or nil.
+	// It travels with the letter to the print queue when the letter is
+	// printed, and is dropped when it is delivered otherwise.
+	Print []byte
+}
+
+type envelopeKey struct{}
+
+// WithEnvelope returns ctx carrying e for Ingest.Submit, which uses it for
+// a Submission whose own Envelope is empty. It lets a transport hand its
+// Envelope through an accept path that builds the Submission itself —
+// api's accept, which the NgDP route and the SF1601 façade share — without
+// a second path; once the accept service takes the Envelope as an
+// argument (issue 14), this goes.
+func WithEnvelope(ctx context.Context, e Envelope) context.Context {
+	return context.WithValue(ctx, envelopeKey{}, e)
+}
+
+func envelopeOf(ctx context.Context, s Submission) Envelope {
+	if s.Envelope.TransactionID != "" || s.Envelope.Print != nil {
+		return s.Envelope
+	}
+	e, _ := ctx.Value(envelopeKey{}).(Envelope)
+	return e
+}
+
+// Delivery.Meta keys of a print delivery's print rendition: inline up to
+// Ingest.InlineMax bytes, else the key of a blob that the print outbox
+// deletes once the provider has taken the letter.
+const (
+	MetaPrint    = "fjernprint"
+	MetaPrintKey = "fjernprintKey"
+)
+
+// attachPrint gives the print deliveries among ds the print rendition p.
+// It returns the blob key it stored p under, "" when p is inline or there
+// is no print delivery.
+func (in *Ingest) attachPrint(ctx context.Context, uuid string, ds []Delivery, p []byte) (string, error) {
+	key := ""
+	for i := range ds {
+		if ds[i].Channel != ChannelPrint {
+			continue
+		}
+		meta := maps.Clone(ds[i].Meta)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		if int64(len(p)) <= in.InlineMax {
+			meta[MetaPrint] = string(p)
+		} else {
+			if key == "" {
+				sum := sha256.Sum256(p)
+				key = "print/" + uuid + "/" + hex.EncodeToString(sum[:])
+				if _, err := in.Blobs.Put(ctx, key, bytes.NewReader(p), int64(len(p))); err != nil {
+					return "", err
+				}
+			}
+			meta[MetaPrintKey] = key
+		}
+		ds[i].Meta = meta
+	}
+	return key, nil
+}
+
+// openPrint returns a reader of d's print rendition, nil when it has none.
+func openPrint(ctx context.Context, blobs Blobs, d Delivery) (io.ReadCloser, error) {
+	if p, ok := d.Meta[MetaPrint]; ok {
+		return io.NopCloser(strings.NewReader(p)), nil
+	}
+	if key := d.Meta[MetaPrintKey]; key != "" {
+		return blobs.Open(ctx, key)
+	}
+	return nil, nil
+}
+
+// dropPrint deletes d's print rendition blob, if it has one; d is gone.
+func dropPrint(ctx context.Context, blobs Blobs, d Delivery) {
+	if key := d.Meta[MetaPrintKey]; key != "" {
+		_ = blobs.Delete(ctx, key)
+	}
+}

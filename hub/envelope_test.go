@@ -1,0 +1,149 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+)
+
+type envelopeWorld struct {
+	store *bolt.Store
+	blobs *fs.Store
+	in    *hub.Ingest
+	sys   hub.System
+}
+
+func newEnvelopeWorld(t *testing.T, inlineMax int64) envelopeWorld {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := bolt.Open(filepath.Join(dir, "posthub.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sys := hub.System{ID: "sender", OrgCVR: "11111111", Role: hub.SenderSystem, Active: true}
+	if err := store.PutContacts(ctx, []hub.Contact{
+		{ID: "0202702345", Status: hub.Exempt, Address: []string{"Fritaget Borger", "Eksempelvej 1", "1234 Demoby"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	in := &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, InlineMax: inlineMax,
+		Events: hub.StoreEvents{Store: store}}
+	return envelopeWorld{store: store, blobs: blobs, in: in, sys: sys}
+}
+
+func (w envelopeWorld) submit(t *testing.T, ctx context.Context, to string, mode hub.Mode) (hub.Receipt, string) {
+	t.Helper()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-" + strings.Repeat("0", 12-len(to)) + to
+	body := []byte("<memo:Message>" + uuid + "</memo:Message>")
+	sum := sha256.Sum256(body)
+	r, _, err := w.in.Submit(ctx, hub.Submission{System: w.sys, Body: body, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]),
+		Mode: mode, Letter: hub.Letter{UUID: uuid, MessageType: "DIGITALPOST", SenderID: "11111111", RecipientID: to, RecipientType: "CPR", Size: int64(len(body))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, uuid
+}
+
+// TestEnvelopePrintTravelsToThePrintSpool: the print rendition a
+// transport hands over rides on the print delivery — inline when small, as
+// a blob when not — reaches the print spool beside the MeMo, and leaves
+// nothing behind once the provider took it. The transaction id lands on
+// the receipt and the MEMO_SEND_RECEIVED event.
+func TestEnvelopePrintTravelsToThePrintSpool(t *testing.T) {
+	fjernprint := []byte(`<ForsendelseISamling xmlns="urn:oio:fjernprint:1.0.0"><ForsendelseI/></ForsendelseISamling>`)
+	for _, c := range []struct {
+		name      string
+		inlineMax int64
+	}{{"inline", 1 << 20}, {"blob", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newEnvelopeWorld(t, c.inlineMax)
+			ctx := hub.WithEnvelope(context.Background(), hub.Envelope{TransactionID: "tx-1", Print: fjernprint})
+			r, uuid := w.submit(t, ctx, "0202702345", hub.ModePrintOnly)
+			if r.TransactionID != "tx-1" || r.Status != hub.ReceiptReceived {
+				t.Fatalf("receipt %+v", r)
+			}
+			ds, err := w.store.DeliveriesOf(ctx, uuid)
+			if err != nil || len(ds) != 1 || ds[0].Channel != hub.ChannelPrint {
+				t.Fatalf("deliveries %+v %v", ds, err)
+			}
+			key := ds[0].Meta[hub.MetaPrintKey]
+			if c.inlineMax > 0 && (ds[0].Meta[hub.MetaPrint] != string(fjernprint) || key != "") {
+				t.Fatalf("inline: meta %v", ds[0].Meta)
+			}
+			if c.inlineMax == 0 {
+				if key == "" {
+					t.Fatalf("blob: meta %v", ds[0].Meta)
+				}
+				if _, err := w.blobs.Stat(ctx, key); err != nil {
+					t.Fatalf("blob %s: %v", key, err)
+				}
+			}
+			pending, _ := w.store.PendingEvents(ctx, 100)
+			var seen bool
+			for _, e := range pending {
+				seen = seen || e.Tag == "MEMO_SEND_RECEIVED" && e.Detail["transactionId"] == "tx-1"
+			}
+			if !seen {
+				t.Errorf("no MEMO_SEND_RECEIVED with the transaction id in %+v", pending)
+			}
+
+			spool := t.TempDir()
+			ob := &hub.Outbox{Store: w.store, Blobs: w.blobs, Queue: hub.PrintQueue, Holder: "t", Lease: time.Minute,
+				Dispatcher: hub.SpoolDispatcher{Dir: spool}}
+			if n, err := ob.Drain(ctx); n != 1 || err != nil {
+				t.Fatalf("drain: %d %v", n, err)
+			}
+			got, err := os.ReadFile(filepath.Join(spool, uuid+".fjernprint.xml"))
+			if err != nil || !bytes.Equal(got, fjernprint) {
+				t.Fatalf("spooled fjernprint %q %v", got, err)
+			}
+			var meta map[string]any
+			b, _ := os.ReadFile(filepath.Join(spool, uuid+".json"))
+			if err := json.Unmarshal(b, &meta); err != nil || meta["fjernprint"] != uuid+".fjernprint.xml" {
+				t.Fatalf("spooled json %s %v", b, err)
+			}
+			if strings.Contains(string(b), "ForsendelseISamling") {
+				t.Errorf("the print rendition leaked into the .json: %s", b)
+			}
+			if key != "" {
+				if _, err := w.blobs.Stat(ctx, key); hub.ErrorCode(err) != hub.NotFound {
+					t.Errorf("print blob %s after the provider took the letter: %v", key, err)
+				}
+			}
+		})
+	}
+}
+
+// TestEnvelopePrintIsDroppedWhenNotPrinted: a letter delivered digitally
+// keeps no print rendition anywhere.
+func TestEnvelopePrintIsDroppedWhenNotPrinted(t *testing.T) {
+	w := newEnvelopeWorld(t, 0)
+	ctx := hub.WithEnvelope(context.Background(), hub.Envelope{Print: []byte("<ForsendelseISamling/>")})
+	_, uuid := w.submit(t, ctx, "0101701234", hub.ModeAutomatic)
+	ds, _ := w.store.DeliveriesOf(ctx, uuid)
+	if len(ds) != 1 || ds[0].Channel != hub.ChannelMailbox || len(ds[0].Meta) != 0 {
+		t.Fatalf("deliveries %+v", ds)
+	}
+	var keys []string
+	_ = w.blobs.List(ctx, "print/", func(b hub.BlobInfo) error { keys = append(keys, b.Key); return nil })
+	if len(keys) != 0 {
+		t.Fatalf("print blobs %v", keys)
+	}
+}

@@ -1,0 +1,1199 @@
+package sf1601
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+)
+
+// NSFjernprint is the namespace of the OIO fjernprint format.
+const NSFjernprint = "urn:oio:fjernprint:1.0.0"
+
+// Codes of the problems the Decoder reports (hub.FieldError.Code), beside
+// memo's xml.not.well.formed, xml.doctype.not.allowed,
+// xml.encoding.not.supported, memo.root.invalid (a Message outside the MeMo
+// namespace) and memo.too.large (a Message over Limits.MaxMemo).
+const (
+	CodeRootInvalid       = "kombi.root.invalid"
+	CodeChoiceMissing     = "kombi.valg.kode.missing"
+	CodeChoiceDuplicate   = "kombi.valg.kode.duplicate"
+	CodeChoiceUnknown     = "kombi.valg.kode.unknown"
+	CodeMessageMissing    = "kombi.message.missing"
+	CodeMessageDuplicate  = "kombi.message.duplicate"
+	CodePrintDuplicate    = "kombi.fjernprint.duplicate"
+	CodePrintTooLarge     = "kombi.fjernprint.too.large"
+	CodeElementUnexpected = "kombi.element.unexpected"
+	CodeTextUnexpected    = "kombi.text.unexpected"
+	CodeTooLarge          = "kombi.too.large"
+	CodeTooDeep           = "xml.nesting.too.deep"
+)
+
+// Limits bound what one request may make the Decoder read and hold.
+type Limits struct {
+	// MaxMemo is the largest Message, in bytes as written out (the hub's
+	// MeMo size limit).
+	MaxMemo int64
+	// MaxPrint is the largest fjernprint part, in bytes as written out;
+	// it is held in memory.
+	MaxPrint int64
+	// MaxEnvelope bounds every other byte of the request together: the
+	// prolog, the wrapper's tags, KombiValgKode, whitespace and comments
+	// between them (default 64 KiB).
+	MaxEnvelope int64
+	// MaxDepth bounds element nesting inside the Message and the
+	// fjernprint part (default 256, libxml2's own default bound).
+	MaxDepth int
+}
+
+// DefaultMaxEnvelope and DefaultMaxDepth are the Limits' defaults.
+const (
+	DefaultMaxEnvelope = 64 << 10
+	DefaultMaxDepth    = 256
+)
+
+// MaxBody is the most bytes a request within lim can have: a larger
+// declared Content-Length can be refused before reading.
+func (lim Limits) MaxBody() int64 {
+	lim = lim.withDefaults()
+	return lim.MaxMemo + lim.MaxPrint + lim.MaxEnvelope
+}
+
+func (lim Limits) withDefaults() Limits {
+	if lim.MaxMemo <= 0 {
+		lim.MaxMemo = memo.DefaultMaxSize
+	}
+	if lim.MaxPrint <= 0 {
+		lim.MaxPrint = lim.MaxMemo
+	}
+	if lim.MaxEnvelope <= 0 {
+		lim.MaxEnvelope = DefaultMaxEnvelope
+	}
+	if lim.MaxDepth <= 0 {
+		lim.MaxDepth = DefaultMaxDepth
+	}
+	return lim
+}
+
+// Request is what a kombi_request says besides its Message.
+type Request struct {
+	// Choice is the KombiValgKode as sent (entities decoded, trimmed).
+	Choice string
+	// Mode is the delivery mode it names.
+	Mode hub.Mode
+	// MessageLine is the line of the request the Message starts on.
+	MessageLine int
+	// Print is the fjernprint part as a standalone document
+	// (ForsendelseISamling with its in-scope namespace declarations), nil
+	// when the request has none.
+	Print []byte
+	// PrintLine is the line of the request Print starts on.
+	PrintLine int
+}
+
+// ParseChoice maps a KombiValgKode to the hub's delivery mode. SF1601's
+// four values are accepted in any letter case; anything else is Invalid
+// with code kombi.valg.kode.unknown.
+func ParseChoice(s string) (hub.Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "automatisk valg":
+		return hub.ModeAutomatic, nil
+	case "digital post":
+		return hub.ModeDigitalOnly, nil
+	case "fysisk post":
+		return hub.ModePrintOnly, nil
+	case "nemsms":
+		return hub.ModeNemSMS, nil
+	}
+	v := s
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return "", fail(CodeChoiceUnknown, "/kombi_request/KombiValgKode", 0, v,
+		"KombiValgKode must be one of \"Automatisk Valg\", \"Digital Post\", \"Fysisk Post\" and \"NemSMS\"")
+}
+
+// fail builds the Decoder's error: Invalid, or TooLarge for the size
+// codes, with one field error.
+func fail(code, field string, line int, value, format string, args ...any) *hub.Error {
+	msg := fmt.Sprintf(format, args...)
+	c := hub.Invalid
+	switch code {
+	case CodeTooLarge, CodePrintTooLarge, memo.CodeTooLarge:
+		c = hub.TooLarge
+	}
+	return &hub.Error{Code: c, Message: "the kombi_request is not acceptable: " + msg,
+		Fields: []hub.FieldError{{Resource: "kombi", Field: field, Code: code, Message: msg, RejectedValue: value, Line: line}}}
+}
+
+// Decoder reads one kombi_request: Message streams its memo:Message out,
+// Finish reads the rest. Not safe for concurrent use.
+type Decoder struct {
+	br  *bufio.Reader
+	lim Limits
+
+	line     int   // current line, 1-based
+	envelope int64 // bytes read that were not copied out
+
+	// Copying: while w is set, every byte read goes to w (through out).
+	w       io.Writer
+	out     []byte
+	copied  int64
+	copyMax int64
+	tooBig  func() error
+	stack   []string // open elements inside the element being copied
+
+	started  bool   // the root start tag has been read
+	ended    bool   // the root end tag has been read
+	rootName string // the root's qualified name
+	rootNS   []nsDecl
+
+	req        Request
+	haveChoice bool
+	messages   int
+	err        error // sticky: the first failure
+}
+
+// nsDecl is a namespace declaration as written: name is "xmlns" or
+// "xmlns:p", raw the attribute's source text (name="value").
+type nsDecl struct {
+	name, prefix, uri, raw string
+}
+
+// NewDecoder reads a kombi_request from r within lim.
+func NewDecoder(r io.Reader, lim Limits) *Decoder {
+	return &Decoder{br: bufio.NewReaderSize(r, 64<<10), lim: lim.withDefaults(), line: 1}
+}
+
+// Message reads the request up to the end of its memo:Message, writing
+// the Message to w as a standalone MeMo document (see the package doc) as
+// it arrives; any KombiValgKode or fjernprint part before it is taken in
+// on the way. It fails with kombi.message.missing when the request ends
+// without one, and with the first problem it meets before that.
+func (d *Decoder) Message(w io.Writer) error {
+	if d.err != nil {
+		return d.err
+	}
+	if d.messages > 0 {
+		return errors.New("sf1601: Message called twice")
+	}
+	for d.messages == 0 {
+		done, err := d.step(w)
+		if err != nil {
+			d.err = err
+			return err
+		}
+		if done {
+			d.err = fail(CodeMessageMissing, "/kombi_request", 0, "", "the kombi_request has no memo:Message (namespace %s)", memo.NSMemo)
+			return d.err
+		}
+	}
+	return nil
+}
+
+// Finish reads the rest of the request after Message and returns what it
+// says. Errors: kombi.message.duplicate, kombi.valg.kode.missing and the
+// rest of the package's codes for what follows the Message.
+func (d *Decoder) Finish() (Request, error) {
+	if d.err != nil {
+		return Request{}, d.err
+	}
+	if d.messages == 0 {
+		return Request{}, errors.New("sf1601: Finish called before Message")
+	}
+	for {
+		done, err := d.step(nil)
+		if err != nil {
+			d.err = err
+			return Request{}, err
+		}
+		if done {
+			break
+		}
+	}
+	if !d.haveChoice {
+		d.err = fail(CodeChoiceMissing, "/kombi_request/KombiValgKode", 0, "", "the kombi_request has no KombiValgKode")
+		return Request{}, d.err
+	}
+	return d.req, nil
+}
+
+// step reads the next part of the request: the prolog and root start tag,
+// one child of the root (a Message goes to w), or the root's end and what
+// follows it. done is true once the request has been read to its end.
+func (d *Decoder) step(w io.Writer) (done bool, err error) {
+	if !d.started {
+		return false, d.prolog()
+	}
+	if d.ended {
+		return true, nil
+	}
+	for {
+		space, err := d.text(nil, 0)
+		if err != nil {
+			return false, err
+		}
+		if !space {
+			return false, fail(CodeTextUnexpected, "/kombi_request", d.line, "", "kombi_request holds elements only, no text")
+		}
+		if _, err := d.peekN(2); err != nil {
+			return false, d.short("the kombi_request element")
+		}
+		b, _ := d.peekN(2)
+		switch {
+		case b[1] == '/':
+			if err := d.rootEnd(); err != nil {
+				return false, err
+			}
+			return true, d.epilog()
+		case b[1] == '!' || b[1] == '?':
+			if err := d.markup(true); err != nil {
+				return false, err
+			}
+			continue
+		}
+		return false, d.child(w)
+	}
+}
+
+// short reports a request that ended early.
+func (d *Decoder) short(inside string) error {
+	return fail(memo.CodeNotWellFormed, "", d.line, "", "the request ends inside %s", inside)
+}
+
+// readErr turns a read failure of the body into the Decoder's error.
+func (d *Decoder) readErr(err error, inside string) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return d.short(inside)
+	}
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	return hub.Wrap(hub.Invalid, err, "reading the kombi_request failed")
+}
+
+// peekN returns the next n bytes without consuming them.
+func (d *Decoder) peekN(n int) ([]byte, error) {
+	b, err := d.br.Peek(n)
+	if len(b) == n {
+		return b, nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return b, err
+}
+
+// buffered returns at least one unread byte, as many as are buffered.
+func (d *Decoder) buffered() ([]byte, error) {
+	if _, err := d.br.Peek(1); err != nil {
+		return nil, err
+	}
+	b, _ := d.br.Peek(d.br.Buffered())
+	return b, nil
+}
+
+// take consumes b, which must be a prefix of the unread input: it counts
+// lines and bytes, and copies b out when copying.
+func (d *Decoder) take(b []byte) error {
+	d.line += bytes.Count(b, []byte{'\n'})
+	n := int64(len(b))
+	if d.w != nil {
+		d.copied += n
+		if d.copied > d.copyMax {
+			return d.tooBig()
+		}
+		if len(b) >= copyDirect || len(d.out)+len(b) > cap(d.out) {
+			if err := d.flush(); err != nil {
+				return err
+			}
+		}
+		if len(b) >= copyDirect {
+			if _, err := d.w.Write(b); err != nil {
+				return d.writeErr(err)
+			}
+		} else {
+			d.out = append(d.out, b...)
+		}
+	} else {
+		d.envelope += n
+		if d.envelope > d.lim.MaxEnvelope {
+			return fail(CodeTooLarge, "/kombi_request", d.line, "",
+				"everything but the Message and the fjernprint part may be at most %d bytes", d.lim.MaxEnvelope)
+		}
+	}
+	_, err := d.br.Discard(len(b))
+	return err
+}
+
+// copyDirect is the chunk size from which take writes through instead of
+// gathering in out.
+const copyDirect = 16 << 10
+
+func (d *Decoder) flush() error {
+	if len(d.out) == 0 {
+		return nil
+	}
+	_, err := d.w.Write(d.out)
+	d.out = d.out[:0]
+	if err != nil {
+		return d.writeErr(err)
+	}
+	return nil
+}
+
+// writeErr passes a coded error of the writer (the spool's size limit)
+// through; any other is the hub's failure.
+func (d *Decoder) writeErr(err error) error {
+	var he *hub.Error
+	if errors.As(err, &he) {
+		return err
+	}
+	return hub.Wrap(hub.Internal, err, "writing out the kombi_request's parts failed")
+}
+
+// emit writes bytes that are not in the input (the inherited namespace
+// declarations) to the copy.
+func (d *Decoder) emit(s string) error {
+	d.copied += int64(len(s))
+	if d.copied > d.copyMax {
+		return d.tooBig()
+	}
+	d.out = append(d.out, s...)
+	return nil
+}
+
+// byte1 consumes one byte.
+func (d *Decoder) byte1(inside string) (byte, error) {
+	b, err := d.peekN(1)
+	if err != nil {
+		return 0, d.readErr(err, inside)
+	}
+	c := b[0]
+	return c, d.take(b)
+}
+
+// through consumes input up to and including the first occurrence of
+// term. col, when not nil, collects what precedes term, up to colMax
+// bytes (more fails with tooLong).
+func (d *Decoder) through(term, inside string, col *[]byte, colMax int, tooLong func() error) error {
+	t := []byte(term)
+	for {
+		buf, err := d.buffered()
+		if err != nil {
+			return d.readErr(err, inside)
+		}
+		if i := bytes.Index(buf, t); i >= 0 {
+			if col != nil {
+				if len(*col)+i > colMax {
+					return tooLong()
+				}
+				*col = append(*col, buf[:i]...)
+			}
+			return d.take(buf[:i+len(t)])
+		}
+		// Keep a tail that may be the start of term.
+		n := len(buf) - (len(t) - 1)
+		if n <= 0 {
+			if _, err := d.peekN(len(t)); err != nil {
+				return d.readErr(err, inside)
+			}
+			continue
+		}
+		if col != nil {
+			if len(*col)+n > colMax {
+				return tooLong()
+			}
+			*col = append(*col, buf[:n]...)
+		}
+		if err := d.take(buf[:n]); err != nil {
+			return err
+		}
+	}
+}
+
+// text consumes character data up to the next '<' (or the end of the
+// input), collecting it into col when col is not nil (at most colMax
+// bytes, else kombi.valg.kode.unknown). space reports that it was all
+// whitespace.
+func (d *Decoder) text(col *[]byte, colMax int) (space bool, err error) {
+	space = true
+	for {
+		buf, err := d.buffered()
+		if err == io.EOF {
+			return space, nil
+		}
+		if err != nil {
+			return false, d.readErr(err, "text")
+		}
+		i := bytes.IndexByte(buf, '<')
+		if i < 0 {
+			i = len(buf)
+		}
+		chunk := buf[:i]
+		if space && len(bytes.TrimLeft(chunk, " \t\r\n")) > 0 {
+			space = false
+		}
+		if col != nil {
+			if len(*col)+len(chunk) > colMax {
+				return false, d.choiceTooLong()
+			}
+			*col = append(*col, chunk...)
+		}
+		if err := d.take(chunk); err != nil {
+			return false, err
+		}
+		if i < len(buf) {
+			return space, nil
+		}
+	}
+}
+
+func (d *Decoder) choiceTooLong() error {
+	return fail(CodeChoiceUnknown, "/kombi_request/KombiValgKode", d.line, "",
+		"KombiValgKode must be one of \"Automatisk Valg\", \"Digital Post\", \"Fysisk Post\" and \"NemSMS\"")
+}
+
+// prolog reads the XML declaration, comments and processing instructions
+// before the root, and the root start tag.
+func (d *Decoder) prolog() error {
+	head, _ := d.br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
+		if err := d.take(head[:3]); err != nil {
+			return err
+		}
+	case bytes.HasPrefix(head, []byte{0xFE, 0xFF}), bytes.HasPrefix(head, []byte{0xFF, 0xFE}),
+		bytes.HasPrefix(head, []byte{0, 0}), bytes.HasPrefix(head, []byte{'<', 0}), bytes.HasPrefix(head, []byte{0, '<'}):
+		return fail(memo.CodeEncodingNotSupported, "", 1, "", "the request must be encoded in UTF-8")
+	}
+	if b, err := d.peekN(6); err == nil && string(b[:5]) == "<?xml" && xmlSpace(b[5]) {
+		if err := d.xmlDecl(); err != nil {
+			return err
+		}
+	}
+	for {
+		space, err := d.text(nil, 0)
+		if err != nil {
+			return err
+		}
+		if !space {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "content is not allowed before the root element (is the body XML?)")
+		}
+		b, err := d.peekN(2)
+		if err != nil {
+			if len(b) == 0 {
+				return fail(memo.CodeNotWellFormed, "", d.line, "", "the request has no root element")
+			}
+			return d.short("the prolog")
+		}
+		if b[1] == '!' || b[1] == '?' {
+			if err := d.markup(true); err != nil {
+				return err
+			}
+			continue
+		}
+		return d.rootStart()
+	}
+}
+
+func xmlSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// xmlDecl reads the XML declaration and refuses encodings but UTF-8.
+func (d *Decoder) xmlDecl() error {
+	var decl []byte
+	tooLong := func() error { return fail(memo.CodeNotWellFormed, "", d.line, "", "the XML declaration is too long") }
+	if err := d.through("?>", "the XML declaration", &decl, 1024, tooLong); err != nil {
+		return err
+	}
+	s := string(decl)
+	if i := strings.Index(s, "encoding"); i >= 0 {
+		rest := strings.TrimLeft(s[i+len("encoding"):], " \t\r\n")
+		if strings.HasPrefix(rest, "=") {
+			rest = strings.TrimLeft(rest[1:], " \t\r\n")
+			if len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'') {
+				if j := strings.IndexByte(rest[1:], rest[0]); j >= 0 {
+					enc := rest[1 : 1+j]
+					if !strings.EqualFold(enc, "UTF-8") && !strings.EqualFold(enc, "UTF8") {
+						v := enc
+						if len(v) > 32 {
+							v = v[:32]
+						}
+						return fail(memo.CodeEncodingNotSupported, "", d.line, v, "encoding %q is not supported; send UTF-8", v)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// markup consumes a comment, processing instruction or CDATA section at
+// the input ("<!" or "<?"). Where envelope is true (outside the copied
+// elements) a CDATA section is text, which the wrapper may not hold. A
+// DOCTYPE, anywhere, is refused.
+func (d *Decoder) markup(envelope bool) error {
+	b, _ := d.peekN(2)
+	if b[1] == '?' {
+		return d.through("?>", "a processing instruction", nil, 0, nil)
+	}
+	b, _ = d.br.Peek(9)
+	switch {
+	case bytes.HasPrefix(b, []byte("<!--")):
+		return d.through("-->", "a comment", nil, 0, nil)
+	case bytes.HasPrefix(b, []byte("<![CDATA[")):
+		if envelope {
+			return fail(CodeTextUnexpected, "/kombi_request", d.line, "", "kombi_request holds elements only, no text")
+		}
+		return d.through("]]>", "a CDATA section", nil, 0, nil)
+	case len(b) == 9 && strings.EqualFold(string(b), "<!DOCTYPE"):
+		return fail(memo.CodeDoctypeNotAllowed, "", d.line, "", "a document type declaration (DOCTYPE) is not allowed")
+	case len(b) < 9 && !bytes.HasPrefix([]byte("<!DOCTYPE"), bytes.ToUpper(b)):
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "unexpected markup declaration")
+	case len(b) < 9:
+		return d.short("a markup declaration")
+	}
+	return fail(memo.CodeNotWellFormed, "", d.line, "", "unexpected markup declaration")
+}
+
+// attr is one attribute of a start tag read whole.
+type attr struct {
+	name  string
+	raw   string // name="value" as written
+	value string // decoded
+}
+
+// startTag is a start tag of the wrapper or one of its children, read
+// whole (they are envelope bytes, so bounded by MaxEnvelope).
+type startTag struct {
+	qname, prefix, local string
+	attrs                []attr
+	empty                bool   // <x/>
+	rest                 string // the source after the name, through '>'
+	line                 int
+}
+
+// readStartTag reads a start tag at the input ('<' then a name).
+func (d *Decoder) readStartTag() (startTag, error) {
+	t := startTag{line: d.line}
+	if _, err := d.byte1("a start tag"); err != nil { // '<'
+		return t, err
+	}
+	var name []byte
+	if err := d.name(&name, "a start tag"); err != nil {
+		return t, err
+	}
+	t.qname = string(name)
+	t.prefix, t.local = "", t.qname
+	if i := strings.IndexByte(t.qname, ':'); i >= 0 {
+		t.prefix, t.local = t.qname[:i], t.qname[i+1:]
+	}
+	var rest strings.Builder
+	seen := map[string]bool{}
+	for {
+		sp, err := d.space(&rest)
+		if err != nil {
+			return t, err
+		}
+		c, err := d.byte1("a start tag")
+		if err != nil {
+			return t, err
+		}
+		rest.WriteByte(c)
+		switch c {
+		case '>':
+			t.rest = rest.String()
+			return t, nil
+		case '/':
+			c, err := d.byte1("a start tag")
+			if err != nil {
+				return t, err
+			}
+			if c != '>' {
+				return t, fail(memo.CodeNotWellFormed, "", d.line, "", "malformed start tag <%s>", t.qname)
+			}
+			rest.WriteByte(c)
+			t.empty, t.rest = true, rest.String()
+			return t, nil
+		}
+		if !sp || !nameStart(c) {
+			return t, fail(memo.CodeNotWellFormed, "", d.line, "", "malformed start tag <%s>", t.qname)
+		}
+		an := []byte{c}
+		if err := d.name(&an, "a start tag"); err != nil {
+			return t, err
+		}
+		rest.Write(an[1:])
+		var val []byte
+		raw, err := d.attrValue(&rest, &val, true)
+		if err != nil {
+			return t, err
+		}
+		a := attr{name: string(an), raw: string(an) + raw}
+		if seen[a.name] {
+			return t, fail(memo.CodeNotWellFormed, "", d.line, "", "attribute %s is repeated on <%s>", a.name, t.qname)
+		}
+		seen[a.name] = true
+		v, ok := decodeRefs(val, true)
+		if !ok {
+			return t, fail(memo.CodeNotWellFormed, "", d.line, "", "attribute %s on <%s> has a malformed value", a.name, t.qname)
+		}
+		a.value = v
+		t.attrs = append(t.attrs, a)
+	}
+}
+
+// space consumes whitespace, writing it to sb when not nil; sp reports
+// whether there was any.
+func (d *Decoder) space(sb *strings.Builder) (sp bool, err error) {
+	for {
+		b, err := d.peekN(1)
+		if err != nil {
+			return sp, d.readErr(err, "a tag")
+		}
+		if !xmlSpace(b[0]) {
+			return sp, nil
+		}
+		if sb != nil {
+			sb.WriteByte(b[0])
+		}
+		sp = true
+		if err := d.take(b); err != nil {
+			return sp, err
+		}
+	}
+}
+
+// maxName bounds element and attribute names.
+const maxName = 1024
+
+func nameStart(c byte) bool {
+	return c >= 0x80 || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':'
+}
+
+func nameByte(c byte) bool {
+	return nameStart(c) || c >= '0' && c <= '9' || c == '-' || c == '.'
+}
+
+// name consumes a name onto *n (which may hold its first byte already).
+func (d *Decoder) name(n *[]byte, inside string) error {
+	for {
+		b, err := d.peekN(1)
+		if err != nil {
+			return d.readErr(err, inside)
+		}
+		c := b[0]
+		if len(*n) == 0 && !nameStart(c) || len(*n) > 0 && !nameByte(c) {
+			if len(*n) == 0 {
+				return fail(memo.CodeNotWellFormed, "", d.line, "", "a name was expected in %s", inside)
+			}
+			return nil
+		}
+		if len(*n) >= maxName {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "a name in %s is longer than %d bytes", inside, maxName)
+		}
+		*n = append(*n, c)
+		if err := d.take(b); err != nil {
+			return err
+		}
+	}
+}
+
+// maxAttrValue bounds an attribute value the wrapper level reads whole.
+const maxAttrValue = 8 << 10
+
+// attrValue consumes `="value"` (whitespace allowed around '='). With
+// collect it returns the source and collects the raw value into *val;
+// without, it only consumes (inside copied elements, where values may be
+// long). The source is written to rest when not nil.
+func (d *Decoder) attrValue(rest *strings.Builder, val *[]byte, collect bool) (string, error) {
+	var src strings.Builder
+	if _, err := d.space(&src); err != nil {
+		return "", err
+	}
+	c, err := d.byte1("a start tag")
+	if err != nil {
+		return "", err
+	}
+	if c != '=' {
+		return "", fail(memo.CodeNotWellFormed, "", d.line, "", "an attribute has no value")
+	}
+	src.WriteByte(c)
+	if _, err := d.space(&src); err != nil {
+		return "", err
+	}
+	q, err := d.byte1("a start tag")
+	if err != nil {
+		return "", err
+	}
+	if q != '"' && q != '\'' {
+		return "", fail(memo.CodeNotWellFormed, "", d.line, "", "an attribute value is not quoted")
+	}
+	src.WriteByte(q)
+	tooLong := func() error {
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "an attribute value of the kombi_request is longer than %d bytes", maxAttrValue)
+	}
+	if collect {
+		if err := d.through(string(q), "an attribute value", val, maxAttrValue, tooLong); err != nil {
+			return "", err
+		}
+		src.Write(*val)
+		src.WriteByte(q)
+	} else if err := d.through(string(q), "an attribute value", nil, 0, nil); err != nil {
+		return "", err
+	}
+	if rest != nil {
+		rest.WriteString(src.String())
+	}
+	return src.String(), nil
+}
+
+// decodeRefs decodes the references XML allows without a DTD: the five
+// predefined entities and character references. attr normalises
+// whitespace as in attribute values. ok is false for anything else,
+// including '<' in an attribute value.
+func decodeRefs(raw []byte, attr bool) (string, bool) {
+	if attr && bytes.IndexByte(raw, '<') >= 0 {
+		return "", false
+	}
+	var out strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case attr && (c == '\t' || c == '\r' || c == '\n'):
+			out.WriteByte(' ')
+		case c == '&':
+			end := bytes.IndexByte(raw[i:], ';')
+			if end < 0 {
+				return "", false
+			}
+			ref := string(raw[i+1 : i+end])
+			i += end
+			switch ref {
+			case "amp":
+				out.WriteByte('&')
+			case "lt":
+				out.WriteByte('<')
+			case "gt":
+				out.WriteByte('>')
+			case "quot":
+				out.WriteByte('"')
+			case "apos":
+				out.WriteByte('\'')
+			default:
+				r, ok := charRef(ref)
+				if !ok {
+					return "", false
+				}
+				out.WriteRune(r)
+			}
+		default:
+			out.WriteByte(c)
+		}
+	}
+	return out.String(), true
+}
+
+func charRef(ref string) (rune, bool) {
+	if len(ref) < 2 || ref[0] != '#' {
+		return 0, false
+	}
+	base, digits := 10, ref[1:]
+	if digits[0] == 'x' {
+		base, digits = 16, digits[1:]
+	}
+	if digits == "" || len(digits) > 8 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range digits {
+		var v rune
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case base == 16 && c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case base == 16 && c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r*rune(base) + v
+	}
+	return r, r > 0 && r <= 0x10FFFF
+}
+
+// nsDecls returns the namespace declarations among a tag's attributes.
+func nsDecls(attrs []attr) []nsDecl {
+	var out []nsDecl
+	for _, a := range attrs {
+		switch {
+		case a.name == "xmlns":
+			out = append(out, nsDecl{name: a.name, uri: a.value, raw: a.raw})
+		case strings.HasPrefix(a.name, "xmlns:"):
+			out = append(out, nsDecl{name: a.name, prefix: a.name[len("xmlns:"):], uri: a.value, raw: a.raw})
+		}
+	}
+	return out
+}
+
+// resolve finds the namespace of prefix among the tag's own declarations,
+// then the root's. ok is false for an undeclared prefix.
+func resolve(prefix string, own, root []nsDecl) (uri string, ok bool) {
+	for _, scope := range [][]nsDecl{own, root} {
+		for _, n := range scope {
+			if n.prefix == prefix && (prefix != "" || n.name == "xmlns") {
+				return n.uri, true
+			}
+		}
+	}
+	if prefix == "xml" {
+		return "http://www.w3.org/XML/1998/namespace", true
+	}
+	return "", prefix == ""
+}
+
+// rootStart reads the root start tag, which must be kombi_request in no
+// namespace.
+func (d *Decoder) rootStart() error {
+	t, err := d.readStartTag()
+	if err != nil {
+		return err
+	}
+	own := nsDecls(t.attrs)
+	uri, ok := resolve(t.prefix, own, nil)
+	switch {
+	case t.local == "Message" && uri == memo.NSMemo:
+		return fail(CodeRootInvalid, "/"+t.local, t.line, "", "the root element must be kombi_request, not a MeMo Message (send a MeMo alone to /apis/v1/memos/)")
+	case !ok || t.prefix != "" || t.local != "kombi_request" || uri != "":
+		return fail(CodeRootInvalid, "/"+t.local, t.line, t.qname, "the root element must be kombi_request in no namespace")
+	}
+	d.started, d.rootName, d.rootNS = true, t.qname, own
+	if t.empty {
+		d.ended = true
+		return d.epilog()
+	}
+	return nil
+}
+
+// rootEnd reads the root end tag.
+func (d *Decoder) rootEnd() error {
+	var n []byte
+	if err := d.take(mustPeek(d, 2)); err != nil { // "</"
+		return err
+	}
+	if err := d.name(&n, "an end tag"); err != nil {
+		return err
+	}
+	if _, err := d.space(nil); err != nil {
+		return err
+	}
+	c, err := d.byte1("an end tag")
+	if err != nil {
+		return err
+	}
+	if c != '>' || string(n) != d.rootName {
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, d.rootName)
+	}
+	d.ended = true
+	return nil
+}
+
+func mustPeek(d *Decoder, n int) []byte {
+	b, _ := d.peekN(n)
+	return b
+}
+
+// epilog reads what follows the root: whitespace, comments and
+// processing instructions only, to the end of the input.
+func (d *Decoder) epilog() error {
+	for {
+		space, err := d.text(nil, 0)
+		if err != nil {
+			return err
+		}
+		if !space {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "content is not allowed after the root element")
+		}
+		b, err := d.peekN(2)
+		if len(b) == 0 && err != nil {
+			return nil
+		}
+		if err != nil || (b[1] != '!' && b[1] != '?') {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "content is not allowed after the root element")
+		}
+		if err := d.markup(true); err != nil {
+			return err
+		}
+	}
+}
+
+// child reads one element child of the root.
+func (d *Decoder) child(w io.Writer) error {
+	t, err := d.readStartTag()
+	if err != nil {
+		return err
+	}
+	own := nsDecls(t.attrs)
+	uri, ok := resolve(t.prefix, own, d.rootNS)
+	if !ok {
+		return fail(memo.CodeNotWellFormed, "/kombi_request/"+t.local, t.line, t.prefix, "the prefix %q of <%s> is not declared", t.prefix, t.qname)
+	}
+	field := "/kombi_request/" + t.local
+	switch {
+	case t.local == "KombiValgKode" && uri == "":
+		if d.haveChoice {
+			return fail(CodeChoiceDuplicate, field, t.line, "", "the kombi_request has more than one KombiValgKode")
+		}
+		return d.choice(t)
+	case t.local == "Message" && uri == memo.NSMemo:
+		if d.messages > 0 {
+			return fail(CodeMessageDuplicate, field, t.line, "", "the kombi_request has more than one memo:Message")
+		}
+		if w == nil {
+			return errors.New("sf1601: a Message needs a writer")
+		}
+		d.messages++
+		d.req.MessageLine = t.line
+		return d.copyElement(t, own, w, d.lim.MaxMemo, func() error {
+			return fail(memo.CodeTooLarge, field, d.line, "", "a MeMo may be at most %d bytes", d.lim.MaxMemo)
+		})
+	case t.local == "Message":
+		return fail(memo.CodeRootInvalid, field, t.line, uri, "the Message element must be in namespace %s", memo.NSMemo)
+	case t.local == "ForsendelseISamling" && uri == NSFjernprint:
+		if d.req.Print != nil {
+			return fail(CodePrintDuplicate, field, t.line, "", "the kombi_request has more than one ForsendelseISamling")
+		}
+		var buf bytes.Buffer
+		d.req.PrintLine = t.line
+		err := d.copyElement(t, own, &buf, d.lim.MaxPrint, func() error {
+			return fail(CodePrintTooLarge, field, d.line, "", "the fjernprint part may be at most %d bytes", d.lim.MaxPrint)
+		})
+		if err != nil {
+			return err
+		}
+		d.req.Print = buf.Bytes()
+		return nil
+	}
+	v := t.qname
+	if uri != "" {
+		v = "{" + uri + "}" + t.local
+	}
+	return fail(CodeElementUnexpected, field, t.line, v,
+		"kombi_request holds KombiValgKode, memo:Message and an optional ForsendelseISamling (%s) only", NSFjernprint)
+}
+
+// choice reads KombiValgKode's text and end tag.
+func (d *Decoder) choice(t startTag) error {
+	d.haveChoice = true
+	var raw []byte
+	if !t.empty {
+		for {
+			if _, err := d.text(&raw, 256); err != nil {
+				return err
+			}
+			b, err := d.peekN(2)
+			if err != nil {
+				return d.short("KombiValgKode")
+			}
+			if b[1] == '!' || b[1] == '?' {
+				b9, _ := d.br.Peek(9)
+				if bytes.HasPrefix(b9, []byte("<![CDATA[")) {
+					if err := d.take(b9); err != nil {
+						return err
+					}
+					if err := d.through("]]>", "a CDATA section", &raw, 256, d.choiceTooLong); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := d.markup(true); err != nil {
+					return err
+				}
+				continue
+			}
+			if b[1] != '/' {
+				return fail(CodeChoiceUnknown, "/kombi_request/KombiValgKode", d.line, "", "KombiValgKode holds text only")
+			}
+			if err := d.take(b); err != nil {
+				return err
+			}
+			var n []byte
+			if err := d.name(&n, "an end tag"); err != nil {
+				return err
+			}
+			if _, err := d.space(nil); err != nil {
+				return err
+			}
+			c, err := d.byte1("an end tag")
+			if err != nil {
+				return err
+			}
+			if c != '>' || string(n) != t.qname {
+				return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, t.qname)
+			}
+			break
+		}
+	}
+	v, ok := decodeRefs(raw, false)
+	if !ok {
+		return fail(CodeChoiceUnknown, "/kombi_request/KombiValgKode", t.line, "", "KombiValgKode has a malformed reference")
+	}
+	d.req.Choice = strings.TrimSpace(v)
+	m, err := ParseChoice(d.req.Choice)
+	if err != nil {
+		err.(*hub.Error).Fields[0].Line = t.line
+		return err
+	}
+	d.req.Mode = m
+	return nil
+}
+
+// copyElement writes the element whose start tag t has been read to w as
+// a standalone document: the start tag with the root's namespace
+// declarations that t does not override, then every byte of the element
+// as sent, through its end tag.
+func (d *Decoder) copyElement(t startTag, own []nsDecl, w io.Writer, max int64, tooBig func() error) error {
+	d.w, d.copyMax, d.copied, d.tooBig = w, max, 0, tooBig
+	if cap(d.out) == 0 {
+		d.out = make([]byte, 0, 2*copyDirect)
+	}
+	defer func() { d.w, d.stack = nil, d.stack[:0] }()
+	err := d.emit("<" + t.qname)
+	for _, n := range d.rootNS {
+		if err != nil {
+			break
+		}
+		if n.name == "xmlns" || declares(own, n.name) {
+			continue
+		}
+		err = d.emit(" " + n.raw)
+	}
+	if err == nil {
+		err = d.emit(t.rest)
+	}
+	if err == nil && !t.empty {
+		d.stack = append(d.stack, t.qname)
+		err = d.content()
+	}
+	if err == nil {
+		err = d.flush()
+	}
+	return err
+}
+
+func declares(own []nsDecl, name string) bool {
+	for _, n := range own {
+		if n.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// content copies the element's content through the end tag that closes
+// it, checking only what finding that end needs: tags, quoting, comments,
+// CDATA and processing instructions, and that end tags match. The
+// document's well-formedness in full is libxml2's to judge.
+func (d *Decoder) content() error {
+	for len(d.stack) > 0 {
+		if _, err := d.text(nil, 0); err != nil {
+			return err
+		}
+		b, err := d.peekN(2)
+		if err != nil {
+			return d.short("<" + d.stack[0] + ">")
+		}
+		switch b[1] {
+		case '!', '?':
+			if err := d.markup(false); err != nil {
+				return err
+			}
+		case '/':
+			if err := d.endTag(); err != nil {
+				return err
+			}
+		default:
+			if err := d.innerStartTag(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Decoder) endTag() error {
+	if err := d.take(mustPeek(d, 2)); err != nil {
+		return err
+	}
+	var n []byte
+	if err := d.name(&n, "an end tag"); err != nil {
+		return err
+	}
+	if _, err := d.space(nil); err != nil {
+		return err
+	}
+	c, err := d.byte1("an end tag")
+	if err != nil {
+		return err
+	}
+	open := d.stack[len(d.stack)-1]
+	if c != '>' || string(n) != open {
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, open)
+	}
+	d.stack = d.stack[:len(d.stack)-1]
+	return nil
+}
+
+func (d *Decoder) innerStartTag() error {
+	if _, err := d.byte1("a start tag"); err != nil { // '<'
+		return err
+	}
+	var n []byte
+	if err := d.name(&n, "a start tag"); err != nil {
+		return err
+	}
+	for {
+		sp, err := d.space(nil)
+		if err != nil {
+			return err
+		}
+		c, err := d.byte1("a start tag")
+		if err != nil {
+			return err
+		}
+		switch c {
+		case '>':
+			if len(d.stack) >= d.lim.MaxDepth {
+				return fail(CodeTooDeep, "", d.line, "", "elements may nest at most %d deep", d.lim.MaxDepth)
+			}
+			d.stack = append(d.stack, string(n))
+			return nil
+		case '/':
+			c, err := d.byte1("a start tag")
+			if err != nil {
+				return err
+			}
+			if c != '>' {
+				return fail(memo.CodeNotWellFormed, "", d.line, "", "malformed start tag <%s>", n)
+			}
+			return nil
+		}
+		if !sp || !nameStart(c) {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "malformed start tag <%s>", n)
+		}
+		an := []byte{c}
+		if err := d.name(&an, "a start tag"); err != nil {
+			return err
+		}
+		if _, err := d.attrValue(nil, nil, false); err != nil {
+			return err
+		}
+	}
+}

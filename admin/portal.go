@@ -191,16 +191,15 @@ func (p *Portal) route(pattern string, perm rbac.Perm, h func(*req) error) {
 }
 
 func (p *Portal) authenticate(r *http.Request) (rbac.Session, hub.User, bool) {
-	c, err := r.Cookie(rbac.SessionCookie)
-	if err != nil {
+	v := rbac.CookieValue(r, p.secure(r))
+	if v == "" {
 		return rbac.Session{}, hub.User{}, false
 	}
-	ss, ok := p.Sessions.Verify(c.Value)
-	if !ok {
-		return ss, hub.User{}, false
-	}
-	u, err := p.Svc.Store.GetUser(r.Context(), ss.User)
-	if err != nil || !u.Active {
+	ss, u, err := p.Sessions.Authenticate(r.Context(), v)
+	if err != nil {
+		if hub.ErrorCode(err) != hub.Unauthorized {
+			p.Log.Warn("portal session", "error", err)
+		}
 		return ss, hub.User{}, false
 	}
 	return ss, u, true
@@ -283,13 +282,18 @@ func (p *Portal) render(q *req, status int, name string, v view) {
 }
 
 func (p *Portal) loginPage(q *req) error {
+	p.showLogin(q, http.StatusOK, "")
+	return nil
+}
+
+// showLogin renders the login form with a fresh pre-session nonce.
+func (p *Portal) showLogin(q *req, status int, errMsg string) {
 	n := make([]byte, 16)
 	_, _ = rand.Read(n)
 	nonce := base64.RawURLEncoding.EncodeToString(n)
 	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Value: nonce, Path: "/admin/", HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode, MaxAge: 3600})
 	q.csrf = p.Sessions.CSRFToken(rbac.Session{Nonce: nonce})
-	p.render(q, http.StatusOK, "login", view{Title: "Log in"})
-	return nil
+	p.render(q, status, "login", view{Title: "Log in", Error: errMsg})
 }
 
 func (p *Portal) login(q *req) error {
@@ -299,33 +303,36 @@ func (p *Portal) login(q *req) error {
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
 		return nil
 	}
-	id := r.PostFormValue("userId")
-	if !p.Sessions.Throttle.Allow(id) {
-		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Too many failed logins; wait a minute."), http.StatusSeeOther)
-		return nil
-	}
-	u, err := p.Svc.Store.GetUser(r.Context(), id)
-	ok := err == nil && u.Active && rbac.CheckPassword(u.PasswordHash, r.PostFormValue("password"))
-	if !ok {
-		if err != nil {
-			rbac.CheckNoUser(r.PostFormValue("password"))
-		}
-		p.Sessions.Throttle.Failed(id)
+	u, ss, v, err := p.Sessions.Login(r.Context(), r.PostFormValue("userId"), r.PostFormValue("password"), p.Sessions.ClientAddr(r))
+	switch code := hub.ErrorCode(err); code {
+	case "":
+	case hub.Unauthorized:
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Unknown user or wrong password."), http.StatusSeeOther)
 		return nil
+	case hub.RateLimited, hub.Unavailable:
+		// Too many failures, or too many logins at once: the form again,
+		// with the wait in Retry-After.
+		if sec := hub.RetryAfterSeconds(err); sec > 0 {
+			q.w.Header().Set("Retry-After", strconv.Itoa(sec))
+		}
+		p.showLogin(q, hub.HTTPStatus(code), errMessage(err))
+		return nil
+	default:
+		return err
 	}
-	p.Sessions.Throttle.Succeeded(id)
-	ss, v := p.Sessions.Issue(u.ID)
-	http.SetCookie(q.w, &http.Cookie{Name: rbac.SessionCookie, Value: v, Path: "/", HttpOnly: true, Secure: p.secure(r),
-		SameSite: http.SameSiteLaxMode, MaxAge: int(ss.Expires.Sub(ss.Issued) / time.Second)})
+	rbac.SetCookie(q.w, v, ss.Expires.Sub(ss.Issued), p.secure(r))
 	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Path: "/admin/", MaxAge: -1})
 	_ = p.Svc.record(r.Context(), Actor{Name: "user:" + u.ID}, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID, "via": "portal"})
 	http.Redirect(q.w, r, "/admin/", http.StatusSeeOther)
 	return nil
 }
 
+// logout ends the user's sessions (on every instance), then the cookie.
 func (p *Portal) logout(q *req) error {
-	http.SetCookie(q.w, &http.Cookie{Name: rbac.SessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode})
+	if err := p.Sessions.Logout(q.r.Context(), q.user.ID); err != nil {
+		return err
+	}
+	rbac.SetCookie(q.w, "", -1, p.secure(q.r))
 	http.Redirect(q.w, q.r, "/admin/login", http.StatusSeeOther)
 	return nil
 }

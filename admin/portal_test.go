@@ -24,6 +24,7 @@ const (
 )
 
 type portalUser struct {
+	id     string
 	role   string
 	global bool
 	cookie string
@@ -50,7 +51,7 @@ func TestPortalPermissionMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{9}, 32)}
+	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{9}, 32), Users: store}
 	svc := &admin.Service{Store: store, Registry: reg, Enforcer: en, Events: hub.StoreEvents{Store: store},
 		Ingest: &hub.Ingest{Store: store, Events: hub.StoreEvents{Store: store}}}
 	portal := admin.NewPortal(svc, sessions, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -70,8 +71,20 @@ func TestPortalPermissionMatrix(t *testing.T) {
 		if err := en.Grant(ctx, rbac.Grant{User: id, Role: r.Name, Domain: dom}); err != nil {
 			t.Fatal(err)
 		}
-		ss, v := sessions.Issue(id)
-		users = append(users, portalUser{role: r.Name, global: r.Global, cookie: v, csrf: sessions.CSRFToken(ss)})
+		users = append(users, portalUser{id: id, role: r.Name, global: r.Global})
+	}
+	// login gives u a session at its current generation (logging out
+	// ends it, and the matrix posts /admin/logout too).
+	login := func(u *portalUser) {
+		gen, err := store.SessionGeneration(ctx, u.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, v := sessions.Issue(u.id, gen)
+		u.cookie, u.csrf = v, sessions.CSRFToken(ss)
+	}
+	for i := range users {
+		login(&users[i])
 	}
 	call := func(method, path string, u *portalUser) int {
 		var body io.Reader
@@ -110,6 +123,7 @@ func TestPortalPermissionMatrix(t *testing.T) {
 				}
 				want := pg.Perm == rbac.Self || (rbac.RoleHas(u.role, pg.Perm) && (u.global || (!rbac.IsGlobal(pg.Perm) && target == ownOrg)))
 				got := call(pg.Method, fill(pg.Path, target), u)
+				login(u)
 				checked++
 				if want && (got == 401 || got == 403) {
 					t.Errorf("%s %s as %s in %s: %d, want allowed", pg.Method, pg.Path, u.role, target, got)

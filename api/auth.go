@@ -51,6 +51,9 @@ func (s *Server) initAuth(d *Deps) {
 	}
 	s.enforcer, s.sessions = d.Enforcer, d.Sessions
 	s.admin = &admin.Service{Store: d.Store, Registry: d.Registry, Ingest: d.Ingest, Importer: d.Importer, Enforcer: d.Enforcer, Now: d.Now}
+	if d.Sessions != nil {
+		s.admin.Hasher = d.Sessions.Hasher
+	}
 	if d.Ingest != nil {
 		s.admin.Events = d.Ingest.Events
 	}
@@ -179,7 +182,7 @@ func (s *Server) authenticate(c *gin.Context) (Principal, error) {
 		return s.authenticateToken(c, h)
 	}
 	if s.sessions != nil {
-		if v, err := c.Cookie(rbac.SessionCookie); err == nil && v != "" {
+		if v := rbac.CookieValue(c.Request, s.secureCookies(c)); v != "" {
 			return s.authenticateSession(c, v)
 		}
 	}
@@ -222,14 +225,7 @@ func (s *Server) authenticateToken(c *gin.Context, h string) (Principal, error) 
 }
 
 func (s *Server) authenticateSession(c *gin.Context, v string) (Principal, error) {
-	ss, ok := s.sessions.Verify(v)
-	if !ok {
-		return Principal{}, hub.Errorf(hub.Unauthorized, "the session has expired; log in again")
-	}
-	u, err := s.store.GetUser(c.Request.Context(), ss.User)
-	if hub.ErrorCode(err) == hub.NotFound || (err == nil && !u.Active) {
-		return Principal{}, hub.Errorf(hub.Unauthorized, "the account is not active")
-	}
+	ss, u, err := s.sessions.Authenticate(c.Request.Context(), v)
 	if err != nil {
 		return Principal{}, err
 	}

@@ -47,9 +47,13 @@ func BenchmarkAuthorize(b *testing.B) {
 	if err := en.Grant(ctx, rbac.Grant{User: "anne", Role: rbac.OrgAdmin, Domain: org}); err != nil {
 		b.Fatal(err)
 	}
-	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{1}, 32)}
+	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{1}, 32), Users: store}
 	s := New(Config{}, Deps{Store: store, Registry: reg, Enforcer: en, Sessions: sessions, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	_, cookie := sessions.Issue("anne")
+	gen, err := store.SessionGeneration(ctx, "anne")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, cookie := sessions.Issue("anne", gen)
 	var orgRoute, senderRoute Route
 	for _, r := range s.Routes() {
 		switch {

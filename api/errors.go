@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"github.com/posthub/posthub/hub"
@@ -36,6 +37,9 @@ func writeError(c *gin.Context, log *slog.Logger, err error) {
 		if code == hub.Internal {
 			body.Message = "internal error"
 		}
+	}
+	if sec := hub.RetryAfterSeconds(err); sec > 0 {
+		c.Header("Retry-After", strconv.Itoa(sec))
 	}
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Basic realm="posthub"`)

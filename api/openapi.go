@@ -37,7 +37,7 @@ func schemas() obj {
 	name := obj{"type": "string", "maxLength": hub.MaxNameLen, "description": "no control characters"}
 	all := obj{
 		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
-			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, unavailable, internal"),
+			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, rate_limited, unavailable, internal"),
 			"message": str("what went wrong"), "fieldErrors": obj{"type": "array", "items": fieldError},
 			"requestId": str("quote it when asking the operator")}},
 		"Receipt": obj{"type": "object", "properties": obj{

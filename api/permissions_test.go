@@ -28,6 +28,7 @@ const (
 // caller is one principal of the matrix: a role held in ownOrg (or
 // globally), and how it authenticates.
 type caller struct {
+	user    string // users: the id
 	role    string
 	global  bool
 	token   string // systems and the operator token
@@ -47,9 +48,10 @@ func (c caller) header(req *http.Request) {
 }
 
 type matrixHub struct {
-	srv     *api.Server
-	store   hub.Store
-	callers []caller
+	srv      *api.Server
+	store    hub.Store
+	sessions *rbac.Sessions
+	callers  []caller
 }
 
 func newMatrixHub(t *testing.T) *matrixHub {
@@ -65,12 +67,12 @@ func newMatrixHub(t *testing.T) *matrixHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{7}, 32)}
+	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{7}, 32), Users: store}
 	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(matrixOperatorToken), SpoolDir: t.TempDir()}, api.Deps{
 		Store: store, Registry: reg, Enforcer: en, Sessions: sessions, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ingest:   &hub.Ingest{Store: store, Router: &hub.Router{Store: store}, Events: hub.StoreEvents{Store: store}},
 		Importer: &hub.ContactImporter{Store: store}})
-	m := &matrixHub{srv: srv, store: store}
+	m := &matrixHub{srv: srv, store: store, sessions: sessions}
 	for _, o := range []string{ownOrg, otherOrg} {
 		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
 			t.Fatal(err)
@@ -103,7 +105,7 @@ func newMatrixHub(t *testing.T) *matrixHub {
 				t.Fatal(err)
 			}
 			c := m.login(t, id, "matrix-password-"+id)
-			c.role, c.global, c.viaUser = r.Name, r.Global, true
+			c.user, c.role, c.global, c.viaUser = id, r.Name, r.Global, true
 			m.callers = append(m.callers, c)
 		}
 	}
@@ -136,6 +138,9 @@ func (m *matrixHub) login(t *testing.T, id, pw string) caller {
 	return caller{cookie: cookie, csrf: s.CSRFToken}
 }
 
+// call makes one request as c. A user caller gets a fresh session
+// afterwards: the matrix logs out (DELETE /session) and changes
+// privileges, which end the user's sessions.
 func (m *matrixHub) call(method, path string, c *caller) int {
 	req := httptest.NewRequest(method, path, nil)
 	if c != nil {
@@ -143,6 +148,14 @@ func (m *matrixHub) call(method, path string, c *caller) int {
 	}
 	rec := httptest.NewRecorder()
 	m.srv.Handler().ServeHTTP(rec, req)
+	if c != nil && c.user != "" {
+		gen, err := m.store.SessionGeneration(context.Background(), c.user)
+		if err != nil {
+			panic(err)
+		}
+		ss, v := m.sessions.Issue(c.user, gen)
+		c.cookie, c.csrf = v, m.sessions.CSRFToken(ss)
+	}
 	return rec.Code
 }
 
@@ -306,24 +319,32 @@ func TestGrantRules(t *testing.T) {
 	}
 }
 
-// TestLoginThrottle: after five wrong passwords the account's logins are
-// refused for a while, even with the right password.
+// TestLoginThrottle: after five wrong passwords from one address, that
+// address's logins of the account wait a growing delay (429 with
+// Retry-After), even with the right password; the account's owner at
+// another address logs in as usual.
 func TestLoginThrottle(t *testing.T) {
 	m := newMatrixHub(t)
-	try := func(pw string) int {
+	try := func(pw, from string) *httptest.ResponseRecorder {
 		b, _ := json.Marshal(map[string]string{"userId": "auditor", "password": pw})
 		req := httptest.NewRequest("POST", "/apis/v1/session", bytes.NewReader(b))
 		req.Header.Set("Content-Type", "application/json")
+		req.RemoteAddr = from + ":40000"
 		rec := httptest.NewRecorder()
 		m.srv.Handler().ServeHTTP(rec, req)
-		return rec.Code
+		return rec
 	}
+	const attacker, owner = "203.0.113.66", "198.51.100.7"
 	for i := 0; i < 5; i++ {
-		if got := try("wrong-password-123"); got != 401 {
+		if got := try("wrong-password-123", attacker).Code; got != 401 {
 			t.Fatalf("wrong password: %d", got)
 		}
 	}
-	if got := try("matrix-password-auditor"); got != 401 {
-		t.Fatalf("right password while throttled: %d, want 401", got)
+	rec := try("matrix-password-auditor", attacker)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("right password from the guessing address: %d (Retry-After %q), want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if got := try("matrix-password-auditor", owner).Code; got != 200 {
+		t.Fatalf("right password from another address: %d, want 200", got)
 	}
 }

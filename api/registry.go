@@ -102,19 +102,12 @@ func (s *Server) handleLogin(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	if !s.sessions.Throttle.Allow(req.UserID) {
-		writeError(c, s.log, hub.Errorf(hub.Unauthorized, "too many failed logins; wait a minute"))
+	u, ss, v, err := s.sessions.Login(c.Request.Context(), req.UserID, req.Password, s.sessions.ClientAddr(c.Request))
+	if err != nil {
+		writeError(c, s.log, err)
 		return
 	}
-	u, ok := Login(c.Request.Context(), s.store, req.UserID, req.Password)
-	if !ok {
-		s.sessions.Throttle.Failed(req.UserID)
-		writeError(c, s.log, hub.Errorf(hub.Unauthorized, "unknown user or wrong password"))
-		return
-	}
-	s.sessions.Throttle.Succeeded(u.ID)
-	ss, v := s.sessions.Issue(u.ID)
-	SetSessionCookie(c.Writer, v, ss.Expires.Sub(ss.Issued), s.secureCookies(c))
+	rbac.SetCookie(c.Writer, v, ss.Expires.Sub(ss.Issued), s.secureCookies(c))
 	s.audit(c, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID})
 	c.JSON(http.StatusOK, Session{Principal: "user:" + u.ID, User: &u, CSRFToken: s.sessions.CSRFToken(ss),
 		Privileges: s.enforcer.Grants("", u.ID), Expires: ss.Expires.UTC().Format("2006-01-02T15:04:05Z")})
@@ -141,8 +134,16 @@ func (s *Server) handleWhoAmI(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// handleLogout ends the user's sessions on every instance (a replayed
+// cookie is refused from now on), then clears the cookie.
 func (s *Server) handleLogout(c *gin.Context) {
-	SetSessionCookie(c.Writer, "", -1, s.secureCookies(c))
+	if p := principal(c); p.User != nil && s.sessions != nil {
+		if err := s.sessions.Logout(c.Request.Context(), p.User.ID); err != nil {
+			writeError(c, s.log, err)
+			return
+		}
+	}
+	rbac.SetCookie(c.Writer, "", -1, s.secureCookies(c))
 	c.JSON(http.StatusOK, gin.H{"status": "logged out"})
 }
 

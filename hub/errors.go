@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is the kind of a failure, carried unchanged from the place it happened
@@ -18,7 +19,8 @@ const (
 	Forbidden    Code = "forbidden"    // authenticated, but not allowed
 	Unauthorized Code = "unauthorized" // no or bad credentials
 	TooLarge     Code = "too_large"    // a size limit was crossed
-	Unavailable  Code = "unavailable"  // a dependency is down; retry later
+	RateLimited  Code = "rate_limited" // the caller is going too fast; retry after Error.RetryAfter
+	Unavailable  Code = "unavailable"  // a dependency is down or the hub is busy; retry later
 	Internal     Code = "internal"     // a bug or an unexpected failure; details are logged, not shown
 )
 
@@ -46,6 +48,10 @@ type Error struct {
 	Message string
 	Fields  []FieldError
 	Err     error
+	// RetryAfter, when set (RateLimited, Unavailable), is how long the
+	// caller should wait before trying again; the HTTP edge sends it as
+	// Retry-After.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -84,6 +90,16 @@ func ErrorCode(err error) Code {
 	return Internal
 }
 
+// RetryAfterSeconds is how long err asks the caller to wait, in whole
+// seconds rounded up as a Retry-After header counts them (0: no advice).
+func RetryAfterSeconds(err error) int {
+	var he *Error
+	if errors.As(err, &he) && he.RetryAfter > 0 {
+		return int((he.RetryAfter + time.Second - 1) / time.Second)
+	}
+	return 0
+}
+
 // Is reports whether err carries the given code.
 func Is(err error, code Code) bool { return ErrorCode(err) == code }
 
@@ -102,6 +118,8 @@ func HTTPStatus(code Code) int {
 		return 409
 	case TooLarge:
 		return 413
+	case RateLimited:
+		return 429
 	case Unavailable:
 		return 503
 	case "":

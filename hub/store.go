@@ -317,6 +317,17 @@ type Users interface {
 	// GetUser returns NotFound when absent.
 	GetUser(ctx context.Context, id string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
+
+	// SessionGeneration returns the user's session generation, 0 until the
+	// first bump. A session carries the generation read when it was issued
+	// and is refused once the stored one differs, on every instance.
+	SessionGeneration(ctx context.Context, id string) (uint64, error)
+	// BumpSessionGeneration ends every session of the user issued so far
+	// (logout, password or privilege change): once it returns,
+	// SessionGeneration answers more than anything it answered before the
+	// call. A generation never goes down; concurrent bumps may end on one
+	// value. It needs no user record. Returns the new generation.
+	BumpSessionGeneration(ctx context.Context, id string) (uint64, error)
 }
 
 // Locks are named leases for singleton background work (the event sealer,

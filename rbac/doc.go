@@ -1,8 +1,9 @@
 // Package rbac owns who may do what: the FBRS-style roles of the national
 // hub modelled in casbin v2 with domains, their policies stored through
 // hub.Policies (so every metadata backend holds them), the authorisation
-// decision, and the gin-free parts of authentication for humans (argon2id
-// password hashes, signed session cookies with CSRF tokens).
+// decision, and the gin-free parts of authentication for humans: argon2id
+// password hashes, the one login both the API and the portal call
+// (Sessions.Login), and signed session cookies with CSRF tokens.
 //
 // Model. A request is (subject, domain, permission). The domain is an
 // organisation's CVR number, or Global ("*") for the hub-wide roles. Role
@@ -21,6 +22,15 @@
 //     on the instance that made it when the call returns, and on every
 //     other instance sharing the store within PollInterval plus one policy
 //     load (each instance polls hub.Policies.PolicyStamp).
+//   - Logins are bounded: at most Hasher's concurrency password hashes
+//     run at once (each holds 64 MiB), the rest wait briefly, then are
+//     refused with a RetryAfter; guessing is slowed per (user, client
+//     address) and per address (Throttle), never by locking the user out
+//     everywhere; an unknown or inactive user costs the same check as a
+//     real one.
+//   - Revocation: a session is refused on every instance once the user's
+//     session generation in the store has moved on (logout, password
+//     change, any grant or revocation).
 //   - Speed: decisions are answered from a per-(subject, domain) bit set
 //     computed once per policy version, so a decision is a map lookup.
 package rbac

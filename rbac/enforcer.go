@@ -48,10 +48,17 @@ type Options struct {
 	Log          *slog.Logger
 }
 
+// PolicyStore is what an Enforcer needs of the store: the policy lines,
+// and the session generations a grant or revocation moves on.
+type PolicyStore interface {
+	hub.Policies
+	BumpSessionGeneration(ctx context.Context, id string) (uint64, error)
+}
+
 // Enforcer decides (subject, domain, permission) on the policies in a
 // hub.Policies store and keeps up with changes made by other instances.
 type Enforcer struct {
-	store hub.Policies
+	store PolicyStore
 	opts  Options
 
 	mu        sync.RWMutex
@@ -81,7 +88,7 @@ var globalMask = func() uint64 {
 
 // New loads the policies and returns a ready Enforcer. Call Run to follow
 // changes made elsewhere.
-func New(ctx context.Context, store hub.Policies, opts Options) (*Enforcer, error) {
+func New(ctx context.Context, store PolicyStore, opts Options) (*Enforcer, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
@@ -343,9 +350,13 @@ func field(f, code, msg, v string) error {
 }
 
 // Grant stores a grant and reloads, so it is in force here on return.
-// Invalid for a bad grant; Conflict when it exists.
+// It first ends the user's sessions (a privilege change asks for a fresh
+// login). Invalid for a bad grant; Conflict when it exists.
 func (e *Enforcer) Grant(ctx context.Context, g Grant) error {
 	if err := ValidateGrant(g); err != nil {
+		return err
+	}
+	if _, err := e.store.BumpSessionGeneration(ctx, g.User); err != nil {
 		return err
 	}
 	if err := e.store.AddPolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
@@ -354,7 +365,8 @@ func (e *Enforcer) Grant(ctx context.Context, g Grant) error {
 	return e.Reload(ctx)
 }
 
-// Revoke removes a grant and reloads. NotFound when it was not held.
+// Revoke ends the user's sessions, removes a grant and reloads. NotFound
+// when it was not held.
 func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
 	if len(e.Grants(g.Domain, g.User)) == 0 || !slices.Contains(e.Grants(g.Domain, g.User), g) {
 		if err := e.Refresh(ctx); err != nil {
@@ -363,6 +375,9 @@ func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
 		if !slices.Contains(e.Grants(g.Domain, g.User), g) {
 			return hub.Errorf(hub.NotFound, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
 		}
+	}
+	if _, err := e.store.BumpSessionGeneration(ctx, g.User); err != nil {
+		return err
 	}
 	if err := e.store.RemovePolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/testservers"
@@ -108,12 +107,12 @@ func TestPasswords(t *testing.T) {
 
 func TestSessions(t *testing.T) {
 	s := &rbac.Sessions{Key: make([]byte, 32)}
-	ss, v := s.Issue("anne")
+	ss, v := s.Issue("anne", 7)
 	got, ok := s.Verify(v)
-	if !ok || got.User != "anne" || !s.CheckCSRF(got, s.CSRFToken(ss)) {
-		t.Fatal("a fresh session verifies")
+	if !ok || got.User != "anne" || got.Generation != 7 || !s.CheckCSRF(got, s.CSRFToken(ss)) {
+		t.Fatalf("a fresh session verifies: %+v %v", got, ok)
 	}
-	for _, bad := range []string{v[:len(v)-1] + "x", "mallory" + v[4:], "", "a|b"} {
+	for _, bad := range []string{v[:len(v)-1] + "x", "mallory" + v[4:], "anne|8" + v[6:], "", "a|b"} {
 		if _, ok := s.Verify(bad); ok {
 			t.Errorf("tampered cookie %q verified", bad)
 		}
@@ -124,31 +123,5 @@ func TestSessions(t *testing.T) {
 	}
 	if s.CheckCSRF(got, "") || s.CheckCSRF(got, other.CSRFToken(ss)) {
 		t.Error("CSRF token accepted that is not the session's")
-	}
-}
-
-func TestThrottle(t *testing.T) {
-	now := time.Unix(1000, 0)
-	th := &rbac.Throttle{MaxFailures: 3, Window: time.Minute, Now: func() time.Time { return now }}
-	for i := 0; i < 3; i++ {
-		if !th.Allow("anne") {
-			t.Fatalf("attempt %d refused", i+1)
-		}
-		th.Failed("anne")
-	}
-	if th.Allow("anne") {
-		t.Fatal("fourth attempt within the window allowed")
-	}
-	if !th.Allow("bent") {
-		t.Fatal("another user is throttled")
-	}
-	now = now.Add(time.Minute)
-	if !th.Allow("anne") {
-		t.Fatal("still refused after the window")
-	}
-	th.Failed("anne")
-	th.Succeeded("anne")
-	if !th.Allow("anne") {
-		t.Fatal("refused after success")
 	}
 }

@@ -42,7 +42,7 @@ func newInstance(t *testing.T, ctx context.Context, uri, db string) *instance {
 	}
 	go en.Run(ctx)
 	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken("ph_reload-operator"), SpoolDir: t.TempDir()}, api.Deps{
-		Store: store, Registry: &hub.Registry{Store: store}, Enforcer: en, Sessions: &rbac.Sessions{Key: bytes.Repeat([]byte{3}, 32)},
+		Store: store, Registry: &hub.Registry{Store: store}, Enforcer: en, Sessions: &rbac.Sessions{Key: bytes.Repeat([]byte{3}, 32), Users: store},
 		Ingest: &hub.Ingest{Store: store, Events: hub.StoreEvents{Store: store}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	return &instance{store: store, enforcer: en, srv: srv}
 }

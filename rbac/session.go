@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,41 +9,101 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/atomicfile"
 )
 
-// SessionCookie is the session cookie's name. The __Host- prefix (which
-// browsers only accept with Secure, Path=/ and no Domain) is used when the
-// hub is served over TLS; see Sessions.CookieName.
+// SessionCookie is the session cookie's name over plain HTTP; over TLS it
+// is SecureSessionCookie. See CookieName.
 const SessionCookie = "posthub_session"
 
+// SecureSessionCookie is the session cookie's name when the hub is served
+// over TLS (directly or behind a TLS-terminating proxy): browsers accept a
+// __Host- cookie only with Secure, Path=/ and no Domain, so no other host
+// of the domain, and no plain-HTTP page, can set or shadow it.
+const SecureSessionCookie = "__Host-" + SessionCookie
+
+// CookieName is the session cookie's name, secure meaning served over TLS.
+func CookieName(secure bool) string {
+	if secure {
+		return SecureSessionCookie
+	}
+	return SessionCookie
+}
+
+// SetCookie sets the session cookie (HttpOnly, SameSite=Lax, Path=/, no
+// Domain; Secure and __Host- named when secure) to value for maxAge, or
+// clears it when maxAge < 0.
+func SetCookie(w http.ResponseWriter, value string, maxAge time.Duration, secure bool) {
+	c := &http.Cookie{Name: CookieName(secure), Value: value, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	http.SetCookie(w, c)
+}
+
+// CookieValue is the session cookie of r ("" when absent), read under the
+// name SetCookie gives it.
+func CookieValue(r *http.Request, secure bool) string {
+	c, err := r.Cookie(CookieName(secure))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
 // Sessions issues and checks human sessions: a stateless cookie
-// "<user>|<issued>|<expires>|<nonce>|<mac>" signed with HMAC-SHA-256, so
-// any instance holding the same key accepts it, and a CSRF token derived
-// from the session (HMAC over its nonce) for the double-submit check.
+// "<user>|<generation>|<issued>|<expires>|<nonce>|<mac>" signed with
+// HMAC-SHA-256, so any instance holding the same key accepts it, and a
+// CSRF token derived from the session (HMAC over its nonce) for the
+// double-submit check.
 //
-// Logging out clears the cookie; an account that is deactivated stops
-// working at once because every request re-reads the user (the middleware
-// does). Sessions expire after TTL regardless of use.
+// Revocation is server-side and shared by every instance: a session
+// carries the user's session generation (hub.Users) from when it was
+// issued, and Authenticate refuses it once the stored generation has
+// moved on — which Logout, a password change and any privilege change do
+// (so logging out ends the user's sessions everywhere). An account that is
+// deactivated stops working at once because every request re-reads the
+// user. Sessions expire after TTL regardless of use.
 type Sessions struct {
 	Key []byte
 	TTL time.Duration
 	Now func() time.Time
+	// Users is where Login, Authenticate and Logout find accounts and
+	// session generations.
+	Users Accounts
+	// Hasher bounds the password hashing of logins; share it with
+	// everything else that hashes in the process. Nil: no bound.
+	Hasher *Hasher
 	// Throttle limits password guessing on every login path that issues
 	// these sessions (API and portal).
 	Throttle Throttle
+	// Proxies are the reverse proxies whose X-Forwarded-For names the
+	// client a login is throttled by (see ClientAddr). None by default.
+	Proxies TrustedProxies
+}
+
+// Accounts is what logins need of the store.
+type Accounts interface {
+	GetUser(ctx context.Context, id string) (hub.User, error)
+	SessionGeneration(ctx context.Context, id string) (uint64, error)
+	BumpSessionGeneration(ctx context.Context, id string) (uint64, error)
 }
 
 // Session is a verified session.
 type Session struct {
-	User    string
-	Issued  time.Time
-	Expires time.Time
-	Nonce   string
+	User       string
+	Generation uint64
+	Issued     time.Time
+	Expires    time.Time
+	Nonce      string
 }
 
 // LoadOrCreateKey returns the 32-byte session key in path (hex), creating
@@ -87,17 +148,20 @@ func (s *Sessions) mac(parts ...string) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
-// Issue returns a new session for user and its cookie value.
-func (s *Sessions) Issue(user string) (Session, string) {
+// Issue returns a new session for user at the given session generation
+// and its cookie value.
+func (s *Sessions) Issue(user string, generation uint64) (Session, string) {
 	n := make([]byte, 16)
 	_, _ = rand.Read(n)
 	now := s.now()
-	ss := Session{User: user, Issued: now, Expires: now.Add(s.ttl()), Nonce: base64.RawURLEncoding.EncodeToString(n)}
-	body := strings.Join([]string{user, strconv.FormatInt(ss.Issued.Unix(), 10), strconv.FormatInt(ss.Expires.Unix(), 10), ss.Nonce}, "|")
+	ss := Session{User: user, Generation: generation, Issued: now, Expires: now.Add(s.ttl()), Nonce: base64.RawURLEncoding.EncodeToString(n)}
+	body := strings.Join([]string{user, strconv.FormatUint(generation, 10), strconv.FormatInt(ss.Issued.Unix(), 10),
+		strconv.FormatInt(ss.Expires.Unix(), 10), ss.Nonce}, "|")
 	return ss, body + "|" + s.mac("session", body)
 }
 
-// Verify checks a cookie value: signature and expiry.
+// Verify checks a cookie value: signature and expiry (not the generation:
+// Authenticate does, against the store).
 func (s *Sessions) Verify(v string) (Session, bool) {
 	i := strings.LastIndexByte(v, '|')
 	if i < 0 || len(s.Key) == 0 {
@@ -108,15 +172,16 @@ func (s *Sessions) Verify(v string) (Session, bool) {
 		return Session{}, false
 	}
 	f := strings.Split(body, "|")
-	if len(f) != 4 {
+	if len(f) != 5 {
 		return Session{}, false
 	}
-	iss, err1 := strconv.ParseInt(f[1], 10, 64)
-	exp, err2 := strconv.ParseInt(f[2], 10, 64)
-	if err1 != nil || err2 != nil || !s.now().Before(time.Unix(exp, 0)) {
+	gen, err0 := strconv.ParseUint(f[1], 10, 64)
+	iss, err1 := strconv.ParseInt(f[2], 10, 64)
+	exp, err2 := strconv.ParseInt(f[3], 10, 64)
+	if err0 != nil || err1 != nil || err2 != nil || !s.now().Before(time.Unix(exp, 0)) {
 		return Session{}, false
 	}
-	return Session{User: f[0], Issued: time.Unix(iss, 0), Expires: time.Unix(exp, 0), Nonce: f[3]}, true
+	return Session{User: f[0], Generation: gen, Issued: time.Unix(iss, 0), Expires: time.Unix(exp, 0), Nonce: f[4]}, true
 }
 
 // CSRFToken is the token a form or API client must echo for ss.

@@ -31,8 +31,9 @@ type authz struct {
 // session key comes from POSTHUB_SESSION_KEY (hex, shared by all instances
 // behind one load balancer) or <data>/session.key (created on first
 // start); POSTHUB_POLICY_POLL_INTERVAL bounds how late another instance's
-// policy change takes effect here (default 1s); POSTHUB_SECURE_COOKIES=true
-// marks cookies Secure behind a TLS-terminating proxy.
+// policy change takes effect here (default 1s). One Hasher bounds every
+// password hash of the process: logins on the API and the portal, and
+// account creation.
 func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service, log *slog.Logger) (*authz, error) {
 	poll := time.Second
 	if v := env.Getenv("POSTHUB_POLICY_POLL_INTERVAL"); v != "" {
@@ -41,6 +42,10 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 			return nil, fmt.Errorf("POSTHUB_POLICY_POLL_INTERVAL: %q is not a positive duration", v)
 		}
 		poll = d
+	}
+	proxies, err := rbac.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	en, err := rbac.New(ctx, svc.Store, rbac.Options{PollInterval: poll, Log: log})
 	if err != nil {
@@ -56,10 +61,12 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 	} else if key, err = rbac.LoadOrCreateKey(filepath.Join(cfg.Data, "session.key")); err != nil {
 		return nil, err
 	}
-	sessions := &rbac.Sessions{Key: key}
-	svc.Enforcer = en
+	hasher := rbac.NewHasher(cfg.MaxPasswordHashes, cfg.PasswordHashWait)
+	sessions := &rbac.Sessions{Key: key, Users: svc.Store, Hasher: hasher, Proxies: proxies,
+		Throttle: rbac.Throttle{PerAddress: cfg.LoginRate, Delay: cfg.LoginDelay}}
+	svc.Enforcer, svc.Hasher = en, hasher
 	portal := admin.NewPortal(svc, sessions, log)
-	portal.Secure = env.Getenv("POSTHUB_SECURE_COOKIES") == "true"
+	portal.Secure = cfg.secureCookies()
 	return &authz{enforcer: en, sessions: sessions, portal: portal}, nil
 }
 
@@ -222,6 +229,10 @@ func runAdmin(env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "posthub admin passwd:", err)
 			return 1
 		}
+		if _, err := store.BumpSessionGeneration(ctx, u.ID); err != nil {
+			fmt.Fprintln(env.Stderr, "posthub admin passwd: ending the user's sessions:", err)
+			return 1
+		}
 		if !record("IDENTITY_PASSWORD_CHANGED", "", map[string]string{"userId": u.ID}) {
 			return 1
 		}
@@ -266,7 +277,11 @@ func createUser(ctx context.Context, store hub.Users, id, name, pw string) error
 			return gerr
 		}
 		old.PasswordHash, old.Active = hash, true
-		return store.PutUser(ctx, old)
+		if err := store.PutUser(ctx, old); err != nil {
+			return err
+		}
+		// A new password ends the sessions made with the old one.
+		_, err = store.BumpSessionGeneration(ctx, id)
 	}
 	return err
 }

@@ -43,6 +43,13 @@ type serveConfig struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
+	// Human logins.
+	SecureCookies     bool
+	MaxPasswordHashes int
+	PasswordHashWait  time.Duration
+	LoginRate         int
+	LoginDelay        time.Duration
+	TrustedProxies    string
 	// System retrieval.
 	LeaseTTL          time.Duration
 	MaxAttempts       int
@@ -85,6 +92,12 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of -tls-cert (PEM)")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) for optional client-certificate authentication")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure and name them __Host- (automatic with -tls-cert; set it behind a TLS-terminating proxy)")
+	fs.IntVar(&c.MaxPasswordHashes, "max-password-hashes", 0, "password checks (argon2id, 64 MiB each) that run at once; 0: one per CPU")
+	fs.DurationVar(&c.PasswordHashWait, "password-hash-wait", time.Second, "how long a login waits for a password-check slot before it is refused with 503 and Retry-After")
+	fs.IntVar(&c.LoginRate, "login-rate", 30, "failed logins one client address may make a minute, over all user ids (negative: no limit)")
+	fs.DurationVar(&c.LoginDelay, "login-delay", time.Second, "after 5 failed logins of one user from one address, the wait before the next attempt from there; it doubles with each further failure, up to 15 min")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client a login is throttled by (empty: the header is ignored)")
 	fs.StringVar(&c.OperatorToken, "operator-token", "", "the hub operator's API token (prefer the environment: POSTHUB_OPERATOR_TOKEN)")
 	fs.BoolVar(&c.Demo, "demo", false, "create demo organisations, systems and contacts, and print their tokens")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -109,6 +122,11 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", false, "refuse to send unless the SMTP server offers STARTTLS (it is used whenever offered, and always with -smtp-user)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 30*time.Second, "how often mailbox post is queued to newly connected receiver systems and system-fetch jobs resumed")
 }
+
+// secureCookies reports whether cookies are Secure (and the session's
+// __Host- named): when the hub serves TLS itself, or is told it is behind
+// a TLS-terminating proxy.
+func (c *serveConfig) secureCookies() bool { return c.SecureCookies || c.TLSCert != "" }
 
 // load parses args over the config file and the environment.
 func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) string) error {

@@ -107,7 +107,8 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	if cfg.Demo && operatorToken == "" {
 		operatorToken, _ = hub.NewToken()
 	}
-	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != ""}
+	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != "",
+		SecureCookies: cfg.secureCookies()}
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}
@@ -185,7 +186,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		}
 		printDemoViewer(stdout, base, dv, true)
 		wm, err := web.New(web.Config{API: hs.Handler, SystemID: dv.SystemID, Token: dv.Token, Key: dv.Key, KeyID: dv.KeyID,
-			SessionKey: az.sessions.Key, Secure: env.Getenv("POSTHUB_SECURE_COOKIES") == "true", People: demoPeople, Log: log})
+			SessionKey: az.sessions.Key, Secure: cfg.secureCookies(), People: demoPeople, Log: log})
 		if err != nil {
 			ln.Close()
 			return err

@@ -104,6 +104,8 @@ func codeOf(status int) hub.Code {
 		return hub.Conflict
 	case 413:
 		return hub.TooLarge
+	case 429:
+		return hub.RateLimited
 	case 503, 502, 504:
 		return hub.Unavailable
 	}

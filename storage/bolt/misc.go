@@ -204,6 +204,36 @@ func (s *Store) ListUsers(ctx context.Context) ([]hub.User, error) {
 	return out, err
 }
 
+// SessionGeneration reads the user's generation (absent: 0).
+func (s *Store) SessionGeneration(ctx context.Context, id string) (uint64, error) {
+	var g uint64
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bSessionGen).Get([]byte(id)); len(v) == 8 {
+			g = readU64(v)
+		}
+		return nil
+	})
+	return g, err
+}
+
+// BumpSessionGeneration increments the user's generation in one write
+// transaction, so concurrent bumps are serialised.
+func (s *Store) BumpSessionGeneration(ctx context.Context, id string) (uint64, error) {
+	if id == "" {
+		return 0, hub.Errorf(hub.Invalid, "session generation of no user")
+	}
+	var g uint64
+	err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bSessionGen)
+		if v := b.Get([]byte(id)); len(v) == 8 {
+			g = readU64(v)
+		}
+		g++
+		return b.Put([]byte(id), u64(g))
+	})
+	return g, err
+}
+
 type lockRec struct {
 	Holder  string    `json:"holder"`
 	Expires time.Time `json:"expires"`

@@ -132,9 +132,10 @@ var (
 	bCounters    = []byte("counters")
 	bPolicies    = []byte("policies")
 	bUsers       = []byte("users")
+	bSessionGen  = []byte("session_generations")
 	bLocks       = []byte("locks")
 	bMeta        = []byte("meta")
-	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bPointCode, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bLocks, bMeta}
+	allBuckets   = [][]byte{bOrgs, bSystems, bSysToken, bSysOrg, bGroups, bGroupOrg, bPoints, bPointOrg, bPointCode, bRules, bRuleOrg, bContacts, bMessages, bContent, bMsgSender, bDeliveries, bDelQueue, bQueueCount, bReceipts, bRcptTime, bPending, bEvents, bEventIDs, bEvTime, bEvOrgTime, bEvOrgSeq, bCounters, bPolicies, bUsers, bSessionGen, bLocks, bMeta}
 	appendOnlyBk = [][]byte{bContent, bPending, bEvents, bEvTime, bDelQueue}
 )
 

@@ -3,6 +3,7 @@ package mongo
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -698,4 +699,42 @@ func (s *Store) ListUsers(ctx context.Context) ([]hub.User, error) {
 		out = append(out, d.X)
 	}
 	return out, err
+}
+
+// --- session generations
+//
+// A user's generation is the highest g of its session_generations
+// documents. A bump inserts g+1 under the unique index (u, g): $inc is not
+// atomic on FerretDB and a lost or reordered increment could lower the
+// generation and bring ended sessions back; an insert cannot. A bump that
+// loses the insert to another bump is done too (that one ended the same
+// sessions). Older documents are removed afterwards (best effort: the
+// highest one stays, so the generation cannot go down).
+
+type sessionGenDoc struct {
+	ID   string `bson:"_id"`
+	User string `bson:"u"`
+	Gen  int64  `bson:"g"`
+}
+
+func (s *Store) SessionGeneration(ctx context.Context, id string) (uint64, error) {
+	d, _, err := findOne[sessionGenDoc](ctx, s.sessionGens, bson.M{"u": id}, options.FindOne().SetSort(bson.D{{Key: "g", Value: -1}}))
+	return uint64(d.Gen), err
+}
+
+func (s *Store) BumpSessionGeneration(ctx context.Context, id string) (uint64, error) {
+	if id == "" {
+		return 0, hub.Errorf(hub.Invalid, "session generation of no user")
+	}
+	g, err := s.SessionGeneration(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	next := int64(g) + 1
+	_, err = s.sessionGens.InsertOne(ctx, sessionGenDoc{ID: id + "\x00" + strconv.FormatInt(next, 10), User: id, Gen: next})
+	if err != nil && !isDup(err) {
+		return 0, translate(err, "bump session generation of %s", id)
+	}
+	_, _ = s.sessionGens.DeleteMany(ctx, bson.M{"u": id, "g": bson.M{"$lt": next}})
+	return uint64(next), nil
 }

@@ -55,7 +55,7 @@ type Store struct {
 
 	orgs, systems, receivers, tokens, touches, groups *mongo.Collection
 	points, codes, rules                              *mongo.Collection
-	contacts, users, policies, meta                   *mongo.Collection
+	contacts, users, sessionGens, policies, meta      *mongo.Collection
 	messages, deliveries, leases, parked, receipts    *mongo.Collection
 	pending, events, counters, locks                  *mongo.Collection
 	mbItems, consents, notifs, cursors, assertKeys    *mongo.Collection
@@ -108,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}{
 		{&s.orgs, "orgs"}, {&s.systems, "systems"}, {&s.receivers, "receivers"}, {&s.tokens, "system_tokens"}, {&s.touches, "system_fetches"},
 		{&s.groups, "contact_groups"}, {&s.points, "contact_points"}, {&s.codes, "contact_point_codes"}, {&s.rules, "routing_rules"},
-		{&s.contacts, "contacts"}, {&s.users, "users"}, {&s.policies, "policies"}, {&s.meta, "meta"},
+		{&s.contacts, "contacts"}, {&s.users, "users"}, {&s.sessionGens, "session_generations"}, {&s.policies, "policies"}, {&s.meta, "meta"},
 		{&s.messages, "messages"}, {&s.deliveries, "deliveries"}, {&s.leases, "leases"}, {&s.parked, "parked"},
 		{&s.receipts, "receipts"}, {&s.pending, "events_pending"}, {&s.events, "events"},
 		{&s.counters, "counters"}, {&s.locks, "locks"},
@@ -170,6 +170,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.consents, []mongo.IndexModel{{Keys: idx("c", "o"), Options: unique}, {Keys: idx("o", "g")}}},
 		{s.notifs, []mongo.IndexModel{{Keys: idx("due")}}},
 		{s.assertKeys, []mongo.IndexModel{{Keys: idx("sys", "kid"), Options: unique}}},
+		{s.sessionGens, []mongo.IndexModel{{Keys: idx("u", "g"), Options: unique}}},
 	}
 	for _, x := range all {
 		// Create only the missing ones: FerretDB v1.24 mishandles a

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,6 +102,54 @@ var miscTests = []storeTest{
 		must(t, err, "ListUsers")
 		if len(list) != 1 {
 			t.Fatalf("%d users", len(list))
+		}
+	}},
+	{"Session generations start at 0, only go up, and a bump ends everything read before it, under concurrency", func(t *testing.T, s hub.Store) {
+		g, err := s.SessionGeneration(ctx, "alice")
+		must(t, err, "SessionGeneration of a user never bumped")
+		if g != 0 {
+			t.Fatalf("fresh generation %d, want 0", g)
+		}
+		g1, err := s.BumpSessionGeneration(ctx, "alice")
+		must(t, err, "BumpSessionGeneration")
+		if got, _ := s.SessionGeneration(ctx, "alice"); got != g1 || g1 == 0 {
+			t.Fatalf("after a bump: generation %d, bump answered %d", got, g1)
+		}
+		if got, _ := s.SessionGeneration(ctx, "bob"); got != 0 {
+			t.Fatalf("bob's generation %d moved with alice's", got)
+		}
+		// Each of 16 concurrent bumps must leave the generation above what
+		// was read before it started, and no reader ever sees it go down.
+		var mu sync.Mutex
+		var bad []string
+		parallel(16, func(i int) {
+			before, err := s.SessionGeneration(ctx, "alice")
+			if err != nil {
+				t.Errorf("SessionGeneration: %v", err)
+				return
+			}
+			after, err := s.BumpSessionGeneration(ctx, "alice")
+			if err != nil {
+				t.Errorf("BumpSessionGeneration: %v", err)
+				return
+			}
+			now, err := s.SessionGeneration(ctx, "alice")
+			if err != nil {
+				t.Errorf("SessionGeneration: %v", err)
+				return
+			}
+			if after <= before || now < after {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("read %d, bumped to %d, then read %d", before, after, now))
+				mu.Unlock()
+			}
+		})
+		if len(bad) > 0 {
+			t.Fatalf("a bump did not end what was read before it: %v", bad)
+		}
+		last, _ := s.SessionGeneration(ctx, "alice")
+		if last <= g1 {
+			t.Fatalf("after 16 more bumps the generation is %d (was %d)", last, g1)
 		}
 	}},
 	{"AcquireLock is exclusive among concurrent holders", func(t *testing.T, s hub.Store) {

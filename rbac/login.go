@@ -1,0 +1,173 @@
+package rbac
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// Login is the one password login of the hub; the API and the portal both
+// call it. In order:
+//
+//  1. the throttle: a (user, client) pair that failed too often, or a client
+//     over its rate, is refused with RateLimited and a RetryAfter, before
+//     any password is hashed;
+//  2. the account: a user that does not exist or is inactive costs one
+//     dummy password check, so the answer's time does not tell whether the
+//     account exists;
+//  3. the password check, within the Hasher's bound (over it: Unavailable
+//     with a RetryAfter);
+//  4. a session at the user's current session generation.
+//
+// A wrong password, an unknown or inactive user all answer Unauthorized
+// with the same message. client is the address the login is throttled by
+// (ClientAddr).
+func (s *Sessions) Login(ctx context.Context, id, password, client string) (hub.User, Session, string, error) {
+	if s.Users == nil {
+		return hub.User{}, Session{}, "", hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
+	}
+	wrong := hub.Errorf(hub.Unauthorized, "unknown user or wrong password")
+	if !ValidUserID(id) {
+		// No account can have this id: there is nothing to time or count.
+		return hub.User{}, Session{}, "", wrong
+	}
+	if wait := s.Throttle.Allow(id, client); wait > 0 {
+		err := &hub.Error{Code: hub.RateLimited, RetryAfter: wait}
+		err.Message = fmt.Sprintf("too many failed logins; try again in %d s", hub.RetryAfterSeconds(err))
+		return hub.User{}, Session{}, "", err
+	}
+	u, err := s.Users.GetUser(ctx, id)
+	if err != nil && !hub.Is(err, hub.NotFound) {
+		s.Throttle.Refund(client)
+		return hub.User{}, Session{}, "", err
+	}
+	var ok bool
+	if err != nil || !u.Active || u.PasswordHash == "" {
+		ok, err = s.Hasher.CheckNoUser(ctx, password)
+	} else {
+		ok, err = s.Hasher.Check(ctx, u.PasswordHash, password)
+	}
+	if err != nil {
+		s.Throttle.Refund(client)
+		return hub.User{}, Session{}, "", err
+	}
+	if !ok {
+		s.Throttle.Failed(id, client)
+		return hub.User{}, Session{}, "", wrong
+	}
+	gen, err := s.Users.SessionGeneration(ctx, id)
+	if err != nil {
+		s.Throttle.Refund(client)
+		return hub.User{}, Session{}, "", err
+	}
+	s.Throttle.Succeeded(id, client)
+	ss, v := s.Issue(u.ID, gen)
+	return u, ss, v, nil
+}
+
+// Authenticate checks a session cookie's value: signature, expiry, an
+// active account, and a session generation that is still the user's.
+// Unauthorized when any fails.
+func (s *Sessions) Authenticate(ctx context.Context, value string) (Session, hub.User, error) {
+	ss, ok := s.Verify(value)
+	if !ok || s.Users == nil {
+		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the session has expired; log in again")
+	}
+	u, err := s.Users.GetUser(ctx, ss.User)
+	if hub.Is(err, hub.NotFound) || (err == nil && !u.Active) {
+		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the account is not active")
+	}
+	if err != nil {
+		return Session{}, hub.User{}, err
+	}
+	gen, err := s.Users.SessionGeneration(ctx, ss.User)
+	if err != nil {
+		return Session{}, hub.User{}, err
+	}
+	if gen != ss.Generation {
+		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the session has ended (logged out, or the password or privileges changed); log in again")
+	}
+	return ss, u, nil
+}
+
+// Logout ends every session of user, on every instance.
+func (s *Sessions) Logout(ctx context.Context, user string) error {
+	if s.Users == nil {
+		return hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
+	}
+	_, err := s.Users.BumpSessionGeneration(ctx, user)
+	return err
+}
+
+// ClientAddr is the address a login from r is throttled by (see
+// TrustedProxies.ClientAddr).
+func (s *Sessions) ClientAddr(r *http.Request) string { return s.Proxies.ClientAddr(r) }
+
+// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+// whose X-Forwarded-For header the hub believes. Empty by default: then
+// the header is ignored, since any client can send it.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies reads a comma-separated list of addresses and CIDR
+// prefixes ("" is none).
+func ParseTrustedProxies(list string) (TrustedProxies, error) {
+	var out TrustedProxies
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is neither an address nor a CIDR prefix", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func (p TrustedProxies) trusts(a netip.Addr) bool {
+	for _, pr := range p {
+		if pr.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientAddr is r's peer address; when the peer is a trusted proxy, it is
+// the right-most X-Forwarded-For entry that is not itself a trusted proxy
+// (entries to its left were written by the client and prove nothing).
+func (p TrustedProxies) ClientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !p.trusts(peer) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0 && p.trusts(client); i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		client = a.Unmap()
+	}
+	return client.String()
+}

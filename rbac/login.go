@@ -53,7 +53,8 @@ func (s *Sessions) Login(ctx context.Context, id, password, client string) (hub.
 		ok, err = s.Hasher.Check(ctx, u.PasswordHash, password)
 	}
 	if err != nil {
-		s.Throttle.Refund(client)
+		// Refused as busy: the attempt still counts against the client's
+		// rate, so one address cannot keep the hash queue full.
 		return hub.User{}, Session{}, "", err
 	}
 	if !ok {

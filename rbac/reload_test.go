@@ -62,7 +62,10 @@ func (in *instance) do(t *testing.T, method, path, body string, auth func(*http.
 // TestPolicyChangeReachesOtherInstance: two hub instances share one
 // FerretDB database. A privilege granted through instance A's API lets the
 // user in on instance B within the bound (B's poll interval plus one
-// policy load), and a revocation on A shuts B's door the same way.
+// policy load), and a revocation on A shuts B's door the same way. A
+// privilege change also ends the user's sessions at once, on both
+// instances (the session generation is in the store), so the user logs in
+// again after each change.
 func TestPolicyChangeReachesOtherInstance(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -78,16 +81,20 @@ func TestPolicyChangeReachesOtherInstance(t *testing.T) {
 		t.Fatalf("create user: %d %s", rec.Code, rec.Body)
 	}
 	// Sara logs in on B.
-	rec := b.do(t, "POST", "/apis/v1/session", `{"userId":"sara","password":"sara-password-123"}`, func(*http.Request) {})
-	if rec.Code != 200 {
-		t.Fatalf("login on B: %d %s", rec.Code, rec.Body)
-	}
 	var cookie *http.Cookie
-	for _, c := range rec.Result().Cookies() {
-		if c.Name == rbac.SessionCookie {
-			cookie = c
+	login := func() {
+		t.Helper()
+		rec := b.do(t, "POST", "/apis/v1/session", `{"userId":"sara","password":"sara-password-123"}`, func(*http.Request) {})
+		if rec.Code != 200 {
+			t.Fatalf("login on B: %d %s", rec.Code, rec.Body)
+		}
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == rbac.SessionCookie {
+				cookie = c
+			}
 		}
 	}
+	login()
 	sara := func(r *http.Request) { r.AddCookie(cookie) }
 	systemsOnB := func() int { return b.do(t, "GET", "/apis/v1/organisations/"+org+"/systems/", "", sara).Code }
 	if got := systemsOnB(); got != 403 {
@@ -110,10 +117,18 @@ func TestPolicyChangeReachesOtherInstance(t *testing.T) {
 	if rec := a.do(t, "POST", "/apis/v1/organisations/"+org+"/privileges/", `{"userId":"sara","privilege":"SYSTEM_MANAGER"}`, op); rec.Code != 201 {
 		t.Fatalf("grant on A: %d %s", rec.Code, rec.Body)
 	}
+	if got := systemsOnB(); got != 401 {
+		t.Fatalf("sara's session on B after a grant on A: %d, want 401 (ended)", got)
+	}
+	login()
 	t.Logf("grant on A in force on B after %v (poll interval %v)", waitFor("grant", 200), pollInterval)
 	if rec := a.do(t, "DELETE", "/apis/v1/organisations/"+org+"/privileges/sara/SYSTEM_MANAGER", "", op); rec.Code != 200 {
 		t.Fatalf("revoke on A: %d %s", rec.Code, rec.Body)
 	}
+	if got := systemsOnB(); got != 401 {
+		t.Fatalf("sara's session on B after a revocation on A: %d, want 401 (ended)", got)
+	}
+	login()
 	t.Logf("revocation on A in force on B after %v", waitFor("revoke", 403))
 	// Both changes are in the event log with their actor.
 	var evs []hub.Event

@@ -17,10 +17,11 @@ import (
 //     does an hour without failures. A guesser hammering "admin" from one
 //     address therefore slows only that address's attempts on "admin":
 //     the real admin, from anywhere else, logs in as usual.
-//   - Per client address: at most PerAddress failed logins a minute, over
-//     all user ids (a token bucket: an attempt takes a token, a success
-//     gives it back), so one address cannot try password after password
-//     on one account after another.
+//   - Per client address: at most PerAddress failed or refused logins a
+//     minute, over all user ids (a token bucket: an attempt takes a token,
+//     a success gives it back), so one address can neither try password
+//     after password on one account after another nor keep the password
+//     hashing queue full.
 //
 // Memory is bounded: at most MaxEntries pairs and MaxEntries addresses;
 // when a table is full, entries that no longer matter are dropped, then,
@@ -33,8 +34,8 @@ type Throttle struct {
 	// Delay is the wait after the first failure beyond Free (default 1s);
 	// it doubles with each further failure up to MaxDelay (default 15 min).
 	Delay, MaxDelay time.Duration
-	// PerAddress is how many failed logins one address may make a minute
-	// (default 30; negative: no limit).
+	// PerAddress is how many failed (or busy-refused) logins one address
+	// may make a minute (default 30; negative: no limit).
 	PerAddress int
 	MaxEntries int
 	Now        func() time.Time
@@ -179,8 +180,8 @@ func (t *Throttle) Succeeded(user, addr string) {
 	t.Refund(addr)
 }
 
-// Refund gives addr back an attempt that checked no password (the hub was
-// busy, the store failed).
+// Refund gives addr back an attempt that failed for the hub's own reasons
+// (the store failed).
 func (t *Throttle) Refund(addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

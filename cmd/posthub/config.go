@@ -95,7 +95,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure and name them __Host- (automatic with -tls-cert; set it behind a TLS-terminating proxy)")
 	fs.IntVar(&c.MaxPasswordHashes, "max-password-hashes", 0, "password checks (argon2id, 64 MiB each) that run at once; 0: one per CPU")
 	fs.DurationVar(&c.PasswordHashWait, "password-hash-wait", time.Second, "how long a login waits for a password-check slot before it is refused with 503 and Retry-After")
-	fs.IntVar(&c.LoginRate, "login-rate", 30, "failed logins one client address may make a minute, over all user ids (negative: no limit)")
+	fs.IntVar(&c.LoginRate, "login-rate", 30, "failed logins (and logins refused as busy) one client address may make a minute, over all user ids (negative: no limit)")
 	fs.DurationVar(&c.LoginDelay, "login-delay", time.Second, "after 5 failed logins of one user from one address, the wait before the next attempt from there; it doubles with each further failure, up to 15 min")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client a login is throttled by (empty: the header is ignored)")
 	fs.StringVar(&c.OperatorToken, "operator-token", "", "the hub operator's API token (prefer the environment: POSTHUB_OPERATOR_TOKEN)")

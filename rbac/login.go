@@ -61,14 +61,28 @@ func (s *Sessions) Login(ctx context.Context, id, password, client string) (hub.
 		s.Throttle.Failed(id, client)
 		return hub.User{}, Session{}, "", wrong
 	}
-	gen, err := s.Users.SessionGeneration(ctx, id)
+	ss, v, err := s.Begin(ctx, u.ID)
 	if err != nil {
 		s.Throttle.Refund(client)
 		return hub.User{}, Session{}, "", err
 	}
 	s.Throttle.Succeeded(id, client)
-	ss, v := s.Issue(u.ID, gen)
 	return u, ss, v, nil
+}
+
+// Begin issues a session for a user who has proved who they are (Login,
+// or another way such as OpenID Connect), at the user's current session
+// generation — a session issued any other way would be refused.
+func (s *Sessions) Begin(ctx context.Context, user string) (Session, string, error) {
+	if s.Users == nil {
+		return Session{}, "", hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
+	}
+	gen, err := s.Users.SessionGeneration(ctx, user)
+	if err != nil {
+		return Session{}, "", err
+	}
+	ss, v := s.Issue(user, gen)
+	return ss, v, nil
 }
 
 // Authenticate checks a session cookie's value: signature, expiry, an

@@ -110,7 +110,7 @@ func (s *Server) registryRoutes() []Route {
 			Consumes: []string{j}, Produces: j, Status: 200, Schema: "Session", Handler: s.handleLogin},
 		{Method: "GET", Path: v1 + "/session", Perm: rbac.Self, Tag: "session", Summary: "Who am I: the caller, its privileges and (for a session) the CSRF token.",
 			Produces: j, Status: 200, Schema: "Session", Handler: s.handleWhoAmI},
-		{Method: "DELETE", Path: v1 + "/session", Perm: rbac.Self, Tag: "session", Summary: "Log out (clears the session cookie).",
+		{Method: "DELETE", Path: v1 + "/session", Perm: rbac.Self, Tag: "session", Summary: "Log out: ends every session of the user, on every instance, and clears the session cookie.",
 			Produces: j, Status: 200, Handler: s.handleLogout},
 		{Method: "GET", Path: v1 + "/privilege-types/", Perm: rbac.Self, Tag: "privileges", Summary: "The privileges (roles) and the permissions each holds.",
 			Produces: j, Status: 200, Schema: "RoleList", Handler: s.handlePrivilegeTypes},

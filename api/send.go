@@ -4,25 +4,18 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
-	"os"
-	"path"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
 
+	"github.com/posthub/posthub/accept"
 	"github.com/posthub/posthub/hub"
-	"github.com/posthub/posthub/memo"
 )
 
 // BulkReceipts answers a mass send: one receipt per MeMo in the archive.
@@ -87,48 +80,21 @@ func filePart(r *http.Request, boundary string) (io.Reader, error) {
 	}
 }
 
-// sendOne accepts a single MeMo: spool (enforcing the size limit while
-// streaming, and running the XSD on the body as it arrives), validate,
-// then hand to ingest.
+// sendOne accepts a single MeMo through the accept service.
 func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoice) {
-	ctx := c.Request.Context()
-	sys := principal(c).System
 	want := c.Query("memo-message-uuid")
 	if want == "" {
 		writeError(c, s.log, badRequest("memo-message-uuid", "memo.message.uuid.missing",
 			"the query parameter memo-message-uuid must carry the MeMo's messageUUID", ""))
 		return
 	}
-	if c.Request.ContentLength > s.cfg.MaxMemoSize {
-		s.metrics.accepted.WithLabelValues("too_large").Inc()
-		writeError(c, s.log, tooLarge(s.cfg.MaxMemoSize))
-		return
-	}
-	var sp spooled
-	var err error
-	if n := c.Request.ContentLength; n > 0 && n <= smallBody {
-		// Small bodies are validated in memory: no spool file round trip.
-		sp.body = make([]byte, n)
-		if _, err = io.ReadFull(c.Request.Body, sp.body); err != nil {
-			writeError(c, s.log, badRequest("body", "body.incomplete", "the body ended before Content-Length bytes", ""))
-			return
-		}
-		sum := sha256.Sum256(sp.body)
-		sp.Size, sp.SHA256 = n, hex.EncodeToString(sum[:])
-	} else {
-		sp.Spooled, err = s.validator.Spool(c.Request.Body, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
-		if err != nil {
-			if hub.ErrorCode(err) == hub.TooLarge {
-				s.metrics.accepted.WithLabelValues("too_large").Inc()
-				c.Header("Connection", "close")
-			}
-			writeError(c, s.log, err)
-			return
-		}
-		defer os.Remove(sp.Path)
-	}
-	r, created, err := s.accept(ctx, sys, sp, want, mode, archive)
+	r, created, err := s.accepter.Letter(c.Request.Context(),
+		accept.Request{System: principal(c).System, WantUUID: want, Mode: mode, Archive: archive},
+		accept.Body{R: c.Request.Body, Size: c.Request.ContentLength})
 	if err != nil {
+		if hub.ErrorCode(err) == hub.TooLarge {
+			c.Header("Connection", "close") // the rest of the body is not read
+		}
 		writeError(c, s.log, err)
 		return
 	}
@@ -136,74 +102,6 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 		c.Header("X-Posthub-Duplicate", "true")
 	}
 	c.JSON(http.StatusCreated, r)
-}
-
-func tooLarge(max int64) error {
-	return &hub.Error{Code: hub.TooLarge, Message: "the MeMo is larger than the hub accepts",
-		Fields: []hub.FieldError{{Resource: "memo", Code: "memo.too.large",
-			Message: "a MeMo may be at most " + strconv.FormatInt(max, 10) + " bytes"}}}
-}
-
-// smallBody is the largest body validated in memory instead of spooled.
-const smallBody = 1 << 20
-
-// spooled is a received body: on disk (Spooled.Path) or, when small, in memory.
-type spooled struct {
-	memo.Spooled
-	body []byte
-}
-
-// accept validates a received MeMo and submits it. want, when not "", is
-// the UUID the request said it carries.
-func (s *Server) accept(ctx context.Context, sys hub.System, sp spooled, want string, mode hub.Mode, archive hub.ArchiveChoice) (hub.Receipt, bool, error) {
-	var m *memo.Message
-	var err error
-	if sp.body != nil {
-		m, err = s.validator.ValidateBytes(sp.body, s.now())
-	} else {
-		m, err = s.validator.ValidateSpooledFile(sp.Spooled, s.now())
-	}
-	if err != nil {
-		s.metrics.accepted.WithLabelValues("invalid").Inc()
-		s.emitInvalid(ctx, sys, "", err)
-		return hub.Receipt{}, false, err
-	}
-	if want != "" && !strings.EqualFold(want, m.MessageHeader.MessageUUID) {
-		s.metrics.accepted.WithLabelValues("invalid").Inc()
-		return hub.Receipt{}, false, badRequest("memo-message-uuid", "memo.message.uuid.mismatch",
-			"memo-message-uuid must equal MessageHeader/messageUUID", want)
-	}
-	// The spool file's fsync has been running beside the validation; the
-	// receipt may only promise what is on disk.
-	if err := sp.Durable(); err != nil {
-		s.metrics.accepted.WithLabelValues(string(hub.ErrorCode(err))).Inc()
-		return hub.Receipt{}, false, err
-	}
-	r, created, err := s.ingest.Submit(ctx, hub.Submission{System: sys, Letter: letterOf(m, sp.Size),
-		Path: sp.Path, Body: sp.body, Size: sp.Size, SHA256: sp.SHA256, Mode: mode, Archive: archive})
-	switch {
-	case err != nil:
-		s.metrics.accepted.WithLabelValues(string(hub.ErrorCode(err))).Inc()
-	case created:
-		s.metrics.accepted.WithLabelValues("accepted").Inc()
-	default:
-		s.metrics.accepted.WithLabelValues("duplicate").Inc()
-	}
-	return r, created, err
-}
-
-func (s *Server) emitInvalid(ctx context.Context, sys hub.System, messageUUID string, err error) {
-	if s.ingest.Events == nil {
-		return
-	}
-	detail := map[string]string{"errorCode": string(hub.ErrorCode(err))}
-	var he *hub.Error
-	if errors.As(err, &he) && len(he.Fields) > 0 {
-		detail["errorCode"] = he.Fields[0].Code
-		detail["errors"] = strconv.Itoa(len(he.Fields))
-	}
-	_ = s.ingest.Events.Emit(ctx, hub.Event{Tag: "MEMO_SEND_VALIDATION_FAILED", Actor: sys.ID, Orgs: []string{sys.OrgCVR},
-		SystemID: sys.ID, MessageUUID: messageUUID, Detail: detail})
 }
 
 // limitedReader fails with TooLarge once more than n bytes were read.
@@ -277,7 +175,7 @@ func (s *Server) sendArchive(c *gin.Context, body io.Reader, mode hub.Mode, arch
 				FieldErrors: []hub.FieldError{}}
 			break
 		}
-		r := s.acceptEntry(ctx, sys, hdr, tr, mode, archive)
+		r := s.accepter.Entry(ctx, accept.Request{System: sys, Mode: mode, Archive: archive}, hdr.Name, accept.Body{R: tr, Size: hdr.Size})
 		if r.Status == hub.ReceiptInvalid {
 			out.Rejected++
 		} else {
@@ -293,54 +191,6 @@ func archiveError(err error) error {
 		return err
 	}
 	return badRequest("body", "archive.malformed", "the archive is not a valid lzma-compressed tar: "+err.Error(), "")
-}
-
-// acceptEntry handles one MeMo of an archive and always yields a receipt.
-func (s *Server) acceptEntry(ctx context.Context, sys hub.System, hdr *tar.Header, r io.Reader, mode hub.Mode, archive hub.ArchiveChoice) hub.Receipt {
-	name := path.Base(hdr.Name)
-	guess := strings.TrimSuffix(name, path.Ext(name))
-	if _, err := uuid.Parse(guess); err != nil {
-		guess = ""
-	}
-	invalid := func(err error) hub.Receipt {
-		rc := hub.Receipt{TransmissionID: hub.NewID(), SystemID: sys.ID, MessageUUID: guess, Time: s.now().UTC(),
-			Status: hub.ReceiptInvalid, ErrorCode: string(hub.ErrorCode(err)), ErrorMessage: err.Error()}
-		var he *hub.Error
-		if errors.As(err, &he) {
-			rc.ErrorMessage = he.Message
-			if len(he.Fields) > 0 {
-				f := he.Fields[0]
-				rc.ErrorCode = f.Code
-				rc.ErrorMessage = f.Message
-				if f.Field != "" {
-					rc.ErrorMessage = f.Field + ": " + f.Message
-				}
-				if f.Line > 0 {
-					rc.ErrorMessage = "line " + strconv.Itoa(f.Line) + ": " + rc.ErrorMessage
-				}
-			}
-		}
-		if hub.ErrorCode(err) == hub.Internal {
-			rc.ErrorMessage = "internal error"
-		}
-		if perr := s.store.PutReceipt(ctx, rc); perr != nil {
-			s.log.Error("store receipt", "error", perr)
-		}
-		return rc
-	}
-	if hdr.Size > s.cfg.MaxMemoSize {
-		return invalid(tooLarge(s.cfg.MaxMemoSize))
-	}
-	sp, err := s.validator.Spool(r, s.cfg.SpoolDir, s.cfg.MaxMemoSize)
-	if err != nil {
-		return invalid(err)
-	}
-	defer os.Remove(sp.Path)
-	rc, _, err := s.accept(ctx, sys, spooled{Spooled: sp}, "", mode, archive)
-	if err != nil {
-		return invalid(err)
-	}
-	return rc
 }
 
 func (s *Server) handleRecall(c *gin.Context) {

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/posthub/posthub/accept"
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
@@ -73,6 +74,7 @@ type Server struct {
 	archive   *hub.SentArchive
 	retrieval *retrieval.Service
 	validator *memo.Validator
+	accepter  *accept.Service
 	viewer    *viewer.Service
 	events    *eventlog.Log
 	log       *slog.Logger
@@ -132,6 +134,13 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
 		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
 		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
+	// Every way a letter comes in (NgDP send, mass send, SF1601) goes
+	// through the one accept service.
+	s.accepter = &accept.Service{Validator: d.Validator, Ingest: d.Ingest, Receipts: d.Store, SpoolDir: cfg.SpoolDir,
+		MaxSize: cfg.MaxMemoSize, Now: d.Now, Log: d.Log, Outcome: func(o string) { s.metrics.accepted.WithLabelValues(o).Inc() }}
+	if d.Ingest != nil {
+		s.accepter.Events = d.Ingest.Events
+	}
 	s.initAuth(&d)
 	s.viewer = d.Viewer
 	s.retrieval = d.Retrieval

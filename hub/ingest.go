@@ -129,9 +129,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	rt, err := in.Router.Route(ctx, l, s.Mode, now)
 	if err != nil {
-		_ = in.emit(ctx, Event{Tag: "MEMO_SEND_VALIDATION_FAILED", Actor: s.System.ID, Orgs: []string{s.System.OrgCVR},
-			SystemID: s.System.ID, MessageUUID: l.UUID, Detail: map[string]string{"errorCode": fieldCode(err)}})
-		return r, false, err
+		return r, false, err // the accept service logs the refusal
 	}
 	m := Message{
 		UUID: l.UUID, MessageID: l.MessageID, SenderCVR: l.SenderID, SenderSystemID: s.System.ID,
@@ -356,13 +354,6 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 	counters = append(counters, Counter{Key: CounterKey{Org: m.SenderCVR, Day: day, MessageType: m.MessageType,
 		Channel: channel, SystemID: s.System.ID, Direction: "SENT", SizeBucket: SizeBucket(m.Size)}, Count: 1, Bytes: m.Size})
 	return evs, counters
-}
-
-func fieldCode(err error) string {
-	if he, ok := err.(*Error); ok && len(he.Fields) > 0 {
-		return he.Fields[0].Code
-	}
-	return string(ErrorCode(err))
 }
 
 // Recall withdraws a message held by doNotDeliverUntilDate, before its

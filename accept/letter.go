@@ -1,4 +1,4 @@
-package api
+package accept
 
 import (
 	"strings"
@@ -10,8 +10,8 @@ import (
 	"github.com/posthub/posthub/memo"
 )
 
-// letterOf extracts what routing needs from a validated MeMo.
-func letterOf(m *memo.Message, size int64) hub.Letter {
+// LetterOf extracts what routing needs from a validated MeMo.
+func LetterOf(m *memo.Message, size int64) hub.Letter {
 	h := m.MessageHeader
 	l := hub.Letter{
 		UUID: strings.ToLower(h.MessageUUID), MessageID: h.MessageID, MessageType: h.MessageType, MemoVersion: m.Version,

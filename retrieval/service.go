@@ -397,15 +397,6 @@ func (s *Service) emit(ctx context.Context, evs ...hub.Event) {
 	}
 }
 
-// emitStrict records events and reports failure (for events that must
-// precede the state change they describe).
-func (s *Service) emitStrict(ctx context.Context, evs ...hub.Event) error {
-	if s.events == nil {
-		return nil
-	}
-	return s.events.Emit(ctx, evs...)
-}
-
 // park sets a delivery aside and logs why.
 func (s *Service) park(ctx context.Context, d hub.Delivery, reason string, m *hub.Message) error {
 	if err := s.store.Park(ctx, d.ID, reason); err != nil {

@@ -61,7 +61,7 @@ func OpenIDProvider(tb testing.TB) OP {
 }
 
 func startOP(s *server, bin string) error {
-	return s.start("oidc-op", func(dir string, ports []int) (*exec.Cmd, string) {
+	return s.start("oidc-op", func(dir string, ports []int) (*exec.Cmd, string, error) {
 		users := map[string]any{}
 		for _, u := range OPUsers {
 			users[u.ID] = map[string]any{"ID": u.ID, "Username": u.Username, "Password": u.Password, "FirstName": u.FirstName,
@@ -77,7 +77,7 @@ func startOP(s *server, bin string) error {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", ports[0]), "USERS_FILE="+usersFile,
 			"REDIRECT_URI="+strings.Join(redirects, ","), "HOME="+dir)
-		return cmd, fmt.Sprintf("127.0.0.1:%d", ports[0])
+		return cmd, fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
 	}, 1, func(addr string) error {
 		c := &http.Client{Timeout: 2 * time.Second}
 		resp, err := c.Get("http://" + addr + "/.well-known/openid-configuration")

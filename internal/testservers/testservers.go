@@ -1,8 +1,11 @@
 // Package testservers gives tests the real servers posthub's production
-// backends talk to: MinIO for the S3 blob store, FerretDB (SQLite backend)
-// for the MongoDB store, and an OpenID provider (the example OP of
-// github.com/zitadel/oidc/v3) for OpenID Connect logins.
-// scripts/install-test-servers.sh builds them.
+// backends talk to: MinIO for the S3 blob store, FerretDB for the MongoDB
+// store, and an OpenID provider (the example OP of github.com/zitadel/oidc/v3)
+// for OpenID Connect logins. FerretDB runs on its PostgreSQL handler over a
+// PostgreSQL server of its own (Debian's package; initdb into a temporary
+// directory, started as a non-root user when the tests run as root, as in
+// CI). scripts/install-test-servers.sh builds MinIO, FerretDB and the OP and
+// installs PostgreSQL when it is missing.
 //
 // What it guarantees:
 //   - At most one server of each kind per test binary, started lazily by the
@@ -16,7 +19,12 @@
 //   - Tests share a server, not data: BucketName and DatabaseName give each
 //     test its own namespace.
 //
-// Binaries are looked up in $POSTHUB_TEST_BIN, then $PATH. When one is
+// POSTHUB_TEST_FERRETDB_HANDLER=sqlite runs FerretDB on its SQLite handler
+// instead (no PostgreSQL needed); CI uses the PostgreSQL handler, which is
+// 3-6x faster at the same correctness (DESIGN.md).
+//
+// Binaries are looked up in $POSTHUB_TEST_BIN, then $PATH (PostgreSQL's also
+// in /usr/lib/postgresql/*/bin, where Debian puts them). When one is
 // missing the test is skipped with a message saying how to install it, unless
 // POSTHUB_TEST_SERVERS=require (as in `make test` and CI), in which case it
 // fails. A binary that is present but does not start always fails the test.
@@ -47,6 +55,9 @@ import (
 
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 const (
@@ -55,6 +66,8 @@ const (
 	// requireEnv, when "require" (or any non-empty value but "skip"), turns a
 	// missing server into a failure instead of a skip.
 	requireEnv = "POSTHUB_TEST_SERVERS"
+	// handlerEnv chooses FerretDB's backend: postgresql (default) or sqlite.
+	handlerEnv = "POSTHUB_TEST_FERRETDB_HANDLER"
 
 	installHint = "run `make testservers` (scripts/install-test-servers.sh .cache/bin) and set POSTHUB_TEST_BIN=.cache/bin, or run `make test`"
 
@@ -75,6 +88,7 @@ var (
 	minio    server
 	ferretdb server
 	oidcOP   server
+	postgres server
 	names    atomic.Uint64
 )
 
@@ -96,12 +110,26 @@ func MinIO(tb testing.TB) (endpoint, accessKey, secretKey string) {
 }
 
 // FerretDB returns a mongodb:// URI for this test binary's FerretDB server
-// (SQLite backend), starting it on first use. Use DatabaseName for a database
-// of the test's own.
+// (PostgreSQL handler, or SQLite with POSTHUB_TEST_FERRETDB_HANDLER=sqlite),
+// starting it, and the PostgreSQL server under it, on first use. Use
+// DatabaseName for a database of the test's own.
 func FerretDB(tb testing.TB) (uri string) {
 	tb.Helper()
-	ferretdb.get(tb, "ferretdb", startFerretDB)
+	handler := FerretDBHandler()
+	if handler == "postgresql" {
+		postgres.get(tb, "postgres", startPostgres)
+	}
+	ferretdb.get(tb, "ferretdb", func(s *server, bin string) error { return startFerretDB(s, bin, handler) })
 	return "mongodb://" + ferretdb.addr + "/"
+}
+
+// FerretDBHandler names the FerretDB backend the tests run on:
+// "postgresql" (the default) or "sqlite".
+func FerretDBHandler() string {
+	if os.Getenv(handlerEnv) == "sqlite" {
+		return "sqlite"
+	}
+	return "postgresql"
 }
 
 // BucketName returns a valid S3 bucket name unique to this call, derived
@@ -160,7 +188,11 @@ type server struct {
 func (s *server) get(tb testing.TB, name string, start func(s *server, bin string) error) {
 	tb.Helper()
 	s.once.Do(func() {
-		bin, err := lookBin(name)
+		find := lookBin
+		if name == "postgres" {
+			find = lookPostgres
+		}
+		bin, err := find(name)
 		if err != nil {
 			s.err = err
 			return
@@ -199,7 +231,7 @@ func lookBin(name string) (string, error) {
 }
 
 func startMinIO(s *server, bin string) error {
-	return s.start("minio", func(dir string, ports []int) (*exec.Cmd, string) {
+	return s.start("minio", func(dir string, ports []int) (*exec.Cmd, string, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 		cmd := exec.Command(bin, "server", filepath.Join(dir, "data"),
 			"--address", addr,
@@ -214,7 +246,7 @@ func startMinIO(s *server, bin string) error {
 			"MINIO_CI_CD=on",
 			"HOME="+dir,
 		)
-		return cmd, addr
+		return cmd, addr, nil
 	}, 2, minioReady)
 }
 
@@ -231,36 +263,48 @@ func minioReady(addr string) error {
 	return err
 }
 
-func startFerretDB(s *server, bin string) error {
-	return s.start("ferretdb", func(dir string, ports []int) (*exec.Cmd, string) {
+func startFerretDB(s *server, bin, handler string) error {
+	return s.start("ferretdb", func(dir string, ports []int) (*exec.Cmd, string, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 		for _, d := range []string{"sqlite", "state"} {
 			_ = os.MkdirAll(filepath.Join(dir, d), 0o700)
 		}
-		cmd := exec.Command(bin,
-			"--handler=sqlite",
-			"--sqlite-url=file:"+filepath.Join(dir, "sqlite")+"/",
+		backend := []string{"--handler=sqlite", "--sqlite-url=file:" + filepath.Join(dir, "sqlite") + "/"}
+		if handler == "postgresql" {
+			// One PostgreSQL per test binary; FerretDB keeps every MongoDB
+			// database as a schema of this one.
+			backend = []string{"--handler=postgresql", "--postgresql-url=postgres://" + pgUser + "@" + postgres.addr + "/postgres?sslmode=disable"}
+		}
+		cmd := exec.Command(bin, append(backend,
 			"--listen-addr="+addr,
 			"--state-dir="+filepath.Join(dir, "state"),
 			"--telemetry=disable",
 			"--debug-addr=-",
 			"--log-level=warn",
-		)
+		)...)
 		cmd.Env = append(os.Environ(), "HOME="+dir)
-		return cmd, addr
-	}, 1, func(addr string) error {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
+		return cmd, addr, nil
+	}, 1, ferretdbReady)
+}
+
+// ferretdbReady lists the databases: the first command that reaches the
+// backend (FerretDB answers its port before PostgreSQL has let it in).
+func ferretdbReady(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := mongodrv.Connect(options.Client().ApplyURI("mongodb://" + addr + "/").SetServerSelectionTimeout(2 * time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(context.Background())
+	_, err = c.ListDatabaseNames(ctx, bson.D{})
+	return err
 }
 
 // start runs the command build makes in a fresh temporary directory on
 // nports free loopback ports and waits until ready succeeds. A port taken
 // between choosing and binding it makes the server exit; start then retries.
-func (s *server) start(name string, build func(dir string, ports []int) (*exec.Cmd, string), nports int, ready func(addr string) error) error {
+func (s *server) start(name string, build func(dir string, ports []int) (*exec.Cmd, string, error), nports int, ready func(addr string) error) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = s.startOnce(name, build, nports, ready); err == nil {
@@ -270,7 +314,7 @@ func (s *server) start(name string, build func(dir string, ports []int) (*exec.C
 	return err
 }
 
-func (s *server) startOnce(name string, build func(dir string, ports []int) (*exec.Cmd, string), nports int, ready func(addr string) error) error {
+func (s *server) startOnce(name string, build func(dir string, ports []int) (*exec.Cmd, string, error), nports int, ready func(addr string) error) error {
 	removeStaleDirs(name)
 	dir, err := os.MkdirTemp("", "posthub-"+name+"-")
 	if err != nil {
@@ -285,7 +329,11 @@ func (s *server) startOnce(name string, build func(dir string, ports []int) (*ex
 		os.RemoveAll(dir)
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	cmd, addr := build(dir, ports)
+	cmd, addr, err := build(dir, ports)
+	if err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -294,12 +342,18 @@ func (s *server) startOnce(name string, build func(dir string, ports []int) (*ex
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
+	var cred *syscall.Credential
+	if cmd.SysProcAttr != nil {
+		cred = cmd.SysProcAttr.Credential // PostgreSQL refuses to run as root
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own group, so stop can signal the server and anything it
 		// spawned, and a ^C meant for `go test` is handled by us.
 		Setpgid: true,
 		// Killed when the thread that started it exits; see startLocked.
-		Pdeathsig: syscall.SIGKILL,
+		// (Go sets it after switching to Credential, so it survives that.)
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: cred,
 	}
 	done, err := startLocked(cmd)
 	logf.Close()
@@ -389,6 +443,8 @@ func stopAll() {
 		}()
 	}
 	wg.Wait()
+	// After FerretDB, its client.
+	postgres.stop()
 }
 
 // ownerFile in a server's directory holds the pid of the test binary that

@@ -52,7 +52,7 @@ func newEventsFixture(t *testing.T) *eventsFixture {
 	}
 	f.log = eventlog.New(st, eventlog.Options{PollInterval: 20 * time.Millisecond})
 	t.Cleanup(func() { _ = f.log.Close() })
-	f.sealer = eventlog.NewSealer(st, st, eventlog.SealerOptions{Notify: f.log.Notify})
+	f.sealer = eventlog.NewSealer(st, eventlog.SealerOptions{Notify: f.log.Notify})
 	s := api.New(api.Config{OperatorTokenHash: hub.HashToken(opToken)},
 		api.Deps{Store: st, Registry: &hub.Registry{Store: st}, Events: f.log})
 	f.srv = httptest.NewServer(s.Handler())

@@ -36,7 +36,7 @@ func BenchmarkEmit(b *testing.B) {
 // sealedLog builds a sealed log of n events over 10 days and 50 orgs.
 func sealedLog(b *testing.B, n int) eventStore {
 	s := openBolt(b, "")
-	sl := eventlog.NewSealer(s, s, eventlog.SealerOptions{Batch: 10_000})
+	sl := eventlog.NewSealer(s, eventlog.SealerOptions{Batch: 10_000})
 	for i := 0; i < n; i += 10_000 {
 		evs := make([]hub.Event, 0, 10_000)
 		for k := i; k < min(i+10_000, n); k++ {
@@ -48,7 +48,7 @@ func sealedLog(b *testing.B, n int) eventStore {
 		if err := s.AppendEvents(ctx, evs); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := sl.SealOnce(ctx); err != nil {
+		if _, err := sl.Step(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}

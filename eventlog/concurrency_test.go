@@ -34,6 +34,13 @@ func runInstances(t *testing.T, s eventStore, n, emitters, total int, sopts even
 // database through separate connections).
 func runInstancesOn(t *testing.T, stores []eventStore, emitters, total int, sopts eventlog.SealerOptions) {
 	t.Helper()
+	runInstancesWrapped(t, stores, nil, emitters, total, sopts)
+}
+
+// runInstancesWrapped is runInstancesOn with each sealer's store wrapped
+// (to count what the store answered).
+func runInstancesWrapped(t *testing.T, stores []eventStore, wrap func(eventStore) hub.EventStore, emitters, total int, sopts eventlog.SealerOptions) {
+	t.Helper()
 	n, s := len(stores), stores[0]
 	sctx, stop := context.WithCancel(ctx)
 	var sealers sync.WaitGroup
@@ -41,8 +48,12 @@ func runInstancesOn(t *testing.T, stores []eventStore, emitters, total int, sopt
 	for i := range insts {
 		l := eventlog.New(stores[i], eventlog.Options{})
 		o := sopts
-		o.Holder, o.Notify = fmt.Sprintf("instance-%d", i), l.Notify
-		insts[i] = instance{log: l, sealer: eventlog.NewSealer(stores[i], stores[i], o)}
+		o.Holder, o.Notify, o.Wake = fmt.Sprintf("instance-%d", i), l.Notify, l.Appended()
+		if wrap != nil {
+			insts[i] = instance{log: l, sealer: eventlog.NewSealer(wrap(stores[i]), o)}
+		} else {
+			insts[i] = instance{log: l, sealer: eventlog.NewSealer(stores[i], o)}
+		}
 		sealers.Add(1)
 		go func() { defer sealers.Done(); insts[i].sealer.Run(sctx) }()
 	}
@@ -142,45 +153,6 @@ func TestThreeInstancesOneChainBolt(t *testing.T) {
 		total = 10_000
 	}
 	s := openBolt(t, "")
-	runInstances(t, s, 3, 8, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 5000, LockTTL: 2 * time.Second, Idle: 5 * time.Millisecond})
-	checkOneChain(t, s, total)
-}
-
-// Sealers that lost their lease without noticing (here: no lock at all)
-// race SealEvents; the store's Conflict on a taken Seq makes the losers
-// reload, so the chain never forks and no event is sealed twice.
-func TestSealersWithoutLockDoNotFork(t *testing.T) {
-	s := openBolt(t, "")
-	l := eventlog.New(s, eventlog.Options{})
-	defer l.Close()
-	const total = 3000
-	for i := 0; i < total; i += 100 {
-		evs := make([]hub.Event, 100)
-		for k := range evs {
-			evs[k] = letterEvent(i+k, eventlog.MemoSendValidated, "11111111")
-		}
-		if err := l.Emit(ctx, evs...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < 3; i++ {
-		sl := eventlog.NewSealer(s, s, eventlog.SealerOptions{Holder: fmt.Sprint("rogue-", i), Batch: 50})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				if _, err := sl.SealOnce(ctx); err != nil {
-					t.Error(err)
-					return
-				}
-				p, _ := s.PendingEvents(ctx, 1)
-				if len(p) == 0 {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	runInstances(t, s, 3, 8, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 5000, LockTTL: 2 * time.Second, Idle: 5 * time.Millisecond, IdleMax: 50 * time.Millisecond})
 	checkOneChain(t, s, total)
 }

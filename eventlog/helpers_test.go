@@ -57,7 +57,7 @@ func buildChain(t testing.TB, s eventStore, n int, cpEvery uint64) []hub.Event {
 	if cpEvery > 0 {
 		opts.Key, opts.CheckpointEvery, opts.CheckpointInterval = testKey, cpEvery, time.Hour
 	}
-	sl := eventlog.NewSealer(s, s, opts)
+	sl := eventlog.NewSealer(s, opts)
 	for i := 0; i < n; i++ {
 		if err := l.Emit(ctx, letterEvent(i, eventlog.MemoSendReceived, "11111111", "22222222")); err != nil {
 			t.Fatalf("Emit: %v", err)

@@ -43,6 +43,8 @@ type Log struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever entries were sealed here
+
+	appended chan struct{} // signalled (without blocking) after every append
 }
 
 var _ hub.EventSink = (*Log)(nil)
@@ -64,7 +66,7 @@ func New(store hub.EventStore, opts Options) *Log {
 		opts.Now = time.Now
 	}
 	l := &Log{store: store, opts: opts, reqs: make(chan *emitReq), quit: make(chan struct{}),
-		done: make(chan struct{}), changed: make(chan struct{})}
+		done: make(chan struct{}), changed: make(chan struct{}), appended: make(chan struct{}, 1)}
 	go l.appendLoop()
 	return l
 }
@@ -166,8 +168,19 @@ func (l *Log) appendLoop() {
 		for _, r := range group {
 			r.err <- err
 		}
+		if err == nil {
+			select {
+			case l.appended <- struct{}{}:
+			default: // a wake-up is pending already
+			}
+		}
 	}
 }
+
+// Appended is signalled after entries were appended on this instance
+// (coalesced: one signal may stand for many appends). Give it to this
+// instance's Sealer as SealerOptions.Wake; it has one reader.
+func (l *Log) Appended() <-chan struct{} { return l.appended }
 
 // Notify wakes feeds waiting on this instance; the Sealer calls it after
 // every sealed batch.

@@ -41,7 +41,7 @@ func visibilityLog(t *testing.T) (*eventlog.Log, eventStore) {
 	if err := l.Emit(ctx, evs...); err != nil {
 		t.Fatal(err)
 	}
-	sealAll(t, eventlog.NewSealer(s, s, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 4}))
+	sealAll(t, eventlog.NewSealer(s, eventlog.SealerOptions{Holder: "test", Key: testKey, CheckpointEvery: 4}))
 	return l, s
 }
 
@@ -133,7 +133,7 @@ func TestSearchIsLogged(t *testing.T) {
 	if _, err := l.Search(ctx, eventlog.Reader{Org: senderOrg, Actor: "sys-a", SystemID: "sys-a"}, eventlog.Search{Params: "eventTag=MESSAGE_READ"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eventlog.NewSealer(s, s, eventlog.SealerOptions{}).SealOnce(ctx); err != nil {
+	if _, err := eventlog.NewSealer(s, eventlog.SealerOptions{Holder: "test"}).Step(ctx); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := s.QueryEvents(ctx, hub.EventQuery{Tags: []string{"EVENT_LOG_SEARCHES"}, Actor: "sys-a"})
@@ -189,7 +189,7 @@ func TestFeedWakesWhenSealed(t *testing.T) {
 	s := openBolt(t, "")
 	l := eventlog.New(s, eventlog.Options{PollInterval: time.Hour})
 	defer l.Close()
-	sl := eventlog.NewSealer(s, s, eventlog.SealerOptions{Notify: l.Notify})
+	sl := eventlog.NewSealer(s, eventlog.SealerOptions{Notify: l.Notify})
 	r := eventlog.Reader{Org: recipientOrg, Actor: "sys-b"}
 	type result struct {
 		evs  []hub.Event

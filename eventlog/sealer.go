@@ -12,20 +12,29 @@ import (
 	"github.com/posthub/posthub/hub"
 )
 
-// SealerLock is the name of the lock only one sealer holds at a time.
-const SealerLock = "eventlog-sealer"
-
 // SealerOptions tune a Sealer. The zero value is a good default (no
 // checkpoints, no retention).
 type SealerOptions struct {
-	// Holder names this sealer in the lock (default "sealer-<random>").
+	// Holder names this sealer in the lease (default "sealer-<random>").
 	Holder string
-	// Batch caps the entries sealed in one SealEvents (default 2000).
-	Batch int
-	// Idle is how long Run waits when nothing is pending (default 100ms).
-	Idle time.Duration
-	// LockTTL is the lock's lease; it is renewed before every batch
-	// (default 15s).
+	// Batch caps the entries sealed in one SealEvents (default 2000), and
+	// BatchBytes their encoded size (default 4 MiB; a batch always takes at
+	// least one entry).
+	Batch      int
+	BatchBytes int
+	// Wake, when set, is signalled after events were appended on this
+	// instance (Log.Appended): the sealer then seals at once instead of
+	// waiting for its next poll.
+	Wake <-chan struct{}
+	// Idle is how long Run waits after sealing before it looks at the store
+	// again when nothing woke it (default 100ms); each empty look doubles
+	// the wait, up to IdleMax (default 5s). Events appended by other
+	// instances wait at most IdleMax to be sealed.
+	Idle    time.Duration
+	IdleMax time.Duration
+	// LockTTL is the lease's length (default 30s). The holder renews it
+	// after a third of it; another instance takes over at most this long
+	// after the holder stopped.
 	LockTTL time.Duration
 	// Key signs checkpoints; nil disables them.
 	Key ed25519.PrivateKey
@@ -35,7 +44,7 @@ type SealerOptions struct {
 	CheckpointEvery    uint64
 	CheckpointInterval time.Duration
 	// Retention deletes entries older than this (0 keeps everything);
-	// checked every RetentionInterval (default 1 hour) by the lock holder.
+	// checked every RetentionInterval (default 1 hour) by the lease holder.
 	Retention         time.Duration
 	RetentionInterval time.Duration
 	// Notify is called after every sealed batch (Log.Notify).
@@ -45,38 +54,44 @@ type SealerOptions struct {
 }
 
 // Sealer seals pending entries into the hash chain. Any number of sealers
-// may run (one per hub instance); the lock makes one of them do the work
-// at a time, and SealEvents' Conflict on a taken Seq makes a sealer that
-// lost its lease without noticing reload and retry instead of forking the
-// chain.
+// may run (one per hub instance); the store's sealer lease makes one of
+// them do the work at a time, and fences it: a sealer whose lease another
+// took (it paused past its expiry) gets Conflict from SealEvents and has
+// written nothing, so the chain never forks and never loses an entry.
 type Sealer struct {
 	store hub.EventStore
-	locks hub.Locks
 	opts  SealerOptions
 
-	// The chain's head as this sealer last saw it; valid while haveHead.
-	haveHead bool
-	headSeq  uint64
-	headHash string
-	// Checkpoint state, loaded with the head.
+	// The lease as the store last returned it: Epoch 0 when not held (then
+	// Holder and Expires say whose it is, if known).
+	lease   hub.SealerLease
+	renewed time.Time // when this sealer last took or renewed it
+	// Checkpoint state, loaded when the lease is taken; valid while haveCP.
+	haveCP       bool
 	cpSeq        uint64
 	cpTime       time.Time
 	lastRetained time.Time
 }
 
-// NewSealer returns a sealer over store using locks for the single-sealer lease.
-func NewSealer(store hub.EventStore, locks hub.Locks, opts SealerOptions) *Sealer {
+// NewSealer returns a sealer over store.
+func NewSealer(store hub.EventStore, opts SealerOptions) *Sealer {
 	if opts.Holder == "" {
 		opts.Holder = "sealer-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 2000
 	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 4 << 20
+	}
 	if opts.Idle <= 0 {
 		opts.Idle = 100 * time.Millisecond
 	}
+	if opts.IdleMax < opts.Idle {
+		opts.IdleMax = max(opts.Idle, 5*time.Second)
+	}
 	if opts.LockTTL <= 0 {
-		opts.LockTTL = 15 * time.Second
+		opts.LockTTL = 30 * time.Second
 	}
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 10_000
@@ -93,43 +108,94 @@ func NewSealer(store hub.EventStore, locks hub.Locks, opts SealerOptions) *Seale
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Sealer{store: store, locks: locks, opts: opts}
+	return &Sealer{store: store, opts: opts}
 }
 
-// Run seals until ctx ends, then releases the lock.
+// Run seals until ctx ends, then releases the lease. It looks at the store
+// only when there is a reason: an append on this instance (Wake), a poll
+// for other instances' appends that backs off from Idle to IdleMax while
+// nothing comes, the lease's renewal at a third of its length, a
+// checkpoint or retention falling due, or, when another instance holds the
+// lease, that lease's expiry.
 func (s *Sealer) Run(ctx context.Context) {
 	defer func() {
-		_ = s.locks.ReleaseLock(context.Background(), SealerLock, s.opts.Holder)
+		if s.lease.Epoch != 0 {
+			_ = s.store.ReleaseSealer(context.Background(), s.lease)
+		}
 	}()
+	poll := s.opts.Idle
 	for ctx.Err() == nil {
 		n, err := s.Step(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.opts.Log.Warn("eventlog: sealing", "holder", s.opts.Holder, "error", err)
 		}
 		if n > 0 && err == nil {
+			poll = s.opts.Idle
 			continue
 		}
+		wait := s.nextLook(poll, err != nil)
+		if s.lease.Epoch != 0 {
+			poll = min(2*poll, s.opts.IdleMax)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-		case <-time.After(s.opts.Idle):
+		case <-t.C:
+		case <-s.opts.Wake:
+			poll = s.opts.Idle
 		}
+		t.Stop()
 	}
 }
 
-// Step takes or renews the lock and, if held, seals one batch (plus a
-// checkpoint when one is due) and runs retention when due. It returns the
-// number of entries sealed (0 when not the lock holder or nothing was
-// pending).
-func (s *Sealer) Step(ctx context.Context) (int, error) {
-	ok, err := s.locks.AcquireLock(ctx, SealerLock, s.opts.Holder, s.opts.LockTTL, s.opts.Now())
-	if err != nil {
-		return 0, err
+// nextLook is how long Run may wait before its next Step.
+func (s *Sealer) nextLook(poll time.Duration, failed bool) time.Duration {
+	now := s.opts.Now()
+	if s.lease.Epoch == 0 {
+		if failed || s.lease.Holder == "" {
+			return poll
+		}
+		// Another's lease: look again when it would have expired.
+		return min(max(s.lease.Expires.Sub(now)+time.Millisecond, s.opts.Idle), s.opts.LockTTL)
 	}
-	if !ok {
-		s.haveHead = false // another sealer moves the head
+	wait := min(poll, s.renewed.Add(s.opts.LockTTL/3).Sub(now))
+	if s.opts.Key != nil && s.haveCP && s.lease.Seq > s.cpSeq {
+		wait = min(wait, s.cpTime.Add(s.opts.CheckpointInterval).Sub(now))
+	}
+	if s.opts.Retention > 0 {
+		wait = min(wait, s.lastRetained.Add(s.opts.RetentionInterval).Sub(now))
+	}
+	return max(wait, 0)
+}
+
+// Step takes the lease, or renews it when a third of it has passed, and
+// while held seals one batch (plus a checkpoint when one is due) and runs
+// retention when due. It returns the number of entries sealed (0 when
+// another instance holds the lease or nothing was pending). While another
+// holder's lease is live by this instance's clock it asks the store
+// nothing.
+func (s *Sealer) Step(ctx context.Context) (int, error) {
+	now := s.opts.Now()
+	if s.lease.Epoch == 0 && s.lease.Holder != "" && s.lease.Holder != s.opts.Holder && now.Before(s.lease.Expires) {
 		return 0, nil
 	}
-	n, err := s.SealOnce(ctx)
+	if s.lease.Epoch == 0 || now.Sub(s.renewed) >= s.opts.LockTTL/3 {
+		prev := s.lease.Epoch
+		l, err := s.store.LeaseSealer(ctx, hub.SealerLease{Holder: s.opts.Holder, Epoch: s.lease.Epoch, Seq: s.lease.Seq, Hash: s.lease.Hash},
+			s.opts.LockTTL, now)
+		if err != nil {
+			s.lease = hub.SealerLease{}
+			return 0, err
+		}
+		s.lease, s.renewed = l, now
+		if l.Epoch == 0 || l.Epoch != prev {
+			s.haveCP = false // a new holding: the head may have moved
+		}
+		if l.Epoch == 0 {
+			return 0, nil
+		}
+	}
+	n, err := s.sealBatch(ctx)
 	if err == nil && s.opts.Retention > 0 && s.opts.Now().Sub(s.lastRetained) >= s.opts.RetentionInterval {
 		s.lastRetained = s.opts.Now()
 		if _, rerr := Retain(ctx, s.store, s.opts.Now().Add(-s.opts.Retention)); rerr != nil {
@@ -139,18 +205,19 @@ func (s *Sealer) Step(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// SealOnce seals one batch of pending entries without looking at the lock
-// (Step and Run do); a Conflict from the store (another sealer moved the
-// head) is absorbed: the head is reloaded on the next call and 0 returned.
-func (s *Sealer) SealOnce(ctx context.Context) (int, error) {
-	if err := s.loadHead(ctx); err != nil {
+// sealBatch seals one batch of pending entries under the lease. A Conflict
+// from the store (the lease was lost, or a seal of the previous holder
+// was still landing) drops the lease: the next Step takes it again if it
+// is free, with the head as it then is.
+func (s *Sealer) sealBatch(ctx context.Context) (int, error) {
+	if err := s.loadCheckpoint(ctx); err != nil {
 		return 0, err
 	}
 	n := s.opts.Batch
 	if s.opts.Key != nil {
 		// End the batch where a checkpoint is due, so that one follows
 		// exactly every CheckpointEvery entries.
-		if since := s.headSeq - s.cpSeq; since < s.opts.CheckpointEvery {
+		if since := s.lease.Seq - s.cpSeq; since < s.opts.CheckpointEvery {
 			n = min(n, int(s.opts.CheckpointEvery-since))
 		}
 	}
@@ -159,11 +226,19 @@ func (s *Sealer) SealOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := s.opts.Now()
-	seq, prev := s.headSeq, s.headHash
+	seq, prev := s.lease.Seq, s.lease.Hash
+	if seq == 0 {
+		prev = Genesis
+	}
 	batch := make([]hub.Event, 0, len(pend)+1)
+	size := 0
 	for _, ev := range pend {
+		ev.Time = CanonicalTime(ev.Time)
+		if size += len(Encode(ev)); size > s.opts.BatchBytes && len(batch) > 0 {
+			break
+		}
 		seq++
-		ev.Seq, ev.PrevHash, ev.Time = seq, prev, CanonicalTime(ev.Time)
+		ev.Seq, ev.PrevHash = seq, prev
 		ev.Hash = Hash(ev)
 		prev = ev.Hash
 		batch = append(batch, ev)
@@ -181,20 +256,21 @@ func (s *Sealer) SealOnce(ctx context.Context) (int, error) {
 		ev := cp.Event(s.opts.Holder)
 		ev.Seq, ev.PrevHash = seq, prev
 		ev.Hash = Hash(ev)
-		prev = ev.Hash
 		batch = append(batch, ev)
 	}
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	if err := s.store.SealEvents(ctx, batch); err != nil {
-		s.haveHead = false
+	l, err := s.store.SealEvents(ctx, s.lease, batch)
+	if err != nil {
+		s.lease = hub.SealerLease{}
 		if hub.ErrorCode(err) == hub.Conflict {
+			s.opts.Log.Debug("eventlog: seal fenced off", "holder", s.opts.Holder, "error", err)
 			return 0, nil
 		}
 		return 0, err
 	}
-	s.headSeq, s.headHash = seq, prev
+	s.lease = l
 	if last := batch[len(batch)-1]; last.Tag == string(EventLogCheckpoint) {
 		s.cpSeq, s.cpTime = last.Seq, now
 	}
@@ -211,39 +287,25 @@ func (s *Sealer) checkpointDue(seq uint64, now time.Time) bool {
 	return seq-s.cpSeq >= s.opts.CheckpointEvery || now.Sub(s.cpTime) >= s.opts.CheckpointInterval
 }
 
-// loadHead reads the chain's head (and the last checkpoint) from the store
-// unless this sealer has moved it itself since.
-func (s *Sealer) loadHead(ctx context.Context) error {
-	if s.haveHead {
+// loadCheckpoint reads the last checkpoint once per holding of the lease.
+func (s *Sealer) loadCheckpoint(ctx context.Context) error {
+	if s.haveCP {
 		return nil
 	}
-	last, err := s.store.LastSealed(ctx)
-	switch {
-	case hub.ErrorCode(err) == hub.NotFound:
-		s.headSeq, s.headHash = 0, Genesis
-	case err != nil:
-		return err
-	default:
-		s.headSeq, s.headHash = last.Seq, last.Hash
-	}
-	s.cpSeq, s.cpTime = 0, time.Time{}
-	if s.opts.Key != nil && s.headSeq > 0 {
+	s.cpSeq, s.cpTime = 0, s.opts.Now()
+	if s.opts.Key != nil && s.lease.Seq > 0 {
 		cps, err := s.store.QueryEvents(ctx, hub.EventQuery{Tags: []string{string(EventLogCheckpoint)}, Descending: true, Limit: 1})
 		if err != nil {
 			return err
 		}
+		// With none yet, count from the start and time from now, so the
+		// first one comes after CheckpointEvery entries or
+		// CheckpointInterval.
 		if len(cps) == 1 {
 			s.cpSeq, s.cpTime = cps[0].Seq, cps[0].Time
-		} else {
-			// No checkpoint yet: count from the start, time from now, so
-			// the first one comes after CheckpointEvery entries or
-			// CheckpointInterval.
-			s.cpTime = s.opts.Now()
 		}
-	} else {
-		s.cpTime = s.opts.Now()
 	}
-	s.haveHead = true
+	s.haveCP = true
 	return nil
 }
 

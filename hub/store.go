@@ -262,19 +262,34 @@ type Receipts interface {
 }
 
 // EventStore holds the event log. Appends are cheap and unordered
-// (pending); one sealer at a time (holding a Locks lease) seals pending
-// events into the gap-free hash chain.
+// (pending); one sealer at a time, holding the sealer lease, seals pending
+// events into the gap-free hash chain. The lease fences every sealed write:
+// a sealer whose lease another has taken can never write to the chain.
 type EventStore interface {
 	// AppendEvents durably records pending events (Seq 0). Their IDs must be
 	// unique; an ID that exists (pending or sealed) is skipped.
 	AppendEvents(ctx context.Context, evs []Event) error
 	// PendingEvents returns up to limit pending events, oldest first.
 	PendingEvents(ctx context.Context, limit int) ([]Event, error)
+	// LeaseSealer takes the sealer lease for l.Holder until now+ttl or, when
+	// l is the lease the holder holds (as the last LeaseSealer or
+	// SealEvents returned it), renews it. It returns the lease held, with
+	// the chain's head; or Epoch 0 when another holder's lease is live (its
+	// Holder and Expires then say whose and until when) or a concurrent
+	// taker won. Taking the lease first completes a seal its previous
+	// holder had started, so the head returned is final.
+	LeaseSealer(ctx context.Context, l SealerLease, ttl time.Duration, now time.Time) (SealerLease, error)
+	// ReleaseSealer ends lease l if it is still the current one, so that
+	// another instance can take over at once.
+	ReleaseSealer(ctx context.Context, l SealerLease) error
 	// SealEvents stores sealed events (Seq, PrevHash, Hash set; Seq
-	// consecutive after LastSealed) and removes them from pending. Returns
-	// Conflict, storing nothing of the conflicting entry, if a Seq is taken.
-	// A crash part-way leaves a prefix sealed; the rest stays pending.
-	SealEvents(ctx context.Context, evs []Event) error
+	// consecutive from l.Seq+1) under lease l and removes them from
+	// pending: all of them or, after a crash, none until the next holder
+	// of the lease completes them. It returns the lease at its next epoch
+	// with the new head. Conflict, storing nothing, when l is no longer the
+	// current lease (another sealer took it: the write is fenced) or the
+	// first Seq is taken; Invalid when it leaves a gap.
+	SealEvents(ctx context.Context, l SealerLease, evs []Event) (SealerLease, error)
 	// LastSealed returns the sealed event with the highest Seq, or NotFound
 	// when none is sealed.
 	LastSealed(ctx context.Context) (Event, error)
@@ -286,6 +301,19 @@ type EventStore interface {
 	// DeleteEventsBefore removes sealed events older than t (retention); the
 	// chain stays verifiable from the first remaining entry.
 	DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
+// SealerLease is a sealer's hold on the event log's chain. Epoch moves on
+// with every seal and every change of holder; a store refuses a seal whose
+// epoch is no longer the current one, whatever the clocks say.
+type SealerLease struct {
+	Holder  string
+	Epoch   uint64    // 0: not held
+	Expires time.Time // end of the lease (of the live holder's when Epoch is 0)
+	// The chain's head at this epoch: the last sealed Seq and its Hash
+	// (0 and "" for an empty log).
+	Seq  uint64
+	Hash string
 }
 
 // Counters holds statistics. Increments are exact under concurrency.

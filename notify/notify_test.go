@@ -266,7 +266,11 @@ func TestHeldLetterIsNotifiedOnRelease(t *testing.T) {
 	release := time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
 	uuid := w.send(t, "", release)
 	// Held letters do not fire the Delivered hook; the event log carries them.
-	if err := w.store.SealEvents(ctx, []hub.Event{{ID: "e1", Seq: 1, Time: w.now, Tag: "DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY",
+	lease, err := w.store.LeaseSealer(ctx, hub.SealerLease{Holder: "test"}, time.Hour, w.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.SealEvents(ctx, lease, []hub.Event{{ID: "e1", Seq: 1, Time: w.now, Tag: "DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY",
 		MessageUUID: uuid, Hash: "h1"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,7 @@ type serveConfig struct {
 	EventlogRetention          time.Duration
 	EventlogCheckpointEvery    uint64
 	EventlogCheckpointInterval time.Duration
+	EventlogSealerTTL          time.Duration
 	// Mailboxes, viewing clients and notifications.
 	MailboxRetention time.Duration
 	WebMailbox       bool
@@ -107,6 +108,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever); the newest entry is always kept")
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
 	fs.DurationVar(&c.EventlogCheckpointInterval, "eventlog-checkpoint-interval", time.Minute, "... or after this long when anything new was sealed")
+	fs.DurationVar(&c.EventlogSealerTTL, "eventlog-sealer-ttl", 30*time.Second, "lease of the one instance that seals the event log (renewed at a third of it; another instance takes over this long after the holder died)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (open to whoever reaches it unless -metrics-token is set); empty: on the API, for the operator or the metrics token")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "a token that opens /metrics and nothing else, for the Prometheus scraper (prefer the environment: POSTHUB_METRICS_TOKEN)")

@@ -38,7 +38,7 @@ func eventlogData(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	sl := eventlog.NewSealer(s, s, eventlog.SealerOptions{Key: key, CheckpointEvery: 5, CheckpointInterval: time.Hour})
+	sl := eventlog.NewSealer(s, eventlog.SealerOptions{Key: key, CheckpointEvery: 5, CheckpointInterval: time.Hour})
 	for {
 		k, err := sl.Step(ctx)
 		if err != nil {

@@ -202,11 +202,12 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	// Seal pending events into the chain (one sealer at a time across instances, by lock).
+	// Seal pending events into the chain (one sealer at a time across
+	// instances, by lease), woken by this instance's appends.
 	sealerHolder, _ := os.Hostname()
-	go eventlog.NewSealer(store, store, eventlog.SealerOptions{Holder: fmt.Sprintf("%s/%d", sealerHolder, os.Getpid()), Log: log,
+	go eventlog.NewSealer(store, eventlog.SealerOptions{Holder: fmt.Sprintf("%s/%d", sealerHolder, os.Getpid()), Log: log,
 		Key: evKey, CheckpointEvery: cfg.EventlogCheckpointEvery, CheckpointInterval: cfg.EventlogCheckpointInterval,
-		Retention: cfg.EventlogRetention, Notify: evlog.Notify}).Run(ctx)
+		Retention: cfg.EventlogRetention, Notify: evlog.Notify, Wake: evlog.Appended(), LockTTL: cfg.EventlogSealerTTL}).Run(ctx)
 	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
 	go viewerSvc.RunPurge(ctx, time.Hour)

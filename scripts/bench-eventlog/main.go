@@ -96,7 +96,7 @@ func run(tmp string, total int, dur time.Duration, writers, queries int) error {
 		return err
 	}
 	defer s.Close()
-	sl := eventlog.NewSealer(s, s, eventlog.SealerOptions{Batch: 10_000})
+	sl := eventlog.NewSealer(s, eventlog.SealerOptions{Batch: 10_000})
 	start := time.Now()
 	var sealTime time.Duration
 	for i := 0; i < total; i += 10_000 {
@@ -108,7 +108,7 @@ func run(tmp string, total int, dur time.Duration, writers, queries int) error {
 			return err
 		}
 		t := time.Now()
-		if _, err := sl.SealOnce(ctx); err != nil {
+		if _, err := sl.Step(ctx); err != nil {
 			return err
 		}
 		sealTime += time.Since(t)

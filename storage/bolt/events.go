@@ -110,18 +110,98 @@ func lastSeq(tx *bolt.Tx) uint64 {
 	return readU64(k)
 }
 
-// SealEvents stores the whole batch in one transaction or nothing: a taken
-// Seq or an already sealed event ID is Conflict, a Seq that does not follow
-// LastSealed consecutively is Invalid. Sealed events are never written by
-// the accept log, so SealEvents and the readers of sealed events skip its
-// barrier.
-func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
+// sealerKey holds the sealer lease in the locks bucket (no lock name
+// starts with a NUL byte).
+var sealerKey = []byte("\x00eventlog-sealer")
+
+// sealerRec is the sealer lease: the epoch moves on with every seal and
+// every change of holder; Holder "" is a released lease.
+type sealerRec struct {
+	Holder  string    `json:"holder"`
+	Epoch   uint64    `json:"epoch"`
+	Expires time.Time `json:"expires"`
+}
+
+// head returns the chain's head: the last Seq and its Hash.
+func head(tx *bolt.Tx) (uint64, string, error) {
+	k, v := tx.Bucket(bEvents).Cursor().Last()
+	if k == nil {
+		return 0, "", nil
+	}
+	var ev hub.Event
+	if err := jsonDecode(v, &ev); err != nil {
+		return 0, "", err
+	}
+	return readU64(k), ev.Hash, nil
+}
+
+// LeaseSealer takes or renews the lease in one transaction: bbolt has one
+// writer at a time, so the compare and the write are one step.
+func (s *Store) LeaseSealer(ctx context.Context, l hub.SealerLease, ttl time.Duration, now time.Time) (hub.SealerLease, error) {
+	if l.Holder == "" {
+		return hub.SealerLease{}, hub.Errorf(hub.Invalid, "sealer lease needs a holder")
+	}
+	var out hub.SealerLease
+	err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bLocks)
+		var cur sealerRec
+		if _, err := getJSON(b, sealerKey, &cur); err != nil {
+			return err
+		}
+		if cur.Holder != "" && cur.Holder != l.Holder && now.Before(cur.Expires) {
+			out = hub.SealerLease{Holder: cur.Holder, Expires: cur.Expires}
+			return nil
+		}
+		rec := sealerRec{Holder: l.Holder, Epoch: cur.Epoch, Expires: now.Add(ttl)}
+		if l.Epoch == 0 || cur.Holder != l.Holder || cur.Epoch != l.Epoch {
+			rec.Epoch++ // a new holding: any older one is fenced off
+		}
+		seq, hash, err := head(tx)
+		if err != nil {
+			return err
+		}
+		out = hub.SealerLease{Holder: rec.Holder, Epoch: rec.Epoch, Expires: rec.Expires, Seq: seq, Hash: hash}
+		return putJSON(b, sealerKey, rec)
+	})
+	return out, err
+}
+
+func (s *Store) ReleaseSealer(ctx context.Context, l hub.SealerLease) error {
+	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		b := bk(tx, bLocks)
+		var cur sealerRec
+		if ok, err := getJSON(b, sealerKey, &cur); err != nil || !ok || cur.Holder != l.Holder || cur.Epoch != l.Epoch {
+			return err
+		}
+		return putJSON(b, sealerKey, sealerRec{Epoch: cur.Epoch + 1})
+	})
+}
+
+// SealEvents stores the whole batch in one transaction or nothing, after
+// checking in the same transaction that l is the current lease (Conflict
+// if not). A taken Seq or an already sealed event ID is Conflict, a Seq
+// that does not follow the head consecutively is Invalid. Sealed events
+// are never written by the accept log, so SealEvents and the readers of
+// sealed events skip its barrier.
+func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Event) (hub.SealerLease, error) {
 	for _, ev := range evs {
 		if ev.ID == "" || ev.Seq == 0 || ev.Hash == "" {
-			return hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
+			return l, hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
 		}
 	}
-	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
+	if len(evs) == 0 {
+		return l, nil
+	}
+	out := l
+	err := s.updateDirect(ctx, func(tx *bolt.Tx) error {
+		lb := bk(tx, bLocks)
+		var cur sealerRec
+		if _, err := getJSON(lb, sealerKey, &cur); err != nil {
+			return err
+		}
+		if l.Epoch == 0 || cur.Epoch != l.Epoch || cur.Holder != l.Holder {
+			return hub.Errorf(hub.Conflict, "sealer lease lost: epoch %d is not the current %d", l.Epoch, cur.Epoch)
+		}
 		last := lastSeq(tx)
 		ids, pb, eb := bk(tx, bEventIDs), bk(tx, bPending), bk(tx, bEvents)
 		for i, ev := range evs {
@@ -151,8 +231,15 @@ func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
 				return err
 			}
 		}
-		return nil
+		cur.Epoch++
+		top := evs[len(evs)-1]
+		out.Epoch, out.Seq, out.Hash = cur.Epoch, top.Seq, top.Hash
+		return putJSON(lb, sealerKey, cur)
 	})
+	if err != nil {
+		return l, err
+	}
+	return out, nil
 }
 
 // indexEvent adds (or removes) a sealed event's time and organisation index

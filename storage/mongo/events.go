@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -83,6 +84,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, erro
 		if err != nil {
 			return nil, err
 		}
+		if len(docs) == 0 {
+			return nil, nil
+		}
 		ids := make([]string, len(docs))
 		for i, d := range docs {
 			ids[i] = d.ID
@@ -112,32 +116,122 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, erro
 	}
 }
 
-// SealEvents inserts the entries in Seq order (an ordered insert stops at
-// the first failure, leaving a sealed prefix), then deletes them from
-// pending.
-func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
-	if len(evs) == 0 {
+// The sealer lease is a chain of lockDoc links named sealChain under the
+// locks collection's unique index (n, e): taking the lease inserts link
+// head+1, and so does every seal (the commit), before it writes a single
+// entry. A sealer whose lease another has taken finds its commit's epoch
+// taken and writes nothing: the insert of the next epoch is the fence, and
+// it is one of the two steps FerretDB makes atomic. Renewing updates the
+// expiry of the holder's own head link (no one else writes that document;
+// a taker racing the renewal wins the next epoch, and the renewer learns it
+// at its next commit or renewal).
+const sealChain = "eventlog-seal"
+
+// sealPruneEvery: after every this many epochs a successful seal deletes
+// the links below its own. A sealer that lost the lease long ago and
+// re-creates a deleted epoch then writes its batch from a head no later
+// than the seal just applied, so its first entry's Seq is taken and its
+// ordered insert writes nothing.
+const sealPruneEvery = 64
+
+// sealChunk is how many entries one insert carries: FerretDB writes a
+// batch in transactions of 100 documents, and a command stopped by an error
+// is never followed by the next chunk, so a failed seal leaves a prefix.
+const sealChunk = 100
+
+func sealLinkID(e int64) string { return fmt.Sprintf("%s#%016d", sealChain, e) }
+
+func (s *Store) LeaseSealer(ctx context.Context, l hub.SealerLease, ttl time.Duration, now time.Time) (hub.SealerLease, error) {
+	if l.Holder == "" {
+		return hub.SealerLease{}, hub.Errorf(hub.Invalid, "sealer lease needs a holder")
+	}
+	h, err := s.lockHead(ctx, sealChain)
+	if err != nil {
+		return hub.SealerLease{}, err
+	}
+	if h != nil && l.Epoch > 0 && uint64(h.E) == l.Epoch && h.H == l.Holder {
+		// Renewal: the head link is ours, and only we write it.
+		exp := now.Add(ttl)
+		if _, err := s.locks.UpdateOne(ctx, bson.M{"_id": h.ID}, bson.M{"$set": bson.M{"exp": exp}}); err != nil {
+			return hub.SealerLease{}, translate(err, "renew the sealer lease")
+		}
+		l.Expires = exp
+		return l, nil
+	}
+	if h != nil && h.H != "" && h.H != l.Holder && h.Exp.After(now) {
+		return hub.SealerLease{Holder: h.H, Expires: h.Exp}, nil
+	}
+	var e int64 = 1
+	if h != nil {
+		e = h.E + 1
+	}
+	exp := now.Add(ttl)
+	if _, err := s.locks.InsertOne(ctx, lockDoc{ID: sealLinkID(e), N: sealChain, E: e, H: l.Holder, Exp: exp}); err != nil {
+		if isDup(err) {
+			return hub.SealerLease{Holder: "", Expires: now}, nil // a concurrent taker won
+		}
+		return hub.SealerLease{}, translate(err, "take the sealer lease")
+	}
+	// Entries are written after their commit: a seal the previous holder
+	// committed may still be landing (or was cut short and stays pending).
+	// The head is read after our epoch exists, so no commit can follow it.
+	out := hub.SealerLease{Holder: l.Holder, Epoch: uint64(e), Expires: exp}
+	last, err := s.LastSealed(ctx)
+	switch {
+	case err == nil:
+		out.Seq, out.Hash = last.Seq, last.Hash
+	case !hub.Is(err, hub.NotFound):
+		return hub.SealerLease{}, err
+	}
+	return out, nil
+}
+
+func (s *Store) ReleaseSealer(ctx context.Context, l hub.SealerLease) error {
+	if l.Epoch == 0 {
 		return nil
+	}
+	e := int64(l.Epoch) + 1
+	_, err := s.locks.InsertOne(ctx, lockDoc{ID: sealLinkID(e), N: sealChain, E: e})
+	if err != nil && !isDup(err) {
+		return translate(err, "release the sealer lease")
+	}
+	return nil
+}
+
+// SealEvents commits the batch by inserting the lease's next epoch (fenced:
+// Conflict if another sealer took the lease), then inserts the entries in
+// Seq order, in chunks that each stop at their first failure, and deletes
+// their pending copies. A seal cut short leaves a sealed prefix, the rest
+// pending for the next seal; entries from two sealers never interleave
+// into a fork, as each Seq and each event ID is a unique key and a sealer
+// stops at the first one taken.
+func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Event) (hub.SealerLease, error) {
+	if len(evs) == 0 {
+		return l, nil
 	}
 	for i, ev := range evs {
 		if ev.ID == "" || ev.Seq == 0 || ev.Hash == "" {
-			return hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
+			return l, hub.Errorf(hub.Invalid, "sealed event needs ID, Seq and Hash")
 		}
 		if i > 0 && ev.Seq != evs[i-1].Seq+1 {
-			return hub.Errorf(hub.Invalid, "event seq %d does not follow %d", ev.Seq, evs[i-1].Seq)
+			return l, hub.Errorf(hub.Invalid, "event seq %d does not follow %d", ev.Seq, evs[i-1].Seq)
 		}
 	}
-	var last uint64
-	if l, err := s.LastSealed(ctx); err == nil {
-		last = l.Seq
-	} else if !hub.Is(err, hub.NotFound) {
-		return err
+	if l.Epoch == 0 {
+		return l, hub.Errorf(hub.Conflict, "sealer lease not held")
 	}
-	if evs[0].Seq <= last {
-		return hub.Errorf(hub.Conflict, "event seq %d is taken", evs[0].Seq)
+	if evs[0].Seq <= l.Seq {
+		return l, hub.Errorf(hub.Conflict, "event seq %d is taken", evs[0].Seq)
 	}
-	if evs[0].Seq != last+1 {
-		return hub.Errorf(hub.Invalid, "event seq %d does not follow %d", evs[0].Seq, last)
+	if evs[0].Seq != l.Seq+1 {
+		return l, hub.Errorf(hub.Invalid, "event seq %d does not follow %d", evs[0].Seq, l.Seq)
+	}
+	e := int64(l.Epoch) + 1
+	if _, err := s.locks.InsertOne(ctx, lockDoc{ID: sealLinkID(e), N: sealChain, E: e, H: l.Holder, Exp: l.Expires}); err != nil {
+		if isDup(err) {
+			return l, hub.Wrap(hub.Conflict, err, "sealer lease lost: epoch %d is taken", e)
+		}
+		return l, translate(err, "commit a seal")
 	}
 	docs := make([]any, len(evs))
 	ids := make([]string, len(evs))
@@ -146,13 +240,28 @@ func (s *Store) SealEvents(ctx context.Context, evs []hub.Event) error {
 			Msg: ev.MessageUUID, Party: ev.Party, Actor: ev.Actor, X: ev}
 		ids[i] = ev.ID
 	}
-	_, ierr := s.events.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
-	// Pending copies left by a failure here are dropped by PendingEvents.
-	_ = s.dropSealedPending(ctx, ids)
-	if isDup(ierr) {
-		return hub.Wrap(hub.Conflict, ierr, "event seq or ID is taken")
+	var ierr error
+	for i := 0; i < len(docs) && ierr == nil; i += sealChunk {
+		_, ierr = s.events.InsertMany(ctx, docs[i:min(i+sealChunk, len(docs))], options.InsertMany().SetOrdered(true))
 	}
-	return translate(ierr, "seal events")
+	if ierr != nil {
+		// Pending copies of a sealed prefix are dropped by PendingEvents.
+		_ = s.dropSealedPending(ctx, ids)
+		if isDup(ierr) {
+			return l, hub.Wrap(hub.Conflict, ierr, "event seq or ID is taken")
+		}
+		return l, translate(ierr, "seal events")
+	}
+	if _, err := s.pending.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": ids}}); err != nil {
+		// Sealed all the same; PendingEvents drops the copies.
+		s.log().Warn("mongo: drop sealed pending events", "error", err)
+	}
+	if e%sealPruneEvery == 0 {
+		_, _ = s.locks.DeleteMany(ctx, bson.M{"n": sealChain, "e": bson.M{"$lt": e}})
+	}
+	last := evs[len(evs)-1]
+	l.Epoch, l.Seq, l.Hash = uint64(e), last.Seq, last.Hash
+	return l, nil
 }
 
 func (s *Store) LastSealed(ctx context.Context) (hub.Event, error) {

@@ -42,12 +42,38 @@ func lastSealed(t *testing.T, s hub.Store) *hub.Event {
 	return &ev
 }
 
+// chainAfter seals evs after the head of lease l.
+func chainAfter(l hub.SealerLease, evs []hub.Event) []hub.Event {
+	if l.Seq == 0 {
+		return chain(nil, evs)
+	}
+	return chain(&hub.Event{Seq: l.Seq, Hash: l.Hash}, evs)
+}
+
+// lease takes the sealer lease for holder (at the wall clock, for an hour).
+func lease(t *testing.T, s hub.Store, holder string) hub.SealerLease {
+	t.Helper()
+	l, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: holder}, time.Hour, time.Now())
+	must(t, err, "LeaseSealer")
+	if l.Epoch == 0 {
+		t.Fatalf("LeaseSealer(%s): not held (held by %q)", holder, l.Holder)
+	}
+	return l
+}
+
+// seal seals already chained events under a fresh lease.
+func seal(t *testing.T, s hub.Store, sealed []hub.Event) {
+	t.Helper()
+	_, err := s.SealEvents(ctx, lease(t, s, "contract"), sealed)
+	must(t, err, "SealEvents")
+}
+
 // sealAll appends evs and seals them in one call.
 func sealAll(t *testing.T, s hub.Store, evs []hub.Event) []hub.Event {
 	t.Helper()
 	must(t, s.AppendEvents(ctx, evs), "AppendEvents")
 	sealed := chain(lastSealed(t, s), evs)
-	must(t, s.SealEvents(ctx, sealed), "SealEvents")
+	seal(t, s, sealed)
 	return sealed
 }
 
@@ -73,8 +99,7 @@ var eventTests = []storeTest{
 		sameStrings(t, evIDs(p), []string{"a1", "a2", "a3"}, "pending")
 		p, _ = s.PendingEvents(ctx, 2)
 		sameStrings(t, evIDs(p), []string{"a1", "a2"}, "pending with limit")
-		sealed := chain(nil, p)
-		must(t, s.SealEvents(ctx, sealed), "SealEvents")
+		seal(t, s, chain(nil, p))
 		must(t, s.AppendEvents(ctx, []hub.Event{evs[0]}), "AppendEvents of a sealed ID")
 		p, _ = s.PendingEvents(ctx, 10)
 		sameStrings(t, evIDs(p), []string{"a3"}, "pending after sealing")
@@ -84,8 +109,13 @@ var eventTests = []storeTest{
 		wantCode(t, err, hub.NotFound, "LastSealed of an empty log")
 		sealed := sealAll(t, s, []hub.Event{event("a1", T0, "x", "1"), event("a2", T0, "x", "1")})
 		must(t, s.AppendEvents(ctx, []hub.Event{event("b1", T0, "y", "1")}), "AppendEvents")
+		l := lease(t, s, "contract")
+		if l.Seq != 2 || l.Hash != sealed[1].Hash {
+			t.Fatalf("lease head seq %d hash %.8s, want 2 %.8s", l.Seq, l.Hash, sealed[1].Hash)
+		}
 		clash := chain(&sealed[0], []hub.Event{event("b1", T0, "y", "1")})
-		wantCode(t, s.SealEvents(ctx, clash), hub.Conflict, "SealEvents of a taken Seq")
+		_, err = s.SealEvents(ctx, l, clash)
+		wantCode(t, err, hub.Conflict, "SealEvents of a taken Seq")
 		all := scanAll(t, s, 0)
 		sameStrings(t, evIDs(all), []string{"a1", "a2"}, "log after conflict")
 		if all[1].Hash != sealed[1].Hash {
@@ -93,11 +123,15 @@ var eventTests = []storeTest{
 		}
 		gap := chain(&sealed[1], []hub.Event{event("b1", T0, "y", "1")})
 		gap[0].Seq = 4
-		if err := s.SealEvents(ctx, gap); err == nil {
+		if _, err := s.SealEvents(ctx, l, gap); err == nil {
 			t.Fatalf("SealEvents leaving a gap succeeded")
 		}
 		next := chain(&sealed[1], []hub.Event{event("b1", T0, "y", "1")})
-		must(t, s.SealEvents(ctx, next), "SealEvents of the next Seq")
+		l2, err := s.SealEvents(ctx, l, next)
+		must(t, err, "SealEvents of the next Seq")
+		if l2.Epoch <= l.Epoch || l2.Seq != 3 || l2.Hash != next[0].Hash {
+			t.Fatalf("lease after seal: %+v (before %+v)", l2, l)
+		}
 		last, err := s.LastSealed(ctx)
 		must(t, err, "LastSealed")
 		if last.Seq != 3 || last.ID != "b1" || last.PrevHash != sealed[1].Hash {
@@ -108,8 +142,62 @@ var eventTests = []storeTest{
 			t.Fatalf("sealed events still pending: %v", evIDs(p))
 		}
 	}},
-	{"Concurrent sealers racing for the same Seq: exactly one wins each, the log stays gap-free", func(t *testing.T, s hub.Store) {
-		const sealers, each = 8, 8
+	{"A sealer whose lease another took can never seal: the lease's epoch fences every sealed write", func(t *testing.T, s hub.Store) {
+		evs := []hub.Event{event("a1", T0, "x", "1"), event("a2", T0, "x", "1")}
+		must(t, s.AppendEvents(ctx, evs), "AppendEvents")
+		a, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "A"}, time.Minute, T0)
+		must(t, err, "LeaseSealer A")
+		if a.Epoch == 0 || a.Holder != "A" || !a.Expires.Equal(T0.Add(time.Minute)) {
+			t.Fatalf("A's lease %+v", a)
+		}
+		b, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "B"}, time.Minute, T0.Add(30*time.Second))
+		must(t, err, "LeaseSealer B while A's lease is live")
+		if b.Epoch != 0 || b.Holder != "A" || !b.Expires.Equal(a.Expires) {
+			t.Fatalf("B got %+v while A holds the lease", b)
+		}
+		// A's lease expires unrenewed (A paused); B takes over.
+		b, err = s.LeaseSealer(ctx, hub.SealerLease{Holder: "B"}, time.Minute, T0.Add(2*time.Minute))
+		must(t, err, "LeaseSealer B after A's lease expired")
+		if b.Epoch == 0 || b.Epoch == a.Epoch {
+			t.Fatalf("B's lease %+v (A's %+v)", b, a)
+		}
+		// A wakes up and seals what it had read: fenced, nothing written.
+		_, err = s.SealEvents(ctx, a, chainAfter(a, evs))
+		wantCode(t, err, hub.Conflict, "SealEvents under a lost lease")
+		if got := scanAll(t, s, 0); len(got) != 0 {
+			t.Fatalf("a fenced sealer wrote %v", evIDs(got))
+		}
+		again, err := s.LeaseSealer(ctx, a, time.Minute, T0.Add(2*time.Minute+time.Second))
+		must(t, err, "A renews")
+		if again.Epoch != 0 || again.Holder != "B" {
+			t.Fatalf("A renewed a lease B holds: %+v", again)
+		}
+		// B seals; renews keep its epoch and head.
+		b2, err := s.SealEvents(ctx, b, chainAfter(b, evs))
+		must(t, err, "SealEvents B")
+		b3, err := s.LeaseSealer(ctx, b2, time.Minute, T0.Add(3*time.Minute))
+		must(t, err, "B renews")
+		if b3.Epoch != b2.Epoch || b3.Seq != 2 || b3.Hash != b2.Hash || !b3.Expires.Equal(T0.Add(4*time.Minute)) {
+			t.Fatalf("B's renewal %+v after %+v", b3, b2)
+		}
+		// The renewal counts: A cannot take over at B's first expiry.
+		if x, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "A"}, time.Minute, T0.Add(3*time.Minute+30*time.Second)); err != nil || x.Epoch != 0 {
+			t.Fatalf("A took a renewed lease: %+v %v", x, err)
+		}
+		// Released, it is A's at once, with B's head.
+		must(t, s.ReleaseSealer(ctx, b3), "ReleaseSealer")
+		a2, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "A"}, time.Minute, T0.Add(3*time.Minute+31*time.Second))
+		must(t, err, "LeaseSealer A after release")
+		if a2.Epoch == 0 || a2.Seq != 2 || a2.Hash != b2.Hash {
+			t.Fatalf("A's lease after B released: %+v", a2)
+		}
+		if _, err := s.SealEvents(ctx, b3, chainAfter(b3, []hub.Event{event("b1", T0, "x", "1")})); !hub.Is(err, hub.Conflict) {
+			t.Fatalf("B sealed after releasing: %v", err)
+		}
+		sameStrings(t, evIDs(scanAll(t, s, 0)), []string{"a1", "a2"}, "log")
+	}},
+	{"Concurrent sealers whose leases keep expiring: the fence lets each event in exactly once, the log stays gap-free", func(t *testing.T, s hub.Store) {
+		const sealers, each = 6, 8
 		own := make([][]hub.Event, sealers)
 		for i := range own {
 			for j := 0; j < each; j++ {
@@ -119,27 +207,41 @@ var eventTests = []storeTest{
 		}
 		var mu sync.Mutex
 		var errs []error
+		fenced := 0
+		fail := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
 		parallel(sealers, func(i int) {
-			for j := 0; j < each; {
-				last, err := s.LastSealed(ctx)
-				var lp *hub.Event
-				if err == nil {
-					lp = &last
-				} else if !hub.Is(err, hub.NotFound) {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
+			// A lease of 1 ns: every other sealer's next LeaseSealer takes it.
+			l := hub.SealerLease{Holder: fmt.Sprint("sealer-", i)}
+			for j, tries := 0, 0; j < each; tries++ {
+				if tries > 2000 {
+					fail(fmt.Errorf("sealer %d: no progress", i))
 					return
 				}
-				err = s.SealEvents(ctx, chain(lp, own[i][j:j+1]))
+				var err error
+				if l, err = s.LeaseSealer(ctx, l, time.Nanosecond, time.Now()); err != nil {
+					fail(err)
+					return
+				}
+				if l.Epoch == 0 {
+					l = hub.SealerLease{Holder: fmt.Sprint("sealer-", i)}
+					continue
+				}
+				next, err := s.SealEvents(ctx, l, chainAfter(l, own[i][j:j+1]))
 				switch {
 				case err == nil:
+					l = next
 					j++
 				case hub.Is(err, hub.Conflict):
-				default:
 					mu.Lock()
-					errs = append(errs, err)
+					fenced++
 					mu.Unlock()
+					l = hub.SealerLease{Holder: l.Holder}
+				default:
+					fail(err)
 					return
 				}
 			}
@@ -160,6 +262,7 @@ var eventTests = []storeTest{
 			seen[ev.ID] = true
 			prev = ev.Hash
 		}
+		t.Logf("%d seals fenced off or refused", fenced)
 	}},
 	{"ScanEvents visits sealed events from a Seq in order", func(t *testing.T, s hub.Store) {
 		var evs []hub.Event
@@ -230,8 +333,7 @@ var eventTests = []storeTest{
 		if last.Seq != 10 {
 			t.Fatalf("LastSealed after retention: %d", last.Seq)
 		}
-		more := chain(&last, []hub.Event{event("f1", T0.Add(time.Hour), "x", "1")})
-		must(t, s.SealEvents(ctx, more), "SealEvents after retention")
+		seal(t, s, chain(&last, []hub.Event{event("f1", T0.Add(time.Hour), "x", "1")}))
 	}},
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real servers the tests run against, into DIR (default
-# .cache/bin): MinIO (S3), FerretDB v1.24.0 with its SQLite backend (the
-# MongoDB-wire server; MongoDB itself cannot be installed here), and the
-# example OpenID provider of github.com/zitadel/oidc/v3 as oidc-op (for the
-# OpenID Connect login tests).
+# .cache/bin): MinIO (S3), FerretDB v1.24.0 (the MongoDB-wire server;
+# MongoDB itself cannot be installed here), and the example OpenID provider
+# of github.com/zitadel/oidc/v3 as oidc-op (for the OpenID Connect login
+# tests); and installs PostgreSQL from Debian when it is missing: the tests
+# run FerretDB on its PostgreSQL handler (internal/testservers starts both).
 #
 # Idempotent: each binary has a stamp file DIR/<name>.version holding the
 # version it was built from; a binary whose stamp matches is not rebuilt.
@@ -96,6 +97,24 @@ install_oidc_op() {
 	log "oidc-op built in $((SECONDS - start))s"
 }
 
+install_postgresql() {
+	if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; then
+		log "postgresql already installed"
+		return
+	fi
+	log "installing postgresql (Debian package)..."
+	local sudo=""
+	if [ "$(id -u)" != 0 ]; then
+		sudo -n true 2>/dev/null || die "postgresql is missing: run sudo apt-get install -y postgresql"
+		sudo="sudo -n"
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null ||
+		die "apt-get install postgresql failed"
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb"
+}
+
+install_postgresql
 install_ferretdb
 install_minio
 install_oidc_op

@@ -1,6 +1,6 @@
 // Package mongo is the hub.Store on MongoDB (mongo-driver v2), for several
 // stateless hub instances sharing one replica set or sharded cluster. It
-// is tested against FerretDB v1.24 (SQLite backend), the MongoDB-wire
+// is tested against FerretDB v1.24 (PostgreSQL handler), the MongoDB-wire
 // server the project can install.
 //
 // # What it relies on
@@ -112,14 +112,24 @@
 // AppendEvents inserts pending documents (_id = event ID; duplicates are
 // skipped) and then drops any of them that is already sealed — the sealer
 // inserts the sealed entry before deleting the pending one, so checking
-// after the insert catches every interleaving. SealEvents checks that the
-// first entry follows LastSealed (Conflict if taken, Invalid if it leaves a
-// gap) and inserts the entries in order with _id = Seq and a unique event
-// ID: exactly one sealer wins each Seq, and a failure leaves a sealed
-// prefix. Pending copies of sealed events are removed right after, or by
-// PendingEvents/Repair after a crash. Queries use indexes on (orgs, t), t,
-// sys and msg; retention deletes a Seq prefix so the chain stays
-// verifiable from its first remaining entry.
+// after the insert catches every interleaving.
+//
+// One sealer at a time holds the sealer lease: a chain of links {n, e}
+// under the locks collection's unique index. Taking the lease inserts
+// epoch head+1; renewing updates the expiry of the holder's own head link.
+// SealEvents commits a batch by inserting the lease's next epoch before it
+// writes any entry, so a sealer whose lease another has taken (it paused
+// past its expiry) loses that insert and writes nothing: the lease's epoch
+// fences every sealed write, on the one step FerretDB makes atomic. The
+// entries then go in Seq order with _id = Seq and a unique event ID, in
+// inserts of at most 100 that each stop at their first failure: a seal cut
+// short leaves a sealed prefix and the rest pending, and a seal the
+// previous holder committed just before losing the lease can only extend
+// the chain (its first Seq is free, or it stops there). Pending copies of
+// sealed events are removed right after, or by PendingEvents after a
+// crash. Every 64 epochs a seal deletes the links below its own. Queries
+// use indexes on (orgs, t), t, sys and msg; retention deletes a Seq prefix
+// so the chain stays verifiable from its first remaining entry.
 //
 // # Counters
 //

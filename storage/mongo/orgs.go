@@ -455,8 +455,11 @@ type codeDoc struct {
 	At    time.Time `bson:"at"` // wall clock of the claim
 }
 
+// codeID is org:type:code. Neither a CVR nor a code type contains a colon,
+// so the key is unambiguous; it carries no NUL byte, which FerretDB on
+// PostgreSQL cannot store (jsonb refuses \u0000).
 func codeID(org string, c hub.ContactPointCode) string {
-	return org + "\x00" + string(c.Type) + "\x00" + c.Code
+	return org + ":" + string(c.Type) + ":" + c.Code
 }
 
 func carries(p hub.ContactPoint, c hub.ContactPointCode) bool {

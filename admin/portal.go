@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 )
@@ -224,14 +225,14 @@ func (p *Portal) fail(q *req, err error) {
 			msg += " (" + he.Fields[0].Code + ")"
 		}
 	}
-	if hub.HTTPStatus(code) >= 500 {
+	if status.Of(code) >= 500 {
 		p.Log.Error("portal", "path", q.r.URL.Path, "error", err)
 	}
 	if q.r.Method == http.MethodPost && q.hasOrg {
 		p.back(q, "", msg)
 		return
 	}
-	p.render(q, hub.HTTPStatus(code), "error", view{Title: "Error", Error: msg})
+	p.render(q, status.Of(code), "error", view{Title: "Error", Error: msg})
 }
 
 // back redirects (303) to the page a form was on, with a notice or error.
@@ -315,7 +316,7 @@ func (p *Portal) login(q *req) error {
 		if sec := hub.RetryAfterSeconds(err); sec > 0 {
 			q.w.Header().Set("Retry-After", strconv.Itoa(sec))
 		}
-		p.showLogin(q, hub.HTTPStatus(code), errMessage(err))
+		p.showLogin(q, status.Of(code), errMessage(err))
 		return nil
 	default:
 		return err

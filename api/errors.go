@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 )
 
@@ -22,7 +24,7 @@ type ErrorMessage struct {
 // errors are logged with the request id and shown only as "internal error".
 func writeError(c *gin.Context, log *slog.Logger, err error) {
 	code := hub.ErrorCode(err)
-	status := hub.HTTPStatus(code)
+	status := status.Of(code)
 	body := ErrorMessage{Code: string(code), FieldErrors: []hub.FieldError{}, RequestID: requestID(c)}
 	var he *hub.Error
 	if errors.As(err, &he) && code != hub.Internal {

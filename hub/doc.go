@@ -33,5 +33,5 @@
 // the event log that records it; CheckEvent is the event log's own bound.
 //
 // Errors crossing package boundaries are *Error values carrying one Code of a
-// small closed set; HTTPStatus maps them at the edge.
+// small closed set; the HTTP edge (api/status) maps them to statuses.
 package hub

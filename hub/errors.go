@@ -8,7 +8,7 @@ import (
 
 // Code is the kind of a failure, carried unchanged from the place it happened
 // (a backend, the MeMo validator, a service) to the HTTP edge, which maps it
-// to a status with HTTPStatus.
+// to a status (the table is in package api/status).
 type Code string
 
 // The small, closed set of error kinds.
@@ -103,28 +103,3 @@ func RetryAfterSeconds(err error) int {
 // Is reports whether err carries the given code.
 func Is(err error, code Code) bool { return ErrorCode(err) == code }
 
-// HTTPStatus maps a code to the HTTP status the API answers with.
-func HTTPStatus(code Code) int {
-	switch code {
-	case Invalid:
-		return 400
-	case Unauthorized:
-		return 401
-	case Forbidden:
-		return 403
-	case NotFound:
-		return 404
-	case Conflict:
-		return 409
-	case TooLarge:
-		return 413
-	case RateLimited:
-		return 429
-	case Unavailable:
-		return 503
-	case "":
-		return 200
-	default:
-		return 500
-	}
-}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 )
 
@@ -84,32 +85,10 @@ func decodeError(resp *http.Response) error {
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &em) != nil || em.Code == "" {
-		em.Code = string(codeOf(resp.StatusCode))
+		em.Code = string(status.Code(resp.StatusCode))
 		em.Message = strings.TrimSpace(string(b))
 	}
 	return &hub.Error{Code: hub.Code(em.Code), Message: fmt.Sprintf("%s (HTTP %d)", em.Message, resp.StatusCode), Fields: em.FieldErrors}
-}
-
-func codeOf(status int) hub.Code {
-	switch status {
-	case 400:
-		return hub.Invalid
-	case 401:
-		return hub.Unauthorized
-	case 403:
-		return hub.Forbidden
-	case 404:
-		return hub.NotFound
-	case 409:
-		return hub.Conflict
-	case 413:
-		return hub.TooLarge
-	case 429:
-		return hub.RateLimited
-	case 503, 502, 504:
-		return hub.Unavailable
-	}
-	return hub.Internal
 }
 
 // Page is one page of available message UUIDs.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 )
 
@@ -37,7 +38,7 @@ func schemas() obj {
 	name := obj{"type": "string", "maxLength": hub.MaxNameLen, "description": "no control characters"}
 	all := obj{
 		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
-			"code":    str("invalid, not_found, conflict, forbidden, unauthorized, too_large, rate_limited, unavailable, internal"),
+			"code":    obj{"type": "string", "description": "the kind of failure, one of a closed set", "enum": status.Codes()},
 			"message": str("what went wrong"), "fieldErrors": obj{"type": "array", "items": fieldError},
 			"requestId": str("quote it when asking the operator")}},
 		"Receipt": obj{"type": "object", "properties": obj{
@@ -142,7 +143,8 @@ func OpenAPI(routes []Route) obj {
 		responses := obj{strconv.Itoa(r.Status): success}
 		errBody := obj{"content": obj{"application/json": obj{"schema": ref("ErrorMessage")}}}
 		add := func(code int) {
-			e := obj{"description": http.StatusText(code)}
+			// x-code: the error code a response of this status carries.
+			e := obj{"description": http.StatusText(code), "x-code": status.Code(code)}
 			for k, v := range errBody {
 				e[k] = v
 			}

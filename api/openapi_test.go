@@ -5,8 +5,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/posthub/posthub/api/status"
+	"github.com/posthub/posthub/hub"
 )
 
 // TestOpenAPIDocumentsEveryRoute compares the router's own route list with
@@ -87,5 +91,54 @@ func TestEveryGuardedRouteRefusesAnonymous(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no guarded routes")
+	}
+}
+
+// Every error response openapi.json documents carries a code of the closed
+// set, and the status that code maps to; a request with an unknown method
+// answers inside the set too.
+func TestOpenAPIErrorsUseTheClosedSetOfCodes(t *testing.T) {
+	s := New(Config{}, Deps{})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/apis/v1/openapi.json", nil))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Code string `json:"x-code"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	closed := map[string]bool{}
+	for _, c := range status.Codes() {
+		closed[string(c)] = true
+	}
+	n := 0
+	for p, ops := range doc.Paths {
+		for m, op := range ops {
+			for st, resp := range op.Responses {
+				code, _ := strconv.Atoi(st)
+				if code < 400 {
+					continue
+				}
+				n++
+				if !closed[resp.Code] {
+					t.Errorf("%s %s: response %s documents code %q, outside the closed set", m, p, st, resp.Code)
+				} else if status.Of(hub.Code(resp.Code)) != code {
+					t.Errorf("%s %s: response %s documents code %q, which maps to %d", m, p, st, resp.Code, status.Of(hub.Code(resp.Code)))
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("openapi.json documents no error responses")
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("PATCH", "/apis/v1/openapi.json", nil))
+	var body ErrorMessage
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || !closed[body.Code] || rec.Code != status.Of(hub.Code(body.Code)) {
+		t.Fatalf("unknown method: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -151,8 +151,8 @@ func New(cfg Config, d Deps) *Server {
 		writeError(c, s.log, hub.Errorf(hub.NotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
 	e.NoMethod(func(c *gin.Context) {
-		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorMessage{Code: "method_not_allowed",
-			Message: "method not allowed", FieldErrors: []hub.FieldError{}})
+		// Inside the closed set of codes: there is no such operation.
+		writeError(c, s.log, hub.Errorf(hub.NotFound, "no route %s %s (the path exists with other methods)", c.Request.Method, c.Request.URL.Path))
 	})
 	s.routes = s.table()
 	for _, r := range s.routes {

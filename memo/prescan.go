@@ -322,11 +322,22 @@ func prologAttrValue(raw []byte) (string, bool) {
 	if bytes.IndexByte(raw, '&') < 0 && !bytes.ContainsAny(raw, "\t\r\n") {
 		return string(raw), true
 	}
+	return DecodeReferences(raw, true)
+}
+
+// DecodeReferences decodes the references XML allows without a DTD — the
+// five predefined entities and character references — in character data,
+// or (attr) in an attribute value, where it also normalises whitespace as
+// XML does and refuses '<'. Any other reference is malformed (false).
+func DecodeReferences(raw []byte, attr bool) (string, bool) {
+	if attr && bytes.IndexByte(raw, '<') >= 0 {
+		return "", false
+	}
 	var out strings.Builder
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
-		case c == '\t' || c == '\r' || c == '\n':
+		case attr && (c == '\t' || c == '\r' || c == '\n'):
 			out.WriteByte(' ')
 		case c == '&':
 			end := bytes.IndexByte(raw[i:], ';')
@@ -347,7 +358,7 @@ func prologAttrValue(raw []byte) (string, bool) {
 			case "apos":
 				out.WriteByte('\'')
 			default:
-				r, ok := prologCharRef(ref)
+				r, ok := charRef(ref)
 				if !ok {
 					return "", false
 				}
@@ -360,7 +371,7 @@ func prologAttrValue(raw []byte) (string, bool) {
 	return out.String(), true
 }
 
-func prologCharRef(ref string) (rune, bool) {
+func charRef(ref string) (rune, bool) {
 	if len(ref) < 2 || ref[0] != '#' {
 		return 0, false
 	}

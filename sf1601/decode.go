@@ -640,7 +640,7 @@ func (d *Decoder) readStartTag() (startTag, error) {
 			return t, fail(memo.CodeNotWellFormed, "", d.line, "", "attribute %s is repeated on <%s>", a.name, t.qname)
 		}
 		seen[a.name] = true
-		v, ok := decodeRefs(val, true)
+		v, ok := memo.DecodeReferences(val, true)
 		if !ok {
 			return t, fail(memo.CodeNotWellFormed, "", d.line, "", "attribute %s on <%s> has a malformed value", a.name, t.qname)
 		}
@@ -752,81 +752,6 @@ func (d *Decoder) attrValue(rest *strings.Builder, val *[]byte, collect bool) (s
 		rest.WriteString(src.String())
 	}
 	return src.String(), nil
-}
-
-// decodeRefs decodes the references XML allows without a DTD: the five
-// predefined entities and character references. attr normalises
-// whitespace as in attribute values. ok is false for anything else,
-// including '<' in an attribute value.
-func decodeRefs(raw []byte, attr bool) (string, bool) {
-	if attr && bytes.IndexByte(raw, '<') >= 0 {
-		return "", false
-	}
-	var out strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case attr && (c == '\t' || c == '\r' || c == '\n'):
-			out.WriteByte(' ')
-		case c == '&':
-			end := bytes.IndexByte(raw[i:], ';')
-			if end < 0 {
-				return "", false
-			}
-			ref := string(raw[i+1 : i+end])
-			i += end
-			switch ref {
-			case "amp":
-				out.WriteByte('&')
-			case "lt":
-				out.WriteByte('<')
-			case "gt":
-				out.WriteByte('>')
-			case "quot":
-				out.WriteByte('"')
-			case "apos":
-				out.WriteByte('\'')
-			default:
-				r, ok := charRef(ref)
-				if !ok {
-					return "", false
-				}
-				out.WriteRune(r)
-			}
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.String(), true
-}
-
-func charRef(ref string) (rune, bool) {
-	if len(ref) < 2 || ref[0] != '#' {
-		return 0, false
-	}
-	base, digits := 10, ref[1:]
-	if digits[0] == 'x' {
-		base, digits = 16, digits[1:]
-	}
-	if digits == "" || len(digits) > 8 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range digits {
-		var v rune
-		switch {
-		case c >= '0' && c <= '9':
-			v = c - '0'
-		case base == 16 && c >= 'a' && c <= 'f':
-			v = c - 'a' + 10
-		case base == 16 && c >= 'A' && c <= 'F':
-			v = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r*rune(base) + v
-	}
-	return r, r > 0 && r <= 0x10FFFF
 }
 
 // nsDecls returns the namespace declarations among a tag's attributes.
@@ -1041,7 +966,7 @@ func (d *Decoder) choice(t startTag) error {
 			break
 		}
 	}
-	v, ok := decodeRefs(raw, false)
+	v, ok := memo.DecodeReferences(raw, false)
 	if !ok {
 		return fail(CodeChoiceUnknown, "/kombi_request/KombiValgKode", t.line, "", "KombiValgKode has a malformed reference")
 	}

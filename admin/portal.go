@@ -21,6 +21,7 @@ import (
 	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 )
 
 //go:embed templates/*.html
@@ -42,7 +43,14 @@ type Portal struct {
 	Sessions *rbac.Sessions
 	// Secure forces the Secure flag on cookies (behind a TLS-terminating proxy).
 	Secure bool
-	Log    *slog.Logger
+	// OIDC, when set, offers its portal providers on the login page.
+	OIDC *oidc.RP
+	// NoPasswords switches local password logins off (OIDC only).
+	NoPasswords bool
+	// PublicURL is the hub's external base URL, for the redirect URI a
+	// provider sends the browser back to ("" : the request's host).
+	PublicURL string
+	Log       *slog.Logger
 
 	mux   *http.ServeMux
 	tmpl  map[string]*template.Template
@@ -64,7 +72,7 @@ func NewPortal(svc *Service, sessions *rbac.Sessions, log *slog.Logger) *Portal 
 	}
 	p := &Portal{Svc: svc, Sessions: sessions, Log: log, mux: http.NewServeMux(), tmpl: map[string]*template.Template{}}
 	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html"))
-	for _, name := range []string{"login", "home", "org", "systems", "contacts", "users", "statistics", "events", "messages", "error"} {
+	for _, name := range []string{"login", "loggedout", "home", "org", "systems", "contacts", "users", "statistics", "events", "messages", "error"} {
 		t := template.Must(layout.Clone())
 		if name == "error" {
 			template.Must(t.Parse(`{{define "content"}}<p><a href="/admin/">Back to the start page</a></p>{{end}}`))
@@ -79,6 +87,8 @@ func NewPortal(svc *Service, sessions *rbac.Sessions, log *slog.Logger) *Portal 
 	p.route("GET /admin/login", "", p.loginPage)
 	p.route("POST /admin/login", "", p.login)
 	p.route("POST /admin/logout", rbac.Self, p.logout)
+	p.route("GET /admin/oidc/{provider}/login", "", p.oidcStart)
+	p.route("GET "+CallbackPath, "", p.oidcCallback)
 	p.route("GET /admin/{$}", rbac.Self, p.home)
 	p.route("POST /admin/orgs", rbac.OrgsCreate, p.createOrg)
 	p.route("GET /admin/orgs/{org}/{$}", rbac.OrgsRead, p.orgPage)
@@ -129,11 +139,13 @@ func (q *req) actor() Actor {
 // view is what templates see.
 type view struct {
 	Title, Notice, Error string
-	User                 *hub.User
-	CSRF                 string
-	Org                  *hub.Organisation
-	Perms                []rbac.Perm
-	Data                 any
+	// Refresh, when set, is a URL the page moves on to at once.
+	Refresh string
+	User    *hub.User
+	CSRF    string
+	Org     *hub.Organisation
+	Perms   []rbac.Perm
+	Data    any
 }
 
 // Can reports whether the viewer holds perm in the page's organisation.
@@ -287,14 +299,15 @@ func (p *Portal) loginPage(q *req) error {
 	return nil
 }
 
-// showLogin renders the login form with a fresh pre-session nonce.
+// showLogin renders the login page (the providers, and the password form
+// unless passwords are off) with a fresh pre-session nonce.
 func (p *Portal) showLogin(q *req, status int, errMsg string) {
 	n := make([]byte, 16)
 	_, _ = rand.Read(n)
 	nonce := base64.RawURLEncoding.EncodeToString(n)
 	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Value: nonce, Path: "/admin/", HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode, MaxAge: 3600})
 	q.csrf = p.Sessions.CSRFToken(rbac.Session{Nonce: nonce})
-	p.render(q, status, "login", view{Title: "Log in", Error: errMsg})
+	p.render(q, status, "login", view{Title: "Log in", Error: errMsg, Data: p.loginData(q.r)})
 }
 
 func (p *Portal) login(q *req) error {
@@ -304,7 +317,13 @@ func (p *Portal) login(q *req) error {
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
 		return nil
 	}
-	u, ss, v, err := p.Sessions.Login(r.Context(), r.PostFormValue("userId"), r.PostFormValue("password"), p.Sessions.ClientAddr(r))
+	if p.NoPasswords {
+		p.passwordLogin(q, r.PostFormValue("userId"), errPasswordsOff)
+		p.render(q, http.StatusForbidden, "error", view{Title: "Refused", Error: errMessage(errPasswordsOff)})
+		return nil
+	}
+	_, ss, v, err := p.Sessions.Login(r.Context(), r.PostFormValue("userId"), r.PostFormValue("password"), p.Sessions.ClientAddr(r))
+	p.passwordLogin(q, r.PostFormValue("userId"), err)
 	switch code := hub.ErrorCode(err); code {
 	case "":
 	case hub.Unauthorized:
@@ -323,17 +342,47 @@ func (p *Portal) login(q *req) error {
 	}
 	rbac.SetCookie(q.w, v, ss.Expires.Sub(ss.Issued), p.secure(r))
 	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Path: "/admin/", MaxAge: -1})
-	_ = p.Svc.record(r.Context(), Actor{Name: "user:" + u.ID}, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID, "via": "portal"})
 	http.Redirect(q.w, r, "/admin/", http.StatusSeeOther)
 	return nil
 }
 
-// logout ends the user's sessions (on every instance), then the cookie.
+var errPasswordsOff = oidc.Refused(hub.Forbidden, "password.off", "Local passwords are switched off on this hub; log in with your organisation's identity provider.")
+
+// passwordLogin records a password login or its refusal (never the
+// password).
+func (p *Portal) passwordLogin(q *req, id string, err error) {
+	if p.Svc.Events != nil {
+		_ = p.Svc.Events.Emit(q.r.Context(), oidc.PasswordLoginEvent("portal", id, err))
+	}
+}
+
+// issueSession starts a session at the user's current generation (a
+// login through a provider) and sets its cookie.
+func (p *Portal) issueSession(q *req, u hub.User) error {
+	ss, v, err := p.Sessions.Begin(q.r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	rbac.SetCookie(q.w, v, ss.Expires.Sub(ss.Issued), p.secure(q.r))
+	return nil
+}
+
+// logout ends the user's sessions (on every instance), then the cookie,
+// then — when the session came from a provider that offers it — the
+// provider's session (RP-initiated logout).
 func (p *Portal) logout(q *req) error {
 	if err := p.Sessions.Logout(q.r.Context(), q.user.ID); err != nil {
 		return err
 	}
 	rbac.SetCookie(q.w, "", -1, p.secure(q.r))
+	_ = p.Svc.record(q.r.Context(), q.actor(), oidc.TagLoggedOut, "", map[string]string{"userId": q.user.ID, "via": "portal"})
+	if end := p.endAtProvider(q.w, q.r); end != "" {
+		// A page, not a redirect: the form-action CSP would stop a form's
+		// redirect to the provider's site.
+		q.user, q.csrf = nil, ""
+		p.render(q, http.StatusOK, "loggedout", view{Title: "Logged out", Refresh: end, Data: end})
+		return nil
+	}
 	http.Redirect(q.w, q.r, "/admin/login", http.StatusSeeOther)
 	return nil
 }

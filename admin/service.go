@@ -540,9 +540,12 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUse
 	if err != nil {
 		return out, err
 	}
-	hash, err := s.Hasher.Hash(ctx, nu.Password)
-	if err != nil {
-		return out, err
+	// A user without a password logs in only through an OpenID provider.
+	var hash string
+	if nu.Password != "" {
+		if hash, err = s.Hasher.Hash(ctx, nu.Password); err != nil {
+			return out, err
+		}
 	}
 	out.User = hub.User{ID: nu.ID, Name: strings.TrimSpace(nu.Name), Email: strings.TrimSpace(nu.Email), PasswordHash: hash, Created: s.now(), Active: true}
 	if err := s.Store.CreateUser(ctx, out.User); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 )
 
 // maxJSON bounds administrative JSON bodies.
@@ -102,13 +103,19 @@ func (s *Server) handleLogin(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
+	if s.cfg.NoPasswords {
+		err := oidc.Refused(hub.Forbidden, "password.off", "local passwords are switched off on this hub; log in through an OpenID provider (GET /apis/v1/session/providers)")
+		s.loginEvent(c, req.UserID, err)
+		writeError(c, s.log, err)
+		return
+	}
 	u, ss, v, err := s.sessions.Login(c.Request.Context(), req.UserID, req.Password, s.sessions.ClientAddr(c.Request))
+	s.loginEvent(c, req.UserID, err)
 	if err != nil {
 		writeError(c, s.log, err)
 		return
 	}
 	rbac.SetCookie(c.Writer, v, ss.Expires.Sub(ss.Issued), s.secureCookies(c))
-	s.audit(c, "USER_LOGGED_IN", "", map[string]string{"userId": u.ID})
 	c.JSON(http.StatusOK, Session{Principal: "user:" + u.ID, User: &u, CSRFToken: s.sessions.CSRFToken(ss),
 		Privileges: s.enforcer.Grants("", u.ID), Expires: ss.Expires.UTC().Format("2006-01-02T15:04:05Z")})
 }
@@ -142,9 +149,27 @@ func (s *Server) handleLogout(c *gin.Context) {
 			writeError(c, s.log, err)
 			return
 		}
+		s.audit(c, oidc.TagLoggedOut, "", map[string]string{"userId": p.User.ID, "via": "api"})
 	}
 	rbac.SetCookie(c.Writer, "", -1, s.secureCookies(c))
-	c.JSON(http.StatusOK, gin.H{"status": "logged out"})
+	out := gin.H{"status": "logged out"}
+	if u := admin.ProviderLogout(s.oidc, c.Writer, c.Request, s.secureCookies(c)); u != "" {
+		out["providerLogoutUrl"] = u
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// loginEvent records a password login on the API, or its refusal (never
+// the password).
+func (s *Server) loginEvent(c *gin.Context, id string, err error) {
+	if s.ingest == nil || s.ingest.Events == nil {
+		return
+	}
+	_ = s.ingest.Events.Emit(c.Request.Context(), oidc.PasswordLoginEvent("api", id, err))
+}
+
+func (s *Server) handleProviders(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"providers": admin.ProviderLinks(s.oidc, c.Query("next")), "passwordLogin": !s.cfg.NoPasswords})
 }
 
 func (s *Server) handlePrivilegeTypes(c *gin.Context) { c.JSON(http.StatusOK, rbac.Roles) }

@@ -32,6 +32,7 @@ import (
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/viewer"
 )
@@ -59,6 +60,8 @@ type Config struct {
 	// SecureCookies marks session cookies Secure even when the request did
 	// not arrive over TLS (a TLS-terminating proxy in front).
 	SecureCookies bool
+	// NoPasswords refuses password logins (OpenID Connect only).
+	NoPasswords bool
 	// Memo holds the business-rule limits.
 	Memo memo.Config
 }
@@ -83,6 +86,7 @@ type Server struct {
 	engine    *gin.Engine
 	routes    []Route
 	enforcer  *rbac.Enforcer
+	oidc      *oidc.RP
 	sessions  *rbac.Sessions
 	admin     *admin.Service
 	handler   http.Handler
@@ -111,6 +115,10 @@ type Deps struct {
 	Sessions *rbac.Sessions
 	// Portal, when set, is served under /admin/ (the admin portal).
 	Portal http.Handler
+	// OIDC, when set, is the relying party whose portal providers log
+	// people in (GET /apis/v1/session/providers); their sessions are the
+	// API's.
+	OIDC *oidc.RP
 }
 
 // New builds the server and its routes.
@@ -143,6 +151,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s.initAuth(&d)
 	s.viewer = d.Viewer
+	s.oidc = d.OIDC
 	s.retrieval = d.Retrieval
 	e := gin.New()
 	e.HandleMethodNotAllowed = true

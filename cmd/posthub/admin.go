@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/storage/bolt"
 )
 
@@ -25,6 +27,8 @@ type authz struct {
 	enforcer *rbac.Enforcer
 	sessions *rbac.Sessions
 	portal   http.Handler
+	// oidc is the relying party of -oidc-providers (nil: none).
+	oidc *oidc.RP
 }
 
 // newAuthz loads the policies and starts following their changes. The
@@ -67,7 +71,40 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 	svc.Enforcer, svc.Hasher = en, hasher
 	portal := admin.NewPortal(svc, sessions, log)
 	portal.Secure = cfg.secureCookies()
-	return &authz{enforcer: en, sessions: sessions, portal: portal}, nil
+	rp, err := newRP(cfg, env, key, svc, en, log)
+	if err != nil {
+		return nil, err
+	}
+	portal.OIDC, portal.NoPasswords, portal.PublicURL = rp, !cfg.PasswordLogin, cfg.PublicURL
+	return &authz{enforcer: en, sessions: sessions, portal: portal, oidc: rp}, nil
+}
+
+// newRP is the OpenID Connect relying party of -oidc-providers (nil when
+// none is configured). With -password-login=false the portal needs one.
+func newRP(cfg serveConfig, env *Env, key []byte, svc *admin.Service, en *rbac.Enforcer, log *slog.Logger) (*oidc.RP, error) {
+	providers, err := oidc.ParseProviders(cfg.OIDCProviders, env.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("-oidc-providers: %w", err)
+	}
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("-public-url %q is not an http(s) URL", cfg.PublicURL)
+		}
+	}
+	if len(providers) == 0 {
+		if !cfg.PasswordLogin {
+			return nil, errors.New("-password-login=false leaves no way into the portal: configure -oidc-providers")
+		}
+		return nil, nil
+	}
+	rp, err := oidc.New(providers, oidc.Options{Key: key, Users: svc.Store, Privileges: en, Events: svc.Events, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.PasswordLogin && len(rp.Providers(oidc.Portal)) == 0 {
+		return nil, errors.New("-password-login=false leaves no way into the portal: no provider in -oidc-providers has use \"portal\"")
+	}
+	return rp, nil
 }
 
 // runAdmin is `posthub admin`: offline administration of an embedded

@@ -69,6 +69,11 @@ type serveConfig struct {
 	SMTPUser         string
 	SMTPPassword     string
 	SMTPStartTLS     bool
+	// OpenID Connect logins.
+	OIDCProviders    string
+	PasswordLogin    bool
+	PublicURL        string
+	MailboxDemoLogin bool
 }
 
 // flags declares the settings. The README's configuration table has a row
@@ -122,6 +127,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPUser, "smtp-user", "", "SMTP user name (PLAIN auth, needs STARTTLS)")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", "", "SMTP password (prefer the environment: POSTHUB_SMTP_PASSWORD)")
 	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", false, "refuse to send unless the SMTP server offers STARTTLS (it is used whenever offered, and always with -smtp-user)")
+	fs.StringVar(&c.OIDCProviders, "oidc-providers", "", "OpenID providers people log in through (portal, session API, web mailbox): a JSON list, or a file holding one (see README)")
+	fs.BoolVar(&c.PasswordLogin, "password-login", true, "allow local password logins (the break-glass operator); false: OpenID Connect only")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the hub's external base URL (https://posthub.example.dk), for the redirect URIs registered at OpenID providers (empty: the request's host)")
+	fs.BoolVar(&c.MailboxDemoLogin, "mailbox-demo-login", false, "offer the web mailbox's demo login, which lets anyone act as any person (on with -demo; never in production)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 30*time.Second, "how often mailbox post is queued to newly connected receiver systems and system-fetch jobs resumed")
 }
 
@@ -155,6 +164,12 @@ func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) 
 			}
 			if set[k] || getenv(envName(k)) != "" {
 				continue
+			}
+			switch v.(type) {
+			case []any, map[string]any:
+				// A list or object setting (-oidc-providers) is given as JSON.
+				b, _ := json.Marshal(v)
+				v = string(b)
 			}
 			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
 				return fmt.Errorf("config file %s: %s: %w", *configFile, k, err)

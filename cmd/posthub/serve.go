@@ -108,7 +108,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		operatorToken, _ = hub.NewToken()
 	}
 	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != "",
-		SecureCookies: cfg.secureCookies()}
+		SecureCookies: cfg.secureCookies(), NoPasswords: !cfg.PasswordLogin}
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}
@@ -131,7 +131,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		notifier.Hook(ds)
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
-		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal,
+		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal, OIDC: az.oidc,
 		Viewer: viewerSvc})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

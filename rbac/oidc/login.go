@@ -64,6 +64,25 @@ func LoginEvent(via string, id Identity, err error) hub.Event {
 	return ev
 }
 
+// PasswordLoginEvent is LoginEvent for a password login of id (the
+// provider "password"); the reason of a refusal comes from rbac's error
+// code: unauthorized is password.wrong, rate_limited password.throttled,
+// unavailable password.busy, unless err carries a reason of its own.
+func PasswordLoginEvent(via, id string, err error) hub.Event {
+	if !rbac.ValidUserID(id) {
+		id = ""
+	}
+	if err != nil && Reason(err) == string(hub.ErrorCode(err)) {
+		reason := map[hub.Code]string{hub.Unauthorized: "password.wrong", hub.RateLimited: "password.throttled",
+			hub.Unavailable: "password.busy"}[hub.ErrorCode(err)]
+		if reason == "" {
+			reason = "password." + string(hub.ErrorCode(err))
+		}
+		err = refusal(hub.ErrorCode(err), reason, err.Error(), err)
+	}
+	return LoginEvent(via, Identity{Provider: "password", UserID: id}, err)
+}
+
 func (rp *RP) emit(ctx context.Context, ev hub.Event) {
 	if rp.opts.Events == nil {
 		return

@@ -253,6 +253,11 @@ func refusal(code hub.Code, reason, msg string, cause error) error {
 		Fields: []hub.FieldError{{Resource: "login", Field: "oidc", Code: reason, Message: msg}}}
 }
 
+// Refused is a login refusal with a reason code, for the login paths
+// outside this package (passwords) that record their refusals with
+// LoginEvent.
+func Refused(code hub.Code, reason, msg string) error { return refusal(code, reason, msg, nil) }
+
 // Reason is a refusal's reason code ("" for nil, "internal" when err is not
 // a refusal).
 func Reason(err error) string {

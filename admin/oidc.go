@@ -1,0 +1,142 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/posthub/posthub/api/status"
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac/oidc"
+)
+
+// OpenID Connect logins of the portal. The session they end in is the
+// same as a password login's, so the session API (GET /apis/v1/session)
+// accepts it too.
+const (
+	// oidcFlowCookie carries a started login's sealed state, nonce and PKCE
+	// verifier to the callback. SameSite=Lax: the callback is a top-level
+	// navigation from the provider's site.
+	oidcFlowCookie = "posthub_oidc_flow"
+	// oidcProviderCookie names the provider a session came from, for
+	// RP-initiated logout. It grants nothing.
+	oidcProviderCookie = "posthub_oidc_provider"
+	// CallbackPath is the redirect URI's path to register at a provider.
+	CallbackPath = "/admin/oidc/callback"
+)
+
+// localPath returns next when it is a path on this hub ("/..." but not
+// "//host" or "/\host"), else "".
+func localPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return ""
+	}
+	return next
+}
+
+// callbackURL is where providers send the browser back: PublicURL's, or
+// this request's scheme and host (the provider checks it against the
+// registered redirect URIs either way).
+func (p *Portal) callbackURL(r *http.Request) string {
+	if p.PublicURL != "" {
+		return strings.TrimSuffix(p.PublicURL, "/") + CallbackPath
+	}
+	scheme := "http"
+	if p.secure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + CallbackPath
+}
+
+// oidcStart sends the browser to the provider.
+func (p *Portal) oidcStart(q *req) error {
+	if p.OIDC == nil {
+		return hub.Errorf(hub.NotFound, "no OpenID provider is configured")
+	}
+	next := localPath(q.r.URL.Query().Get("next"))
+	authURL, flow, err := p.OIDC.Start(q.r.PathValue("provider"), oidc.Portal, p.callbackURL(q.r), next)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(q.w, &http.Cookie{Name: oidcFlowCookie, Value: flow, Path: "/admin/oidc/", HttpOnly: true, Secure: p.secure(q.r),
+		SameSite: http.SameSiteLaxMode, MaxAge: int(p.OIDC.FlowTTL().Seconds())})
+	http.Redirect(q.w, q.r, authURL, http.StatusSeeOther)
+	return nil
+}
+
+// oidcCallback completes the login and issues the session, or shows why
+// not.
+func (p *Portal) oidcCallback(q *req) error {
+	if p.OIDC == nil {
+		return hub.Errorf(hub.NotFound, "no OpenID provider is configured")
+	}
+	var flow string
+	if c, err := q.r.Cookie(oidcFlowCookie); err == nil {
+		flow = c.Value
+	}
+	http.SetCookie(q.w, &http.Cookie{Name: oidcFlowCookie, Path: "/admin/oidc/", MaxAge: -1, HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode})
+	u, id, next, err := p.OIDC.LoginPortal(q.r.Context(), flow, q.r.URL.Query(), p.callbackURL(q.r))
+	if err != nil {
+		var he *hub.Error
+		if !errors.As(err, &he) || he.Code == hub.Internal {
+			return err
+		}
+		msg := he.Message
+		if r := oidc.Reason(err); r != "" && r != string(he.Code) {
+			msg += " (" + r + ")"
+		}
+		p.render(q, status.Of(he.Code), "error", view{Title: "You are not logged in", Error: msg})
+		return nil
+	}
+	if err := p.issueSession(q, u); err != nil {
+		return err
+	}
+	http.SetCookie(q.w, &http.Cookie{Name: oidcProviderCookie, Value: id.Provider, Path: "/", HttpOnly: true, Secure: p.secure(q.r),
+		SameSite: http.SameSiteLaxMode})
+	if next == "" {
+		next = "/admin/"
+	}
+	http.Redirect(q.w, q.r, next, http.StatusSeeOther)
+	return nil
+}
+
+// endAtProvider is the provider's end-session URL when the session came
+// from a provider that has one (RP-initiated logout), else "".
+func (p *Portal) endAtProvider(w http.ResponseWriter, r *http.Request) string {
+	return ProviderLogout(p.OIDC, w, r, p.secure(r))
+}
+
+// ProviderLogout forgets which provider the session came from and returns
+// that provider's end-session URL (RP-initiated logout), or "" when it
+// came from none or the provider has no end_session_endpoint. The portal's
+// logout and the session API's DELETE share it.
+func ProviderLogout(rp *oidc.RP, w http.ResponseWriter, r *http.Request, secure bool) string {
+	c, err := r.Cookie(oidcProviderCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: oidcProviderCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+	return rp.LogoutURL(c.Value)
+}
+
+// loginData is what the login page shows: the providers, and the password
+// form unless local passwords are off.
+func (p *Portal) loginData(r *http.Request) map[string]any {
+	return map[string]any{"Providers": p.OIDC.Providers(oidc.Portal), "Passwords": !p.NoPasswords,
+		"Next": localPath(r.URL.Query().Get("next"))}
+}
+
+// ProviderLinks lists the portal's providers with the path that starts a
+// login at each (for the session API).
+func ProviderLinks(rp *oidc.RP, next string) []map[string]string {
+	out := []map[string]string{}
+	for _, i := range rp.Providers(oidc.Portal) {
+		u := "/admin/oidc/" + i.Name + "/login"
+		if next = localPath(next); next != "" {
+			u += "?next=" + url.QueryEscape(next)
+		}
+		out = append(out, map[string]string{"name": i.Name, "label": i.Label, "loginUrl": u})
+	}
+	return out
+}

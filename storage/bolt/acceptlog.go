@@ -55,10 +55,28 @@ import (
 // every applied group) are applied, a torn last entry (a crash in the
 // middle of an append, never acknowledged) is dropped, and the segments
 // are deleted. A checksum failure anywhere else refuses the open: those
-// entries were acknowledged and must not be skipped silently. A failed
-// append (the disk refused it) stops the log: every later accept is
-// Unavailable until a restart, so that nothing is acknowledged after
-// entries whose fate on disk is unknown.
+// entries were acknowledged and must not be skipped silently.
+//
+// A failed append (the disk refused the write or its fdatasync: a full
+// disk, an I/O error) refuses its entries and every entry logged behind
+// them; their callers get Unavailable and none was acknowledged. The log
+// then takes no entry until its tail is repaired: the writer cuts the
+// segment back to the end of the last durable entry and fdatasyncs it
+// through a new descriptor, so the failed bytes are gone from disk before
+// anything else is appended, and the next entry takes the lsn after the
+// last durable one. Nothing is acknowledged after entries whose fate on
+// disk is unknown, and a replay finds the lsns without a gap. Once space
+// returns the next append succeeds, without a restart. When the repair
+// fails too, each later accept retries it, and Ping reports the log
+// broken so that a supervisor can restart the hub (the next open replays
+// what is durable).
+//
+// A failed apply (bbolt refuses the commit, e.g. on a full disk) loses
+// nothing either: the entries stay in the log, on disk, and the applier
+// retries with growing pauses until they go in, in order. Meanwhile
+// nothing waits for it without bound: a read or write behind the barrier,
+// an accept waiting for room in the log, and Ping answer Unavailable at
+// once with the apply's error.
 
 const (
 	// logPendingMax bounds the bytes of unapplied entries: accepts wait
@@ -79,6 +97,17 @@ var (
 	// logBeforeSync, when set (by tests), runs between an append's write
 	// and its fdatasync.
 	logBeforeSync func(*acceptLog)
+	// logBeforeApply, when set (by tests), runs before each apply and
+	// fails it by returning an error.
+	logBeforeApply func() error
+	// openSegment opens a segment file (tests inject failing files).
+	openSegment = func(path string, flag int) (segmentFile, error) {
+		f, err := os.OpenFile(path, flag, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		return osSegment{f}, nil
+	}
 
 	crcTable       = crc32.MakeTable(crc32.Castagnoli)
 	logAppliedKey  = []byte("acceptlog.applied")
@@ -104,6 +133,18 @@ type segment struct {
 	path  string
 }
 
+// segmentFile is what the writer needs of a segment's descriptor.
+type segmentFile interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error // fdatasync
+	Close() error
+}
+
+type osSegment struct{ *os.File }
+
+func (f osSegment) Sync() error { return fdatasync(f.File) }
+
 type acceptLog struct {
 	s     *Store
 	dir   string
@@ -119,15 +160,16 @@ type acceptLog struct {
 	toWrite   []*logEntry // logged, not yet handed to the writer
 	toApply   []*logEntry // durable, not yet applied, in lsn order
 	segs      []segment
-	broken    error
+	broken    error // an append failed and the tail is not yet repaired
+	applyErr  error // the last apply failed (nil once one succeeds)
 	closing   bool
 	changedCh chan struct{} // closed when entries leave the log (applied, or forgotten after a failed append)
 
 	durable atomic.Uint64 // every entry up to this lsn is durable
 	applied atomic.Uint64 // every entry up to this lsn is in bbolt
 
-	f   *os.File
-	off int64
+	f   segmentFile
+	off int64 // end of the last durable entry in f
 
 	writeSig  chan struct{}
 	applySig  chan struct{}
@@ -415,12 +457,15 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 // roll starts a new segment for entries from lsn first on.
 func (l *acceptLog) roll(first uint64) error {
 	p := filepath.Join(l.dir, fmt.Sprintf("accept-%016x.log", first))
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := openSegment(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
 	if err != nil {
 		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
 	}
 	if err := syncDir(l.dir); err != nil {
+		// Gone again, so that the roll can be tried again for the same
+		// first lsn once the log is repaired.
 		_ = f.Close()
+		_ = os.Remove(p)
 		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
 	}
 	if l.f != nil {
@@ -458,6 +503,11 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		// on what is on disk.
 		var wait <-chan struct{}
 		if l.held >= logPendingMax {
+			if l.applyErr != nil {
+				// Room comes only with an apply, and applying fails.
+				l.mu.Unlock()
+				return applyFailed(l.applyErr)
+			}
 			wait = l.changedCh
 		} else if h := l.unsynced(w); h != nil {
 			wait = h.synced
@@ -520,9 +570,12 @@ func (l *acceptLog) unsynced(w *messageWrite) *logEntry {
 	return nil
 }
 
+// usable reports why the log takes no entry now; a log whose repair
+// failed has the writer try again. Called with l.mu held.
 func (l *acceptLog) usable() error {
 	if l.broken != nil {
-		return hub.Wrap(hub.Unavailable, l.broken, "bolt: accept log failed; restart the hub")
+		signal(l.writeSig)
+		return brokenLog(l.broken)
 	}
 	if l.closing {
 		return errStoreClosed
@@ -558,7 +611,8 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// writeLoop appends what is waiting with one write and one fdatasync.
+// writeLoop appends what is waiting with one write and one fdatasync,
+// and repairs the tail after a failed append.
 func (l *acceptLog) writeLoop() {
 	defer l.wg.Done()
 	defer close(l.applyQuit)
@@ -577,9 +631,13 @@ func (l *acceptLog) writeLoop() {
 			err := l.append(buf, batch[0].lsn)
 			l.mu.Lock()
 			if err != nil {
-				// The entries' fate on disk is unknown; refuse further
-				// writes so that nothing is acknowledged after a gap.
+				// The entries' fate on disk is unknown until the tail is
+				// repaired: refuse them and those logged behind them (put
+				// takes no new ones meanwhile), so that nothing is
+				// acknowledged after a gap.
 				l.broken = err
+				batch = append(batch, l.toWrite...)
+				l.toWrite = nil
 				for _, e := range batch {
 					l.forget(e)
 				}
@@ -590,13 +648,23 @@ func (l *acceptLog) writeLoop() {
 			}
 			l.mu.Unlock()
 			if err != nil {
+				l.log.Error("bolt: accept log append failed; its entries are refused", "error", err, "entries", len(batch))
+				// Repaired before the refusals go out, so that a caller
+				// that retries at once finds the log taking entries
+				// again when the disk does.
+				l.repair()
 				err = hub.Wrap(hub.Unavailable, err, "bolt: write accept log")
+			} else {
+				signal(l.applySig)
 			}
-			signal(l.applySig)
 			for _, e := range batch {
 				e.err = err
 				close(e.synced)
 			}
+		} else if l.broken != nil && !closing {
+			// Only this goroutine sets and clears broken: a put found it
+			// set and asks for another try.
+			l.repair()
 		}
 		// Once closing is set no entry is added (put checks it under the
 		// mutex), so the batch just taken was the last.
@@ -606,6 +674,8 @@ func (l *acceptLog) writeLoop() {
 	}
 }
 
+// append writes b at the end of the last durable entry and fdatasyncs it;
+// only then is the end moved past it.
 func (l *acceptLog) append(b []byte, first uint64) error {
 	if l.off > logSegmentMax {
 		if err := l.roll(first); err != nil {
@@ -615,11 +685,47 @@ func (l *acceptLog) append(b []byte, first uint64) error {
 	if _, err := l.f.WriteAt(b, l.off); err != nil {
 		return err
 	}
-	l.off += int64(len(b))
 	if logBeforeSync != nil {
 		logBeforeSync(l)
 	}
-	return fdatasync(l.f)
+	if err := l.f.Sync(); err != nil {
+		return err
+	}
+	l.off += int64(len(b))
+	return nil
+}
+
+// repair cuts the segment being written back to the end of its last
+// durable entry and fdatasyncs it, through a new descriptor (the old one
+// may be what failed, and an fdatasync error it reported once is not
+// reported again); then the log takes entries again, from the lsn after
+// the last durable one. When it fails the log stays broken, and the next
+// put has it tried again. Called by writeLoop only.
+func (l *acceptLog) repair() {
+	l.mu.Lock()
+	path := l.segs[len(l.segs)-1].path
+	l.mu.Unlock()
+	f, err := openSegment(path, os.O_WRONLY)
+	if err == nil {
+		if err = f.Truncate(l.off); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			_ = f.Close()
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.broken = err
+		l.log.Error("bolt: accept log tail not repaired; accepts stay refused", "error", err, "segment", path)
+		return
+	}
+	_ = l.f.Close()
+	l.f = f
+	l.broken = nil
+	l.nextLSN = l.durable.Load() + 1
+	l.log.Warn("bolt: accept log tail repaired; accepting again", "segment", path, "size", l.off)
 }
 
 // changed wakes whoever waits for entries to leave the log (room, or the
@@ -684,7 +790,13 @@ func (l *acceptLog) applyLoop() {
 					return
 				}
 				// Nothing accepted is dropped: retry until it goes in.
-				l.log.Error("bolt: applying the accept log failed; retrying", "error", err, "entries", len(batch))
+				// Meanwhile the barrier answers with the error instead of
+				// waiting.
+				l.log.Error("bolt: applying the accept log failed; retrying", "error", err, "entries", len(batch), "retry", backoff)
+				l.mu.Lock()
+				l.applyErr = err
+				l.changed()
+				l.mu.Unlock()
 				select {
 				case <-time.After(backoff):
 				case <-l.applyQuit:
@@ -695,6 +807,7 @@ func (l *acceptLog) applyLoop() {
 			}
 			backoff = 10 * time.Millisecond
 			l.mu.Lock()
+			l.applyErr = nil
 			l.toApply = l.toApply[len(batch):]
 			for _, e := range batch {
 				l.forget(e)
@@ -731,6 +844,11 @@ func (l *acceptLog) appliedSegments(applied uint64) []string {
 // mark. An entry whose message is in bbolt already was applied before (a
 // replay); its writes are skipped whole.
 func (l *acceptLog) applyBatch(batch []*logEntry, replay bool) error {
+	if logBeforeApply != nil && !replay {
+		if err := logBeforeApply(); err != nil {
+			return err
+		}
+	}
 	last := batch[len(batch)-1].lsn
 	return l.s.updateDirect(context.Background(), func(tx *bolt.Tx) error {
 		for _, e := range batch {
@@ -762,7 +880,9 @@ func (l *acceptLog) applyEntry(tx *bolt.Tx, e *logEntry, replay bool) error {
 
 // wait is the barrier: it returns once every entry that was durable when
 // it was called is applied. An urgent wait has the applier apply at once
-// instead of at its next interval.
+// instead of at its next interval. While applying fails it answers
+// Unavailable at once rather than wait for an apply that may not come
+// until space returns.
 func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
 	target := l.durable.Load()
 	if urgent && l.applied.Load() < target {
@@ -770,10 +890,13 @@ func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
 	}
 	for l.applied.Load() < target {
 		l.mu.Lock()
-		ch := l.changedCh
+		ch, failed := l.changedCh, l.applyErr
 		l.mu.Unlock()
 		if l.applied.Load() >= target {
 			break
+		}
+		if failed != nil {
+			return applyFailed(failed)
 		}
 		select {
 		case <-ch:
@@ -786,6 +909,28 @@ func (l *acceptLog) wait(ctx context.Context, urgent bool) error {
 		}
 	}
 	return nil
+}
+
+// health reports what keeps the log from serving: an append failed and
+// its tail could not be repaired, or applying fails while entries wait.
+func (l *acceptLog) health() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return brokenLog(l.broken)
+	}
+	if l.applyErr != nil {
+		return applyFailed(l.applyErr)
+	}
+	return nil
+}
+
+func brokenLog(err error) error {
+	return hub.Wrap(hub.Unavailable, err, "bolt: the accept log cannot be written")
+}
+
+func applyFailed(err error) error {
+	return hub.Wrap(hub.Unavailable, err, "bolt: the accept log cannot be applied to the store")
 }
 
 // logged returns the durable, unapplied entry of message uuid, waiting

@@ -268,8 +268,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping reports Unavailable once the store is closed.
+// Ping reports Unavailable once the store is closed, and while the accept
+// log cannot serve (an append failed and its tail could not be repaired,
+// or applying it fails), with the reason.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.alog != nil {
+		if err := s.alog.health(); err != nil {
+			return err
+		}
+	}
 	return s.view(ctx, func(*bolt.Tx) error { return nil })
 }
 

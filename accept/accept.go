@@ -140,14 +140,21 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	return r, created, err
 }
 
-// Entry accepts one MeMo of a mass send and always yields a receipt: a
-// refused entry gets an INVALID receipt, stored so the sender can list it
-// with the others. name is the entry's file name; a name that is a UUID
-// labels the receipt of an entry too broken to carry its own.
-func (s *Service) Entry(ctx context.Context, req Request, name string, body Body) hub.Receipt {
+// Entry accepts one MeMo of a mass send and yields a receipt: a refused
+// entry gets an INVALID receipt, stored so the sender can list it with the
+// others. name is the entry's file name; a name that is a UUID labels the
+// receipt of an entry too broken to carry its own. When the hub cannot
+// take the entry now (Unavailable: its storage is full, a dependency is
+// down) there is no verdict on the MeMo and no receipt: Entry returns the
+// error, and the caller stops reading the archive, whose rest the sender
+// sends again.
+func (s *Service) Entry(ctx context.Context, req Request, name string, body Body) (hub.Receipt, error) {
 	rc, _, err := s.Letter(ctx, req, body)
 	if err == nil {
-		return rc
+		return rc, nil
+	}
+	if hub.Is(err, hub.Unavailable) {
+		return hub.Receipt{}, err
 	}
 	base := path.Base(name)
 	guess := strings.TrimSuffix(base, path.Ext(base))
@@ -178,7 +185,7 @@ func (s *Service) Entry(ctx context.Context, req Request, name string, body Body
 		// The sender has the receipt in the answer; only the listing lacks it.
 		s.log().Error("accept: receipt of a refused archive entry not stored", "error", perr)
 	}
-	return rc
+	return rc, nil
 }
 
 // TooLarge is the refusal of a MeMo over max bytes.

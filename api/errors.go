@@ -46,8 +46,16 @@ func writeError(c *gin.Context, log *slog.Logger, err error) {
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Basic realm="posthub"`)
 	}
+	if status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" {
+		// Unavailable is passing (a dependency down, the disk full): the
+		// client should come back, not give up.
+		c.Header("Retry-After", retryAfter)
+	}
 	c.AbortWithStatusJSON(status, body)
 }
+
+// retryAfter is the Retry-After of a 503, in seconds.
+const retryAfter = "10"
 
 // badRequest builds an Invalid error about one request field.
 func badRequest(field, code, msg, value string) error {

@@ -46,7 +46,7 @@ func (s *Server) opsRoutes() []Route {
 	rs := []Route{
 		{Method: "GET", Path: "/healthz", Access: Public, Tag: "operations", Summary: "Liveness: the process serves requests.",
 			Produces: "application/json", Status: 200, Handler: s.handleHealthz},
-		{Method: "GET", Path: "/readyz", Access: Public, Tag: "operations", Summary: "Readiness: the metadata store is reachable.",
+		{Method: "GET", Path: "/readyz", Access: Public, Tag: "operations", Summary: "Readiness: the metadata store is reachable and serves (503 with the reason when not, e.g. its accept log cannot be written or applied).",
 			Produces: "application/json", Status: 200, Handler: s.handleReadyz},
 		{Method: "GET", Path: v1 + "/openapi.json", Access: Public, Tag: "operations", Summary: "This API's OpenAPI 3 document.",
 			Produces: "application/json", Status: 200, Handler: s.handleOpenAPI},

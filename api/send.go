@@ -175,7 +175,19 @@ func (s *Server) sendArchive(c *gin.Context, body io.Reader, mode hub.Mode, arch
 				FieldErrors: []hub.FieldError{}}
 			break
 		}
-		r := s.accepter.Entry(ctx, accept.Request{System: sys, Mode: mode, Archive: archive}, hdr.Name, accept.Body{R: tr, Size: hdr.Size})
+		r, err := s.accepter.Entry(ctx, accept.Request{System: sys, Mode: mode, Archive: archive}, hdr.Name, accept.Body{R: tr, Size: hdr.Size})
+		if err != nil {
+			// The hub cannot take MeMos now (the disk is full): the
+			// rest is not read, and the sender sends it again later.
+			if len(out.Receipts) == 0 {
+				writeError(c, s.log, err)
+				return
+			}
+			s.log.Error("mass send broken off", "requestId", requestID(c), "error", err)
+			out.ArchiveError = &ErrorMessage{Code: string(hub.Unavailable), Message: "the hub cannot take more MeMos now; send the rest again later",
+				FieldErrors: []hub.FieldError{}}
+			break
+		}
 		if r.Status == hub.ReceiptInvalid {
 			out.Rejected++
 		} else {

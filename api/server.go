@@ -16,9 +16,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -303,12 +305,31 @@ func (s *Server) scrapeToken(h string) bool {
 
 func (s *Server) handleHealthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 
+// handleReadyz answers 503 with the reason while the metadata store cannot
+// serve: unreachable, or (bolt) its accept log cannot be written or
+// applied. A supervisor restarting on it fixes what does not mend itself.
 func (s *Server) handleReadyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		writeError(c, s.log, hub.Wrap(hub.Unavailable, err, "metadata store not reachable"))
+		writeError(c, s.log, hub.Wrap(hub.Unavailable, err, "metadata store not ready: %s", reason(err)))
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// reason is the messages of the hub errors in err's chain, outermost
+// first: what went wrong, without the causes' own text (paths, addresses).
+func reason(err error) string {
+	var msgs []string
+	for err != nil {
+		if he, ok := err.(*hub.Error); ok {
+			msgs = append(msgs, he.Message)
+		}
+		err = errors.Unwrap(err)
+	}
+	if len(msgs) == 0 {
+		return "unknown"
+	}
+	return strings.Join(msgs, ": ")
 }

@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -20,7 +21,7 @@ const (
 	Unauthorized Code = "unauthorized" // no or bad credentials
 	TooLarge     Code = "too_large"    // a size limit was crossed
 	RateLimited  Code = "rate_limited" // the caller is going too fast; retry after Error.RetryAfter
-	Unavailable  Code = "unavailable"  // a dependency is down or the hub is busy; retry later
+	Unavailable  Code = "unavailable"  // a dependency is down, the hub is busy or the disk is full; retry later
 	Internal     Code = "internal"     // a bug or an unexpected failure; details are logged, not shown
 )
 
@@ -72,9 +73,24 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Wrap builds an *Error of the given code around a cause.
+// Wrap builds an *Error of the given code around a cause. An Internal
+// error whose cause is a full disk or an exhausted quota (ENOSPC, EDQUOT)
+// is Unavailable instead, and says so: nothing is wrong with the request
+// or the code, the same request succeeds once space returns, and the
+// client should retry rather than report a bug. Every write path (spool,
+// blob store, metadata store) wraps its I/O errors here, so none of them
+// needs to tell a full disk apart itself.
 func Wrap(code Code, err error, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+	e := &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+	if code == Internal && DiskFull(err) {
+		e.Code, e.Message = Unavailable, e.Message+" (storage full)"
+	}
+	return e
+}
+
+// DiskFull reports whether err is, or wraps, ENOSPC or EDQUOT.
+func DiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // ErrorCode reports the code of err: the Code of the first *Error in its

@@ -27,7 +27,8 @@ type Spooled struct {
 }
 
 // Durable waits until the spooled file's bytes are on stable storage and
-// returns Internal when they could not be made so; the file must then not
+// returns Internal (Unavailable when the disk is full, see hub.Wrap) when
+// they could not be made so; the file must then not
 // be stored. For a body of a MiB or more Spool starts the fsync the moment
 // the body is written, so it runs beside the validation and waiting for it
 // after that costs little — a blob store that fsyncs the file again when
@@ -56,7 +57,8 @@ const spoolBuf = 256 << 10
 // store) and, for a large body, the file's fsync is under way: see
 // Spooled.Durable. Errors:
 // TooLarge (code memo.too.large; the partial file is removed), Internal for
-// I/O failures of the spool file, and r's own errors wrapped as Invalid.
+// I/O failures of the spool file (Unavailable when the disk is full: the
+// sender retries later), and r's own errors wrapped as Invalid.
 func Spool(r io.Reader, dir string, max int64) (Spooled, error) {
 	return spool(r, dir, max, nil)
 }

@@ -27,7 +27,12 @@ type Route struct {
 	Produces string
 	Status   int
 	// Schema names the success body's schema in the OpenAPI components.
-	Schema  string
+	Schema string
+	// Upload marks a route whose body may be large and slow to arrive (a
+	// MeMo, an archive, an import): it is held to a minimum upload rate
+	// instead of the small bodies' deadline (see IsUpload). Its path has
+	// no parameters.
+	Upload  bool
 	Handler gin.HandlerFunc
 }
 
@@ -69,7 +74,7 @@ func (s *Server) sendRoutes() []Route {
 				"archive":           "sent-archive copy: FORWARD_ONLY (default), FORWARD_ELSE_KEEP, FORWARD_AND_KEEP",
 			},
 			Consumes: []string{"application/xml", "text/xml", "application/x-lzma", "multipart/form-data"},
-			Produces: "application/json", Status: 201, Schema: "Receipt", Handler: s.handleSendMemo},
+			Produces: "application/json", Status: 201, Schema: "Receipt", Upload: true, Handler: s.handleSendMemo},
 		{Method: "POST", Path: v1 + "/memos/:id/recall", Access: Sender, Tag: "send",
 			Summary:  "Recall a message held by doNotDeliverUntilDate, before that date.",
 			Produces: "application/json", Status: 200, Schema: "Message", Handler: s.handleRecall},
@@ -205,7 +210,7 @@ func (s *Server) registryRoutes() []Route {
 
 		{Method: "POST", Path: v1 + "/contacts/import", Perm: rbac.RegisterWrite, Tag: "contact register",
 			Summary:  "Bulk import of the contact register (text/csv or application/json array), streamed; answers with a report of rejected lines.",
-			Consumes: []string{"text/csv", j}, Produces: j, Status: 200, Schema: "ImportReport", Handler: s.handleImportContacts},
+			Consumes: []string{"text/csv", j}, Produces: j, Status: 200, Schema: "ImportReport", Upload: true, Handler: s.handleImportContacts},
 		{Method: "GET", Path: v1 + "/contacts/:id", Perm: rbac.RegisterRead, Tag: "contact register", Summary: "Read a contact-register entry.",
 			Produces: j, Status: 200, Schema: "Contact", Handler: s.handleGetContact},
 	}

@@ -87,6 +87,7 @@ type Server struct {
 	metrics   *metrics
 	engine    *gin.Engine
 	routes    []Route
+	uploads   map[string]bool // method and path of the Upload routes
 	enforcer  *rbac.Enforcer
 	oidc      *oidc.RP
 	sessions  *rbac.Sessions
@@ -166,9 +167,16 @@ func New(cfg Config, d Deps) *Server {
 		writeError(c, s.log, hub.Errorf(hub.NotFound, "no route %s %s (the path exists with other methods)", c.Request.Method, c.Request.URL.Path))
 	})
 	s.routes = s.table()
+	s.uploads = map[string]bool{}
 	for _, r := range s.routes {
 		// authorize panics for a route with neither Perm nor Access.
 		e.Handle(r.Method, r.Path, s.authorize(r), r.Handler)
+		if r.Upload {
+			if strings.ContainsAny(r.Path, ":*") {
+				panic("api: upload route " + r.Path + " has path parameters")
+			}
+			s.uploads[r.Method+" "+r.Path] = true
+		}
 	}
 	s.engine = e
 	s.handler = e
@@ -183,6 +191,10 @@ func New(cfg Config, d Deps) *Server {
 
 // Handler returns the http.Handler serving the API (and the portal).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// IsUpload reports whether r goes to a route whose body may be large and
+// slow to arrive (Route.Upload).
+func (s *Server) IsUpload(r *http.Request) bool { return s.uploads[r.Method+" "+r.URL.Path] }
 
 // Routes returns the route table (for documentation and permission tests).
 func (s *Server) Routes() []Route { return s.routes }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/memo"
 )
 
@@ -50,6 +51,13 @@ type serveConfig struct {
 	LoginRate         int
 	LoginDelay        time.Duration
 	TrustedProxies    string
+	// Connections and request bodies (0 leaves a bound off).
+	MaxConns        int
+	MaxConnsPerAddr int
+	BodyTimeout     time.Duration
+	UploadMinRate   int64
+	UploadWindow    time.Duration
+	UploadGrace     time.Duration
 	// System retrieval.
 	LeaseTTL          time.Duration
 	MaxAttempts       int
@@ -109,6 +117,12 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests get on shutdown")
+	fs.IntVar(&c.MaxConns, "max-conns", limit.DefaultTotal(), "most open client connections; more are closed at once (default 4096, at most a quarter of the open-file limit; 0: no cap)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 128, "most open connections of one client address (an IPv6 /64); more are closed at once (0: no cap, e.g. behind a proxy that caps them)")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second, "how long a request body other than an upload (JSON, forms, logins) may take to arrive")
+	fs.Int64Var(&c.UploadMinRate, "upload-min-rate", 8<<10, "slowest accepted upload (MeMo, archive, contact import), in bytes per second averaged over -upload-window")
+	fs.DurationVar(&c.UploadWindow, "upload-window", 30*time.Second, "the window -upload-min-rate is averaged over")
+	fs.DurationVar(&c.UploadGrace, "upload-grace", time.Minute, "how long an upload may take for its first window's bytes")
 	fs.StringVar(&c.EventlogKey, "eventlog-key", "", "ed25519 key (PEM) signing event-log checkpoints; created if absent (default on bolt: DATA/eventlog-ed25519.pem; on mongo unset = no checkpoints)")
 	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever); the newest entry is always kept")
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
@@ -187,7 +201,21 @@ func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) 
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return c.check()
+}
+
+// check refuses settings that cannot work.
+func (c *serveConfig) check() error {
+	switch {
+	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
+		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
+	case c.UploadMinRate > 0 && (c.UploadWindow < time.Second || c.UploadGrace < c.UploadWindow):
+		return fmt.Errorf("-upload-window must be at least 1s and -upload-grace at least -upload-window")
+	}
+	return nil
 }
 
 func envName(flagName string) string {

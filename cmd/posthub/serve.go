@@ -24,6 +24,7 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/notify"
 	"github.com/posthub/posthub/rbac"
@@ -154,6 +155,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		defer metricsSrv.Close()
 		log.Info("posthub metrics listening", "url", "http://"+displayAddr(mln.Addr())+"/metrics", "token", cfg.MetricsToken != "")
 	}
+	// Caps on connections come before TLS, so that a handshake holds a
+	// place too; the header has ReadHeaderTimeout, the body the deadlines
+	// of limit.Bodies (wrapped around the handler below).
+	ln = limit.NewListener(ln, limit.Conns{PerAddr: cfg.MaxConnsPerAddr, Total: cfg.MaxConns}, log)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"
@@ -196,7 +201,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		mux.Handle("/", hs.Handler)
 		hs.Handler = mux
 	}
-	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs)
+	hs.Handler = limit.Bodies{Timeout: cfg.BodyTimeout, MinRate: cfg.UploadMinRate, Window: cfg.UploadWindow, Grace: cfg.UploadGrace,
+		IsUpload: srv.IsUpload}.Handler(hs.Handler)
+	log.Info("posthub listening", "url", base, "metadata", cfg.Metadata, "blobs", cfg.Blobs,
+		"maxConns", cfg.MaxConns, "maxConnsPerAddr", cfg.MaxConnsPerAddr)
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)
 	}

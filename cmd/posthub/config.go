@@ -118,7 +118,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests get on shutdown")
 	fs.IntVar(&c.MaxConns, "max-conns", limit.DefaultTotal(), "most open client connections; more are closed at once (default 4096, at most a quarter of the open-file limit; 0: no cap)")
-	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 128, "most open connections of one client address (an IPv6 /64); more are closed at once (0: no cap, e.g. behind a proxy that caps them)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 128, "most open connections of one client address (an IPv6 /64); more are closed at once; those of -trusted-proxies count in -max-conns only (0: no cap)")
 	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second, "how long a request body other than an upload (JSON, forms, logins) may take to arrive")
 	fs.Int64Var(&c.UploadMinRate, "upload-min-rate", 8<<10, "slowest accepted upload (MeMo, archive, contact import), in bytes per second averaged over -upload-window")
 	fs.DurationVar(&c.UploadWindow, "upload-window", 30*time.Second, "the window -upload-min-rate is averaged over")

@@ -114,7 +114,7 @@ func TestConnectionsAndBodiesAreBounded(t *testing.T) {
 	const perAddr, total = 4, 12
 	p := startHubProcess(t, "-data", t.TempDir(), "-operator-token", operator,
 		"-body-timeout", "1s", "-upload-min-rate", "32768", "-upload-window", "1s", "-upload-grace", "2s",
-		"-max-conns-per-addr", fmt.Sprint(perAddr), "-max-conns", fmt.Sprint(total))
+		"-max-conns-per-addr", fmt.Sprint(perAddr), "-max-conns", fmt.Sprint(total), "-trusted-proxies", loopback(9).String())
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("hub log:\n%s", p.log())
@@ -273,6 +273,24 @@ func TestConnectionsAndBodiesAreBounded(t *testing.T) {
 		}
 		if _, ok := hold(t, loopback(20), p.base); ok {
 			t.Fatalf("connection %d served; the total cap is %d", total+1, total)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+	})
+
+	t.Run("a trusted proxy counts in the total only", func(t *testing.T) {
+		var held []net.Conn
+		for range perAddr + 2 {
+			var c net.Conn
+			var ok bool
+			for deadline := time.Now().Add(10 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				c, ok = hold(t, loopback(9), p.base)
+			}
+			if !ok {
+				t.Fatalf("connection %d from the trusted proxy refused; only the total of %d caps it", len(held)+1, total)
+			}
+			held = append(held, c)
 		}
 		for _, c := range held {
 			c.Close()

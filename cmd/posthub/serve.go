@@ -158,7 +158,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	// Caps on connections come before TLS, so that a handshake holds a
 	// place too; the header has ReadHeaderTimeout, the body the deadlines
 	// of limit.Bodies (wrapped around the handler below).
-	ln = limit.NewListener(ln, limit.Conns{PerAddr: cfg.MaxConnsPerAddr, Total: cfg.MaxConns}, log)
+	ln = limit.NewListener(ln, limit.Conns{PerAddr: cfg.MaxConnsPerAddr, Total: cfg.MaxConns, Shared: az.sessions.Proxies}, log)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"

@@ -2,27 +2,30 @@ package limit
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 )
 
 func TestAddressesAreCountedByClient(t *testing.T) {
+	l := NewListener(nil, Conns{Shared: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}, nil)
 	key := func(s string) string {
 		a, err := net.ResolveTCPAddr("tcp", s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return addrKey(a).String()
+		return l.addrKey(a).String()
 	}
 	for _, c := range []struct{ name, addr, want string }{
 		{"an IPv4 client is its address", "192.0.2.7:4711", "192.0.2.7/32"},
 		{"an IPv4 client over IPv6 is its IPv4 address", "[::ffff:192.0.2.7]:4711", "192.0.2.7/32"},
 		{"an IPv6 client is its /64", "[2001:db8:1:2:3:4:5:6]:4711", "2001:db8:1:2::/64"},
+		{"a shared address (a trusted proxy) counts in the total only", "10.0.0.9:4711", "invalid Prefix"},
 	} {
 		if got := key(c.addr); got != c.want {
 			t.Errorf("%s: %s counts as %s, want %s", c.name, c.addr, got, c.want)
 		}
 	}
-	if k := addrKey(&net.UnixAddr{Name: "/run/posthub.sock", Net: "unix"}); k.IsValid() {
+	if k := l.addrKey(&net.UnixAddr{Name: "/run/posthub.sock", Net: "unix"}); k.IsValid() {
 		t.Errorf("a Unix socket counts as %s, want only in the total", k)
 	}
 }

@@ -29,6 +29,9 @@ type Conns struct {
 	PerAddr int
 	// Total caps the open connections of all clients.
 	Total int
+	// Shared are addresses many clients come through (trusted reverse
+	// proxies): their connections count in the total only.
+	Shared []netip.Prefix
 }
 
 // Listener hands out the connections of the listener it wraps within the
@@ -63,7 +66,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := addrKey(c.RemoteAddr())
+		key := l.addrKey(c.RemoteAddr())
 		if reason := l.admit(key); reason != "" {
 			if tc, ok := c.(*net.TCPConn); ok {
 				_ = tc.SetLinger(0)
@@ -127,14 +130,20 @@ func (l *Listener) report(reason string, key netip.Prefix) {
 		"perAddress", l.caps.PerAddr, "total", l.caps.Total)
 }
 
-// addrKey is the address a cap counts: the IP, an IPv6 client's /64. An
-// address that is not IP (a Unix socket) is counted only in the total.
-func addrKey(a net.Addr) netip.Prefix {
+// addrKey is the address the per-address cap counts: the IP, an IPv6
+// client's /64. A shared address, or one that is not IP (a Unix socket),
+// has none (the invalid Prefix) and is counted in the total only.
+func (l *Listener) addrKey(a net.Addr) netip.Prefix {
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
 		return netip.Prefix{}
 	}
 	ip := ap.Addr().Unmap().WithZone("")
+	for _, p := range l.caps.Shared {
+		if p.Contains(ip) {
+			return netip.Prefix{}
+		}
+	}
 	bits := ip.BitLen()
 	if ip.Is6() {
 		bits = 64

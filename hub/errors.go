@@ -118,4 +118,3 @@ func RetryAfterSeconds(err error) int {
 
 // Is reports whether err carries the given code.
 func Is(err error, code Code) bool { return ErrorCode(err) == code }
-

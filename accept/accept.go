@@ -70,6 +70,15 @@ type Request struct {
 	WantUUID string
 	Mode     hub.Mode
 	Archive  hub.ArchiveChoice
+	// Envelope is what the door says beside the MeMo (SF1601: a
+	// transaction id and a print rendition).
+	Envelope hub.Envelope
+	// Complete, when set, is called once the body has been read to its
+	// end and the MeMo validated, just before the letter is submitted. A
+	// door whose envelope is in the same body after the MeMo (SF1601's
+	// kombi_request) fills in Mode and Envelope there, or refuses the
+	// letter: its error is returned as it is.
+	Complete func(*Request) error
 }
 
 // Body is a letter's bytes as they arrive.
@@ -127,13 +136,19 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		return hub.Receipt{}, false, invalidRequest("memo-message-uuid", "memo.message.uuid.mismatch",
 			"memo-message-uuid must equal MessageHeader/messageUUID", req.WantUUID)
 	}
+	if req.Complete != nil {
+		if err := req.Complete(&req); err != nil {
+			return hub.Receipt{}, false, err
+		}
+	}
 	// The spool file's fsync has been running beside the validation; the
 	// receipt may only promise what is on disk.
 	if err := sp.Durable(); err != nil {
 		return hub.Receipt{}, false, err
 	}
 	r, created, err := s.Ingest.Submit(ctx, hub.Submission{System: req.System, Letter: LetterOf(m, sp.Size),
-		Path: sp.Path, Body: inMemory, Size: sp.Size, SHA256: sp.SHA256, Mode: req.Mode, Archive: req.Archive})
+		Path: sp.Path, Body: inMemory, Size: sp.Size, SHA256: sp.SHA256, Mode: req.Mode, Archive: req.Archive,
+		Envelope: req.Envelope})
 	if hub.Is(err, hub.Invalid) { // routing refused it
 		s.validationFailed(ctx, req.System, strings.ToLower(m.MessageHeader.MessageUUID), err)
 	}

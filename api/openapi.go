@@ -40,12 +40,14 @@ func schemas() obj {
 		"ErrorMessage": obj{"type": "object", "required": []string{"code", "message", "fieldErrors"}, "properties": obj{
 			"code":    obj{"type": "string", "description": "the kind of failure, one of a closed set", "enum": status.Codes()},
 			"message": str("what went wrong"), "fieldErrors": obj{"type": "array", "items": fieldError},
-			"requestId": str("quote it when asking the operator")}},
+			"requestId": str("quote it when asking the operator"),
+			"receipt":   obj{"$ref": "#/components/schemas/Receipt", "description": "SF1601 only: the NOT_ALLOWED receipt of a letter that cannot be delivered in the chosen mode"}}},
 		"Receipt": obj{"type": "object", "properties": obj{
 			"transmissionId": str("uuid of this transmission"), "messageUUID": str("the MeMo's messageUUID"), "messageId": str("the MeMo's messageID"),
 			"errorCode": str("why the message was not delivered or accepted"), "errorMessage": str("explanation"),
 			"timeStamp":     obj{"type": "string", "format": "date-time"},
-			"receiptStatus": obj{"type": "string", "enum": []string{"NOT_ALLOWED", "INVALID", "RECEIVED", "COMPLETED"}}}},
+			"receiptStatus": obj{"type": "string", "enum": []string{"NOT_ALLOWED", "INVALID", "RECEIVED", "COMPLETED"}},
+			"transactionId": str("the X-TransaktionsId of the SF1601 call that sent the message")}},
 		"BulkReceipts": obj{"type": "object", "properties": obj{"receipts": arrayOf("Receipt"),
 			"accepted": obj{"type": "integer"}, "rejected": obj{"type": "integer"}}},
 		"PagingResultUUID": obj{"type": "object", "properties": obj{
@@ -136,7 +138,11 @@ func OpenAPI(routes []Route) obj {
 		}
 		success := obj{"description": http.StatusText(r.Status)}
 		if r.Schema != "" {
-			success["content"] = obj{r.Produces: obj{"schema": ref(r.Schema)}}
+			content := obj{r.Produces: obj{"schema": ref(r.Schema)}}
+			for _, p := range r.ProducesAlso {
+				content[p] = obj{"schema": ref(r.Schema)}
+			}
+			success["content"] = content
 		} else if r.Produces != "" {
 			success["content"] = obj{r.Produces: obj{}}
 		}
@@ -166,6 +172,9 @@ func OpenAPI(routes []Route) obj {
 		if r.Path == v1+"/memos/" {
 			add(413)
 			add(503)
+		}
+		for _, code := range r.Errors {
+			add(code)
 		}
 		op := obj{"summary": r.Summary, "tags": []string{r.Tag}, "responses": responses,
 			"operationId": strings.ToLower(r.Method) + strings.NewReplacer("/", "_", ":", "", "{", "", "}", "", "-", "_", ".", "_").Replace(r.Path)}

@@ -23,9 +23,14 @@ type Route struct {
 	Params map[string]string
 	// Consumes lists accepted request content types ("" for none).
 	Consumes []string
-	// Produces is the success content type and status.
-	Produces string
-	Status   int
+	// Produces is the success content type and status; ProducesAlso
+	// lists other content types of the same body, chosen by Accept.
+	Produces     string
+	ProducesAlso []string
+	Status       int
+	// Errors lists error statuses the route answers beyond those the
+	// OpenAPI document derives from its shape (401/403, 400, 404, 409).
+	Errors []int
 	// Schema names the success body's schema in the OpenAPI components.
 	Schema string
 	// Upload marks a route whose body may be large and slow to arrive (a
@@ -41,7 +46,7 @@ const v1 = "/apis/v1"
 // table is the whole route table; each area contributes its own routes.
 func (s *Server) table() []Route {
 	var all []Route
-	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes(), s.eventRoutes(), s.viewerRoutes()} {
+	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes(), s.eventRoutes(), s.viewerRoutes(), s.sf1601Routes()} {
 		all = append(all, part...)
 	}
 	return all

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -36,6 +37,7 @@ import (
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/retrieval"
+	"github.com/posthub/posthub/sf1601"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -66,7 +68,20 @@ type Config struct {
 	NoPasswords bool
 	// Memo holds the business-rule limits.
 	Memo memo.Config
+	// SF1601Prefix is the path the SF1601 routes are mounted under
+	// (default "": /service/KombiPostAfsend_1/… at the hub's root, where
+	// urljoin(base, "service/…") lands for a base URL that is the hub's).
+	SF1601Prefix string
+	// MaxPrintSize bounds the fjernprint part of a kombi_request, which is
+	// held in memory (default 20 MiB); MaxKombiEnvelope and MaxKombiDepth
+	// are the rest of its bounds (sf1601.Limits; 0: the package defaults).
+	MaxPrintSize     int64
+	MaxKombiEnvelope int64
+	MaxKombiDepth    int
 }
+
+// DefaultMaxPrintSize is Config.MaxPrintSize's default.
+const DefaultMaxPrintSize = 20 << 20
 
 // Server is the HTTP API. Build one with New.
 type Server struct {
@@ -93,6 +108,8 @@ type Server struct {
 	sessions  *rbac.Sessions
 	admin     *admin.Service
 	handler   http.Handler
+	// printSchema compiles the fjernprint schema on first use.
+	printSchema func() (*sf1601.PrintSchema, error)
 }
 
 // Deps are the services the API calls.
@@ -135,6 +152,9 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.MaxArchiveEntries == 0 {
 		cfg.MaxArchiveEntries = 100_000
 	}
+	if cfg.MaxPrintSize == 0 {
+		cfg.MaxPrintSize = DefaultMaxPrintSize
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -144,7 +164,8 @@ func New(cfg Config, d Deps) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
 		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
-		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics()}
+		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics(),
+		printSchema: sync.OnceValues(sf1601.NewPrintSchema)}
 	// Every way a letter comes in (NgDP send, mass send, SF1601) goes
 	// through the one accept service.
 	s.accepter = &accept.Service{Validator: d.Validator, Ingest: d.Ingest, Receipts: d.Store, SpoolDir: cfg.SpoolDir,

@@ -25,26 +25,6 @@ type Envelope struct {
 	Print []byte
 }
 
-type envelopeKey struct{}
-
-// WithEnvelope returns ctx carrying e for Ingest.Submit, which uses it for
-// a Submission whose own Envelope is empty. It lets a transport hand its
-// Envelope through an accept path that builds the Submission itself —
-// api's accept, which the NgDP route and the SF1601 façade share — without
-// a second path; once the accept service takes the Envelope as an
-// argument (issue 14), this goes.
-func WithEnvelope(ctx context.Context, e Envelope) context.Context {
-	return context.WithValue(ctx, envelopeKey{}, e)
-}
-
-func envelopeOf(ctx context.Context, s Submission) Envelope {
-	if s.Envelope.TransactionID != "" || s.Envelope.Print != nil {
-		return s.Envelope
-	}
-	e, _ := ctx.Value(envelopeKey{}).(Envelope)
-	return e
-}
-
 // Delivery.Meta keys of a print delivery's print rendition: inline up to
 // Ingest.InlineMax bytes, else the key of a blob that the print outbox
 // deletes once the provider has taken the letter.

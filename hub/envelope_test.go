@@ -48,13 +48,13 @@ func newEnvelopeWorld(t *testing.T, inlineMax int64) envelopeWorld {
 	return envelopeWorld{store: store, blobs: blobs, in: in, sys: sys}
 }
 
-func (w envelopeWorld) submit(t *testing.T, ctx context.Context, to string, mode hub.Mode) (hub.Receipt, string) {
+func (w envelopeWorld) submit(t *testing.T, ctx context.Context, to string, mode hub.Mode, env hub.Envelope) (hub.Receipt, string) {
 	t.Helper()
 	uuid := "0b5c9c1e-6a53-4a4e-9d43-" + strings.Repeat("0", 12-len(to)) + to
 	body := []byte("<memo:Message>" + uuid + "</memo:Message>")
 	sum := sha256.Sum256(body)
 	r, _, err := w.in.Submit(ctx, hub.Submission{System: w.sys, Body: body, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]),
-		Mode: mode, Letter: hub.Letter{UUID: uuid, MessageType: "DIGITALPOST", SenderID: "11111111", RecipientID: to, RecipientType: "CPR", Size: int64(len(body))}})
+		Mode: mode, Envelope: env, Letter: hub.Letter{UUID: uuid, MessageType: "DIGITALPOST", SenderID: "11111111", RecipientID: to, RecipientType: "CPR", Size: int64(len(body))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestEnvelopePrintTravelsToThePrintSpool(t *testing.T) {
 	}{{"inline", 1 << 20}, {"blob", 0}} {
 		t.Run(c.name, func(t *testing.T) {
 			w := newEnvelopeWorld(t, c.inlineMax)
-			ctx := hub.WithEnvelope(context.Background(), hub.Envelope{TransactionID: "tx-1", Print: fjernprint})
-			r, uuid := w.submit(t, ctx, "0202702345", hub.ModePrintOnly)
+			ctx := context.Background()
+			r, uuid := w.submit(t, ctx, "0202702345", hub.ModePrintOnly, hub.Envelope{TransactionID: "tx-1", Print: fjernprint})
 			if r.TransactionID != "tx-1" || r.Status != hub.ReceiptReceived {
 				t.Fatalf("receipt %+v", r)
 			}
@@ -135,8 +135,8 @@ func TestEnvelopePrintTravelsToThePrintSpool(t *testing.T) {
 // keeps no print rendition anywhere.
 func TestEnvelopePrintIsDroppedWhenNotPrinted(t *testing.T) {
 	w := newEnvelopeWorld(t, 0)
-	ctx := hub.WithEnvelope(context.Background(), hub.Envelope{Print: []byte("<ForsendelseISamling/>")})
-	_, uuid := w.submit(t, ctx, "0101701234", hub.ModeAutomatic)
+	ctx := context.Background()
+	_, uuid := w.submit(t, ctx, "0101701234", hub.ModeAutomatic, hub.Envelope{Print: []byte("<ForsendelseISamling/>")})
 	ds, _ := w.store.DeliveriesOf(ctx, uuid)
 	if len(ds) != 1 || ds[0].Channel != hub.ChannelMailbox || len(ds[0].Meta) != 0 {
 		t.Fatalf("deliveries %+v", ds)

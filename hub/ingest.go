@@ -101,8 +101,7 @@ type Submission struct {
 	SHA256  string
 	Mode    Mode
 	Archive ArchiveChoice
-	// Envelope is what the transport said beside the MeMo; when it is
-	// empty, Submit takes the one WithEnvelope put in its context.
+	// Envelope is what the transport said beside the MeMo.
 	Envelope Envelope
 }
 
@@ -117,7 +116,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		now = in.Now().UTC()
 	}
 	l := s.Letter
-	env := envelopeOf(ctx, s)
+	env := s.Envelope
 	if s.System.Role != SenderSystem {
 		return r, false, Errorf(Forbidden, "only sender systems may send post")
 	}

@@ -79,6 +79,11 @@ func forsendelse() []byte {
 // exactly as the MeMo sent alone.
 func TestClientFormsDecodeToTheMeMoAsSentAlone(t *testing.T) {
 	v := validator(t)
+	printSchema, err := sf1601.NewPrintSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer printSchema.Close()
 	now := time.Now()
 	letters := map[string][]byte{
 		"MeMo 1.2 letter": letter(t, memo.Letter{Label: "Æblegrød & <varsel>"}, nil),
@@ -120,6 +125,9 @@ func TestClientFormsDecodeToTheMeMoAsSentAlone(t *testing.T) {
 			}
 			if (req.Print != nil) != (form == "php") {
 				t.Errorf("%s, %s: print part %q", name, form, req.Print)
+			}
+			if err := printSchema.Check(req); err != nil {
+				t.Errorf("%s, %s: the fjernprint part: %v\n%s", name, form, err, req.Print)
 			}
 		}
 	}
@@ -323,5 +331,33 @@ func TestMeMoErrorsPointIntoTheRequest(t *testing.T) {
 	if f.Code != ae.Fields[0].Code || f.Field != ae.Fields[0].Field || f.Line < 1 || f.Line > len(lines) ||
 		!strings.Contains(lines[f.Line-1], "recipientID") {
 		t.Fatalf("field error %+v (alone %+v); request line %q", f, ae.Fields[0], lines[max(0, min(len(lines), f.Line)-1)])
+	}
+}
+
+// TestPrintPartIsCheckedAgainstTheSchema: a fjernprint part that breaks
+// the OIO schema is refused with the schema's codes, its path under
+// /kombi_request and its line in the request.
+func TestPrintPartIsCheckedAgainstTheSchema(t *testing.T) {
+	ps, err := sf1601.NewPrintSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	bad := bytes.Replace(forsendelse(), []byte("<DokumentParametre/>"), nil, 1)
+	body, _ := sf1601test.PHP(letter(t, memo.Letter{}, nil), "Fysisk Post", bad)
+	_, req, err := decode(bytes.NewReader(body), sf1601.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ps.Check(req)
+	var he *hub.Error
+	if !errors.As(err, &he) || he.Code != hub.Invalid || len(he.Fields) == 0 {
+		t.Fatalf("%v", err)
+	}
+	f := he.Fields[0]
+	lines := strings.Split(string(body), "\n")
+	if f.Resource != "fjernprint" || f.Code != memo.CodeSchemaElementMissing || f.Field != "/kombi_request/ForsendelseISamling/ForsendelseI" ||
+		f.Line < req.PrintLine || f.Line > len(lines) {
+		t.Fatalf("%+v (print part from line %d)", f, req.PrintLine)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/sf1601"
 )
 
 // serveConfig is every setting of `posthub serve`. Each has a flag, an
@@ -82,6 +84,11 @@ type serveConfig struct {
 	PasswordLogin    bool
 	PublicURL        string
 	MailboxDemoLogin bool
+	// The SF1601 façade.
+	SF1601Prefix      string
+	SF1601MaxPrint    int64
+	SF1601MaxEnvelope int64
+	SF1601MaxDepth    int
 }
 
 // flags declares the settings. The README's configuration table has a row
@@ -146,6 +153,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "the hub's external base URL (https://posthub.example.dk), for the redirect URIs registered at OpenID providers (empty: the request's host)")
 	fs.BoolVar(&c.MailboxDemoLogin, "mailbox-demo-login", false, "offer the web mailbox's demo login, which lets anyone act as any person (on with -demo; never in production)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 30*time.Second, "how often mailbox post is queued to newly connected receiver systems and system-fetch jobs resumed")
+	fs.StringVar(&c.SF1601Prefix, "sf1601-prefix", "", "path prefix of the SF1601 routes (/service/KombiPostAfsend_1/…, /service/PostForespoerg_1/…); empty: at the hub's root")
+	fs.Int64Var(&c.SF1601MaxPrint, "sf1601-max-print-size", api.DefaultMaxPrintSize, "largest fjernprint part (ForsendelseISamling) of a kombi_request in bytes; it is held in memory")
+	fs.Int64Var(&c.SF1601MaxEnvelope, "sf1601-max-envelope", sf1601.DefaultMaxEnvelope, "bytes of a kombi_request outside its Message and fjernprint part (prolog, KombiValgKode, whitespace, comments)")
+	fs.IntVar(&c.SF1601MaxDepth, "sf1601-max-depth", sf1601.DefaultMaxDepth, "how deep elements may nest in a kombi_request's Message and fjernprint part")
 }
 
 // secureCookies reports whether cookies are Secure (and the session's
@@ -214,6 +225,8 @@ func (c *serveConfig) check() error {
 		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
 	case c.UploadMinRate > 0 && (c.UploadWindow < time.Second || c.UploadGrace < c.UploadWindow):
 		return fmt.Errorf("-upload-window must be at least 1s and -upload-grace at least -upload-window")
+	case c.SF1601Prefix != "" && (!strings.HasPrefix(c.SF1601Prefix, "/") || strings.HasSuffix(c.SF1601Prefix, "/") || strings.ContainsAny(c.SF1601Prefix, ":*?# ")):
+		return fmt.Errorf("-sf1601-prefix %q: a path such as /sf1601, starting with / and not ending with one", c.SF1601Prefix)
 	}
 	return nil
 }

@@ -109,7 +109,8 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		operatorToken, _ = hub.NewToken()
 	}
 	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != "",
-		SecureCookies: cfg.secureCookies(), NoPasswords: !cfg.PasswordLogin}
+		SecureCookies: cfg.secureCookies(), NoPasswords: !cfg.PasswordLogin, SF1601Prefix: cfg.SF1601Prefix,
+		MaxPrintSize: cfg.SF1601MaxPrint, MaxKombiEnvelope: cfg.SF1601MaxEnvelope, MaxKombiDepth: cfg.SF1601MaxDepth}
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}

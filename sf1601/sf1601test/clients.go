@@ -237,7 +237,9 @@ func ForsendelseI(id, cpr, name, street, number, postcode string, pdf []byte) []
 	b.WriteString("  <ForsendelseModtager>\n    <" + mp + ":AfsendelseModtager xmlns:" + mp + `="` + dkal + `">` +
 		el(adir, "CPRnummerIdentifikator", cpr) + "</" + mp + ":AfsendelseModtager>\n")
 	b.WriteString("    <ModtagerAdresse>" + el(itst, "PersonName", name) + el(dkcc05, "StreetName", street) +
-		el(dkcc03, "StreetBuildingIdentifier", number) + el(dkcc05, "PostCodeIdentifier", postcode) + "</ModtagerAdresse>\n")
+		el(dkcc03, "StreetBuildingIdentifier", number) + el(dkcc05, "PostCodeIdentifier", postcode) +
+		"<" + jmsPrefix(dkcc03) + `:CountryIdentificationCode scheme="iso3166-alpha2" xmlns:` + jmsPrefix(dkcc03) + `="` + dkcc03 + `">DK</` +
+		jmsPrefix(dkcc03) + ":CountryIdentificationCode></ModtagerAdresse>\n")
 	b.WriteString("  </ForsendelseModtager>\n")
 	b.WriteString("  " + el(dkal, "FilformatNavn", "pdf") + "\n")
 	b.WriteString("  <" + mp + ":" + content + " xmlns:" + mp + `="` + dkal + `">` + base64.StdEncoding.EncodeToString(pdf) + "</" + mp + ":" + content + ">\n")

@@ -734,7 +734,10 @@ func (s *Store) BumpSessionGeneration(ctx context.Context, id string) (uint64, e
 		return 0, err
 	}
 	next := int64(g) + 1
-	_, err = s.sessionGens.InsertOne(ctx, sessionGenDoc{ID: id + "\x00" + strconv.FormatInt(next, 10), User: id, Gen: next})
+	// _id is user#generation (the generation, after the last '#', is a
+	// number, so the key is unambiguous); no NUL byte, which FerretDB on
+	// PostgreSQL cannot store.
+	_, err = s.sessionGens.InsertOne(ctx, sessionGenDoc{ID: id + "#" + strconv.FormatInt(next, 10), User: id, Gen: next})
 	if err != nil && !isDup(err) {
 		return 0, translate(err, "bump session generation of %s", id)
 	}

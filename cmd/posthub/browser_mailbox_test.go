@@ -100,7 +100,7 @@ func TestWebMailboxInBrowser(t *testing.T) {
 	// too, so its requests are told apart in the browser's log.
 	remoteBase := strings.Replace(remote.URL, "127.0.0.1", "localhost", 1)
 
-	h := startHub(t, "-web-mailbox")
+	h := startHub(t, "-web-mailbox", "-mailbox-demo-login")
 	w := h.setupWorld()
 	send := func(l memo.Letter, actions []memo.Action) string {
 		l.From, l.To = orgA, citizen

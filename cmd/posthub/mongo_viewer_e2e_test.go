@@ -44,7 +44,7 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	data := t.TempDir()
 	p := startHubProcess(t, "-data", data, "-metadata", "mongo", "-mongo-uri", uri, "-mongo-db", db,
 		"-blobs", "s3", "-s3-endpoint", endpoint, "-s3-access-key", access, "-s3-secret-key", secret, "-s3-bucket", bucket,
-		"-inline-max", "0", "-operator-token", operator, "-web-mailbox")
+		"-inline-max", "0", "-operator-token", operator, "-web-mailbox", "-mailbox-demo-login")
 	h := &testHub{t: t, base: p.base, operator: operator}
 	w := h.setupWorld()
 

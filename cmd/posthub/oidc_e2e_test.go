@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/internal/testservers"
+	"github.com/posthub/posthub/memo"
 )
 
 // oidcProviders is the -oidc-providers setting for the test provider. The
@@ -279,4 +280,82 @@ func TestOIDCPasswordLoginSwitchedOff(t *testing.T) {
 	if !hasDetail(evs, "provider", "password", "userId", "olga", "reason", "password.off") {
 		t.Fatalf("refusals: %v", evs)
 	}
+}
+
+// TestOIDCWebMailboxLogin: outside demo mode the web mailbox offers only
+// the provider (the demo login is refused); a citizen logs in through the
+// real provider, whose CPR claim names them, sees their own letter and not
+// another citizen's, and after logging out the old cookie no longer works.
+func TestOIDCWebMailboxLogin(t *testing.T) {
+	op := testservers.OpenIDProvider(t)
+	h := startHub(t, "-web-mailbox", "-oidc-providers", oidcProviders(t, op))
+	w := h.setupWorld()
+	mine, body := letterXML(t, memo.Letter{To: citizen, Label: "Brev til borgeren"})
+	h.mustStatus(h.send(w.sender, mine, body, ""), 201)
+	theirs, body := letterXML(t, memo.Letter{To: smsPerson, Label: "Brev til en anden"})
+	h.mustStatus(h.send(w.sender, theirs, body, ""), 201)
+
+	b := newBrowserless(t)
+	status, page := b.get(h, "/mailbox/")
+	if status != 200 || !strings.Contains(page, "/mailbox/oidc/borger/login") || strings.Contains(page, `name="cpr"`) {
+		t.Fatalf("login page: %d %s", status, page)
+	}
+	status, page, _ = b.page(b.client.PostForm(h.base+"/mailbox/login", url.Values{"cpr": {citizen}}))
+	if status != 403 {
+		t.Fatalf("the demo login outside demo mode: %d %s", status, page)
+	}
+	status, _, at := b.page(b.client.Get(h.base + "/mailbox/oidc/borger/login"))
+	if status != 200 || at.Query().Get("authRequestID") == "" {
+		t.Fatalf("start: %d at %s", status, at)
+	}
+	status, page, _ = b.page(op.SubmitLogin(b.client, at, testservers.OPCitizen))
+	if status != 200 || !strings.Contains(page, "/mailbox/box/"+citizen+"/") {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	status, page = b.get(h, "/mailbox/box/"+citizen+"/")
+	if status != 200 || !strings.Contains(page, "Brev til borgeren") || strings.Contains(page, "Brev til en anden") {
+		t.Fatalf("the citizen's mailbox: %d %s", status, page)
+	}
+	if status, _ := b.get(h, "/mailbox/box/"+smsPerson+"/"); status != 403 {
+		t.Fatalf("another citizen's mailbox: %d", status)
+	}
+	if status, _ := b.get(h, "/mailbox/box/"+smsPerson+"/messages/"+theirs); status != 403 && status != 404 {
+		t.Fatalf("another citizen's letter: %d", status)
+	}
+	// Log out with the session's CSRF token (from the page's logout form),
+	// then try the old cookie again.
+	hubURL, _ := url.Parse(h.base + "/mailbox/")
+	old := b.jar.Cookies(hubURL)
+	csrf := between(page, `name="csrf" value="`, `"`)
+	status, page, _ = b.page(b.client.PostForm(h.base+"/mailbox/logout", url.Values{"csrf": {csrf}}))
+	if status != 200 {
+		t.Fatalf("logout: %d %s", status, page)
+	}
+	replay := newBrowserless(t)
+	replay.jar.SetCookies(hubURL, old)
+	if status, page := replay.get(h, "/mailbox/box/"+citizen+"/"); status != 200 || strings.Contains(page, "Brev til borgeren") {
+		t.Fatalf("the old cookie after logout: %d %s", status, page)
+	}
+	in := oidcEvents(t, h, "USER_LOGGED_IN", func(evs []map[string]any) bool {
+		return hasDetail(evs, "via", "mailbox", "subject", testservers.OPCitizen.ID)
+	})
+	if !hasDetail(in, "via", "mailbox", "provider", "borger", "subject", testservers.OPCitizen.ID) {
+		t.Fatalf("the mailbox login is not logged: %v", in)
+	}
+	all := h.mustStatus(h.do("GET", "/apis/v1/events/?size=1000&eventTag=USER_LOGGED_IN", h.operator, "", nil), 200)
+	if strings.Contains(string(all.body), citizen) {
+		t.Fatalf("a login event names the CPR number: %s", all.body)
+	}
+}
+
+func between(s, from, to string) string {
+	i := strings.Index(s, from)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(from):]
+	if j := strings.Index(s, to); j >= 0 {
+		return s[:j]
+	}
+	return ""
 }

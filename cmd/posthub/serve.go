@@ -28,6 +28,7 @@ import (
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/notify"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
@@ -185,6 +186,11 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		}
 	}
 	if cfg.Demo || cfg.WebMailbox {
+		demoLogin := cfg.Demo || cfg.MailboxDemoLogin
+		if !demoLogin && len(az.oidc.Providers(oidc.Mailbox)) == 0 {
+			ln.Close()
+			return errors.New("-web-mailbox needs a way to log in: a provider in -oidc-providers with use \"mailbox\" (or -mailbox-demo-login, which lets anyone act as anyone: demos and tests only)")
+		}
 		dv, err := seedDemoViewer(ctx, store, mailboxes, registry, cfg.Data)
 		if err != nil {
 			ln.Close()
@@ -192,7 +198,8 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		}
 		printDemoViewer(stdout, base, dv, true)
 		wm, err := web.New(web.Config{API: hs.Handler, SystemID: dv.SystemID, Token: dv.Token, Key: dv.Key, KeyID: dv.KeyID,
-			SessionKey: az.sessions.Key, Secure: cfg.secureCookies(), People: demoPeople, Log: log})
+			SessionKey: az.sessions.Key, Secure: cfg.secureCookies(), People: demoPeople, DemoLogin: demoLogin, OIDC: az.oidc,
+			PublicURL: cfg.PublicURL, Revocations: store, Log: log})
 		if err != nil {
 			ln.Close()
 			return err

@@ -211,6 +211,8 @@ func scopeName(dom string) string {
 // and user id).
 type Person struct {
 	CPR, CVR, UserID string
+	// Provider is the provider that vouched for them.
+	Provider string
 }
 
 // LoginMailbox completes a web-mailbox login (Finish) and names the person:
@@ -219,7 +221,7 @@ type Person struct {
 // is the hub's decision at each request, not this login's.
 func (rp *RP) LoginMailbox(ctx context.Context, cookie string, q url.Values, redirectURL string) (Person, string, error) {
 	id, next, err := rp.Finish(ctx, Mailbox, cookie, q, redirectURL)
-	var p Person
+	p := Person{Provider: id.Provider}
 	if err == nil {
 		c := rp.providers[id.Provider].cfg
 		switch {

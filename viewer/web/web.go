@@ -16,10 +16,14 @@
 //   - Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict, Secure
 //     when configured) naming the person; every POST form carries a CSRF
 //     token bound to the session (the login form one bound to a cookie).
-//   - The login is a demo login: it asks for no credentials and lets
-//     anyone act as any citizen or company user. It exists for the demo
-//     hub and tests; a real viewing client authenticates its users (MitID)
-//     before it signs assertions for them.
+//   - People log in through OpenID providers (NemLog-in with MitID or
+//     MitID Erhverv): a citizen by the provider's CPR claim, a company user
+//     by its CVR claim and user id (package rbac/oidc verifies the login).
+//     Logging out ends the person's mailbox sessions on every instance
+//     (Revocations) and, where the provider offers it, at the provider.
+//   - The demo login (DemoLogin) asks for no credentials and lets anyone act
+//     as any citizen or company user; it is on only for the demo hub and
+//     tests, never otherwise.
 package web
 
 import (
@@ -44,6 +48,7 @@ import (
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -54,6 +59,7 @@ const (
 	sessionCookie = "posthub_mailbox"
 	loginCookie   = "posthub_mailbox_login"
 	assertionTTL  = 2 * time.Minute
+	sessionTTL    = 2 * time.Hour
 	// PageCSP is the policy of the mailbox's own pages: its stylesheet,
 	// frames of its own letters, forms to itself, nothing else.
 	PageCSP = "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; form-action 'self'; " +
@@ -90,8 +96,20 @@ type Config struct {
 	SessionKey []byte
 	// Secure marks cookies Secure (behind TLS).
 	Secure bool
-	// People are the login page's choices.
+	// People are the demo login's choices.
 	People []DemoPerson
+	// DemoLogin offers the demo login (People, or any CPR or CVR typed
+	// in): it asks for no proof, so anyone may act as anyone. Only for the
+	// demo hub and tests.
+	DemoLogin bool
+	// OIDC logs people in through its mailbox providers.
+	OIDC *oidc.RP
+	// PublicURL is the hub's external base URL, for the redirect URI
+	// ("": the request's host).
+	PublicURL string
+	// Revocations, when set, makes logout end a person's mailbox sessions
+	// on every instance.
+	Revocations Revocations
 	Log    *slog.Logger
 	Now    func() time.Time
 }
@@ -122,7 +140,7 @@ func New(cfg Config) (*Mailbox, error) {
 	mac := hmac.New(sha256.New, cfg.SessionKey)
 	mac.Write([]byte("posthub web mailbox sessions"))
 	m := &Mailbox{cfg: cfg, client: &http.Client{Transport: handlerTransport{cfg.API}},
-		sessions: &rbac.Sessions{Key: mac.Sum(nil), TTL: 2 * time.Hour, Now: cfg.Now}, pages: map[string]*template.Template{}}
+		sessions: &rbac.Sessions{Key: mac.Sum(nil), TTL: sessionTTL, Now: cfg.Now}, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
 		"date": func(t time.Time) string { return t.Local().Format("2 Jan 2006 15:04") },
 		"size": func(n int64) string {
@@ -136,7 +154,7 @@ func New(cfg Config) (*Mailbox, error) {
 		},
 	}
 	layout := template.Must(template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
-	for _, name := range []string{"login", "list", "letter", "error"} {
+	for _, name := range []string{"login", "list", "letter", "error", "continue"} {
 		t := template.Must(layout.Clone())
 		m.pages[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
 	}
@@ -146,6 +164,8 @@ func New(cfg Config) (*Mailbox, error) {
 	mux.HandleFunc("GET "+Prefix+"/{$}", m.home)
 	mux.HandleFunc("POST "+Prefix+"/login", m.login)
 	mux.HandleFunc("POST "+Prefix+"/logout", m.logout)
+	mux.HandleFunc("GET "+Prefix+"/oidc/{provider}/login", m.oidcStart)
+	mux.HandleFunc("GET "+CallbackPath, m.oidcCallback)
 	box := Prefix + "/box/{owner}"
 	msg := box + "/messages/{uuid}"
 	mux.HandleFunc("GET "+box+"/{$}", m.list)
@@ -217,8 +237,24 @@ func (m *Mailbox) session(r *http.Request) (rbac.Session, viewer.Person, bool) {
 	if !ok {
 		return rbac.Session{}, viewer.Person{}, false
 	}
+	if gen, err := m.generation(r.Context(), ss.User); err != nil || gen != ss.Generation {
+		// Logged out (on any instance), or the generation cannot be read:
+		// no session.
+		return rbac.Session{}, viewer.Person{}, false
+	}
 	p, ok := parseSessionUser(ss.User)
 	return ss, p, ok
+}
+
+// startSession sets the session cookie for p, at its current generation.
+func (m *Mailbox) startSession(w http.ResponseWriter, r *http.Request, p DemoPerson) error {
+	gen, err := m.generation(r.Context(), sessionUser(p))
+	if err != nil {
+		return err
+	}
+	_, value := m.sessions.Issue(sessionUser(p), gen)
+	m.setCookie(w, sessionCookie, value, int(sessionTTL.Seconds()))
+	return nil
 }
 
 func (m *Mailbox) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
@@ -228,7 +264,9 @@ func (m *Mailbox) setCookie(w http.ResponseWriter, name, value string, maxAge in
 
 // page is what every template gets.
 type page struct {
-	Title  string
+	Title string
+	// Refresh, when set, is a URL the page moves on to at once.
+	Refresh string
 	Person *viewer.Person
 	Owner  string // the mailbox shown
 	Kind   string
@@ -256,7 +294,19 @@ func (m *Mailbox) home(w http.ResponseWriter, r *http.Request) {
 	_, _ = rand.Read(nonce)
 	token := base64.RawURLEncoding.EncodeToString(nonce)
 	m.setCookie(w, loginCookie, token, 900)
-	m.show(w, http.StatusOK, "login", page{Title: "Log in to your digital post", CSRF: token, Data: m.cfg.People})
+	m.show(w, http.StatusOK, "login", page{Title: "Log in to your digital post", CSRF: token, Data: m.loginData()})
+}
+
+// loginData is what the login page offers: the providers, and the demo
+// login when it is on.
+type loginData struct {
+	Providers []oidc.Info
+	Demo      bool
+	People    []DemoPerson
+}
+
+func (m *Mailbox) loginData() loginData {
+	return loginData{Providers: m.cfg.OIDC.Providers(oidc.Mailbox), Demo: m.cfg.DemoLogin, People: m.cfg.People}
 }
 
 func boxURL(p viewer.Person) string {
@@ -270,6 +320,10 @@ func boxURL(p viewer.Person) string {
 // credentials). The form's token must match the login cookie, so another
 // site cannot log a visitor in as someone else.
 func (m *Mailbox) login(w http.ResponseWriter, r *http.Request) {
+	if !m.cfg.DemoLogin {
+		m.fail(w, r, http.StatusForbidden, "The demo login is switched off on this hub; log in with your identity provider.")
+		return
+	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || c.Value == "" || !hmac.Equal([]byte(c.Value), []byte(r.PostFormValue("csrf"))) {
 		m.fail(w, r, http.StatusForbidden, "Your login form expired. Please try again.")
@@ -291,22 +345,37 @@ func (m *Mailbox) login(w http.ResponseWriter, r *http.Request) {
 		p.CVR, p.UserID = strings.TrimSpace(r.PostFormValue("cvr")), strings.TrimSpace(r.PostFormValue("user"))
 	}
 	if _, ok := parseSessionUser(sessionUser(p)); !ok {
-		m.show(w, http.StatusBadRequest, "login", page{Title: "Log in to your digital post", CSRF: c.Value, Data: m.cfg.People,
+		m.show(w, http.StatusBadRequest, "login", page{Title: "Log in to your digital post", CSRF: c.Value, Data: m.loginData(),
 			Error: "Choose a person: a CPR number of 10 digits, or a user id with an 8-digit CVR number."})
 		return
 	}
-	// Generation 0: the demo mailbox's people have no account in the
-	// store whose session generation could move on.
-	_, value := m.sessions.Issue(sessionUser(p), 0)
-	m.setCookie(w, sessionCookie, value, int((2 * time.Hour).Seconds()))
+	if err := m.startSession(w, r, p); err != nil {
+		m.failErr(w, r, err)
+		return
+	}
 	m.setCookie(w, loginCookie, "", -1)
 	person, _ := parseSessionUser(sessionUser(p))
 	http.Redirect(w, r, boxURL(person), http.StatusSeeOther)
 }
 
 func (m *Mailbox) logout(w http.ResponseWriter, r *http.Request) {
-	if ss, _, ok := m.session(r); ok && m.sessions.CheckCSRF(ss, r.PostFormValue("csrf")) {
-		m.setCookie(w, sessionCookie, "", -1)
+	ss, _, ok := m.session(r)
+	if !ok || !m.sessions.CheckCSRF(ss, r.PostFormValue("csrf")) {
+		http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
+		return
+	}
+	if m.cfg.Revocations != nil {
+		if _, err := m.cfg.Revocations.BumpSessionGeneration(r.Context(), revocationID(ss.User)); err != nil {
+			m.failErr(w, r, err)
+			return
+		}
+	}
+	m.setCookie(w, sessionCookie, "", -1)
+	if end := m.endAtProvider(w, r); end != "" {
+		// A page, not a redirect: the form-action CSP stops a form's
+		// redirect to another site.
+		m.show(w, http.StatusOK, "continue", page{Title: "You are logged out", Refresh: end, Data: end})
+		return
 	}
 	http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
 }

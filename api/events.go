@@ -28,7 +28,7 @@ func (s *Server) eventRoutes() []Route {
 		"messageUUID":             "entries about one message",
 	}
 	query := map[string]string{
-		"page":       "zero-based page (offset paging, at most 10,000 entries deep)",
+		"page":       "zero-based page; offset paging reaches 10,000 entries deep: (page+1)×size ≤ 10000 (deeper: after=)",
 		"size":       "page size (default 20, max 1000)",
 		"sortFields": "eventTime:asc (default), eventTime:desc, seq:asc or seq:desc",
 		"after":      "cursor paging: entries with seq greater than this (ascending; see nextCursor)",
@@ -51,7 +51,7 @@ func (s *Server) eventRoutes() []Route {
 		{Method: "GET", Path: v1 + "/events/feed", Access: Authenticated, Tag: "events",
 			Summary: "Follow the event log: long-poll (JSON) or Server-Sent Events (Accept: text/event-stream, resumes from Last-Event-ID). " +
 				"Seqs are gap-free and sealed in order, so following nextCursor misses nothing.",
-			Params: map[string]string{"after": "entries with seq greater than this (default 0)",
+			Params: map[string]string{"after": "entries with seq greater than this (default 0, max 2^63-1)",
 				"wait": "long-poll: how long to wait for an entry (default 30s, max 60s)", "limit": "at most this many entries (default and max 1000)"},
 			Produces: "application/json", Status: 200, Schema: "EventFeed", Handler: s.handleEventFeed},
 		{Method: "GET", Path: v1 + "/events/export", Perm: rbac.EventLogRead, Tag: "events",
@@ -227,18 +227,6 @@ func parseEventTime(v string, upper bool) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("a time is yyyy-MM-ddTHH:mm:ss.SSSZ, RFC 3339 or yyyy-MM-dd")
 }
 
-func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {
-	v := c.Query(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, badRequest(name, "request."+name+".invalid", fmt.Sprintf("%s must be an integer in %d..%d", name, lo, hi), v)
-	}
-	return n, nil
-}
-
 func (s *Server) handleQueryEvents(c *gin.Context) {
 	l, ok := s.eventLog(c)
 	if !ok {
@@ -255,11 +243,7 @@ func (s *Server) handleQueryEvents(c *gin.Context) {
 		return
 	}
 	search := eventlog.Search{Query: q, Params: c.Request.URL.RawQuery}
-	if search.Page, err = intParam(c, "page", 0, 0, eventlog.MaxWindow); err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	if search.Size, err = intParam(c, "size", 20, 1, eventlog.MaxPageSize); err != nil {
+	if search.Page, search.Size, err = pageParams(c, 20, eventlog.MaxPageSize); err != nil {
 		writeError(c, s.log, err)
 		return
 	}
@@ -272,12 +256,11 @@ func (s *Server) handleQueryEvents(c *gin.Context) {
 		search.Query.Descending = dir == "desc"
 	}
 	if v := c.Query("after"); v != "" {
-		after, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeError(c, s.log, badRequest("after", "event.cursor.invalid", "after is a seq number", v))
+		if search.Query.AfterSeq, err = seqCursor(v, "after", "event.cursor.invalid"); err != nil {
+			writeError(c, s.log, err)
 			return
 		}
-		search.Cursor, search.Query.AfterSeq = true, after
+		search.Cursor = true
 	}
 	res, err := l.Search(c.Request.Context(), r, search)
 	if err != nil {
@@ -305,9 +288,9 @@ func (s *Server) handleEventFeed(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	after, err := strconv.ParseUint(c.DefaultQuery("after", "0"), 10, 64)
+	after, err := seqCursor(c.Query("after"), "after", "event.cursor.invalid")
 	if err != nil {
-		writeError(c, s.log, badRequest("after", "event.cursor.invalid", "after is a seq number", c.Query("after")))
+		writeError(c, s.log, err)
 		return
 	}
 	limit, err := intParam(c, "limit", eventlog.MaxPageSize, 1, eventlog.MaxPageSize)
@@ -324,8 +307,8 @@ func (s *Server) handleEventFeed(c *gin.Context) {
 	}
 	sse := strings.Contains(c.GetHeader("Accept"), "text/event-stream")
 	if id := c.GetHeader("Last-Event-ID"); sse && id != "" {
-		if after, err = strconv.ParseUint(id, 10, 64); err != nil {
-			writeError(c, s.log, badRequest("Last-Event-ID", "event.cursor.invalid", "Last-Event-ID is a seq number", id))
+		if after, err = seqCursor(id, "Last-Event-ID", "event.cursor.invalid"); err != nil {
+			writeError(c, s.log, err)
 			return
 		}
 	}
@@ -444,9 +427,9 @@ func (s *Server) handleExportCheckpoints(c *gin.Context) {
 		writeError(c, s.log, hub.Errorf(hub.Forbidden, "the checkpoints are for auditors (%s in every organisation)", rbac.EventLogRead))
 		return
 	}
-	from, err := strconv.ParseUint(c.DefaultQuery("from", "0"), 10, 64)
+	from, err := seqCursor(c.Query("from"), "from", "event.cursor.invalid")
 	if err != nil {
-		writeError(c, s.log, badRequest("from", "event.cursor.invalid", "from is a seq number", c.Query("from")))
+		writeError(c, s.log, err)
 		return
 	}
 	c.Header("Content-Type", "application/x-ndjson")

@@ -484,14 +484,10 @@ func (s *Server) handleRevoke(c *gin.Context) {
 }
 
 func (s *Server) handleHeldMessages(c *gin.Context) {
-	size := 100
-	if v := c.Query("size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(c, s.log, badRequest("size", "size.invalid", "size is between 1 and 1000", v))
-			return
-		}
-		size = n
+	size, err := intParam(c, "size", 100, 1, MaxPageSize)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
 	}
 	ms, err := s.admin.HeldMessages(c.Request.Context(), c.Param("org"), size)
 	s.reply(c, http.StatusOK, ms, err)

@@ -34,7 +34,7 @@ func (s *Server) retrievalRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: v1 + "/memos/", Access: Recipient, Tag: "retrieval",
 			Summary:  "List the messages available to the calling receiver system, in arrival order (totalElements counts its whole queue, leased and held ones included).",
-			Params:   map[string]string{"page": "zero-based page", "size": "page size (max 1000)"},
+			Params:   pagingDoc,
 			Produces: "application/json", Status: 200, Schema: "PagingResultUUID", Handler: s.handleListMemos},
 		{Method: "GET", Path: v1 + "/memos/next", Access: Recipient, Tag: "retrieval",
 			Summary:  "Long poll: lease and return the next available message as GET /memos/{id} does, or 204 when none arrives within wait.",
@@ -110,7 +110,7 @@ func (s *Server) handleListMemos(c *gin.Context) {
 	if !ok {
 		return
 	}
-	page, size, err := paging(c)
+	page, size, err := pageParams(c, 100, MaxPageSize)
 	if err != nil {
 		writeError(c, s.log, err)
 		return

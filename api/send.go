@@ -229,23 +229,8 @@ type PagingResultUUID struct {
 	TotalPages    int      `json:"totalPages"`
 }
 
-func paging(c *gin.Context) (page, size int, err error) {
-	page, size = 0, 100
-	if v := c.Query("page"); v != "" {
-		if page, err = strconv.Atoi(v); err != nil || page < 0 {
-			return 0, 0, badRequest("page", "page.invalid", "page is a zero-based page number", v)
-		}
-	}
-	if v := c.Query("size"); v != "" {
-		if size, err = strconv.Atoi(v); err != nil || size < 1 || size > 1000 {
-			return 0, 0, badRequest("size", "size.invalid", "size is between 1 and 1000", v)
-		}
-	}
-	return page, size, nil
-}
-
 func (s *Server) handleListReceipts(c *gin.Context) {
-	page, size, err := paging(c)
+	page, size, err := pageParams(c, 100, MaxPageSize)
 	if err != nil {
 		writeError(c, s.log, err)
 		return
@@ -343,14 +328,10 @@ func (s *Server) handleRegistration(kind string) gin.HandlerFunc {
 }
 
 func (s *Server) handleListSent(c *gin.Context) {
-	size := 100
-	if v := c.Query("size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(c, s.log, badRequest("size", "size.invalid", "size is between 1 and 1000", v))
-			return
-		}
-		size = n
+	size, err := intParam(c, "size", 100, 1, MaxPageSize)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
 	}
 	sys := principal(c).System
 	ms, err := s.archive.List(c.Request.Context(), sys.OrgCVR, c.Query("after"), size)

@@ -156,11 +156,11 @@ func mailboxQuery(c *gin.Context) (viewer.Query, error) {
 		return q, err
 	}
 	q.UnreadOnly = c.Query("unread") == "true"
-	if a := c.Query("after"); a != "" {
-		if q.After, err = strconv.ParseInt(a, 10, 64); err != nil || q.After < 0 {
-			return q, badRequest("after", "cursor.invalid", "after must be a seq from a previous page", a)
-		}
+	after, err := seqCursor(c.Query("after"), "after", "cursor.invalid")
+	if err != nil {
+		return q, err
 	}
+	q.After = int64(after)
 	if q.Size, err = intParam(c, "size", 50, 1, 500); err != nil {
 		return q, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -217,8 +218,10 @@ func (s *Service) List(ctx context.Context, sys hub.System, page, size int) ([]s
 	if err := recipientOnly(sys); err != nil {
 		return nil, 0, err
 	}
-	if page < 0 || size <= 0 {
-		return nil, 0, hub.Errorf(hub.Invalid, "page must be ≥ 0 and size > 0")
+	// (page+1)×size entries are read: the API bounds it (api.MaxPagingWindow);
+	// here it must at least not overflow.
+	if page < 0 || size <= 0 || page > math.MaxInt/size-1 {
+		return nil, 0, hub.Errorf(hub.Invalid, "page must be ≥ 0, size > 0 and (page+1)×size an int")
 	}
 	ds, err := s.store.ListQueue(ctx, queueOf(sys), 0, (page+1)*size, true, s.clock())
 	if err != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -233,12 +234,15 @@ func (s *Server) handleMailboxRender(c *gin.Context) {
 		FileURL: func(d, f int) string { return fmt.Sprintf("documents/%d/files/%d%s", d, f, q) },
 		ICSURL:  func(d, a int) string { return fmt.Sprintf("documents/%d/actions/%d/ics%s", d, a, q) },
 	}
-	SetRenderHeaders(c.Writer.Header())
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	c.Status(http.StatusOK)
-	if err := memo.Render(c.Writer, msg, opts); err != nil {
-		s.log.Warn("render", "message", uuid, "error", err)
+	// Rendered into a buffer: a failure (content that cannot be read) is
+	// answered as an error, never as a 200 with half a page or none.
+	var page bytes.Buffer
+	if err := memo.Render(&page, msg, opts); err != nil {
+		writeError(c, s.log, hub.Wrap(hub.ErrorCode(err), err, "the letter cannot be shown"))
+		return
 	}
+	SetRenderHeaders(c.Writer.Header())
+	c.Data(http.StatusOK, "text/html; charset=utf-8", page.Bytes())
 }
 
 // ContentDisposition is a safe Content-Disposition for a file name: an

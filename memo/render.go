@@ -95,7 +95,11 @@ func styleHash() string {
 }
 
 // Render writes m as a self-contained HTML page (see the package notes on
-// rendering above). It fails only when writing or reading content fails.
+// rendering above). It fails only when writing or reading content fails;
+// content it cannot show (HTML nested too deep to parse, for one) is
+// offered as a download with a note saying so. A failure can come after
+// part of the page was written: render into a buffer to answer an error
+// instead of half a page.
 func Render(w io.Writer, m *Message, opts RenderOptions) error {
 	if opts.FileURL == nil {
 		opts.FileURL = func(d, f int) string { return fmt.Sprintf("files/%d/%d", d, f) }
@@ -332,7 +336,8 @@ func (o RenderOptions) action(di, ai int, a Action) actionView {
 }
 
 // inline renders the first file of the main document a browser can show
-// safely; the others stay downloads.
+// safely; the others stay downloads. When none can be shown, it is a note
+// pointing at the downloads.
 func (o RenderOptions) inline(d *Document, di int) (template.HTML, error) {
 	for fi, f := range d.Files {
 		mt := mediaType(f.EncodingFormat)
@@ -357,11 +362,14 @@ func (o RenderOptions) inline(d *Document, di int) (template.HTML, error) {
 			if err != nil {
 				return "", err
 			}
-			var out bytes.Buffer
-			if err := SanitizeHTML(&out, bytes.NewReader(b)); err != nil {
-				return "", err
+			frag, visible, err := sanitize(bytes.NewReader(b))
+			if err != nil || !visible {
+				// HTML the parser refuses (nested deeper than it allows) or
+				// that keeps nothing to read once sanitised: the reader gets
+				// the note and the download, never an empty document.
+				continue
 			}
-			return template.HTML(out.String()), nil
+			return template.HTML(frag), nil
 		case mt == "image/png" || mt == "image/jpeg" || mt == "image/gif" || mt == "image/webp":
 			b, err := readAll(f)
 			if err != nil {

@@ -27,18 +27,35 @@ import (
 // Elements that are dropped with their content are listed in dropped;
 // unknown elements are unwrapped (their text stays). Links keep only
 // http, https and mailto addresses and open outside the letter.
+//
+// It fails when the parser does: on HTML nested deeper than 512 elements.
 func SanitizeHTML(w io.Writer, r io.Reader) error {
-	body := &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body}
-	nodes, err := html.ParseFragment(r, body)
+	frag, _, err := sanitize(r)
 	if err != nil {
 		return err
 	}
-	var b bytes.Buffer
-	for _, n := range nodes {
-		sanitizeNode(&b, n)
-	}
-	_, err = w.Write(b.Bytes())
+	_, err = w.Write(frag)
 	return err
+}
+
+// sanitize returns the safe fragment and whether it shows anything: text
+// other than white space, or an image.
+func sanitize(r io.Reader) (frag []byte, visible bool, err error) {
+	body := &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body}
+	nodes, err := html.ParseFragment(r, body)
+	if err != nil {
+		return nil, false, err
+	}
+	s := sanitizer{}
+	for _, n := range nodes {
+		s.node(n)
+	}
+	return s.b.Bytes(), s.visible, nil
+}
+
+type sanitizer struct {
+	b       bytes.Buffer
+	visible bool
 }
 
 // allowedElements maps an element to the attributes it may keep (beyond
@@ -71,14 +88,16 @@ var dropped = map[string]bool{
 
 var voidElements = map[string]bool{"br": true, "col": true, "hr": true, "img": true, "wbr": true}
 
-func sanitizeNode(b *bytes.Buffer, n *html.Node) {
+func (s *sanitizer) node(n *html.Node) {
+	b := &s.b
 	switch n.Type {
 	case html.TextNode:
 		b.WriteString(html.EscapeString(n.Data))
+		s.visible = s.visible || strings.TrimSpace(n.Data) != ""
 		return
 	case html.ElementNode:
 	case html.DocumentNode:
-		sanitizeChildren(b, n)
+		s.children(n)
 		return
 	default: // comments, doctypes, raw nodes
 		return
@@ -89,7 +108,7 @@ func sanitizeNode(b *bytes.Buffer, n *html.Node) {
 	}
 	allowed, ok := allowedElements[name]
 	if !ok {
-		sanitizeChildren(b, n) // unwrap html, body, font, center, form, unknown…
+		s.children(n) // unwrap html, body, font, center, form, unknown…
 		return
 	}
 	var attrs []html.Attribute
@@ -121,10 +140,12 @@ func sanitizeNode(b *bytes.Buffer, n *html.Node) {
 		for _, a := range attrs {
 			if a.Key == "alt" && a.Val != "" {
 				b.WriteString("[" + html.EscapeString(a.Val) + "]")
+				s.visible = s.visible || strings.TrimSpace(a.Val) != ""
 			}
 		}
 		return
 	}
+	s.visible = s.visible || name == "img"
 	if name == "a" && hasAttr(attrs, "href") {
 		attrs = append(attrs, html.Attribute{Key: "rel", Val: "noopener noreferrer nofollow"},
 			html.Attribute{Key: "target", Val: "_blank"}, html.Attribute{Key: "referrerpolicy", Val: "no-referrer"})
@@ -142,16 +163,16 @@ func sanitizeNode(b *bytes.Buffer, n *html.Node) {
 	if voidElements[name] {
 		return
 	}
-	sanitizeChildren(b, n)
+	s.children(n)
 	if name == "a" && hasAttr(attrs, "href") {
 		b.WriteString(`<span class="outside"> (link outside the letter)</span>`)
 	}
 	b.WriteString("</" + name + ">")
 }
 
-func sanitizeChildren(b *bytes.Buffer, n *html.Node) {
+func (s *sanitizer) children(n *html.Node) {
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		sanitizeNode(b, c)
+		s.node(c)
 	}
 }
 

@@ -179,6 +179,46 @@ func TestRenderHostileHTMLIsInert(t *testing.T) {
 	}
 }
 
+// TestRenderHTMLItCannotShowIsOfferedAsDownload: a main document whose
+// HTML the parser refuses (nested deeper than its 512 elements) or that
+// keeps nothing to read once sanitised still renders a page with the
+// letter's data, a note and the document's download link — never an error
+// or an empty page.
+func TestRenderHTMLItCannotShowIsOfferedAsDownload(t *testing.T) {
+	const note = "This document cannot be shown in the browser. Download it below."
+	for name, doc := range map[string]string{
+		"nested deeper than the parser allows": strings.Repeat("<div>", 600) + "Kære borger" + strings.Repeat("</div>", 600),
+		"nothing left once sanitised":          `<script>document.write("Kære borger")</script><svg><text>x</text></svg>  `,
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := NewLetter(Letter{From: "11111111", To: "0101701234", Label: "Dybt brev", Created: renderFixedTime,
+				Main: Attachment{Filename: "brev.html", MIMEType: "text/html", Data: []byte(doc)}})
+			var b bytes.Buffer
+			if err := Render(&b, m, RenderOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			page := b.String()
+			checkSafePage(t, page)
+			for _, want := range []string{"<h1 id=\"letter-title\">Dybt brev</h1>", note, `href="files/0/0" download="brev.html"`} {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q:\n%s", want, page)
+				}
+			}
+		})
+	}
+	// Below the parser's limit the letter is shown.
+	m := NewLetter(Letter{From: "11111111", To: "0101701234", Label: "Brev", Created: renderFixedTime,
+		Main: Attachment{Filename: "brev.html", MIMEType: "text/html",
+			Data: []byte(strings.Repeat("<div>", 400) + "Kære borger" + strings.Repeat("</div>", 400))}})
+	var b bytes.Buffer
+	if err := Render(&b, m, RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Kære borger") || strings.Contains(b.String(), note) {
+		t.Errorf("a letter nested 400 deep is not shown:\n%s", b.String())
+	}
+}
+
 func TestRenderPDFMainDocumentIsObject(t *testing.T) {
 	m := NewLetter(Letter{From: "11111111", To: "0101701234", Created: renderFixedTime, Main: PDF("brev.pdf", SamplePDF("Hej"))})
 	var b bytes.Buffer

@@ -1,9 +1,11 @@
 package main
 
 // Hostile input, end to end against the real `posthub serve` (issue 13):
-// paging values that overflow (item 9).
+// paging values that overflow (item 9), letters nested too deep to render
+// (item 10).
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -203,4 +206,85 @@ func (h *testHub) webLogin(cpr string) *http.Client {
 		h.t.Fatalf("login: %d at %s", resp.StatusCode, resp.Request.URL)
 	}
 	return c
+}
+
+// TestLetterTooDeepToRenderIsReadable sends a letter whose HTML body nests
+// 600 elements deep (the HTML parser stops at 512) and one nested 400
+// deep, and reads both as the citizen: through the viewer API and through
+// the web mailbox. The shallow one shows its text; the deep one is a page
+// with the letter's data, a note that it cannot be shown and its download
+// link — never the empty 200 it once was — and the download is the
+// document as sent.
+func TestLetterTooDeepToRenderIsReadable(t *testing.T) {
+	h := startHub(t, "-web-mailbox")
+	w := h.setupWorld()
+	v := h.viewingClient(orgA)
+	nested := func(depth int) []byte {
+		return []byte(strings.Repeat("<div>", depth) + "<p>Kære borger, din ansøgning er modtaget.</p>" + strings.Repeat("</div>", depth))
+	}
+	send := func(label string, doc []byte) string {
+		u, b := letterXML(t, memo.Letter{To: citizen, Label: label,
+			Main: memo.Attachment{Filename: "brev.html", MIMEType: "text/html", Data: doc}})
+		h.mustStatus(h.send(w.sender, u, b, ""), 201)
+		return u
+	}
+	deep, deepDoc := send("Dybt indlejret brev", nested(600)), nested(600)
+	shallow := send("Indlejret brev", nested(400))
+	const note = "This document cannot be shown in the browser. Download it below."
+
+	viaAPI := func(path string) response {
+		req, _ := http.NewRequest("GET", h.base+"/apis/v1/mailboxes/"+citizen+"/messages/"+path, nil)
+		req.Header.Set("Authorization", "Basic "+v.token)
+		req.Header.Set(api.AssertionHeader, v.assertion(t, citizen))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, body: b, header: resp.Header}
+	}
+	web := h.webLogin(citizen)
+	viaWeb := func(path string) response {
+		resp, err := web.Get(h.base + "/mailbox/box/" + citizen + "/messages/" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, body: b, header: resp.Header}
+	}
+	for name, get := range map[string]func(string) response{"viewer API": viaAPI, "web mailbox": viaWeb} {
+		r := get(deep + "/render")
+		page := string(r.body)
+		if r.status != 200 || !strings.Contains(page, "Dybt indlejret brev") || !strings.Contains(page, note) ||
+			!strings.Contains(page, `download="brev.html"`) {
+			t.Fatalf("%s: the deep letter renders as %d (%d bytes): %.600s", name, r.status, len(r.body), page)
+		}
+		if r.header.Get("Content-Security-Policy") == "" {
+			t.Errorf("%s: the rendered page has no Content-Security-Policy", name)
+		}
+		href := regexp.MustCompile(`href="(documents/[^"]+)" download="brev.html"`).FindStringSubmatch(page)
+		if href == nil {
+			t.Fatalf("%s: no download link: %s", name, page)
+		}
+		if f := get(deep + "/" + strings.ReplaceAll(href[1], "&amp;", "&")); f.status != 200 || !bytes.Equal(f.body, deepDoc) {
+			t.Fatalf("%s: the download is %d (%d bytes), not the document sent", name, f.status, len(f.body))
+		}
+		r = get(shallow + "/render")
+		if r.status != 200 || !strings.Contains(string(r.body), "Kære borger, din ansøgning er modtaget.") || strings.Contains(string(r.body), note) {
+			t.Fatalf("%s: the letter nested 400 deep renders as %d: %.600s", name, r.status, r.body)
+		}
+	}
+	// The letter list marks both read: they were shown.
+	var pg viewer.Page
+	r := viaAPI("?folder=INBOX")
+	if err := json.Unmarshal(r.body, &pg); err != nil || r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	for _, l := range pg.Letters {
+		if !l.Read {
+			t.Errorf("letter %s (%s) is not marked read", l.MessageUUID, l.Label)
+		}
+	}
 }

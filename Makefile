@@ -29,6 +29,7 @@ test: testservers
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./memo
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 10s ./memo
 	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 10s ./sf1601
+	$(GO) test -run '^$$' -fuzz FuzzArchive -fuzztime 10s ./bulk
 
 bench: deps testservers
 	@scripts/bench.sh
@@ -41,3 +42,4 @@ fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 5m ./memo
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 5m ./memo
 	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 5m ./sf1601
+	$(GO) test -run '^$$' -fuzz FuzzArchive -fuzztime 5m ./bulk

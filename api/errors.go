@@ -23,23 +23,8 @@ type ErrorMessage struct {
 // writeError maps err to its HTTP status and the NgDP-style body. Internal
 // errors are logged with the request id and shown only as "internal error".
 func writeError(c *gin.Context, log *slog.Logger, err error) {
-	code := hub.ErrorCode(err)
-	status := status.Of(code)
-	body := ErrorMessage{Code: string(code), FieldErrors: []hub.FieldError{}, RequestID: requestID(c)}
-	var he *hub.Error
-	if errors.As(err, &he) && code != hub.Internal {
-		body.Message = he.Message
-		if he.Fields != nil {
-			body.FieldErrors = he.Fields
-		}
-	}
-	if status >= 500 {
-		log.LogAttrs(c.Request.Context(), slog.LevelError, "request failed",
-			slog.String("requestId", requestID(c)), slog.String("path", c.FullPath()), slog.Any("error", err))
-		if code == hub.Internal {
-			body.Message = "internal error"
-		}
-	}
+	body := errorBody(c, log, err)
+	status := status.Of(hub.ErrorCode(err))
 	if sec := hub.RetryAfterSeconds(err); sec > 0 {
 		c.Header("Retry-After", strconv.Itoa(sec))
 	}
@@ -56,6 +41,28 @@ func writeError(c *gin.Context, log *slog.Logger, err error) {
 
 // retryAfter is the Retry-After of a 503, in seconds.
 const retryAfter = "10"
+
+// errorBody is the NgDP-style body of err; internal and unavailable
+// errors are logged with the request id.
+func errorBody(c *gin.Context, log *slog.Logger, err error) ErrorMessage {
+	code := hub.ErrorCode(err)
+	body := ErrorMessage{Code: string(code), FieldErrors: []hub.FieldError{}, RequestID: requestID(c)}
+	var he *hub.Error
+	if errors.As(err, &he) && code != hub.Internal {
+		body.Message = he.Message
+		if he.Fields != nil {
+			body.FieldErrors = he.Fields
+		}
+	}
+	if status.Of(code) >= 500 {
+		log.LogAttrs(c.Request.Context(), slog.LevelError, "request failed",
+			slog.String("requestId", requestID(c)), slog.String("path", c.FullPath()), slog.Any("error", err))
+		if code == hub.Internal {
+			body.Message = "internal error"
+		}
+	}
+	return body
+}
 
 // badRequest builds an Invalid error about one request field.
 func badRequest(field, code, msg, value string) error {

@@ -49,7 +49,11 @@ func schemas() obj {
 			"receiptStatus": obj{"type": "string", "enum": []string{"NOT_ALLOWED", "INVALID", "RECEIVED", "COMPLETED"}},
 			"transactionId": str("the X-TransaktionsId of the SF1601 call that sent the message")}},
 		"BulkReceipts": obj{"type": "object", "properties": obj{"receipts": arrayOf("Receipt"),
-			"accepted": obj{"type": "integer"}, "rejected": obj{"type": "integer"}}},
+			"accepted": obj{"type": "integer"}, "rejected": obj{"type": "integer"},
+			"archiveError": ref("ErrorMessage"),
+			"stoppedAt": obj{"type": "object", "description": "where the hub stopped reading the archive: this entry and the ones after it got no receipt",
+				"properties": obj{"entry": obj{"type": "integer", "description": "1-based number among the archive's regular files"},
+					"name": str("its name in the archive"), "offset": obj{"type": "integer", "description": "decompressed bytes read before it"}}}}},
 		"PagingResultUUID": obj{"type": "object", "properties": obj{
 			"content": obj{"type": "array", "items": obj{"type": "string", "format": "uuid"}},
 			"number":  obj{"type": "integer"}, "size": obj{"type": "integer"},

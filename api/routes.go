@@ -72,7 +72,9 @@ func (s *Server) opsRoutes() []Route {
 func (s *Server) sendRoutes() []Route {
 	return []Route{
 		{Method: "POST", Path: v1 + "/memos/", Access: Sender, Tag: "send",
-			Summary: "Send one MeMo (application/xml) or many in a tar archive compressed with lzma (application/x-lzma, or multipart/form-data part \"file\").",
+			Summary: "Send one MeMo (application/xml) or many in a tar archive compressed with lzma (application/x-lzma, or multipart/form-data part \"file\"). " +
+				"An archive is held to the hub's bounds (413 archive.too.large, archive.dictionary.too.large, archive.decompressed.too.large, " +
+				"archive.entry.too.large, archive.entries.too.many); crossed after MeMos were read, the answer is 201 BulkReceipts with archiveError and stoppedAt.",
 			Params: map[string]string{
 				"memo-message-uuid": "the MeMo's messageUUID (single MeMo only; must equal MessageHeader/messageUUID)",
 				"mode":              "delivery mode: AUTOMATIC (default; digital, else print), DIGITAL (digital only), PRINT, NEMSMS; SF1601 names accepted",

@@ -1,9 +1,6 @@
 package api
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
 	"io"
 	"mime"
 	"net/http"
@@ -11,21 +8,29 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/ulikunitz/xz"
-	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/posthub/posthub/accept"
+	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/hub"
 )
 
-// BulkReceipts answers a mass send: one receipt per MeMo in the archive.
+// BulkReceipts answers a mass send: one receipt per MeMo read from the
+// archive.
 type BulkReceipts struct {
 	Receipts []hub.Receipt `json:"receipts"`
 	Accepted int           `json:"accepted"`
 	Rejected int           `json:"rejected"`
-	// ArchiveError is set when the archive itself broke off part-way; the
-	// receipts before it stand.
+	// ArchiveError is set when the hub stopped reading the archive before
+	// its end: a bound was crossed or the archive broke (codes in package
+	// bulk). The receipts before it stand, each stored as a single send's
+	// is; StoppedAt says where reading stopped.
 	ArchiveError *ErrorMessage `json:"archiveError,omitempty"`
+	// StoppedAt is the entry the hub stopped at. Stopped at its header (a
+	// bound), it has no receipt; broken inside it, it has an INVALID one.
+	// The entries after it were not read: send them again (a MeMo sent
+	// again is answered with its first receipt, so resending all of them
+	// is safe too).
+	StoppedAt *bulk.Position `json:"stoppedAt,omitempty"`
 }
 
 func (s *Server) handleSendMemo(c *gin.Context) {
@@ -104,105 +109,70 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 	c.JSON(http.StatusCreated, r)
 }
 
-// limitedReader fails with TooLarge once more than n bytes were read.
-type limitedReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n < 0 {
-		return 0, &hub.Error{Code: hub.TooLarge, Message: "the archive is larger than the hub accepts"}
-	}
-	if int64(len(p)) > l.n+1 {
-		p = p[:l.n+1]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	if l.n < 0 {
-		return n, &hub.Error{Code: hub.TooLarge, Message: "the archive is larger than the hub accepts"}
-	}
-	return n, err
-}
-
-// decompressor opens an lzma ("LZMA alone", as NgDP specifies) or xz stream.
-func decompressor(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	magic, _ := br.Peek(6)
-	if bytes.Equal(magic, []byte{0xFD, '7', 'z', 'X', 'Z', 0}) {
-		return xz.NewReader(br)
-	}
-	return lzma.NewReader(br)
-}
-
 // sendArchive accepts a mass send: every MeMo in the tar archive is
 // validated and submitted on its own, each with its own receipt; a bad MeMo
 // does not sink the others. Receipts of refused MeMos are also kept for
 // GET /receipts/.
+//
+// The archive is read within the bounds of s.cfg.Archive (see package
+// bulk). A bound found before any entry was read (the declared length, the
+// compression header, the first entry's header) refuses the archive with
+// its status and code. Crossed later, reading stops at that entry's
+// header, before its content: the answer is 201 with the receipts so far,
+// ArchiveError and StoppedAt.
 func (s *Server) sendArchive(c *gin.Context, body io.Reader, mode hub.Mode, archive hub.ArchiveChoice) {
 	ctx := c.Request.Context()
-	sys := principal(c).System
-	if c.Request.ContentLength > s.cfg.MaxArchiveSize {
-		writeError(c, s.log, &hub.Error{Code: hub.TooLarge, Message: "the archive is larger than the hub accepts"})
+	req := accept.Request{System: principal(c).System, Mode: mode, Archive: archive}
+	if err := s.cfg.Archive.Admit(c.Request.ContentLength); err != nil {
+		s.refuseArchive(c, err)
 		return
 	}
-	zr, err := decompressor(&limitedReader{r: body, n: s.cfg.MaxArchiveSize})
+	ar, err := bulk.NewReader(body, s.cfg.Archive)
 	if err != nil {
-		writeError(c, s.log, badRequest("body", "archive.malformed", "the body is not lzma/xz-compressed: "+err.Error(), ""))
+		s.refuseArchive(c, err)
 		return
 	}
-	tr := tar.NewReader(zr)
 	out := BulkReceipts{Receipts: []hub.Receipt{}}
-	for n := 0; ; n++ {
-		hdr, err := tr.Next()
+	for {
+		e, err := ar.Next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			if n == 0 {
-				writeError(c, s.log, archiveError(err))
-				return
+		if err == nil {
+			// The entry's size was held to MaxMemoSize at its header. An
+			// error is the hub unable to take MeMos now (its disk full):
+			// no verdict on this entry, and the rest is not read.
+			var r hub.Receipt
+			if r, err = s.accepter.Entry(ctx, req, e.Name, accept.Body{R: ar, Size: e.Size}); err == nil {
+				if r.Status == hub.ReceiptInvalid {
+					out.Rejected++
+				} else {
+					out.Accepted++
+				}
+				out.Receipts = append(out.Receipts, r)
+				if err = ar.Err(); err == nil {
+					continue
+				}
 			}
-			e := archiveError(err)
-			out.ArchiveError = &ErrorMessage{Code: string(hub.ErrorCode(e)), Message: e.Error(), FieldErrors: []hub.FieldError{}}
-			break
 		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
+		if len(out.Receipts) == 0 {
+			s.refuseArchive(c, err)
+			return
 		}
-		if n >= s.cfg.MaxArchiveEntries {
-			out.ArchiveError = &ErrorMessage{Code: string(hub.TooLarge), Message: "the archive holds more MeMos than the hub accepts at once",
-				FieldErrors: []hub.FieldError{}}
-			break
-		}
-		r, err := s.accepter.Entry(ctx, accept.Request{System: sys, Mode: mode, Archive: archive}, hdr.Name, accept.Body{R: tr, Size: hdr.Size})
-		if err != nil {
-			// The hub cannot take MeMos now (the disk is full): the
-			// rest is not read, and the sender sends it again later.
-			if len(out.Receipts) == 0 {
-				writeError(c, s.log, err)
-				return
-			}
-			s.log.Error("mass send broken off", "requestId", requestID(c), "error", err)
-			out.ArchiveError = &ErrorMessage{Code: string(hub.Unavailable), Message: "the hub cannot take more MeMos now; send the rest again later",
-				FieldErrors: []hub.FieldError{}}
-			break
-		}
-		if r.Status == hub.ReceiptInvalid {
-			out.Rejected++
-		} else {
-			out.Accepted++
-		}
-		out.Receipts = append(out.Receipts, r)
+		why, pos := errorBody(c, s.log, err), ar.Pos()
+		out.ArchiveError, out.StoppedAt = &why, &pos
+		// The rest of the body is not read.
+		c.Header("Connection", "close")
+		break
 	}
 	c.JSON(http.StatusCreated, out)
 }
 
-func archiveError(err error) error {
-	if hub.ErrorCode(err) == hub.TooLarge {
-		return err
-	}
-	return badRequest("body", "archive.malformed", "the archive is not a valid lzma-compressed tar: "+err.Error(), "")
+// refuseArchive answers an archive refused before any of its entries was
+// read; the rest of the body is not read.
+func (s *Server) refuseArchive(c *gin.Context, err error) {
+	c.Header("Connection", "close")
+	writeError(c, s.log, err)
 }
 
 func (s *Server) handleRecall(c *gin.Context) {

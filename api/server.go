@@ -31,6 +31,7 @@ import (
 
 	"github.com/posthub/posthub/accept"
 	"github.com/posthub/posthub/admin"
+	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
@@ -43,12 +44,12 @@ import (
 
 // Config holds the API's limits and choices.
 type Config struct {
-	// MaxMemoSize is the largest single MeMo, in bytes.
+	// MaxMemoSize is the largest single MeMo, in bytes; it is also the
+	// largest entry of a mass-send archive.
 	MaxMemoSize int64
-	// MaxArchiveSize bounds a compressed mass-send archive.
-	MaxArchiveSize int64
-	// MaxArchiveEntries bounds the number of MeMos in one archive.
-	MaxArchiveEntries int
+	// Archive bounds a mass-send archive (zero fields: bulk's defaults;
+	// its MaxEntrySize is always MaxMemoSize).
+	Archive bulk.Limits
 	// SpoolDir is where request bodies are spooled (same filesystem as
 	// the blob store when that is local, so content is moved, not copied).
 	SpoolDir string
@@ -146,12 +147,7 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.MaxMemoSize == 0 {
 		cfg.MaxMemoSize = memo.DefaultMaxSize
 	}
-	if cfg.MaxArchiveSize == 0 {
-		cfg.MaxArchiveSize = 4 << 30
-	}
-	if cfg.MaxArchiveEntries == 0 {
-		cfg.MaxArchiveEntries = 100_000
-	}
+	cfg.Archive.MaxEntrySize = cfg.MaxMemoSize
 	if cfg.MaxPrintSize == 0 {
 		cfg.MaxPrintSize = DefaultMaxPrintSize
 	}

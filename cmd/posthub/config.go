@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/sf1601"
@@ -60,6 +61,11 @@ type serveConfig struct {
 	UploadMinRate   int64
 	UploadWindow    time.Duration
 	UploadGrace     time.Duration
+	// Mass-send archives.
+	MaxArchiveSize       int64
+	MaxArchiveBytes      int64
+	MaxArchiveEntries    int
+	MaxArchiveDictionary int64
 	// System retrieval.
 	LeaseTTL          time.Duration
 	MaxAttempts       int
@@ -108,6 +114,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use https for S3")
 	fs.Int64Var(&c.InlineMax, "inline-max", 256<<10, "content up to this many bytes is kept inline in the metadata store")
 	fs.Int64Var(&c.MaxMemoSize, "max-memo-size", memo.DefaultMaxSize, "largest accepted MeMo in bytes (99.5 MiB)")
+	fs.Int64Var(&c.MaxArchiveSize, "max-archive-size", bulk.DefaultMaxCompressed, "largest mass-send archive as sent, in bytes (1 GiB)")
+	fs.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", bulk.DefaultMaxBytes, "most bytes a mass-send archive may decompress to (1 GiB)")
+	fs.IntVar(&c.MaxArchiveEntries, "max-archive-entries", bulk.DefaultMaxEntries, "most MeMos in one mass-send archive")
+	fs.Int64Var(&c.MaxArchiveDictionary, "max-archive-dictionary", bulk.DefaultMaxDictionary, "largest lzma/xz dictionary a mass-send archive may ask for, in bytes (64 MiB)")
 	fs.DurationVar(&c.MaxDelay, "max-delay", 365*24*time.Hour, "how far ahead doNotDeliverUntilDate may lie")
 	fs.DurationVar(&c.ArchiveRetention, "archive-retention", 90*24*time.Hour, "how long a sender's sent-archive copy is kept")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")

@@ -2,25 +2,37 @@ package main
 
 // Hostile input, end to end against the real `posthub serve` (issue 13):
 // paging values that overflow (item 9), letters nested too deep to render
-// (item 10).
+// (item 10), mass-send archives that expand (item 2).
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"hash/crc32"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ulikunitz/xz/lzma"
+
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/bulk"
+	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/viewer"
 )
@@ -286,5 +298,285 @@ func TestLetterTooDeepToRenderIsReadable(t *testing.T) {
 		if !l.Read {
 			t.Errorf("letter %s (%s) is not marked read", l.MessageUUID, l.Label)
 		}
+	}
+}
+
+// bulkAnswer is a mass send's answer (api.BulkReceipts), or its refusal.
+type bulkAnswer struct {
+	Receipts     []hub.Receipt     `json:"receipts"`
+	Accepted     int               `json:"accepted"`
+	Rejected     int               `json:"rejected"`
+	ArchiveError *api.ErrorMessage `json:"archiveError"`
+	StoppedAt    *bulk.Position    `json:"stoppedAt"`
+}
+
+// procStatus reads a field of /proc/<pid>/status in bytes (VmHWM: the
+// process's peak resident memory).
+func procStatus(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no %s in /proc/%d/status", field, pid)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+// cpuTime is the process's user+system CPU time (for the log only).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / 100 // USER_HZ
+}
+
+// lzmaBomb is the 79-byte archive: an lzma header asking for dict bytes
+// of dictionary (size unknown) and 66 bytes of a real lzma stream.
+func lzmaBomb(t *testing.T, dict uint32) []byte {
+	var b bytes.Buffer
+	w, err := lzma.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(make([]byte, 1<<20))
+	w.Close()
+	bomb := b.Bytes()[:79]
+	binary.LittleEndian.PutUint32(bomb[1:5], dict)
+	return bomb
+}
+
+// xzBomb is an xz stream whose first block's LZMA2 filter asks for a
+// 4 GiB - 1 dictionary (code 40).
+func xzBomb() []byte {
+	var b bytes.Buffer
+	b.Write([]byte{0xFD, '7', 'z', 'X', 'Z', 0})
+	flags := []byte{0, 0x01}
+	b.Write(flags)
+	b.Write(binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(flags)))
+	hdr := []byte{2, 0x00, 0x21, 0x01, 40, 0, 0, 0}
+	b.Write(hdr)
+	b.Write(binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(hdr)))
+	b.Write(bytes.Repeat([]byte{0xE0, 0xFF, 0xFF}, 20))
+	return b.Bytes()
+}
+
+type tarFile struct {
+	name string
+	data []byte
+	size int64 // declared size when more than len(data): the archive ends after data
+}
+
+// lzmaTarOf writes files in order into a tar compressed with lzma.
+func lzmaTarOf(t *testing.T, files ...tarFile) []byte {
+	t.Helper()
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	for _, f := range files {
+		size := max(f.size, int64(len(f.data)))
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(f.data)
+		if size > int64(len(f.data)) {
+			break
+		}
+	}
+	if files[len(files)-1].size <= int64(len(files[len(files)-1].data)) {
+		tw.Close()
+	}
+	var b bytes.Buffer
+	w, err := lzma.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw.Bytes())
+	w.Close()
+	return b.Bytes()
+}
+
+func multipartArchive(t *testing.T, archive []byte) (string, []byte) {
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	part, err := mw.CreateFormFile("file", "archive.tar.lzma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part.Write(archive)
+	mw.Close()
+	return mw.FormDataContentType(), b.Bytes()
+}
+
+// TestMassSendArchiveBounds sends archives that expand to a `posthub
+// serve` process: the 79-byte bombs whose lzma header asks for a 2 GiB
+// (2^31-1, the lzma library's cap, and 2^31) and a 4 GiB dictionary, the 169 KB archive of one 1.2 GB entry (as it is, and
+// with its header asking for 2 GiB), an xz block asking for 4 GiB, an
+// archive of 5,000 tiny entries against -max-archive-entries 100, and one
+// that outgrows -max-archive-bytes after three good MeMos. Each is refused
+// at the header that tells, with its code, or — when MeMos were accepted
+// before — answered with their receipts (stored, listed by GET /receipts/)
+// and where and why reading stopped. The hub's peak resident memory
+// (VmHWM) grows by less than 100 MiB over all of it; before the bounds,
+// the 2 GiB-dictionary copy of the big entry alone took it past 1.2 GB.
+func TestMassSendArchiveBounds(t *testing.T) {
+	p := startHubProcess(t, "-data", t.TempDir(), "-operator-token", testOperatorToken,
+		"-max-archive-entries", "100", "-max-archive-bytes", strconv.Itoa(16<<20))
+	h := &testHub{t: t, base: p.base, operator: testOperatorToken}
+	w := h.setupWorld()
+	pid := p.cmd.Process.Pid
+	peak0, cpu0 := procStatus(t, pid, "VmHWM"), cpuTime(t, pid)
+
+	big, err := os.ReadFile("testdata/big-entry.tar.lzma") // one entry of 1.2 GB zeros, lzma -6
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bigName = "9d7c2f1e-5b8a-4c3d-9e0f-1a2b3c4d5e6f.xml"
+	send := func(t *testing.T, token, ctype string, body []byte) (response, bulkAnswer) {
+		t.Helper()
+		r := h.do("POST", "/apis/v1/memos/", token, ctype, bytes.NewReader(body))
+		var a bulkAnswer
+		if r.status == 201 {
+			r.json(t, &a)
+		}
+		return r, a
+	}
+	refused := func(t *testing.T, r response, status int, field string) {
+		t.Helper()
+		code, fields := r.errorCode(t)
+		if r.status != status || len(fields) != 1 || fields[0] != field {
+			t.Fatalf("%d %s %v, want %d %s: %s", r.status, code, fields, status, field, r.body)
+		}
+	}
+	stopped := func(t *testing.T, a bulkAnswer, field string, entry int, name string) {
+		t.Helper()
+		if a.ArchiveError == nil || a.ArchiveError.Code != "too_large" || len(a.ArchiveError.FieldErrors) != 1 ||
+			a.ArchiveError.FieldErrors[0].Code != field {
+			t.Fatalf("archive error %+v, want %s", a.ArchiveError, field)
+		}
+		if a.StoppedAt == nil || a.StoppedAt.Entry != entry || (name != "" && a.StoppedAt.Name != name) {
+			t.Fatalf("stopped at %+v, want entry %d %s", a.StoppedAt, entry, name)
+		}
+	}
+
+	t.Run("the 79-byte bombs are refused at the lzma header", func(t *testing.T) {
+		for _, dict := range []uint32{1<<31 - 1, 1 << 31, 1<<32 - 1} {
+			bomb := lzmaBomb(t, dict)
+			if len(bomb) != 79 {
+				t.Fatalf("bomb of %d bytes", len(bomb))
+			}
+			r, _ := send(t, w.sender, "application/x-lzma", bomb)
+			refused(t, r, 413, bulk.CodeDictionaryTooLarge)
+			ctype, form := multipartArchive(t, bomb)
+			r, _ = send(t, w.sender, ctype, form)
+			refused(t, r, 413, bulk.CodeDictionaryTooLarge)
+		}
+	})
+	t.Run("the big entry asking for a 2 GiB dictionary is refused at the lzma header", func(t *testing.T) {
+		b := bytes.Clone(big)
+		binary.LittleEndian.PutUint32(b[1:5], 1<<31-1)
+		r, _ := send(t, w.sender, "application/x-lzma", b)
+		refused(t, r, 413, bulk.CodeDictionaryTooLarge)
+	})
+	t.Run("an xz block asking for 4 GiB is refused at its header", func(t *testing.T) {
+		r, _ := send(t, w.sender, "application/x-lzma", xzBomb())
+		refused(t, r, 413, bulk.CodeDictionaryTooLarge)
+	})
+	t.Run("the 1.2 GB entry is refused at its tar header", func(t *testing.T) {
+		r, _ := send(t, w.sender, "application/x-lzma", big)
+		refused(t, r, 413, bulk.CodeEntryTooLarge)
+		var e api.ErrorMessage
+		r.json(t, &e)
+		if f := e.FieldErrors[0]; f.Field != bigName || f.RejectedValue != "1200000000" {
+			t.Fatalf("field error %+v", f)
+		}
+	})
+	t.Run("after a good MeMo, the big entry stops the archive at its header", func(t *testing.T) {
+		u, good := letterXML(t, memo.Letter{To: citizen})
+		ctype, form := multipartArchive(t, lzmaTarOf(t, tarFile{name: u + ".xml", data: good},
+			tarFile{name: "big.xml", data: make([]byte, 1<<20), size: 1_200_000_000}))
+		r, a := send(t, w.sender, ctype, form)
+		if r.status != 201 || a.Accepted != 1 || len(a.Receipts) != 1 || a.Receipts[0].MessageUUID != u {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		stopped(t, a, bulk.CodeEntryTooLarge, 2, "big.xml")
+		if max := int64(len(good)) + 3<<10; a.StoppedAt.Offset > max {
+			t.Fatalf("decompressed %d bytes, more than the good MeMo and two headers (%d)", a.StoppedAt.Offset, max)
+		}
+	})
+	t.Run("more entries than allowed: the first 100 get receipts, reading stops at the 101st", func(t *testing.T) {
+		files := make([]tarFile, 5000)
+		for i := range files {
+			files[i] = tarFile{name: fmt.Sprintf("tiny-%05d.xml", i+1), data: []byte("x")}
+		}
+		r, a := send(t, w.senderB, "application/x-lzma", lzmaTarOf(t, files...))
+		if r.status != 201 || a.Rejected != 100 || len(a.Receipts) != 100 {
+			t.Fatalf("%d: %d receipts, %d rejected", r.status, len(a.Receipts), a.Rejected)
+		}
+		stopped(t, a, bulk.CodeTooManyEntries, 101, "tiny-00101.xml")
+		// Exactly those receipts are stored.
+		var page api.PagingResultUUID
+		h.mustStatus(h.do("GET", "/apis/v1/receipts/?size=1000", w.senderB, "", nil), 200).json(t, &page)
+		if page.TotalElements != 100 {
+			t.Fatalf("%d receipts stored, want 100", page.TotalElements)
+		}
+	})
+	t.Run("outgrowing the decompressed budget stops the archive after the MeMos that fit", func(t *testing.T) {
+		var files []tarFile
+		var uuids []string
+		for range 3 {
+			u, b := letterXML(t, memo.Letter{To: citizen})
+			files, uuids = append(files, tarFile{name: u + ".xml", data: b}), append(uuids, u)
+		}
+		files = append(files, tarFile{name: "large.xml", data: make([]byte, 20<<20)})
+		r, a := send(t, w.sender, "application/x-lzma", lzmaTarOf(t, files...))
+		if r.status != 201 || a.Accepted != 3 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		stopped(t, a, bulk.CodeDecompressedTooLarge, 4, "large.xml")
+		for i, rc := range a.Receipts {
+			var stored hub.Receipt
+			h.mustStatus(h.do("GET", "/apis/v1/receipts/"+rc.TransmissionID+"?delete=false", w.sender, "", nil), 200).json(t, &stored)
+			if stored.MessageUUID != uuids[i] || stored.Status != hub.ReceiptReceived {
+				t.Fatalf("stored receipt %+v", stored)
+			}
+		}
+	})
+
+	grown := procStatus(t, pid, "VmHWM") - peak0
+	t.Logf("hub: VmHWM %d MiB → +%d MiB, CPU %s for all the archives", peak0>>20, grown>>20, cpuTime(t, pid)-cpu0)
+	if grown > 100<<20 {
+		t.Fatalf("the hub's peak resident memory grew by %d MiB", grown>>20)
+	}
+}
+
+// TestSendCommandReportsAnArchiveCutShort: `posthub send` shows where and
+// why the hub stopped reading an archive, and exits 1.
+func TestSendCommandReportsAnArchiveCutShort(t *testing.T) {
+	h := startHub(t, "-max-archive-entries", "2")
+	w := h.setupWorld()
+	var files []tarFile
+	for range 4 {
+		u, b := letterXML(t, memo.Letter{To: citizen})
+		files = append(files, tarFile{name: u + ".xml", data: b})
+	}
+	archive := filepath.Join(t.TempDir(), "batch.tar.lzma")
+	if err := os.WriteFile(archive, lzmaTarOf(t, files...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	code := Main([]string{"send", "-url", h.base, "-token", w.sender, "-q", archive},
+		&Env{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }})
+	want := "the hub stopped reading at entry 3 (" + files[2].name + "); it and the entries after it were not sent: " +
+		bulk.CodeTooManyEntries
+	if code != 1 || !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "ARCHIVE_STOPPED 1, RECEIVED 2") {
+		t.Fatalf("exit %d\n%s", code, out.String())
 	}
 }

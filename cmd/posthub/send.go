@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/memo"
 )
 
@@ -223,19 +224,24 @@ func (s *sender) sendArchive(ctx context.Context, path string) {
 		s.record(sendResult{File: path, Status: status, Receipt: json.RawMessage(bytes.TrimSpace(body))}, fmt.Sprintf("HTTP %d", status))
 		return
 	}
-	var bulk struct {
-		Receipts []json.RawMessage `json:"receipts"`
-	}
+	var bulk api.BulkReceipts
 	if err := json.Unmarshal(body, &bulk); err != nil {
 		s.record(sendResult{File: path, Status: status, Error: "unreadable answer: " + err.Error()}, "TRANSPORT_ERROR")
 		return
 	}
-	for _, r := range bulk.Receipts {
-		var rc struct {
-			Status string `json:"receiptStatus"`
+	for _, rc := range bulk.Receipts {
+		b, _ := json.Marshal(rc)
+		s.record(sendResult{File: path, Status: status, Receipt: b}, string(rc.Status))
+	}
+	// The hub stopped reading the archive part-way (a bound, or a broken
+	// archive): the entries from StoppedAt on were not sent.
+	if e, at := bulk.ArchiveError, bulk.StoppedAt; e != nil && at != nil {
+		code := e.Code
+		if len(e.FieldErrors) > 0 {
+			code = e.FieldErrors[0].Code
 		}
-		_ = json.Unmarshal(r, &rc)
-		s.record(sendResult{File: path, Status: status, Receipt: r}, rc.Status)
+		s.record(sendResult{File: path, Status: status, Error: fmt.Sprintf("the hub stopped reading at entry %d (%s); "+
+			"it and the entries after it were not sent: %s: %s", at.Entry, at.Name, code, e.Message)}, "ARCHIVE_STOPPED")
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/limit"
@@ -111,7 +112,9 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	}
 	acfg := api.Config{MaxMemoSize: cfg.MaxMemoSize, SpoolDir: spool, Memo: mcfg, MetricsElsewhere: cfg.MetricsAddr != "",
 		SecureCookies: cfg.secureCookies(), NoPasswords: !cfg.PasswordLogin, SF1601Prefix: cfg.SF1601Prefix,
-		MaxPrintSize: cfg.SF1601MaxPrint, MaxKombiEnvelope: cfg.SF1601MaxEnvelope, MaxKombiDepth: cfg.SF1601MaxDepth}
+		MaxPrintSize: cfg.SF1601MaxPrint, MaxKombiEnvelope: cfg.SF1601MaxEnvelope, MaxKombiDepth: cfg.SF1601MaxDepth,
+		Archive: bulk.Limits{MaxCompressed: cfg.MaxArchiveSize, MaxBytes: cfg.MaxArchiveBytes, MaxEntries: cfg.MaxArchiveEntries,
+			MaxDictionary: cfg.MaxArchiveDictionary}}
 	if operatorToken != "" {
 		acfg.OperatorTokenHash = hub.HashToken(operatorToken)
 	}

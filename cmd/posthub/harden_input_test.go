@@ -44,7 +44,7 @@ import (
 // largest values in range are answered 200. Every GET route of the OpenAPI
 // document with a page, size or limit parameter must be in the table.
 func TestListRoutesBoundPaging(t *testing.T) {
-	h := startHub(t, "-web-mailbox")
+	h := startHub(t, "-web-mailbox", "-mailbox-demo-login")
 	w := h.setupWorld()
 	_, recipient := h.system(orgB, map[string]any{"name": "B modtager", "role": "RECIPIENT"})
 	v := h.viewingClient(orgA)
@@ -228,7 +228,7 @@ func (h *testHub) webLogin(cpr string) *http.Client {
 // link — never the empty 200 it once was — and the download is the
 // document as sent.
 func TestLetterTooDeepToRenderIsReadable(t *testing.T) {
-	h := startHub(t, "-web-mailbox")
+	h := startHub(t, "-web-mailbox", "-mailbox-demo-login")
 	w := h.setupWorld()
 	v := h.viewingClient(orgA)
 	nested := func(depth int) []byte {

@@ -226,6 +226,14 @@ const requestIDKey ctxKey = 1
 
 func requestID(c *gin.Context) string { return c.GetString("requestId") }
 
+// RequestID is the id of the API request whose context ctx is (or derives
+// from), "" outside a request: what a store does on a request's behalf can
+// be told from background work by it.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
 // requestContext assigns a request id, logs the request (never its
 // Authorization header) and records metrics.
 func (s *Server) requestContext() gin.HandlerFunc {

@@ -87,8 +87,10 @@ type Ingest struct {
 	Now              func() time.Time
 	// Delivered, when set, is called with a message's deliveries once they
 	// are durably stored and available, so in-process waiters (long-polling
-	// receiver systems) wake at once instead of at their next poll.
-	Delivered func(ds []Delivery)
+	// receiver systems) wake at once instead of at their next poll. ctx is
+	// the submission's (its values, such as the request id, go with what the
+	// hook does on the request's behalf).
+	Delivered func(ctx context.Context, ds []Delivery)
 }
 
 // Submission is one validated MeMo from an authenticated sender system.
@@ -176,7 +178,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		return Receipt{}, false, err
 	}
 	if in.Delivered != nil && rt.State == MessageActive && len(rt.Deliveries) > 0 {
-		in.Delivered(rt.Deliveries)
+		in.Delivered(ctx, rt.Deliveries)
 	}
 	return r, true, nil
 }

@@ -152,8 +152,8 @@ func (n *Notifier) Enqueue(ctx context.Context, ds []hub.Delivery) error {
 
 // Hook adapts Enqueue to hub.Ingest.Delivered (errors are logged; Reconcile
 // catches what a failed hook missed).
-func (n *Notifier) Hook(ds []hub.Delivery) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (n *Notifier) Hook(ctx context.Context, ds []hub.Delivery) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := n.Enqueue(ctx, ds); err != nil {
 		n.logger().Warn("notify: enqueue", "error", err)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 // Env is what a subcommand may touch of the outside world, so tests run
@@ -16,6 +18,10 @@ type Env struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+
+	// mongoMonitor, when set, observes every command `serve` sends to
+	// MongoDB (the in-process command budget test counts them with it).
+	mongoMonitor *event.CommandMonitor
 }
 
 // command is one subcommand: run gets the arguments after its name and

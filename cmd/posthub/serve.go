@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
+
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/bulk"
@@ -65,7 +67,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	stdout, stderr := env.Stdout, env.Stderr
 	log := newLogger(cfg, stderr)
 
-	store, blobs, err := openBackends(ctx, cfg)
+	store, blobs, err := openBackends(ctx, cfg, env.mongoMonitor)
 	if err != nil {
 		return err
 	}
@@ -104,7 +106,6 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	importer := &hub.ContactImporter{Store: store}
 	fetching := retrieval.New(retrieval.Config{LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, InactiveAfter: cfg.InactiveAfter,
 		ReconcileInterval: cfg.ReconcileInterval, TempDir: spool}, retrieval.Deps{Store: store, Blobs: blobs, Events: events, Log: log})
-	ingest.Delivered = fetching.Delivered
 
 	operatorToken := cfg.OperatorToken
 	if cfg.Demo && operatorToken == "" {
@@ -132,9 +133,9 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		Roles: enforcerRoles{az.enforcer}, Config: viewer.Config{Retention: cfg.MailboxRetention}}
 	notifier := newNotifier(cfg, store, mailboxes, blobs, events, log)
 	retrievalHook := fetching.Delivered
-	ingest.Delivered = func(ds []hub.Delivery) {
+	ingest.Delivered = func(ctx context.Context, ds []hub.Delivery) {
 		retrievalHook(ds)
-		notifier.Hook(ds)
+		notifier.Hook(ctx, ds)
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
 		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal, OIDC: az.oidc,
@@ -351,7 +352,7 @@ func tlsConfig(cfg serveConfig) (*tls.Config, error) {
 }
 
 // openBackends is the one place that chooses storage backends.
-func openBackends(ctx context.Context, cfg serveConfig) (hub.Store, hub.Blobs, error) {
+func openBackends(ctx context.Context, cfg serveConfig, monitor *event.CommandMonitor) (hub.Store, hub.Blobs, error) {
 	var store hub.Store
 	switch cfg.Metadata {
 	case "bolt":
@@ -364,7 +365,7 @@ func openBackends(ctx context.Context, cfg serveConfig) (hub.Store, hub.Blobs, e
 		}
 		store = s
 	case "mongo":
-		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB})
+		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB, Monitor: monitor})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -41,6 +42,9 @@ type Config struct {
 	// Log receives what the store cannot return to a caller (default
 	// slog.Default()).
 	Log *slog.Logger
+	// Monitor, when set, observes every command the store sends (the
+	// command budget tests count them with it; metrics or tracing could).
+	Monitor *event.CommandMonitor
 }
 
 // Store is the hub.Store on MongoDB (or a MongoDB-wire server such as
@@ -96,6 +100,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		SetReadPreference(readpref.Primary()).
 		SetServerSelectionTimeout(cfg.Timeout).
 		SetConnectTimeout(cfg.Timeout)
+	if cfg.Monitor != nil {
+		opts.SetMonitor(cfg.Monitor)
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, translate(err, "connect to MongoDB")

@@ -122,14 +122,25 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	if s.System.Role != SenderSystem {
 		return r, false, Errorf(Forbidden, "only sender systems may send post")
 	}
-	if err := in.maySendFor(ctx, s.System, l.SenderID); err != nil {
-		return r, false, err
-	}
-	if r, ok, err := in.resubmission(ctx, s); ok || err != nil {
-		return r, false, err
-	}
+	// Who may send and where the letter goes are read side by side: on a
+	// replica set each is a round trip the sender waits for.
+	var sendErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sendErr = in.maySendFor(ctx, s.System, l.SenderID)
+	}()
 	rt, err := in.Router.Route(ctx, l, s.Mode, now)
+	<-done
+	if sendErr != nil {
+		return r, false, sendErr
+	}
 	if err != nil {
+		// A resubmission gets its first receipt even if it would not be
+		// routed today.
+		if r, ok, err2 := in.resubmission(ctx, s); ok || err2 != nil {
+			return r, false, err2
+		}
 		return r, false, err // the accept service logs the refusal
 	}
 	m := Message{
@@ -148,6 +159,14 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
 	}
 	if len(rt.Deliveries) > 0 || keep {
+		// A resubmission is recognised by the store, which refuses a taken
+		// UUID (Conflict) before it writes anything visible; only content
+		// bound for the blob store is looked up first, to spare its upload.
+		if s.Size > in.InlineMax {
+			if r, ok, err := in.resubmission(ctx, s); ok || err != nil {
+				return r, false, err
+			}
+		}
 		if err := in.storeContent(ctx, &m, s); err != nil {
 			return Receipt{}, false, err
 		}
@@ -163,17 +182,27 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	evs, counters := in.record(s, m, rt, env, now)
 	if err := in.commit(ctx, m, rt.Deliveries, r, evs, counters); err != nil {
-		if m.ContentKey != "" {
+		if ErrorCode(err) != Conflict {
+			if m.ContentKey != "" {
+				_ = in.Blobs.Delete(ctx, m.ContentKey)
+			}
+			if printKey != "" {
+				_ = in.Blobs.Delete(ctx, printKey)
+			}
+			return Receipt{}, false, err
+		}
+		// The UUID is taken: a resubmission, or a concurrent submission of
+		// it that won. Identical bytes share the content key, so the blob
+		// just written is deleted only when the stored message has another
+		// (a different message, whose own blob has its own key).
+		first, ferr := in.Store.GetMessage(ctx, l.UUID)
+		if m.ContentKey != "" && ferr == nil && first.ContentKey != m.ContentKey {
 			_ = in.Blobs.Delete(ctx, m.ContentKey)
 		}
-		if printKey != "" {
-			_ = in.Blobs.Delete(ctx, printKey)
-		}
-		if ErrorCode(err) == Conflict {
-			// A concurrent submission of the same UUID won the race.
-			if r, ok, err2 := in.resubmission(ctx, s); ok || err2 != nil {
-				return r, false, err2
-			}
+		// The print rendition's key derives from its bytes too; it stays
+		// (the first submission's deliveries may name it).
+		if r, ok, err2 := in.answerResubmission(ctx, s, first, ferr); ok || err2 != nil {
+			return r, false, err2
 		}
 		return Receipt{}, false, err
 	}
@@ -209,6 +238,11 @@ func (in *Ingest) maySendFor(ctx context.Context, sys System, sender string) err
 // get the first receipt; anything else is a Conflict.
 func (in *Ingest) resubmission(ctx context.Context, s Submission) (Receipt, bool, error) {
 	m, err := in.Store.GetMessage(ctx, s.Letter.UUID)
+	return in.answerResubmission(ctx, s, m, err)
+}
+
+// answerResubmission is resubmission given the stored message's lookup.
+func (in *Ingest) answerResubmission(ctx context.Context, s Submission, m Message, err error) (Receipt, bool, error) {
 	if ErrorCode(err) == NotFound {
 		return Receipt{}, false, nil
 	}

@@ -70,21 +70,22 @@ func (o *Outbox) now() time.Time {
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	n := 0
 	for ctx.Err() == nil {
-		d, l, err := o.Store.ClaimNext(ctx, o.Queue, o.Holder, o.Lease, o.now())
+		c, err := o.Store.ClaimNext(ctx, o.Queue, o.Holder, o.Lease, o.now())
 		if ErrorCode(err) == NotFound {
 			return n, nil
 		}
 		if err != nil {
 			return n, err
 		}
+		d, l := c.Delivery, c.Lease
 		if o.MaxAttempts > 0 && l.Attempt > o.MaxAttempts {
 			if err := o.Store.Park(ctx, d.ID, "too many failed attempts"); err != nil {
 				return n, err
 			}
-			o.emit(ctx, d, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
+			o.emit(ctx, d, c.Message, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
 			continue
 		}
-		if err := o.dispatch(ctx, d); err != nil {
+		if err := o.dispatch(ctx, d, c.Message); err != nil {
 			o.logger().Warn("outbox dispatch failed", "queue", o.Queue, "delivery", d.ID, "error", err)
 			_ = o.Store.Release(ctx, l)
 			continue
@@ -101,7 +102,7 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 		if o.Queue == SMSQueue {
 			tag = "NEM_SMS_SENT_SUCCESSFULLY"
 		}
-		o.emit(ctx, d, tag, nil)
+		o.emit(ctx, d, c.Message, tag, nil)
 		n++
 	}
 	return n, ctx.Err()
@@ -114,10 +115,11 @@ func (o *Outbox) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (o *Outbox) dispatch(ctx context.Context, d Delivery) error {
-	m, err := o.Store.GetMessage(ctx, d.MessageUUID)
-	if err != nil {
-		return err
+// dispatch hands the claimed delivery d of message m (UUID "" when the
+// record is gone) to the dispatcher.
+func (o *Outbox) dispatch(ctx context.Context, d Delivery, m Message) error {
+	if m.UUID == "" {
+		return Errorf(NotFound, "message %s not found", d.MessageUUID)
 	}
 	it := OutboxItem{Delivery: d, Message: m}
 	if o.Queue == PrintQueue {
@@ -139,11 +141,10 @@ func (o *Outbox) dispatch(ctx context.Context, d Delivery) error {
 	return o.Dispatcher.Dispatch(ctx, it)
 }
 
-func (o *Outbox) emit(ctx context.Context, d Delivery, tag string, detail map[string]string) {
+func (o *Outbox) emit(ctx context.Context, d Delivery, m Message, tag string, detail map[string]string) {
 	if o.Events == nil {
 		return
 	}
-	m, _ := o.Store.GetMessage(ctx, d.MessageUUID)
 	orgs := []string{}
 	if m.SenderCVR != "" {
 		orgs = append(orgs, m.SenderCVR)

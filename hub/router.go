@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -232,15 +233,43 @@ func MailboxKindOf(o Organisation, postType string) MailboxKind {
 }
 
 func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, error) {
-	o, err := r.Store.GetOrg(ctx, l.RecipientID)
-	if ErrorCode(err) == NotFound || (err == nil && !o.Active) {
+	// What routing may need is read side by side (on a replica set each
+	// read is a round trip the sender waits for): the organisation, its
+	// systems and rules, the contact point the letter names (or, when it
+	// carries codes, the contact points), and the contact register for an
+	// organisation that turns out not to be connected. What the decision
+	// does not use is read in vain.
+	var (
+		o                Organisation
+		systems          []System
+		rules            []RoutingRule
+		cp               ContactPoint
+		points           []ContactPoint
+		contact          Contact
+		oErr, sErr, rErr error
+		cpErr, cErr      error
+		pErr             error
+	)
+	reads := []func(){
+		func() { o, oErr = r.Store.GetOrg(ctx, l.RecipientID) },
+		func() { systems, sErr = r.Store.ListSystems(ctx, l.RecipientID) },
+		func() { rules, rErr = r.Store.ListRoutingRules(ctx, l.RecipientID) },
+		func() { contact, _, cErr = r.lookupContact(ctx, l.RecipientID) },
+	}
+	if l.ContactPoint != "" {
+		reads = append(reads, func() { cp, cpErr = r.Store.GetContactPoint(ctx, l.ContactPoint) })
+	}
+	if hasCodes(l) {
+		reads = append(reads, func() { points, pErr = r.Store.ListContactPoints(ctx, l.RecipientID) })
+	}
+	sideBySide(reads...)
+	if ErrorCode(oErr) == NotFound || (oErr == nil && !o.Active) {
 		// A company or authority not connected to this hub: its post stays
 		// in its CVR mailbox for viewing clients, or is printed when exempt.
-		c, _, cerr := r.lookupContact(ctx, l.RecipientID)
-		if cerr != nil {
-			return Route{}, cerr
+		if cErr != nil {
+			return Route{}, cErr
 		}
-		if c.Status == Exempt {
+		if contact.Status == Exempt {
 			if mode == ModeDigitalOnly {
 				return notDelivered("recipient.exempt", "the recipient is exempt from Digital Post and the sender chose digital delivery only"), nil
 			}
@@ -248,17 +277,16 @@ func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, erro
 		}
 		return Route{Deliveries: []Delivery{{Channel: ChannelMailbox, Queue: MailboxQueue(l.RecipientID, CVRPost), OrgCVR: l.RecipientID}}}, nil
 	}
-	if err != nil {
-		return Route{}, err
+	if oErr != nil {
+		return Route{}, oErr
 	}
 	kind := MailboxKindOf(o, l.PostType)
 	inMailbox := Route{Deliveries: []Delivery{{Channel: ChannelMailbox, Queue: MailboxQueue(o.CVR, kind), OrgCVR: o.CVR}}}
 	if o.Setup == SetupMailboxOnly {
 		return inMailbox, nil
 	}
-	systems, err := r.Store.ListSystems(ctx, o.CVR)
-	if err != nil {
-		return Route{}, err
+	if sErr != nil {
+		return Route{}, sErr
 	}
 	active := map[string]System{}
 	var def, cvrSys *System
@@ -285,14 +313,13 @@ func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, erro
 		return inMailbox, nil
 	}
 	if l.ContactPoint != "" {
-		cp, err := r.Store.GetContactPoint(ctx, l.ContactPoint)
-		if ErrorCode(err) == NotFound || (err == nil && (cp.OrgCVR != o.CVR || !cp.Active)) {
+		if err := cpErr; ErrorCode(err) == NotFound || (err == nil && (cp.OrgCVR != o.CVR || !cp.Active)) {
 			return Route{}, &Error{Code: Invalid, Message: "the recipient has no such active contact point",
 				Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/Recipient/ContactPoint/contactPointID",
 					Code: "contact.point.not.found", Message: "no active contact point with this id at the recipient", RejectedValue: l.ContactPoint}}}
 		}
-		if err != nil {
-			return Route{}, err
+		if cpErr != nil {
+			return Route{}, cpErr
 		}
 		if cp.SizeThresholdMB > 0 && float64(l.Size) > cp.SizeThresholdMB*1024*1024 {
 			return Route{}, &Error{Code: Invalid, Message: "the message is larger than the contact point accepts",
@@ -309,17 +336,15 @@ func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, erro
 		}
 	}
 	if o.Setup == SetupContactable && hasCodes(l) {
-		points, err := r.Store.ListContactPoints(ctx, o.CVR)
-		if err != nil {
-			return Route{}, err
+		if pErr != nil {
+			return Route{}, pErr
 		}
 		if cp := pointByCodes(points, l, active); cp != nil {
 			return toSystem(active[cp.SystemID]), nil
 		}
 	}
-	rules, err := r.Store.ListRoutingRules(ctx, o.CVR)
-	if err != nil {
-		return Route{}, err
+	if rErr != nil {
+		return Route{}, rErr
 	}
 	for _, rule := range rules {
 		if s, ok := active[rule.SystemID]; ok && ruleMatches(rule, l) {
@@ -330,6 +355,20 @@ func (r *Router) routeOrg(ctx context.Context, l Letter, mode Mode) (Route, erro
 		return toSystem(*def), nil
 	}
 	return inMailbox, nil
+}
+
+// sideBySide runs fns concurrently and waits for all of them.
+func sideBySide(fns ...func()) {
+	var wg sync.WaitGroup
+	for _, fn := range fns[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
+	fns[0]()
+	wg.Wait()
 }
 
 func ruleMatches(rule RoutingRule, l Letter) bool {

@@ -168,6 +168,10 @@ type Messages interface {
 	PutMessageWith(ctx context.Context, m Message, ds []Delivery, r Receipt, evs []Event, cs []Counter) error
 	// GetMessage returns NotFound when absent.
 	GetMessage(ctx context.Context, uuid string) (Message, error)
+	// GetMessages returns the messages of uuids that exist, by UUID,
+	// without their Content (listings have no use for it; GetMessage has
+	// it): one read for a page of a mailbox instead of one per letter.
+	GetMessages(ctx context.Context, uuids []string) (map[string]Message, error)
 	// SetMessageState changes a message's state (recall, release of a
 	// held message). NotFound.
 	SetMessageState(ctx context.Context, uuid string, st MessageState) error
@@ -210,9 +214,11 @@ type Queues interface {
 	// one of any number of concurrent callers (on any number of instances)
 	// wins a given delivery at a time.
 	Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (Lease, error)
-	// ClaimNext leases the first available delivery of a queue (Seq order).
-	// Returns NotFound when nothing is available.
-	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (Delivery, Lease, error)
+	// ClaimNext leases the first available delivery of a queue (Seq order)
+	// and returns it with its lease and its message, which the caller is
+	// about to read anyway (a store may read it beside the lease). Returns
+	// NotFound when nothing is available.
+	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (Claimed, error)
 	// Release gives a lease back early (failed processing) so the delivery is
 	// immediately available again. A stale lease is not an error.
 	Release(ctx context.Context, l Lease) error
@@ -226,16 +232,44 @@ type Queues interface {
 	Park(ctx context.Context, deliveryID, reason string) error
 	// Unpark makes a parked delivery available again with its attempts reset.
 	Unpark(ctx context.Context, deliveryID string) error
-	// AckWith is Ack that also records what the acknowledgement causes: r
-	// (when not nil) stored as by PutReceipt, evs appended as by
-	// AppendEvents. An ack of a delivery that is gone is AlreadyAcked and
-	// writes nothing (the first ack wrote them). Invalid for an event
-	// without ID. A backend with transactions does it in one durable step;
-	// one without writes the receipt and events first and the ack last, so
-	// callers give them IDs derived from the delivery: a crash before the
-	// ack repeats them on the retried ack, replacing rather than doubling.
-	AckWith(ctx context.Context, deliveryID string, now time.Time, r *Receipt, evs []Event) (AckResult, error)
+	// AckWith is Ack that also records what the acknowledgement causes:
+	// record is called once with the delivery, its message and the sender's
+	// receipt (what the store read for the ack, in one step where it can:
+	// messageUUID, the delivery's message, lets it read the message beside
+	// the delivery) and returns a receipt to store as by PutReceipt (nil:
+	// none) and events to append as by AppendEvents. An ack of a delivery
+	// that is gone is AlreadyAcked and writes nothing (the first ack wrote
+	// it); record is then not called, or, when another ack won a race
+	// after the delivery was read, called in vain. Invalid for an event without ID. A
+	// backend with transactions does it in one durable step; one without
+	// makes the ack and what it records durable together first and applies
+	// the rest after it, finishing on a retried ack or in Repair after a
+	// crash, so callers give receipts and events IDs derived from the
+	// delivery: applying them twice replaces rather than doubles them.
+	AckWith(ctx context.Context, deliveryID, messageUUID string, now time.Time, record AckRecord) (AckResult, error)
 }
+
+// Claimed is a delivery ClaimNext leased, with its lease and its message
+// (whose UUID is "" when the message record is gone).
+type Claimed struct {
+	Delivery Delivery
+	Lease    Lease
+	Message  Message
+}
+
+// AckView is what an acknowledgement may depend on.
+type AckView struct {
+	Delivery Delivery
+	// Message is the delivery's message; nil when its record is gone.
+	Message *Message
+	// SenderReceipt is the newest receipt of the message's sender system
+	// for it (as ReceiptFor); nil when there is none.
+	SenderReceipt *Receipt
+}
+
+// AckRecord says what an acknowledgement records: the receipt to store
+// (nil: none) and the events to append. An error aborts the ack.
+type AckRecord func(AckView) (*Receipt, []Event, error)
 
 // AckResult reports what an acknowledgement did.
 type AckResult struct {

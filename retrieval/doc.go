@@ -27,10 +27,11 @@
 //     blob store (a blob left behind by a crash in between is an orphan for
 //     the sweeper, never a visible message). The sender's receipt becomes
 //     COMPLETED and the event MEMO_SEND_FETCHED_BY_RECIPIENT_SYSTEM is
-//     logged. Where the store offers hub.AckCommitter (bolt) receipt, event
-//     and ack are one transaction; elsewhere (MongoDB) receipt and event are
-//     written before the ack with ids derived from the delivery. Either way
-//     a retried ack neither loses nor duplicates them.
+//     logged: Store.AckWith reads the delivery, its message and the
+//     sender's receipt and records both with the ack, in one transaction
+//     (bolt) or in the ack's one durable write, applied after it (MongoDB),
+//     with ids derived from the delivery. Either way a retried ack neither
+//     loses nor duplicates them.
 //   - Idempotent ack. Acknowledging a message that is already gone answers
 //     success as long as the message was addressed to the caller's
 //     organisation and no other queue holds it.

@@ -121,11 +121,11 @@ type Store interface {
 	AddDeliveries(ctx context.Context, ds []hub.Delivery) error
 	ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error)
 	CountQueue(ctx context.Context, queue string) (int64, error)
-	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error)
+	ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Claimed, error)
 	Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error)
 	Release(ctx context.Context, l hub.Lease) error
 	Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error)
-	AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error)
+	AckWith(ctx context.Context, deliveryID, messageUUID string, now time.Time, record hub.AckRecord) (hub.AckResult, error)
 	Park(ctx context.Context, deliveryID, reason string) error
 	Unpark(ctx context.Context, deliveryID string) error
 	PutReceipt(ctx context.Context, r hub.Receipt) error
@@ -291,7 +291,7 @@ func (s *Service) Fetch(ctx context.Context, sys hub.System, messageUUID string)
 		return nil, err
 	}
 	d.Attempts = l.Attempt
-	return s.open(ctx, sys, d, l)
+	return s.open(ctx, sys, d, l, nil)
 }
 
 func conflict(code, msg, id string) error {
@@ -314,9 +314,9 @@ func (s *Service) Next(ctx context.Context, sys hub.System, wait time.Duration) 
 	q := queueOf(sys)
 	for {
 		woken := s.waiters.wait(q) // before looking, so no wake-up is missed
-		d, l, err := s.store.ClaimNext(ctx, q, holder(sys), s.cfg.LeaseTTL, s.clock())
+		c, err := s.store.ClaimNext(ctx, q, holder(sys), s.cfg.LeaseTTL, s.clock())
 		if err == nil {
-			f, err := s.open(ctx, sys, d, l)
+			f, err := s.open(ctx, sys, c.Delivery, c.Lease, &c.Message)
 			if hub.Is(err, hub.Conflict) {
 				continue // parked on the way; look for the next one
 			}
@@ -345,15 +345,26 @@ func (s *Service) Next(ctx context.Context, sys hub.System, wait time.Duration) 
 // not help, so it is parked at once.
 var errConversion = errors.New("conversion failed")
 
-// open checks the attempt budget and opens the content of a leased delivery.
-func (s *Service) open(ctx context.Context, sys hub.System, d hub.Delivery, l hub.Lease) (*Fetched, error) {
+// open checks the attempt budget and opens the content of a leased
+// delivery. claimed is its message when the lease came with it
+// (ClaimNext; UUID "" when the record is gone), nil to read it.
+func (s *Service) open(ctx context.Context, sys hub.System, d hub.Delivery, l hub.Lease, claimed *hub.Message) (*Fetched, error) {
 	if l.Attempt > s.cfg.MaxAttempts {
-		if err := s.park(ctx, d, fmt.Sprintf("not acknowledged after %d attempts", l.Attempt-1), nil); err != nil {
+		if err := s.park(ctx, d, fmt.Sprintf("not acknowledged after %d attempts", l.Attempt-1), claimed); err != nil {
 			return nil, err
 		}
 		return nil, parkedErr(d.MessageUUID)
 	}
-	m, err := s.store.GetMessage(ctx, d.MessageUUID)
+	var m hub.Message
+	var err error
+	switch {
+	case claimed == nil:
+		m, err = s.store.GetMessage(ctx, d.MessageUUID)
+	case claimed.UUID == "":
+		err = hub.Errorf(hub.NotFound, "message %s not found", d.MessageUUID)
+	default:
+		m = *claimed
+	}
 	if hub.Is(err, hub.NotFound) {
 		if err := s.park(ctx, d, "the message record is missing", nil); err != nil {
 			return nil, err
@@ -436,35 +447,27 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 		return AckResult{}, err
 	}
 	id := deliveryOf(sys, messageUUID)
-	d, err := s.store.GetDelivery(ctx, id)
-	if hub.Is(err, hub.NotFound) {
-		return AckResult{AlreadyAcked: true}, s.ackedBefore(ctx, sys, messageUUID)
-	}
-	if err != nil {
-		return AckResult{}, err
-	}
 	now := s.clock()
-	m, err := s.store.GetMessage(ctx, d.MessageUUID)
-	if err != nil && !hub.Is(err, hub.NotFound) {
-		return AckResult{}, err
-	}
-	found := err == nil
 	// Receipt, fetch event and ack in the store's one step (or, without
-	// transactions, in the order that loses nothing: the ids derive from the
-	// delivery, so a retried ack repeats them harmlessly).
-	var r *hub.Receipt
-	var evs []hub.Event
-	if found {
-		if r, err = s.senderReceiptUpdate(ctx, m, d.ID, hub.ReceiptCompleted, "", "", now); err != nil {
-			return AckResult{}, err
+	// transactions, made durable with the ack and applied after it: the ids
+	// derive from the delivery, so applying them again replaces them). The
+	// store reads the delivery, the message and its receipt for it at once.
+	res, err := s.store.AckWith(ctx, id, messageUUID, now, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+		if v.Message == nil {
+			return nil, nil, nil
 		}
+		r := completedReceipt(*v.Message, v.SenderReceipt, v.Delivery.ID, hub.ReceiptCompleted, "", "", now)
+		var evs []hub.Event
 		if s.events != nil {
-			evs = []hub.Event{s.fetchedEvent(sys, m, "retrieval:fetched:"+d.ID, now)}
+			evs = []hub.Event{s.fetchedEvent(sys, *v.Message, "retrieval:fetched:"+v.Delivery.ID, now)}
 		}
-	}
-	res, err := s.store.AckWith(ctx, id, now, r, evs)
+		return r, evs, nil
+	})
 	if err != nil {
 		return AckResult{}, err
+	}
+	if res.AlreadyAcked {
+		return AckResult{AlreadyAcked: true}, s.ackedBefore(ctx, sys, messageUUID)
 	}
 	if res.Unreferenced && res.ContentKey != "" {
 		if err := s.blobs.Delete(ctx, res.ContentKey); err != nil {
@@ -527,15 +530,34 @@ func (s *Service) senderReceiptUpdate(ctx context.Context, m hub.Message, key st
 	r, err := s.store.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
 	switch {
 	case hub.Is(err, hub.NotFound):
-		r = hub.Receipt{TransmissionID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String(),
-			SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
+		return completedReceipt(m, nil, key, st, code, msg, now), nil
 	case err != nil:
 		return nil, err
-	case r.Status == st && r.ErrorCode == code:
-		return nil, nil
+	}
+	return completedReceipt(m, &r, key, st, code, msg, now), nil
+}
+
+// completedReceipt is the sender's receipt for m (current: its receipt as
+// stored, nil when it has none) set to status st, or nil when it has that
+// status already or m has no sender system. A sender that consumed its
+// receipt gets a new one, with an id derived from key so that repeats
+// replace it.
+func completedReceipt(m hub.Message, current *hub.Receipt, key string, st hub.ReceiptStatus, code, msg string, now time.Time) *hub.Receipt {
+	if m.SenderSystemID == "" {
+		return nil
+	}
+	var r hub.Receipt
+	switch {
+	case current == nil:
+		r = hub.Receipt{TransmissionID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String(),
+			SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
+	case current.Status == st && current.ErrorCode == code:
+		return nil
+	default:
+		r = *current
 	}
 	r.Status, r.ErrorCode, r.ErrorMessage, r.Time = st, code, msg, now
-	return &r, nil
+	return &r
 }
 
 // BusinessReceipt is a receiver system's answer about one message, as

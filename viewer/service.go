@@ -26,10 +26,12 @@ package viewer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/posthub/posthub/hub"
@@ -68,6 +70,7 @@ type Config struct {
 // Store is what the viewer reads of the hub's messages and deliveries (hub.Store has it).
 type Store interface {
 	GetMessage(ctx context.Context, uuid string) (hub.Message, error)
+	GetMessages(ctx context.Context, uuids []string) (map[string]hub.Message, error)
 	GetDelivery(ctx context.Context, id string) (hub.Delivery, error)
 	GetOrg(ctx context.Context, cvr string) (hub.Organisation, error)
 	ListQueue(ctx context.Context, queue string, afterSeq int64, limit int, onlyAvailable bool, now time.Time) ([]hub.Delivery, error)
@@ -97,6 +100,70 @@ type Service struct {
 	Config    Config
 	Log       *slog.Logger
 	Now       func() time.Time
+
+	names senderNames
+}
+
+// senderNames keeps the names of the organisations letters come from, for
+// listings (a page of a mailbox shows each sender's name, and its letters
+// come from a few senders): a listing reads the names it lacks side by side
+// and none it read in the last nameTTL. A renamed organisation shows its
+// new name within nameTTL.
+type senderNames struct {
+	mu sync.Mutex
+	m  map[string]senderName
+}
+
+type senderName struct {
+	name string
+	at   time.Time
+}
+
+const (
+	nameTTL      = time.Minute
+	maxNames     = 10_000
+	listingBatch = 200
+)
+
+// of returns the names of the organisations cvrs.
+func (n *senderNames) of(ctx context.Context, store Store, cvrs []string) map[string]string {
+	out := make(map[string]string, len(cvrs))
+	var missing []string
+	n.mu.Lock()
+	for _, c := range cvrs {
+		if e, ok := n.m[c]; ok && time.Since(e.at) < nameTTL {
+			out[c] = e.name
+		} else {
+			missing = append(missing, c)
+		}
+	}
+	n.mu.Unlock()
+	if len(missing) == 0 {
+		return out
+	}
+	got := make([]string, len(missing))
+	var wg sync.WaitGroup
+	for i, c := range missing {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if o, err := store.GetOrg(ctx, c); err == nil {
+				got[i] = o.Name
+			}
+		}()
+	}
+	wg.Wait()
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil || len(n.m) >= maxNames {
+		n.m = map[string]senderName{}
+	}
+	for i, c := range missing {
+		out[c] = got[i]
+		n.m[c] = senderName{got[i], now}
+	}
+	return out
 }
 
 func (s *Service) now() time.Time {
@@ -240,18 +307,17 @@ func (s *Service) List(ctx context.Context, b Mailbox, q Query) (Page, error) {
 		q.Folder = hub.FolderInbox
 	}
 	now := s.now()
-	names := map[string]string{}
 	var page Page
 	after := q.After
 	for {
-		ds, err := s.Store.ListQueue(ctx, b.Queue(), after, 200, false, now)
+		ds, err := s.Store.ListQueue(ctx, b.Queue(), after, listingBatch, false, now)
 		if err != nil {
 			return Page{}, err
 		}
 		if len(ds) == 0 {
 			return page, nil
 		}
-		letters, err := s.join(ctx, ds, now, names)
+		letters, err := s.join(ctx, ds, now)
 		if err != nil {
 			return Page{}, err
 		}
@@ -264,6 +330,9 @@ func (s *Service) List(ctx context.Context, b Mailbox, q Query) (Page, error) {
 				return page, nil
 			}
 			page.Letters = append(page.Letters, l)
+		}
+		if len(ds) < listingBatch {
+			return page, nil // the mailbox ends here
 		}
 		after = ds[len(ds)-1].Seq
 	}
@@ -286,48 +355,64 @@ func (q Query) match(l Letter) bool {
 		(!q.UnreadOnly || !l.Read)
 }
 
-// join turns visible deliveries into letters with their state.
-func (s *Service) join(ctx context.Context, ds []hub.Delivery, now time.Time, names map[string]string) ([]Letter, error) {
+// join turns visible deliveries into letters with their state: the
+// viewer's state of the letters and their messages are read side by side
+// (one round trip for a page), then the senders' names that are not at
+// hand.
+func (s *Service) join(ctx context.Context, ds []hub.Delivery, now time.Time) ([]Letter, error) {
+	var shown []hub.Delivery
 	ids := make([]string, 0, len(ds))
-	for _, d := range ds {
-		ids = append(ids, d.ID)
-	}
-	items, err := s.Mailboxes.MailboxItems(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	var out []Letter
+	uuids := make([]string, 0, len(ds))
 	for _, d := range ds {
 		if d.AvailableAt.After(now) {
 			continue // held until doNotDeliverUntilDate
 		}
-		m, err := s.Store.GetMessage(ctx, d.MessageUUID)
-		if hub.ErrorCode(err) == hub.NotFound {
+		shown = append(shown, d)
+		ids = append(ids, d.ID)
+		uuids = append(uuids, d.MessageUUID)
+	}
+	if len(shown) == 0 {
+		return nil, nil
+	}
+	var (
+		items      map[string]hub.MailboxItem
+		msgs       map[string]hub.Message
+		ierr, merr error
+		wg         sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		items, ierr = s.Mailboxes.MailboxItems(ctx, ids)
+	}()
+	msgs, merr = s.Store.GetMessages(ctx, uuids)
+	wg.Wait()
+	if err := errors.Join(ierr, merr); err != nil {
+		return nil, err
+	}
+	var senders []string
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if !seen[m.SenderCVR] {
+			seen[m.SenderCVR] = true
+			senders = append(senders, m.SenderCVR)
+		}
+	}
+	names := s.names.of(ctx, s.Store, senders)
+	var out []Letter
+	for _, d := range shown {
+		m, ok := msgs[d.MessageUUID]
+		if !ok || m.State == hub.MessageRecalled {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		if m.State == hub.MessageRecalled {
-			continue
-		}
-		out = append(out, s.letter(ctx, d, m, items[d.ID], names))
+		out = append(out, letter(d, m, items[d.ID], names[m.SenderCVR]))
 	}
 	return out, nil
 }
 
-func (s *Service) letter(ctx context.Context, d hub.Delivery, m hub.Message, it hub.MailboxItem, names map[string]string) Letter {
+func letter(d hub.Delivery, m hub.Message, it hub.MailboxItem, name string) Letter {
 	if it.Folder == "" {
 		it = hub.MailboxItem{DeliveryID: d.ID, MessageUUID: m.UUID, Queue: d.Queue, Folder: hub.FolderInbox}
-	}
-	name, ok := names[m.SenderCVR]
-	if !ok {
-		if o, err := s.Store.GetOrg(ctx, m.SenderCVR); err == nil {
-			name = o.Name
-		}
-		if names != nil {
-			names[m.SenderCVR] = name
-		}
 	}
 	l := Letter{MessageUUID: m.UUID, MessageID: m.MessageID, Label: m.Label, SenderCVR: m.SenderCVR, SenderName: name,
 		Received: m.Received, Size: m.Size, Folder: it.Folder, Read: it.Read, Seq: d.Seq, deliveryID: d.ID, item: it}
@@ -351,7 +436,7 @@ func (s *Service) Get(ctx context.Context, b Mailbox, uuid string) (Letter, erro
 		}
 		return Letter{}, err
 	}
-	ls, err := s.join(ctx, []hub.Delivery{d}, s.now(), nil)
+	ls, err := s.join(ctx, []hub.Delivery{d}, s.now())
 	if err != nil {
 		return Letter{}, err
 	}

@@ -26,6 +26,7 @@ type serveConfig struct {
 	Blobs            string // fs or s3
 	MongoURI         string
 	MongoDB          string
+	AuthCacheTTL     time.Duration
 	S3Endpoint       string
 	S3AccessKey      string
 	S3SecretKey      string
@@ -106,6 +107,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Blobs, "blobs", "fs", "content store: fs (files under the data directory) or s3")
 	fs.StringVar(&c.MongoURI, "mongo-uri", "", "MongoDB connection string (metadata=mongo)")
 	fs.StringVar(&c.MongoDB, "mongo-db", "posthub", "MongoDB database name")
+	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 2*time.Second, "metadata=mongo: how long a system's API token and a viewing client's assertion keys are answered from this instance's memory; a token revoked through another instance still works here for at most this long (0: ask MongoDB every time)")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port (blobs=s3)")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
 	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/roundtrip"
 	"github.com/posthub/posthub/internal/testservers"
 	"github.com/posthub/posthub/memo"
@@ -59,7 +60,16 @@ func tableRow(t *testing.T, op string, c roundtrip.Counts, per int) {
 // 1,000 letters/s per instance possible (storage/mongo's package doc).
 func TestMongoCommandBudget(t *testing.T) {
 	uri := testservers.FerretDB(t)
-	rec := roundtrip.NewRecorder(api.RequestID, 3*time.Millisecond)
+	// Commands of work a request left running once answered (the
+	// notification hook) are filed apart: they add to its commands, not to
+	// its critical path.
+	byRequest := func(ctx context.Context) string {
+		if id := api.RequestID(ctx); id != "" && hub.IsAfterAnswer(ctx) {
+			return id + " (after answer)"
+		}
+		return api.RequestID(ctx)
+	}
+	rec := roundtrip.NewRecorder(byRequest, 3*time.Millisecond)
 	h := startMongoHub(t, rec, uri, testservers.DatabaseName(t))
 
 	// A sender organisation, an authority with a default receiver system,
@@ -101,8 +111,9 @@ func TestMongoCommandBudget(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
 		}
-		rec.Settle(id, 300*time.Millisecond, 10*time.Second)
-		return response{status: resp.StatusCode, body: b, header: resp.Header}, rec.Take(id)
+		after := id + " (after answer)"
+		rec.Settle(after, 300*time.Millisecond, 10*time.Second)
+		return response{status: resp.StatusCode, body: b, header: resp.Header}, rec.Take(id).After(rec.Take(after))
 	}
 	xml := map[string]string{"Content-Type": "application/xml"}
 	citizenLetter := func(label string) (string, []byte) {
@@ -203,7 +214,7 @@ func startMongoHub(t *testing.T, rec *roundtrip.Recorder, uri, db string) *testH
 	h := &testHub{t: t, data: t.TempDir(), operator: testOperatorToken, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
 	args := []string{"-addr", "127.0.0.1:0", "-data", h.data, "-operator-token", testOperatorToken, "-log-level", "warn",
-		"-metadata", "mongo", "-mongo-uri", uri, "-mongo-db", db}
+		"-metadata", "mongo", "-mongo-uri", uri, "-mongo-db", db, "-auth-cache-ttl", "1m"}
 	env := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" },
 		mongoMonitor: rec.Monitor()}
 	go func() { h.done <- serve(ctx, env, args, func(a string) { ready <- a }) }()

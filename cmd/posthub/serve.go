@@ -135,7 +135,10 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	retrievalHook := fetching.Delivered
 	ingest.Delivered = func(ctx context.Context, ds []hub.Delivery) {
 		retrievalHook(ds)
-		notifier.Hook(ctx, ds)
+		// The sender's answer does not wait for the notification (its
+		// reads and insert are round trips on a replica set); Reconcile
+		// catches what a hook cut short missed.
+		go notifier.Hook(hub.AfterAnswer(ctx), ds)
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
 		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal, OIDC: az.oidc,
@@ -365,7 +368,8 @@ func openBackends(ctx context.Context, cfg serveConfig, monitor *event.CommandMo
 		}
 		store = s
 	case "mongo":
-		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB, Monitor: monitor})
+		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB, Monitor: monitor,
+			AuthCacheTTL: cfg.AuthCacheTTL})
 		if err != nil {
 			return nil, nil, err
 		}

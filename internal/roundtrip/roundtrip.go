@@ -59,6 +59,19 @@ func (c Counts) Add(o Counts) Counts {
 		SerialWrites: c.SerialWrites + o.SerialWrites, Trace: append(tr, o.Trace...)}
 }
 
+// After is the counts of an operation plus those of work it left running
+// once it had returned (o): that work adds to the commands and writes, not
+// to the critical path.
+func (c Counts) After(o Counts) Counts {
+	if o.Total == 0 {
+		return c
+	}
+	c.Total += o.Total
+	c.Writes += o.Writes
+	c.Trace = append(append(append([]string(nil), c.Trace...), "»"), o.Trace...)
+	return c
+}
+
 type opKey struct{}
 
 // WithOp files the commands issued with ctx (and contexts derived from it)

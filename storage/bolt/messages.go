@@ -282,6 +282,41 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 	return m, err
 }
 
+// GetMessages returns the messages of uuids that exist, without content.
+func (s *Store) GetMessages(ctx context.Context, uuids []string) (map[string]hub.Message, error) {
+	out := make(map[string]hub.Message, len(uuids))
+	var rest []string
+	for _, u := range uuids {
+		if s.alog != nil {
+			lm, ok, err := s.alog.message(ctx, u)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				lm.Content = nil
+				out[u] = lm
+				continue
+			}
+		}
+		rest = append(rest, u)
+	}
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
+		for _, u := range rest {
+			r, ok, err := getMessage(tx, u)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m := r.Message
+				m.ContentKey, m.Content = r.ContentKey, nil
+				out[u] = m
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (s *Store) SetMessageState(ctx context.Context, uuid string, st hub.MessageState) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		r, ok, err := getMessage(tx, uuid)
@@ -580,7 +615,7 @@ func (s *Store) stillThere(ctx context.Context, deliveryID string) error {
 	return err
 }
 
-func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error) {
+func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Claimed, error) {
 	var afterSeq int64
 	for {
 		var (
@@ -603,17 +638,22 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 			})
 		})
 		if err != nil {
-			return hub.Delivery{}, hub.Lease{}, err
+			return hub.Claimed{}, err
 		}
 		if !found {
-			return hub.Delivery{}, hub.Lease{}, hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
+			return hub.Claimed{}, hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
 		}
 		switch err := s.stillThere(ctx, got.ID); {
 		case err == nil:
-			return got, l, nil
+			m, err := s.GetMessage(ctx, got.MessageUUID)
+			if err != nil && !hub.Is(err, hub.NotFound) {
+				s.leases.release(l)
+				return hub.Claimed{}, err
+			}
+			return hub.Claimed{Delivery: got, Lease: l, Message: m}, nil
 		case !hub.Is(err, hub.NotFound):
 			s.leases.release(l)
-			return hub.Delivery{}, hub.Lease{}, err
+			return hub.Claimed{}, err
 		}
 		// Acknowledged since the scan read it: take the next one.
 	}
@@ -628,17 +668,14 @@ func (s *Store) Release(ctx context.Context, l hub.Lease) error {
 }
 
 func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
-	return s.AckWith(ctx, deliveryID, now, nil, nil)
+	return s.AckWith(ctx, deliveryID, "", now, nil)
 }
 
 // AckWith is Ack that also stores the sender's receipt and appends events
 // in the same transaction (one transaction). When the acknowledged
 // delivery was the message's last reference, inline content is deleted
 // with it; the message record stays (idempotent resubmission needs it).
-func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error) {
-	if err := checkEvents(evs); err != nil {
-		return hub.AckResult{}, err
-	}
+func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time, record hub.AckRecord) (hub.AckResult, error) {
 	var res hub.AckResult
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		res = hub.AckResult{}
@@ -650,13 +687,41 @@ func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r
 		if err != nil {
 			return err
 		}
-		if r != nil {
-			if err := putReceipt(tx, *r); err != nil {
+		m, ok, err := getMessage(tx, d.MessageUUID)
+		if err != nil {
+			return err
+		}
+		if record != nil {
+			v := hub.AckView{Delivery: d}
+			if ok {
+				msg := m.Message
+				msg.ContentKey = m.ContentKey
+				v.Message = &msg
+				if tid := tx.Bucket(bMessages).Get(receiptIndexKey(msg.UUID, msg.SenderSystemID)); tid != nil && !strings.ContainsRune(msg.UUID, 0) {
+					sr, found, err := getReceipt(tx, msg.SenderSystemID, string(tid))
+					if err != nil {
+						return err
+					}
+					if found {
+						v.SenderReceipt = &sr
+					}
+				}
+			}
+			r, evs, err := record(v)
+			if err != nil {
 				return err
 			}
-		}
-		if err := appendEvents(tx, evs); err != nil {
-			return err
+			if err := checkEvents(evs); err != nil {
+				return err
+			}
+			if r != nil {
+				if err := putReceipt(tx, *r); err != nil {
+					return err
+				}
+			}
+			if err := appendEvents(tx, evs); err != nil {
+				return err
+			}
 		}
 		if err := removeDelivery(tx, d); err != nil {
 			return err
@@ -666,10 +731,6 @@ func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r
 			remaining = true
 			return false, nil
 		}); err != nil || remaining {
-			return err
-		}
-		m, ok, err := getMessage(tx, d.MessageUUID)
-		if err != nil {
 			return err
 		}
 		if ok && m.ArchiveUntil.After(now) {

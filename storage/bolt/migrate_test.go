@@ -168,7 +168,7 @@ func TestLeasesEndWithTheProcessAndEpochsGrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0); hub.ErrorCode(err) != hub.NotFound {
+	if _, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0); hub.ErrorCode(err) != hub.NotFound {
 		t.Fatalf("ClaimNext while leased: %v, want NotFound", err)
 	}
 	if err := s.Close(); err != nil {
@@ -180,7 +180,8 @@ func TestLeasesEndWithTheProcessAndEpochsGrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, l, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0)
+	c, err := s.ClaimNext(ctx, "system/a", "p2", time.Hour, t0)
+	got, l := c.Delivery, c.Lease
 	if err != nil || got.ID != d.ID {
 		t.Fatalf("ClaimNext after reopening: %+v, %v", got, err)
 	}

@@ -35,27 +35,40 @@ type sealedDoc struct {
 }
 
 func (s *Store) AppendEvents(ctx context.Context, evs []hub.Event) error {
+	if err := s.insertPending(ctx, evs); err != nil || len(evs) == 0 {
+		return err
+	}
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	// An ID sealed before our insert must not be pending again. The sealer
+	// inserts the sealed entry before it deletes the pending one, so
+	// checking after our insert catches every interleaving.
+	return s.dropSealedPending(ctx, ids)
+}
+
+// insertPending inserts events as pending entries; an ID that is pending
+// already is skipped. (PendingEvents never returns an event whose ID is
+// sealed, so a pending copy of a sealed event is only clutter, which
+// AppendEvents removes at once and PendingEvents and Repair later.)
+func (s *Store) insertPending(ctx context.Context, evs []hub.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
 	docs := make([]any, len(evs))
-	ids := make([]string, len(evs))
 	for i, ev := range evs {
 		if ev.ID == "" {
 			return hub.Errorf(hub.Invalid, "event without ID")
 		}
 		ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
 		docs[i] = pendingDoc{ID: ev.ID, T: ev.Time, Ins: s.nextSeq(), X: ev}
-		ids[i] = ev.ID
 	}
 	_, err := s.pending.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err != nil && !onlyDups(err) {
 		return translate(err, "append events")
 	}
-	// An ID sealed before our insert must not be pending again. The sealer
-	// inserts the sealed entry before it deletes the pending one, so
-	// checking after our insert catches every interleaving.
-	return s.dropSealedPending(ctx, ids)
+	return nil
 }
 
 // dropSealedPending deletes the pending events among ids that are sealed.

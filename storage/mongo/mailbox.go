@@ -260,6 +260,7 @@ func (s *Store) SetCursor(ctx context.Context, name string, v uint64) error {
 // PutAssertionKey implements hub.MailboxStore: the insert under the
 // unique (sys, kid) index has exactly one winner.
 func (s *Store) PutAssertionKey(ctx context.Context, k hub.AssertionKey) error {
+	defer s.auth.forget()
 	_, err := s.assertKeys.InsertOne(ctx, assertKeyDoc{Sys: k.SystemID, Kid: k.KeyID, X: k})
 	if isDup(err) {
 		return hub.Wrap(hub.Conflict, err, "system %s already has key %q", k.SystemID, k.KeyID)
@@ -267,8 +268,15 @@ func (s *Store) PutAssertionKey(ctx context.Context, k hub.AssertionKey) error {
 	return translate(err, "write assertion key %s/%s", k.SystemID, k.KeyID)
 }
 
-// AssertionKeys implements hub.MailboxStore.
+// AssertionKeys implements hub.MailboxStore. It answers from the auth
+// cache while its entry is younger than Config.AuthCacheTTL (authcache.go
+// says what that bounds).
 func (s *Store) AssertionKeys(ctx context.Context, systemID string) ([]hub.AssertionKey, error) {
+	ks, gen, ok := s.auth.assertionKeys(systemID)
+	if ok {
+		return append([]hub.AssertionKey(nil), ks...), nil
+	}
+	at := time.Now()
 	docs, err := findAll[assertKeyDoc](ctx, s.assertKeys, bson.M{"sys": systemID}, options.Find().SetSort(sortBy("kid")))
 	if err != nil {
 		return nil, err
@@ -277,11 +285,13 @@ func (s *Store) AssertionKeys(ctx context.Context, systemID string) ([]hub.Asser
 	for i, d := range docs {
 		out[i] = d.X
 	}
+	s.auth.putAssertionKeys(systemID, append([]hub.AssertionKey(nil), out...), gen, at)
 	return out, nil
 }
 
 // DeleteAssertionKey implements hub.MailboxStore.
 func (s *Store) DeleteAssertionKey(ctx context.Context, systemID, keyID string) error {
+	defer s.auth.forget()
 	res, err := s.assertKeys.DeleteOne(ctx, bson.M{"sys": systemID, "kid": keyID})
 	if err != nil {
 		return translate(err, "delete assertion key %s/%s", systemID, keyID)

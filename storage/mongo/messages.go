@@ -2,8 +2,7 @@ package mongo
 
 import (
 	"context"
-	"errors"
-	"sync"
+	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -99,136 +98,203 @@ func delPending(d delDoc) (bool, string, string)   { return d.P, d.Msg, d.Tx }
 func rcptPending(r rcptDoc) (bool, string, string) { return r.P, r.Msg, r.Tx }
 
 // PutMessage makes the message, its deliveries and receipt visible at one
-// instant, without a transaction:
+// instant, without a transaction, in two serial round trips:
 //
-//  1. claim the UUID: insert the message document with c=false (the
-//     unique _id makes exactly one of concurrent PutMessages proceed; the
-//     others get Conflict and write nothing);
-//  2. insert the deliveries and the receipt with p=true and the claim's tx
-//     (invisible: readers show a p=true document only when its message is
-//     committed with the same tx);
-//  3. commit: set c=true on the message document (a single-document write;
-//     only the claimant writes this document);
-//  4. clear p on the deliveries and the receipt (an optimisation: until
-//     then readers join them against the message; Repair clears it too).
+//  1. insert the deliveries (in ID order) and the receipt, side by side,
+//     with p=true and a fresh random tx: invisible, since readers show a
+//     p=true document only when its message is committed with the same tx;
+//  2. commit: insert the message document (c=true, tx). Its unique _id
+//     makes exactly one of concurrent PutMessages of a UUID commit; the
+//     others get Conflict and remove what they wrote in step 1. Concurrent
+//     submissions of one UUID usually meet earlier, on the first delivery
+//     (delivery IDs derive from the UUID): the loser stops there, having
+//     written only its receipt;
+//  3. clear p on the deliveries and the receipt (best effort, side by side;
+//     PutMessageWith does it beside the events and counters). Until then
+//     readers join them against the message; Repair clears it too.
 //
-// A crash before 3 leaves an invisible claim; Repair (and a later
-// PutMessage of the same UUID) removes its documents, then the claim, once
-// it is older than the grace period. A PutMessage that took longer than
-// half the grace period undoes itself instead of committing, so Repair
-// never removes the documents of a PutMessage that can still commit.
+// A crash before 2 leaves invisible documents; Repair removes them once
+// they are older than the grace period, and so does a later PutMessage of
+// the same UUID whose deliveries collide with them. A PutMessage that took
+// longer than half the grace period undoes itself instead of committing,
+// so Repair never removes the documents of a PutMessage that can still
+// commit. (Claims of the earlier design, a message document with c=false,
+// are undone the same way.)
 func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
-	if m.UUID == "" {
-		return hub.Errorf(hub.Invalid, "message without UUID")
-	}
-	start := time.Now()
-	tx := randomID()
-	claim := msgDoc{ID: m.UUID, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m}
-	if err := s.claim(ctx, claim); err != nil {
-		return err
-	}
-	undo := func(cause error) error {
-		// Use a fresh context: the caller's may be what failed.
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = s.abort(cctx, m.UUID, tx)
-		return cause
-	}
-	if len(ds) > 0 {
-		docs := make([]any, len(ds))
-		for i := range ds {
-			ds[i].Seq = s.nextSeq()
-			docs[i] = s.newDelDoc(ds[i], true, tx, start)
-		}
-		if _, err := s.deliveries.InsertMany(ctx, docs); err != nil {
-			if isDup(err) {
-				return undo(hub.Wrap(hub.Conflict, err, "a delivery of message %s exists", m.UUID))
-			}
-			return undo(translate(err, "store deliveries of %s", m.UUID))
-		}
-	}
-	if r.TransmissionID != "" {
-		if _, err := s.receipts.InsertOne(ctx, newRcptDoc(r, true, tx, start)); err != nil {
-			if isDup(err) {
-				return undo(hub.Wrap(hub.Conflict, err, "receipt %s exists", r.TransmissionID))
-			}
-			return undo(translate(err, "store receipt of %s", m.UUID))
-		}
-	}
-	if time.Since(start) > s.grace/2 {
-		return undo(hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID))
-	}
-	res, err := s.messages.UpdateOne(ctx, bson.M{"_id": m.UUID, "tx": tx, "c": false}, bson.M{"$set": bson.M{"c": true}})
+	tx, err := s.putMessage(ctx, m, ds, r)
 	if err != nil {
-		// The commit may or may not have landed; Repair resolves either way
-		// (a committed message keeps its documents, an uncommitted one
-		// loses them after the grace period).
-		return translate(err, "commit message %s", m.UUID)
-	}
-	if res.MatchedCount == 0 {
-		return undo(hub.Errorf(hub.Unavailable, "message %s claim was removed before its commit", m.UUID))
+		return err
 	}
 	s.settleIDs(ctx, tx, ds, r)
 	return nil
 }
 
-// PutMessageWith stores the message as PutMessage does, then its events
-// and counters side by side: MongoDB without transactions cannot make them
-// one step, and this order can lose a crash's events, never a message.
+// PutMessageWith stores the message as PutMessage does, then its events,
+// its counters and the clearing of its pending flags side by side (one
+// round trip): MongoDB without transactions cannot make them one step, and
+// this order can lose a crash's events, never a message. The events' IDs
+// were minted for this message (hub.Ingest), so unlike AppendEvents no
+// re-read for sealed copies follows the insert; should one be sealed
+// anyway, PendingEvents never hands it to the sealer again.
 func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
 	for _, ev := range evs {
 		if ev.ID == "" {
 			return hub.Errorf(hub.Invalid, "event without ID")
 		}
 	}
-	if err := s.PutMessage(ctx, m, ds, r); err != nil {
+	tx, err := s.putMessage(ctx, m, ds, r)
+	if err != nil {
 		return err
 	}
-	var cerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cerr = s.AddCounters(ctx, cs)
-	}()
-	eerr := s.AppendEvents(ctx, evs)
-	wg.Wait()
+	err = sideBySide(
+		func() error { return s.insertPending(ctx, evs) },
+		func() error { return s.AddCounters(ctx, cs) },
+		func() error { s.settleIDs(ctx, tx, ds, r); return nil },
+	)
 	// The message is stored: what follows is not the caller's failure.
-	if err := errors.Join(eerr, cerr); err != nil {
+	if err != nil {
 		s.log().Warn("mongo: events or counters of a stored message not written", "message", m.UUID, "error", err)
 	}
 	return nil
 }
 
-// claim inserts the uncommitted message document. A claim left by a
-// PutMessage that died more than the grace period ago is undone first.
-func (s *Store) claim(ctx context.Context, doc msgDoc) error {
+// putMessage does steps 1 and 2 of PutMessage and returns the tx.
+func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) (string, error) {
+	if m.UUID == "" {
+		return "", hub.Errorf(hub.Invalid, "message without UUID")
+	}
+	start := time.Now()
+	for i := range ds {
+		ds[i].Seq = s.nextSeq()
+	}
+	var tx string
+	for try := 0; ; try++ {
+		tx = randomID()
+		err := s.insertPendingMessage(ctx, m.UUID, tx, ds, r, start)
+		if err == nil {
+			break
+		}
+		s.undo(m.UUID, tx)
+		if !isDup(err) {
+			return "", translate(err, "store deliveries and receipt of %s", m.UUID)
+		}
+		if try == 0 {
+			if removed, rerr := s.removeStaleLeftovers(ctx, ds); rerr != nil {
+				return "", rerr
+			} else if removed {
+				continue
+			}
+		}
+		return "", hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
+	}
+	if time.Since(start) > s.grace/2 {
+		s.undo(m.UUID, tx)
+		return "", hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID)
+	}
+	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m}
 	for try := 0; ; try++ {
 		_, err := s.messages.InsertOne(ctx, doc)
 		if err == nil {
-			return nil
+			return tx, nil
 		}
 		if !isDup(err) {
-			return translate(err, "claim message %s", doc.ID)
+			// The commit may or may not have landed; Repair resolves either
+			// way (a committed message keeps its documents, the documents of
+			// an uncommitted one go after the grace period).
+			return "", translate(err, "commit message %s", m.UUID)
 		}
-		old, ok, ferr := findOne[msgDoc](ctx, s.messages, bson.M{"_id": doc.ID})
-		if ferr != nil {
-			return ferr
-		}
-		if try > 0 || (ok && (old.C || time.Since(old.Claimed) < s.grace)) {
-			return hub.Wrap(hub.Conflict, err, "message %s exists", doc.ID)
-		}
-		if ok {
-			if err := s.abort(ctx, old.ID, old.Tx); err != nil {
-				return err
+		if try == 0 {
+			// A claim of the earlier design left by a crash.
+			old, ok, ferr := findOne[msgDoc](ctx, s.messages, bson.M{"_id": m.UUID}, options.FindOne().SetProjection(bson.M{"c": 1, "tx": 1, "claimed": 1}))
+			if ferr == nil && ok && !old.C && time.Since(old.Claimed) > s.grace {
+				if aerr := s.abort(ctx, old.ID, old.Tx); aerr == nil {
+					continue
+				}
 			}
 		}
+		s.undo(m.UUID, tx)
+		return "", hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
 	}
 }
 
-// abort removes an uncommitted PutMessage: its deliveries and receipt
-// first, the claim last, so a claim never disappears while documents of
-// its tx remain.
+// insertPendingMessage inserts the deliveries (ordered by ID, so that two
+// PutMessages of one UUID collide on the same first one) and the receipt
+// side by side, pending under tx.
+func (s *Store) insertPendingMessage(ctx context.Context, uuid, tx string, ds []hub.Delivery, r hub.Receipt, now time.Time) error {
+	var fns []func() error
+	if len(ds) > 0 {
+		docs := make([]delDoc, len(ds))
+		for i := range ds {
+			docs[i] = s.newDelDoc(ds[i], true, tx, now)
+		}
+		sort.Slice(docs, func(i, j int) bool { return docs[i].ID < docs[j].ID })
+		many := make([]any, len(docs))
+		for i := range docs {
+			many[i] = docs[i]
+		}
+		fns = append(fns, func() error {
+			_, err := s.deliveries.InsertMany(ctx, many, options.InsertMany().SetOrdered(true))
+			return err
+		})
+	}
+	if r.TransmissionID != "" {
+		fns = append(fns, func() error {
+			_, err := s.receipts.InsertOne(ctx, newRcptDoc(r, true, tx, now))
+			return err
+		})
+	}
+	return sideBySide(fns...)
+}
+
+// undo removes what an uncommitted PutMessage wrote under tx (in a context
+// of its own: the caller's may be what failed).
+func (s *Store) undo(uuid, tx string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := bson.M{"msg": uuid, "tx": tx, "p": true}
+	_ = sideBySide(
+		func() error { _, err := s.deliveries.DeleteMany(ctx, f); return err },
+		func() error { _, err := s.receipts.DeleteMany(ctx, f); return err },
+	)
+}
+
+// removeStaleLeftovers removes the documents of unfinished PutMessages
+// (pending, their tx never committed, older than the grace period) among
+// the deliveries ds collide with, and reports whether it removed any.
+func (s *Store) removeStaleLeftovers(ctx context.Context, ds []hub.Delivery) (bool, error) {
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	docs, err := findAll[delDoc](ctx, s.deliveries, bson.M{"_id": bson.M{"$in": ids}, "p": true},
+		options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1, "pt": 1}))
+	if err != nil || len(docs) == 0 {
+		return false, err
+	}
+	uuids := make([]string, 0, len(docs))
+	for _, d := range docs {
+		uuids = append(uuids, d.Msg)
+	}
+	tx, err := s.committedTx(ctx, uuids)
+	if err != nil {
+		return false, err
+	}
+	removed := false
+	for _, d := range docs {
+		if tx[d.Msg] == d.Tx || time.Since(d.PT) < s.grace {
+			continue
+		}
+		if err := s.abort(ctx, d.Msg, d.Tx); err != nil {
+			return removed, err
+		}
+		removed = true
+	}
+	return removed, nil
+}
+
+// abort removes an unfinished PutMessage: its deliveries and receipt
+// first, its claim (of the earlier design) last, so a claim never
+// disappears while documents of its tx remain.
 func (s *Store) abort(ctx context.Context, uuid, tx string) error {
 	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"msg": uuid, "tx": tx, "p": true}); err != nil {
 		return translate(err, "undo deliveries of %s", uuid)
@@ -248,16 +314,29 @@ func (s *Store) settle(ctx context.Context, uuid, tx string) {
 	_, _ = s.receipts.UpdateMany(ctx, f, set)
 }
 
-// settleIDs is settle for documents whose IDs are known: updates by _id,
-// which FerretDB answers without scanning the collection.
+// settleIDs is settle for documents whose IDs are known, the deliveries
+// and the receipt side by side (updates by _id, which FerretDB answers
+// without scanning the collection).
 func (s *Store) settleIDs(ctx context.Context, tx string, ds []hub.Delivery, r hub.Receipt) {
 	set := bson.M{"$set": bson.M{"p": false}}
-	for _, d := range ds {
-		_, _ = s.deliveries.UpdateOne(ctx, bson.M{"_id": d.ID, "tx": tx, "p": true}, set)
+	var fns []func() error
+	if len(ds) > 0 {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		fns = append(fns, func() error {
+			_, err := s.deliveries.UpdateMany(ctx, bson.M{"_id": bson.M{"$in": ids}, "tx": tx, "p": true}, set)
+			return err
+		})
 	}
 	if r.TransmissionID != "" {
-		_, _ = s.receipts.UpdateOne(ctx, bson.M{"_id": r.TransmissionID, "tx": tx, "p": true}, set)
+		fns = append(fns, func() error {
+			_, err := s.receipts.UpdateOne(ctx, bson.M{"_id": r.TransmissionID, "tx": tx, "p": true}, set)
+			return err
+		})
 	}
+	_ = sideBySide(fns...)
 }
 
 func (s *Store) newDelDoc(d hub.Delivery, pending bool, tx string, now time.Time) delDoc {
@@ -275,6 +354,23 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 		err = hub.Errorf(hub.NotFound, "message %s not found", uuid)
 	}
 	return d.M, err
+}
+
+// GetMessages reads the committed messages of uuids in one query (per
+// 1,000), without their content.
+func (s *Store) GetMessages(ctx context.Context, uuids []string) (map[string]hub.Message, error) {
+	out := make(map[string]hub.Message, len(uuids))
+	for i := 0; i < len(uuids); i += 1000 {
+		docs, err := findAll[msgDoc](ctx, s.messages, bson.M{"_id": bson.M{"$in": uuids[i:min(i+1000, len(uuids))]}, "c": true},
+			options.Find().SetProjection(bson.M{"m.content": 0}))
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			out[d.ID] = d.M
+		}
+	}
+	return out, nil
 }
 
 // SetMessageState is a single-field update of a committed message. On

@@ -170,7 +170,12 @@ func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 //   - pending flags of committed messages' documents are cleared; pending
 //     documents with no claim of their tx and older than the grace period
 //     are removed;
-//   - lease links and park markers of acknowledged deliveries are removed;
+//   - acknowledgements whose application a crash cut short (acked links
+//     still pending after a minute) are applied again, and the lease chains
+//     of acknowledged deliveries are removed after the grace period;
+//   - lease links and park markers of deliveries that are gone without an
+//     acknowledgement in their chain (the ack of an earlier version) are
+//     removed;
 //   - pending copies of sealed events are removed;
 //   - counters are compacted (under the compactor lock);
 //   - the policy stamp is rewritten if a change's stamp write was lost;
@@ -188,6 +193,9 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 		}
 	}
 	if err := s.repairPending(ctx, cutoff); err != nil {
+		return err
+	}
+	if err := s.repairAcks(ctx, wall); err != nil {
 		return err
 	}
 	if err := s.repairLeases(ctx); err != nil {
@@ -288,9 +296,15 @@ func (s *Store) repairPending(ctx context.Context, cutoff time.Time) error {
 // repairLeases removes lease links and park markers whose delivery is gone
 // (an Ack that crashed before removing them, or a Lease racing an Ack).
 func (s *Store) repairLeases(ctx context.Context) error {
-	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{}, options.Find().SetProjection(bson.M{"d": 1}))
+	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{"ga": bson.M{"$exists": false}}, options.Find().SetProjection(bson.M{"d": 1, "k": 1}))
 	if err != nil {
 		return err
+	}
+	acked := map[string]bool{}
+	for _, l := range ls {
+		if l.K == kindAcked {
+			acked[l.D] = true // pending: repairAcks applies it
+		}
 	}
 	ps, err := findAll[parkDoc](ctx, s.parked, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
 	if err != nil {
@@ -298,7 +312,9 @@ func (s *Store) repairLeases(ctx context.Context) error {
 	}
 	ids := map[string]bool{}
 	for _, l := range ls {
-		ids[l.D] = true
+		if !acked[l.D] {
+			ids[l.D] = true
+		}
 	}
 	for _, p := range ps {
 		ids[p.ID] = true
@@ -331,4 +347,22 @@ func (s *Store) repairLeases(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// repairAcks applies again the acked links still pending a minute after
+// their ack (the acknowledging instance died between the link and its
+// application; every write of it is idempotent), then removes the chains
+// of acknowledged deliveries whose grace period is over.
+func (s *Store) repairAcks(ctx context.Context, wall time.Time) error {
+	links, err := findAll[leaseDoc](ctx, s.leases, bson.M{"pend": true, "at": bson.M{"$lt": wall.Add(-time.Minute)}})
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.K == kindAcked && l.At != nil {
+			s.finishAck(ctx, l)
+		}
+	}
+	_, err = s.leases.DeleteMany(ctx, bson.M{"ga": bson.M{"$lt": wall}})
+	return translate(err, "remove retired lease chains")
 }

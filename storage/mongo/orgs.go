@@ -223,6 +223,7 @@ func (s *Store) releaseToken(ctx context.Context, hash, system string) {
 }
 
 func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
+	defer s.auth.forget()
 	if err := hub.CheckPlainCreate(sys); err != nil {
 		return err
 	}
@@ -255,6 +256,7 @@ func (s *Store) releaseTokenIfUnused(ctx context.Context, hash, system string) {
 }
 
 func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
+	defer s.auth.forget()
 	h, err := live[hub.System](ctx, s.systems, "system", sys.ID)
 	if err != nil {
 		return err
@@ -342,10 +344,25 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 	return out[0], nil
 }
 
+// SystemByToken answers from the auth cache while its entry is younger than
+// Config.AuthCacheTTL (authcache.go says what that bounds).
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
 	if hash == "" {
 		return hub.System{}, hub.Errorf(hub.NotFound, "no system has an empty token")
 	}
+	sys, gen, ok := s.auth.system(hash)
+	if ok {
+		return sys, nil
+	}
+	at := time.Now()
+	sys, err := s.systemByToken(ctx, hash)
+	if err == nil {
+		s.auth.putSystem(hash, sys, gen, at)
+	}
+	return sys, err
+}
+
+func (s *Store) systemByToken(ctx context.Context, hash string) (hub.System, error) {
 	t, ok, err := findOne[tokenDoc](ctx, s.tokens, bson.M{"_id": hash})
 	if err != nil {
 		return hub.System{}, err

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -18,7 +18,8 @@ import (
 // the unique index (d, e). Whoever inserts epoch head+1 has changed the
 // delivery's lease state; of concurrent callers exactly one can. Kinds:
 // "lease" (held by H until Exp), "release" (given back early), "reset"
-// (Unpark: attempts start again from 0).
+// (Unpark: attempts start again from 0) and "acked" (the acknowledgement;
+// see Ack).
 type leaseDoc struct {
 	ID  string    `bson:"_id"`
 	D   string    `bson:"d"`
@@ -27,12 +28,29 @@ type leaseDoc struct {
 	H   string    `bson:"h,omitempty"`
 	Exp time.Time `bson:"exp"`
 	Att int       `bson:"att"`
+	// Q and S are the delivery's queue and Seq: a queue's chains are read
+	// beside a page of it (ClaimNext, ListQueue), and S tells which
+	// delivery of an ID a link is about (AddDeliveries may add an
+	// acknowledged delivery's ID again). Q is removed from a chain once its
+	// delivery is acknowledged.
+	Q string `bson:"q,omitempty"`
+	S int64  `bson:"s,omitempty"`
+	// Of an "acked" link: the message, when, what the ack records (applied
+	// after the link; Pend until it is), and, on every link of an
+	// acknowledged chain, when the chain may be removed (GA).
+	M    string       `bson:"m,omitempty"`
+	At   *time.Time   `bson:"at,omitempty"`
+	R    *hub.Receipt `bson:"r,omitempty"`
+	Evs  []hub.Event  `bson:"evs,omitempty"`
+	Pend bool         `bson:"pend,omitempty"`
+	GA   *time.Time   `bson:"ga,omitempty"`
 }
 
 const (
 	kindLease   = "lease"
 	kindRelease = "release"
 	kindReset   = "reset"
+	kindAcked   = "acked"
 )
 
 type parkDoc struct {
@@ -45,13 +63,18 @@ type parkDoc struct {
 // reason (as in the bolt store).
 const parkReasonMeta = "parkedReason"
 
+// stateWindow bounds the lease links and park markers read beside a page
+// of a queue; deliveries of the page beyond what they cover are looked up
+// by ID.
+const stateWindow = 1024
+
 func leaseID(d string, e int64) string { return fmt.Sprintf("%s#%016d", d, e) }
 
 func (l leaseDoc) liveAt(now time.Time) bool { return l.K == kindLease && l.Exp.After(now) }
 
 // attempts is the attempt count a chain head stands for.
 func (l *leaseDoc) attempts() int {
-	if l == nil || l.K == kindReset {
+	if l == nil || l.K == kindReset || l.K == kindAcked {
 		return 0
 	}
 	return l.Att
@@ -71,25 +94,47 @@ type state struct {
 	parked map[string]string
 }
 
-func (s *Store) stateOf(ctx context.Context, ids []string) (state, error) {
-	st := state{heads: map[string]*leaseDoc{}, parked: map[string]string{}}
-	if len(ids) == 0 {
-		return st, nil
-	}
-	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{"d": bson.M{"$in": ids}})
-	if err != nil {
-		return st, err
-	}
+func newState() state { return state{heads: map[string]*leaseDoc{}, parked: map[string]string{}} }
+
+func (st state) addLinks(ls []leaseDoc) {
 	for i := range ls {
 		if h := st.heads[ls[i].D]; h == nil || ls[i].E > h.E {
 			st.heads[ls[i].D] = &ls[i]
 		}
 	}
-	ps, err := findAll[parkDoc](ctx, s.parked, bson.M{"_id": bson.M{"$in": ids}})
+}
+
+// stateOf reads the chains and park markers of the deliveries ids, side by
+// side.
+func (s *Store) stateOf(ctx context.Context, ids []string) (state, error) {
+	st := newState()
+	if len(ids) == 0 {
+		return st, nil
+	}
+	var ls []leaseDoc
+	var ps []parkDoc
+	err := sideBySide(
+		func() (err error) {
+			ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"d": bson.M{"$in": ids}})
+			return err
+		},
+		func() (err error) {
+			ps, err = findAll[parkDoc](ctx, s.parked, bson.M{"_id": bson.M{"$in": ids}})
+			return err
+		},
+	)
+	st.addLinks(ls)
 	for _, p := range ps {
 		st.parked[p.ID] = p.Reason
 	}
 	return st, err
+}
+
+// acked reports whether d's chain ends with its acknowledgement: d is gone
+// for every reader, though its document may outlive the ack by a moment.
+func (st state) acked(d delDoc) bool {
+	h := st.heads[d.ID]
+	return h != nil && h.K == kindAcked && h.S == d.S
 }
 
 func (st state) delivery(d delDoc) hub.Delivery {
@@ -110,15 +155,15 @@ func (st state) delivery(d delDoc) hub.Delivery {
 }
 
 func (st state) available(d delDoc, now time.Time) bool {
-	if _, ok := st.parked[d.ID]; ok || d.Av.After(now) {
+	if _, ok := st.parked[d.ID]; ok || d.Av.After(now) || st.acked(d) {
 		return false
 	}
 	h := st.heads[d.ID]
 	return h == nil || !h.liveAt(now)
 }
 
-// deliveriesWhere returns the visible delivery documents matching f with
-// their lease and park state.
+// deliveriesWhere returns the visible, unacknowledged delivery documents
+// matching f with their lease and park state.
 func (s *Store) deliveriesWhere(ctx context.Context, f bson.M, opts ...options.Lister[options.FindOptions]) ([]delDoc, state, error) {
 	docs, err := findAll[delDoc](ctx, s.deliveries, f, opts...)
 	if err != nil {
@@ -132,18 +177,54 @@ func (s *Store) deliveriesWhere(ctx context.Context, f bson.M, opts ...options.L
 		ids[i] = d.ID
 	}
 	st, err := s.stateOf(ctx, ids)
-	return docs, st, err
+	return unacked(docs, st), st, err
 }
 
-func (s *Store) getDelivery(ctx context.Context, id string) (delDoc, state, error) {
-	docs, st, err := s.deliveriesWhere(ctx, bson.M{"_id": id})
-	if err == nil && len(docs) == 0 {
-		err = hub.Errorf(hub.NotFound, "delivery %s not found", id)
+func unacked(docs []delDoc, st state) []delDoc {
+	out := docs[:0:0]
+	for _, d := range docs {
+		if !st.acked(d) {
+			out = append(out, d)
+		}
 	}
+	return out
+}
+
+// getDelivery reads a delivery, its chain and its park marker side by side
+// (one round trip; a second joins it against its message while it is
+// pending).
+func (s *Store) getDelivery(ctx context.Context, id string) (delDoc, state, error) {
+	var (
+		d    delDoc
+		ok   bool
+		ls   []leaseDoc
+		p    parkDoc
+		isPk bool
+	)
+	err := sideBySide(
+		func() (err error) { d, ok, err = findOne[delDoc](ctx, s.deliveries, bson.M{"_id": id}); return err },
+		func() (err error) { ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"d": id}); return err },
+		func() (err error) { p, isPk, err = findOne[parkDoc](ctx, s.parked, bson.M{"_id": id}); return err },
+	)
+	st := newState()
 	if err != nil {
 		return delDoc{}, st, err
 	}
-	return docs[0], st, nil
+	st.addLinks(ls)
+	if isPk {
+		st.parked[id] = p.Reason
+	}
+	if ok && d.P {
+		vis, err := visible(ctx, s, []delDoc{d}, delPending)
+		if err != nil {
+			return delDoc{}, st, err
+		}
+		ok = len(vis) == 1
+	}
+	if !ok || st.acked(d) {
+		return delDoc{}, st, hub.Errorf(hub.NotFound, "delivery %s not found", id)
+	}
+	return d, st, nil
 }
 
 func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
@@ -185,13 +266,52 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 	return out, nil
 }
 
+// queueState reads, beside a page of queue after (afterSeq, afterID), the
+// lease links and park markers of the queue from there on (at most
+// stateWindow of each). covered says for which deliveries they are
+// complete: a truncated read covers the deliveries before its last one.
+func (s *Store) queueState(ctx context.Context, queue string, afterSeq int64) (st state, covered func(delDoc) bool, err error) {
+	st = newState()
+	var ls []leaseDoc
+	var ps []parkDoc
+	err = sideBySide(
+		func() (err error) {
+			ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"q": queue, "s": bson.M{"$gte": afterSeq}},
+				options.Find().SetSort(sortBy("q", "s", "d", "e")).SetLimit(stateWindow))
+			return err
+		},
+		func() (err error) {
+			ps, err = findAll[parkDoc](ctx, s.parked, bson.M{"q": queue}, options.Find().SetLimit(stateWindow))
+			return err
+		},
+	)
+	if err != nil {
+		return st, nil, err
+	}
+	st.addLinks(ls)
+	for _, p := range ps {
+		st.parked[p.ID] = p.Reason
+	}
+	covered = func(delDoc) bool { return true }
+	if len(ps) == stateWindow {
+		covered = func(delDoc) bool { return false }
+	} else if len(ls) == stateWindow {
+		last := ls[len(ls)-1]
+		covered = func(d delDoc) bool { return d.S < last.S || (d.S == last.S && d.ID < last.D) }
+	}
+	return st, covered, nil
+}
+
 // listQueue returns up to limit visible delivery documents of queue after
-// (afterSeq, afterID) with their lease and park state.
+// (afterSeq, afterID) with their lease and park state. A batch of the
+// queue and the state of the queue from there on are read side by side
+// (one round trip); only pending documents (a PutMessage under way) and
+// deliveries the state read did not cover cost a second one.
 func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, afterID string, limit int, onlyAvailable bool, now time.Time) ([]delDoc, state, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	all := state{heads: map[string]*leaseDoc{}, parked: map[string]string{}}
+	all := newState()
 	var out []delDoc
 	f := bson.M{"q": queue, "s": bson.M{"$gt": afterSeq}}
 	if afterID != "" {
@@ -204,8 +324,18 @@ func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, aft
 	if onlyAvailable && batch < 32 {
 		batch = 32
 	}
+	from := afterSeq
 	for len(out) < limit {
-		docs, err := findAll[delDoc](ctx, s.deliveries, f, options.Find().SetSort(sortBy("s", "_id")).SetLimit(int64(batch)))
+		var docs []delDoc
+		var st state
+		var covered func(delDoc) bool
+		err := sideBySide(
+			func() (err error) {
+				docs, err = findAll[delDoc](ctx, s.deliveries, f, options.Find().SetSort(sortBy("s", "_id")).SetLimit(int64(batch)))
+				return err
+			},
+			func() (err error) { st, covered, err = s.queueState(ctx, queue, from); return err },
+		)
 		if err != nil {
 			return nil, all, err
 		}
@@ -217,16 +347,28 @@ func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, aft
 		if docs, err = visible(ctx, s, docs, delPending); err != nil {
 			return nil, all, err
 		}
-		ids := make([]string, len(docs))
-		for i, d := range docs {
-			ids[i] = d.ID
+		var missing []string
+		for _, d := range docs {
+			if !covered(d) {
+				missing = append(missing, d.ID)
+			}
 		}
-		st, err := s.stateOf(ctx, ids)
-		if err != nil {
-			return nil, all, err
+		if len(missing) > 0 {
+			more, err := s.stateOf(ctx, missing)
+			if err != nil {
+				return nil, all, err
+			}
+			for _, id := range missing {
+				st.heads[id] = more.heads[id]
+				if r, ok := more.parked[id]; ok {
+					st.parked[id] = r
+				} else {
+					delete(st.parked, id)
+				}
+			}
 		}
 		for _, d := range docs {
-			if onlyAvailable && !st.available(d, now) {
+			if st.acked(d) || (onlyAvailable && !st.available(d, now)) {
 				continue
 			}
 			out = append(out, d)
@@ -243,25 +385,29 @@ func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, aft
 		}
 		f["$or"] = bson.A{bson.M{"s": bson.M{"$gt": last.S}}, bson.M{"s": last.S, "_id": bson.M{"$gt": last.ID}}}
 		delete(f, "s")
+		from = last.S
 	}
 	return out, all, nil
 }
 
-// CountQueue counts a queue's visible deliveries minus its parked ones.
+// CountQueue counts a queue's visible deliveries minus its parked ones. A
+// delivery whose acknowledgement is being applied still counts for that
+// moment (and, after a crash of the acknowledging instance, until Repair).
 func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
-	n, err := s.count(ctx, s.deliveries, bson.M{"q": queue})
-	if err != nil {
-		return 0, err
-	}
-	pend, err := findAll[delDoc](ctx, s.deliveries, bson.M{"q": queue, "p": true}, options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1}))
+	var n, parked int64
+	var pend []delDoc
+	err := sideBySide(
+		func() (err error) { n, err = s.count(ctx, s.deliveries, bson.M{"q": queue}); return err },
+		func() (err error) {
+			pend, err = findAll[delDoc](ctx, s.deliveries, bson.M{"q": queue, "p": true}, options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1}))
+			return err
+		},
+		func() (err error) { parked, err = s.count(ctx, s.parked, bson.M{"q": queue}); return err },
+	)
 	if err != nil {
 		return 0, err
 	}
 	vis, err := visible(ctx, s, pend, delPending)
-	if err != nil {
-		return 0, err
-	}
-	parked, err := s.count(ctx, s.parked, bson.M{"q": queue})
 	if err != nil {
 		return 0, err
 	}
@@ -285,78 +431,132 @@ func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Del
 }
 
 // Lease inserts epoch head+1 of the delivery's lease chain; the unique
-// index (d, e) makes exactly one concurrent caller win it.
+// index (d, e) makes exactly one concurrent caller win it. An ack inserts
+// its link into the same chain, so a lease can never follow an ack
+// unnoticed: there is nothing to re-check after the insert.
 func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
 	d, st, err := s.getDelivery(ctx, deliveryID)
 	if err != nil {
 		return hub.Lease{}, err
 	}
-	return s.lease(ctx, d, st, holder, ttl, now)
+	l, _, err := s.lease(ctx, d, st, holder, ttl, now, false)
+	return l, err
 }
 
-func (s *Store) lease(ctx context.Context, d delDoc, st state, holder string, ttl time.Duration, now time.Time) (hub.Lease, error) {
+// lease takes d for holder. With withMessage the message is read beside
+// the insert, and a lease on a delivery that turns out to be invisible (its
+// PutMessage is not committed) is withdrawn (NotFound).
+func (s *Store) lease(ctx context.Context, d delDoc, st state, holder string, ttl time.Duration, now time.Time, withMessage bool) (hub.Lease, hub.Message, error) {
 	if _, ok := st.parked[d.ID]; ok {
-		return hub.Lease{}, hub.Errorf(hub.Forbidden, "delivery %s is parked", d.ID)
+		return hub.Lease{}, hub.Message{}, hub.Errorf(hub.Forbidden, "delivery %s is parked", d.ID)
 	}
 	if d.Av.After(now) {
-		return hub.Lease{}, hub.Errorf(hub.Forbidden, "delivery %s is held until %s", d.ID, d.Av.Format(time.RFC3339))
+		return hub.Lease{}, hub.Message{}, hub.Errorf(hub.Forbidden, "delivery %s is held until %s", d.ID, d.Av.Format(time.RFC3339))
 	}
 	h := st.heads[d.ID]
-	if h != nil && h.liveAt(now) {
-		return hub.Lease{}, hub.Errorf(hub.Conflict, "delivery %s is leased", d.ID)
-	}
-	var epoch int64 = 1
-	if h != nil {
-		epoch = h.E + 1
-	}
-	l := leaseDoc{ID: leaseID(d.ID, epoch), D: d.ID, E: epoch, K: kindLease, H: holder, Exp: now.Add(ttl), Att: h.attempts() + 1}
-	if _, err := s.leases.InsertOne(ctx, l); err != nil {
-		if isDup(err) {
-			return hub.Lease{}, hub.Wrap(hub.Conflict, err, "delivery %s was leased concurrently", d.ID)
+	for try := 0; ; try++ {
+		switch {
+		case h != nil && h.K == kindAcked && h.S == d.S:
+			return hub.Lease{}, hub.Message{}, hub.Errorf(hub.NotFound, "delivery %s was acknowledged", d.ID)
+		case h != nil && h.liveAt(now):
+			return hub.Lease{}, hub.Message{}, hub.Errorf(hub.Conflict, "delivery %s is leased", d.ID)
 		}
-		return hub.Lease{}, translate(err, "lease delivery %s", d.ID)
+		var epoch int64 = 1
+		if h != nil {
+			epoch = h.E + 1
+		}
+		l := leaseDoc{ID: leaseID(d.ID, epoch), D: d.ID, E: epoch, K: kindLease, H: holder, Exp: now.Add(ttl), Att: h.attempts() + 1, Q: d.Q, S: d.S}
+		var (
+			m    msgDoc
+			mok  bool
+			merr error
+		)
+		fns := []func() error{func() error { _, err := s.leases.InsertOne(ctx, l); return err }}
+		if withMessage {
+			fns = append(fns, func() error {
+				m, mok, merr = findOne[msgDoc](ctx, s.messages, bson.M{"_id": d.Msg, "c": true})
+				return nil
+			})
+		}
+		err := sideBySide(fns...)
+		if isDup(err) {
+			// Another link took the epoch: a concurrent lease, an ack, or a
+			// chain this caller's state did not show (a link written before
+			// links carried their queue). The chain's head decides.
+			if try > 0 {
+				return hub.Lease{}, hub.Message{}, hub.Wrap(hub.Conflict, err, "delivery %s was leased concurrently", d.ID)
+			}
+			if h, err = s.leaseHead(ctx, d.ID); err != nil {
+				return hub.Lease{}, hub.Message{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return hub.Lease{}, hub.Message{}, translate(err, "lease delivery %s", d.ID)
+		}
+		withdraw := func(cause error) (hub.Lease, hub.Message, error) {
+			_, _ = s.leases.DeleteOne(context.WithoutCancel(ctx), bson.M{"_id": l.ID})
+			return hub.Lease{}, hub.Message{}, cause
+		}
+		if merr != nil {
+			return withdraw(merr)
+		}
+		if withMessage && d.P && (!mok || m.Tx != d.Tx) {
+			return withdraw(hub.Errorf(hub.NotFound, "delivery %s not found", d.ID))
+		}
+		var msg hub.Message
+		if mok {
+			msg = m.M
+		}
+		return hub.Lease{DeliveryID: d.ID, Holder: holder, Epoch: epoch, Expires: l.Exp, Attempt: l.Att}, msg, nil
 	}
-	// An Ack may have removed the delivery between our read and insert.
-	if _, ok, err := findOne[delDoc](ctx, s.deliveries, bson.M{"_id": d.ID}, options.FindOne().SetProjection(bson.M{"_id": 1})); err != nil {
-		return hub.Lease{}, err
-	} else if !ok {
-		_, _ = s.leases.DeleteOne(ctx, bson.M{"_id": l.ID})
-		return hub.Lease{}, hub.Errorf(hub.NotFound, "delivery %s was acknowledged", d.ID)
-	}
-	return hub.Lease{DeliveryID: d.ID, Holder: holder, Epoch: epoch, Expires: l.Exp, Attempt: l.Att}, nil
 }
 
-// ClaimNext tries the available deliveries in Seq order until one Lease
-// wins; losers of a race move on to the next delivery. The state read with
-// the page may be stale by then, which is safe: a lease link inserted
-// after a stale head collides with the newer link and loses.
-func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Delivery, hub.Lease, error) {
-	const page = 16
+// ClaimNext reads a page of the queue and the queue's lease and park state
+// side by side, then leases the first available delivery while reading its
+// message (two round trips when nothing races). Losers of a race move on
+// to the next delivery; calls of this Store running on one queue at the
+// same time start at different deliveries of the page, so that pollers of
+// one instance do not all race for the first. The state read with the
+// page may be stale by the insert, which is safe: a link inserted after a
+// stale head collides with the newer link.
+func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Claimed, error) {
+	const page = 64
+	running := s.claiming(queue)
+	k := int(running.Add(1)) - 1
+	defer running.Add(-1)
 	var afterSeq int64
 	afterID := ""
 	for {
 		docs, st, err := s.listQueue(ctx, queue, afterSeq, afterID, page, true, now)
 		if err != nil {
-			return hub.Delivery{}, hub.Lease{}, err
+			return hub.Claimed{}, err
 		}
-		for _, d := range docs {
-			l, err := s.lease(ctx, d, st, holder, ttl, now)
+		for i := range docs {
+			d := docs[(i+k)%len(docs)]
+			l, m, err := s.lease(ctx, d, st, holder, ttl, now, true)
 			switch hub.ErrorCode(err) {
 			case "":
 				out := st.delivery(d)
 				out.Attempts = l.Attempt
-				return out, l, nil
+				return hub.Claimed{Delivery: out, Lease: l, Message: m}, nil
 			case hub.Conflict, hub.Forbidden, hub.NotFound:
 				continue
 			default:
-				return hub.Delivery{}, hub.Lease{}, err
+				return hub.Claimed{}, err
 			}
 		}
 		if len(docs) < page {
-			return hub.Delivery{}, hub.Lease{}, hub.Errorf(hub.NotFound, "nothing available in %s", queue)
+			return hub.Claimed{}, hub.Errorf(hub.NotFound, "nothing available in %s", queue)
 		}
 		afterSeq, afterID = docs[len(docs)-1].S, docs[len(docs)-1].ID
 	}
+}
+
+// claiming counts the ClaimNext calls of this Store running on a queue.
+func (s *Store) claiming(queue string) *atomic.Int32 {
+	v, _ := s.claims.LoadOrStore(queue, new(atomic.Int32))
+	return v.(*atomic.Int32)
 }
 
 // Release appends a "release" link after the lease if it is still the
@@ -366,86 +566,384 @@ func (s *Store) Release(ctx context.Context, l hub.Lease) error {
 	if err != nil || h == nil || h.E != l.Epoch || h.K != kindLease || h.H != l.Holder {
 		return err
 	}
-	r := leaseDoc{ID: leaseID(l.DeliveryID, h.E+1), D: l.DeliveryID, E: h.E + 1, K: kindRelease, Att: h.Att}
+	r := leaseDoc{ID: leaseID(l.DeliveryID, h.E+1), D: l.DeliveryID, E: h.E + 1, K: kindRelease, Att: h.Att, Q: h.Q, S: h.S}
 	if _, err := s.leases.InsertOne(ctx, r); err != nil && !isDup(err) {
 		return translate(err, "release lease of %s", l.DeliveryID)
 	}
 	return nil
 }
 
-// Ack deletes the delivery document: deleteOne has exactly one winner, so
-// exactly one of concurrent acks reports the removal and the others
-// AlreadyAcked. It then counts the message's remaining deliveries. Each ack
-// counts after its own delete, so of two acks removing a message's last two
-// deliveries the one counting last sees both deletes: at least one of them
-// reports Unreferenced (both may; deleting a blob twice is harmless).
+// Ack acknowledges as AckWith does, recording nothing.
 func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.AckResult, error) {
-	return s.AckWith(ctx, deliveryID, now, nil, nil)
+	return s.AckWith(ctx, deliveryID, "", now, nil)
 }
 
-// AckWith writes the receipt and the events first, side by side, and then
-// acknowledges as Ack does: without transactions this is the order in
-// which a crash loses nothing. A crash before the delete leaves the
-// delivery in place; its retried ack writes the receipt (by TransmissionID)
-// and the events (by ID, unique) again, replacing rather than doubling them.
-func (s *Store) AckWith(ctx context.Context, deliveryID string, now time.Time, r *hub.Receipt, evs []hub.Event) (hub.AckResult, error) {
-	for _, ev := range evs {
-		if ev.ID == "" {
-			return hub.AckResult{}, hub.Errorf(hub.Invalid, "event without ID")
+// AckWith acknowledges a delivery by inserting an "acked" link into its
+// lease chain: the link is the acknowledgement (exactly one concurrent
+// ack, and no concurrent lease, wins its epoch) and carries what the ack
+// records, so the two are durable together. Four round trips:
+//
+//  1. read the delivery, its chain and park marker, and (messageUUID
+//     given) its message and receipts, side by side; record is called
+//     with them;
+//  2. insert the link (beside a look-up of which of the events are sealed
+//     already, so they are not appended again);
+//  3. apply it, side by side: store the receipt, append the events, delete
+//     the delivery document, take the chain's links off the queue (they
+//     stay, without Q, for the grace period, so that a lease read before
+//     the ack still collides with it), remove a park marker, and read the
+//     message's remaining deliveries;
+//  4. mark the link applied (and remove inline content when this was the
+//     last delivery).
+//
+// Every reader treats a delivery whose chain ends with its acked link as
+// gone, so what 3 and 4 do is invisible except for the receipt and the
+// events. A crash after 2 leaves the link pending; a retried ack, or
+// Repair, applies it again (receipt and events by ID, so nothing doubles).
+// The remaining deliveries are read after the link: of two acks removing a
+// message's last two deliveries, the one whose link came second sees the
+// other's link, so at least one reports Unreferenced.
+func (s *Store) AckWith(ctx context.Context, deliveryID, messageUUID string, now time.Time, record hub.AckRecord) (hub.AckResult, error) {
+	in, err := s.readAck(ctx, deliveryID, messageUUID, record != nil)
+	if err != nil || in.gone {
+		return hub.AckResult{AlreadyAcked: in.gone}, err
+	}
+	link := leaseDoc{D: deliveryID, K: kindAcked, S: in.d.S, M: in.d.Msg, At: &now, Pend: true}
+	if record != nil {
+		v := hub.AckView{Delivery: in.st.delivery(in.d), SenderReceipt: in.rcpt}
+		if in.mok {
+			v.Message = &in.m.M
 		}
-	}
-	d, _, err := s.getDelivery(ctx, deliveryID)
-	if hub.Is(err, hub.NotFound) {
-		return hub.AckResult{AlreadyAcked: true}, nil
-	}
-	if err != nil {
-		return hub.AckResult{}, err
-	}
-	if r != nil || len(evs) > 0 {
-		var rerr, eerr error
-		var wg sync.WaitGroup
-		if r != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rerr = s.PutReceipt(ctx, *r)
-			}()
-		}
-		eerr = s.AppendEvents(ctx, evs)
-		wg.Wait()
-		if err := errors.Join(rerr, eerr); err != nil {
+		r, evs, err := record(v)
+		if err != nil {
 			return hub.AckResult{}, err
 		}
+		for _, ev := range evs {
+			if ev.ID == "" {
+				return hub.AckResult{}, hub.Errorf(hub.Invalid, "event without ID")
+			}
+		}
+		link.R, link.Evs = r, evs
 	}
-	res, err := s.deliveries.DeleteOne(ctx, bson.M{"_id": deliveryID})
-	if err != nil {
-		return hub.AckResult{}, translate(err, "acknowledge %s", deliveryID)
+	h := in.st.heads[deliveryID]
+	var sealed map[string]bool
+	for try := 0; ; try++ {
+		link.E = 1
+		if h != nil {
+			link.E = h.E + 1
+		}
+		link.ID = leaseID(deliveryID, link.E)
+		var ierr error
+		fns := []func() error{func() error { _, ierr = s.leases.InsertOne(ctx, link); return nil }}
+		if len(link.Evs) > 0 && sealed == nil {
+			fns = append(fns, func() (err error) { sealed, err = s.sealedIDs(ctx, link.Evs); return err })
+		}
+		if err := sideBySide(fns...); err != nil {
+			return hub.AckResult{}, err
+		}
+		if ierr == nil {
+			break
+		}
+		if !isDup(ierr) || try == 5 {
+			return hub.AckResult{}, translate(ierr, "acknowledge %s", deliveryID)
+		}
+		// A lease or another ack took the epoch.
+		if h, err = s.leaseHead(ctx, deliveryID); err != nil {
+			return hub.AckResult{}, err
+		}
+		if h != nil && h.K == kindAcked && h.S == in.d.S {
+			return hub.AckResult{AlreadyAcked: true}, nil
+		}
 	}
-	if res.DeletedCount == 0 {
-		return hub.AckResult{AlreadyAcked: true}, nil
+	return s.applyAck(ctx, link, in, now, sealed)
+}
+
+// ackInput is what the first round trip of an ack read.
+type ackInput struct {
+	d      delDoc
+	st     state
+	m      msgDoc
+	mok    bool
+	rcpt   *hub.Receipt
+	parked bool
+	gone   bool
+}
+
+// readAck reads a delivery, its chain and park marker and, when
+// messageUUID names its message, the message (without content) and, with
+// receipts, the message's receipts, side by side. gone means the delivery
+// is acknowledged (or does not exist); a pending acked link found on the
+// way is applied (best effort).
+func (s *Store) readAck(ctx context.Context, id, messageUUID string, receipts bool) (ackInput, error) {
+	var in ackInput
+	var (
+		dok bool
+		ls  []leaseDoc
+		p   parkDoc
+		rs  []rcptDoc
+	)
+	noContent := options.FindOne().SetProjection(bson.M{"m.content": 0})
+	fns := []func() error{
+		func() (err error) { in.d, dok, err = findOne[delDoc](ctx, s.deliveries, bson.M{"_id": id}); return err },
+		func() (err error) { ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"d": id}); return err },
+		func() (err error) { p, in.parked, err = findOne[parkDoc](ctx, s.parked, bson.M{"_id": id}); return err },
 	}
-	// Leftovers of a crash here are removed by Repair.
-	_, _ = s.leases.DeleteMany(ctx, bson.M{"d": deliveryID})
-	_, _ = s.parked.DeleteOne(ctx, bson.M{"_id": deliveryID})
-	n, err := s.count(ctx, s.deliveries, bson.M{"msg": d.Msg})
-	if err != nil || n > 0 {
-		return hub.AckResult{}, err
+	if messageUUID != "" {
+		fns = append(fns, func() (err error) {
+			in.m, in.mok, err = findOne[msgDoc](ctx, s.messages, bson.M{"_id": messageUUID, "c": true}, noContent)
+			return err
+		})
+		if receipts {
+			fns = append(fns, func() (err error) {
+				rs, err = findAll[rcptDoc](ctx, s.receipts, bson.M{"msg": messageUUID})
+				return err
+			})
+		}
 	}
-	m, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": d.Msg, "c": true})
-	if err != nil {
-		return hub.AckResult{}, err
+	if err := sideBySide(fns...); err != nil {
+		return in, err
 	}
-	if ok && m.M.ArchiveUntil.After(now) {
+	in.st = newState()
+	in.st.addLinks(ls)
+	if in.parked {
+		in.st.parked[id] = p.Reason
+	}
+	if h := in.st.heads[id]; h != nil && h.K == kindAcked && (!dok || h.S == in.d.S) {
+		if h.Pend {
+			s.finishAck(ctx, *h)
+		}
+		in.gone = true
+		return in, nil
+	}
+	if !dok {
+		in.gone = true
+		return in, nil
+	}
+	if messageUUID != in.d.Msg {
+		// Not named (Ack), or not this delivery's: read it now.
+		var err error
+		in.m, in.mok, err = findOne[msgDoc](ctx, s.messages, bson.M{"_id": in.d.Msg, "c": true}, noContent)
+		if err != nil {
+			return in, err
+		}
+		rs = nil
+		if receipts {
+			if rs, err = findAll[rcptDoc](ctx, s.receipts, bson.M{"msg": in.d.Msg}); err != nil {
+				return in, err
+			}
+		}
+	}
+	if in.d.P && (!in.mok || in.m.Tx != in.d.Tx) {
+		in.gone = true // part of an unfinished PutMessage: not there
+		return in, nil
+	}
+	if in.mok {
+		// The sender's receipt, as ReceiptFor finds it: the newest visible.
+		var best *rcptDoc
+		for i := range rs {
+			r := &rs[i]
+			if r.Sys != in.m.M.SenderSystemID || (r.P && r.Tx != in.m.Tx) {
+				continue
+			}
+			if best == nil || r.T.After(best.T) || (r.T.Equal(best.T) && r.ID > best.ID) {
+				best = r
+			}
+		}
+		if best != nil {
+			in.rcpt = &best.R
+		}
+	}
+	return in, nil
+}
+
+// sealedIDs returns which of evs' IDs are sealed already.
+func (s *Store) sealedIDs(ctx context.Context, evs []hub.Event) (map[string]bool, error) {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	docs, err := findAll[sealedDoc](ctx, s.events, bson.M{"eid": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"eid": 1}))
+	out := map[string]bool{}
+	for _, d := range docs {
+		out[d.EID] = true
+	}
+	return out, err
+}
+
+// applyAck does rounds 3 and 4 of AckWith for the link just inserted.
+func (s *Store) applyAck(ctx context.Context, link leaseDoc, in ackInput, now time.Time, sealed map[string]bool) (hub.AckResult, error) {
+	var evs []hub.Event
+	for _, ev := range link.Evs {
+		if !sealed[ev.ID] {
+			evs = append(evs, ev)
+		}
+	}
+	var rest []delDoc
+	var readErr error
+	fns := s.ackWrites(ctx, link, evs, in.parked, link.E > 1)
+	fns = append(fns, func() error {
+		rest, readErr = findAll[delDoc](ctx, s.deliveries, bson.M{"msg": link.M}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))
+		return nil
+	})
+	if err := sideBySide(fns...); err != nil {
+		// The ack is decided and durable; what is left undone is finished
+		// by a retried ack or Repair.
+		s.log().Warn("mongo: an acknowledgement is only partly applied (Repair finishes it)", "delivery", link.D, "error", err)
 		return hub.AckResult{}, nil
 	}
-	if ok && len(m.M.Content) > 0 {
-		// Inline content goes with the last reference; the record stays
-		// (idempotent resubmission). The ack has happened: a failure here
-		// leaves the bytes behind (a leak, never a loss) and is not the
-		// caller's error.
-		_, _ = s.messages.UpdateOne(ctx, bson.M{"_id": d.Msg, "c": true}, bson.M{"$unset": bson.M{"m.content": ""}})
+	res := hub.AckResult{}
+	last := func(unref bool) {
+		if unref && (!in.mok || !in.m.M.ArchiveUntil.After(now)) {
+			res.Unreferenced = true
+			if in.mok {
+				res.ContentKey = in.m.M.ContentKey
+			}
+		}
 	}
-	return hub.AckResult{Unreferenced: true, ContentKey: m.M.ContentKey}, nil
+	// Inline content goes with the last reference; the record stays
+	// (idempotent resubmission). The ack has happened: a failure here
+	// leaves the bytes behind (a leak, never a loss).
+	unsetContent := func() error {
+		_, err := s.messages.UpdateOne(ctx, bson.M{"_id": link.M, "c": true}, bson.M{"$unset": bson.M{"m.content": ""}})
+		return err
+	}
+	mark := func() error { return s.markApplied(ctx, link) }
+	var err error
+	if others := othersOf(link, rest); readErr == nil && len(others) == 0 {
+		// The common case, a message's only delivery: known to be the last.
+		last(true)
+		if res.Unreferenced && res.ContentKey == "" && in.mok {
+			err = sideBySide(mark, unsetContent)
+		} else {
+			err = mark()
+		}
+	} else {
+		var unref bool
+		var uerr error
+		err = sideBySide(mark, func() error { unref, uerr = s.noneRemain(ctx, link, others, readErr); return nil })
+		if uerr != nil {
+			s.log().Warn("mongo: remaining deliveries of an acknowledged message unknown (its content stays)", "message", link.M, "error", uerr)
+		}
+		last(unref && uerr == nil)
+		if res.Unreferenced && res.ContentKey == "" && in.mok {
+			err = errors.Join(err, unsetContent())
+		}
+	}
+	if err != nil {
+		s.log().Warn("mongo: an acknowledgement is applied but not marked so, or its inline content not removed", "delivery", link.D, "error", err)
+	}
+	return res, nil
+}
+
+// othersOf are the deliveries among rest other than link's.
+func othersOf(link leaseDoc, rest []delDoc) []delDoc {
+	var others []delDoc
+	for _, d := range rest {
+		if d.ID != link.D {
+			others = append(others, d)
+		}
+	}
+	return others
+}
+
+// ackWrites are the writes that apply an acked link: the receipt, the
+// events, the delivery's removal, its chain taken off the queue (when it
+// has links below the ack) and its park marker (when parked).
+func (s *Store) ackWrites(ctx context.Context, link leaseDoc, evs []hub.Event, parked, lower bool) []func() error {
+	var fns []func() error
+	if link.R != nil {
+		r := *link.R
+		fns = append(fns, func() error { return s.PutReceipt(ctx, r) })
+	}
+	if len(evs) > 0 {
+		fns = append(fns, func() error { return s.insertPending(ctx, evs) })
+	}
+	fns = append(fns, func() error {
+		_, err := s.deliveries.DeleteOne(ctx, bson.M{"_id": link.D, "s": link.S})
+		return translate(err, "remove acknowledged delivery %s", link.D)
+	})
+	if lower {
+		ga := link.At.Add(s.grace)
+		fns = append(fns, func() error {
+			_, err := s.leases.UpdateMany(ctx, bson.M{"d": link.D, "e": bson.M{"$lt": link.E}},
+				bson.M{"$unset": bson.M{"q": ""}, "$set": bson.M{"ga": ga}})
+			return translate(err, "retire lease chain of %s", link.D)
+		})
+	}
+	if parked {
+		fns = append(fns, func() error {
+			_, err := s.parked.DeleteOne(ctx, bson.M{"_id": link.D})
+			return translate(err, "remove park marker of %s", link.D)
+		})
+	}
+	return fns
+}
+
+// noneRemain tells whether none of others, the message's other deliveries
+// read after link was inserted, remains: one whose own acked link is in
+// place does not.
+func (s *Store) noneRemain(ctx context.Context, link leaseDoc, others []delDoc, readErr error) (bool, error) {
+	if readErr != nil {
+		return false, readErr
+	}
+	if len(others) == 0 {
+		return true, nil
+	}
+	acks, err := findAll[leaseDoc](ctx, s.leases, bson.M{"m": link.M, "k": kindAcked}, options.Find().SetProjection(bson.M{"d": 1, "s": 1}))
+	if err != nil {
+		return false, err
+	}
+	done := map[string]int64{}
+	for _, a := range acks {
+		done[a.D] = a.S
+	}
+	for _, d := range others {
+		if seq, ok := done[d.ID]; !ok || seq != d.S {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// markApplied ends an acked link's pending state and drops what it carried;
+// the whole chain may go after the grace period.
+func (s *Store) markApplied(ctx context.Context, link leaseDoc) error {
+	ga := link.At.Add(s.grace)
+	_, err := s.leases.UpdateOne(ctx, bson.M{"_id": link.ID},
+		bson.M{"$unset": bson.M{"pend": "", "r": "", "evs": ""}, "$set": bson.M{"ga": ga}})
+	return translate(err, "mark acknowledgement of %s applied", link.D)
+}
+
+// finishAck applies a pending acked link again (a retried ack, Repair):
+// every write is idempotent. Inline content of a message with no
+// deliveries left is removed too; a blob is left for the sweeper.
+func (s *Store) finishAck(ctx context.Context, link leaseDoc) {
+	ctx = context.WithoutCancel(ctx)
+	sealed, err := s.sealedIDs(ctx, link.Evs)
+	if err != nil {
+		return
+	}
+	var evs []hub.Event
+	for _, ev := range link.Evs {
+		if !sealed[ev.ID] {
+			evs = append(evs, ev)
+		}
+	}
+	_, parked, err := findOne[parkDoc](ctx, s.parked, bson.M{"_id": link.D})
+	if err != nil {
+		return
+	}
+	if err := sideBySide(s.ackWrites(ctx, link, evs, parked, link.E > 1)...); err != nil {
+		return
+	}
+	rest, err := findAll[delDoc](ctx, s.deliveries, bson.M{"msg": link.M}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))
+	if unref, err := s.noneRemain(ctx, link, othersOf(link, rest), err); err == nil && unref {
+		m, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": link.M, "c": true}, options.FindOne().SetProjection(bson.M{"m.content": 0}))
+		if err == nil && ok && m.M.ContentKey == "" && !m.M.ArchiveUntil.After(time.Now()) {
+			_, _ = s.messages.UpdateOne(ctx, bson.M{"_id": link.M, "c": true}, bson.M{"$unset": bson.M{"m.content": ""}})
+		}
+	}
+	_ = s.markApplied(ctx, link)
 }
 
 // Park inserts a parked marker (idempotent).
@@ -464,31 +962,31 @@ func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
 // Unpark appends a "reset" link (attempts start again, any lease ends)
 // and then removes the parked marker.
 func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
-	_, st, err := s.getDelivery(ctx, deliveryID)
+	d, st, err := s.getDelivery(ctx, deliveryID)
 	if err != nil {
 		return err
 	}
 	if _, ok := st.parked[deliveryID]; !ok {
 		return nil
 	}
+	h := st.heads[deliveryID]
 	for try := 0; try < 5; try++ {
-		h, err := s.leaseHead(ctx, deliveryID)
-		if err != nil {
-			return err
-		}
-		if h != nil && h.K == kindReset {
+		if h != nil && (h.K == kindReset || h.K == kindAcked) {
 			break
 		}
 		var e int64 = 1
 		if h != nil {
 			e = h.E + 1
 		}
-		_, err = s.leases.InsertOne(ctx, leaseDoc{ID: leaseID(deliveryID, e), D: deliveryID, E: e, K: kindReset})
+		_, err = s.leases.InsertOne(ctx, leaseDoc{ID: leaseID(deliveryID, e), D: deliveryID, E: e, K: kindReset, Q: d.Q, S: d.S})
 		if err == nil {
 			break
 		}
 		if !isDup(err) {
 			return translate(err, "unpark %s", deliveryID)
+		}
+		if h, err = s.leaseHead(ctx, deliveryID); err != nil {
+			return err
 		}
 	}
 	_, err = s.parked.DeleteOne(ctx, bson.M{"_id": deliveryID})

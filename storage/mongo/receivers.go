@@ -95,6 +95,7 @@ func (s *Store) withRoster(ctx context.Context, org string, read func() error) (
 // revision; a concurrent change that took that revision first makes it
 // decide again, on the new head.
 func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.ReceiverChange) error {
+	defer s.auth.forget()
 	if err := hub.CheckReceiverChange(org, ch); err != nil {
 		return err
 	}

@@ -45,6 +45,10 @@ type Config struct {
 	// Monitor, when set, observes every command the store sends (the
 	// command budget tests count them with it; metrics or tracing could).
 	Monitor *event.CommandMonitor
+	// AuthCacheTTL is how long SystemByToken and AssertionKeys answers are
+	// kept in this instance's memory (0: not at all). A change made through
+	// another instance reaches this one within it (see authcache.go).
+	AuthCacheTTL time.Duration
 }
 
 // Store is the hub.Store on MongoDB (or a MongoDB-wire server such as
@@ -66,6 +70,10 @@ type Store struct {
 
 	seqMu   sync.Mutex
 	lastSeq int64
+
+	auth *authCache
+	// claims counts the ClaimNext calls running per queue (queues.go).
+	claims sync.Map
 }
 
 func (s *Store) log() *slog.Logger {
@@ -108,7 +116,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, translate(err, "connect to MongoDB")
 	}
 	db := client.Database(cfg.Database)
-	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace, logger: cfg.Log}
+	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace, logger: cfg.Log,
+		auth: newAuthCache(cfg.AuthCacheTTL)}
 	for _, c := range []struct {
 		p    **mongo.Collection
 		name string
@@ -161,9 +170,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.rules, []mongo.IndexModel{{Keys: idx("org", "prio")}}},
 		{s.messages, []mongo.IndexModel{{Keys: idx("sender", "-rcv", "-_id")}, {Keys: idx("c", "claimed")}}},
 		{s.deliveries, []mongo.IndexModel{{Keys: idx("q", "s")}, {Keys: idx("msg")}, {Keys: idx("p")}}},
-		{s.leases, []mongo.IndexModel{{Keys: idx("d", "e"), Options: unique}}},
+		{s.leases, []mongo.IndexModel{{Keys: idx("d", "e"), Options: unique},
+			// A queue's chains (read beside a page of it), an acknowledged
+			// message's acks, pending acks and retired chains (Repair).
+			{Keys: idx("q", "s", "d", "e")}, {Keys: idx("m")}, {Keys: idx("pend", "at")}, {Keys: idx("ga")}}},
 		{s.parked, []mongo.IndexModel{{Keys: idx("q")}}},
-		{s.receipts, []mongo.IndexModel{{Keys: idx("sys", "t")}, {Keys: idx("sys", "msg")}, {Keys: idx("p")}}},
+		{s.receipts, []mongo.IndexModel{{Keys: idx("sys", "t")}, {Keys: idx("sys", "msg")}, {Keys: idx("p")}, {Keys: idx("msg")}}},
 		{s.pending, []mongo.IndexModel{{Keys: idx("t", "ins")}}},
 		{s.events, []mongo.IndexModel{
 			{Keys: idx("eid"), Options: unique}, {Keys: idx("orgs", "t")}, {Keys: idx("t")},

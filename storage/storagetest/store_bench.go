@@ -87,11 +87,11 @@ func BenchLeaseAck(b *testing.B, open func(b *testing.B) hub.Store, writers int)
 		must(s.AddDeliveries(ctx, ds))
 	}
 	spread(b, writers, func(i int64) error {
-		d, _, err := s.ClaimNext(ctx, "system/bench", fmt.Sprint("poller-", i%int64(writers)), time.Minute, T0)
+		c, err := s.ClaimNext(ctx, "system/bench", fmt.Sprint("poller-", i%int64(writers)), time.Minute, T0)
 		if err != nil {
 			return err
 		}
-		_, err = s.Ack(ctx, d.ID, T0)
+		_, err = s.Ack(ctx, c.Delivery.ID, T0)
 		return err
 	})
 }

@@ -32,10 +32,18 @@ var committerTests = []storeTest{
 		ds := putMsg(t, s, "m1", T0, "system/a")
 		done := Receipt("m1", T0.Add(time.Minute))
 		done.Status = hub.ReceiptCompleted
-		res, err := s.AckWith(ctx, ds[0].ID, T0.Add(time.Minute), &done, []hub.Event{event("f1", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
+		var seen hub.AckView
+		res, err := s.AckWith(ctx, ds[0].ID, "m1", T0.Add(time.Minute), func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			seen = v
+			return &done, []hub.Event{event("f1", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")}, nil
+		})
 		must(t, err, "AckWith")
 		if res.AlreadyAcked || !res.Unreferenced {
 			t.Fatalf("AckWith of the only delivery: %+v", res)
+		}
+		if seen.Delivery.ID != ds[0].ID || seen.Message == nil || seen.Message.UUID != "m1" || seen.Message.SenderSystemID != "sender-sys" ||
+			seen.SenderReceipt == nil || seen.SenderReceipt.TransmissionID != "tx-m1" || seen.SenderReceipt.Status != hub.ReceiptReceived {
+			t.Fatalf("AckWith's record saw %+v (message %+v, receipt %+v)", seen.Delivery, seen.Message, seen.SenderReceipt)
 		}
 		_, err = s.GetDelivery(ctx, ds[0].ID)
 		wantCode(t, err, hub.NotFound, "GetDelivery after AckWith")
@@ -44,9 +52,12 @@ var committerTests = []storeTest{
 		if r.Status != hub.ReceiptCompleted {
 			t.Fatalf("receipt after AckWith: %+v", r)
 		}
-		again := Receipt("m1", T0.Add(2*time.Minute))
-		again.Status = hub.ReceiptInvalid
-		res, err = s.AckWith(ctx, ds[0].ID, T0.Add(2*time.Minute), &again, []hub.Event{event("f2", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")})
+		res, err = s.AckWith(ctx, ds[0].ID, "m1", T0.Add(2*time.Minute), func(hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			t.Error("a repeated AckWith called record")
+			again := Receipt("m1", T0.Add(2*time.Minute))
+			again.Status = hub.ReceiptInvalid
+			return &again, []hub.Event{event("f2", T0, "MEMO_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")}, nil
+		})
 		must(t, err, "second AckWith")
 		if !res.AlreadyAcked || res.Unreferenced {
 			t.Fatalf("second AckWith: %+v", res)
@@ -58,9 +69,38 @@ var committerTests = []storeTest{
 		p, err := s.PendingEvents(ctx, 10)
 		must(t, err, "PendingEvents")
 		sameStrings(t, evIDs(p), []string{"f1"}, "pending events")
-		wantCode(t, func() error {
-			_, err := s.AckWith(ctx, ds[0].ID, T0, nil, []hub.Event{{Tag: "X"}})
-			return err
-		}(), hub.Invalid, "AckWith of an event without ID")
+	}},
+	{"AckWith sees a missing message and receipt as nil; a record error or an event without ID acknowledges nothing", func(t *testing.T, s hub.Store) {
+		ds := putMsg(t, s, "m1", T0, "system/a", "print")
+		must(t, s.DeleteReceipt(ctx, "sender-sys", "tx-m1"), "DeleteReceipt")
+		_, err := s.AckWith(ctx, ds[0].ID, "m1", T0, func(hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			return nil, []hub.Event{{Tag: "X"}}, nil
+		})
+		wantCode(t, err, hub.Invalid, "AckWith of an event without ID")
+		_, err = s.AckWith(ctx, ds[0].ID, "m1", T0, func(hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			return nil, nil, hub.Errorf(hub.Unavailable, "no")
+		})
+		wantCode(t, err, hub.Unavailable, "AckWith whose record fails")
+		if _, err := s.GetDelivery(ctx, ds[0].ID); err != nil {
+			t.Fatalf("a refused AckWith acknowledged: %v", err)
+		}
+		var seen hub.AckView
+		_, err = s.AckWith(ctx, ds[0].ID, "m1", T0, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			seen = v
+			return nil, nil, nil
+		})
+		must(t, err, "AckWith")
+		if seen.Message == nil || seen.SenderReceipt != nil {
+			t.Fatalf("message %+v, receipt %+v; want the message and no receipt", seen.Message, seen.SenderReceipt)
+		}
+		must(t, s.DeleteMessage(ctx, "m1"), "DeleteMessage")
+		res, err := s.AckWith(ctx, ds[1].ID, "m1", T0, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+			seen = v
+			return nil, nil, nil
+		})
+		must(t, err, "AckWith of a message whose record is gone")
+		if seen.Message != nil || seen.Delivery.ID != ds[1].ID || !res.Unreferenced {
+			t.Fatalf("view %+v, result %+v", seen, res)
+		}
 	}},
 }

@@ -67,10 +67,11 @@ var queueTests = []storeTest{
 		parallel(8, func(i int) {
 			// Bounded, so that a store handing out duplicates fails rather than spins.
 			for tries := 0; tries <= count; tries++ {
-				d, l, err := s.ClaimNext(ctx, "system/a", "poller-"+n(i), ttl, T0)
+				c, err := s.ClaimNext(ctx, "system/a", "poller-"+n(i), ttl, T0)
 				if hub.Is(err, hub.NotFound) {
 					return
 				}
+				d, l := c.Delivery, c.Lease
 				mu.Lock()
 				if err != nil || l.DeliveryID != d.ID {
 					failures = append(failures, err)
@@ -160,19 +161,22 @@ var queueTests = []storeTest{
 	}},
 	{"ClaimNext takes the first available delivery and NotFound when none", func(t *testing.T, s hub.Store) {
 		ds := fillQueue(t, s, "system/a", 2)
-		d, l, err := s.ClaimNext(ctx, "system/a", "p1", ttl, T0)
+		c, err := s.ClaimNext(ctx, "system/a", "p1", ttl, T0)
 		must(t, err, "ClaimNext")
-		if d.ID != ds[0].ID || l.DeliveryID != ds[0].ID || l.Attempt != 1 {
+		if d, l := c.Delivery, c.Lease; d.ID != ds[0].ID || l.DeliveryID != ds[0].ID || l.Attempt != 1 || d.Attempts != 1 {
 			t.Fatalf("ClaimNext got %s (lease %+v), want %s", d.ID, l, ds[0].ID)
 		}
-		d, _, err = s.ClaimNext(ctx, "system/a", "p2", ttl, T0)
-		must(t, err, "second ClaimNext")
-		if d.ID != ds[1].ID {
-			t.Fatalf("second ClaimNext got %s", d.ID)
+		if c.Message.UUID != ds[0].MessageUUID || string(c.Message.Content) != "content of "+ds[0].MessageUUID {
+			t.Fatalf("ClaimNext's message: %+v", c.Message)
 		}
-		_, _, err = s.ClaimNext(ctx, "system/a", "p3", ttl, T0)
+		c, err = s.ClaimNext(ctx, "system/a", "p2", ttl, T0)
+		must(t, err, "second ClaimNext")
+		if c.Delivery.ID != ds[1].ID {
+			t.Fatalf("second ClaimNext got %s", c.Delivery.ID)
+		}
+		_, err = s.ClaimNext(ctx, "system/a", "p3", ttl, T0)
 		wantCode(t, err, hub.NotFound, "ClaimNext of an exhausted queue")
-		_, _, err = s.ClaimNext(ctx, "system/empty", "p3", ttl, T0)
+		_, err = s.ClaimNext(ctx, "system/empty", "p3", ttl, T0)
 		wantCode(t, err, hub.NotFound, "ClaimNext of an empty queue")
 	}},
 	{"Release makes the delivery available at once; a stale release is no error", func(t *testing.T, s hub.Store) {
@@ -267,7 +271,7 @@ var queueTests = []storeTest{
 		if d.State != hub.DeliveryParked {
 			t.Fatalf("state %q after Park", d.State)
 		}
-		_, _, err = s.ClaimNext(ctx, "system/a", "p2", ttl, T0.Add(2*ttl))
+		_, err = s.ClaimNext(ctx, "system/a", "p2", ttl, T0.Add(2*ttl))
 		wantCode(t, err, hub.NotFound, "ClaimNext with only a parked delivery")
 		must(t, s.Unpark(ctx, ds[0].ID), "Unpark")
 		d, _ = s.GetDelivery(ctx, ds[0].ID)

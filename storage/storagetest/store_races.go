@@ -1,0 +1,150 @@
+package storagetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// raceTests are the races of the writes that need one winner: PutMessage
+// of a UUID by several callers at once (and again after its deliveries
+// were acknowledged), AckWith of a delivery by several callers, and the
+// acks of a message's last two deliveries at once.
+var raceTests = []storeTest{
+	{"PutMessage of one UUID by 8 callers at once: one wins, the others are Conflict and leave nothing", func(t *testing.T, s hub.Store) {
+		const callers = 8
+		errs := make([]error, callers)
+		parallel(callers, func(i int) {
+			m := Message("m1", []byte(fmt.Sprint("content ", i)), T0)
+			ds := []hub.Delivery{Delivery("m1", "system/a", T0), Delivery("m1", "print", T0)}
+			r := Receipt("m1", T0)
+			r.TransmissionID = fmt.Sprint("tx-", i)
+			errs[i] = s.PutMessage(ctx, m, ds, r)
+		})
+		winner := -1
+		for i, err := range errs {
+			switch hub.ErrorCode(err) {
+			case "":
+				if winner >= 0 {
+					t.Fatalf("callers %d and %d both stored m1", winner, i)
+				}
+				winner = i
+			case hub.Conflict:
+			default:
+				t.Fatalf("caller %d: %v, want success or Conflict", i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no caller stored m1")
+		}
+		got, err := s.GetMessage(ctx, "m1")
+		must(t, err, "GetMessage")
+		if string(got.Content) != fmt.Sprint("content ", winner) {
+			t.Fatalf("stored content %q, want the winner's (%d)", got.Content, winner)
+		}
+		for i := 0; i < callers; i++ {
+			_, err := s.GetReceipt(ctx, "sender-sys", fmt.Sprint("tx-", i))
+			if i == winner {
+				must(t, err, "the winner's receipt")
+			} else {
+				wantCode(t, err, hub.NotFound, fmt.Sprint("receipt of loser ", i))
+			}
+		}
+		ds, err := s.DeliveriesOf(ctx, "m1")
+		must(t, err, "DeliveriesOf")
+		if len(ds) != 2 {
+			t.Fatalf("%d deliveries, want 2", len(ds))
+		}
+		for _, q := range []string{"system/a", "print"} {
+			if n, err := s.CountQueue(ctx, q); err != nil || n != 1 {
+				t.Fatalf("CountQueue(%s) = %d, %v; want 1", q, n, err)
+			}
+		}
+	}},
+	{"PutMessage of a UUID whose deliveries were all acknowledged is Conflict and leaves nothing", func(t *testing.T, s hub.Store) {
+		ds := putMsg(t, s, "m1", T0, "system/a")
+		_, err := s.Ack(ctx, ds[0].ID, T0)
+		must(t, err, "Ack")
+		r := Receipt("m1", T0)
+		r.TransmissionID = "tx-again"
+		err = s.PutMessage(ctx, Message("m1", []byte("content of m1"), T0), []hub.Delivery{Delivery("m1", "system/a", T0)}, r)
+		wantCode(t, err, hub.Conflict, "PutMessage again")
+		if n, err := s.CountQueue(ctx, "system/a"); err != nil || n != 0 {
+			t.Fatalf("CountQueue = %d, %v; want 0", n, err)
+		}
+		got, err := s.ListQueue(ctx, "system/a", 0, 10, false, T0)
+		must(t, err, "ListQueue")
+		if len(got) != 0 {
+			t.Fatalf("the refused PutMessage left %d deliveries listed", len(got))
+		}
+		_, err = s.GetReceipt(ctx, "sender-sys", "tx-again")
+		wantCode(t, err, hub.NotFound, "receipt of the refused PutMessage")
+	}},
+	{"AckWith of one delivery by 8 callers at once: one acknowledges and records, the others are AlreadyAcked", func(t *testing.T, s hub.Store) {
+		for round := 0; round < 5; round++ {
+			uuid := "m" + n(round)
+			ds := putMsg(t, s, uuid, T0, "system/a")
+			var mu sync.Mutex
+			acks, recorded := 0, 0
+			parallel(8, func(i int) {
+				res, err := s.AckWith(ctx, ds[0].ID, uuid, T0, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+					r := *v.SenderReceipt
+					r.Status = hub.ReceiptCompleted
+					mu.Lock()
+					recorded++
+					mu.Unlock()
+					return &r, []hub.Event{event("fetched:"+uuid+":"+n(i), T0, "MEMO_SEND_FETCHED_BY_RECIPIENT_SYSTEM", "12345678")}, nil
+				})
+				if err != nil {
+					t.Errorf("AckWith: %v", err)
+					return
+				}
+				if !res.AlreadyAcked {
+					mu.Lock()
+					acks++
+					mu.Unlock()
+				}
+			})
+			if acks != 1 || recorded < 1 {
+				t.Fatalf("%s: %d acknowledgements (%d records), want exactly 1", uuid, acks, recorded)
+			}
+			if _, err := s.GetDelivery(ctx, ds[0].ID); !hub.Is(err, hub.NotFound) {
+				t.Fatalf("GetDelivery after the acks: %v", err)
+			}
+			if r, err := s.ReceiptFor(ctx, "sender-sys", uuid); err != nil || r.Status != hub.ReceiptCompleted {
+				t.Fatalf("receipt after the acks: %+v, %v", r, err)
+			}
+		}
+		p, err := s.PendingEvents(ctx, 100)
+		must(t, err, "PendingEvents")
+		if len(p) != 5 {
+			t.Fatalf("%d fetch events pending for 5 acknowledged deliveries, want 5: %v", len(p), evIDs(p))
+		}
+	}},
+	{"Acks of a message's last two deliveries at once: at least one unreferences the content, and a lease after them fails", func(t *testing.T, s hub.Store) {
+		for round := 0; round < 5; round++ {
+			uuid := "m" + n(round)
+			m := Message(uuid, nil, T0)
+			m.Content, m.ContentKey = nil, "msg/"+uuid+"/abc"
+			ds := []hub.Delivery{Delivery(uuid, "system/a", T0), Delivery(uuid, "print", T0)}
+			must(t, s.PutMessage(ctx, m, ds, Receipt(uuid, T0)), "PutMessage")
+			res := make([]hub.AckResult, 2)
+			parallel(2, func(i int) {
+				var err error
+				res[i], err = s.Ack(ctx, ds[i].ID, T0)
+				if err != nil {
+					t.Errorf("Ack: %v", err)
+				}
+			})
+			if !res[0].Unreferenced && !res[1].Unreferenced {
+				t.Fatalf("%s: neither ack of the last two deliveries unreferenced the content: %+v", uuid, res)
+			}
+			for _, d := range ds {
+				_, err := s.Lease(ctx, d.ID, "late", ttl, T0)
+				wantCode(t, err, hub.NotFound, "Lease after the ack")
+			}
+		}
+	}},
+}

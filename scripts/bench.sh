@@ -40,7 +40,10 @@ section_eventlog() { GO="$GO" scripts/bench-eventlog.sh; }
 # Retrieval: messages drained/s by 1 and 5 receiver systems, bolt and FerretDB (scripts/bench-retrieval.sh).
 section_retrieval() { GO="$GO" scripts/bench-retrieval.sh; }
 
-SECTIONS=(memo storage send rbac eventlog retrieval)
+# Commands per operation on the MongoDB store, before and now (scripts/bench-commands.sh).
+section_commands() { GO="$GO" scripts/bench-commands.sh; }
+
+SECTIONS=(memo storage send rbac eventlog retrieval commands)
 
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${SECTIONS[@]}")

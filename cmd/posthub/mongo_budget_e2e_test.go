@@ -69,7 +69,7 @@ func TestMongoCommandBudget(t *testing.T) {
 		}
 		return api.RequestID(ctx)
 	}
-	rec := roundtrip.NewRecorder(byRequest, 3*time.Millisecond)
+	rec := roundtrip.NewRecorder(byRequest, roundtrip.Dilate)
 	h := startMongoHub(t, rec, uri, testservers.DatabaseName(t))
 
 	// A sender organisation, an authority with a default receiver system,

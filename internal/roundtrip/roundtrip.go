@@ -86,6 +86,11 @@ func Op(ctx context.Context) string {
 	return s
 }
 
+// Dilate is how long the budget tests hold each command: long enough that
+// a goroutine started beside a command overlaps it even on a loaded machine
+// (under -race, with other test binaries on the same cores).
+const Dilate = 20 * time.Millisecond
+
 type command struct {
 	name       string
 	write      bool

@@ -242,7 +242,7 @@ func TestStoreCommandBudget(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := roundtrip.NewRecorder(nil, 3*time.Millisecond)
+			rec := roundtrip.NewRecorder(nil, roundtrip.Dilate)
 			s := openCounted(t, rec)
 			if tc.setup != nil {
 				tc.setup(t, s)

@@ -49,7 +49,7 @@ awk -F'\t' '
 echo
 echo "Store methods on the hot paths (storage/mongo, one call each):"
 echo
-echo "| Store call | now: serial / total / writes (serial) | commands, in order (| = side by side with the one before) |"
+echo "| Store call | now: serial / total / writes (serial) | commands, in order (\\| = side by side with the one before) |"
 echo "|---|---|---|"
 awk -F'\t' '$1 ~ /^Store\./ && $1 !~ /sealer/ { name = $1; sub(/^Store\./, "", name); t = $6; gsub(/\|/, "\\|", t)
   printf "| %s | %s / %s / %s (%s) | %s |\n", name, $2, $3, $4, $5, t }' "$out"

@@ -111,3 +111,36 @@ else
 fi
 echo
 echo "Targets (embedded, this 2-core machine): ≥ 1,500 accepted/s; p99 ≤ 50 ms at 1,000/s; 99 MB in ≤ 2× xmllint's time with peak RSS ≤ 2× the message size."
+
+# door NAME FLAGS... — one max-rate run on a fresh embedded hub; prints "perSecond cpuMsPerMessage p50 p99".
+door() {
+  local name=$1; shift
+  start_hub "$name"
+  local t0 t1 r
+  t0=$(cpu_ticks "$HUBPID")
+  r=$("$WORK/sendbench" -url "$HUB" -token "$TOKEN" -c 16 -d 10s "$@")
+  t1=$(cpu_ticks "$HUBPID")
+  stop_hub
+  printf '%s %s %s %s\n' "$(field "$r" perSecond)" "$(python3 -c "print(($t1-$t0)*1000/$TICKS/$(field "$r" accepted))")" \
+    "$(field "$r" p50ms)" "$(field "$r" p99ms)"
+}
+median() { sort -n | sed -n 2p; }
+
+echo
+echo "### SF1601 kombi sends beside NgDP sends (embedded)"
+echo
+echo "The same MeMo_Full_Example letters (fresh UUID per request, mode Automatisk Valg / AUTOMATIC), 16 concurrent senders for 10 s,"
+echo "through each door: POST /apis/v1/memos/ and POST /service/KombiPostAfsend_1/memos (the MeMo in a kombi_request, Bearer token,"
+echo "X-TransaktionsId). Each run on a fresh hub, the doors alternating, three runs each; medians. Target: kombi within 10% of NgDP."
+echo
+NG=(); KO=()
+for i in 1 2 3; do
+  NG+=("$(door "ngdp$i")")
+  KO+=("$(door "kombi$i" -kombi)")
+done
+col() { local n=$1; shift; for l in "$@"; do echo "$l" | cut -d' ' -f"$n"; done | median; }
+echo "| door | accepted/s (16 senders) | server CPU ms / message | p50 / p99 ms |"
+echo "|---|---|---|---|"
+printf '| NgDP `POST /apis/v1/memos/` | %.0f | %.2f | %.1f / %.1f |\n' "$(col 1 "${NG[@]}")" "$(col 2 "${NG[@]}")" "$(col 3 "${NG[@]}")" "$(col 4 "${NG[@]}")"
+printf '| SF1601 `POST /service/KombiPostAfsend_1/memos` | %.0f | %.2f | %.1f / %.1f |\n' "$(col 1 "${KO[@]}")" "$(col 2 "${KO[@]}")" "$(col 3 "${KO[@]}")" "$(col 4 "${KO[@]}")"
+printf '| kombi ÷ NgDP | %.2f× | %.2f× | |\n' "$(python3 -c "print($(col 1 "${KO[@]}")/$(col 1 "${NG[@]}"))")" "$(python3 -c "print($(col 2 "${KO[@]}")/$(col 2 "${NG[@]}"))")"

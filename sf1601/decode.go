@@ -146,7 +146,10 @@ type Decoder struct {
 	copied  int64
 	copyMax int64
 	tooBig  func() error
-	stack   []string // open elements inside the element being copied
+	// The open elements inside the element being copied: their names end
+	// to end in names, where each starts at its offset in stack.
+	names []byte
+	stack []int
 
 	started  bool   // the root start tag has been read
 	ended    bool   // the root end tag has been read
@@ -167,7 +170,7 @@ type nsDecl struct {
 
 // NewDecoder reads a kombi_request from r within lim.
 func NewDecoder(r io.Reader, lim Limits) *Decoder {
-	return &Decoder{br: bufio.NewReaderSize(r, 64<<10), lim: lim.withDefaults(), line: 1}
+	return &Decoder{br: bufio.NewReaderSize(r, readBuf), lim: lim.withDefaults(), line: 1}
 }
 
 // Message reads the request up to the end of its memo:Message, writing
@@ -332,9 +335,14 @@ func (d *Decoder) take(b []byte) error {
 	return err
 }
 
-// copyDirect is the chunk size from which take writes through instead of
-// gathering in out.
-const copyDirect = 16 << 10
+// readBuf is the Decoder's read buffer: small enough that a small request
+// costs little more than its own bytes, large enough that a 99 MB one
+// takes few trips. copyDirect is the chunk size from which take writes
+// through instead of gathering in out.
+const (
+	readBuf    = 16 << 10
+	copyDirect = 4 << 10
+)
 
 func (d *Decoder) flush() error {
 	if len(d.out) == 0 {
@@ -383,25 +391,24 @@ func (d *Decoder) byte1(inside string) (byte, error) {
 // term. col, when not nil, collects what precedes term, up to colMax
 // bytes (more fails with tooLong).
 func (d *Decoder) through(term, inside string, col *[]byte, colMax int, tooLong func() error) error {
-	t := []byte(term)
 	for {
 		buf, err := d.buffered()
 		if err != nil {
 			return d.readErr(err, inside)
 		}
-		if i := bytes.Index(buf, t); i >= 0 {
+		if i := index(buf, term); i >= 0 {
 			if col != nil {
 				if len(*col)+i > colMax {
 					return tooLong()
 				}
 				*col = append(*col, buf[:i]...)
 			}
-			return d.take(buf[:i+len(t)])
+			return d.take(buf[:i+len(term)])
 		}
 		// Keep a tail that may be the start of term.
-		n := len(buf) - (len(t) - 1)
+		n := len(buf) - (len(term) - 1)
 		if n <= 0 {
-			if _, err := d.peekN(len(t)); err != nil {
+			if _, err := d.peekN(len(term)); err != nil {
 				return d.readErr(err, inside)
 			}
 			continue
@@ -415,6 +422,27 @@ func (d *Decoder) through(term, inside string, col *[]byte, colMax int, tooLong 
 		if err := d.take(buf[:n]); err != nil {
 			return err
 		}
+	}
+}
+
+// index is bytes.Index(b, []byte(term)) without the conversion.
+func index(b []byte, term string) int {
+	if len(term) == 1 {
+		return bytes.IndexByte(b, term[0])
+	}
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], term[0])
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if len(b)-i < len(term) {
+			return -1
+		}
+		if string(b[i:i+len(term)]) == term {
+			return i
+		}
+		off = i + 1
 	}
 }
 
@@ -437,7 +465,7 @@ func (d *Decoder) text(col *[]byte, colMax int) (space bool, err error) {
 			i = len(buf)
 		}
 		chunk := buf[:i]
-		if space && len(bytes.TrimLeft(chunk, " \t\r\n")) > 0 {
+		if space && !allSpace(chunk) {
 			space = false
 		}
 		if col != nil {
@@ -504,6 +532,15 @@ func (d *Decoder) prolog() error {
 }
 
 func xmlSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func allSpace(b []byte) bool {
+	for _, c := range b {
+		if !xmlSpace(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // xmlDecl reads the XML declaration and refuses encodings but UTF-8.
 func (d *Decoder) xmlDecl() error {
@@ -581,6 +618,14 @@ type startTag struct {
 
 // readStartTag reads a start tag at the input ('<' then a name).
 func (d *Decoder) readStartTag() (startTag, error) {
+	if buf, _ := d.buffered(); len(buf) > 0 {
+		if n, name, empty, ok := fastStartTag(buf); ok {
+			if t, ok := parseStartTag(buf[:n], name, empty); ok {
+				t.line = d.line
+				return t, d.take(buf[:n])
+			}
+		}
+	}
 	t := startTag{line: d.line}
 	if _, err := d.byte1("a start tag"); err != nil { // '<'
 		return t, err
@@ -649,6 +694,49 @@ func (d *Decoder) readStartTag() (startTag, error) {
 	}
 }
 
+// parseStartTag is readStartTag on a whole tag in memory, which
+// fastStartTag has found well-formed as far as it looks; ok is false for
+// what it does not check (a repeated attribute, a malformed value), which
+// readStartTag's slow path then reports.
+func parseStartTag(b, name []byte, empty bool) (startTag, bool) {
+	t := startTag{qname: string(name), empty: empty}
+	t.prefix, t.local = "", t.qname
+	if i := strings.IndexByte(t.qname, ':'); i >= 0 {
+		t.prefix, t.local = t.qname[:i], t.qname[i+1:]
+	}
+	i := 1 + len(name)
+	t.rest = string(b[i:])
+	for {
+		for xmlSpace(b[i]) {
+			i++
+		}
+		if b[i] == '>' || b[i] == '/' {
+			return t, true
+		}
+		start := i
+		k := scanName(b[i:])
+		an := string(b[i : i+k])
+		i += k
+		for b[i] != '"' && b[i] != '\'' {
+			i++
+		}
+		q := b[i]
+		j := bytes.IndexByte(b[i+1:], q)
+		raw := b[i+1 : i+1+j]
+		i += j + 2
+		for _, a := range t.attrs {
+			if a.name == an {
+				return t, false
+			}
+		}
+		v, ok := memo.DecodeReferences(raw, true)
+		if !ok {
+			return t, false
+		}
+		t.attrs = append(t.attrs, attr{name: an, raw: string(b[start:i]), value: v})
+	}
+}
+
 // space consumes whitespace, writing it to sb when not nil; sp reports
 // whether there was any.
 func (d *Decoder) space(sb *strings.Builder) (sp bool, err error) {
@@ -705,6 +793,13 @@ func (d *Decoder) name(n *[]byte, inside string) error {
 	}
 }
 
+func quote(q byte) string {
+	if q == '"' {
+		return `"`
+	}
+	return "'"
+}
+
 // maxAttrValue bounds an attribute value the wrapper level reads whole.
 const maxAttrValue = 8 << 10
 
@@ -740,12 +835,12 @@ func (d *Decoder) attrValue(rest *strings.Builder, val *[]byte, collect bool) (s
 		return fail(memo.CodeNotWellFormed, "", d.line, "", "an attribute value of the kombi_request is longer than %d bytes", maxAttrValue)
 	}
 	if collect {
-		if err := d.through(string(q), "an attribute value", val, maxAttrValue, tooLong); err != nil {
+		if err := d.through(quote(q), "an attribute value", val, maxAttrValue, tooLong); err != nil {
 			return "", err
 		}
 		src.Write(*val)
 		src.WriteByte(q)
-	} else if err := d.through(string(q), "an attribute value", nil, 0, nil); err != nil {
+	} else if err := d.through(quote(q), "an attribute value", nil, 0, nil); err != nil {
 		return "", err
 	}
 	if rest != nil {
@@ -989,7 +1084,7 @@ func (d *Decoder) copyElement(t startTag, own []nsDecl, w io.Writer, max int64, 
 	if cap(d.out) == 0 {
 		d.out = make([]byte, 0, 2*copyDirect)
 	}
-	defer func() { d.w, d.stack = nil, d.stack[:0] }()
+	defer func() { d.w, d.stack, d.names = nil, d.stack[:0], d.names[:0] }()
 	err := d.emit("<" + t.qname)
 	for _, n := range d.rootNS {
 		if err != nil {
@@ -1004,7 +1099,7 @@ func (d *Decoder) copyElement(t startTag, own []nsDecl, w io.Writer, max int64, 
 		err = d.emit(t.rest)
 	}
 	if err == nil && !t.empty {
-		d.stack = append(d.stack, t.qname)
+		d.push([]byte(t.qname))
 		err = d.content()
 	}
 	if err == nil {
@@ -1028,12 +1123,27 @@ func declares(own []nsDecl, name string) bool {
 // document's well-formedness in full is libxml2's to judge.
 func (d *Decoder) content() error {
 	for len(d.stack) > 0 {
+		// The buffered input is scanned token by token and taken in one
+		// piece; a token that is not whole in the buffer, or is markup
+		// other than tags, goes the slow way below, one at a time.
+		if buf, err := d.buffered(); err == nil {
+			n, err := d.scanContent(buf)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				if err := d.take(buf[:n]); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if _, err := d.text(nil, 0); err != nil {
 			return err
 		}
 		b, err := d.peekN(2)
 		if err != nil {
-			return d.short("<" + d.stack[0] + ">")
+			return d.short("<" + string(d.names[:d.openAt(1)]) + ">")
 		}
 		switch b[1] {
 		case '!', '?':
@@ -1053,7 +1163,87 @@ func (d *Decoder) content() error {
 	return nil
 }
 
+// scanContent reads text, start tags and end tags from b while they are
+// whole in it and the slow path would accept them, and returns how many
+// bytes it read; the caller takes them.
+func (d *Decoder) scanContent(b []byte) (int, error) {
+	i := 0
+	for len(d.stack) > 0 && i < len(b) {
+		if b[i] != '<' {
+			j := bytes.IndexByte(b[i:], '<')
+			if j < 0 {
+				return len(b), nil
+			}
+			i += j
+			continue
+		}
+		if i+1 >= len(b) {
+			return i, nil
+		}
+		switch b[i+1] {
+		case '!', '?':
+			// Comments, CDATA sections and processing instructions whole
+			// in b; anything else (a DOCTYPE, a cut-off one) is the slow
+			// path's to judge.
+			open, end := "<?", "?>"
+			switch {
+			case bytes.HasPrefix(b[i:], []byte("<![CDATA[")):
+				open, end = "<![CDATA[", "]]>"
+			case bytes.HasPrefix(b[i:], []byte("<!--")):
+				open, end = "<!--", "-->"
+			case b[i+1] == '!':
+				return i, nil
+			}
+			j := index(b[i+len(open):], end)
+			if j < 0 {
+				return i, nil
+			}
+			i += len(open) + j + len(end)
+		case '/':
+			k := scanName(b[i+2:])
+			if k == 0 {
+				return i, nil
+			}
+			e := i + 2 + k
+			for e < len(b) && xmlSpace(b[e]) {
+				e++
+			}
+			if e >= len(b) || b[e] != '>' || !bytes.Equal(b[i+2:i+2+k], d.top()) {
+				return i, nil
+			}
+			d.pop()
+			i = e + 1
+		default:
+			n, name, empty, ok := fastStartTag(b[i:])
+			if !ok {
+				return i, nil
+			}
+			if !empty {
+				if len(d.stack) >= d.lim.MaxDepth {
+					return 0, fail(CodeTooDeep, "", d.line+bytes.Count(b[:i], []byte{'\n'}), "", "elements may nest at most %d deep", d.lim.MaxDepth)
+				}
+				d.push(name)
+			}
+			i += n
+		}
+	}
+	return i, nil
+}
+
 func (d *Decoder) endTag() error {
+	// Fast path: the whole tag is buffered (nearly always).
+	if buf, _ := d.buffered(); len(buf) > 2 {
+		if k := scanName(buf[2:]); k > 0 {
+			i := 2 + k
+			for i < len(buf) && xmlSpace(buf[i]) {
+				i++
+			}
+			if i < len(buf) && buf[i] == '>' && bytes.Equal(buf[2:2+k], d.top()) {
+				d.pop()
+				return d.take(buf[:i+1])
+			}
+		}
+	}
 	if err := d.take(mustPeek(d, 2)); err != nil {
 		return err
 	}
@@ -1068,15 +1258,119 @@ func (d *Decoder) endTag() error {
 	if err != nil {
 		return err
 	}
-	open := d.stack[len(d.stack)-1]
-	if c != '>' || string(n) != open {
-		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, open)
+	if c != '>' || !bytes.Equal(n, d.top()) {
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, d.top())
 	}
-	d.stack = d.stack[:len(d.stack)-1]
+	d.pop()
 	return nil
 }
 
+// push opens an element; top is the innermost open one, openAt(i) the end
+// of the i-th; pop closes the innermost.
+func (d *Decoder) push(name []byte) {
+	d.stack = append(d.stack, len(d.names))
+	d.names = append(d.names, name...)
+}
+
+func (d *Decoder) top() []byte { return d.names[d.stack[len(d.stack)-1]:] }
+
+func (d *Decoder) openAt(i int) int {
+	if i < len(d.stack) {
+		return d.stack[i]
+	}
+	return len(d.names)
+}
+
+func (d *Decoder) pop() {
+	d.names = d.names[:d.stack[len(d.stack)-1]]
+	d.stack = d.stack[:len(d.stack)-1]
+}
+
+// scanName is the length of the name b starts with (0: none; more than
+// maxName: 0, for the slow path to report).
+func scanName(b []byte) int {
+	if len(b) == 0 || !nameStart(b[0]) {
+		return 0
+	}
+	i := 1
+	for i < len(b) && nameByte(b[i]) {
+		i++
+	}
+	if i > maxName || i == len(b) {
+		return 0
+	}
+	return i
+}
+
+// fastStartTag reads the start tag b begins with ('<'), when all of it is
+// in b and it is what innerStartTag's slow path accepts: its length, its
+// name and whether it is empty. ok is false otherwise, and the slow path
+// reads it (and reports what is wrong).
+func fastStartTag(b []byte) (n int, name []byte, empty, ok bool) {
+	i := 1
+	k := scanName(b[i:])
+	if k == 0 {
+		return 0, nil, false, false
+	}
+	name, i = b[i:i+k], i+k
+	for {
+		sp := i
+		for i < len(b) && xmlSpace(b[i]) {
+			i++
+		}
+		if i >= len(b) {
+			return 0, nil, false, false
+		}
+		switch b[i] {
+		case '>':
+			return i + 1, name, false, true
+		case '/':
+			if i+1 < len(b) && b[i+1] == '>' {
+				return i + 2, name, true, true
+			}
+			return 0, nil, false, false
+		}
+		if i == sp {
+			return 0, nil, false, false
+		}
+		if k = scanName(b[i:]); k == 0 {
+			return 0, nil, false, false
+		}
+		i += k
+		for i < len(b) && xmlSpace(b[i]) {
+			i++
+		}
+		if i >= len(b) || b[i] != '=' {
+			return 0, nil, false, false
+		}
+		i++
+		for i < len(b) && xmlSpace(b[i]) {
+			i++
+		}
+		if i >= len(b) || b[i] != '"' && b[i] != '\'' {
+			return 0, nil, false, false
+		}
+		q := b[i]
+		j := bytes.IndexByte(b[i+1:], q)
+		if j < 0 {
+			return 0, nil, false, false
+		}
+		i += j + 2
+	}
+}
+
 func (d *Decoder) innerStartTag() error {
+	if buf, _ := d.buffered(); len(buf) > 0 {
+		if n, name, empty, ok := fastStartTag(buf); ok {
+			if !empty {
+				if len(d.stack) >= d.lim.MaxDepth {
+					return fail(CodeTooDeep, "", d.line, "", "elements may nest at most %d deep", d.lim.MaxDepth)
+				}
+				d.push(name)
+			}
+			return d.take(buf[:n])
+		}
+	}
 	if _, err := d.byte1("a start tag"); err != nil { // '<'
 		return err
 	}
@@ -1098,7 +1392,7 @@ func (d *Decoder) innerStartTag() error {
 			if len(d.stack) >= d.lim.MaxDepth {
 				return fail(CodeTooDeep, "", d.line, "", "elements may nest at most %d deep", d.lim.MaxDepth)
 			}
-			d.stack = append(d.stack, string(n))
+			d.push(n)
 			return nil
 		case '/':
 			c, err := d.byte1("a start tag")

@@ -17,7 +17,7 @@
 //
 // What the Decoder guarantees:
 //
-//   - Streaming and bounded: it reads the body once, through a 64 KiB
+//   - Streaming and bounded: it reads the body once, through a 16 KiB
 //     buffer, and never holds the MeMo: the Message's bytes go to the
 //     writer the caller gives (a spool file, or memory for a small body) as
 //     they arrive. The Message may be at most Limits.MaxMemo bytes, the

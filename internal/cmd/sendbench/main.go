@@ -5,6 +5,12 @@
 // The template MeMo (default: the official MeMo_Full_Example) is adjusted
 // once (sender, recipient, no hold date) and every request gets a fresh
 // messageUUID, so each submission is a new letter.
+//
+// With -kombi the same MeMo goes through the SF1601 door instead: wrapped
+// in a kombi_request (KombiValgKode "Automatisk Valg", the NgDP route's
+// default mode) and posted to /service/KombiPostAfsend_1/memos with a
+// Bearer token and an X-TransaktionsId, so the two doors can be compared
+// letter for letter.
 package main
 
 import (
@@ -35,6 +41,7 @@ func main() {
 	count := flag.Int("n", 0, "stop after this many (0: run for -d)")
 	rate := flag.Float64("rate", 0, "target requests per second in total (0: as fast as possible)")
 	raw := flag.Bool("raw", false, "send the template file as it is, once (large-message timing)")
+	kombi := flag.Bool("kombi", false, "send through SF1601's KombiPostAfsend, each MeMo in a kombi_request")
 	flag.Parse()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2}, Timeout: 10 * time.Minute}
@@ -42,6 +49,9 @@ func main() {
 		os.Exit(sendRaw(client, *url, *token, *tmpl))
 	}
 	body, oldUUID := template(*tmpl, *from, *to)
+	if *kombi {
+		body = kombiRequest(body)
+	}
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -78,8 +88,15 @@ func main() {
 				}
 				u := memo.NewUUID()
 				copy(b[at:], u) // the previous request's body has been read: its response is in
-				req, _ := http.NewRequest("POST", *url+"/apis/v1/memos/?memo-message-uuid="+u, bytes.NewReader(b))
-				req.Header.Set("Authorization", "Basic "+*token)
+				var req *http.Request
+				if *kombi {
+					req, _ = http.NewRequest("POST", *url+"/service/KombiPostAfsend_1/memos", bytes.NewReader(b))
+					req.Header.Set("Authorization", "Bearer "+*token)
+					req.Header.Set("X-TransaktionsId", memo.NewUUID())
+				} else {
+					req, _ = http.NewRequest("POST", *url+"/apis/v1/memos/?memo-message-uuid="+u, bytes.NewReader(b))
+					req.Header.Set("Authorization", "Basic "+*token)
+				}
 				req.Header.Set("Content-Type", "application/xml")
 				t0 := time.Now()
 				resp, err := client.Do(req)
@@ -121,6 +138,20 @@ func main() {
 	if ok.Load() == 0 {
 		os.Exit(1)
 	}
+}
+
+// kombiRequest wraps a MeMo in a kombi_request, its bytes unchanged.
+func kombiRequest(memoXML []byte) []byte {
+	if bytes.HasPrefix(memoXML, []byte("<?xml")) {
+		if i := bytes.Index(memoXML, []byte("?>")); i >= 0 {
+			memoXML = bytes.TrimLeft(memoXML[i+2:], "\r\n")
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("<?xml version=\"1.0\"?>\n<kombi_request><KombiValgKode>Automatisk Valg</KombiValgKode>")
+	b.Write(memoXML)
+	b.WriteString("</kombi_request>\n")
+	return b.Bytes()
 }
 
 // template makes the template a deliverable letter and returns it with

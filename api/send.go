@@ -26,7 +26,8 @@ type BulkReceipts struct {
 	// is; StoppedAt says where reading stopped.
 	ArchiveError *ErrorMessage `json:"archiveError,omitempty"`
 	// StoppedAt is the entry the hub stopped at. Stopped at its header (a
-	// bound), it has no receipt; broken inside it, it has an INVALID one.
+	// bound) or unable to take it now (Unavailable: the disk full), it has
+	// no receipt; broken inside it, it has an INVALID one.
 	// The entries after it were not read: send them again (a MeMo sent
 	// again is answered with its first receipt, so resending all of them
 	// is safe too).

@@ -164,12 +164,12 @@ func TestArchiveBounds(t *testing.T) {
 			body: lzmaOf(t, tarOf(t, memo(1), memo(2), memo(3), memo(4), memo(5))), limits: small,
 			code: hub.TooLarge, field: CodeTooManyEntries, read: 3, stopAt: 4, maxRead: 8 << 10},
 		{name: "an entry that does not fit in what is left of the budget stops the archive at its header",
-			body:   lzmaOf(t, tarOf(t, file{name: "a.xml", size: 900 << 10}, file{name: "b.xml", size: 900 << 10}, file{name: "c.xml", size: 900 << 10})),
-			limits: Limits{MaxBytes: 2 << 20}, code: hub.TooLarge, field: CodeDecompressedTooLarge, read: 2, stopAt: 3, maxRead: 2 << 20},
-		{name: "compressed bytes over the bound", body: lzmaOf(t, tarOf(t, file{name: "r.xml", data: random(64 << 10)})),
-			limits: Limits{MaxCompressed: 32 << 10}, code: hub.TooLarge, field: CodeTooLarge, stopAt: 1},
+			body:   lzmaOf(t, tarOf(t, file{name: "a.xml", size: 90 << 10}, file{name: "b.xml", size: 90 << 10}, file{name: "c.xml", size: 90 << 10})),
+			limits: Limits{MaxBytes: 200 << 10}, code: hub.TooLarge, field: CodeDecompressedTooLarge, read: 2, stopAt: 3, maxRead: 200 << 10},
+		{name: "compressed bytes over the bound", body: lzmaOf(t, tarOf(t, file{name: "r.xml", data: random(24 << 10)})),
+			limits: Limits{MaxCompressed: 12 << 10}, code: hub.TooLarge, field: CodeTooLarge, stopAt: 1},
 		{name: "not compressed at all", body: []byte("not lzma at all"), code: hub.Invalid, field: CodeMalformed},
-		{name: "a corrupt stream stops where it breaks", body: corrupt(lzmaOf(t, tarOf(t, file{name: "r.xml", data: random(64 << 10)}))),
+		{name: "a corrupt stream stops where it breaks", body: corrupt(lzmaOf(t, tarOf(t, file{name: "r.xml", data: random(24 << 10)}))),
 			code: hub.Invalid, field: CodeMalformed, stopAt: 1},
 		{name: "xz within every bound reads whole", body: xzOf(t, three, xz.WriterConfig{}), limits: small, read: 3},
 		{name: "xz block dictionary over the bound is refused before it is allocated",
@@ -292,10 +292,10 @@ func TestXZReadsWhatXZWrites(t *testing.T) {
 }
 
 func TestXZReadsEveryCheckAndManyBlocks(t *testing.T) {
-	raw := random(100 << 10)
+	raw := random(24 << 10)
 	for _, cfg := range []xz.WriterConfig{
 		{CheckSum: xz.None}, {CheckSum: xz.CRC32}, {CheckSum: xz.CRC64}, {CheckSum: xz.SHA256},
-		{CheckSum: xz.CRC32, BlockSize: 64 << 10}, {CheckSum: xz.CRC64, BlockSize: 4 << 10, DictCap: 4 << 10},
+		{CheckSum: xz.CRC32, BlockSize: 8 << 10}, {CheckSum: xz.CRC64, BlockSize: 4 << 10, DictCap: 4 << 10},
 	} {
 		t.Run(fmt.Sprintf("check %d block %d", cfg.CheckSum, cfg.BlockSize), func(t *testing.T) {
 			got := decodeXZ(t, xzOf(t, raw, cfg), DefaultMaxDictionary)
@@ -305,7 +305,7 @@ func TestXZReadsEveryCheckAndManyBlocks(t *testing.T) {
 		})
 	}
 	// Zeros compress into few chunks; incompressible data into uncompressed ones.
-	zeros := make([]byte, 1<<20)
+	zeros := make([]byte, 256<<10)
 	if got := decodeXZ(t, xzOf(t, zeros, xz.WriterConfig{}), DefaultMaxDictionary); !bytes.Equal(got, zeros) {
 		t.Fatalf("zeros: %d bytes", len(got))
 	}

@@ -434,6 +434,7 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 		{"X-TransaktionsId not a UUID", hdr("X-TransaktionsId", "tx-1"), php(good, "Digital Post", nil), false, 400, "request.transaction.id.invalid", "invalid"},
 		{"no credentials", map[string]string{"Content-Type": "application/xml"}, php(good, "Digital Post", nil), false, 401, "", "unauthorized"},
 		{"a receiver system's token", hdr("authorization", "Bearer "+receiverToken), php(good, "Digital Post", nil), false, 403, "", "forbidden"},
+		{"another organisation's sender system", hdr("authorization", "Bearer "+w.senderB), php(good, "Digital Post", nil), false, 403, "sender.not.allowed", "forbidden"},
 	}
 	for _, c := range cases {
 		r := h.call("POST", send, c.headers, c.body)

@@ -110,8 +110,8 @@ type Config struct {
 	// Revocations, when set, makes logout end a person's mailbox sessions
 	// on every instance.
 	Revocations Revocations
-	Log    *slog.Logger
-	Now    func() time.Time
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // Mailbox is the web mailbox handler; mount it at Prefix + "/".
@@ -267,13 +267,13 @@ type page struct {
 	Title string
 	// Refresh, when set, is a URL the page moves on to at once.
 	Refresh string
-	Person *viewer.Person
-	Owner  string // the mailbox shown
-	Kind   string
-	CSRF   string
-	Notice string
-	Error  string
-	Data   any
+	Person  *viewer.Person
+	Owner   string // the mailbox shown
+	Kind    string
+	CSRF    string
+	Notice  string
+	Error   string
+	Data    any
 }
 
 func (m *Mailbox) show(w http.ResponseWriter, status int, name string, p page) {

@@ -342,6 +342,8 @@ func (p *Portal) login(q *req) error {
 	}
 	rbac.SetCookie(q.w, v, ss.Expires.Sub(ss.Issued), p.secure(r))
 	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Path: "/admin/", MaxAge: -1})
+	// A password session came from no provider: logout stays here.
+	http.SetCookie(q.w, &http.Cookie{Name: oidcProviderCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteLaxMode})
 	http.Redirect(q.w, r, "/admin/", http.StatusSeeOther)
 	return nil
 }

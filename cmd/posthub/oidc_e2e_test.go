@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"flag"
 	"io"
+	"os"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/posthub/posthub/internal/testservers"
 	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/rbac/oidc"
 )
 
 // oidcProviders is the -oidc-providers setting for the test provider. The
@@ -251,6 +255,38 @@ func TestOIDCPortalLogin(t *testing.T) {
 	if !hasDetail(granted, "userId", "anne", "privilege", "STATISTICS_ADMINISTRATOR", "via", "group mapping", "subject", testservers.OPAnne.ID) {
 		t.Fatalf("the mapped grant is not logged: %v", granted)
 	}
+	// The session API lists the provider, and its logout ends the session
+	// and names the provider's end-session URL.
+	status, body = anne.get(h, "/apis/v1/session/providers?next=/apis/v1/session")
+	var provs struct {
+		Providers []map[string]string `json:"providers"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &provs) != nil || len(provs.Providers) != 1 ||
+		provs.Providers[0]["loginUrl"] != "/admin/oidc/test/login?next=%2Fapis%2Fv1%2Fsession" {
+		t.Fatalf("providers: %d %s", status, body)
+	}
+	var sess struct {
+		CSRFToken string `json:"csrfToken"`
+	}
+	_, body = anne.get(h, "/apis/v1/session")
+	_ = json.Unmarshal([]byte(body), &sess)
+	hubURL, _ := url.Parse(h.base + "/")
+	oldCookies := anne.jar.Cookies(hubURL)
+	req, _ := http.NewRequest("DELETE", h.base+"/apis/v1/session", nil)
+	req.Header.Set("X-CSRF-Token", sess.CSRFToken)
+	status, body, _ = anne.page(anne.client.Do(req))
+	var out struct {
+		ProviderLogoutURL string `json:"providerLogoutUrl"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &out) != nil || !strings.HasPrefix(out.ProviderLogoutURL, strings.TrimSuffix(op.Issuer, "/")+"/end_session?client_id=") {
+		t.Fatalf("logout on the session API: %d %s", status, body)
+	}
+	stale := newBrowserless(t)
+	stale.jar.SetCookies(hubURL, oldCookies)
+	if status, _ := stale.get(h, "/apis/v1/session"); status != 401 {
+		t.Fatalf("the session after logout: %d", status)
+	}
+
 	all := h.mustStatus(h.do("GET", "/apis/v1/events/?size=1000", h.operator, "", nil), 200)
 	// A JWT's header starts "eyJ"; no token, code or verifier is logged.
 	if s := string(all.body); strings.Contains(s, "eyJ") || strings.Contains(s, "id_token") || strings.Contains(s, "code_verifier") {
@@ -358,4 +394,42 @@ func between(s, from, to string) string {
 		return s[:j]
 	}
 	return ""
+}
+
+// TestOIDCSettings: the providers come as a list in a -config file too;
+// switching passwords off without a portal provider, and a web mailbox
+// outside demo mode without a way in, refuse to start.
+func TestOIDCSettings(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/posthub.json"
+	if err := os.WriteFile(file, []byte(`{"oidc-providers": [{"name": "entra", "issuer": "https://login.example/t/v2.0", "clientId": "app"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg serveConfig
+	if err := cfg.load(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-config", file}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := oidc.ParseProviders(cfg.OIDCProviders, nil)
+	if err != nil || len(ps) != 1 || ps[0].Name != "entra" {
+		t.Fatalf("providers from the config file: %v %v", ps, err)
+	}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"passwords off without a provider", []string{"-password-login=false"}, "-password-login=false"},
+		{"a web mailbox with no way in", []string{"-web-mailbox"}, "-web-mailbox needs a way to log in"},
+		{"a provider list that is not valid", []string{"-oidc-providers", `[{"name":"x"}]`}, "-oidc-providers"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			err := serve(ctx, env, append([]string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-log-level", "error"}, c.args...), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("serve: %v, want an error about %s", err, c.want)
+			}
+		})
+	}
 }

@@ -223,20 +223,28 @@ func (rp *RP) LoginMailbox(ctx context.Context, cookie string, q url.Values, red
 	id, next, err := rp.Finish(ctx, Mailbox, cookie, q, redirectURL)
 	p := Person{Provider: id.Provider}
 	if err == nil {
-		c := rp.providers[id.Provider].cfg
-		switch {
-		case c.CPRClaim != "" && hub.ValidCPR(id.CPR):
-			p.CPR = id.CPR
+		p, err = rp.providers[id.Provider].cfg.person(id)
+		if p.CPR != "" {
 			// The event log names citizens by subject, never by CPR.
 			id.UserID = ""
-		case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && rbac.ValidUserID(id.UserID):
-			p.CVR, p.UserID = id.Organisation, id.UserID
-		default:
-			err = refusal(hub.Forbidden, "oidc.person.unknown",
-				fmt.Sprintf("You are signed in at %s, but it did not assert a CPR number, or a CVR number and a user id, so there is no mailbox to open.", c.Label), nil)
 		}
 	}
 	id.CPR = ""
 	rp.Record(ctx, "mailbox", id, err)
 	return p, next, err
+}
+
+// person names who a mailbox login is.
+func (c *ProviderConfig) person(id Identity) (Person, error) {
+	p := Person{Provider: id.Provider}
+	switch {
+	case c.CPRClaim != "" && hub.ValidCPR(id.CPR):
+		p.CPR = id.CPR
+	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && rbac.ValidUserID(id.UserID):
+		p.CVR, p.UserID = id.Organisation, id.UserID
+	default:
+		return p, refusal(hub.Forbidden, "oidc.person.unknown",
+			fmt.Sprintf("You are signed in at %s, but it did not assert a CPR number, or a CVR number and a user id, so there is no mailbox to open.", c.Label), nil)
+	}
+	return p, nil
 }

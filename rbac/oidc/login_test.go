@@ -193,3 +193,28 @@ func TestLoginEventNamesProviderSubjectAndReason(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 }
+
+func TestMailboxPerson(t *testing.T) {
+	both := ProviderConfig{Label: "MitID", CPRClaim: "cpr", OrganisationClaim: "cvr"}
+	for _, c := range []struct {
+		name string
+		cfg  ProviderConfig
+		id   Identity
+		want Person
+		err  string
+	}{
+		{"a citizen by the CPR claim", both, Identity{CPR: "0101701234", UserID: "x"}, Person{CPR: "0101701234"}, ""},
+		{"a company user by CVR and user id", both, Identity{Organisation: orgA, UserID: "anne"}, Person{CVR: orgA, UserID: "anne"}, ""},
+		{"a CPR number of the wrong shape names no one", both, Identity{CPR: "01017012"}, Person{}, "oidc.person.unknown"},
+		{"a CVR without a user id names no one", both, Identity{Organisation: orgA}, Person{}, "oidc.person.unknown"},
+		{"a CPR claim the provider is not configured to read is ignored", ProviderConfig{OrganisationClaim: "cvr"},
+			Identity{CPR: "0101701234"}, Person{}, "oidc.person.unknown"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := c.cfg.person(c.id)
+			if Reason(err) != c.err || (err == nil && p != c.want) {
+				t.Fatalf("person %+v, %v; want %+v, %q", p, err, c.want, c.err)
+			}
+		})
+	}
+}

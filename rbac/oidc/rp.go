@@ -379,7 +379,8 @@ const skew = 5 * time.Minute
 
 // verify checks an ID token with go-oidc (signature by the provider's
 // keys, issuer, audience, expiry, not-before), then what go-oidc leaves to
-// the caller: issued-at not in the future and the flow's nonce.
+// the caller: issued-at not in the future, the flow's nonce, and the
+// authorized party of a token for several audiences.
 func (rp *RP) verify(ctx context.Context, p *provider, raw, nonce string) (*gooidc.IDToken, map[string]any, error) {
 	idt, err := p.verifier.Verify(ctx, raw)
 	if err != nil {
@@ -397,6 +398,12 @@ func (rp *RP) verify(ctx context.Context, p *provider, raw, nonce string) (*gooi
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
 		return nil, nil, refusal(hub.Unauthorized, "oidc.token.claims", "The ID token's claims cannot be read.", err)
+	}
+	// OpenID Connect Core §3.1.3.7: a token for several audiences must
+	// name this client as its authorized party (go-oidc checks only that
+	// the client is among the audiences).
+	if azp, _ := claims["azp"].(string); (len(idt.Audience) > 1 || azp != "") && azp != p.cfg.ClientID {
+		return nil, nil, refusal(hub.Unauthorized, "oidc.token.audience", "The ID token was issued to another client.", nil)
 	}
 	return idt, claims, nil
 }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -92,6 +95,15 @@ func TestVerifyIDTokenRefusals(t *testing.T) {
 		{"a valid token is accepted", func(map[string]any) {}, nil, ""},
 		{"a token of another issuer is refused", func(m map[string]any) { m["iss"] = "https://evil.example" }, nil, "oidc.token.issuer"},
 		{"a token for another client is refused", func(m map[string]any) { m["aud"] = "someone-else" }, nil, "oidc.token.audience"},
+		{"a token for several audiences authorised to another client is refused", func(m map[string]any) {
+			m["aud"], m["azp"] = []string{"posthub", "someone-else"}, "someone-else"
+		}, nil, "oidc.token.audience"},
+		{"a token for several audiences without an authorised party is refused", func(m map[string]any) {
+			m["aud"] = []string{"posthub", "someone-else"}
+		}, nil, "oidc.token.audience"},
+		{"a token for several audiences authorised to posthub is accepted", func(m map[string]any) {
+			m["aud"], m["azp"] = []string{"posthub", "someone-else"}, "posthub"
+		}, nil, ""},
 		{"an expired token is refused", func(m map[string]any) { m["exp"] = op.now.Add(-time.Minute).Unix() }, nil, "oidc.token.expired"},
 		{"a token not valid before an hour from now is refused", func(m map[string]any) { m["nbf"] = op.now.Add(time.Hour).Unix() }, nil, "oidc.token.not.yet.valid"},
 		{"a token issued an hour from now is refused", func(m map[string]any) { m["iat"] = op.now.Add(time.Hour).Unix() }, nil, "oidc.token.not.yet.valid"},
@@ -231,5 +243,77 @@ func TestReplayMemoryIsBounded(t *testing.T) {
 	}
 	if n := len(op.rp.used); n > 10 {
 		t.Fatalf("%d states remembered, bound 10", n)
+	}
+}
+
+// TestFinishWithSecret completes a login against a token endpoint of the
+// test's own, for the client authentications the real provider of the
+// end-to-end tests (a public client) does not exercise: the endpoint
+// checks the client's credentials where tokenAuth puts them and the PKCE
+// verifier against the challenge the login started with, and answers with
+// an ID token carrying the flow's nonce and the access token's hash.
+func TestFinishWithSecret(t *testing.T) {
+	for _, auth := range []string{"client_secret_basic", "client_secret_post"} {
+		t.Run(auth, func(t *testing.T) {
+			key, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: testKeyID, Algorithm: "RS256"}}}
+			var challenge, nonce string
+			now := time.Now()
+			mux := http.NewServeMux()
+			mux.Handle("/", srv)
+			var issuer string
+			mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+				_ = r.ParseForm()
+				id, secret, basic := r.BasicAuth()
+				if !basic {
+					id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+				}
+				sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+				switch {
+				case basic != (auth == "client_secret_basic") || id != "posthub" || secret != "s3cret":
+					http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+					return
+				case r.PostForm.Get("code") != "code-1" || base64.RawURLEncoding.EncodeToString(sum[:]) != challenge:
+					http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+					return
+				}
+				at := sha256.Sum256([]byte("access-1"))
+				idt := oidctest.SignIDToken(key, testKeyID, "RS256", mustJSON(t, map[string]any{"iss": issuer, "aud": "posthub", "azp": "posthub",
+					"sub": "s-1", "nonce": nonce, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "preferred_username": "Anne",
+					"at_hash": base64.RawURLEncoding.EncodeToString(at[:16])}))
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "access-1", "token_type": "Bearer", "id_token": idt})
+			})
+			hs := httptest.NewServer(mux)
+			defer hs.Close()
+			issuer = hs.URL
+			srv.SetIssuer(hs.URL)
+			cfgs, err := ParseProviders(mustJSON(t, []ProviderConfig{{Name: "idp", Issuer: hs.URL, ClientID: "posthub", ClientSecret: "s3cret",
+				TokenAuth: auth, UserClaim: "preferred_username"}}), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp, err := New(cfgs, Options{Key: bytes.Repeat([]byte{1}, 32)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			authURL, cookie, err := rp.Start("idp", Portal, "https://posthub.example/admin/oidc/callback", "/admin/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(authURL)
+			challenge, nonce = u.Query().Get("code_challenge"), u.Query().Get("nonce")
+			id, next, err := rp.Finish(context.Background(), Portal, cookie, url.Values{"state": {u.Query().Get("state")}, "code": {"code-1"}},
+				"https://posthub.example/admin/oidc/callback")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.Provider != "idp" || id.Subject != "s-1" || id.UserID != "anne" || next != "/admin/x" {
+				t.Fatalf("identity %+v next %q", id, next)
+			}
+		})
 	}
 }

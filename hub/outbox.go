@@ -54,8 +54,12 @@ type Outbox struct {
 	Lease      time.Duration
 	// MaxAttempts parks an item that keeps failing.
 	MaxAttempts int
-	Log         *slog.Logger
-	Now         func() time.Time
+	// Wake, when set, makes Run drain at once (Notify signals it when this
+	// instance queued an item); the interval then only catches items
+	// queued by other instances and retries.
+	Wake <-chan struct{}
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 func (o *Outbox) now() time.Time {
@@ -164,6 +168,7 @@ func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-o.Wake:
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/casbin/casbin/v2"
@@ -38,9 +39,11 @@ type Grant struct {
 
 // Options tune an Enforcer.
 type Options struct {
-	// PollInterval is how often the policy stamp is compared with the
-	// loaded one (default 1s). Bounds how late another instance's change
-	// takes effect here.
+	// PollInterval bounds how late another instance's change takes effect
+	// here (default 1s): no decision is made on policies whose stamp was
+	// last compared with the store's longer ago. While decisions are asked
+	// for, Run compares every half of it; an instance nobody asks reads
+	// nothing, and its next decision compares first (one read).
 	PollInterval time.Duration
 	// CacheEntries bounds the decision cache (default 65536 (subject,
 	// domain) pairs; it is emptied when full).
@@ -68,6 +71,10 @@ type Enforcer struct {
 	grants    []Grant
 	cache     map[string]uint64 // user subject + "\x00" + domain → permission bits
 	reloads   int
+
+	checked   atomic.Int64 // unix nanoseconds when the stamp was last read (before the read)
+	used      atomic.Bool  // a decision was asked for since Run last looked
+	refreshMu sync.Mutex   // one synchronous refresh at a time
 }
 
 var permBit = func() map[Perm]uint64 {
@@ -109,6 +116,7 @@ func New(ctx context.Context, store PolicyStore, opts Options) (*Enforcer, error
 // with the built-in role definitions and swaps it in. Reading the stamp
 // first means a change racing with the load is picked up by the next poll.
 func (e *Enforcer) Reload(ctx context.Context) error {
+	at := time.Now()
 	stamp, err := e.store.PolicyStamp(ctx)
 	if err != nil {
 		return err
@@ -162,18 +170,24 @@ func (e *Enforcer) Reload(ctx context.Context) error {
 	e.cache = make(map[string]uint64)
 	e.reloads++
 	e.mu.Unlock()
+	e.checked.Store(at.UnixNano())
 	return nil
 }
 
-// Run polls the policy stamp until ctx ends and reloads when it changed.
+// Run keeps the policies fresh until ctx ends: every half PollInterval, if
+// any decision was asked for since it last looked, it compares the stamp
+// and reloads when it changed. An idle instance reads nothing.
 func (e *Enforcer) Run(ctx context.Context) {
-	t := time.NewTicker(e.opts.PollInterval)
+	t := time.NewTicker(max(e.opts.PollInterval/2, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !e.used.Swap(false) {
+			continue
 		}
 		if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
 			e.opts.Log.Warn("rbac: policy poll", "error", err)
@@ -183,6 +197,7 @@ func (e *Enforcer) Run(ctx context.Context) {
 
 // Refresh reloads if the stored stamp differs from the loaded one.
 func (e *Enforcer) Refresh(ctx context.Context) error {
+	at := time.Now()
 	stamp, err := e.store.PolicyStamp(ctx)
 	if err != nil {
 		return err
@@ -191,14 +206,37 @@ func (e *Enforcer) Refresh(ctx context.Context) error {
 	same := stamp == e.stamp
 	e.mu.RUnlock()
 	if same {
+		e.checked.Store(at.UnixNano())
 		return nil
 	}
 	return e.Reload(ctx)
 }
 
+// fresh is called before every decision: it marks the enforcer in use and,
+// when the stamp was last compared more than PollInterval ago (the
+// instance was idle), compares it now.
+func (e *Enforcer) fresh() {
+	e.used.Store(true)
+	stale := func() bool { return time.Since(time.Unix(0, e.checked.Load())) > e.opts.PollInterval }
+	if !stale() {
+		return
+	}
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	if !stale() {
+		return // refreshed while we waited
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Refresh(ctx); err != nil {
+		e.opts.Log.Warn("rbac: policy check", "error", err)
+	}
+}
+
 // Allowed is the authorisation decision. Unknown permissions, empty
 // subjects and empty domains are refused.
 func (e *Enforcer) Allowed(s Subject, dom string, p Perm) bool {
+	e.fresh()
 	bit := permBit[p]
 	if bit == 0 || dom == "" {
 		return false
@@ -257,6 +295,7 @@ func (e *Enforcer) compute(key, sub, dom string) uint64 {
 
 // Perms returns the permissions s holds in dom (for the portal's menus).
 func (e *Enforcer) PermsOf(s Subject, dom string) []Perm {
+	e.fresh()
 	var out []Perm
 	for _, p := range Perms {
 		if e.Allowed(s, dom, p) {
@@ -270,6 +309,7 @@ func (e *Enforcer) PermsOf(s Subject, dom string) []Perm {
 // stored "p" lines) that s does not hold in dom; none means s holds the
 // whole role there, which is what granting or revoking it takes.
 func (e *Enforcer) Lacks(s Subject, dom, role string) []Perm {
+	e.fresh()
 	e.mu.RLock()
 	need := e.rolePerms[role]
 	e.mu.RUnlock()
@@ -284,6 +324,7 @@ func (e *Enforcer) Lacks(s Subject, dom, role string) []Perm {
 
 // Grants returns the stored grants, filtered by domain and/or user ("" for all).
 func (e *Enforcer) Grants(dom, user string) []Grant {
+	e.fresh()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	var out []Grant
@@ -297,6 +338,7 @@ func (e *Enforcer) Grants(dom, user string) []Grant {
 
 // Domains lists the domains in which user holds any role, sorted.
 func (e *Enforcer) Domains(user string) []string {
+	e.fresh()
 	var out []string
 	for _, g := range e.Grants("", user) {
 		if !slices.Contains(out, g.Domain) {

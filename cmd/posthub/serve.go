@@ -133,12 +133,24 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 		Roles: enforcerRoles{az.enforcer}, Config: viewer.Config{Retention: cfg.MailboxRetention}}
 	notifier := newNotifier(cfg, store, mailboxes, blobs, events, log)
 	retrievalHook := fetching.Delivered
+	// The print and SMS outboxes drain at once when this instance queued
+	// something for them; their interval below only catches what other
+	// instances queued and retries.
+	outboxWake := map[string]chan struct{}{hub.PrintQueue: make(chan struct{}, 1), hub.SMSQueue: make(chan struct{}, 1)}
 	ingest.Delivered = func(ctx context.Context, ds []hub.Delivery) {
 		retrievalHook(ds)
 		// The sender's answer does not wait for the notification (its
 		// reads and insert are round trips on a replica set); Reconcile
 		// catches what a hook cut short missed.
 		go notifier.Hook(hub.AfterAnswer(ctx), ds)
+		for _, d := range ds {
+			if w, ok := outboxWake[d.Queue]; ok {
+				select {
+				case w <- struct{}{}:
+				default:
+				}
+			}
+		}
 	}
 	srv := api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: registry, Ingest: ingest, Retrieval: fetching,
 		Importer: importer, Validator: validator, Events: evlog, Log: log, Enforcer: az.enforcer, Sessions: az.sessions, Portal: az.portal, OIDC: az.oidc,
@@ -230,19 +242,25 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	sealerHolder, _ := os.Hostname()
 	go eventlog.NewSealer(store, eventlog.SealerOptions{Holder: fmt.Sprintf("%s/%d", sealerHolder, os.Getpid()), Log: log,
 		Key: evKey, CheckpointEvery: cfg.EventlogCheckpointEvery, CheckpointInterval: cfg.EventlogCheckpointInterval,
-		Retention: cfg.EventlogRetention, Notify: evlog.Notify, Wake: evlog.Appended(), LockTTL: cfg.EventlogSealerTTL}).Run(ctx)
-	go every(ctx, time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
+		Retention: cfg.EventlogRetention, Notify: evlog.Notify, Wake: evlog.Appended(), LockTTL: cfg.EventlogSealerTTL, IdleMax: 10 * time.Second}).Run(ctx)
+	// Repair undoes what a crash left (claims older than the pending grace,
+	// 10 minutes on MongoDB) and folds counters; every 5 minutes is often
+	// enough for that, and cheap when idle.
+	go every(ctx, 5*time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) })
 	go fetching.Run(ctx)
 	go viewerSvc.RunPurge(ctx, time.Hour)
-	go notifier.Run(ctx, 10*time.Second)
+	// Background loops look at the store at these intervals, so that an idle
+	// instance issues well under one command a second (the sealer and the
+	// policy check wake on demand; see TestIdleInstanceCommandBudget).
+	go notifier.Run(ctx, time.Minute)
 	archive := &hub.SentArchive{Store: store, Blobs: blobs}
 	go every(ctx, time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err })
 	holder, _ := os.Hostname()
 	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
 		ob := &hub.Outbox{Store: store, Blobs: blobs, Events: events, Queue: q, Holder: holder, Lease: 5 * time.Minute,
-			MaxAttempts: 10, Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}}
-		go ob.Run(ctx, 2*time.Second)
+			MaxAttempts: 10, Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: outboxWake[q]}
+		go ob.Run(ctx, 30*time.Second)
 	}
 	if ready != nil {
 		ready(ln.Addr().String())

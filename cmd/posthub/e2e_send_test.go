@@ -327,6 +327,13 @@ func TestSendRoutesEveryBranch(t *testing.T) {
 			}
 			continue
 		}
+		if len(ds) == 0 && (c.queue == hub.PrintQueue || c.queue == hub.SMSQueue) {
+			// The outbox, woken by the delivery, may have handed it to the
+			// spool and acknowledged it already.
+			if _, err := os.Stat(filepath.Join(h.data, "outbox", c.queue, uuid+".json")); err == nil {
+				continue
+			}
+		}
 		if len(ds) != 1 || ds[0].Queue != c.queue || ds[0].Channel != c.channel {
 			t.Errorf("%s: deliveries %+v, want one to %s", c.name, ds, c.queue)
 		}

@@ -42,8 +42,11 @@ func LoginEvent(via string, id Identity, err error) hub.Event {
 	if id.Provider == "" {
 		ev.Detail["provider"] = "unknown"
 	}
-	if id.Provider != "password" {
+	switch {
+	case id.Provider != "password":
 		ev.Actor = "oidc:" + ev.Detail["provider"]
+	case id.UserID == "":
+		ev.Actor = "login:password"
 	}
 	if id.Subject != "" {
 		ev.Detail["subject"] = id.Subject

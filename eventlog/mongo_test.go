@@ -106,6 +106,6 @@ func TestThreeInstancesOneChainMongo(t *testing.T) {
 		total = 600
 	}
 	stores := []eventStore{s, openMongoDB(t, uri, db), openMongoDB(t, uri, db)}
-	runInstancesOn(t, stores, 8, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 1000, LockTTL: 2 * time.Second, Idle: 5 * time.Millisecond, IdleMax: 50 * time.Millisecond})
+	runInstancesOn(t, stores, 8, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 1000, LockTTL: 10 * time.Second, Idle: 5 * time.Millisecond, IdleMax: 50 * time.Millisecond})
 	checkOneChain(t, s, total)
 }

@@ -29,8 +29,8 @@ type backend struct {
 }
 
 func backends(t *testing.T) []*backend {
-	bolt := &backend{name: "bolt", events: 3000, ttl: time.Millisecond, open: func(t *testing.T) eventStore { return openBolt(t, "") }}
-	mongo := &backend{name: "ferretdb", events: 600, ttl: time.Second}
+	bolt := &backend{name: "bolt", events: 3000, ttl: 5 * time.Millisecond, open: func(t *testing.T) eventStore { return openBolt(t, "") }}
+	mongo := &backend{name: "ferretdb", events: 400, ttl: time.Second}
 	var uri, db string
 	mongo.open = func(t *testing.T) eventStore {
 		s, u, d := openMongo(t)
@@ -51,11 +51,20 @@ type hookStore struct {
 	once   sync.Once
 	before func()
 	fenced *atomic.Int64
+	// Every pauseEvery-th seal through it stops for pause first, after its
+	// batch was read: a sealer stalled past its lease (a GC pause, a
+	// stopped VM).
+	pauseEvery int64
+	pause      time.Duration
+	seals      atomic.Int64
 }
 
 func (h *hookStore) SealEvents(c contextT, l hub.SealerLease, evs []hub.Event) (hub.SealerLease, error) {
 	if h.before != nil {
 		h.once.Do(h.before)
+	}
+	if h.pauseEvery > 0 && h.seals.Add(1)%h.pauseEvery == 0 {
+		time.Sleep(h.pause)
 	}
 	out, err := h.eventStore.SealEvents(c, l, evs)
 	if hub.Is(err, hub.Conflict) && h.fenced != nil {
@@ -108,11 +117,12 @@ func TestSealerPausedPastItsLeaseIsFencedOff(t *testing.T) {
 	}
 }
 
-// Three instances with a lease about as long as one seal: a sealer's lease
-// has often expired by the time another looks, so they take it from each
-// other all the time, mid-batch (that is what lost 40 entries on FerretDB before
-// seals were fenced). No entry is lost, none sealed twice, and the chain
-// verifies, on bolt and FerretDB.
+// Three instances whose sealers stall past their lease on every third seal,
+// after reading their batch: the others take the lease over and seal
+// meanwhile, mid-batch (that is what lost 40 entries on FerretDB before
+// seals were fenced), and the stalled one's seal is refused when it
+// resumes. No entry is lost, none sealed twice, and the chain verifies, on
+// bolt and FerretDB.
 func TestOverlappingSealersLoseNothing(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -123,11 +133,16 @@ func TestOverlappingSealersLoseNothing(t *testing.T) {
 				stores = []eventStore{s, b.reopen(t), b.reopen(t)}
 			}
 			var fenced atomic.Int64
-			wrap := func(st eventStore) hub.EventStore { return &hookStore{eventStore: st, fenced: &fenced} }
+			wrap := func(st eventStore) hub.EventStore {
+				return &hookStore{eventStore: st, fenced: &fenced, pauseEvery: 3, pause: 3 * b.ttl}
+			}
 			runInstancesWrapped(t, stores, wrap, 2, total, eventlog.SealerOptions{Key: testKey, CheckpointEvery: 100,
 				LockTTL: b.ttl, Batch: 40, Idle: time.Millisecond, IdleMax: 20 * time.Millisecond})
 			checkOneChain(t, s, total)
 			t.Logf("%d seals fenced off or refused", fenced.Load())
+			if fenced.Load() == 0 {
+				t.Fatalf("no stalled seal was refused: the sealers never overlapped")
+			}
 		})
 	}
 }

@@ -221,6 +221,26 @@ func check(c Config, dir string, acked map[string]bool) (err error) {
 			return fmt.Errorf("acknowledged message: %w", err)
 		}
 	}
+	// The queues are read before the messages: a request the killed child
+	// sent may still land on a server while this runs, and a commit landing
+	// between the two reads must not make a delivery look orphaned (read in
+	// this order, a listed delivery's message was committed before the
+	// messages are read).
+	var listed []hub.Delivery
+	for _, q := range queues {
+		var seq int64
+		for {
+			ds, err := st.ListQueue(ctx, q, seq, 500, false, time.Now())
+			if err != nil {
+				return fmt.Errorf("list queue: %w", err)
+			}
+			if len(ds) == 0 {
+				break
+			}
+			listed = append(listed, ds...)
+			seq = ds[len(ds)-1].Seq
+		}
+	}
 	visible := map[string]bool{}
 	after := ""
 	for {
@@ -247,22 +267,9 @@ func check(c Config, dir string, acked map[string]bool) (err error) {
 			return fmt.Errorf("acknowledged message %s is not listed", id)
 		}
 	}
-	for _, q := range queues {
-		var seq int64
-		for {
-			ds, err := st.ListQueue(ctx, q, seq, 500, false, time.Now())
-			if err != nil {
-				return fmt.Errorf("list queue: %w", err)
-			}
-			if len(ds) == 0 {
-				break
-			}
-			for _, d := range ds {
-				if !visible[d.MessageUUID] {
-					return fmt.Errorf("delivery %s of an invisible message", d.ID)
-				}
-			}
-			seq = ds[len(ds)-1].Seq
+	for _, d := range listed {
+		if !visible[d.MessageUUID] {
+			return fmt.Errorf("delivery %s of an invisible message", d.ID)
 		}
 	}
 	return nil

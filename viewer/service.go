@@ -490,22 +490,29 @@ func (s *Service) recipientOrgs(b Mailbox) []string {
 	return nil
 }
 
+// setRead records the letter read or unread. The first reading is logged
+// as MESSAGE_READ under an ID derived from the delivery, before the state
+// is written: two first readings at once (on two instances, say) both see
+// the letter unread and both log it, and the event store keeps one; a
+// reading whose state write fails is logged and, read again, logged under
+// the same ID. So every first reading is in the log exactly once.
 func (s *Service) setRead(ctx context.Context, b Mailbox, l Letter, read bool) error {
 	it := l.item
 	now := s.now()
 	it.Read, it.Updated = read, now
 	if read && it.ReadAt.IsZero() {
 		it.ReadAt = now
+		if err := s.emit(ctx, hub.Event{ID: readEventID(it.DeliveryID), Tag: "MESSAGE_READ", Actor: b.Person.Actor(),
+			Orgs: s.recipientOrgs(b), MessageUUID: l.MessageUUID, Party: b.Owner,
+			Detail: map[string]string{"senderOrg": l.SenderCVR}}); err != nil {
+			return err
+		}
 	}
-	if err := s.Mailboxes.PutMailboxItem(ctx, it); err != nil {
-		return err
-	}
-	if read && l.item.ReadAt.IsZero() {
-		_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_READ", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b),
-			MessageUUID: l.MessageUUID, Party: b.Owner, Detail: map[string]string{"senderOrg": l.SenderCVR}})
-	}
-	return nil
+	return s.Mailboxes.PutMailboxItem(ctx, it)
 }
+
+// readEventID is the ID of a letter's one MESSAGE_READ event.
+func readEventID(deliveryID string) string { return "viewer:read:" + deliveryID }
 
 // SetRead marks a letter read or unread.
 func (s *Service) SetRead(ctx context.Context, b Mailbox, uuid string, read bool) (Letter, error) {

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,5 +354,97 @@ func TestConsentAccess(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d CONSENT_ACCESS events, want 3 (list, fetch of other's letter, fetch)", n)
+	}
+}
+
+// twoReaders holds every PutMailboxItem until two have arrived (or a
+// deadline passed), so two first readings of one letter both see it
+// unread, as two hub instances serving one citizen at once can.
+type twoReaders struct {
+	viewer.Mailboxes
+	arrived chan struct{}
+	both    chan struct{}
+	once    sync.Once
+}
+
+func (b *twoReaders) PutMailboxItem(ctx context.Context, it hub.MailboxItem) error {
+	b.arrived <- struct{}{}
+	if len(b.arrived) == 2 {
+		b.once.Do(func() { close(b.both) })
+	}
+	select {
+	case <-b.both:
+	case <-time.After(10 * time.Second):
+	}
+	return b.Mailboxes.PutMailboxItem(ctx, it)
+}
+
+// storeSink appends events to the store as the event log does (an event
+// without an ID gets a fresh one; an ID the store has is skipped).
+type storeSink struct{ s *bolt.Store }
+
+func (k storeSink) Emit(ctx context.Context, evs ...hub.Event) error {
+	for i := range evs {
+		if evs[i].ID == "" {
+			evs[i].ID = hub.NewID()
+		}
+	}
+	return k.s.AppendEvents(ctx, evs)
+}
+
+// TestConcurrentFirstReadsLogOneRead: two first readings of one letter at
+// once (two instances, or two tabs) log one MESSAGE_READ, not two: the
+// event's ID is the delivery's, so the event store keeps one.
+func TestConcurrentFirstReadsLogOneRead(t *testing.T) {
+	f := newFixture(t)
+	a := f.send(authority, citizen, "Første", time.Time{})
+	gate := &twoReaders{Mailboxes: f.store, arrived: make(chan struct{}, 2), both: make(chan struct{})}
+	svc := &viewer.Service{Store: f.store, Mailboxes: gate, Events: storeSink{f.store}, Now: func() time.Time { return f.now }}
+	box, err := svc.Open(f.ctx, viewer.Person{SystemID: f.viewer.ID, CPR: citizen}, citizen, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _, err := svc.Read(f.ctx, box, a); errs <- err }()
+	go func() { defer wg.Done(); _, err := svc.SetRead(f.ctx, box, a, true); errs <- err }()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := f.store.PendingEvents(f.ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := 0
+	for _, ev := range evs {
+		if ev.Tag == "MESSAGE_READ" && ev.MessageUUID == a {
+			reads++
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("%d MESSAGE_READ events for two concurrent first readings, want 1", reads)
+	}
+	// Unread and read again: still the one first reading.
+	if _, err := f.svc.SetRead(f.ctx, box, a, false); err != nil {
+		t.Fatal(err)
+	}
+	svc.Mailboxes = f.store
+	if _, _, err := svc.Read(f.ctx, box, a); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = f.store.PendingEvents(f.ctx, 100)
+	reads = 0
+	for _, ev := range evs {
+		if ev.Tag == "MESSAGE_READ" && ev.MessageUUID == a {
+			reads++
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("%d MESSAGE_READ events after unread and a second reading, want 1", reads)
 	}
 }

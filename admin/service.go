@@ -1,8 +1,9 @@
 // Package admin is Administrativ Adgang: the administrative operations of
 // the hub (organisations, systems within the five-system rule, contact
 // structure, users and privileges, recall, contact-register import,
-// statistics, event-log search) as one gin-free Service, and the
-// server-rendered admin portal over it (Portal).
+// statistics, event-log search) as one gin-free Service. Its faces are the
+// admin API (package api) and the server-rendered portal (package
+// admin/portal); it imports neither.
 //
 // Every change goes through Service, which is refused whole or recorded:
 // it validates the whole input (every field against its bound in package
@@ -96,9 +97,9 @@ func (s *Service) emit(ctx context.Context, ev hub.Event) error {
 	return nil
 }
 
-// record is prepare and emit, for what is logged without a change of its
+// Record is prepare and emit, for what is logged without a change of its
 // own (searches, statistics read, logins).
-func (s *Service) record(ctx context.Context, a Actor, tag, org string, detail map[string]string) error {
+func (s *Service) Record(ctx context.Context, a Actor, tag, org string, detail map[string]string) error {
 	ev, err := s.prepare(a, tag, org, detail)
 	if err != nil {
 		return err
@@ -746,7 +747,7 @@ func (s *Service) SearchEvents(ctx context.Context, a Actor, org string, q hub.E
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 100
 	}
-	if err := s.record(ctx, a, "EVENT_LOG_SEARCHES", org, map[string]string{"tags": strings.Join(q.Tags, ","), "actor": q.Actor,
+	if err := s.Record(ctx, a, "EVENT_LOG_SEARCHES", org, map[string]string{"tags": strings.Join(q.Tags, ","), "actor": q.Actor,
 		"messageUUID": q.MessageUUID}); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,9 @@ import (
 	"github.com/posthub/posthub/storage/bolt"
 )
 
+// ownOrg is the organisation the fixture's users administer.
+const ownOrg = "11111111"
+
 type serviceFixture struct {
 	ctx   context.Context
 	store *bolt.Store

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/posthub/posthub/admin"
+	"github.com/posthub/posthub/admin/portal"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
@@ -153,7 +154,7 @@ func (s *Server) handleLogout(c *gin.Context) {
 	}
 	rbac.SetCookie(c.Writer, "", -1, s.secureCookies(c))
 	out := gin.H{"status": "logged out"}
-	if u := admin.ProviderLogout(s.oidc, c.Writer, c.Request, s.secureCookies(c)); u != "" {
+	if u := portal.ProviderLogout(s.oidc, c.Writer, c.Request, s.secureCookies(c)); u != "" {
 		out["providerLogoutUrl"] = u
 	}
 	c.JSON(http.StatusOK, out)
@@ -169,7 +170,7 @@ func (s *Server) loginEvent(c *gin.Context, id string, err error) {
 }
 
 func (s *Server) handleProviders(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"providers": admin.ProviderLinks(s.oidc, c.Query("next")), "passwordLogin": !s.cfg.NoPasswords})
+	c.JSON(http.StatusOK, gin.H{"providers": portal.ProviderLinks(s.oidc, c.Query("next")), "passwordLogin": !s.cfg.NoPasswords})
 }
 
 func (s *Server) handlePrivilegeTypes(c *gin.Context) { c.JSON(http.StatusOK, rbac.Roles) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/admin"
+	"github.com/posthub/posthub/admin/portal"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
@@ -69,14 +70,14 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 	sessions := &rbac.Sessions{Key: key, Users: svc.Store, Hasher: hasher, Proxies: proxies,
 		Throttle: rbac.Throttle{PerAddress: cfg.LoginRate, Delay: cfg.LoginDelay}}
 	svc.Enforcer, svc.Hasher = en, hasher
-	portal := admin.NewPortal(svc, sessions, log)
-	portal.Secure = cfg.secureCookies()
+	p := portal.New(svc, sessions, log)
+	p.Secure = cfg.secureCookies()
 	rp, err := newRP(cfg, env, key, svc, en, log)
 	if err != nil {
 		return nil, err
 	}
-	portal.OIDC, portal.NoPasswords, portal.PublicURL = rp, !cfg.PasswordLogin, cfg.PublicURL
-	return &authz{enforcer: en, sessions: sessions, portal: portal, oidc: rp}, nil
+	p.OIDC, p.NoPasswords, p.PublicURL = rp, !cfg.PasswordLogin, cfg.PublicURL
+	return &authz{enforcer: en, sessions: sessions, portal: p, oidc: rp}, nil
 }
 
 // newRP is the OpenID Connect relying party of -oidc-providers (nil when

@@ -1,4 +1,4 @@
-package admin_test
+package portal_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/posthub/posthub/admin"
+	"github.com/posthub/posthub/admin/portal"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/storage/bolt"
@@ -54,7 +55,7 @@ func TestPortalPermissionMatrix(t *testing.T) {
 	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{9}, 32), Users: store}
 	svc := &admin.Service{Store: store, Registry: reg, Enforcer: en, Events: hub.StoreEvents{Store: store},
 		Ingest: &hub.Ingest{Store: store, Events: hub.StoreEvents{Store: store}}}
-	portal := admin.NewPortal(svc, sessions, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := portal.New(svc, sessions, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var users []portalUser
 	for _, r := range rbac.Roles {
 		if r.System {
@@ -99,14 +100,14 @@ func TestPortalPermissionMatrix(t *testing.T) {
 			req.AddCookie(&http.Cookie{Name: rbac.SessionCookie, Value: u.cookie})
 		}
 		rec := httptest.NewRecorder()
-		portal.ServeHTTP(rec, req)
+		p.ServeHTTP(rec, req)
 		return rec.Code
 	}
 	fill := func(p, org string) string {
 		return strings.NewReplacer("{org}", org, "{id}", "x", "{action}", "default", "{$}", "").Replace(p)
 	}
 	checked := 0
-	for _, pg := range portal.Pages() {
+	for _, pg := range p.Pages() {
 		if pg.Public {
 			continue
 		}
@@ -139,9 +140,9 @@ func TestPortalPermissionMatrix(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.AddCookie(&http.Cookie{Name: rbac.SessionCookie, Value: users[0].cookie})
 	rec := httptest.NewRecorder()
-	portal.ServeHTTP(rec, req)
+	p.ServeHTTP(rec, req)
 	if rec.Code != 403 {
 		t.Errorf("form without CSRF token: %d, want 403", rec.Code)
 	}
-	t.Logf("%d portal decisions checked over %d pages", checked, len(portal.Pages()))
+	t.Logf("%d portal decisions checked over %d pages", checked, len(p.Pages()))
 }

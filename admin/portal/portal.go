@@ -1,4 +1,11 @@
-package admin
+// Package portal is the server-rendered admin portal (Administrativ
+// Adgang in the browser) under /admin/: html/template pages with embedded
+// assets, forms that work without JavaScript, password and OpenID Connect
+// logins. It is a client of package admin: every change goes through
+// admin.Service, which validates and records it, and every page and form
+// action is guarded by a permission decided by the same rbac.Enforcer as
+// the API. The service knows nothing of the portal.
+package portal
 
 import (
 	"crypto/rand"
@@ -18,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
@@ -39,7 +47,7 @@ const loginCookie = "posthub_login"
 // page and form action guarded by a permission (Pages) decided by the same
 // rbac.Enforcer as the API.
 type Portal struct {
-	Svc      *Service
+	Svc      *admin.Service
 	Sessions *rbac.Sessions
 	// Secure forces the Secure flag on cookies (behind a TLS-terminating proxy).
 	Secure bool
@@ -65,8 +73,8 @@ type PageRoute struct {
 	Public       bool
 }
 
-// NewPortal builds the portal.
-func NewPortal(svc *Service, sessions *rbac.Sessions, log *slog.Logger) *Portal {
+// New builds the portal over the admin service.
+func New(svc *admin.Service, sessions *rbac.Sessions, log *slog.Logger) *Portal {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -132,8 +140,8 @@ type req struct {
 	csrf    string
 }
 
-func (q *req) actor() Actor {
-	return Actor{Name: "user:" + q.user.ID, Subject: rbac.Subject{User: q.user.ID}}
+func (q *req) actor() admin.Actor {
+	return admin.Actor{Name: "user:" + q.user.ID, Subject: rbac.Subject{User: q.user.ID}}
 }
 
 // view is what templates see.
@@ -377,7 +385,7 @@ func (p *Portal) logout(q *req) error {
 		return err
 	}
 	rbac.SetCookie(q.w, "", -1, p.secure(q.r))
-	_ = p.Svc.record(q.r.Context(), q.actor(), oidc.TagLoggedOut, "", map[string]string{"userId": q.user.ID, "via": "portal"})
+	_ = p.Svc.Record(q.r.Context(), q.actor(), oidc.TagLoggedOut, "", map[string]string{"userId": q.user.ID, "via": "portal"})
 	if end := p.endAtProvider(q.w, q.r); end != "" {
 		// A page, not a redirect: the form-action CSP would stop a form's
 		// redirect to the provider's site.
@@ -597,7 +605,7 @@ func (p *Portal) usersPage(q *req) error {
 
 func (p *Portal) createUser(q *req) error {
 	f := q.r.PostFormValue
-	u, err := p.Svc.CreateUser(q.r.Context(), q.actor(), q.org.CVR, NewUser{ID: strings.TrimSpace(f("id")), Name: f("name"), Email: f("email"), Password: f("password")})
+	u, err := p.Svc.CreateUser(q.r.Context(), q.actor(), q.org.CVR, admin.NewUser{ID: strings.TrimSpace(f("id")), Name: f("name"), Email: f("email"), Password: f("password")})
 	if err != nil {
 		return err
 	}
@@ -681,7 +689,7 @@ type chart struct {
 	Bars                           []bar
 }
 
-func newChart(id, title, dim string, rows []StatsRow, label func(StatsRow) string) chart {
+func newChart(id, title, dim string, rows []admin.StatsRow, label func(admin.StatsRow) string) chart {
 	const left, top, plotH, bottom = 110.0, 12.0, 180.0, 100.0
 	agg := map[string]*bar{}
 	var order []string
@@ -720,7 +728,7 @@ func newChart(id, title, dim string, rows []StatsRow, label func(StatsRow) strin
 func (p *Portal) statisticsPage(q *req) error {
 	v := q.r.URL.Query()
 	ctx, org := q.r.Context(), q.org.CVR
-	base := StatsQuery{Org: org, From: v.Get("from"), To: v.Get("to"), Period: v.Get("period")}
+	base := admin.StatsQuery{Org: org, From: v.Get("from"), To: v.Get("to"), Period: v.Get("period")}
 	if v.Get("format") == "csv" {
 		sq := base
 		sq.GroupBy = strings.Split(v.Get("groupBy"), ",")
@@ -728,7 +736,7 @@ func (p *Portal) statisticsPage(q *req) error {
 		if err != nil {
 			return err
 		}
-		_ = p.Svc.record(ctx, q.actor(), "STATISTICAL_REPORT_DOWNLOADED", org, map[string]string{"from": st.From, "to": st.To})
+		_ = p.Svc.Record(ctx, q.actor(), "STATISTICAL_REPORT_DOWNLOADED", org, map[string]string{"from": st.From, "to": st.To})
 		q.w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		q.w.Header().Set("Content-Disposition", `attachment; filename="statistics-`+org+`.csv"`)
 		return st.WriteCSV(q.w)
@@ -739,7 +747,7 @@ func (p *Portal) statisticsPage(q *req) error {
 	}
 	total := base
 	total.From, total.To, total.Period = st.From, st.To, "total"
-	total.GroupBy = []string{ByMessageType, ByChannel, BySystem, ByDirection}
+	total.GroupBy = []string{admin.ByMessageType, admin.ByChannel, admin.BySystem, admin.ByDirection}
 	byDim, err := p.Svc.Statistics(ctx, total)
 	if err != nil {
 		return err
@@ -750,12 +758,12 @@ func (p *Portal) statisticsPage(q *req) error {
 			names[s.ID] = s.Name
 		}
 	}
-	_ = p.Svc.record(ctx, q.actor(), "STATISTICS_READ", org, map[string]string{"from": st.From, "to": st.To, "via": "portal"})
+	_ = p.Svc.Record(ctx, q.actor(), "STATISTICS_READ", org, map[string]string{"from": st.From, "to": st.To, "via": "portal"})
 	charts := []chart{
-		newChart("chart-period", "Messages per "+st.Period, st.Period, st.Rows, func(r StatsRow) string { return r.Period }),
-		newChart("chart-type", "Messages per message type", "Message type", byDim.Rows, func(r StatsRow) string { return r.MessageType }),
-		newChart("chart-channel", "Messages per channel", "Channel", byDim.Rows, func(r StatsRow) string { return r.Direction + " " + r.Channel }),
-		newChart("chart-system", "Messages per system", "System", byDim.Rows, func(r StatsRow) string {
+		newChart("chart-period", "Messages per "+st.Period, st.Period, st.Rows, func(r admin.StatsRow) string { return r.Period }),
+		newChart("chart-type", "Messages per message type", "Message type", byDim.Rows, func(r admin.StatsRow) string { return r.MessageType }),
+		newChart("chart-channel", "Messages per channel", "Channel", byDim.Rows, func(r admin.StatsRow) string { return r.Direction + " " + r.Channel }),
+		newChart("chart-system", "Messages per system", "System", byDim.Rows, func(r admin.StatsRow) string {
 			if n := names[r.SystemID]; n != "" {
 				return n
 			}
@@ -768,4 +776,9 @@ func (p *Portal) statisticsPage(q *req) error {
 	p.render(q, http.StatusOK, "statistics", view{Title: "Statistics", Data: map[string]any{"Stats": st, "Charts": charts,
 		"Periods": []string{"day", "month", "year", "total"}}})
 	return nil
+}
+
+// invalid refuses one form field.
+func invalid(resource, field, code, msg, value string) error {
+	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
 }

@@ -499,9 +499,6 @@ type NewUser struct {
 	Privileges []string `json:"privileges,omitempty"`
 }
 
-// maxPasswordLen bounds a password (argon2id reads all of it).
-const maxPasswordLen = 1024
-
 // CreateUser creates a local account (argon2id password hash) for org
 // (recorded in org's event log) and grants it nu.Privileges there. Every
 // field and every grant is checked before anything is stored, so a grant
@@ -518,7 +515,7 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUse
 	if err := hub.CheckText("user", "email", "user.email", nu.Email, hub.MaxEmailLen, false); err != nil {
 		return out, err
 	}
-	if len(nu.Password) > maxPasswordLen {
+	if len(nu.Password) > rbac.MaxPasswordLen {
 		return out, invalid("user", "password", "password.too.long", "a password has at most 1024 bytes", "")
 	}
 	var grants []rbac.Grant

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,21 +95,22 @@ type Server struct {
 	importer  *hub.ContactImporter
 	archive   *hub.SentArchive
 	retrieval *retrieval.Service
-	validator *memo.Validator
 	accepter  *accept.Service
-	viewer    *viewer.Service
-	events    *eventlog.Log
-	log       *slog.Logger
-	now       func() time.Time
-	metrics   *metrics
-	engine    *gin.Engine
-	routes    []Route
-	uploads   map[string]bool // method and path of the Upload routes
-	enforcer  *rbac.Enforcer
-	oidc      *oidc.RP
-	sessions  *rbac.Sessions
-	admin     *admin.Service
-	handler   http.Handler
+	// printSlots bounds the fjernprint parts held in memory at once.
+	printSlots chan struct{}
+	viewer     *viewer.Service
+	events     *eventlog.Log
+	log        *slog.Logger
+	now        func() time.Time
+	metrics    *metrics
+	engine     *gin.Engine
+	routes     []Route
+	uploads    map[string]bool // method and path of the Upload routes
+	enforcer   *rbac.Enforcer
+	oidc       *oidc.RP
+	sessions   *rbac.Sessions
+	admin      *admin.Service
+	handler    http.Handler
 	// printSchema compiles the fjernprint schema on first use.
 	printSchema func() (*sf1601.PrintSchema, error)
 }
@@ -159,11 +161,14 @@ func New(cfg Config, d Deps) *Server {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, store: d.Store, blobs: d.Blobs, registry: d.Registry, ingest: d.Ingest, importer: d.Importer,
-		archive:   &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
-		validator: d.Validator, events: d.Events, log: d.Log, now: d.Now, metrics: newMetrics(),
+		archive: &hub.SentArchive{Store: d.Store, Blobs: d.Blobs, Now: d.Now},
+		events:  d.Events, log: d.Log, now: d.Now, metrics: newMetrics(),
 		printSchema: sync.OnceValues(sf1601.NewPrintSchema)}
 	// Every way a letter comes in (NgDP send, mass send, SF1601) goes
 	// through the one accept service.
+	// At most two fjernprint parts per CPU in memory at once (each up to
+	// MaxPrintSize); the validation they wait for is CPU-bound anyway.
+	s.printSlots = make(chan struct{}, 2*runtime.NumCPU())
 	s.accepter = &accept.Service{Validator: d.Validator, Ingest: d.Ingest, Receipts: d.Store, SpoolDir: cfg.SpoolDir,
 		MaxSize: cfg.MaxMemoSize, Now: d.Now, Log: d.Log, Outcome: func(o string) { s.metrics.accepted.WithLabelValues(o).Inc() }}
 	if d.Ingest != nil {

@@ -67,7 +67,7 @@ func (s *Server) sf1601Routes() []Route {
 				"recorded on the receipt and the event), X-TransaktionsTid.",
 			Consumes: []string{"application/xml", "text/xml"}, Produces: "application/json", ProducesAlso: []string{"application/xml"},
 			Status: 201, Schema: "Receipt", Errors: []int{http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable},
-			Handler: s.handleKombi}
+			Upload: true, Handler: s.handleKombi}
 	}
 	ask := func(kind, what string) Route {
 		return Route{Method: "GET", Path: p + "/PostForespoerg_1/" + kind, Access: Sender, Tag: "sf1601",
@@ -87,7 +87,7 @@ func (s *Server) sf1601Routes() []Route {
 // kombiLimits are the Decoder's bounds from the server's.
 func (s *Server) kombiLimits() sf1601.Limits {
 	return sf1601.Limits{MaxMemo: s.cfg.MaxMemoSize, MaxPrint: s.cfg.MaxPrintSize,
-		MaxEnvelope: s.cfg.MaxKombiEnvelope, MaxDepth: s.cfg.MaxKombiDepth}
+		MaxEnvelope: s.cfg.MaxKombiEnvelope, MaxDepth: s.cfg.MaxKombiDepth, PrintSlots: s.printSlots}
 }
 
 // transactionID reads X-TransaktionsId: a UUID, or a new one when absent.
@@ -129,6 +129,7 @@ func (s *Server) handleKombi(c *gin.Context) {
 	}
 	ar := accept.Request{System: principal(c).System, Archive: hub.ForwardOnly, Envelope: hub.Envelope{TransactionID: tx}}
 	d := sf1601.NewDecoder(c.Request.Body, lim)
+	defer d.Release()
 	var kr sf1601.Request
 	var r hub.Receipt
 	var created bool

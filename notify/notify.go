@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/posthub/posthub/hub"
@@ -89,6 +90,8 @@ type Notifier struct {
 	Holder     string // this instance, for the send lock
 	Log        *slog.Logger
 	Now        func() time.Time
+
+	hooks atomic.Int32 // Hook calls in flight
 }
 
 const (
@@ -150,9 +153,19 @@ func (n *Notifier) Enqueue(ctx context.Context, ds []hub.Delivery) error {
 	return nil
 }
 
+// maxHooks bounds the hooks in flight.
+const maxHooks = 64
+
 // Hook adapts Enqueue to hub.Ingest.Delivered (errors are logged; Reconcile
 // catches what a failed hook missed).
+// At most maxHooks run at once (a mass send calls it per letter); over
+// that it returns at once and leaves the letters to Reconcile.
 func (n *Notifier) Hook(ctx context.Context, ds []hub.Delivery) {
+	if n.hooks.Add(1) > maxHooks {
+		n.hooks.Add(-1)
+		return
+	}
+	defer n.hooks.Add(-1)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := n.Enqueue(ctx, ds); err != nil {

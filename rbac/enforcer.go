@@ -216,7 +216,9 @@ func (e *Enforcer) Refresh(ctx context.Context) error {
 // when the stamp was last compared more than PollInterval ago (the
 // instance was idle), compares it now.
 func (e *Enforcer) fresh() {
-	e.used.Store(true)
+	if !e.used.Load() { // a shared write only when it changes
+		e.used.Store(true)
+	}
 	stale := func() bool { return time.Since(time.Unix(0, e.checked.Load())) > e.opts.PollInterval }
 	if !stale() {
 		return
@@ -226,6 +228,10 @@ func (e *Enforcer) fresh() {
 	if !stale() {
 		return // refreshed while we waited
 	}
+	// One attempt per PollInterval, failed or not: while the store is down
+	// the requests queued here must not each wait out a timeout in turn
+	// (the loaded policies stay in force meanwhile).
+	e.checked.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.Refresh(ctx); err != nil {

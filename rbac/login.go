@@ -32,8 +32,9 @@ func (s *Sessions) Login(ctx context.Context, id, password, client string) (hub.
 		return hub.User{}, Session{}, "", hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
 	}
 	wrong := hub.Errorf(hub.Unauthorized, "unknown user or wrong password")
-	if !ValidUserID(id) {
-		// No account can have this id: there is nothing to time or count.
+	if !ValidUserID(id) || len(password) > MaxPasswordLen {
+		// No account can have this id or this password: there is nothing
+		// to time or count, and nothing is hashed.
 		return hub.User{}, Session{}, "", wrong
 	}
 	if wait := s.Throttle.Allow(id, client); wait > 0 {

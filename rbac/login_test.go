@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +72,27 @@ func TestLoginSpendsAHashOnEveryAccount(t *testing.T) {
 		if hub.ErrorCode(err) != hub.Unavailable || hub.RetryAfterSeconds(err) < 1 {
 			t.Errorf("login of %s with the hash slot taken: %v, want unavailable with a Retry-After", id, err)
 		}
+	}
+}
+
+// TestOverlongPasswordIsRefusedWithoutHashing: a login with a password
+// longer than any account can have is wrong at once — with the only hash
+// slot taken it is still unauthorized, not busy — and no hash is made of
+// one.
+func TestOverlongPasswordIsRefusedWithoutHashing(t *testing.T) {
+	ctx := context.Background()
+	s, _ := loginWorld(t)
+	release := rbac.HoldSlot(s.Hasher)
+	defer release()
+	long := strings.Repeat("x", rbac.MaxPasswordLen+1)
+	if _, _, _, err := s.Login(ctx, "anne", long, "192.0.2.1"); hub.ErrorCode(err) != hub.Unauthorized {
+		t.Errorf("login with a %d-byte password: %v, want unauthorized", len(long), err)
+	}
+	if _, err := rbac.HashPassword(long); hub.ErrorCode(err) != hub.Invalid {
+		t.Errorf("HashPassword of %d bytes: %v, want invalid", len(long), err)
+	}
+	if _, err := s.Hasher.Hash(ctx, long); hub.ErrorCode(err) != hub.Invalid {
+		t.Errorf("Hasher.Hash of %d bytes with no slot free: %v, want invalid at once", len(long), err)
 	}
 }
 

@@ -28,10 +28,17 @@ const (
 // MinPasswordLen is the shortest password accepted.
 const MinPasswordLen = 12
 
+// MaxPasswordLen is the longest, in bytes: argon2id reads all of it, and a
+// login with a longer one is refused before any hashing.
+const MaxPasswordLen = 1024
+
 // HashPassword returns the PHC string of an argon2id hash of pw.
 func HashPassword(pw string) (string, error) {
 	if len(pw) < MinPasswordLen {
 		return "", field("password", "password.too.short", fmt.Sprintf("a password has at least %d characters", MinPasswordLen), "")
+	}
+	if len(pw) > MaxPasswordLen {
+		return "", field("password", "password.too.long", fmt.Sprintf("a password has at most %d bytes", MaxPasswordLen), "")
 	}
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
@@ -139,7 +146,7 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 
 // Hash is HashPassword within the bound.
 func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
-	if len(pw) < MinPasswordLen {
+	if len(pw) < MinPasswordLen || len(pw) > MaxPasswordLen {
 		return HashPassword(pw) // refused before any work
 	}
 	release, err := h.acquire(ctx)

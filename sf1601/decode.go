@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
@@ -49,6 +50,11 @@ type Limits struct {
 	// MaxDepth bounds element nesting inside the Message and the
 	// fjernprint part (default 256, libxml2's own default bound).
 	MaxDepth int
+	// PrintSlots, when set, bounds how many fjernprint parts are held in
+	// memory at once across every Decoder sharing it (each up to MaxPrint):
+	// a request finding none free is Unavailable, to be retried. A Decoder
+	// holds its slot until Release.
+	PrintSlots chan struct{}
 }
 
 // DefaultMaxEnvelope and DefaultMaxDepth are the Limits' defaults.
@@ -137,6 +143,8 @@ type Decoder struct {
 	br  *bufio.Reader
 	lim Limits
 
+	printSlot bool // holds one of lim.PrintSlots
+
 	line     int   // current line, 1-based
 	envelope int64 // bytes read that were not copied out
 
@@ -166,6 +174,16 @@ type Decoder struct {
 // "xmlns:p", raw the attribute's source text (name="value").
 type nsDecl struct {
 	name, prefix, uri, raw string
+}
+
+// Release gives back the print slot the Decoder holds (see
+// Limits.PrintSlots), once the fjernprint part is no longer needed. It may
+// be called more than once.
+func (d *Decoder) Release() {
+	if d.printSlot {
+		d.printSlot = false
+		<-d.lim.PrintSlots
+	}
 }
 
 // NewDecoder reads a kombi_request from r within lim.
@@ -904,22 +922,11 @@ func (d *Decoder) rootStart() error {
 
 // rootEnd reads the root end tag.
 func (d *Decoder) rootEnd() error {
-	var n []byte
 	if err := d.take(mustPeek(d, 2)); err != nil { // "</"
 		return err
 	}
-	if err := d.name(&n, "an end tag"); err != nil {
+	if err := d.closeTag([]byte(d.rootName)); err != nil {
 		return err
-	}
-	if _, err := d.space(nil); err != nil {
-		return err
-	}
-	c, err := d.byte1("an end tag")
-	if err != nil {
-		return err
-	}
-	if c != '>' || string(n) != d.rootName {
-		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, d.rootName)
 	}
 	d.ended = true
 	return nil
@@ -990,6 +997,15 @@ func (d *Decoder) child(w io.Writer) error {
 		if d.req.Print != nil {
 			return fail(CodePrintDuplicate, field, t.line, "", "the kombi_request has more than one ForsendelseISamling")
 		}
+		if d.lim.PrintSlots != nil {
+			select {
+			case d.lim.PrintSlots <- struct{}{}:
+				d.printSlot = true
+			default:
+				return &hub.Error{Code: hub.Unavailable, Message: "the hub holds as many fjernprint parts as it may at once; retry shortly",
+					RetryAfter: time.Second}
+			}
+		}
 		var buf bytes.Buffer
 		d.req.PrintLine = t.line
 		err := d.copyElement(t, own, &buf, d.lim.MaxPrint, func() error {
@@ -1044,19 +1060,8 @@ func (d *Decoder) choice(t startTag) error {
 			if err := d.take(b); err != nil {
 				return err
 			}
-			var n []byte
-			if err := d.name(&n, "an end tag"); err != nil {
+			if err := d.closeTag([]byte(t.qname)); err != nil {
 				return err
-			}
-			if _, err := d.space(nil); err != nil {
-				return err
-			}
-			c, err := d.byte1("an end tag")
-			if err != nil {
-				return err
-			}
-			if c != '>' || string(n) != t.qname {
-				return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, t.qname)
 			}
 			break
 		}
@@ -1247,6 +1252,16 @@ func (d *Decoder) endTag() error {
 	if err := d.take(mustPeek(d, 2)); err != nil {
 		return err
 	}
+	if err := d.closeTag(d.top()); err != nil {
+		return err
+	}
+	d.pop()
+	return nil
+}
+
+// closeTag reads the rest of an end tag whose "</" is taken — its name,
+// optional space and '>' — and refuses it unless the name is want.
+func (d *Decoder) closeTag(want []byte) error {
 	var n []byte
 	if err := d.name(&n, "an end tag"); err != nil {
 		return err
@@ -1258,10 +1273,9 @@ func (d *Decoder) endTag() error {
 	if err != nil {
 		return err
 	}
-	if c != '>' || !bytes.Equal(n, d.top()) {
-		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, d.top())
+	if c != '>' || !bytes.Equal(n, want) {
+		return fail(memo.CodeNotWellFormed, "", d.line, "", "the end tag </%s> does not close <%s>", n, want)
 	}
-	d.pop()
 	return nil
 }
 

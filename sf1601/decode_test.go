@@ -256,6 +256,32 @@ func TestSizeBounds(t *testing.T) {
 	}
 }
 
+// TestPrintSlotsBoundTheHeldPrintParts: a fjernprint part is held in
+// memory only with a slot of Limits.PrintSlots; with none free the request
+// is unavailable (to be retried), and a Release frees the slot.
+func TestPrintSlotsBoundTheHeldPrintParts(t *testing.T) {
+	body, _ := sf1601test.PHP(letter(t, memo.Letter{}, nil), "Fysisk Post", forsendelse())
+	lim := sf1601.Limits{PrintSlots: make(chan struct{}, 1)}
+	first := sf1601.NewDecoder(bytes.NewReader(body), lim)
+	if err := first.Message(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if req, err := first.Finish(); err != nil || req.Print == nil {
+		t.Fatalf("first request: %v (print part %d bytes)", err, len(req.Print))
+	}
+	if _, _, err := decode(bytes.NewReader(body), lim); hub.ErrorCode(err) != hub.Unavailable || hub.RetryAfterSeconds(err) < 1 {
+		t.Fatalf("second request while the first holds the only slot: %v, want unavailable with a Retry-After", err)
+	}
+	first.Release()
+	first.Release() // a second Release is harmless
+	if _, _, err := decode(bytes.NewReader(body), lim); err != nil {
+		t.Fatalf("after Release: %v", err)
+	}
+	if len(lim.PrintSlots) != 1 {
+		t.Fatalf("%d slots held after one decode that was not released, want 1", len(lim.PrintSlots))
+	}
+}
+
 // TestStreamingIsChunkingBlind: the Message written out is the same
 // however the body arrives, and a large one passes through a pipe without
 // the Decoder holding it.

@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"io"
@@ -101,39 +97,10 @@ func waitForFile(t *testing.T, path string) []byte {
 // letter that cannot be delivered as chosen is 400 with its NOT_ALLOWED
 // receipt. PostForespoerg answers as the NgDP look-up does.
 func TestSF1601KombiSendsEndToEnd(t *testing.T) {
-	ca := newTestCA(t)
-	dir := t.TempDir()
-	_, srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	tlsArgs := []string{"-tls-cert", write("srv.pem", srvCert), "-tls-key", write("srv.key", srvKey), "-client-ca", write("ca.pem", ca.pem)}
-	data := t.TempDir()
-	h0 := startHubIn(t, data, "http")
-	w := h0.setupWorld()
-	clientPair, _, _ := ca.issue(t, "kommunens fagsystem", false)
-	store := h0.openStore()
-	ctx := context.Background()
-	sys, err := store.SystemByToken(ctx, hub.HashToken(w.sender))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(clientPair.Certificate[0])
-	sys.CertFingerprint = hex.EncodeToString(sum[:])
-	if err := store.UpdateSystem(ctx, sys); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
-
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.pem)
-	clientWith := func(certs ...tls.Certificate) *http.Client {
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
-	}
+	cw := newCertWorld(t, "kommunens fagsystem")
+	data, tlsArgs, w, clientPair, clientWith := cw.data, cw.tlsArgs, cw.world, cw.client, cw.clientWith
+	ctx, sys := context.Background(), cw.sender
+	var err error
 	h := startHubIn(t, data, "https", tlsArgs...)
 	h.client = clientWith(clientPair)
 
@@ -344,7 +311,7 @@ func TestSF1601KombiSendsEndToEnd(t *testing.T) {
 		}
 	}
 
-	store = h.openStore()
+	store := h.openStore()
 	var events []hub.Event
 	_ = store.ScanEvents(ctx, 0, func(e hub.Event) error { events = append(events, e); return nil })
 	pending, _ := store.PendingEvents(ctx, 100000)

@@ -70,13 +70,24 @@ func (ca *testCA) issue(t *testing.T, cn string, server bool) (tls.Certificate, 
 	return pair, certPEM, keyPEM
 }
 
-// TestTLSAndClientCertificates serves HTTPS, and a system whose client
-// certificate is registered must present exactly that certificate on top
-// of its token.
-func TestTLSAndClientCertificates(t *testing.T) {
-	ca := newTestCA(t)
+// certWorld is a data directory holding the test world whose sender system
+// is bound to a client certificate of the test CA, and what an HTTPS hub
+// on it needs.
+type certWorld struct {
+	ca      *testCA
+	data    string
+	tlsArgs []string // -tls-cert, -tls-key, -client-ca
+	world   world
+	client  tls.Certificate // the sender system's certificate
+	sender  hub.System      // the sender system, bound to client
+}
+
+// newCertWorld registers the world through a plain-HTTP hub, binds the
+// sender system to a certificate issued for cn and stops that hub.
+func newCertWorld(t *testing.T, cn string) certWorld {
+	cw := certWorld{ca: newTestCA(t), data: t.TempDir()}
 	dir := t.TempDir()
-	_, srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
+	_, srvCert, srvKey := cw.ca.issue(t, "127.0.0.1", true)
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -84,32 +95,40 @@ func TestTLSAndClientCertificates(t *testing.T) {
 		}
 		return p
 	}
-	tlsArgs := []string{"-tls-cert", write("srv.pem", srvCert), "-tls-key", write("srv.key", srvKey), "-client-ca", write("ca.pem", ca.pem)}
-	data := t.TempDir()
-
-	// Register the world, then bind the sender system to a client certificate.
-	h := startHubIn(t, data, "http")
-	w := h.setupWorld()
-	clientPair, _, _ := ca.issue(t, "sender", false)
-	otherPair, _, _ := ca.issue(t, "someone else", false)
+	cw.tlsArgs = []string{"-tls-cert", write("srv.pem", srvCert), "-tls-key", write("srv.key", srvKey), "-client-ca", write("ca.pem", cw.ca.pem)}
+	h := startHubIn(t, cw.data, "http")
+	cw.world = h.setupWorld()
+	cw.client, _, _ = cw.ca.issue(t, cn, false)
 	store := h.openStore()
 	ctx := context.Background()
-	sys, err := store.SystemByToken(ctx, hub.HashToken(w.sender))
+	sys, err := store.SystemByToken(ctx, hub.HashToken(cw.world.sender))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(clientPair.Certificate[0])
+	sum := sha256.Sum256(cw.client.Certificate[0])
 	sys.CertFingerprint = hex.EncodeToString(sum[:])
 	if err := store.UpdateSystem(ctx, sys); err != nil {
 		t.Fatal(err)
 	}
 	store.Close()
+	cw.sender = sys
+	return cw
+}
 
+// clientWith is an HTTPS client trusting the test CA, presenting certs.
+func (cw certWorld) clientWith(certs ...tls.Certificate) *http.Client {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.pem)
-	clientWith := func(certs ...tls.Certificate) *http.Client {
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
-	}
+	pool.AppendCertsFromPEM(cw.ca.pem)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
+}
+
+// TestTLSAndClientCertificates serves HTTPS, and a system whose client
+// certificate is registered must present exactly that certificate on top
+// of its token.
+func TestTLSAndClientCertificates(t *testing.T) {
+	cw := newCertWorld(t, "sender")
+	ca, data, tlsArgs, w, clientPair, clientWith := cw.ca, cw.data, cw.tlsArgs, cw.world, cw.client, cw.clientWith
+	otherPair, _, _ := ca.issue(t, "someone else", false)
 	h2 := startHubIn(t, data, "https", tlsArgs...)
 	uuid, body := letterXML(t, memo.Letter{To: citizen})
 

@@ -43,7 +43,7 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if quota := b.MinRate * int64(b.Window/time.Second); quota > 0 && rc.SetReadDeadline(time.Now().Add(b.Grace)) == nil {
+		if quota := int64(float64(b.MinRate) * b.Window.Seconds()); quota > 0 && rc.SetReadDeadline(time.Now().Add(b.Grace)) == nil {
 			r.Body = &upload{ReadCloser: r.Body, rc: rc, window: b.Window, quota: quota}
 		}
 		next.ServeHTTP(w, r)

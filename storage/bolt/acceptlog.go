@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 // The accept log makes an accepted message durable with one sequential
@@ -461,7 +462,7 @@ func (l *acceptLog) roll(first uint64) error {
 	if err != nil {
 		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := atomicfile.SyncDir(l.dir); err != nil {
 		// Gone again, so that the roll can be tried again for the same
 		// first lsn once the log is repaired.
 		_ = f.Close()
@@ -476,15 +477,6 @@ func (l *acceptLog) roll(first uint64) error {
 	l.segs = append(l.segs, segment{first: first, path: p})
 	l.mu.Unlock()
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // put logs e: the conflict check, Seq assignment, encoding of the

@@ -104,7 +104,12 @@ func Run(t *testing.T, c Config) {
 	dir := t.TempDir()
 	acked := map[string]bool{}
 	for round := 0; round < c.Rounds; round++ {
-		out := runAndKill(t, dir, time.Duration(20+mrand.IntN(281))*time.Millisecond)
+		// Odd rounds kill at a random moment after the child's first
+		// acknowledgement (however long a busy machine takes to reach it),
+		// even rounds at a random moment after its start (during open and
+		// the first writes as well): both kinds of moment are covered on
+		// any machine.
+		out := runAndKill(t, dir, round%2 == 1, time.Duration(20+mrand.IntN(281))*time.Millisecond)
 		for _, line := range strings.Split(out, "\n") {
 			if u, ok := strings.CutPrefix(line, "acked "); ok && len(u) == 36 {
 				acked[u] = true
@@ -120,18 +125,50 @@ func Run(t *testing.T, c Config) {
 	}
 }
 
-func runAndKill(t *testing.T, dir string, after time.Duration) string {
+// runAndKill starts the child and SIGKILLs it after the given delay,
+// counted from its first acknowledged message when afterAck, else from its
+// start. It returns the child's stdout.
+func runAndKill(t *testing.T, dir string, afterAck bool, after time.Duration) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envChild+"="+t.Name(), envDir+"="+dir)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("child stdout: %v", err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start child: %v", err)
 	}
+	var out strings.Builder
+	firstAck, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		acked := false
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !acked && strings.HasPrefix(sc.Text(), "acked ") {
+				acked = true
+				close(firstAck)
+			}
+		}
+	}()
+	if afterAck {
+		select {
+		case <-firstAck:
+		case <-done:
+			// the child ended on its own: reported below
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			t.Fatalf("the child acknowledged no message within 2 minutes: %s", errb.String())
+		}
+	}
 	time.Sleep(after)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
-	err := cmd.Wait()
+	<-done
+	err = cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 		t.Fatalf("child ended before the kill (%v): %s", err, errb.String())
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/atomicfile"
 )
 
 const (
@@ -170,7 +171,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (h
 		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: rename", key)
 	}
 	committed = true
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: fsync directory", key)
 	}
 	return hub.BlobInfo{Key: key, Size: n}, nil
@@ -213,7 +214,7 @@ func (s *Store) mkdirAll(dir string) error {
 		}
 		return err
 	}
-	return syncDir(parent)
+	return atomicfile.SyncDir(parent)
 }
 
 // copyExact copies r to w. With size >= 0 it fails unless r holds exactly
@@ -291,7 +292,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return hub.Wrap(hub.Internal, err, "delete %q", key)
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return hub.Wrap(hub.Internal, err, "delete %q: fsync directory", key)
 	}
 	// Fails, as it should, on the first directory that is not empty.
@@ -397,18 +398,6 @@ func pathErr(err error, op, key string) error {
 	return hub.Wrap(hub.Internal, err, "%s blob %q", op, key)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // ctxReader stops a copy when its context ends.
 type ctxReader struct {
 	ctx context.Context
@@ -464,7 +453,7 @@ func (s *Store) PutFile(ctx context.Context, key, path string) (hub.BlobInfo, er
 		}
 		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: rename", key)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return hub.BlobInfo{}, hub.Wrap(hub.Internal, err, "put %q: fsync directory", key)
 	}
 	return hub.BlobInfo{Key: key, Size: st.Size()}, nil

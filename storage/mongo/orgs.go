@@ -88,7 +88,13 @@ func create[T any](ctx context.Context, c *mongo.Collection, what string, rec re
 
 // listLive returns the live records matching filter, by key.
 func listLive[T any](ctx context.Context, c *mongo.Collection, filter bson.M) ([]recDoc[T], error) {
-	docs, err := findAll[recDoc[T]](ctx, c, filter, options.Find().SetSort(sortBy("k", "-rv")))
+	// Emptied older revisions (no x; putRev keeps their numbers) are left
+	// out by the filter, so a listing does not grow with every change.
+	f := bson.M{"x": bson.M{"$exists": true}}
+	for k, v := range filter {
+		f[k] = v
+	}
+	docs, err := findAll[recDoc[T]](ctx, c, f, options.Find().SetSort(sortBy("k", "-rv")))
 	if err != nil {
 		return nil, err
 	}

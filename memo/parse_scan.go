@@ -106,6 +106,11 @@ type pullScanner struct {
 	tokLine  int
 	tokDepth int
 	scratch  []byte
+
+	// rec, when not nil, holds libxml2's records of the document's
+	// elements (recorded.go): next takes the tags from them instead of
+	// reading them.
+	rec *records
 }
 
 type syntaxError struct {
@@ -258,6 +263,9 @@ func (s *pullScanner) next() (tokKind, error) {
 			if s.depth != 0 || !s.rootSeen {
 				return tokEOF, s.fail("unexpected end of document")
 			}
+			if s.rec != nil && !s.rec.done() {
+				return tokEOF, s.rec.mismatch()
+			}
 			return tokEOF, nil
 		}
 		if s.buf[s.pos] != '<' {
@@ -279,10 +287,16 @@ func (s *pullScanner) next() (tokKind, error) {
 				return tokEOF, err
 			}
 		case '/':
+			if s.rec != nil {
+				return tokEnd, s.recordedEnd()
+			}
 			return tokEnd, s.endTag()
 		default:
 			if s.depth == 0 && s.rootSeen {
 				return tokEOF, s.fail("a second root element")
+			}
+			if s.rec != nil {
+				return tokStart, s.recordedStart()
 			}
 			return tokStart, s.startTag()
 		}

@@ -59,7 +59,7 @@ func (s *Schema) ValidateBytes(b []byte) ([]hub.FieldError, error) {
 	if s.s == nil {
 		return nil, hub.Errorf(hub.Unavailable, "the %s schema is closed", s.resource)
 	}
-	fields, err := s.s.validateBytes(b)
+	fields, err := s.s.validateBytes(b, nil)
 	if err != nil {
 		return nil, hub.Wrap(hub.Internal, err, "XSD validation failed")
 	}

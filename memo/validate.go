@@ -209,7 +209,29 @@ func (v *Validator) xsdFile(f *os.File, version string) error {
 // without a file: for small documents, where a temporary file would cost
 // more than the validation. The Message's Files refer to b, which must not
 // change while the Message is used.
+//
+// The document is parsed once: while libxml2 builds the tree it validates,
+// it records where each element's tags end and what they are called, and
+// the Go model is read from b along those records (parseRecorded) instead
+// of tokenizing the markup again. The accepted and refused documents, the
+// model, and every error are those of the two-parse pipeline
+// (validateBytesTwoParse), which the differential test holds it to.
 func (v *Validator) ValidateBytes(b []byte, now time.Time) (*Message, error) {
+	var m *Message
+	var perr error
+	if _, err := v.validateSchemaBytes(b, func(records []byte) { m, perr = parseRecorded(b, records) }); err != nil {
+		return nil, err
+	}
+	if perr != nil {
+		return nil, parseFailure(perr)
+	}
+	return v.check(m, now)
+}
+
+// validateBytesTwoParse is ValidateBytes as it was before the one parse:
+// libxml2 parses and validates, then ParseBytes reads b again. The
+// differential test compares the two.
+func (v *Validator) validateBytesTwoParse(b []byte, now time.Time) (*Message, error) {
 	if _, err := v.ValidateSchemaBytes(b); err != nil {
 		return nil, err
 	}
@@ -223,6 +245,13 @@ func (v *Validator) ValidateBytes(b []byte, now time.Time) (*Message, error) {
 // ValidateSchemaBytes runs the stages of ValidateBytes up to and including
 // the XSD, and returns the document's memoVersion.
 func (v *Validator) ValidateSchemaBytes(b []byte) (version string, err error) {
+	return v.validateSchemaBytes(b, nil)
+}
+
+// validateSchemaBytes is ValidateSchemaBytes; valid, when not nil, is
+// called with libxml2's element records of a valid document (see
+// xsdSchema.run).
+func (v *Validator) validateSchemaBytes(b []byte, valid func(records []byte)) (version string, err error) {
 	if int64(len(b)) > v.cfg.MaxSize {
 		return "", tooLarge(v.cfg.MaxSize)
 	}
@@ -230,7 +259,7 @@ func (v *Validator) ValidateSchemaBytes(b []byte) (version string, err error) {
 	if perr != nil {
 		return "", prescanFailure(perr)
 	}
-	if err := v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateBytes(b) }); err != nil {
+	if err := v.xsd(pl.version, func(s *xsdSchema) ([]hub.FieldError, error) { return s.validateBytes(b, valid) }); err != nil {
 		return "", err
 	}
 	return pl.version, nil

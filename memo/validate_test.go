@@ -210,7 +210,7 @@ func TestLibxml2AloneLoadsNoExternalEntities(t *testing.T) {
 		strings.Replace(min12, "<memo:Message", "<!DOCTYPE memo:Message SYSTEM \"http://"+addr+"/x.dtd\">\n<memo:Message", 1),
 	}
 	for i, doc := range docs {
-		fields, err := v.schemas["1.2"].validateBytes([]byte(doc))
+		fields, err := v.schemas["1.2"].validateBytes([]byte(doc), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

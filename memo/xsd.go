@@ -8,6 +8,7 @@ package memo
 #include <unistd.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
+#include <libxml/SAX2.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xmlschemas.h>
@@ -24,13 +25,117 @@ typedef struct {
 
 #define PH_MAX_ERRS 100
 
+// ph_rec records, while libxml2 parses a document, where each element's
+// start and end tags end (byte offsets into the document) and its
+// namespace and local name, so that the Go model can be built from the
+// document's bytes without tokenizing its markup a second time (see
+// events.go). Records, packed little-endian:
+//
+//	1 uri(u8) len(u16) off(i64) name   an element's start tag, off at its '>' or '/'
+//	2 off(i64)                         an end tag ("</x>" or the "/>" of "<x/>"), off past its '>'
+//	3 len(u32) uri                     a namespace first used by the next element: uri index nuris
+//
+// uri 0 is no namespace. Anything the format cannot carry (a name over
+// 65535 bytes, more than PH_MAX_URIS namespaces, no memory) sets failed,
+// and the Go side then reads the document itself, as before.
+#define PH_MAX_URIS 32
+
+// PH_REC_KEEP is the most record memory an idle context keeps.
+#define PH_REC_KEEP (4 << 20)
+
+typedef struct {
+	unsigned char *b;
+	size_t n, cap;
+	int failed;
+	int nuris;
+	const xmlChar *uris[PH_MAX_URIS];
+} ph_rec;
+
 // A per-call collector; its address is the userData of the error callbacks,
 // so concurrent validations never share state.
 typedef struct {
 	int n;
 	int dropped;
+	ph_rec *rec; // when not NULL, the elements are recorded into it
 	ph_err errs[PH_MAX_ERRS];
 } ph_errs;
+
+static unsigned char *ph_rec_room(ph_rec *r, size_t need) {
+	if (r->failed) return NULL;
+	if (r->cap - r->n < need) {
+		size_t cap = r->cap ? r->cap : 4096;
+		while (cap - r->n < need) cap *= 2;
+		unsigned char *b = realloc(r->b, cap);
+		if (b == NULL) {
+			r->failed = 1;
+			return NULL;
+		}
+		r->b = b;
+		r->cap = cap;
+	}
+	unsigned char *p = r->b + r->n;
+	r->n += need;
+	return p;
+}
+
+static void ph_put64(unsigned char *p, long long v) {
+	for (int i = 0; i < 8; i++) p[i] = (unsigned char)((unsigned long long)v >> (8 * i));
+}
+
+static void ph_rec_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI,
+		int nb_namespaces, const xmlChar **namespaces, int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
+	xmlSAX2StartElementNs(ctx, localname, prefix, URI, nb_namespaces, namespaces, nb_attributes, nb_defaulted, attributes);
+	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr)ctx;
+	ph_errs *e = (ph_errs *)ctxt->_private;
+	if (e == NULL || e->rec == NULL || e->rec->failed) return;
+	ph_rec *r = e->rec;
+	int idx = 0;
+	if (URI != NULL) {
+		for (int i = 0; i < r->nuris; i++) {
+			if (r->uris[i] == URI) {
+				idx = i + 1;
+				break;
+			}
+		}
+		if (idx == 0) {
+			if (r->nuris == PH_MAX_URIS) {
+				r->failed = 1;
+				return;
+			}
+			size_t ul = strlen((const char *)URI);
+			unsigned char *p = ph_rec_room(r, 5 + ul);
+			if (p == NULL) return;
+			p[0] = 3;
+			p[1] = (unsigned char)ul; p[2] = (unsigned char)(ul >> 8); p[3] = (unsigned char)(ul >> 16); p[4] = (unsigned char)(ul >> 24);
+			memcpy(p + 5, URI, ul);
+			r->uris[r->nuris++] = URI;
+			idx = r->nuris;
+		}
+	}
+	size_t nl = strlen((const char *)localname);
+	if (nl > 65535) {
+		r->failed = 1;
+		return;
+	}
+	unsigned char *p = ph_rec_room(r, 12 + nl);
+	if (p == NULL) return;
+	p[0] = 1;
+	p[1] = (unsigned char)idx;
+	p[2] = (unsigned char)nl; p[3] = (unsigned char)(nl >> 8);
+	ph_put64(p + 4, xmlByteConsumed(ctxt));
+	memcpy(p + 12, localname, nl);
+}
+
+static void ph_rec_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI) {
+	xmlSAX2EndElementNs(ctx, localname, prefix, URI);
+	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr)ctx;
+	ph_errs *e = (ph_errs *)ctxt->_private;
+	if (e == NULL || e->rec == NULL || e->rec->failed) return;
+	unsigned char *p = ph_rec_room(e->rec, 9);
+	if (p == NULL) return;
+	p[0] = 2;
+	ph_put64(p + 1, xmlByteConsumed(ctxt));
+}
 
 // ph_path writes the element path of node ("/Message/MessageHeader/label",
 // "/Message/@memoVersion"), using local names. Returns malloc'd memory.
@@ -182,10 +287,12 @@ typedef struct {
 	xmlParserCtxtPtr p;
 	xmlSchemaValidCtxtPtr v;
 	int uses;
+	ph_rec rec; // the last document's records, when asked for
 } ph_ctx;
 
 static void ph_ctx_free(ph_ctx *c) {
 	if (c == NULL) return;
+	free(c->rec.b);
 	if (c->p != NULL) xmlFreeParserCtxt(c->p);
 	if (c->v != NULL) xmlSchemaFreeValidCtxt(c->v);
 	free(c);
@@ -210,10 +317,29 @@ static ph_ctx *ph_ctx_new(xmlSchemaPtr schema) {
 // well-formed, 2 when schema-invalid, -1 on an internal failure (no memory,
 // abandoned feed). Each xmlCtxtRead* resets c->p first; the caller reuses c
 // only after a 0.
-static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int len, ph_errs *errs) {
+static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int len, int record, ph_errs *errs) {
 	xmlParserCtxtPtr pctxt = c->p;
 	c->uses++;
 	pctxt->_private = errs;
+	// Recording hooks in only when asked for, so that the other paths
+	// run libxml2's own handlers untouched.
+	if (record) {
+		if (c->rec.cap > PH_REC_KEEP) {
+			free(c->rec.b);
+			c->rec.b = NULL;
+			c->rec.cap = 0;
+		}
+		c->rec.n = 0;
+		c->rec.failed = 0;
+		c->rec.nuris = 0;
+		errs->rec = &c->rec;
+		pctxt->sax->startElementNs = ph_rec_start;
+		pctxt->sax->endElementNs = ph_rec_end;
+	} else {
+		errs->rec = NULL;
+		pctxt->sax->startElementNs = xmlSAX2StartElementNs;
+		pctxt->sax->endElementNs = xmlSAX2EndElementNs;
+	}
 	xmlDocPtr doc;
 	if (feed != NULL) {
 		doc = xmlCtxtReadIO(pctxt, ph_feed_read, NULL, feed, "memo.xml", NULL, ph_doc_options);
@@ -319,20 +445,35 @@ func (s *xsdSchema) done(c *C.ph_ctx, rc C.int) {
 	C.ph_ctx_free(c)
 }
 
-// run validates with a context from the pool.
-func (s *xsdSchema) run(feed *C.ph_feed, fd int, b []byte) ([]hub.FieldError, error) {
+// run validates with a context from the pool. When valid is not nil and
+// the document is valid, valid is called with the element records libxml2
+// made while parsing it (nil when it could not make them); they are C
+// memory of the context and valid must not keep them.
+func (s *xsdSchema) run(feed *C.ph_feed, fd int, b []byte, valid func(records []byte)) ([]hub.FieldError, error) {
 	c, err := s.ctx()
 	if err != nil {
 		return nil, err
 	}
 	errs := newErrs()
 	defer C.ph_errs_free(errs)
+	record := C.int(0)
+	if valid != nil {
+		record = 1
+	}
 	var rc C.int
 	if b != nil {
 		// libxml2 only reads b during the call and keeps no pointer to it.
-		rc = C.ph_validate(c, feed, C.int(fd), (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+		rc = C.ph_validate(c, feed, C.int(fd), (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), record, errs)
 	} else {
-		rc = C.ph_validate(c, feed, C.int(fd), nil, 0, errs)
+		rc = C.ph_validate(c, feed, C.int(fd), nil, 0, record, errs)
+	}
+	if rc == xsdValid && valid != nil {
+		// The context is ours until done: its records stay put.
+		var records []byte
+		if c.rec.failed == 0 && c.rec.n > 0 {
+			records = unsafe.Slice((*byte)(unsafe.Pointer(c.rec.b)), int(c.rec.n))
+		}
+		valid(records)
 	}
 	s.done(c, rc)
 	return outcome(rc, errs)
@@ -458,12 +599,13 @@ func (s *xsdSchema) validateFile(f *os.File) ([]hub.FieldError, error) {
 	return s.validate(int(f.Fd()), nil, f)
 }
 
-// validateBytes parses b from memory and validates it.
-func (s *xsdSchema) validateBytes(b []byte) ([]hub.FieldError, error) {
+// validateBytes parses b from memory and validates it. When valid is not
+// nil, it is called as run says.
+func (s *xsdSchema) validateBytes(b []byte, valid func(records []byte)) ([]hub.FieldError, error) {
 	if len(b) == 0 {
 		return []hub.FieldError{{Resource: "memo", Code: CodeNotWellFormed, Message: "the document is empty"}}, nil
 	}
-	return s.validate(-1, b, nil)
+	return s.run(nil, -1, b, valid)
 }
 
 // xsdFeed is libxml2's view of a spool file that is still being written.
@@ -500,7 +642,7 @@ func (x *xsdFeed) free() { C.ph_feed_free(x.ptr) }
 // validates it, returning when the file is complete and checked, or as
 // soon as a fatal error or the feed's abandonment stops the parser.
 func (s *xsdSchema) validateFeed(x *xsdFeed, f *os.File) ([]hub.FieldError, error) {
-	fields, err := s.run(x.ptr, -1, nil)
+	fields, err := s.run(x.ptr, -1, nil, nil)
 	runtime.KeepAlive(f)
 	return fields, err
 }
@@ -512,7 +654,7 @@ func (s *xsdSchema) validateFeed(x *xsdFeed, f *os.File) ([]hub.FieldError, erro
 func newErrs() *C.ph_errs { return new(C.ph_errs) }
 
 func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError, error) {
-	fields, err := s.run(nil, fd, b)
+	fields, err := s.run(nil, fd, b, nil)
 	// The descriptor must stay open (f not finalized) until libxml2 is done.
 	runtime.KeepAlive(keep)
 	return fields, err
@@ -660,3 +802,6 @@ func classify(domain, code int, attr bool, msg string) string {
 	}
 	return CodeSchemaInvalid
 }
+
+// maxRecordURIs is how many namespaces ph_rec records per document.
+const maxRecordURIs = C.PH_MAX_URIS

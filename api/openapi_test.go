@@ -142,3 +142,27 @@ func TestOpenAPIErrorsUseTheClosedSetOfCodes(t *testing.T) {
 		t.Fatalf("unknown method: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestDeleteRoutesAnswerNoContent: every DELETE route answers 204 without
+// a body, as the national hub's DELETEs do, and openapi.json says so.
+func TestDeleteRoutesAnswerNoContent(t *testing.T) {
+	s := New(Config{}, Deps{})
+	doc := OpenAPI(s.Routes())
+	n := 0
+	for _, r := range s.Routes() {
+		if r.Method != "DELETE" {
+			continue
+		}
+		n++
+		if r.Status != http.StatusNoContent || r.Schema != "" || r.Produces != "" {
+			t.Errorf("DELETE %s: status %d, schema %q, produces %q; want 204 without a body", r.Path, r.Status, r.Schema, r.Produces)
+		}
+		op := doc["paths"].(obj)[OpenAPIPath(r.Path)].(obj)["delete"].(obj)
+		if ok, has := op["responses"].(obj)["204"].(obj); has == false || ok["content"] != nil {
+			t.Errorf("DELETE %s: openapi.json documents %v", r.Path, op["responses"])
+		}
+	}
+	if n < 8 {
+		t.Fatalf("only %d DELETE routes in the table", n)
+	}
+}

@@ -58,6 +58,19 @@ func (s *Server) audit(c *gin.Context, tag, org string, detail map[string]string
 	_ = s.ingest.Events.Emit(c.Request.Context(), ev)
 }
 
+// noContent answers a DELETE: 204 No Content, or the error. Every DELETE
+// route answers this way (see TestDeleteRoutesAnswerNoContent): the client
+// asked for the resource to be gone, so there is nothing to show it; the
+// national hub's own DELETEs (DeleteContactSubscription, DeleteReceipts)
+// answer 204 too.
+func (s *Server) noContent(c *gin.Context, err error) {
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 // reply writes v with status, or the error.
 func (s *Server) reply(c *gin.Context, status int, v any, err error) {
 	if err != nil {
@@ -142,6 +155,12 @@ func (s *Server) handleWhoAmI(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// HeaderProviderLogout carries, on the answer to DELETE /session, where to
+// send the browser to end its session at the OpenID provider too (for a
+// session from a provider that offers RP-initiated logout). A header, as
+// every DELETE answers 204 without a body.
+const HeaderProviderLogout = "X-Posthub-Provider-Logout"
+
 // handleLogout ends the user's sessions on every instance (a replayed
 // cookie is refused from now on), then clears the cookie.
 func (s *Server) handleLogout(c *gin.Context) {
@@ -153,11 +172,10 @@ func (s *Server) handleLogout(c *gin.Context) {
 		s.audit(c, oidc.TagLoggedOut, "", map[string]string{"userId": p.User.ID, "via": "api"})
 	}
 	rbac.SetCookie(c.Writer, "", -1, s.secureCookies(c))
-	out := gin.H{"status": "logged out"}
 	if u := portal.ProviderLogout(s.oidc, c.Writer, c.Request, s.secureCookies(c)); u != "" {
-		out["providerLogoutUrl"] = u
+		c.Header(HeaderProviderLogout, u)
 	}
-	c.JSON(http.StatusOK, out)
+	c.Status(http.StatusNoContent)
 }
 
 // loginEvent records a password login on the API, or its refusal (never
@@ -348,7 +366,7 @@ func (s *Server) handleListContactGroups(c *gin.Context) {
 
 func (s *Server) handleDeleteContactGroup(c *gin.Context) {
 	err := s.admin.DeleteContactGroup(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
-	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
+	s.noContent(c, err)
 }
 
 func (s *Server) handleCreateContactPoint(c *gin.Context) {
@@ -399,7 +417,7 @@ func (s *Server) handleUpdateContactPoint(c *gin.Context) {
 
 func (s *Server) handleDeleteContactPoint(c *gin.Context) {
 	err := s.admin.DeleteContactPoint(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
-	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
+	s.noContent(c, err)
 }
 
 func (s *Server) handleCreateRule(c *gin.Context) {
@@ -431,7 +449,7 @@ func (s *Server) handleListRules(c *gin.Context) {
 
 func (s *Server) handleDeleteRule(c *gin.Context) {
 	err := s.admin.DeleteRule(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
-	s.reply(c, http.StatusOK, gin.H{"deleted": c.Param("id")}, err)
+	s.noContent(c, err)
 }
 
 func (s *Server) handleListUsers(c *gin.Context) {
@@ -480,8 +498,7 @@ func (s *Server) handleGrant(c *gin.Context) {
 
 func (s *Server) handleRevoke(c *gin.Context) {
 	g := rbac.Grant{User: c.Param("user"), Role: c.Param("role"), Domain: c.Param("org")}
-	err := s.admin.Revoke(c.Request.Context(), actor(c), g)
-	s.reply(c, http.StatusOK, g, err)
+	s.noContent(c, s.admin.Revoke(c.Request.Context(), actor(c), g))
 }
 
 func (s *Server) handleHeldMessages(c *gin.Context) {

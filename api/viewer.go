@@ -68,15 +68,15 @@ func (s *Server) viewerRoutes() []Route {
 			Summary: "Move the letter to INBOX or ARCHIVE (restores a deleted letter).", Params: with(kind, "folder", "INBOX or ARCHIVE"),
 			Produces: "application/json", Status: 200, Schema: "MailboxLetter", Handler: s.handleMailboxMove},
 		{Method: "DELETE", Path: msg, Perm: rbac.MailboxRead, Tag: "viewer",
-			Summary: "Delete the letter: it moves to DELETED and is purged after the retention period.",
-			Params:  kind, Produces: "application/json", Status: 200, Schema: "MailboxLetter", Handler: s.handleMailboxDelete},
+			Summary: "Delete the letter: it moves to DELETED (GET shows it there, POST …/move restores it) and is purged after the retention period.",
+			Params:  kind, Status: 204, Handler: s.handleMailboxDelete},
 		{Method: "GET", Path: box + "/consents/", Perm: rbac.MailboxRead, Tag: "consent", Summary: "The citizen's consents.",
 			Produces: "application/json", Status: 200, Schema: "ConsentList", Handler: s.handleConsentList},
 		{Method: "PUT", Path: box + "/consents/:cvr", Perm: rbac.MailboxRead, Tag: "consent",
 			Summary:  "The citizen grants authority :cvr read access to the letters it sent them.",
 			Produces: "application/json", Status: 200, Schema: "Consent", Handler: s.handleConsentGrant},
 		{Method: "DELETE", Path: box + "/consents/:cvr", Perm: rbac.MailboxRead, Tag: "consent", Summary: "The citizen revokes a consent.",
-			Produces: "application/json", Status: 200, Schema: "Consent", Handler: s.handleConsentRevoke},
+			Status: 204, Handler: s.handleConsentRevoke},
 		{Method: "GET", Path: v1 + "/consented/:cpr/messages/", Perm: rbac.MemosSend, Tag: "consent",
 			Summary:  "An authority's system lists the letters its organisation sent a citizen who consented (every access logged).",
 			Params:   map[string]string{"after": "cursor", "size": "page size (max 500)"},
@@ -409,12 +409,8 @@ func (s *Server) handleMailboxDelete(c *gin.Context) {
 	if !ok {
 		return
 	}
-	l, err := s.viewer.Delete(c.Request.Context(), b, c.Param("uuid"))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, l)
+	_, err := s.viewer.Delete(c.Request.Context(), b, c.Param("uuid"))
+	s.noContent(c, err)
 }
 
 // citizen resolves :owner to the caller's citizen (consents are theirs).
@@ -461,12 +457,8 @@ func (s *Server) handleConsentRevoke(c *gin.Context) {
 	if !ok {
 		return
 	}
-	cs, err := s.viewer.Revoke(c.Request.Context(), p, c.Param("cvr"))
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, cs)
+	_, err := s.viewer.Revoke(c.Request.Context(), p, c.Param("cvr"))
+	s.noContent(c, err)
 }
 
 func (s *Server) handleConsentedList(c *gin.Context) {

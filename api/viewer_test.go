@@ -181,8 +181,8 @@ func TestViewerAPIRenderAndFiles(t *testing.T) {
 			t.Errorf("%s: %d type %q disposition %q", tc.path, r.StatusCode, r.Header.Get("Content-Type"), r.Header.Get("Content-Disposition"))
 		}
 	}
-	if r := h.do("DELETE", base, h.token, as, nil); r.StatusCode != 200 {
-		t.Fatalf("delete: %d", r.StatusCode)
+	if r := h.do("DELETE", base, h.token, as, nil); r.StatusCode != 204 || r.ContentLength > 0 {
+		t.Fatalf("delete: %d, %d bytes", r.StatusCode, r.ContentLength)
 	}
 	r = h.do("GET", "/apis/v1/mailboxes/0101701234/messages/?folder=deleted", h.token, as, nil)
 	var p viewer.Page

@@ -172,7 +172,7 @@ func TestAdminAPIAsOrganisationRoles(t *testing.T) {
 		"contactGroups": []string{g.ID}, "contactPointCodes": []map[string]string{{"type": "KLE", "code": "09.00"}}, "active": true}), 201).json(t, &cp)
 	h.mustStatus(ca.json("POST", base+"/contact-points/", map[string]any{"name": "Fremmed", "systemId": w.companySys}), 400)
 	h.mustStatus(ca.do("GET", base+"/contact-points/"+cp.ID, "", nil), 200)
-	h.mustStatus(ca.do("DELETE", base+"/contact-points/"+cp.ID, "", nil), 200)
+	h.mustStatus(ca.do("DELETE", base+"/contact-points/"+cp.ID, "", nil), 204)
 	h.mustStatus(ca.do("GET", base+"/contact-points/"+cp.ID, "", nil), 404)
 	h.mustStatus(ca.json("PUT", base+"/systems/"+w.ruleSys, map[string]any{"name": "no"}), 403)
 
@@ -210,7 +210,7 @@ func TestAdminAPIAsOrganisationRoles(t *testing.T) {
 	if len(grants) != 5 {
 		t.Fatalf("grants in A: %v", grants)
 	}
-	h.mustStatus(ua.do("DELETE", base+"/privileges/stina/ORGANISATION_USER_ADMINISTRATOR", "", nil), 200)
+	h.mustStatus(ua.do("DELETE", base+"/privileges/stina/ORGANISATION_USER_ADMINISTRATOR", "", nil), 204)
 	h.mustStatus(ua.do("DELETE", base+"/privileges/stina/ORGANISATION_USER_ADMINISTRATOR", "", nil), 404)
 
 	store := h.openStore()

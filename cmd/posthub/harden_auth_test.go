@@ -337,7 +337,7 @@ func TestLogoutEndsTheSession(t *testing.T) {
 		t.Fatalf("login: %d", a.status)
 	}
 	a2 := postLogin(t, c, h.base, "anne", "anne-password-1") // a second device
-	if got := withCookie(t, c, "DELETE", whoami, a.cookie, a.csrf); got != 200 {
+	if got := withCookie(t, c, "DELETE", whoami, a.cookie, a.csrf); got != 204 {
 		t.Fatalf("logout: %d", got)
 	}
 	if got := withCookie(t, c, "GET", whoami, a.cookie, a.csrf); got != 401 {
@@ -390,7 +390,7 @@ func TestLogoutEndsTheSession(t *testing.T) {
 		t.Fatalf("carl's cookie after a grant: %d, want 401", got)
 	}
 	cs = postLogin(t, c, h.base, "carl", "carl-password-1")
-	h.mustStatus(h.do("DELETE", "/apis/v1/organisations/"+orgA+"/privileges/carl/SYSTEM_MANAGER", h.operator, "", nil), 200)
+	h.mustStatus(h.do("DELETE", "/apis/v1/organisations/"+orgA+"/privileges/carl/SYSTEM_MANAGER", h.operator, "", nil), 204)
 	if got := withCookie(t, c, "GET", whoami, cs.cookie, cs.csrf); got != 401 {
 		t.Fatalf("carl's cookie after a revocation: %d, want 401", got)
 	}
@@ -453,7 +453,7 @@ func TestLogoutEndsTheSessionOnEveryInstance(t *testing.T) {
 	if got := withCookie(t, c, "GET", bases[1]+"/apis/v1/session", a.cookie, a.csrf); got != 200 {
 		t.Fatalf("the session at the other instance: %d, want 200", got)
 	}
-	if got := withCookie(t, c, "DELETE", bases[0]+"/apis/v1/session", a.cookie, a.csrf); got != 200 {
+	if got := withCookie(t, c, "DELETE", bases[0]+"/apis/v1/session", a.cookie, a.csrf); got != 204 {
 		t.Fatalf("logout: %d", got)
 	}
 	if got := withCookie(t, c, "GET", bases[1]+"/apis/v1/session", a.cookie, a.csrf); got != 401 {

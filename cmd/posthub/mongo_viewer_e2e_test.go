@@ -133,7 +133,7 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	if r := call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.senderB, ""); r.status != 403 {
 		t.Fatalf("an authority without consent: %d, want 403", r.status)
 	}
-	h.mustStatus(call("DELETE", consent, viewerToken, as(smsPerson)), 200)
+	h.mustStatus(call("DELETE", consent, viewerToken, as(smsPerson)), 204)
 	if r := call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.sender, ""); r.status != 403 {
 		t.Fatalf("after revocation: %d, want 403", r.status)
 	}
@@ -148,7 +148,8 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	webMailboxShows(t, h.base, smsPerson, uuid, label)
 
 	// Delete: into DELETED with a purge time, out of the inbox.
-	if l := letter(call("DELETE", box+uuid, viewerToken, as(smsPerson))); l.Folder != hub.FolderDeleted || l.PurgeAt == nil ||
+	h.mustStatus(call("DELETE", box+uuid, viewerToken, as(smsPerson)), 204)
+	if l := letter(call("GET", box+uuid, viewerToken, as(smsPerson))); l.Folder != hub.FolderDeleted || l.PurgeAt == nil ||
 		l.PurgeAt.Before(time.Now().Add(29*24*time.Hour)) {
 		t.Fatalf("deleted letter: %+v", l)
 	}

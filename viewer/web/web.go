@@ -425,6 +425,9 @@ func (m *Mailbox) callJSON(w http.ResponseWriter, r *http.Request, p viewer.Pers
 		return false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return true // a DELETE: nothing to decode
+	}
 	if resp.StatusCode != http.StatusOK {
 		m.refused(w, r, resp)
 		return false

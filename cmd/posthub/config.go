@@ -1,38 +1,168 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/bulk"
+	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/sf1601"
+	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+	"github.com/posthub/posthub/storage/mongo"
+	"github.com/posthub/posthub/storage/s3"
 )
 
-// serveConfig is every setting of `posthub serve`. Each has a flag, an
-// environment override POSTHUB_<NAME> (upper case, dashes as underscores)
-// and may come from a JSON config file (keys as the flag names); flags win
-// over the environment, which wins over the file.
+// Configuration has one path for every subcommand. A setting is a flag;
+// it may also come from the environment, POSTHUB_<NAME> (upper case, dashes
+// as underscores), or from the JSON file named by -config / POSTHUB_CONFIG
+// (keys as the flag names). Flags win over the environment, which wins over
+// the file. serve declares every setting (serveConfig); admin and eventlog
+// declare the ones that say where the hub's data lives (storeConfig), read
+// them through the same loadConfig and open the stores through the same
+// openMetadata, so one configuration reaches the same store from each.
+// A subcommand's own arguments (admin -name, eventlog -from) are flags of
+// the command line only.
+
+// storeConfig says where the hub's data lives: which backends, and where.
+type storeConfig struct {
+	Data        string
+	Metadata    string // bolt or mongo
+	Blobs       string // fs or s3
+	MongoURI    string
+	MongoDB     string
+	S3Endpoint  string
+	S3AccessKey string
+	S3SecretKey string
+	S3Bucket    string
+	S3Region    string
+	S3TLS       bool
+}
+
+// flags declares the store settings, with the same defaults everywhere.
+func (c *storeConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Data, "data", "./data", "data directory of the embedded default (bolt file, blobs, spool)")
+	fs.StringVar(&c.Metadata, "metadata", "bolt", "metadata store: bolt (embedded) or mongo")
+	fs.StringVar(&c.Blobs, "blobs", "fs", "content store: fs (files under the data directory) or s3")
+	fs.StringVar(&c.MongoURI, "mongo-uri", "", "MongoDB connection string (metadata=mongo)")
+	fs.StringVar(&c.MongoDB, "mongo-db", "posthub", "MongoDB database name")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port (blobs=s3)")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key")
+	fs.StringVar(&c.S3Bucket, "s3-bucket", "posthub", "S3 bucket (created if absent)")
+	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use https for S3")
+}
+
+// check refuses a backend name that is neither built-in one, before
+// anything is opened.
+func (c *storeConfig) check() error {
+	switch {
+	case c.Metadata != "bolt" && c.Metadata != "mongo":
+		return fmt.Errorf("-metadata %q: bolt or mongo", c.Metadata)
+	case c.Blobs != "fs" && c.Blobs != "s3":
+		return fmt.Errorf("-blobs %q: fs or s3", c.Blobs)
+	case c.Metadata == "mongo" && c.MongoURI == "":
+		return errors.New("-metadata mongo needs -mongo-uri (or POSTHUB_MONGO_URI)")
+	case c.Blobs == "s3" && c.S3Endpoint == "":
+		return errors.New("-blobs s3 needs -s3-endpoint (or POSTHUB_S3_ENDPOINT)")
+	}
+	return nil
+}
+
+// boltPath is the embedded metadata store's file.
+func (c *storeConfig) boltPath() string { return filepath.Join(c.Data, "posthub.db") }
+
+// openOptions are what differs between the subcommands that open a store.
+type openOptions struct {
+	// monitor, when set, observes every MongoDB command (serve's budget test).
+	monitor *event.CommandMonitor
+	// authCacheTTL is serve's -auth-cache-ttl (MongoDB).
+	authCacheTTL time.Duration
+	// boltWait bounds the wait for the bolt file, which a running embedded
+	// hub holds (0: bolt's default).
+	boltWait time.Duration
+	// existing refuses to create an embedded store that is not there (a
+	// reader such as eventlog must not make an empty hub).
+	existing bool
+}
+
+// errNoStore is openMetadata's answer when opts.existing and there is no
+// embedded store at -data.
+var errNoStore = errors.New("no embedded hub there")
+
+// openMetadata is the one place that chooses the metadata backend.
+func openMetadata(ctx context.Context, c storeConfig, opts openOptions) (hub.Store, error) {
+	switch c.Metadata {
+	case "bolt":
+		if opts.existing {
+			if _, err := os.Stat(c.boltPath()); errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("-data %s: %w (no %s)", c.Data, errNoStore, filepath.Base(c.boltPath()))
+			}
+		}
+		if err := os.MkdirAll(c.Data, 0o700); err != nil {
+			return nil, err
+		}
+		s, err := bolt.Open(c.boltPath(), bolt.Options{Timeout: opts.boltWait})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case "mongo":
+		s, err := mongo.Open(ctx, mongo.Config{URI: c.MongoURI, Database: c.MongoDB, Monitor: opts.monitor,
+			AuthCacheTTL: opts.authCacheTTL})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("unknown metadata store %q (bolt or mongo)", c.Metadata)
+}
+
+// openBlobs is the one place that chooses the content backend.
+func openBlobs(ctx context.Context, c storeConfig) (hub.Blobs, error) {
+	switch c.Blobs {
+	case "fs":
+		return fs.Open(filepath.Join(c.Data, "blobs"))
+	case "s3":
+		return s3.Open(ctx, s3.Config{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey,
+			Bucket: c.S3Bucket, Region: c.S3Region, UseTLS: c.S3TLS})
+	}
+	return nil, fmt.Errorf("unknown blob store %q (fs or s3)", c.Blobs)
+}
+
+// openBackends opens both stores (serve).
+func openBackends(ctx context.Context, c storeConfig, opts openOptions) (hub.Store, hub.Blobs, error) {
+	store, err := openMetadata(ctx, c, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	blobs, err := openBlobs(ctx, c)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, blobs, nil
+}
+
+// serveConfig is every setting of the hub, as `posthub serve` takes them.
 type serveConfig struct {
+	storeConfig
 	Addr             string
-	Data             string
-	Metadata         string // bolt or mongo
-	Blobs            string // fs or s3
-	MongoURI         string
-	MongoDB          string
 	AuthCacheTTL     time.Duration
-	S3Endpoint       string
-	S3AccessKey      string
-	S3SecretKey      string
-	S3Bucket         string
-	S3Region         string
-	S3TLS            bool
 	InlineMax        int64
 	MaxMemoSize      int64
 	MaxDelay         time.Duration
@@ -48,13 +178,15 @@ type serveConfig struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
-	// Human logins.
-	SecureCookies     bool
-	MaxPasswordHashes int
-	PasswordHashWait  time.Duration
-	LoginRate         int
-	LoginDelay        time.Duration
-	TrustedProxies    string
+	// Human logins and the policies.
+	SecureCookies      bool
+	SessionKey         string
+	PolicyPollInterval time.Duration
+	MaxPasswordHashes  int
+	PasswordHashWait   time.Duration
+	LoginRate          int
+	LoginDelay         time.Duration
+	TrustedProxies     string
 	// Connections and request bodies (0 leaves a bound off).
 	MaxConns        int
 	MaxConnsPerAddr int
@@ -102,18 +234,8 @@ type serveConfig struct {
 // for each (TestREADMEConfigurationTableListsEveryFlag keeps them in step).
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
-	fs.StringVar(&c.Data, "data", "./data", "data directory of the embedded default (bolt file, blobs, spool)")
-	fs.StringVar(&c.Metadata, "metadata", "bolt", "metadata store: bolt (embedded) or mongo")
-	fs.StringVar(&c.Blobs, "blobs", "fs", "content store: fs (files under the data directory) or s3")
-	fs.StringVar(&c.MongoURI, "mongo-uri", "", "MongoDB connection string (metadata=mongo)")
-	fs.StringVar(&c.MongoDB, "mongo-db", "posthub", "MongoDB database name")
+	c.storeConfig.flags(fs)
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 2*time.Second, "metadata=mongo: how long a system's API token and a viewing client's assertion keys are answered from this instance's memory; a token revoked through another instance still works here for at most this long (0: ask MongoDB every time)")
-	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port (blobs=s3)")
-	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
-	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key")
-	fs.StringVar(&c.S3Bucket, "s3-bucket", "posthub", "S3 bucket (created if absent)")
-	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region")
-	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use https for S3")
 	fs.Int64Var(&c.InlineMax, "inline-max", 256<<10, "content up to this many bytes is kept inline in the metadata store")
 	fs.Int64Var(&c.MaxMemoSize, "max-memo-size", memo.DefaultMaxSize, "largest accepted MeMo in bytes (99.5 MiB)")
 	fs.Int64Var(&c.MaxArchiveSize, "max-archive-size", bulk.DefaultMaxCompressed, "largest mass-send archive as sent, in bytes (1 GiB)")
@@ -126,6 +248,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of -tls-cert (PEM)")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) for optional client-certificate authentication")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure and name them __Host- (automatic with -tls-cert; set it behind a TLS-terminating proxy)")
+	fs.StringVar(&c.SessionKey, "session-key", "", "key (hex, at least 32 bytes) signing session cookies; share it between the instances behind one load balancer (prefer the environment: POSTHUB_SESSION_KEY); empty: DATA/session.key, created on first start")
+	fs.DurationVar(&c.PolicyPollInterval, "policy-poll-interval", time.Second, "how often the policies are checked for another instance's change: a privilege changed on one instance is in force on the others within this plus one policy load")
 	fs.IntVar(&c.MaxPasswordHashes, "max-password-hashes", 0, "password checks (argon2id, 64 MiB each) that run at once; 0: one per CPU")
 	fs.DurationVar(&c.PasswordHashWait, "password-hash-wait", time.Second, "how long a login waits for a password-check slot before it is refused with 503 and Retry-After")
 	fs.IntVar(&c.LoginRate, "login-rate", 30, "failed logins (and logins refused as busy) one client address may make a minute, over all user ids (negative: no limit)")
@@ -176,15 +300,65 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 // a TLS-terminating proxy.
 func (c *serveConfig) secureCookies() bool { return c.SecureCookies || c.TLSCert != "" }
 
-// load parses args over the config file and the environment.
+// load parses args over the environment and the config file, and checks
+// the result.
 func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	c.flags(fs)
-	configFile := fs.String("config", getenv("POSTHUB_CONFIG"), "optional JSON config file (keys are the flag names)")
-	if err := fs.Parse(args); err != nil {
+	if err := loadConfig(fs, args, getenv); err != nil {
 		return err
+	}
+	return c.check()
+}
+
+// flagError is a command line the flag package refused (and reported).
+type flagError struct{ error }
+
+func (e flagError) Unwrap() error { return e.error }
+
+// parseConfig is loadConfig for a subcommand: it reports a configuration
+// error and returns the exit code (2; 0 for -h), or -1 to go on.
+func parseConfig(env *Env, fs *flag.FlagSet, args []string) int {
+	err := loadConfig(fs, args, env.Getenv)
+	var fe flagError
+	switch {
+	case err == nil:
+		return -1
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case !errors.As(err, &fe): // the flag package has reported its own
+		fmt.Fprintf(env.Stderr, "%s: %v\n", fs.Name(), err)
+	}
+	return 2
+}
+
+// settingNames is every setting of the hub: the flags of serve. A config
+// file may hold any of them (each subcommand takes those it declares) and
+// no other key.
+var settingNames = sync.OnceValue(func() map[string]bool {
+	var c serveConfig
+	fs := flag.NewFlagSet("settings", flag.ContinueOnError)
+	c.flags(fs)
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	return names
+})
+
+// loadConfig is the one configuration path of every subcommand. It adds
+// -config to fs, parses args, and then gives each setting of fs that the
+// command line left unset its POSTHUB_<NAME> value, else its value in the
+// -config file. Flags of fs that are not settings (a subcommand's own
+// arguments) come from the command line only.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	configFile := fs.String("config", getenv("POSTHUB_CONFIG"), "optional JSON config file (keys are the flag names of posthub serve); also POSTHUB_CONFIG")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return flagError{err}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	settings := settingNames()
 	if *configFile != "" {
 		b, err := os.ReadFile(*configFile)
 		if err != nil {
@@ -195,12 +369,12 @@ func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) 
 			return fmt.Errorf("config file %s: %w", *configFile, err)
 		}
 		for k, v := range kv {
-			f := fs.Lookup(k)
-			if f == nil || k == "config" {
+			if !settings[k] {
 				return fmt.Errorf("config file %s: unknown setting %q", *configFile, k)
 			}
-			if set[k] || getenv(envName(k)) != "" {
-				continue
+			f := fs.Lookup(k)
+			if f == nil || set[k] || getenv(envName(k)) != "" {
+				continue // another subcommand's setting, or given otherwise
 			}
 			switch v.(type) {
 			case []any, map[string]any:
@@ -215,7 +389,7 @@ func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) 
 	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" || err != nil {
+		if set[f.Name] || !settings[f.Name] || err != nil {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -224,15 +398,17 @@ func (c *serveConfig) load(fs *flag.FlagSet, args []string, getenv func(string) 
 			}
 		}
 	})
-	if err != nil {
-		return err
-	}
-	return c.check()
+	return err
 }
 
 // check refuses settings that cannot work.
 func (c *serveConfig) check() error {
+	if err := c.storeConfig.check(); err != nil {
+		return err
+	}
 	switch {
+	case c.PolicyPollInterval <= 0:
+		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
 		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
 	case c.UploadMinRate > 0 && (c.UploadWindow < time.Second || c.UploadGrace < c.UploadWindow):

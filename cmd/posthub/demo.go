@@ -16,6 +16,7 @@ import (
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/atomicfile"
+	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/viewer/web"
 )
 
@@ -256,4 +257,35 @@ Viewing client (organisation %s): system %s
 		fmt.Fprintf(out, "  web mailbox    %s/mailbox/ (demo login: any demo citizen or company user)\n", base)
 	}
 	fmt.Fprintln(out)
+}
+
+// demoUsers are the demo hub's people: one per privilege of Demo Kommune,
+// a hub operator, and Demo ApS's administrator and message employee (who
+// reads the company's post in the web mailbox).
+var demoUsers = []struct{ id, name, role, org string }{
+	{"operator", "Hub Operatør", rbac.HubOperator, rbac.Global},
+	{"admin", "Anne Admin", rbac.OrgAdmin, demoAuthority},
+	{"systems", "Søren Systemansvarlig", rbac.SystemManager, demoAuthority},
+	{"stats", "Stine Statistik", rbac.StatisticsAdm, demoAuthority},
+	{"recall", "Rasmus Tilbagekald", rbac.RecallAdmin, demoAuthority},
+	{"company-admin", "Camilla ApS", rbac.OrgAdmin, demoCompany},
+	{"employee", "Erik Medarbejder", rbac.MessageEmploye, demoCompany},
+}
+
+// seedDemoUsers (re)creates the demo users with fresh passwords, grants
+// their privileges and prints the logins.
+func seedDemoUsers(ctx context.Context, store hub.Store, en *rbac.Enforcer, w io.Writer, base string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nAdmin portal: %s/admin/\nUSER\tPRIVILEGE\tSCOPE\tPASSWORD\n", base)
+	for _, d := range demoUsers {
+		pw := randomPassword()
+		if err := createUser(ctx, store, d.id, d.name, pw); err != nil {
+			return err
+		}
+		if err := en.Grant(ctx, rbac.Grant{User: d.id, Role: d.role, Domain: d.org}); err != nil && hub.ErrorCode(err) != hub.Conflict {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.id, d.role, d.org, pw)
+	}
+	return tw.Flush()
 }

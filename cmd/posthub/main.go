@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/event"
 )
@@ -52,35 +53,46 @@ func Main(args []string, env *Env) int {
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(env.Stderr, "posthub", "a Digital Post hub", commandList())
+	if len(args) > 0 && args[0] == "help" {
+		// help COMMAND… is COMMAND… -h.
+		args = append(args[1:len(args):len(args)], "-h")
+	}
+	return dispatch(env, "posthub", "a Digital Post hub", commands, args)
+}
+
+// dispatch runs the command of cmds that args[0] names with the rest of
+// args. No name is a usage error (exit 2), -h asks for the list (exit 0),
+// and an unknown name is a usage error naming it.
+func dispatch(env *Env, name, what string, cmds []command, args []string) int {
+	list := make([][2]string, len(cmds))
+	for i, c := range cmds {
+		list[i] = [2]string{c.name, c.summary}
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		usage(env.Stderr, name, what, list)
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
 	}
-	for _, c := range commands {
+	for _, c := range cmds {
 		if c.name == args[0] {
 			return c.run(env, args[1:])
 		}
 	}
-	fmt.Fprintf(env.Stderr, "posthub: unknown command %q\n", args[0])
-	usage(env.Stderr, "posthub", "a Digital Post hub", commandList())
+	fmt.Fprintf(env.Stderr, "%s: unknown command %q\n", name, args[0])
+	usage(env.Stderr, name, what, list)
 	return 2
-}
-
-func commandList() [][2]string {
-	l := make([][2]string, len(commands))
-	for i, c := range commands {
-		l[i] = [2]string{c.name, c.summary}
-	}
-	return l
 }
 
 func usage(w io.Writer, name, what string, subs [][2]string) {
 	fmt.Fprintf(w, "%s — %s\n\nUsage: %s COMMAND [flags] [args]\n\nCommands:\n", name, what, name)
+	width := 10
 	for _, s := range subs {
-		fmt.Fprintf(w, "  %-10s %s\n", s[0], s[1])
+		width = max(width, len(s[0]))
+	}
+	for _, s := range subs {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, s[0], s[1])
 	}
 	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's flags.\n", name)
 }
@@ -105,4 +117,33 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 		return 2
 	}
 	return -1
+}
+
+// usageError reports a bad command line naming the bad argument, prints
+// fs's usage and returns exit code 2.
+func usageError(env *Env, fs *flag.FlagSet, format string, a ...any) int {
+	fmt.Fprintf(env.Stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
+	fs.Usage()
+	return 2
+}
+
+// positional checks fs's arguments after the flags against the names of
+// the ones wanted (USER, PRIVILEGE…): one missing or one too many is a
+// usage error naming it. ok is false when it has reported one (exit 2).
+func positional(env *Env, fs *flag.FlagSet, names ...string) (args []string, ok bool) {
+	args = fs.Args()
+	switch {
+	case len(args) < len(names):
+		usageError(env, fs, "missing argument %s", names[len(args)])
+		return nil, false
+	case len(args) > len(names):
+		extra := args[len(names)]
+		if strings.HasPrefix(extra, "-") {
+			usageError(env, fs, "unexpected argument %q (flags go before the arguments)", extra)
+		} else {
+			usageError(env, fs, "unexpected argument %q", extra)
+		}
+		return nil, false
+	}
+	return args, true
 }

@@ -22,25 +22,7 @@ var memoCommands = []command{
 }
 
 func runMemo(env *Env, args []string) int {
-	list := make([][2]string, len(memoCommands))
-	for i, c := range memoCommands {
-		list[i] = [2]string{c.name, c.summary}
-	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		usage(env.Stderr, "posthub memo", "MeMo tools", list)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	for _, c := range memoCommands {
-		if c.name == args[0] {
-			return c.run(env, args[1:])
-		}
-	}
-	fmt.Fprintf(env.Stderr, "posthub memo: unknown command %q\n", args[0])
-	usage(env.Stderr, "posthub memo", "MeMo tools", list)
-	return 2
+	return dispatch(env, "posthub memo", "MeMo tools", memoCommands, args)
 }
 
 // fileResult is one file's verdict in `memo validate --json`.

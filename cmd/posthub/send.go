@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,8 +25,7 @@ import (
 // receipts.
 func runSend(env *Env, args []string) int {
 	stdout, stderr := env.Stdout, env.Stderr
-	fset := flag.NewFlagSet("posthub send", flag.ContinueOnError)
-	fset.SetOutput(stderr)
+	fset := newFlagSet(env, "posthub send", "[flags] FILE|DIR|ARCHIVE.tar.lzma ...")
 	base := fset.String("url", envOr(env, "POSTHUB_URL", "http://localhost:8080"), "hub base URL (POSTHUB_URL)")
 	token := fset.String("token", env.Getenv("POSTHUB_TOKEN"), "sender system API token (POSTHUB_TOKEN)")
 	mode := fset.String("mode", "", "delivery mode: AUTOMATIC, DIGITAL, PRINT, NEMSMS")
@@ -35,19 +33,14 @@ func runSend(env *Env, args []string) int {
 	workers := fset.Int("c", 4, "concurrent uploads")
 	asJSON := fset.Bool("json", false, "print every receipt as JSON lines")
 	quiet := fset.Bool("q", false, "no progress bar")
-	fset.Usage = func() {
-		fmt.Fprintln(stderr, "usage: posthub send [flags] FILE|DIR|ARCHIVE.tar.lzma ...")
-		fset.PrintDefaults()
+	if rc := parseFlags(fset, args); rc >= 0 {
+		return rc
 	}
-	if err := fset.Parse(args); err != nil {
-		return 2
+	if *token == "" {
+		return usageError(env, fset, "a sender token is needed (-token or POSTHUB_TOKEN)")
 	}
-	if fset.NArg() == 0 || *token == "" {
-		if *token == "" {
-			fmt.Fprintln(stderr, "posthub send: a sender token is needed (-token or POSTHUB_TOKEN)")
-		}
-		fset.Usage()
-		return 2
+	if fset.NArg() == 0 {
+		return usageError(env, fset, "missing argument FILE|DIR|ARCHIVE")
 	}
 	var files, archives []string
 	var total int64

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/event"
-
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/bulk"
@@ -33,10 +31,6 @@ import (
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/retrieval"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
-	"github.com/posthub/posthub/storage/mongo"
-	"github.com/posthub/posthub/storage/s3"
 	"github.com/posthub/posthub/viewer"
 	"github.com/posthub/posthub/viewer/web"
 )
@@ -67,7 +61,7 @@ func serve(ctx context.Context, env *Env, args []string, ready func(addr string)
 	stdout, stderr := env.Stdout, env.Stderr
 	log := newLogger(cfg, stderr)
 
-	store, blobs, err := openBackends(ctx, cfg, env.mongoMonitor)
+	store, blobs, err := openBackends(ctx, cfg.storeConfig, openOptions{monitor: env.mongoMonitor, authCacheTTL: cfg.AuthCacheTTL})
 	if err != nil {
 		return err
 	}
@@ -370,53 +364,6 @@ func tlsConfig(cfg serveConfig) (*tls.Config, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
-}
-
-// openBackends is the one place that chooses storage backends.
-func openBackends(ctx context.Context, cfg serveConfig, monitor *event.CommandMonitor) (hub.Store, hub.Blobs, error) {
-	var store hub.Store
-	switch cfg.Metadata {
-	case "bolt":
-		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-			return nil, nil, err
-		}
-		s, err := bolt.Open(filepath.Join(cfg.Data, "posthub.db"), bolt.Options{})
-		if err != nil {
-			return nil, nil, err
-		}
-		store = s
-	case "mongo":
-		s, err := mongo.Open(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.MongoDB, Monitor: monitor,
-			AuthCacheTTL: cfg.AuthCacheTTL})
-		if err != nil {
-			return nil, nil, err
-		}
-		store = s
-	default:
-		return nil, nil, fmt.Errorf("unknown metadata store %q (bolt or mongo)", cfg.Metadata)
-	}
-	var blobs hub.Blobs
-	switch cfg.Blobs {
-	case "fs":
-		b, err := fs.Open(filepath.Join(cfg.Data, "blobs"))
-		if err != nil {
-			store.Close()
-			return nil, nil, err
-		}
-		blobs = b
-	case "s3":
-		b, err := s3.Open(ctx, s3.Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
-			Bucket: cfg.S3Bucket, Region: cfg.S3Region, UseTLS: cfg.S3TLS})
-		if err != nil {
-			store.Close()
-			return nil, nil, err
-		}
-		blobs = b
-	default:
-		store.Close()
-		return nil, nil, fmt.Errorf("unknown blob store %q (fs or s3)", cfg.Blobs)
-	}
-	return store, blobs, nil
 }
 
 // eventlogKey loads the checkpoint signing key: -eventlog-key, or on the

@@ -204,6 +204,12 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		if r, ok, err2 := in.answerResubmission(ctx, s, first, ferr); ok || err2 != nil {
 			return r, false, err2
 		}
+		if ErrorCode(ferr) == NotFound {
+			// Taken, yet not committed: another submission of the UUID is
+			// under way, or was cut off by a crash and is being fenced off
+			// (storage/mongo). Nothing is accepted; the sender resubmits.
+			return Receipt{}, false, Wrap(Unavailable, err, "a submission of message %s is unfinished; resubmit it", l.UUID)
+		}
 		return Receipt{}, false, err
 	}
 	if in.Delivered != nil && rt.State == MessageActive && len(rt.Deliveries) > 0 {

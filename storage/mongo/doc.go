@@ -70,8 +70,14 @@
 //     too). Until then the join of step 1 keeps them visible.
 //
 // A crash before 2 leaves invisible documents. Repair removes them once
-// older than the grace period (default 10 min), and so does a later
-// PutMessage of the same UUID whose deliveries collide with them. A
+// older than the grace period (default 10 min). A later PutMessage of the
+// same UUID whose deliveries collide with them (the sender resubmitting
+// the letter whose answer the crash lost) removes them at once: it fences
+// their tx first, inserting a c:false document under the message's _id,
+// so the cut-off PutMessage's commit can never land after the removal
+// (fenceUnfinished); a PutMessage fenced off while still running gets
+// Conflict with no message committed, which hub.Ingest answers with
+// Unavailable (resubmit). A
 // PutMessage that has been running for more than half the grace period
 // undoes itself rather than commit, so Repair never removes the documents
 // of a PutMessage that might still commit. A delivery ID that collides with

@@ -179,7 +179,11 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 			return "", translate(err, "store deliveries and receipt of %s", m.UUID)
 		}
 		if try == 0 {
-			if removed, rerr := s.removeStaleLeftovers(ctx, ds); rerr != nil {
+			removed, rerr := s.removeStaleLeftovers(ctx, ds)
+			if rerr == nil && !removed {
+				removed, rerr = s.fenceUnfinished(ctx, m.UUID, ds)
+			}
+			if rerr != nil {
 				return "", rerr
 			} else if removed {
 				continue
@@ -290,6 +294,48 @@ func (s *Store) removeStaleLeftovers(ctx context.Context, ds []hub.Delivery) (bo
 		removed = true
 	}
 	return removed, nil
+}
+
+// fenceUnfinished ends an unfinished PutMessage of uuid whose pending
+// deliveries ds collide with, however young: one whose instance died
+// between its two steps (its sender, who got no answer, is resubmitting),
+// or one still running elsewhere. It inserts a claim document (c=false)
+// under the message's _id with the other's tx, which that PutMessage's
+// commit (an insert under the same unique _id) can then never follow, and
+// aborts the other's documents. Exactly one of the commit and the fence
+// lands: if the commit did, the fence fails and the caller reports
+// Conflict (the message exists: hub.Ingest answers a resubmission with
+// its receipt); if the fence did, the other PutMessage gets Conflict
+// without a committed message (hub.Ingest answers Unavailable: retry) and
+// the caller stores the message itself. Without the fence, a sender whose
+// answer was lost to a crash between the steps would be refused with
+// Conflict for the whole grace period, its letter accepted by no one.
+func (s *Store) fenceUnfinished(ctx context.Context, uuid string, ds []hub.Delivery) (bool, error) {
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	docs, err := findAll[delDoc](ctx, s.deliveries, bson.M{"_id": bson.M{"$in": ids}, "msg": uuid, "p": true},
+		options.Find().SetProjection(bson.M{"msg": 1, "tx": 1, "p": 1}))
+	if err != nil || len(docs) == 0 {
+		return false, err
+	}
+	committed, err := s.committedTx(ctx, []string{uuid})
+	if err != nil || committed[uuid] != "" {
+		return false, err
+	}
+	tx := docs[0].Tx
+	_, err = s.messages.InsertOne(ctx, msgDoc{ID: uuid, C: false, Tx: tx, Claimed: time.Now()})
+	if isDup(err) {
+		return false, nil // committed after all, or fenced by another
+	}
+	if err != nil {
+		return false, translate(err, "fence the unfinished submission of %s", uuid)
+	}
+	if err := s.abort(ctx, uuid, tx); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // abort removes an unfinished PutMessage: its deliveries and receipt

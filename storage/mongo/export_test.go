@@ -1,0 +1,29 @@
+package mongo
+
+import (
+	"context"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// PutMessageFirstStep does PutMessage's first step only (deliveries and
+// receipt, pending), which is what a PutMessage whose instance died before
+// its commit leaves behind; it returns the tx.
+func (s *Store) PutMessageFirstStep(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) (string, error) {
+	for i := range ds {
+		ds[i].Seq = s.nextSeq()
+	}
+	tx := randomID()
+	return tx, s.insertPendingMessage(ctx, m.UUID, tx, ds, r, time.Now())
+}
+
+// CommitFirstStep is the commit of the PutMessage that wrote tx, arriving
+// now: Conflict when the message's _id is taken.
+func (s *Store) CommitFirstStep(ctx context.Context, m hub.Message, tx string) error {
+	_, err := s.messages.InsertOne(ctx, msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: time.Now(), Sender: m.SenderCVR, Rcv: m.Received, M: m})
+	if isDup(err) {
+		return hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
+	}
+	return translate(err, "commit message %s", m.UUID)
+}

@@ -83,7 +83,10 @@ func Encode(ev hub.Event) []byte {
 }
 
 // Hash is the lowercase hex SHA-256 of Encode(ev).
-func Hash(ev hub.Event) string {
-	sum := sha256.Sum256(Encode(ev))
+func Hash(ev hub.Event) string { return hashOf(Encode(ev)) }
+
+// hashOf is the lowercase hex SHA-256 of an encoding.
+func hashOf(enc []byte) string {
+	sum := sha256.Sum256(enc)
 	return hex.EncodeToString(sum[:])
 }

@@ -234,12 +234,13 @@ func (s *Sealer) sealBatch(ctx context.Context) (int, error) {
 	size := 0
 	for _, ev := range pend {
 		ev.Time = CanonicalTime(ev.Time)
-		if size += len(Encode(ev)); size > s.opts.BatchBytes && len(batch) > 0 {
+		ev.Seq, ev.PrevHash = seq+1, prev
+		enc := Encode(ev) // once: its length bounds the batch, its hash chains it
+		if size += len(enc); size > s.opts.BatchBytes && len(batch) > 0 {
 			break
 		}
 		seq++
-		ev.Seq, ev.PrevHash = seq, prev
-		ev.Hash = Hash(ev)
+		ev.Hash = hashOf(enc)
 		prev = ev.Hash
 		batch = append(batch, ev)
 	}

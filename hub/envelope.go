@@ -3,8 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"maps"
 	"strings"
@@ -35,8 +33,11 @@ const (
 
 // attachPrint gives the print deliveries among ds the print rendition p.
 // It returns the blob key it stored p under, "" when p is inline or there
-// is no print delivery.
-func (in *Ingest) attachPrint(ctx context.Context, uuid string, ds []Delivery, p []byte) (string, error) {
+// is no print delivery. The key is this submission's own (its receipt's
+// transmission id, tid), never one a resubmission of the UUID would write
+// as well: a submission that does not commit deletes what it wrote without
+// asking whom else it might serve.
+func (in *Ingest) attachPrint(ctx context.Context, uuid, tid string, ds []Delivery, p []byte) (string, error) {
 	key := ""
 	for i := range ds {
 		if ds[i].Channel != ChannelPrint {
@@ -50,8 +51,7 @@ func (in *Ingest) attachPrint(ctx context.Context, uuid string, ds []Delivery, p
 			meta[MetaPrint] = string(p)
 		} else {
 			if key == "" {
-				sum := sha256.Sum256(p)
-				key = "print/" + uuid + "/" + hex.EncodeToString(sum[:])
+				key = "print/" + uuid + "/" + tid
 				if _, err := in.Blobs.Put(ctx, key, bytes.NewReader(p), int64(len(p))); err != nil {
 					return "", err
 				}

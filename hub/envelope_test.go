@@ -147,3 +147,60 @@ func TestEnvelopePrintIsDroppedWhenNotPrinted(t *testing.T) {
 		t.Fatalf("print blobs %v", keys)
 	}
 }
+
+// TestEnvelopePrintOfAResubmissionLeavesNoBlob: a resubmission (the same
+// MeMo, so PutMessage answers Conflict and the first receipt comes back)
+// writes its print rendition before it learns that; what it wrote stays
+// only if the first submission's print delivery names it.
+func TestEnvelopePrintOfAResubmissionLeavesNoBlob(t *testing.T) {
+	print1 := []byte(`<ForsendelseISamling xmlns="urn:oio:fjernprint:1.0.0"><ForsendelseI/>` + strings.Repeat(" ", 500) + `</ForsendelseISamling>`)
+	print2 := append(bytes.Clone(print1[:len(print1)-len("</ForsendelseISamling>")]), " <!-- again -->\n</ForsendelseISamling>"...)
+	const to = "0202702345"
+	printKeys := func(t *testing.T, w envelopeWorld) []string {
+		t.Helper()
+		var keys []string
+		if err := w.blobs.List(context.Background(), "print/", func(b hub.BlobInfo) error { keys = append(keys, b.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	for _, c := range []struct {
+		name    string
+		again   []byte // the resubmission's print rendition
+		drained bool   // the first's print delivery was handed to the provider before
+		want    int    // print blobs left
+	}{
+		{"another rendition, first not yet printed", print2, false, 1},
+		{"the same rendition, first not yet printed", print1, false, 1},
+		{"the same rendition, first printed", print1, true, 0},
+		{"another rendition, first printed", print2, true, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newEnvelopeWorld(t, 200) // the MeMo inline, the print rendition a blob
+			ctx := context.Background()
+			first, uuid := w.submit(t, ctx, to, hub.ModePrintOnly, hub.Envelope{Print: print1})
+			ds, err := w.store.DeliveriesOf(ctx, uuid)
+			if err != nil || len(ds) != 1 || ds[0].Meta[hub.MetaPrintKey] == "" {
+				t.Fatalf("first submission's deliveries %+v %v", ds, err)
+			}
+			if c.drained {
+				ob := &hub.Outbox{Store: w.store, Blobs: w.blobs, Queue: hub.PrintQueue, Holder: "t", Lease: time.Minute,
+					Dispatcher: hub.SpoolDispatcher{Dir: t.TempDir()}}
+				if n, err := ob.Drain(ctx); n != 1 || err != nil {
+					t.Fatalf("drain: %d %v", n, err)
+				}
+			}
+			again, _ := w.submit(t, ctx, to, hub.ModePrintOnly, hub.Envelope{Print: c.again})
+			if again.TransmissionID != first.TransmissionID {
+				t.Fatalf("resubmission answered %+v, want the first receipt %+v", again, first)
+			}
+			keys := printKeys(t, w)
+			if len(keys) != c.want {
+				t.Fatalf("print blobs %v, want %d", keys, c.want)
+			}
+			if c.want == 1 && keys[0] != ds[0].Meta[hub.MetaPrintKey] {
+				t.Fatalf("print blob %s, want the first's %s", keys[0], ds[0].Meta[hub.MetaPrintKey])
+			}
+		})
+	}
+}

@@ -173,7 +173,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	printKey := ""
 	if env.Print != nil {
-		if printKey, err = in.attachPrint(ctx, m.UUID, rt.Deliveries, env.Print); err != nil {
+		if printKey, err = in.attachPrint(ctx, m.UUID, r.TransmissionID, rt.Deliveries, env.Print); err != nil {
 			if m.ContentKey != "" {
 				_ = in.Blobs.Delete(ctx, m.ContentKey)
 			}
@@ -182,12 +182,14 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	evs, counters := in.record(s, m, rt, env, now)
 	if err := in.commit(ctx, m, rt.Deliveries, r, evs, counters); err != nil {
+		// The print rendition's key is this submission's own: nothing else
+		// names it, whoever won the UUID.
+		if printKey != "" {
+			_ = in.Blobs.Delete(ctx, printKey)
+		}
 		if ErrorCode(err) != Conflict {
 			if m.ContentKey != "" {
 				_ = in.Blobs.Delete(ctx, m.ContentKey)
-			}
-			if printKey != "" {
-				_ = in.Blobs.Delete(ctx, printKey)
 			}
 			return Receipt{}, false, err
 		}
@@ -199,8 +201,6 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		if m.ContentKey != "" && ferr == nil && first.ContentKey != m.ContentKey {
 			_ = in.Blobs.Delete(ctx, m.ContentKey)
 		}
-		// The print rendition's key derives from its bytes too; it stays
-		// (the first submission's deliveries may name it).
 		if r, ok, err2 := in.answerResubmission(ctx, s, first, ferr); ok || err2 != nil {
 			return r, false, err2
 		}

@@ -118,14 +118,15 @@
 // before the ack collides with the acked link, one that reads after it
 // sees it. So no lease re-checks anything after its insert. The winner then
 // applies the link side by side: the receipt and events (by ID, so doing it
-// twice changes nothing), the delivery document's delete, the chain taken
-// off the queue (its links lose their queue field but stay for the grace
-// period, for the collision), the park marker, and a read of the message's
-// remaining deliveries; then it marks the link applied. A delivery whose
-// chain ends with its acked link is gone for every reader, so the
-// application is invisible but for the receipt and events; a crash during
-// it leaves the link pending, and a retried ack or Repair applies it
-// again. The remaining deliveries are read after the link: when two acks
+// twice changes nothing), the delivery document's delete, the park marker,
+// and a read of the message's remaining deliveries; then it marks the link
+// applied and takes the chain off the queue (its links lose their queue
+// field but stay for the grace period, for the collision). A delivery whose
+// chain ends with its acked link is gone for every reader — the link
+// carries the queue until the delivery document is gone, so a listing
+// reads it beside the page — and the application is invisible but for the
+// receipt and events; a crash during it leaves the link pending, and a
+// retried ack or Repair applies it again. The remaining deliveries are read after the link: when two acks
 // remove a message's last two deliveries, the one whose link came second
 // sees the other's link, so at least one reports Unreferenced (possibly
 // both; deleting a blob twice is harmless). If the caller dies before
@@ -261,10 +262,9 @@
 //     receipt; a PutReceipt of the same receipt in the same milliseconds
 //     could be overwritten on FerretDB.
 //   - A delivery whose acknowledgement is being applied is still counted
-//     by CountQueue and listed by ListQueue for that moment (after a crash
-//     of the acknowledging instance, until Repair, within a minute); it
-//     cannot be leased or fetched, and GetDelivery, Lease, DeliveriesOf
-//     and ClaimNext see it gone.
+//     by CountQueue for that moment (after a crash of the acknowledging
+//     instance, until Repair, within a minute); every other reader sees it
+//     gone from its acked link on.
 //   - Each query is a round trip; on FerretDB they cost milliseconds, so
 //     contended ClaimNext is slower there than on MongoDB.
 package mongo

@@ -31,8 +31,10 @@ type leaseDoc struct {
 	// Q and S are the delivery's queue and Seq: a queue's chains are read
 	// beside a page of it (ClaimNext, ListQueue), and S tells which
 	// delivery of an ID a link is about (AddDeliveries may add an
-	// acknowledged delivery's ID again). Q is removed from a chain once its
-	// delivery is acknowledged.
+	// acknowledged delivery's ID again). The acked link carries Q too, so
+	// that a reader of the queue sees the acknowledgement from the instant
+	// it exists; Q is removed from the whole chain once the acknowledgement
+	// is applied (the delivery document is gone by then).
 	Q string `bson:"q,omitempty"`
 	S int64  `bson:"s,omitempty"`
 	// Of an "acked" link: the message, when, what the ack records (applied
@@ -589,16 +591,17 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 //  2. insert the link (beside a look-up of which of the events are sealed
 //     already, so they are not appended again);
 //  3. apply it, side by side: store the receipt, append the events, delete
-//     the delivery document, take the chain's links off the queue (they
+//     the delivery document, remove a park marker, and read the message's
+//     remaining deliveries;
+//  4. mark the link applied and take the chain off the queue (its links
 //     stay, without Q, for the grace period, so that a lease read before
-//     the ack still collides with it), remove a park marker, and read the
-//     message's remaining deliveries;
-//  4. mark the link applied (and remove inline content when this was the
-//     last delivery).
+//     the ack still collides with it), and remove inline content when this
+//     was the last delivery.
 //
 // Every reader treats a delivery whose chain ends with its acked link as
-// gone, so what 3 and 4 do is invisible except for the receipt and the
-// events. A crash after 2 leaves the link pending; a retried ack, or
+// gone — the link carries the queue, so listings see it beside the
+// delivery document — and what 3 and 4 do is invisible except for the
+// receipt and the events. A crash after 2 leaves the link pending; a retried ack, or
 // Repair, applies it again (receipt and events by ID, so nothing doubles).
 // The remaining deliveries are read after the link: of two acks removing a
 // message's last two deliveries, the one whose link came second sees the
@@ -608,7 +611,7 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, messageUUID string, now
 	if err != nil || in.gone {
 		return hub.AckResult{AlreadyAcked: in.gone}, err
 	}
-	link := leaseDoc{D: deliveryID, K: kindAcked, S: in.d.S, M: in.d.Msg, At: &now, Pend: true}
+	link := leaseDoc{D: deliveryID, K: kindAcked, Q: in.d.Q, S: in.d.S, M: in.d.Msg, At: &now, Pend: true}
 	if record != nil {
 		v := hub.AckView{Delivery: in.st.delivery(in.d), SenderReceipt: in.rcpt}
 		if in.mok {
@@ -780,7 +783,7 @@ func (s *Store) applyAck(ctx context.Context, link leaseDoc, in ackInput, now ti
 	}
 	var rest []delDoc
 	var readErr error
-	fns := s.ackWrites(ctx, link, evs, in.parked, link.E > 1)
+	fns := s.ackWrites(ctx, link, evs, in.parked)
 	fns = append(fns, func() error {
 		rest, readErr = findAll[delDoc](ctx, s.deliveries, bson.M{"msg": link.M}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))
 		return nil
@@ -847,9 +850,8 @@ func othersOf(link leaseDoc, rest []delDoc) []delDoc {
 }
 
 // ackWrites are the writes that apply an acked link: the receipt, the
-// events, the delivery's removal, its chain taken off the queue (when it
-// has links below the ack) and its park marker (when parked).
-func (s *Store) ackWrites(ctx context.Context, link leaseDoc, evs []hub.Event, parked, lower bool) []func() error {
+// events, the delivery's removal and its park marker (when parked).
+func (s *Store) ackWrites(ctx context.Context, link leaseDoc, evs []hub.Event, parked bool) []func() error {
 	var fns []func() error
 	if link.R != nil {
 		r := *link.R
@@ -862,14 +864,6 @@ func (s *Store) ackWrites(ctx context.Context, link leaseDoc, evs []hub.Event, p
 		_, err := s.deliveries.DeleteOne(ctx, bson.M{"_id": link.D, "s": link.S})
 		return translate(err, "remove acknowledged delivery %s", link.D)
 	})
-	if lower {
-		ga := link.At.Add(s.grace)
-		fns = append(fns, func() error {
-			_, err := s.leases.UpdateMany(ctx, bson.M{"d": link.D, "e": bson.M{"$lt": link.E}},
-				bson.M{"$unset": bson.M{"q": ""}, "$set": bson.M{"ga": ga}})
-			return translate(err, "retire lease chain of %s", link.D)
-		})
-	}
 	if parked {
 		fns = append(fns, func() error {
 			_, err := s.parked.DeleteOne(ctx, bson.M{"_id": link.D})
@@ -905,12 +899,14 @@ func (s *Store) noneRemain(ctx context.Context, link leaseDoc, others []delDoc, 
 	return true, nil
 }
 
-// markApplied ends an acked link's pending state and drops what it carried;
-// the whole chain may go after the grace period.
+// markApplied ends an acked link's pending state and drops what it
+// carried, and takes the chain up to it off the queue: its delivery
+// document is gone by now, so no listing needs the link any more. The
+// whole chain may go after the grace period.
 func (s *Store) markApplied(ctx context.Context, link leaseDoc) error {
 	ga := link.At.Add(s.grace)
-	_, err := s.leases.UpdateOne(ctx, bson.M{"_id": link.ID},
-		bson.M{"$unset": bson.M{"pend": "", "r": "", "evs": ""}, "$set": bson.M{"ga": ga}})
+	_, err := s.leases.UpdateMany(ctx, bson.M{"d": link.D, "e": bson.M{"$lte": link.E}},
+		bson.M{"$unset": bson.M{"pend": "", "r": "", "evs": "", "q": ""}, "$set": bson.M{"ga": ga}})
 	return translate(err, "mark acknowledgement of %s applied", link.D)
 }
 
@@ -933,7 +929,7 @@ func (s *Store) finishAck(ctx context.Context, link leaseDoc) {
 	if err != nil {
 		return
 	}
-	if err := sideBySide(s.ackWrites(ctx, link, evs, parked, link.E > 1)...); err != nil {
+	if err := sideBySide(s.ackWrites(ctx, link, evs, parked)...); err != nil {
 		return
 	}
 	rest, err := findAll[delDoc](ctx, s.deliveries, bson.M{"msg": link.M}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/posthub/posthub/hub"
@@ -371,24 +370,18 @@ func testBlobListStops(t *testing.T, b hub.Blobs) {
 
 func testBlobConcurrentPuts(t *testing.T, b hub.Blobs) {
 	const n = 16
-	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := fmt.Sprintf("conc/%02d/blob", i)
-			size := int64(1000 + 777*i)
-			if i%2 == 1 {
-				size = -1
-			}
-			_, err := b.Put(context.Background(), key, BlobDataReader(uint64(i), int64(1000+777*i)), size)
-			if err != nil {
-				errs <- fmt.Errorf("Put(%q): %w", key, err)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(n, func(i int) {
+		key := fmt.Sprintf("conc/%02d/blob", i)
+		size := int64(1000 + 777*i)
+		if i%2 == 1 {
+			size = -1
+		}
+		_, err := b.Put(context.Background(), key, BlobDataReader(uint64(i), int64(1000+777*i)), size)
+		if err != nil {
+			errs <- fmt.Errorf("Put(%q): %w", key, err)
+		}
+	})
 	close(errs)
 	for err := range errs {
 		t.Error(err)

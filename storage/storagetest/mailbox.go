@@ -2,7 +2,6 @@ package storagetest
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,25 +139,8 @@ func notification(id string, next time.Time) hub.Notification {
 }
 
 func mbNotificationUnique(t *testing.T, s hub.MailboxStore) {
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.CreateNotification(ctx, notification("n1", T0))
-			switch hub.ErrorCode(err) {
-			case "":
-				wins.Add(1)
-			case hub.Conflict:
-			default:
-				t.Errorf("create: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d creators won, want 1", wins.Load())
+	if wins := concurrently(t, 16, hub.Conflict, func(int) error { return s.CreateNotification(ctx, notification("n1", T0)) }); wins != 1 {
+		t.Fatalf("%d creators won, want 1", wins)
 	}
 	_, err := s.GetNotification(ctx, "absent")
 	wantCode(t, err, hub.NotFound, "get absent")
@@ -230,26 +212,21 @@ func mbAssertionKeys(t *testing.T, s hub.MailboxStore) {
 	sameJSON(t, ks, []hub.AssertionKey{k2}, "keys after delete")
 }
 
-// concurrently runs fn(i) for i in [0, n) and returns how many returned nil;
-// errors with another code than allowed fail the test.
+// concurrently runs fn(i) for i in [0, n), all released at one instant
+// (see parallel), and returns how many returned nil; errors with another
+// code than allowed fail the test.
 func concurrently(t *testing.T, n int, allowed hub.Code, fn func(i int) error) int {
 	t.Helper()
 	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			switch err := fn(i); hub.ErrorCode(err) {
-			case "":
-				wins.Add(1)
-			case allowed:
-			default:
-				t.Errorf("call %d: %v", i, err)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(n, func(i int) {
+		switch err := fn(i); hub.ErrorCode(err) {
+		case "":
+			wins.Add(1)
+		case allowed:
+		default:
+			t.Errorf("call %d: %v", i, err)
+		}
+	})
 	return int(wins.Load())
 }
 

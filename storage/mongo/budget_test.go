@@ -224,7 +224,9 @@ func TestStoreCommandBudget(t *testing.T) {
 				}
 				return err
 			},
-			serial: -1, // measured for the table, not budgeted here: the sealer has its own
+			// Pending read (and its sealed check), the epoch that fences the
+			// seal, the entries, the pending copies' removal.
+			serial: 5, serialWrites: 3, total: 5,
 		},
 		{name: "sealer step (nothing pending)",
 			setup: func(t *testing.T, s *mongo.Store) {
@@ -234,10 +236,13 @@ func TestStoreCommandBudget(t *testing.T) {
 				must(t, err)
 			},
 			op: func(ctx context.Context, s *mongo.Store) error {
-				_, err := sl.Step(ctx)
+				n, err := sl.Step(ctx)
+				if err == nil && n != 0 {
+					err = fmt.Errorf("sealed %d events, want 0", n)
+				}
 				return err
 			},
-			serial: -1,
+			serial: 1, total: 1, // one look at the pending events
 		},
 	}
 	for _, tc := range cases {
@@ -255,7 +260,7 @@ func TestStoreCommandBudget(t *testing.T) {
 			got := rec.Take(tc.name)
 			t.Logf("%s", got)
 			storeRow(t, tc.name, got)
-			if tc.serial >= 0 && (got.Serial > tc.serial || got.SerialWrites > tc.serialWrites || got.Total > tc.total) {
+			if got.Serial > tc.serial || got.SerialWrites > tc.serialWrites || got.Total > tc.total {
 				t.Errorf("over budget: %d serial (%d writes), %d total; budget %d (%d), %d",
 					got.Serial, got.SerialWrites, got.Total, tc.serial, tc.serialWrites, tc.total)
 			}
@@ -288,12 +293,17 @@ func storeRow(t *testing.T, op string, c roundtrip.Counts) {
 // TestAuthCacheBound: with AuthCacheTTL, SystemByToken and AssertionKeys
 // are answered from memory; a change through the same instance is seen at
 // once, a change through another instance (a revoked token, a deactivated
-// system, a deleted assertion key) within the TTL.
+// system, a deleted assertion key) within the TTL. The other instance, b,
+// is watched command by command: a stale answer must come from memory
+// (b read nothing), and from an entry younger than the TTL — an answer
+// from memory to a call that began a TTL after b's last read of that entry
+// fails. So the test waits for a condition (b reading again, which it
+// must by then), never on a deadline, and a slow machine can only make b
+// read sooner.
 func TestAuthCacheBound(t *testing.T) {
 	const ttl = 500 * time.Millisecond
 	uri, dbName := testservers.FerretDB(t), testservers.DatabaseName(t)
-	rec := roundtrip.NewRecorder(nil, 0)
-	openTTL := func() *mongo.Store {
+	openTTL := func(rec *roundtrip.Recorder) *mongo.Store {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		s, err := mongo.Open(ctx, mongo.Config{URI: uri, Database: dbName, AuthCacheTTL: ttl, Monitor: rec.Monitor()})
@@ -303,34 +313,72 @@ func TestAuthCacheBound(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
-	a, b := openTTL(), openTTL()
+	recB := roundtrip.NewRecorder(nil, 0)
+	a, b := openTTL(roundtrip.NewRecorder(nil, 0)), openTTL(recB)
 	t.Cleanup(func() { _ = a.Drop(context.Background()) })
 	ctx := context.Background()
 	must(t, a.CreateOrg(ctx, hub.Organisation{CVR: "12345678", Name: "A"}))
 	sys := hub.System{ID: "sender", OrgCVR: "12345678", Role: hub.SenderSystem, TokenHash: "h1", Active: true}
 	must(t, a.CreateSystem(ctx, sys))
 	must(t, a.PutAssertionKey(ctx, hub.AssertionKey{SystemID: "viewer", KeyID: "k1", Alg: "EdDSA", PublicKey: []byte("der")}))
-	for _, s := range []*mongo.Store{a, b} {
-		if got, err := s.SystemByToken(ctx, "h1"); err != nil || !got.Active {
-			t.Fatalf("SystemByToken: %+v, %v", got, err)
+
+	// onB calls fn on b, entry being the cache entry it looks up, and says
+	// whether b answered from memory; it fails when b answered from an
+	// entry it should have dropped (a TTL after its last read ended).
+	lastRead, readBegan := map[string]time.Time{}, map[string]time.Time{}
+	calls := 0
+	onB := func(entry string, fn func(ctx context.Context) error) (fromMemory bool) {
+		t.Helper()
+		calls++
+		op := fmt.Sprintf("b%d", calls)
+		began := time.Now()
+		must(t, fn(roundtrip.WithOp(ctx, op)))
+		if recB.Take(op).Total > 0 {
+			lastRead[entry], readBegan[entry] = time.Now(), began
+			return false
 		}
-		if ks, err := s.AssertionKeys(ctx, "viewer"); err != nil || len(ks) != 1 {
-			t.Fatalf("AssertionKeys: %v, %v", ks, err)
+		if read, ok := lastRead[entry]; !ok || !began.Before(read.Add(ttl)) {
+			t.Fatalf("b answered %s from memory %v after its last read (TTL %v)", entry, began.Sub(read), ttl)
 		}
+		return true
 	}
-	// Answered from memory: no command.
-	op := roundtrip.WithOp(ctx, "cached")
-	if _, err := b.SystemByToken(op, "h1"); err != nil {
-		t.Fatal(err)
+	sysOnB := func(hash string) (got hub.System, gerr error, fromMemory bool) {
+		fromMemory = onB("system "+hash, func(ctx context.Context) error {
+			got, gerr = b.SystemByToken(ctx, hash)
+			if hub.Is(gerr, hub.NotFound) {
+				return nil
+			}
+			return gerr
+		})
+		return got, gerr, fromMemory
 	}
-	if _, err := b.AssertionKeys(op, "viewer"); err != nil {
-		t.Fatal(err)
-	}
-	if c := rec.Take("cached"); c.Total != 0 {
-		t.Fatalf("cached lookups sent %s", c)
+	keysOnB := func() (ks []hub.AssertionKey, fromMemory bool) {
+		fromMemory = onB("keys", func(ctx context.Context) (err error) { ks, err = b.AssertionKeys(ctx, "viewer"); return err })
+		return ks, fromMemory
 	}
 
-	// Through a: deactivate the system, rotate nothing yet, delete the key.
+	if got, err := a.SystemByToken(ctx, "h1"); err != nil || !got.Active {
+		t.Fatalf("SystemByToken: %+v, %v", got, err)
+	}
+	if got, err, _ := sysOnB("h1"); err != nil || !got.Active {
+		t.Fatalf("SystemByToken: %+v, %v", got, err)
+	}
+	if ks, _ := keysOnB(); len(ks) != 1 {
+		t.Fatalf("AssertionKeys: %v", ks)
+	}
+	// Answered from memory: no command while the entries are younger than
+	// the TTL (they were read after their lookups began).
+	read := readBegan["system h1"]
+	if readBegan["keys"].Before(read) {
+		read = readBegan["keys"]
+	}
+	_, _, sysMem := sysOnB("h1")
+	_, keysMem := keysOnB()
+	if (!sysMem || !keysMem) && time.Now().Before(read.Add(ttl)) {
+		t.Fatalf("a lookup within the TTL went to the database (system from memory %v, keys %v)", sysMem, keysMem)
+	}
+
+	// Through a: deactivate the system, delete the key.
 	cur, err := a.GetSystem(ctx, "sender")
 	must(t, err)
 	cur.Active = false
@@ -342,22 +390,33 @@ func TestAuthCacheBound(t *testing.T) {
 	if ks, _ := a.AssertionKeys(ctx, "viewer"); len(ks) != 0 {
 		t.Fatalf("the instance that deleted the key still has it: %v", ks)
 	}
-	// b catches up within the TTL (polled, never slept on).
-	deadline := time.Now().Add(ttl + 10*time.Second)
+	// b catches up: an old answer only from memory, until it reads again.
 	for {
-		got, err := b.SystemByToken(ctx, "h1")
-		ks, kerr := b.AssertionKeys(ctx, "viewer")
-		if err == nil && !got.Active && kerr == nil && len(ks) == 0 {
+		got, err, mem := sysOnB("h1")
+		if err != nil {
+			t.Fatalf("SystemByToken on b: %v", err)
+		}
+		if !got.Active {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("another instance still sees the old state after the TTL: %+v %v, keys %v %v", got, err, ks, kerr)
+		if !mem {
+			t.Fatal("b read the deactivated system from the database and still answered it active")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		ks, mem := keysOnB()
+		if len(ks) == 0 {
+			break
+		}
+		if !mem {
+			t.Fatal("b read the assertion keys after the deletion and still answered the deleted key")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// A rotated token: the old one is refused here at once, elsewhere
-	// within the TTL.
+	// once b's entry is older than the TTL.
 	cur, err = a.GetSystem(ctx, "sender")
 	must(t, err)
 	cur.TokenHash = "h2"
@@ -366,16 +425,16 @@ func TestAuthCacheBound(t *testing.T) {
 		t.Fatalf("old token after rotation on the same instance: %v", err)
 	}
 	for {
-		_, err := b.SystemByToken(ctx, "h1")
+		_, err, mem := sysOnB("h1")
 		if hub.Is(err, hub.NotFound) {
 			break
 		}
-		if time.Now().After(deadline.Add(ttl)) {
-			t.Fatalf("another instance still accepts the rotated-out token: %v", err)
+		if !mem {
+			t.Fatalf("b read the rotated-out token from the database and still accepted it: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	if got, err := b.SystemByToken(ctx, "h2"); err != nil || got.ID != "sender" {
+	if got, err, _ := sysOnB("h2"); err != nil || got.ID != "sender" {
 		t.Fatalf("new token: %+v, %v", got, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/testservers"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/storage/bolt"
 )
@@ -23,7 +24,7 @@ import (
 func mountTmpfs(t *testing.T, dir string, size string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("filling a disk needs a small filesystem of its own: mounting a tmpfs needs root, and this test does not fill a real disk")
+		testservers.SkipUnlessRequired(t, "filling a disk needs a small filesystem of its own: mounting a tmpfs needs root, and this test does not fill a real disk")
 	}
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)

@@ -216,6 +216,18 @@ func required() bool {
 	return v != "" && v != "skip"
 }
 
+// SkipUnlessRequired skips tb for a reason outside the test's control (a
+// server or a privilege this machine lacks), or fails it when
+// POSTHUB_TEST_SERVERS=require (`make test`, CI), where such a test must
+// run.
+func SkipUnlessRequired(tb testing.TB, reason string) {
+	tb.Helper()
+	if required() {
+		tb.Fatalf("%s (%s=%s: this test must run here)", reason, requireEnv, os.Getenv(requireEnv))
+	}
+	tb.Skip(reason)
+}
+
 // lookBin finds name in $POSTHUB_TEST_BIN, then $PATH.
 func lookBin(name string) (string, error) {
 	if dir := os.Getenv(binEnv); dir != "" {

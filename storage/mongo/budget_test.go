@@ -135,7 +135,7 @@ func TestStoreCommandBudget(t *testing.T) {
 				}
 				return err
 			},
-			serial: 4, serialWrites: 3, total: 15,
+			serial: 4, serialWrites: 3, total: 12,
 		},
 		{name: "AckWith (message with a second delivery)",
 			setup: func(t *testing.T, s *mongo.Store) {
@@ -150,7 +150,7 @@ func TestStoreCommandBudget(t *testing.T) {
 				}
 				return err
 			},
-			serial: 4, serialWrites: 3, total: 15,
+			serial: 4, serialWrites: 3, total: 12,
 		},
 		{name: "Ack (outbox, viewer purge: no record)",
 			setup: func(t *testing.T, s *mongo.Store) { putLetter(t, s, "m1", q) },
@@ -161,7 +161,7 @@ func TestStoreCommandBudget(t *testing.T) {
 				}
 				return err
 			},
-			serial: 5, serialWrites: 3, total: 10,
+			serial: 5, serialWrites: 3, total: 9,
 		},
 		{name: "GetMessages (5 letters)",
 			setup: func(t *testing.T, s *mongo.Store) {

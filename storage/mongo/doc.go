@@ -139,10 +139,11 @@
 // inserts the sealed entry before deleting the pending one, so checking
 // after the insert catches every interleaving. PutMessageWith skips that
 // re-read (the IDs were minted for the message just committed, they
-// cannot be sealed) and AckWith looks its caller-supplied IDs up beside
-// the ack's link instead, before appending; either way PendingEvents never
-// returns an event whose ID is sealed, so a pending copy of one is
-// clutter, never a second entry.
+// cannot be sealed), and so does AckWith (its events are appended once,
+// for the link it has just inserted; a retried application of a pending
+// link, which may come after the sealer, checks first); either way
+// PendingEvents never returns an event whose ID is sealed, so a pending
+// copy of one is clutter, never a second entry.
 //
 // One sealer at a time holds the sealer lease: a chain of links {n, e}
 // under the locks collection's unique index. Taking the lease inserts

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -24,6 +25,8 @@ import (
 // bytes again) did, with the same codes, field paths, lines and messages,
 // and build the same model. These tests run both over every sample and
 // over thousands of deterministic mutants of them.
+
+var mutants = flag.Int("mutants", 0, "how many mutants TestOneParseMatchesTwoParseOnMutants compares (0: 3,000, or 800 with -short or -race)")
 
 // diffBases are the documents the mutants are made from: every sample,
 // and the full examples with https entry points, which pass the rules too.
@@ -127,6 +130,9 @@ func TestOneParseMatchesTwoParseOnMutants(t *testing.T) {
 	n := 3000
 	if testing.Short() || raceEnabled {
 		n = 800 // the race detector slows the Go parser tenfold
+	}
+	if *mutants > 0 {
+		n = *mutants
 	}
 	v := newTestValidator(t)
 	bases := diffBases(t)
@@ -447,4 +453,21 @@ func mutateOnce(rng *rand.Rand, doc []byte) []byte {
 		}
 	}
 	return doc
+}
+
+// TestStreamValidationTakesValidLetters: the one-pass validation must
+// take the valid samples itself (the tree's validation is only for
+// refusals), or ValidateBytes would quietly pay for two parses.
+func TestStreamValidationTakesValidLetters(t *testing.T) {
+	v := newTestValidator(t)
+	for name, doc := range diffBases(t) {
+		version, err := v.ValidateSchemaBytes(doc)
+		if inStream := v.schemas[version] != nil && v.schemas[version].validatesInStream(doc); inStream != (err == nil) {
+			t.Errorf("%s: schema error %v, but one-pass validation says valid=%v", name, err, inStream)
+		}
+	}
+	broken := strings.Replace(minimal12, "<memo:messageType>", "<memo:messageTyp>", 1)
+	if v.schemas["1.2"].validatesInStream([]byte(broken)) {
+		t.Error("one-pass validation takes a misnamed element")
+	}
 }

@@ -46,6 +46,14 @@
 // written end), so receiving and parsing a large body overlap. Compiling the schema in the same layer avoids
 // mixing two bindings' pointers, and lestrrat-go/libxml2 is not used.
 //
+// A letter held in memory (ValidateBytes, the accept path of bodies up to
+// a MiB) is parsed once: libxml2 validates it in one streaming pass
+// without a tree, recording where each element's tags are, and the Go
+// model is read along those records (recorded.go); only a refused letter
+// is parsed again, on a tree, for its precise errors. Spooled bodies keep
+// the tree and the Go parser running beside it on the file, which is what
+// bounds a 99 MB letter's memory.
+//
 // Concurrency: the compiled schemas are read-only while validating and
 // shared by all goroutines; each call has its own parser context,
 // validation context and error collector (passed to libxml2 as the

@@ -210,10 +210,13 @@ func (v *Validator) xsdFile(f *os.File, version string) error {
 // more than the validation. The Message's Files refer to b, which must not
 // change while the Message is used.
 //
-// The document is parsed once: while libxml2 builds the tree it validates,
-// it records where each element's tags end and what they are called, and
+// The document is parsed once, and no tree is built for it: libxml2's
+// validator rides on the parser's SAX events (ph_validate_stream), which
+// also record where each element's tags end and what they are called, and
 // the Go model is read from b along those records (parseRecorded) instead
-// of tokenizing the markup again. The accepted and refused documents, the
+// of tokenizing the markup again. A document with any problem is
+// validated again the old way, on a tree, so that its errors carry the
+// tree's element paths and lines. The accepted and refused documents, the
 // model, and every error are those of the two-parse pipeline
 // (validateBytesTwoParse), which the differential test holds it to.
 func (v *Validator) ValidateBytes(b []byte, now time.Time) (*Message, error) {

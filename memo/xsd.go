@@ -57,6 +57,7 @@ typedef struct {
 	int n;
 	int dropped;
 	ph_rec *rec; // when not NULL, the elements are recorded into it
+	int bad;     // ph_validate_stream: problems seen (not collected)
 	ph_err errs[PH_MAX_ERRS];
 } ph_errs;
 
@@ -82,10 +83,7 @@ static void ph_put64(unsigned char *p, long long v) {
 	for (int i = 0; i < 8; i++) p[i] = (unsigned char)((unsigned long long)v >> (8 * i));
 }
 
-static void ph_rec_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI,
-		int nb_namespaces, const xmlChar **namespaces, int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
-	xmlSAX2StartElementNs(ctx, localname, prefix, URI, nb_namespaces, namespaces, nb_attributes, nb_defaulted, attributes);
-	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr)ctx;
+static void ph_record_start(xmlParserCtxtPtr ctxt, const xmlChar *localname, const xmlChar *URI) {
 	ph_errs *e = (ph_errs *)ctxt->_private;
 	if (e == NULL || e->rec == NULL || e->rec->failed) return;
 	ph_rec *r = e->rec;
@@ -126,9 +124,7 @@ static void ph_rec_start(void *ctx, const xmlChar *localname, const xmlChar *pre
 	memcpy(p + 12, localname, nl);
 }
 
-static void ph_rec_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI) {
-	xmlSAX2EndElementNs(ctx, localname, prefix, URI);
-	xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr)ctx;
+static void ph_record_end(xmlParserCtxtPtr ctxt) {
 	ph_errs *e = (ph_errs *)ctxt->_private;
 	if (e == NULL || e->rec == NULL || e->rec->failed) return;
 	unsigned char *p = ph_rec_room(e->rec, 9);
@@ -136,6 +132,47 @@ static void ph_rec_end(void *ctx, const xmlChar *localname, const xmlChar *prefi
 	p[0] = 2;
 	ph_put64(p + 1, xmlByteConsumed(ctxt));
 }
+
+// The tree-building handlers: libxml2's own, then the record.
+static void ph_rec_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI,
+		int nb_namespaces, const xmlChar **namespaces, int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
+	xmlSAX2StartElementNs(ctx, localname, prefix, URI, nb_namespaces, namespaces, nb_attributes, nb_defaulted, attributes);
+	ph_record_start((xmlParserCtxtPtr)ctx, localname, URI);
+}
+
+static void ph_rec_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI) {
+	xmlSAX2EndElementNs(ctx, localname, prefix, URI);
+	ph_record_end((xmlParserCtxtPtr)ctx);
+}
+
+// The streaming handlers (ph_validate_stream): no tree, only the record.
+static void ph_stream_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI,
+		int nb_namespaces, const xmlChar **namespaces, int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
+	ph_record_start((xmlParserCtxtPtr)ctx, localname, URI);
+}
+
+static void ph_stream_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *URI) {
+	ph_record_end((xmlParserCtxtPtr)ctx);
+}
+
+// Problems met while streaming are only counted: a document with any
+// is validated again on a tree (ph_validate), whose errors are reported.
+// The plugged validator hands parser errors its own user data, so the
+// parser context comes from the error.
+static void ph_stream_parser_error(void *data, xmlErrorPtr e) {
+	if (e == NULL || e->level < XML_ERR_ERROR || e->ctxt == NULL) return;
+	ph_errs *c = (ph_errs *)((xmlParserCtxtPtr)e->ctxt)->_private;
+	if (c != NULL) c->bad++;
+}
+
+static void ph_stream_schema_error(void *data, xmlErrorPtr e) {
+	if (e == NULL || e->level < XML_ERR_ERROR) return;
+	((ph_errs *)data)->bad++;
+}
+
+// ph_stream_sax is the user handler under the plugged validator:
+// element records only. Written once by ph_init.
+static xmlSAXHandler ph_stream_sax;
 
 // ph_path writes the element path of node ("/Message/MessageHeader/label",
 // "/Message/@memoVersion"), using local names. Returns malloc'd memory.
@@ -363,6 +400,49 @@ static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int le
 	return rc > 0 || errs->n > 0 ? 2 : -1;
 }
 
+// ph_validate_stream parses buf and validates it in one pass, without a
+// tree: libxml2's validator rides on the parser's SAX events
+// (xmlSchemaSAXPlug) and the elements are recorded into c->rec. Returns 0
+// when the document is well-formed and valid, 1 when anything at all was
+// wrong, -1 when the validator could not be plugged. On anything but 0
+// the caller validates the document again with ph_validate, on a fresh
+// context, so that refusals carry the tree's element paths and lines.
+static int ph_validate_stream(ph_ctx *c, const char *buf, int len, ph_errs *errs) {
+	xmlParserCtxtPtr pctxt = c->p;
+	c->uses++;
+	if (c->rec.cap > PH_REC_KEEP) {
+		free(c->rec.b);
+		c->rec.b = NULL;
+		c->rec.cap = 0;
+	}
+	c->rec.n = 0;
+	c->rec.failed = 0;
+	c->rec.nuris = 0;
+	errs->rec = &c->rec;
+	errs->bad = 0;
+	xmlSAXHandlerPtr own = pctxt->sax;
+	void *ud = pctxt->userData;
+	pctxt->sax = &ph_stream_sax;
+	xmlSchemaSAXPlugPtr plug = xmlSchemaSAXPlug(c->v, &pctxt->sax, &pctxt->userData);
+	if (plug == NULL) {
+		pctxt->sax = own;
+		pctxt->userData = ud;
+		return -1;
+	}
+	pctxt->sax->serror = ph_stream_parser_error;
+	pctxt->_private = errs;
+	xmlSchemaSetValidStructuredErrors(c->v, ph_stream_schema_error, errs);
+	xmlDocPtr doc = xmlCtxtReadMemory(pctxt, buf, len, "memo.xml", NULL, ph_doc_options);
+	int ok = pctxt->wellFormed && pctxt->nsWellFormed && xmlSchemaIsValid(c->v) == 1 && errs->bad == 0;
+	xmlSchemaSAXUnplug(plug);
+	xmlSchemaSetValidStructuredErrors(c->v, NULL, NULL);
+	pctxt->sax = own;
+	pctxt->userData = ud;
+	pctxt->_private = NULL;
+	if (doc != NULL) xmlFreeDoc(doc);
+	return ok ? 0 : 1;
+}
+
 // ph_compile compiles the schema at path, collecting problems into errs.
 static xmlSchemaPtr ph_compile(const char *path, ph_errs *errs) {
 	xmlSchemaParserCtxtPtr pctxt = xmlSchemaNewParserCtxt(path);
@@ -378,6 +458,10 @@ static xmlSchemaPtr ph_compile(const char *path, ph_errs *errs) {
 // schema imports (a belt to go with the braces of relative-only imports).
 static void ph_init(void) {
 	xmlInitParser();
+	memset(&ph_stream_sax, 0, sizeof ph_stream_sax);
+	ph_stream_sax.initialized = XML_SAX2_MAGIC;
+	ph_stream_sax.startElementNs = ph_stream_start;
+	ph_stream_sax.endElementNs = ph_stream_end;
 	xmlSetExternalEntityLoader(xmlNoNetExternalEntityLoader);
 }
 */
@@ -453,6 +537,26 @@ func (s *xsdSchema) run(feed *C.ph_feed, fd int, b []byte, valid func(records []
 	c, err := s.ctx()
 	if err != nil {
 		return nil, err
+	}
+	if valid != nil && b != nil {
+		// One pass without a tree for the common, valid document.
+		errs := newErrs()
+		rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+		if rc == xsdValid {
+			var records []byte
+			if c.rec.failed == 0 && c.rec.n > 0 {
+				records = unsafe.Slice((*byte)(unsafe.Pointer(c.rec.b)), int(c.rec.n))
+			}
+			valid(records)
+			s.done(c, rc)
+			return nil, nil
+		}
+		// The tree's validation says what is wrong, on a context that
+		// has not seen this document.
+		C.ph_ctx_free(c)
+		if c, err = s.ctx(); err != nil {
+			return nil, err
+		}
 	}
 	errs := newErrs()
 	defer C.ph_errs_free(errs)
@@ -805,3 +909,16 @@ func classify(domain, code int, attr bool, msg string) string {
 
 // maxRecordURIs is how many namespaces ph_rec records per document.
 const maxRecordURIs = C.PH_MAX_URIS
+
+// validatesInStream reports whether b passes ph_validate_stream, the
+// one-pass validation without a tree.
+func (s *xsdSchema) validatesInStream(b []byte) bool {
+	c, err := s.ctx()
+	if err != nil || len(b) == 0 {
+		return false
+	}
+	errs := newErrs()
+	rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+	s.done(c, rc)
+	return rc == xsdValid
+}

@@ -118,7 +118,7 @@ func (s *Server) handleLogin(c *gin.Context) {
 		return
 	}
 	if s.cfg.NoPasswords {
-		err := oidc.Refused(hub.Forbidden, "password.off", "local passwords are switched off on this hub; log in through an OpenID provider (GET /apis/v1/session/providers)")
+		err := oidc.PasswordsOff("log in through an OpenID provider (GET /apis/v1/session/providers)")
 		s.loginEvent(c, req.UserID, err)
 		writeError(c, s.log, err)
 		return

@@ -75,10 +75,11 @@ func (s *Sessions) Login(ctx context.Context, id, password, client string) (hub.
 // or another way such as OpenID Connect), at the user's current session
 // generation — a session issued any other way would be refused.
 func (s *Sessions) Begin(ctx context.Context, user string) (Session, string, error) {
-	if s.Users == nil {
+	gens := s.generations()
+	if gens == nil {
 		return Session{}, "", hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
 	}
-	gen, err := s.Users.SessionGeneration(ctx, user)
+	gen, err := gens.SessionGeneration(ctx, user)
 	if err != nil {
 		return Session{}, "", err
 	}
@@ -101,22 +102,57 @@ func (s *Sessions) Authenticate(ctx context.Context, value string) (Session, hub
 	if err != nil {
 		return Session{}, hub.User{}, err
 	}
-	gen, err := s.Users.SessionGeneration(ctx, ss.User)
-	if err != nil {
+	if err := s.current(ctx, ss); err != nil {
 		return Session{}, hub.User{}, err
-	}
-	if gen != ss.Generation {
-		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the session has ended (logged out, or the password or privileges changed); log in again")
 	}
 	return ss, u, nil
 }
 
+// Resume checks the cookie value of a session with no account behind it
+// (Generations): signature, expiry, and a session generation that is
+// still the user's. Unauthorized when any fails.
+func (s *Sessions) Resume(ctx context.Context, value string) (Session, error) {
+	ss, ok := s.Verify(value)
+	if !ok || s.generations() == nil {
+		return Session{}, hub.Errorf(hub.Unauthorized, "the session has expired; log in again")
+	}
+	if err := s.current(ctx, ss); err != nil {
+		return Session{}, err
+	}
+	return ss, nil
+}
+
+// current checks that ss was issued at its user's current generation.
+func (s *Sessions) current(ctx context.Context, ss Session) error {
+	gen, err := s.generations().SessionGeneration(ctx, ss.User)
+	if err != nil {
+		return err
+	}
+	if gen != ss.Generation {
+		return hub.Errorf(hub.Unauthorized, "the session has ended (logged out, or the password or privileges changed); log in again")
+	}
+	return nil
+}
+
+// generations is where session generations are kept: Generations, else
+// Users (nil: neither is configured).
+func (s *Sessions) generations() Generations {
+	if s.Generations != nil {
+		return s.Generations
+	}
+	if s.Users != nil {
+		return s.Users
+	}
+	return nil
+}
+
 // Logout ends every session of user, on every instance.
 func (s *Sessions) Logout(ctx context.Context, user string) error {
-	if s.Users == nil {
+	gens := s.generations()
+	if gens == nil {
 		return hub.Errorf(hub.Unavailable, "human login is not configured on this hub")
 	}
-	_, err := s.Users.BumpSessionGeneration(ctx, user)
+	_, err := gens.BumpSessionGeneration(ctx, user)
 	return err
 }
 

@@ -301,3 +301,40 @@ func TestClientAddr(t *testing.T) {
 		t.Fatal("a host name was taken as a trusted proxy")
 	}
 }
+
+// TestResumeWithoutAccounts: a session of a person with no account
+// (Generations only, as the web mailbox keeps them) lives while its
+// generation does, and a logout on any instance ends it.
+func TestResumeWithoutAccounts(t *testing.T) {
+	ctx := context.Background()
+	_, store := loginWorld(t)
+	key := make([]byte, 32)
+	a := &rbac.Sessions{Key: key, Generations: store}
+	b := &rbac.Sessions{Key: key, Generations: store} // another instance
+	ss, v, err := a.Begin(ctx, "cpr-0101011234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Resume(ctx, v); err != nil || got.User != ss.User {
+		t.Fatalf("a fresh session: %+v, %v", got, err)
+	}
+	if _, err := b.Resume(ctx, v+"x"); hub.ErrorCode(err) != hub.Unauthorized {
+		t.Fatalf("a forged session: %v, want unauthorized", err)
+	}
+	if _, err := (&rbac.Sessions{Key: key}).Resume(ctx, v); hub.ErrorCode(err) != hub.Unauthorized {
+		t.Fatalf("no generations to check against: %v, want unauthorized", err)
+	}
+	if err := b.Logout(ctx, ss.User); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Resume(ctx, v); hub.ErrorCode(err) != hub.Unauthorized {
+		t.Fatalf("a session issued before logout: %v, want unauthorized", err)
+	}
+	_, v2, err := a.Begin(ctx, ss.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resume(ctx, v2); err != nil {
+		t.Fatalf("a session issued after logout: %v", err)
+	}
+}

@@ -79,6 +79,10 @@ type Sessions struct {
 	// Users is where Login, Authenticate and Logout find accounts and
 	// session generations.
 	Users Accounts
+	// Generations, when set, is where sessions' generations are kept
+	// instead of Users: for sessions of people who have no account in
+	// Users (the web mailbox's citizens and company users; see Resume).
+	Generations Generations
 	// Hasher bounds the password hashing of logins; share it with
 	// everything else that hashes in the process. Nil: no bound.
 	Hasher *Hasher
@@ -93,6 +97,13 @@ type Sessions struct {
 // Accounts is what logins need of the store.
 type Accounts interface {
 	GetUser(ctx context.Context, id string) (hub.User, error)
+	Generations
+}
+
+// Generations are the stored session generations (hub.Users): a session
+// carries its user's generation, and moving it on ends every session
+// issued before, on every instance.
+type Generations interface {
 	SessionGeneration(ctx context.Context, id string) (uint64, error)
 	BumpSessionGeneration(ctx context.Context, id string) (uint64, error)
 }

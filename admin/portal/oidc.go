@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,17 +35,9 @@ func localPath(next string) string {
 }
 
 // callbackURL is where providers send the browser back: PublicURL's, or
-// this request's scheme and host (the provider checks it against the
-// registered redirect URIs either way).
+// this request's scheme and host.
 func (p *Portal) callbackURL(r *http.Request) string {
-	if p.PublicURL != "" {
-		return strings.TrimSuffix(p.PublicURL, "/") + CallbackPath
-	}
-	scheme := "http"
-	if p.secure(r) {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + CallbackPath
+	return oidc.CallbackURL(p.PublicURL, r, p.secure(r), CallbackPath)
 }
 
 // oidcStart sends the browser to the provider.
@@ -78,15 +69,11 @@ func (p *Portal) oidcCallback(q *req) error {
 	http.SetCookie(q.w, &http.Cookie{Name: oidcFlowCookie, Path: "/admin/oidc/", MaxAge: -1, HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode})
 	u, id, next, err := p.OIDC.LoginPortal(q.r.Context(), flow, q.r.URL.Query(), p.callbackURL(q.r))
 	if err != nil {
-		var he *hub.Error
-		if !errors.As(err, &he) || he.Code == hub.Internal {
+		code, msg, ok := oidc.Explain(err)
+		if !ok {
 			return err
 		}
-		msg := he.Message
-		if r := oidc.Reason(err); r != "" && r != string(he.Code) {
-			msg += " (" + r + ")"
-		}
-		p.render(q, status.Of(he.Code), "error", view{Title: "You are not logged in", Error: msg})
+		p.render(q, status.Of(code), "error", view{Title: "You are not logged in", Error: msg})
 		return nil
 	}
 	if err := p.issueSession(q, u); err != nil {

@@ -356,7 +356,7 @@ func (p *Portal) login(q *req) error {
 	return nil
 }
 
-var errPasswordsOff = oidc.Refused(hub.Forbidden, "password.off", "Local passwords are switched off on this hub; log in with your organisation's identity provider.")
+var errPasswordsOff = oidc.PasswordsOff("log in with your organisation's identity provider.")
 
 // passwordLogin records a password login or its refusal (never the
 // password).

@@ -2,11 +2,10 @@ package web
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"strings"
 
-	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/api/status"
+	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 )
 
@@ -24,29 +23,29 @@ const (
 // session carries its person's generation, under the id "mailbox:<person>"
 // (':' is in no posthub user id), and logging out moves it on, which ends
 // the person's mailbox sessions on every instance.
-type Revocations interface {
-	SessionGeneration(ctx context.Context, id string) (uint64, error)
-	BumpSessionGeneration(ctx context.Context, id string) (uint64, error)
-}
+type Revocations = rbac.Generations
 
-func revocationID(sessionUser string) string { return "mailbox:" + sessionUser }
+// mailboxGenerations are the mailbox sessions' generations, kept among
+// the hub's under "mailbox:<person>"; without Revocations every session is
+// at generation 0 and logging out ends only this browser's.
+type mailboxGenerations struct{ r Revocations }
 
-func (m *Mailbox) generation(ctx context.Context, sessionUser string) (uint64, error) {
-	if m.cfg.Revocations == nil {
+func (g mailboxGenerations) SessionGeneration(ctx context.Context, sessionUser string) (uint64, error) {
+	if g.r == nil {
 		return 0, nil
 	}
-	return m.cfg.Revocations.SessionGeneration(ctx, revocationID(sessionUser))
+	return g.r.SessionGeneration(ctx, "mailbox:"+sessionUser)
+}
+
+func (g mailboxGenerations) BumpSessionGeneration(ctx context.Context, sessionUser string) (uint64, error) {
+	if g.r == nil {
+		return 0, nil
+	}
+	return g.r.BumpSessionGeneration(ctx, "mailbox:"+sessionUser)
 }
 
 func (m *Mailbox) callbackURL(r *http.Request) string {
-	if m.cfg.PublicURL != "" {
-		return strings.TrimSuffix(m.cfg.PublicURL, "/") + CallbackPath
-	}
-	scheme := "http"
-	if m.cfg.Secure || r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + CallbackPath
+	return oidc.CallbackURL(m.cfg.PublicURL, r, m.cfg.Secure || r.TLS != nil, CallbackPath)
 }
 
 func (m *Mailbox) laxCookie(w http.ResponseWriter, name, value string, maxAge int) {
@@ -101,31 +100,13 @@ func (m *Mailbox) oidcCallback(w http.ResponseWriter, r *http.Request) {
 
 // failErr shows a refusal or failure as a page with its status.
 func (m *Mailbox) failErr(w http.ResponseWriter, r *http.Request, err error) {
-	var he *hub.Error
-	if !errors.As(err, &he) || he.Code == hub.Internal {
+	code, msg, ok := oidc.Explain(err)
+	if !ok {
 		m.cfg.Log.Warn("web mailbox: login", "error", err)
 		m.fail(w, r, http.StatusInternalServerError, "Something went wrong; please try again.")
 		return
 	}
-	msg := he.Message
-	if reason := oidc.Reason(err); reason != "" && reason != string(he.Code) {
-		msg += " (" + reason + ")"
-	}
-	m.fail(w, r, statusOf(he.Code), msg)
-}
-
-func statusOf(c hub.Code) int {
-	switch c {
-	case hub.Unauthorized:
-		return http.StatusUnauthorized
-	case hub.Forbidden:
-		return http.StatusForbidden
-	case hub.NotFound:
-		return http.StatusNotFound
-	case hub.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusBadRequest
+	m.fail(w, r, status.Of(code), msg)
 }
 
 // endAtProvider forgets the session's provider and returns its end-session

@@ -140,7 +140,7 @@ func New(cfg Config) (*Mailbox, error) {
 	mac := hmac.New(sha256.New, cfg.SessionKey)
 	mac.Write([]byte("posthub web mailbox sessions"))
 	m := &Mailbox{cfg: cfg, client: &http.Client{Transport: handlerTransport{cfg.API}},
-		sessions: &rbac.Sessions{Key: mac.Sum(nil), TTL: sessionTTL, Now: cfg.Now}, pages: map[string]*template.Template{}}
+		sessions: &rbac.Sessions{Key: mac.Sum(nil), TTL: sessionTTL, Now: cfg.Now, Generations: mailboxGenerations{cfg.Revocations}}, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
 		"date": func(t time.Time) string { return t.Local().Format("2 Jan 2006 15:04") },
 		"size": func(n int64) string {
@@ -233,13 +233,10 @@ func (m *Mailbox) session(r *http.Request) (rbac.Session, viewer.Person, bool) {
 	if err != nil {
 		return rbac.Session{}, viewer.Person{}, false
 	}
-	ss, ok := m.sessions.Verify(c.Value)
-	if !ok {
-		return rbac.Session{}, viewer.Person{}, false
-	}
-	if gen, err := m.generation(r.Context(), ss.User); err != nil || gen != ss.Generation {
-		// Logged out (on any instance), or the generation cannot be read:
-		// no session.
+	ss, err := m.sessions.Resume(r.Context(), c.Value)
+	if err != nil {
+		// Expired, logged out (on any instance), or the generation cannot
+		// be read: no session.
 		return rbac.Session{}, viewer.Person{}, false
 	}
 	p, ok := parseSessionUser(ss.User)
@@ -248,11 +245,10 @@ func (m *Mailbox) session(r *http.Request) (rbac.Session, viewer.Person, bool) {
 
 // startSession sets the session cookie for p, at its current generation.
 func (m *Mailbox) startSession(w http.ResponseWriter, r *http.Request, p DemoPerson) error {
-	gen, err := m.generation(r.Context(), sessionUser(p))
+	_, value, err := m.sessions.Begin(r.Context(), sessionUser(p))
 	if err != nil {
 		return err
 	}
-	_, value := m.sessions.Issue(sessionUser(p), gen)
 	m.setCookie(w, sessionCookie, value, int(sessionTTL.Seconds()))
 	return nil
 }
@@ -364,11 +360,9 @@ func (m *Mailbox) logout(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
 		return
 	}
-	if m.cfg.Revocations != nil {
-		if _, err := m.cfg.Revocations.BumpSessionGeneration(r.Context(), revocationID(ss.User)); err != nil {
-			m.failErr(w, r, err)
-			return
-		}
+	if err := m.sessions.Logout(r.Context(), ss.User); err != nil {
+		m.failErr(w, r, err)
+		return
 	}
 	m.setCookie(w, sessionCookie, "", -1)
 	if end := m.endAtProvider(w, r); end != "" {

@@ -26,9 +26,9 @@ type authz struct {
 	oidc *oidc.RP
 }
 
-// newAuthz loads the policies and starts following their changes
-// (-policy-poll-interval bounds how late another instance's change takes
-// effect here). The session key is -session-key (hex, shared by all
+// newAuthz loads the policies; the enforcer's Run, one of serve's
+// background loops, follows their changes (-policy-poll-interval bounds how
+// late another instance's change takes effect here). The session key is -session-key (hex, shared by all
 // instances behind one load balancer) or DATA/session.key (created on first
 // start). One Hasher bounds every password hash of the process: logins on
 // the API and the portal, and account creation.
@@ -41,7 +41,6 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
-	go en.Run(ctx)
 	var key []byte
 	if cfg.SessionKey != "" {
 		key, err = hex.DecodeString(cfg.SessionKey)

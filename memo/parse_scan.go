@@ -418,44 +418,10 @@ func (s *pullScanner) startTag() error {
 	s.rootSeen = true
 	// attributes: first pass binds namespaces, second resolves names
 	s.attrs = s.attrs[:0]
-	type rawAttr struct{ name, val []byte }
 	var raws [8]rawAttr
-	list := raws[:0]
-	for {
-		k := 0
-		for k < len(rest) && isWS(rest[k]) {
-			k++
-		}
-		rest = rest[k:]
-		if len(rest) == 0 {
-			break
-		}
-		if k == 0 {
-			return s.fail("malformed attribute")
-		}
-		m := 0
-		for m < len(rest) && pullNameByte(rest[m]) {
-			m++
-		}
-		if m == 0 {
-			return s.fail("malformed attribute")
-		}
-		an := rest[:m]
-		rest = bytes.TrimLeft(rest[m:], " \t\r\n")
-		if len(rest) == 0 || rest[0] != '=' {
-			return s.fail("attribute without value")
-		}
-		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-		if len(rest) == 0 || (rest[0] != '"' && rest[0] != '\'') {
-			return s.fail("unquoted attribute value")
-		}
-		q := rest[0]
-		e := bytes.IndexByte(rest[1:], q)
-		if e < 0 {
-			return s.fail("unterminated attribute value")
-		}
-		list = append(list, rawAttr{an, rest[1 : 1+e]})
-		rest = rest[e+2:]
+	list, err := s.splitAttrs(rest, raws[:0])
+	if err != nil {
+		return err
 	}
 	for _, a := range list {
 		switch {
@@ -512,6 +478,52 @@ func (s *pullScanner) startTag() error {
 		s.selfEnd = true
 	}
 	return nil
+}
+
+// rawAttr is an attribute as written: its qualified name and its value
+// between the quotes, undecoded.
+type rawAttr struct{ name, val []byte }
+
+// splitAttrs appends the attributes of rest, what follows the element name
+// in a start tag, to list.
+func (s *pullScanner) splitAttrs(rest []byte, list []rawAttr) ([]rawAttr, error) {
+	for {
+		k := 0
+		for k < len(rest) && isWS(rest[k]) {
+			k++
+		}
+		rest = rest[k:]
+		if len(rest) == 0 {
+			break
+		}
+		if k == 0 {
+			return nil, s.fail("malformed attribute")
+		}
+		m := 0
+		for m < len(rest) && pullNameByte(rest[m]) {
+			m++
+		}
+		if m == 0 {
+			return nil, s.fail("malformed attribute")
+		}
+		an := rest[:m]
+		rest = bytes.TrimLeft(rest[m:], " \t\r\n")
+		if len(rest) == 0 || rest[0] != '=' {
+			return nil, s.fail("attribute without value")
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		if len(rest) == 0 || (rest[0] != '"' && rest[0] != '\'') {
+			return nil, s.fail("unquoted attribute value")
+		}
+		q := rest[0]
+		e := bytes.IndexByte(rest[1:], q)
+		if e < 0 {
+			return nil, s.fail("unterminated attribute value")
+		}
+		list = append(list, rawAttr{an, rest[1 : 1+e]})
+		rest = rest[e+2:]
+	}
+	return list, nil
 }
 
 func quotesBalanced(b []byte) bool {

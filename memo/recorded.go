@@ -117,8 +117,8 @@ func (s *pullScanner) recordedTag(off int64, minLen int) (int, bool) {
 }
 
 // recordedStart is startTag for a recorded document: the tag at pos is the
-// next start tag record's. The root's tag is read by startTag as before
-// (its attributes carry memoVersion) and only checked against its record.
+// next start tag record's. Only the root's attributes are read (they carry
+// memoVersion).
 func (s *pullScanner) recordedStart() error {
 	ns, local, off, ok := s.rec.start()
 	if !ok {
@@ -139,28 +139,66 @@ func (s *pullScanner) recordedStart() error {
 	default:
 		return s.rec.mismatch()
 	}
+	s.attrs = s.attrs[:0]
 	if !s.rootSeen {
-		if err := s.startTag(); err != nil {
+		if err := s.recordedRootAttrs(local, o); err != nil {
 			return err
 		}
-		if s.pos != gt+1 || s.name != s.intern(ns, local) {
-			return s.rec.mismatch()
-		}
-	} else {
-		s.tokLine = s.line
-		s.depth++
-		s.tokDepth = s.depth
-		s.attrs = s.attrs[:0]
-		s.name = s.intern(ns, local)
-		s.open = append(s.open, s.name)
-		s.advance(gt + 1 - s.pos)
-		s.selfEnd = self
 	}
+	s.tokLine = s.line
+	s.depth++
+	s.tokDepth = s.depth
+	s.rootSeen = true
+	s.name = s.intern(ns, local)
+	s.open = append(s.open, s.name)
+	s.advance(gt + 1 - s.pos)
+	s.selfEnd = self
 	if self {
 		// "<x/>" has an end record too, right after its start's.
 		if off, ok := s.rec.end(); !ok || off-s.base != int64(s.pos) {
 			return s.rec.mismatch()
 		}
+	}
+	return nil
+}
+
+// recordedRootAttrs reads the attributes of the root's start tag, which
+// begins at pos and whose attributes end at o, into attrs as startTag
+// would: the parser needs memoVersion and memoSchVersion. Namespace
+// declarations need no binding (the records name every element's
+// namespace), so an attribute with any other prefix, which startTag would
+// resolve and the schema refuses on Message anyway, sends the document to
+// ParseBytes.
+func (s *pullScanner) recordedRootAttrs(local []byte, o int) error {
+	tag := s.buf[s.pos+1 : o]
+	n := 0
+	for n < len(tag) && pullNameByte(tag[n]) {
+		n++
+	}
+	name := tag[:n]
+	if c := bytes.IndexByte(name, ':'); c >= 0 {
+		name = name[c+1:]
+	}
+	if !bytes.Equal(name, local) {
+		return s.rec.mismatch()
+	}
+	var raws [16]rawAttr
+	list, err := s.splitAttrs(tag[n:], raws[:0])
+	if err != nil {
+		return err
+	}
+	for _, a := range list {
+		if bytes.Equal(a.name, []byte("xmlns")) || bytes.HasPrefix(a.name, []byte("xmlns:")) {
+			continue
+		}
+		if bytes.IndexByte(a.name, ':') >= 0 {
+			return s.rec.mismatch()
+		}
+		v, err := s.attrValue(a.val)
+		if err != nil {
+			return err
+		}
+		s.attrs = append(s.attrs, attr{local: string(a.name), ns: nsNone, value: v})
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -180,5 +181,29 @@ func TestAdminAndEventlogUsageErrors(t *testing.T) {
 	}
 	if ls, _ := os.ReadDir(data); len(ls) != 0 {
 		t.Fatalf("a refused command line left %v in the data directory", ls)
+	}
+}
+
+// TestLoadConfigPrecedence: for a subcommand's settings the command line
+// wins over POSTHUB_<FLAG>, which wins over the -config file; a file may
+// hold settings the subcommand lacks (serve's), but its own arguments come
+// from the command line only.
+func TestLoadConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "posthub.json")
+	if err := os.WriteFile(file, []byte(`{"data": "/file", "mongo-db": "filedb", "mongo-uri": "mongodb://file", "addr": ":1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"POSTHUB_MONGO_DB": "envdb", "POSTHUB_METADATA": "mongo", "POSTHUB_FROM": "7", "POSTHUB_CONFIG": file}
+	var cfg storeConfig
+	fs := flag.NewFlagSet("posthub eventlog export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.flags(fs)
+	from := fs.Uint64("from", 0, "")
+	if err := loadConfig(fs, []string{"-data", "/flag"}, func(k string) string { return vars[k] }); err != nil {
+		t.Fatal(err)
+	}
+	want := storeConfig{Data: "/flag", Metadata: "mongo", Blobs: "fs", MongoURI: "mongodb://file", MongoDB: "envdb", S3Bucket: "posthub"}
+	if cfg != want || *from != 0 {
+		t.Fatalf("loaded %+v, -from %d; want %+v and -from 0", cfg, *from, want)
 	}
 }

@@ -163,7 +163,11 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		// UUID (Conflict) before it writes anything visible; only content
 		// bound for the blob store is looked up first, to spare its upload.
 		if s.Size > in.InlineMax {
-			if r, ok, err := in.resubmission(ctx, s); ok || err != nil {
+			first, ferr := in.Store.GetMessage(ctx, l.UUID)
+			if r, ok, err := in.answerResubmission(ctx, s, first, ferr); ok || err != nil {
+				if err == nil {
+					in.restoreEvents(ctx, s, first, rt, env)
+				}
 				return r, false, err
 			}
 		}
@@ -202,6 +206,9 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 			_ = in.Blobs.Delete(ctx, m.ContentKey)
 		}
 		if r, ok, err2 := in.answerResubmission(ctx, s, first, ferr); ok || err2 != nil {
+			if err2 == nil {
+				in.restoreEvents(ctx, s, first, rt, env)
+			}
 			return r, false, err2
 		}
 		if ErrorCode(ferr) == NotFound {
@@ -345,6 +352,18 @@ func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
 }
 
 // record returns the events and counters of an accepted message.
+// restoreEvents appends again the first events of a stored message that a
+// resubmission was answered for, under the IDs its acceptance gave them and
+// with its time: the store keeps those it has and regains those a crash
+// between the commit and the events lost (storage/mongo writes them after
+// the commit, and the sender whose answer the crash lost resubmits). They
+// are rebuilt from this submission's routing. Counters are not restored:
+// adding them again would count the letter twice.
+func (in *Ingest) restoreEvents(ctx context.Context, s Submission, first Message, rt Route, env Envelope) {
+	evs, _ := in.record(s, first, rt, env, first.Received)
+	_ = in.Store.AppendEvents(ctx, evs)
+}
+
 func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now time.Time) ([]Event, []Counter) {
 	base := Event{Actor: s.System.ID, SystemID: s.System.ID, MessageUUID: m.UUID, Party: m.RecipientID, Time: now}
 	orgs := []string{m.SenderCVR}
@@ -353,9 +372,14 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 			orgs = append(orgs, d.OrgCVR)
 		}
 	}
+	// IDs derive from the message (its UUID and when it was received), so
+	// that restoreEvents can append them again without duplicating them.
+	seen := map[string]int{}
 	ev := func(tag string, detail map[string]string) Event {
 		e := base
-		e.ID, e.Tag, e.Orgs, e.Detail = NewID(), tag, orgs, detail
+		e.ID = fmt.Sprintf("memo:%s:%d:%s:%d", m.UUID, m.Received.UnixMilli(), tag, seen[tag])
+		seen[tag]++
+		e.Tag, e.Orgs, e.Detail = tag, orgs, detail
 		return e
 	}
 	received := map[string]string{"size": fmt.Sprint(m.Size), "mode": m.Mode}

@@ -46,3 +46,63 @@ func TestSubmitWhileAnotherSubmissionIsUnfinished(t *testing.T) {
 		t.Fatal("the uploaded content was deleted; the submission that commits names the same key")
 	}
 }
+
+// eventsLost stores messages without their events, as storage/mongo's
+// PutMessageWith leaves one whose instance died after the commit.
+type eventsLost struct{ *bolt.Store }
+
+func (e eventsLost) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, _ []hub.Event, _ []hub.Counter) error {
+	return e.Store.PutMessage(ctx, m, ds, r)
+}
+
+// TestResubmissionRestoresLostEvents: the sender whose answer a crash lost
+// resubmits; the answer (the first receipt) appends the message's first
+// events again under the IDs its acceptance gave them, so events the crash
+// lost come back and events that were kept are not doubled.
+func TestResubmissionRestoresLostEvents(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		inlineMax int64
+	}{{"content in the blob store (looked up before the upload)", 0}, {"inline content (found taken at commit)", 1 << 20}} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newEnvelopeWorld(t, c.inlineMax)
+			ctx := context.Background()
+			if err := w.store.PutContacts(ctx, []hub.Contact{{ID: "0101701234", Status: hub.Registered}}); err != nil {
+				t.Fatal(err)
+			}
+			received := func(uuid string) int {
+				t.Helper()
+				evs, err := w.store.PendingEvents(ctx, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for _, ev := range evs {
+					if ev.MessageUUID == uuid && ev.Tag == "MEMO_SEND_RECEIVED" {
+						n++
+					}
+				}
+				return n
+			}
+			// Kept: a resubmission does not double them.
+			_, kept := w.submit(t, ctx, "0101701234", hub.ModeAutomatic, hub.Envelope{})
+			w.submit(t, ctx, "0101701234", hub.ModeAutomatic, hub.Envelope{})
+			if n := received(kept); n != 1 {
+				t.Fatalf("%d MEMO_SEND_RECEIVED after a resubmission, want 1", n)
+			}
+			// Lost with the crash: the resubmission restores them, once.
+			w.in.Store = eventsLost{w.store}
+			_, lost := w.submit(t, ctx, "0101709999", hub.ModeAutomatic, hub.Envelope{})
+			w.in.Store = w.store
+			if n := received(lost); n != 0 {
+				t.Fatalf("the stand-in for a crash kept %d events", n)
+			}
+			for range 2 {
+				w.submit(t, ctx, "0101709999", hub.ModeAutomatic, hub.Envelope{})
+				if n := received(lost); n != 1 {
+					t.Fatalf("%d MEMO_SEND_RECEIVED after resubmitting a letter whose events were lost, want 1", n)
+				}
+			}
+		})
+	}
+}

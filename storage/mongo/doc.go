@@ -252,6 +252,11 @@
 //
 // # Known limits
 //
+//   - A crash between PutMessageWith's commit and its events loses those
+//     events (never the message). The sender, whose answer the crash
+//     lost, resubmits, and hub.Ingest appends them again under the IDs
+//     they were minted with; a sender that never resubmits leaves the
+//     letter without them, and its statistics counters are lost either way.
 //   - SetMessageState and TouchSystem are plain updates (last writer
 //     wins); on FerretDB a concurrent pair may lose one. Both are rare,
 //     idempotent and not concurrency-critical.

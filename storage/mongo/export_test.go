@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"testing"
 	"time"
 
 	"github.com/posthub/posthub/hub"
@@ -26,4 +27,13 @@ func (s *Store) CommitFirstStep(ctx context.Context, m hub.Message, tx string) e
 		return hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
 	}
 	return translate(err, "commit message %s", m.UUID)
+}
+
+// SetStateWindow makes the queue state window n for the rest of t (the
+// tests of this package run one at a time), so that a test can overflow it
+// with a few dozen deliveries instead of thousands.
+func SetStateWindow(t testing.TB, n int) {
+	old := stateWindow
+	stateWindow = n
+	t.Cleanup(func() { stateWindow = old })
 }

@@ -51,3 +51,12 @@ func TestOpenUnreachableIsUnavailable(t *testing.T) {
 func TestMailboxStore(t *testing.T) {
 	storagetest.TestMailboxStore(t, func(t *testing.T) hub.MailboxStore { return open(t) })
 }
+
+// ClaimNext and ListQueue read a queue's lease links and park markers in a
+// window beside each page; with more parked and more leased deliveries
+// than the window holds, in front of the available ones, nothing is
+// skipped and nothing starves.
+func TestQueueStateBeyondItsWindow(t *testing.T) {
+	mongo.SetStateWindow(t, 16)
+	storagetest.QueueBehindUnavailable(t, open(t), 40, 40)
+}

@@ -67,8 +67,8 @@ const parkReasonMeta = "parkedReason"
 
 // stateWindow bounds the lease links and park markers read beside a page
 // of a queue; deliveries of the page beyond what they cover are looked up
-// by ID.
-const stateWindow = 1024
+// by ID. (A variable only so that a test can make it small.)
+var stateWindow = 1024
 
 func leaseID(d string, e int64) string { return fmt.Sprintf("%s#%016d", d, e) }
 
@@ -279,11 +279,11 @@ func (s *Store) queueState(ctx context.Context, queue string, afterSeq int64) (s
 	err = sideBySide(
 		func() (err error) {
 			ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"q": queue, "s": bson.M{"$gte": afterSeq}},
-				options.Find().SetSort(sortBy("q", "s", "d", "e")).SetLimit(stateWindow))
+				options.Find().SetSort(sortBy("q", "s", "d", "e")).SetLimit(int64(stateWindow)))
 			return err
 		},
 		func() (err error) {
-			ps, err = findAll[parkDoc](ctx, s.parked, bson.M{"q": queue}, options.Find().SetLimit(stateWindow))
+			ps, err = findAll[parkDoc](ctx, s.parked, bson.M{"q": queue}, options.Find().SetLimit(int64(stateWindow)))
 			return err
 		},
 	)

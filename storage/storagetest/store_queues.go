@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +309,72 @@ var queueTests = []storeTest{
 			t.Fatalf("DeliveriesOf = %d, want 3", len(all))
 		}
 	}},
+	{"ClaimNext and ListQueue reach what is available behind many parked and leased deliveries", func(t *testing.T, s hub.Store) {
+		QueueBehindUnavailable(t, s, 70, 70) // each more than a ClaimNext page (64)
+	}},
+}
+
+// QueueBehindUnavailable fills a queue with parked deliveries, then leased
+// ones, then three available ones, and checks that ListQueue lists them
+// all with their state, that its onlyAvailable page and ClaimNext reach the
+// available ones behind the others, and that CountQueue leaves the parked
+// ones out. A backend that reads a queue's state in windows runs it with
+// more of each than a window holds.
+func QueueBehindUnavailable(t *testing.T, s hub.Store, parked, leased int) {
+	t.Helper()
+	const q, free = "system/a", 3
+	putMsg(t, s, "big", T0, "system/other")
+	var ds []hub.Delivery
+	for i := 0; i < parked+leased+free; i++ {
+		d := Delivery("big", q, T0)
+		d.ID = fmt.Sprintf("big/%s/%05d", q, i)
+		ds = append(ds, d)
+	}
+	must(t, s.AddDeliveries(ctx, ds), "AddDeliveries")
+	const workers = 8
+	var failures atomic.Int32
+	parallel(workers, func(w int) {
+		for i := w; i < parked+leased; i += workers {
+			var err error
+			if i < parked {
+				err = s.Park(ctx, ds[i].ID, "test")
+			} else {
+				_, err = s.Lease(ctx, ds[i].ID, "holder", ttl, T0)
+			}
+			if err != nil && failures.Add(1) == 1 {
+				t.Errorf("park or lease %s: %v", ds[i].ID, err)
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	want := seqIDs(ds[parked+leased:])
+	got, err := s.ListQueue(ctx, q, 0, 10, true, T0)
+	must(t, err, "ListQueue onlyAvailable")
+	sameStrings(t, seqIDs(got), want, "available")
+	all, err := s.ListQueue(ctx, q, 0, len(ds)+10, false, T0)
+	must(t, err, "ListQueue")
+	if len(all) != len(ds) {
+		t.Fatalf("ListQueue: %d deliveries, want %d", len(all), len(ds))
+	}
+	for i, d := range all {
+		if d.ID != ds[i].ID || (d.State == hub.DeliveryParked) != (i < parked) || (i >= parked && i < parked+leased && d.Attempts != 1) {
+			t.Fatalf("ListQueue[%d] = %s %s after %d attempts, want %s parked %v", i, d.ID, d.State, d.Attempts, ds[i].ID, i < parked)
+		}
+	}
+	var claimed []string
+	for range want {
+		c, err := s.ClaimNext(ctx, q, "poller", ttl, T0)
+		must(t, err, "ClaimNext")
+		claimed = append(claimed, c.Delivery.ID)
+	}
+	sameStrings(t, sorted(claimed), want, "claimed")
+	_, err = s.ClaimNext(ctx, q, "poller", ttl, T0)
+	wantCode(t, err, hub.NotFound, "ClaimNext with everything parked or leased")
+	n, err := s.CountQueue(ctx, q)
+	must(t, err, "CountQueue")
+	if n != int64(leased+free) {
+		t.Fatalf("CountQueue = %d, want %d (parked excluded)", n, leased+free)
+	}
 }

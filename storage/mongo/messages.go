@@ -466,8 +466,7 @@ func (s *Store) PutReceipt(ctx context.Context, r hub.Receipt) error {
 	if r.TransmissionID == "" {
 		return hub.Errorf(hub.Invalid, "receipt without TransmissionID")
 	}
-	_, err := s.receipts.ReplaceOne(ctx, bson.M{"_id": r.TransmissionID}, newRcptDoc(r, false, "", time.Now()), options.Replace().SetUpsert(true))
-	return translate(err, "put receipt %s", r.TransmissionID)
+	return upsert(ctx, s.receipts, bson.M{"_id": r.TransmissionID}, newRcptDoc(r, false, "", time.Now()), "put receipt "+r.TransmissionID)
 }
 
 func (s *Store) receiptsWhere(ctx context.Context, f bson.M, opts ...options.Lister[options.FindOptions]) ([]hub.Receipt, error) {

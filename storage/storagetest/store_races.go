@@ -147,4 +147,24 @@ var raceTests = []storeTest{
 			}
 		}
 	}},
+	{"PutReceipt of a new receipt by 16 callers at once: every call succeeds and one receipt is stored", func(t *testing.T, s hub.Store) {
+		// An upsert of an absent document is an insert; of concurrent ones
+		// all but one meet the unique _id, which is a replacement's race
+		// lost, not a conflict.
+		for round := 0; round < 4; round++ {
+			r := Receipt(fmt.Sprint("m", round), T0)
+			if n := concurrently(t, 16, "", func(i int) error {
+				r := r
+				r.Status = hub.ReceiptStatus(fmt.Sprint("STATUS-", i))
+				return s.PutReceipt(ctx, r)
+			}); n != 16 {
+				t.Fatalf("round %d: %d of 16 PutReceipt calls succeeded", round, n)
+			}
+			rs, err := s.ListReceipts(ctx, r.SystemID, "", 100)
+			must(t, err, "ListReceipts")
+			if len(rs) != round+1 {
+				t.Fatalf("round %d: %d receipts stored, want %d", round, len(rs), round+1)
+			}
+		}
+	}},
 }

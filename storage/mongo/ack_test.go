@@ -43,16 +43,7 @@ func cutAfterAckLink(t *testing.T) (*mongo.Store, func(context.CancelFunc)) {
 			}
 		},
 	}
-	ctx, done := context.WithTimeout(context.Background(), 30*time.Second)
-	defer done()
-	s, err := mongo.Open(ctx, mongo.Config{URI: testservers.FerretDB(t), Database: testservers.DatabaseName(t), Monitor: mon})
-	if err != nil {
-		t.Fatalf("mongo.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = s.Drop(context.Background())
-		_ = s.Close()
-	})
+	s := openConfig(t, mongo.Config{URI: testservers.FerretDB(t), Database: testservers.DatabaseName(t), Monitor: mon})
 	return s, func(c context.CancelFunc) { mu.Lock(); cancel = c; mu.Unlock() }
 }
 

@@ -19,18 +19,8 @@ import (
 // openCounted opens an empty store whose commands rec counts.
 func openCounted(t *testing.T, rec *roundtrip.Recorder) *mongo.Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := mongo.Open(ctx, mongo.Config{URI: testservers.FerretDB(t), Database: testservers.DatabaseName(t), Monitor: rec.Monitor(),
+	return openConfig(t, mongo.Config{URI: testservers.FerretDB(t), Database: testservers.DatabaseName(t), Monitor: rec.Monitor(),
 		AuthCacheTTL: time.Minute})
-	if err != nil {
-		t.Fatalf("mongo.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = s.Drop(context.Background())
-		_ = s.Close()
-	})
-	return s
 }
 
 // budgetCase is one Store call whose commands are counted, after its

@@ -251,13 +251,11 @@ func (s *Store) CompactCounters(ctx context.Context, now time.Time) (int, error)
 			stale = append(stale, d.ID)
 		}
 	}
-	for i := 0; i < len(stale); i += 1000 {
-		j := min(i+1000, len(stale))
-		if _, err := s.counters.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": stale[i:j]}}); err != nil {
-			return len(done), translate(err, "remove folded counters")
-		}
-	}
-	return len(done), nil
+	err = inSlices(stale, func(ids []string) error {
+		_, err := s.counters.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": ids}})
+		return translate(err, "remove folded counters")
+	})
+	return len(done), err
 }
 
 func sortedCounterKeys(m map[hub.CounterKey]*hub.Counter) []hub.CounterKey {

@@ -101,17 +101,7 @@ func (s *Store) PutMailboxItem(ctx context.Context, it hub.MailboxItem) error {
 
 // MailboxItems implements hub.MailboxStore.
 func (s *Store) MailboxItems(ctx context.Context, ids []string) (map[string]hub.MailboxItem, error) {
-	out := make(map[string]hub.MailboxItem, len(ids))
-	for i := 0; i < len(ids); i += 1000 {
-		docs, err := findAll[mbItemDoc](ctx, s.mbItems, bson.M{"_id": bson.M{"$in": ids[i:min(i+1000, len(ids))]}})
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range docs {
-			out[d.ID] = d.X
-		}
-	}
-	return out, nil
+	return findByIDs(ctx, s.mbItems, ids, nil, func(d mbItemDoc) (string, hub.MailboxItem) { return d.ID, d.X })
 }
 
 // DeleteMailboxItem implements hub.MailboxStore.
@@ -120,21 +110,28 @@ func (s *Store) DeleteMailboxItem(ctx context.Context, id string) error {
 	return translate(err, "delete mailbox item %s", id)
 }
 
-// PurgeableItems implements hub.MailboxStore.
-func (s *Store) PurgeableItems(ctx context.Context, now time.Time, limit int) ([]hub.MailboxItem, error) {
-	o := options.Find().SetSort(sortBy("pa", "_id"))
+// dueList returns, in (field, _id) order, up to limit (0: all) of the
+// documents of c whose field is at or before now — a time the documents
+// carry only while they are due, so the indexed range is the list.
+func dueList[D, V any](ctx context.Context, c *mongo.Collection, field string, now time.Time, limit int, pick func(D) V) ([]V, error) {
+	o := options.Find().SetSort(sortBy(field, "_id"))
 	if limit > 0 {
 		o.SetLimit(int64(limit))
 	}
-	docs, err := findAll[mbItemDoc](ctx, s.mbItems, bson.M{"pa": bson.M{"$lte": now}}, o)
+	docs, err := findAll[D](ctx, c, bson.M{field: bson.M{"$lte": now}}, o)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]hub.MailboxItem, len(docs))
+	out := make([]V, len(docs))
 	for i, d := range docs {
-		out[i] = d.X
+		out[i] = pick(d)
 	}
 	return out, nil
+}
+
+// PurgeableItems implements hub.MailboxStore.
+func (s *Store) PurgeableItems(ctx context.Context, now time.Time, limit int) ([]hub.MailboxItem, error) {
+	return dueList(ctx, s.mbItems, "pa", now, limit, func(d mbItemDoc) hub.MailboxItem { return d.X })
 }
 
 // PutConsent implements hub.MailboxStore.
@@ -228,19 +225,7 @@ func (s *Store) GetNotification(ctx context.Context, id string) (hub.Notificatio
 
 // DueNotifications implements hub.MailboxStore.
 func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int) ([]hub.Notification, error) {
-	o := options.Find().SetSort(sortBy("due", "_id"))
-	if limit > 0 {
-		o.SetLimit(int64(limit))
-	}
-	docs, err := findAll[notifDoc](ctx, s.notifs, bson.M{"due": bson.M{"$lte": now}}, o)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hub.Notification, len(docs))
-	for i, d := range docs {
-		out[i] = d.X
-	}
-	return out, nil
+	return dueList(ctx, s.notifs, "due", now, limit, func(d notifDoc) hub.Notification { return d.X })
 }
 
 // GetCursor implements hub.MailboxStore.

@@ -405,18 +405,8 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 // GetMessages reads the committed messages of uuids in one query (per
 // 1,000), without their content.
 func (s *Store) GetMessages(ctx context.Context, uuids []string) (map[string]hub.Message, error) {
-	out := make(map[string]hub.Message, len(uuids))
-	for i := 0; i < len(uuids); i += 1000 {
-		docs, err := findAll[msgDoc](ctx, s.messages, bson.M{"_id": bson.M{"$in": uuids[i:min(i+1000, len(uuids))]}, "c": true},
-			options.Find().SetProjection(bson.M{"m.content": 0}))
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range docs {
-			out[d.ID] = d.M
-		}
-	}
-	return out, nil
+	return findByIDs(ctx, s.messages, uuids, bson.M{"c": true}, func(d msgDoc) (string, hub.Message) { return d.ID, d.M },
+		options.Find().SetProjection(bson.M{"m.content": 0}))
 }
 
 // SetMessageState is a single-field update of a committed message. On

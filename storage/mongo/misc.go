@@ -209,10 +209,8 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	for i, p := range pend {
 		ids[i] = p.ID
 	}
-	for i := 0; i < len(ids); i += 1000 {
-		if err := s.dropSealedPending(ctx, ids[i:min(i+1000, len(ids))]); err != nil {
-			return err
-		}
+	if err := inSlices(ids, func(ids []string) error { return s.dropSealedPending(ctx, ids) }); err != nil {
+		return err
 	}
 	if _, err := s.CompactCounters(ctx, now); err != nil {
 		return err
@@ -319,9 +317,7 @@ func (s *Store) repairLeases(ctx context.Context) error {
 	for _, p := range ps {
 		ids[p.ID] = true
 	}
-	all := sortedKeys(ids)
-	for i := 0; i < len(all); i += 1000 {
-		chunk := all[i:min(i+1000, len(all))]
+	return inSlices(sortedKeys(ids), func(chunk []string) error {
 		exist, err := findAll[delDoc](ctx, s.deliveries, bson.M{"_id": bson.M{"$in": chunk}}, options.Find().SetProjection(bson.M{"_id": 1}))
 		if err != nil {
 			return err
@@ -337,16 +333,14 @@ func (s *Store) repairLeases(ctx context.Context) error {
 			}
 		}
 		if len(gone) == 0 {
-			continue
+			return nil
 		}
 		if _, err := s.leases.DeleteMany(ctx, bson.M{"d": bson.M{"$in": gone}}); err != nil {
 			return translate(err, "remove leases of acknowledged deliveries")
 		}
-		if _, err := s.parked.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": gone}}); err != nil {
-			return translate(err, "remove park markers of acknowledged deliveries")
-		}
-	}
-	return nil
+		_, err = s.parked.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": gone}})
+		return translate(err, "remove park markers of acknowledged deliveries")
+	})
 }
 
 // repairAcks applies again the acked links still pending a minute after

@@ -23,9 +23,15 @@ func open(t testing.TB) *mongo.Store {
 
 func openDB(t testing.TB, uri, db string) *mongo.Store {
 	t.Helper()
+	return openConfig(t, mongo.Config{URI: uri, Database: db})
+}
+
+// openConfig opens the store cfg describes, dropped and closed when t ends.
+func openConfig(t testing.TB, cfg mongo.Config) *mongo.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := mongo.Open(ctx, mongo.Config{URI: uri, Database: db})
+	s, err := mongo.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("mongo.Open: %v", err)
 	}

@@ -87,6 +87,16 @@ func create[T any](ctx context.Context, c *mongo.Collection, what string, rec re
 }
 
 // listLive returns the live records matching filter, by key.
+// liveRecords is what listLive finds, the records alone.
+func liveRecords[T any](ctx context.Context, c *mongo.Collection, filter bson.M) ([]T, error) {
+	docs, err := listLive[T](ctx, c, filter)
+	out := make([]T, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.X)
+	}
+	return out, err
+}
+
 func listLive[T any](ctx context.Context, c *mongo.Collection, filter bson.M) ([]recDoc[T], error) {
 	// Emptied older revisions (no x; putRev keeps their numbers) are left
 	// out by the filter, so a listing does not grow with every change.
@@ -154,12 +164,7 @@ func (s *Store) GetOrg(ctx context.Context, cvr string) (hub.Organisation, error
 }
 
 func (s *Store) ListOrgs(ctx context.Context) ([]hub.Organisation, error) {
-	docs, err := listLive[hub.Organisation](ctx, s.orgs, bson.M{})
-	out := make([]hub.Organisation, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, d.X)
-	}
-	return out, err
+	return liveRecords[hub.Organisation](ctx, s.orgs, bson.M{})
 }
 
 // --- systems
@@ -182,44 +187,74 @@ type touchDoc struct {
 	At time.Time `bson:"at"`
 }
 
-func (s *Store) claimToken(ctx context.Context, hash, system string) error {
-	if hash == "" {
-		return nil
-	}
+func (d tokenDoc) claimOwner() string   { return d.System }
+func (d tokenDoc) claimedAt() time.Time { return d.At }
+
+// claimDoc is a claim of a unique key (a token hash, a contact-point
+// code): its _id is the key.
+type claimDoc interface {
+	claimOwner() string
+	claimedAt() time.Time
+}
+
+// claim inserts doc, owner's claim of key, into c; the unique _id makes
+// one claimant win. A claim owner holds already is kept. Another owner's
+// claim stands while holds says that owner's live revision carries the key
+// or while it is younger than the grace period (taken says what to
+// answer then); otherwise it is stale (a crash between claim and
+// revision), so exactly that claim is removed and the insert tried again.
+func claim[D claimDoc](ctx context.Context, s *Store, c *mongo.Collection, what, key, owner, ownerField string, doc D,
+	holds func(owner string) (bool, error), taken func(owner string, held bool) error) error {
 	for try := 0; try < 3; try++ {
-		_, err := s.tokens.InsertOne(ctx, tokenDoc{Hash: hash, System: system, At: time.Now()})
+		_, err := c.InsertOne(ctx, doc)
 		if err == nil {
 			return nil
 		}
 		if !isDup(err) {
-			return translate(err, "claim token")
+			return translate(err, "claim %s", what)
 		}
-		old, ok, err := findOne[tokenDoc](ctx, s.tokens, bson.M{"_id": hash})
+		old, ok, err := findOne[D](ctx, c, bson.M{"_id": key})
 		if err != nil {
 			return err
 		}
 		if !ok {
 			continue
 		}
-		if old.System == system {
+		if old.claimOwner() == owner {
 			return nil
 		}
-		h, err := live[hub.System](ctx, s.systems, "system", old.System)
-		if err == nil && h.Tok == hash {
-			return hub.Errorf(hub.Conflict, "token hash is taken by another system")
-		}
-		if err != nil && !hub.Is(err, hub.NotFound) {
+		held, err := holds(old.claimOwner())
+		if err != nil {
 			return err
 		}
-		if time.Since(old.At) < s.grace {
-			return hub.Errorf(hub.Conflict, "token hash is being claimed by another system")
+		if held || time.Since(old.claimedAt()) < s.grace {
+			return taken(old.claimOwner(), held)
 		}
-		// Stale claim: remove exactly that claim and try again.
-		if _, err := s.tokens.DeleteOne(ctx, bson.M{"_id": hash, "sys": old.System}); err != nil {
-			return translate(err, "remove stale token claim")
+		if _, err := c.DeleteOne(ctx, bson.M{"_id": key, ownerField: old.claimOwner()}); err != nil {
+			return translate(err, "remove stale %s claim", what)
 		}
 	}
-	return hub.Errorf(hub.Conflict, "token hash is contended")
+	return hub.Errorf(hub.Conflict, "%s is contended", what)
+}
+
+func (s *Store) claimToken(ctx context.Context, hash, system string) error {
+	if hash == "" {
+		return nil
+	}
+	holds := func(other string) (bool, error) {
+		h, err := live[hub.System](ctx, s.systems, "system", other)
+		if hub.Is(err, hub.NotFound) {
+			return false, nil
+		}
+		return err == nil && h.Tok == hash, err
+	}
+	taken := func(_ string, held bool) error {
+		if held {
+			return hub.Errorf(hub.Conflict, "token hash is taken by another system")
+		}
+		return hub.Errorf(hub.Conflict, "token hash is being claimed by another system")
+	}
+	return claim(ctx, s, s.tokens, "token hash", hash, system, "sys", tokenDoc{Hash: hash, System: system, At: time.Now()}, holds, taken)
 }
 
 func (s *Store) releaseToken(ctx context.Context, hash, system string) {
@@ -456,12 +491,7 @@ func (s *Store) DeleteContactGroup(ctx context.Context, org, id string) error {
 }
 
 func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error) {
-	docs, err := listLive[hub.ContactGroup](ctx, s.groups, bson.M{"org": org})
-	out := make([]hub.ContactGroup, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, d.X)
-	}
-	return out, err
+	return liveRecords[hub.ContactGroup](ctx, s.groups, bson.M{"org": org})
 }
 
 // A contact-point code names one point of an organisation: the point
@@ -497,37 +527,20 @@ func carries(p hub.ContactPoint, c hub.ContactPointCode) bool {
 // claimCode claims c in org for point id (nil when id holds it already).
 func (s *Store) claimCode(ctx context.Context, org, id string, c hub.ContactPointCode) error {
 	k := codeID(org, c)
-	for try := 0; try < 3; try++ {
-		_, err := s.codes.InsertOne(ctx, codeDoc{ID: k, Owner: id, At: time.Now()})
-		if err == nil {
-			return nil
+	holds := func(other string) (bool, error) {
+		h, err := live[hub.ContactPoint](ctx, s.points, "contact point", other)
+		if hub.Is(err, hub.NotFound) {
+			return false, nil
 		}
-		if !isDup(err) {
-			return translate(err, "claim contact-point code")
-		}
-		old, ok, err := findOne[codeDoc](ctx, s.codes, bson.M{"_id": k})
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if old.Owner == id {
-			return nil
-		}
-		h, err := live[hub.ContactPoint](ctx, s.points, "contact point", old.Owner)
-		if err != nil && !hub.Is(err, hub.NotFound) {
-			return err
-		}
-		if (err == nil && h.Org == org && carries(h.X, c)) || time.Since(old.At) < s.grace {
-			return hub.CodeTaken(c, old.Owner)
-		}
-		if _, err := s.codes.DeleteOne(ctx, bson.M{"_id": k, "o": old.Owner}); err != nil {
-			return translate(err, "remove stale contact-point code claim")
-		}
+		return err == nil && h.Org == org && carries(h.X, c), err
 	}
-	return hub.Errorf(hub.Conflict, "contact-point code %s %s is contended", c.Type, c.Code)
+	taken := func(other string, _ bool) error { return hub.CodeTaken(c, other) }
+	return claim(ctx, s, s.codes, fmt.Sprintf("contact-point code %s %s", c.Type, c.Code), k, id, "o",
+		codeDoc{ID: k, Owner: id, At: time.Now()}, holds, taken)
 }
+
+func (d codeDoc) claimOwner() string   { return d.Owner }
+func (d codeDoc) claimedAt() time.Time { return d.At }
 
 // releaseCodes drops point id's claims on codes its live revision does not
 // carry.
@@ -601,12 +614,7 @@ func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
 }
 
 func (s *Store) ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error) {
-	docs, err := listLive[hub.ContactPoint](ctx, s.points, bson.M{"org": org})
-	out := make([]hub.ContactPoint, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, d.X)
-	}
-	return out, err
+	return liveRecords[hub.ContactPoint](ctx, s.points, bson.M{"org": org})
 }
 
 type ruleDoc struct {

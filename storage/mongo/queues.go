@@ -156,6 +156,14 @@ func (st state) delivery(d delDoc) hub.Delivery {
 	return out
 }
 
+func (st state) deliveries(docs []delDoc) []hub.Delivery {
+	out := make([]hub.Delivery, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, st.delivery(d))
+	}
+	return out
+}
+
 func (st state) available(d delDoc, now time.Time) bool {
 	if _, ok := st.parked[d.ID]; ok || d.Av.After(now) || st.acked(d) {
 		return false
@@ -261,11 +269,7 @@ func (s *Store) ListQueue(ctx context.Context, queue string, afterSeq int64, lim
 	if err != nil {
 		return nil, err
 	}
-	out := make([]hub.Delivery, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, st.delivery(d))
-	}
-	return out, nil
+	return st.deliveries(docs), nil
 }
 
 // queueState reads, beside a page of queue after (afterSeq, afterID), the
@@ -425,11 +429,7 @@ func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Del
 	if err != nil {
 		return nil, err
 	}
-	out := make([]hub.Delivery, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, st.delivery(d))
-	}
-	return out, nil
+	return st.deliveries(docs), nil
 }
 
 // Lease inserts epoch head+1 of the delivery's lease chain; the unique
@@ -899,13 +899,29 @@ func (s *Store) markApplied(ctx context.Context, link leaseDoc) error {
 	return translate(err, "mark acknowledgement of %s applied", link.D)
 }
 
-// finishAck applies a pending acked link again (a retried ack, Repair):
-// every write is idempotent. Inline content of a message with no
-// deliveries left is removed too; a blob is left for the sweeper.
+// finishAck applies a pending acked link again (a retried ack, Repair) as
+// AckWith does, after reading what AckWith's first round would have: every
+// write is idempotent. Inline content of a message with no deliveries left
+// is removed too; a blob is left for the sweeper.
 func (s *Store) finishAck(ctx context.Context, link leaseDoc) {
 	ctx = context.WithoutCancel(ctx)
-	sealed, err := s.sealedIDs(ctx, link.Evs)
-	if err != nil {
+	var in ackInput
+	var sealed map[string]bool
+	fns := []func() error{
+		func() (err error) {
+			_, in.parked, err = findOne[parkDoc](ctx, s.parked, bson.M{"_id": link.D})
+			return err
+		},
+		func() (err error) {
+			in.m, in.mok, err = findOne[msgDoc](ctx, s.messages, bson.M{"_id": link.M, "c": true}, options.FindOne().SetProjection(bson.M{"m.content": 0}))
+			return err
+		},
+	}
+	if len(link.Evs) > 0 {
+		// The sealer may have run since the events were first appended.
+		fns = append(fns, func() (err error) { sealed, err = s.sealedIDs(ctx, link.Evs); return err })
+	}
+	if err := sideBySide(fns...); err != nil {
 		return
 	}
 	var evs []hub.Event
@@ -914,21 +930,8 @@ func (s *Store) finishAck(ctx context.Context, link leaseDoc) {
 			evs = append(evs, ev)
 		}
 	}
-	_, parked, err := findOne[parkDoc](ctx, s.parked, bson.M{"_id": link.D})
-	if err != nil {
-		return
-	}
-	if err := sideBySide(s.ackWrites(ctx, link, evs, parked)...); err != nil {
-		return
-	}
-	rest, err := findAll[delDoc](ctx, s.deliveries, bson.M{"msg": link.M}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))
-	if unref, err := s.noneRemain(ctx, link, othersOf(link, rest), err); err == nil && unref {
-		m, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": link.M, "c": true}, options.FindOne().SetProjection(bson.M{"m.content": 0}))
-		if err == nil && ok && m.M.ContentKey == "" && !m.M.ArchiveUntil.After(time.Now()) {
-			_, _ = s.messages.UpdateOne(ctx, bson.M{"_id": link.M, "c": true}, bson.M{"$unset": bson.M{"m.content": ""}})
-		}
-	}
-	_ = s.markApplied(ctx, link)
+	link.Evs = evs
+	_, _ = s.applyAck(ctx, link, in, time.Now())
 }
 
 // Park inserts a parked marker (idempotent).

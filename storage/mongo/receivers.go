@@ -72,23 +72,11 @@ func applyRoster(sys *hub.System, r roster, ok bool) {
 // withRoster runs read and, at the same time, fetches org's roster, so a
 // read that needs both costs one round trip more than read alone only
 // when read itself is quicker.
-func (s *Store) withRoster(ctx context.Context, org string, read func() error) (roster, bool, error) {
-	type res struct {
-		r   roster
-		ok  bool
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		r, ok, err := s.rosterOf(ctx, org)
-		ch <- res{r, ok, err}
-	}()
-	err := read()
-	got := <-ch
-	if err != nil {
+func (s *Store) withRoster(ctx context.Context, org string, read func() error) (r roster, ok bool, err error) {
+	if err := sideBySide(read, func() (err error) { r, ok, err = s.rosterOf(ctx, org); return err }); err != nil {
 		return roster{}, false, err
 	}
-	return got.r, got.ok, got.err
+	return r, ok, nil
 }
 
 // ChangeReceivers decides on the roster head and inserts the next

@@ -146,17 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 func (s *Store) createIndexes(ctx context.Context) error {
 	unique := options.Index().SetUnique(true)
-	idx := func(keys ...string) bson.D {
-		var d bson.D
-		for _, k := range keys {
-			if strings.HasPrefix(k, "-") {
-				d = append(d, bson.E{Key: k[1:], Value: -1})
-			} else {
-				d = append(d, bson.E{Key: k, Value: 1})
-			}
-		}
-		return d
-	}
+	idx := sortBy // an index's keys read as a sort's
 	versioned := []mongo.IndexModel{
 		{Keys: idx("k", "rv"), Options: unique}, // Options set only for unique indexes
 		{Keys: idx("org", "k")},
@@ -283,31 +273,31 @@ func onlyDups(err error) bool {
 	if err == nil {
 		return true
 	}
+	var codes []int
 	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) {
-		if bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+	var we mongo.WriteException
+	switch {
+	case errors.As(err, &bwe):
+		if bwe.WriteConcernError != nil {
 			return false
 		}
-		for _, we := range bwe.WriteErrors {
-			if we.Code != 11000 && we.Code != 11001 && we.Code != 12582 {
-				return false
-			}
+		for _, e := range bwe.WriteErrors {
+			codes = append(codes, e.Code)
 		}
-		return true
-	}
-	var we mongo.WriteException
-	if errors.As(err, &we) {
-		if we.WriteConcernError != nil || len(we.WriteErrors) == 0 {
+	case errors.As(err, &we):
+		if we.WriteConcernError != nil {
 			return false
 		}
 		for _, e := range we.WriteErrors {
-			if e.Code != 11000 && e.Code != 11001 && e.Code != 12582 {
-				return false
-			}
+			codes = append(codes, e.Code)
 		}
-		return true
 	}
-	return false
+	for _, c := range codes {
+		if c != 11000 && c != 11001 && c != 12582 {
+			return false
+		}
+	}
+	return len(codes) > 0
 }
 
 func randomID() string {
@@ -339,6 +329,44 @@ func findAll[T any](ctx context.Context, c *mongo.Collection, filter any, opts .
 	var out []T
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, translate(err, "read from %s", c.Name())
+	}
+	return out, nil
+}
+
+// maxIn bounds the values of one $in list: a longer list is sent in slices
+// of it, keeping each command far below MongoDB's 16 MiB.
+const maxIn = 1000
+
+// inSlices calls fn with consecutive slices of xs of at most maxIn values,
+// stopping at the first error.
+func inSlices[T any](xs []T, fn func([]T) error) error {
+	for i := 0; i < len(xs); i += maxIn {
+		if err := fn(xs[i:min(i+maxIn, len(xs))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findByIDs reads the documents whose _id is one of ids (and that match
+// more, when given), maxIn at a time, keyed as pick says.
+func findByIDs[D, V any](ctx context.Context, c *mongo.Collection, ids []string, more bson.M, pick func(D) (string, V),
+	opts ...options.Lister[options.FindOptions]) (map[string]V, error) {
+	out := make(map[string]V, len(ids))
+	err := inSlices(ids, func(ids []string) error {
+		f := bson.M{"_id": bson.M{"$in": ids}}
+		for k, v := range more {
+			f[k] = v
+		}
+		docs, err := findAll[D](ctx, c, f, opts...)
+		for _, d := range docs {
+			k, v := pick(d)
+			out[k] = v
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -152,8 +152,7 @@ func (s *Store) bumpStamp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.meta.ReplaceOne(ctx, bson.M{"_id": stampID}, stampDoc{ID: stampID, V: randomID(), H: h}, options.Replace().SetUpsert(true))
-	return translate(err, "write policy stamp")
+	return upsert(ctx, s.meta, bson.M{"_id": stampID}, stampDoc{ID: stampID, V: randomID(), H: h}, "write policy stamp")
 }
 
 func (s *Store) PolicyStamp(ctx context.Context) (string, error) {

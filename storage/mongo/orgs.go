@@ -440,8 +440,7 @@ func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error 
 	if _, err := live[hub.System](ctx, s.systems, "system", id); err != nil {
 		return err
 	}
-	_, err := s.touches.ReplaceOne(ctx, bson.M{"_id": id}, touchDoc{ID: id, At: at}, options.Replace().SetUpsert(true))
-	return translate(err, "touch system %s", id)
+	return upsert(ctx, s.touches, bson.M{"_id": id}, touchDoc{ID: id, At: at}, "touch system "+id)
 }
 
 // --- contact structure
@@ -628,8 +627,7 @@ func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
 	if r.ID == "" || r.OrgCVR == "" {
 		return hub.Errorf(hub.Invalid, "routing rule without ID or organisation")
 	}
-	_, err := s.rules.ReplaceOne(ctx, bson.M{"_id": r.ID}, ruleDoc{ID: r.ID, Org: r.OrgCVR, Prio: r.Priority, X: r}, options.Replace().SetUpsert(true))
-	return translate(err, "put routing rule %s", r.ID)
+	return upsert(ctx, s.rules, bson.M{"_id": r.ID}, ruleDoc{ID: r.ID, Org: r.OrgCVR, Prio: r.Priority, X: r}, "put routing rule "+r.ID)
 }
 
 func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {

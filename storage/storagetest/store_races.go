@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -165,6 +166,28 @@ var raceTests = []storeTest{
 			if len(rs) != round+1 {
 				t.Fatalf("round %d: %d receipts stored, want %d", round, len(rs), round+1)
 			}
+		}
+	}},
+	{"The first writes of a routing rule, a system's last fetch and the policy stamp by 16 callers at once all succeed", func(t *testing.T, s hub.Store) {
+		// Each is an upsert of a document that does not exist yet: all but
+		// one of the inserts meet the unique _id, and must then replace.
+		must(t, s.CreateOrg(ctx, org("12345678")), "CreateOrg")
+		must(t, s.CreateSystem(ctx, system("a", "12345678", "h-a")), "CreateSystem")
+		if n := concurrently(t, 16, "", func(i int) error {
+			return s.PutRoutingRule(ctx, hub.RoutingRule{ID: "r1", OrgCVR: "12345678", Priority: i, Field: "KLE", Value: "00.*", SystemID: "a", Created: T0})
+		}); n != 16 {
+			t.Fatalf("%d of 16 PutRoutingRule calls succeeded", n)
+		}
+		if rs, err := s.ListRoutingRules(ctx, "12345678"); err != nil || len(rs) != 1 {
+			t.Fatalf("ListRoutingRules: %v, %v, want one rule", rs, err)
+		}
+		if n := concurrently(t, 16, "", func(i int) error { return s.TouchSystem(ctx, "a", T0.Add(time.Duration(i)*time.Second)) }); n != 16 {
+			t.Fatalf("%d of 16 TouchSystem calls succeeded", n)
+		}
+		if n := concurrently(t, 16, "", func(i int) error {
+			return s.AddPolicy(ctx, hub.PolicyLine{Ptype: "p", V: []string{fmt.Sprint("role", i), "12345678", "messages", "read"}})
+		}); n != 16 {
+			t.Fatalf("%d of 16 AddPolicy calls (of different lines) succeeded", n)
 		}
 	}},
 }

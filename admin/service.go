@@ -44,9 +44,34 @@ import (
 	"github.com/posthub/posthub/rbac"
 )
 
+// Store is what the service reads and writes itself (hub.Store has it);
+// the rest of its changes go through Registry, Ingest, Importer and
+// Enforcer, which say what they need. Each method returns the codes its
+// hub.Store counterpart documents.
+type Store interface {
+	GetSystem(ctx context.Context, id string) (hub.System, error)
+	UpdateSystem(ctx context.Context, sys hub.System) error
+
+	ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error)
+	PutContactGroup(ctx context.Context, g hub.ContactGroup) error
+	DeleteContactGroup(ctx context.Context, org, id string) error
+	GetContactPoint(ctx context.Context, id string) (hub.ContactPoint, error)
+	DeleteContactPoint(ctx context.Context, org, id string) error
+	PutRoutingRule(ctx context.Context, r hub.RoutingRule) error
+	DeleteRoutingRule(ctx context.Context, org, id string) error
+
+	CreateUser(ctx context.Context, u hub.User) error
+	GetUser(ctx context.Context, id string) (hub.User, error)
+
+	GetMessage(ctx context.Context, uuid string) (hub.Message, error)
+	ListMessagesBySender(ctx context.Context, senderCVR, after string, limit int) ([]hub.Message, error)
+	QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event, error)
+	ReadCounters(ctx context.Context, q hub.CounterQuery) ([]hub.Counter, error)
+}
+
 // Service carries out administrative changes and queries.
 type Service struct {
-	Store    hub.Store
+	Store    Store
 	Registry *hub.Registry
 	Ingest   *hub.Ingest
 	Importer *hub.ContactImporter

@@ -91,7 +91,7 @@ func KeyID(pub ed25519.PublicKey) string {
 
 // ExportCheckpoints writes the log's checkpoints from seq from on as JSON
 // lines and returns how many.
-func ExportCheckpoints(ctx context.Context, store hub.EventStore, from uint64, w io.Writer) (int, error) {
+func ExportCheckpoints(ctx context.Context, store Querier, from uint64, w io.Writer) (int, error) {
 	enc := json.NewEncoder(w)
 	n := 0
 	after := uint64(0)

@@ -1,6 +1,7 @@
 // Package eventlog is posthub's event log (hændelseslog): append, seal,
-// query, feed, export, verify, checkpoints and retention, over any
-// hub.EventStore.
+// query, feed, export, verify, checkpoints and retention, over any store
+// with the few methods each part needs (Store, SealerStore, Querier,
+// Scanner; hub.EventStore has them all).
 //
 // Guarantees:
 //   - Durable appends: Log.Emit returns nil once the entries are stored as

@@ -28,12 +28,29 @@ type Options struct {
 	Now          func() time.Time
 }
 
+// Store is what a Log needs of the store: appending pending entries and
+// querying sealed ones (hub.EventStore has it).
+type Store interface {
+	// AppendEvents durably records pending events; an ID that exists is
+	// skipped.
+	AppendEvents(ctx context.Context, evs []hub.Event) error
+	Querier
+}
+
+// Querier is what reading sealed entries needs (Search, Feed,
+// ExportCheckpoints).
+type Querier interface {
+	// QueryEvents returns sealed events matching q in Seq order (or
+	// descending).
+	QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event, error)
+}
+
 // Log is the event log's write and read side on one hub instance. It
 // implements hub.EventSink: Emit appends pending entries, and concurrent
 // Emits share one AppendEvents (group commit). Entries become visible to
 // readers once a Sealer (on this or another instance) has sealed them.
 type Log struct {
-	store hub.EventStore
+	store Store
 	opts  Options
 
 	reqs chan *emitReq
@@ -55,7 +72,7 @@ type emitReq struct {
 }
 
 // New returns a running Log over store; Close stops it.
-func New(store hub.EventStore, opts Options) *Log {
+func New(store Store, opts Options) *Log {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
 	}
@@ -82,7 +99,7 @@ func (l *Log) Close() error {
 }
 
 // Store returns the store the log reads and writes.
-func (l *Log) Store() hub.EventStore { return l.store }
+func (l *Log) Store() Store { return l.store }
 
 // Emit implements hub.EventSink: it completes the events (ID, canonical
 // time, read-event visibility), checks their size and appends them as

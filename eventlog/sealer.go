@@ -53,13 +53,35 @@ type SealerOptions struct {
 	Now    func() time.Time
 }
 
+// SealerStore is what a Sealer needs of the store (hub.EventStore has
+// it): the pending entries, the sealer lease that fences the seal, the
+// last checkpoint, and retention.
+type SealerStore interface {
+	PendingEvents(ctx context.Context, limit int) ([]hub.Event, error)
+	LeaseSealer(ctx context.Context, l hub.SealerLease, ttl time.Duration, now time.Time) (hub.SealerLease, error)
+	ReleaseSealer(ctx context.Context, l hub.SealerLease) error
+	// SealEvents returns Conflict, storing nothing, when l is no longer the
+	// current lease.
+	SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Event) (hub.SealerLease, error)
+	Querier
+	RetentionStore
+}
+
+// RetentionStore is what Retain needs: the chain's head, which it never
+// deletes, and deleting sealed entries older than a time.
+type RetentionStore interface {
+	// LastSealed returns NotFound when nothing is sealed.
+	LastSealed(ctx context.Context) (hub.Event, error)
+	DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
 // Sealer seals pending entries into the hash chain. Any number of sealers
 // may run (one per hub instance); the store's sealer lease makes one of
 // them do the work at a time, and fences it: a sealer whose lease another
 // took (it paused past its expiry) gets Conflict from SealEvents and has
 // written nothing, so the chain never forks and never loses an entry.
 type Sealer struct {
-	store hub.EventStore
+	store SealerStore
 	opts  SealerOptions
 
 	// The lease as the store last returned it: Epoch 0 when not held (then
@@ -74,7 +96,7 @@ type Sealer struct {
 }
 
 // NewSealer returns a sealer over store.
-func NewSealer(store hub.EventStore, opts SealerOptions) *Sealer {
+func NewSealer(store SealerStore, opts SealerOptions) *Sealer {
 	if opts.Holder == "" {
 		opts.Holder = "sealer-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
@@ -314,7 +336,7 @@ func (s *Sealer) loadCheckpoint(ctx context.Context) error {
 // the chain always continues from a stored head. It returns the number of
 // entries deleted. The remaining log verifies from its first entry, whose
 // PrevHash is the anchor (trustworthy when a signed checkpoint follows it).
-func Retain(ctx context.Context, store hub.EventStore, cutoff time.Time) (int64, error) {
+func Retain(ctx context.Context, store RetentionStore, cutoff time.Time) (int64, error) {
 	last, err := store.LastSealed(ctx)
 	if hub.ErrorCode(err) == hub.NotFound {
 		return 0, nil

@@ -86,8 +86,8 @@ func Verify(ctx context.Context, store Scanner, from uint64) (Report, error) {
 	return VerifyWith(ctx, store, VerifyOptions{From: from})
 }
 
-// Scanner is what verification reads: a hub.EventStore, or an exported
-// file (ExportFile).
+// Scanner is what verification reads: the store (hub.EventStore has it),
+// or an exported file (ExportFile).
 type Scanner interface {
 	ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) error) error
 }

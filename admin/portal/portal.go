@@ -8,6 +8,7 @@
 package portal
 
 import (
+	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
@@ -47,7 +48,9 @@ const loginCookie = "posthub_login"
 // page and form action guarded by a permission (Pages) decided by the same
 // rbac.Enforcer as the API.
 type Portal struct {
-	Svc      *admin.Service
+	Svc *admin.Service
+	// Store is what the pages read besides the service (hub.Store has it).
+	Store    Store
 	Sessions *rbac.Sessions
 	// Secure forces the Secure flag on cookies (behind a TLS-terminating proxy).
 	Secure bool
@@ -65,6 +68,18 @@ type Portal struct {
 	pages []PageRoute
 }
 
+// Store is what the portal's pages read directly: organisations and their
+// systems and contact structure, to show them. Every change goes through
+// the admin service.
+type Store interface {
+	GetOrg(ctx context.Context, cvr string) (hub.Organisation, error)
+	ListOrgs(ctx context.Context) ([]hub.Organisation, error)
+	ListSystems(ctx context.Context, org string) ([]hub.System, error)
+	ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error)
+	ListContactPoints(ctx context.Context, org string) ([]hub.ContactPoint, error)
+	ListRoutingRules(ctx context.Context, org string) ([]hub.RoutingRule, error)
+}
+
 // PageRoute is one portal page or form action and the permission it needs
 // ("" for public pages, rbac.Self for any logged-in user).
 type PageRoute struct {
@@ -74,11 +89,11 @@ type PageRoute struct {
 }
 
 // New builds the portal over the admin service.
-func New(svc *admin.Service, sessions *rbac.Sessions, log *slog.Logger) *Portal {
+func New(svc *admin.Service, store Store, sessions *rbac.Sessions, log *slog.Logger) *Portal {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Portal{Svc: svc, Sessions: sessions, Log: log, mux: http.NewServeMux(), tmpl: map[string]*template.Template{}}
+	p := &Portal{Svc: svc, Store: store, Sessions: sessions, Log: log, mux: http.NewServeMux(), tmpl: map[string]*template.Template{}}
 	layout := template.Must(template.ParseFS(templateFS, "templates/layout.html"))
 	for _, name := range []string{"login", "loggedout", "home", "org", "systems", "contacts", "users", "statistics", "events", "messages", "error"} {
 		t := template.Must(layout.Clone())
@@ -200,7 +215,7 @@ func (p *Portal) route(pattern string, perm rbac.Perm, h func(*req) error) {
 			return
 		}
 		if org := r.PathValue("org"); org != "" {
-			o, err := p.Svc.Store.GetOrg(r.Context(), org)
+			o, err := p.Store.GetOrg(r.Context(), org)
 			if err != nil {
 				p.fail(q, err)
 				return
@@ -402,14 +417,14 @@ func (p *Portal) home(q *req) error {
 	sub := rbac.Subject{User: q.user.ID}
 	var orgs []hub.Organisation
 	if p.Svc.Enforcer.Allowed(sub, rbac.Global, rbac.OrgsList) {
-		all, err := p.Svc.Store.ListOrgs(ctx)
+		all, err := p.Store.ListOrgs(ctx)
 		if err != nil {
 			return err
 		}
 		orgs = all
 	} else {
 		for _, d := range p.Svc.Enforcer.Domains(q.user.ID) {
-			if o, err := p.Svc.Store.GetOrg(ctx, d); err == nil {
+			if o, err := p.Store.GetOrg(ctx, d); err == nil {
 				orgs = append(orgs, o)
 			}
 		}
@@ -455,7 +470,7 @@ type issuedToken struct {
 func (p *Portal) systemsPage(q *req) error { return p.showSystems(q, nil) }
 
 func (p *Portal) showSystems(q *req, tok *issuedToken) error {
-	ss, err := p.Svc.Store.ListSystems(q.r.Context(), q.org.CVR)
+	ss, err := p.Store.ListSystems(q.r.Context(), q.org.CVR)
 	if err != nil {
 		return err
 	}
@@ -518,7 +533,7 @@ func (p *Portal) systemAction(q *req) error {
 
 func (p *Portal) contactsPage(q *req) error {
 	ctx, org := q.r.Context(), q.org.CVR
-	ss, err := p.Svc.Store.ListSystems(ctx, org)
+	ss, err := p.Store.ListSystems(ctx, org)
 	if err != nil {
 		return err
 	}
@@ -530,15 +545,15 @@ func (p *Portal) contactsPage(q *req) error {
 			receivers = append(receivers, s)
 		}
 	}
-	groups, err := p.Svc.Store.ListContactGroups(ctx, org)
+	groups, err := p.Store.ListContactGroups(ctx, org)
 	if err != nil {
 		return err
 	}
-	points, err := p.Svc.Store.ListContactPoints(ctx, org)
+	points, err := p.Store.ListContactPoints(ctx, org)
 	if err != nil {
 		return err
 	}
-	rules, err := p.Svc.Store.ListRoutingRules(ctx, org)
+	rules, err := p.Store.ListRoutingRules(ctx, org)
 	if err != nil {
 		return err
 	}
@@ -753,7 +768,7 @@ func (p *Portal) statisticsPage(q *req) error {
 		return err
 	}
 	names := map[string]string{}
-	if ss, err := p.Svc.Store.ListSystems(ctx, org); err == nil {
+	if ss, err := p.Store.ListSystems(ctx, org); err == nil {
 		for _, s := range ss {
 			names[s.ID] = s.Name
 		}

@@ -55,7 +55,7 @@ func TestPortalPermissionMatrix(t *testing.T) {
 	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{9}, 32), Users: store}
 	svc := &admin.Service{Store: store, Registry: reg, Enforcer: en, Events: hub.StoreEvents{Store: store},
 		Ingest: &hub.Ingest{Store: store, Events: hub.StoreEvents{Store: store}}}
-	p := portal.New(svc, sessions, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := portal.New(svc, store, sessions, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var users []portalUser
 	for _, r := range rbac.Roles {
 		if r.System {

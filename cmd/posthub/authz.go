@@ -12,6 +12,7 @@ import (
 
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/admin/portal"
+	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 )
@@ -32,12 +33,12 @@ type authz struct {
 // instances behind one load balancer) or DATA/session.key (created on first
 // start). One Hasher bounds every password hash of the process: logins on
 // the API and the portal, and account creation.
-func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service, log *slog.Logger) (*authz, error) {
+func newAuthz(ctx context.Context, env *Env, cfg serveConfig, store hub.Store, svc *admin.Service, log *slog.Logger) (*authz, error) {
 	proxies, err := rbac.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("-trusted-proxies: %w", err)
 	}
-	en, err := rbac.New(ctx, svc.Store, rbac.Options{PollInterval: cfg.PolicyPollInterval, Log: log})
+	en, err := rbac.New(ctx, store, rbac.Options{PollInterval: cfg.PolicyPollInterval, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
@@ -51,10 +52,10 @@ func newAuthz(ctx context.Context, env *Env, cfg serveConfig, svc *admin.Service
 		return nil, err
 	}
 	hasher := rbac.NewHasher(cfg.MaxPasswordHashes, cfg.PasswordHashWait)
-	sessions := &rbac.Sessions{Key: key, Users: svc.Store, Hasher: hasher, Proxies: proxies,
+	sessions := &rbac.Sessions{Key: key, Users: store, Hasher: hasher, Proxies: proxies,
 		Throttle: rbac.Throttle{PerAddress: cfg.LoginRate, Delay: cfg.LoginDelay}}
 	svc.Enforcer, svc.Hasher = en, hasher
-	p := portal.New(svc, sessions, log)
+	p := portal.New(svc, store, sessions, log)
 	p.Secure = cfg.secureCookies()
 	rp, err := newRP(cfg, env, key, svc, en, log)
 	if err != nil {

@@ -116,7 +116,7 @@ func build(ctx context.Context, env *Env, cfg serveConfig, log *slog.Logger) (_ 
 	if cfg.MetricsToken != "" {
 		acfg.MetricsTokenHash = hub.HashToken(cfg.MetricsToken)
 	}
-	if h.az, err = newAuthz(ctx, env, cfg, &admin.Service{Store: store, Registry: h.registry, Ingest: h.ingest, Importer: h.importer, Events: events}, log); err != nil {
+	if h.az, err = newAuthz(ctx, env, cfg, store, &admin.Service{Store: store, Registry: h.registry, Ingest: h.ingest, Importer: h.importer, Events: events}, log); err != nil {
 		return nil, err
 	}
 	// The viewer side (viewing clients, consents, notifications) runs on

@@ -29,6 +29,27 @@ func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
 
 func arrayOf(name string) obj { return obj{"type": "array", "items": ref(name)} }
 
+// listOf is the schema of a list route's answer: the one list shape,
+// PagingResult, whose content holds items of the named schema.
+func listOf(name string) obj { return pagingOf(ref(name)) }
+
+func pagingOf(item obj) obj {
+	return obj{"allOf": []obj{ref("PagingResult"),
+		{"type": "object", "properties": obj{"content": obj{"type": "array", "items": item}}}}}
+}
+
+// pagingResult is the schema of paging.Result.
+var pagingResult = obj{"type": "object", "required": []string{"content", "number", "size"},
+	"description": "one page of a list (NgDP's PagingResult): every list route answers this shape, " +
+		"except GET /events/ and GET …/system-fetches/, whose shapes NgDP defines",
+	"properties": obj{
+		"content":       obj{"type": "array", "items": obj{}, "description": "the page's items"},
+		"number":        obj{"type": "integer", "description": "zero-based page number (0 on a cursor-paged list)"},
+		"size":          obj{"type": "integer", "description": "the page size"},
+		"totalElements": obj{"type": "integer", "description": "items in the whole list; absent on a cursor-paged list"},
+		"totalPages":    obj{"type": "integer", "description": "pages in the whole list; absent on a cursor-paged list"},
+		"nextCursor":    str("cursor-paged lists: the after= value of the next page, absent on the last")}}
+
 // schemas are the component schemas the route table refers to.
 func schemas() obj {
 	fieldError := obj{"type": "object", "properties": obj{
@@ -54,10 +75,8 @@ func schemas() obj {
 			"stoppedAt": obj{"type": "object", "description": "where the hub stopped reading the archive: this entry and the ones after it got no receipt",
 				"properties": obj{"entry": obj{"type": "integer", "description": "1-based number among the archive's regular files"},
 					"name": str("its name in the archive"), "offset": obj{"type": "integer", "description": "decompressed bytes read before it"}}}}},
-		"PagingResultUUID": obj{"type": "object", "properties": obj{
-			"content": obj{"type": "array", "items": obj{"type": "string", "format": "uuid"}},
-			"number":  obj{"type": "integer"}, "size": obj{"type": "integer"},
-			"totalElements": obj{"type": "integer"}, "totalPages": obj{"type": "integer"}}},
+		"PagingResult":       pagingResult,
+		"PagingResultUUID":   pagingOf(obj{"type": "string", "format": "uuid"}),
 		"RegistrationResult": obj{"type": "object", "properties": obj{"result": obj{"type": "boolean"}}},
 		"EventLog": obj{"type": "object", "properties": obj{"id": str("entry id"), "seq": obj{"type": "integer", "description": "gap-free sequence number"},
 			"eventTime": obj{"type": "string", "format": "date-time"}, "eventTag": str("NgDP EventLogEventTag or a posthub addition"),
@@ -72,7 +91,7 @@ func schemas() obj {
 		"EventFeed": obj{"type": "object", "properties": obj{"events": arrayOf("EventLog"), "nextCursor": obj{"type": "integer"}}},
 		"Message": obj{"type": "object", "properties": obj{"messageUUID": str(""), "state": str("ACTIVE, HELD, RECALLED, NOT_DELIVERED"),
 			"recipientId": str(""), "received": obj{"type": "string", "format": "date-time"}}},
-		"MessageList": arrayOf("Message"),
+		"MessageList": listOf("Message"),
 		"Organisation": obj{"type": "object", "required": []string{"cvr", "name", "kind"}, "properties": obj{
 			"cvr": str("8-digit CVR number"), "name": name, "kind": obj{"type": "string", "enum": []string{"AUTHORITY", "COMPANY"}},
 			"setup": obj{"type": "string", "enum": []string{"CONTACTABLE", "SYSTEM_RETRIEVAL", "MAILBOX_ONLY"}, "default": string(hub.DefaultSetup),
@@ -80,7 +99,7 @@ func schemas() obj {
 					"SYSTEM_RETRIEVAL (the default when absent): its receiver systems fetch it; until one connects it waits in the mailbox and is queued to the first that does. " +
 					"MAILBOX_ONLY: it stays in the mailbox for viewing clients and no receiver system gets it."},
 			"sendFor": obj{"type": "array", "maxItems": hub.MaxSendFor, "items": obj{"type": "string"}}, "active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
-		"OrganisationList": arrayOf("Organisation"),
+		"OrganisationList": listOf("Organisation"),
 		"System": obj{"type": "object", "properties": obj{
 			"id": str(""), "organisation": str("CVR"), "name": name,
 			"role":     obj{"type": "string", "enum": []string{"SENDER", "RECIPIENT", "VIEWER"}},
@@ -89,7 +108,7 @@ func schemas() obj {
 			"protocol": obj{"type": "string", "enum": []string{"REST_PULL", "REST_PUSH"}},
 			"endpoint": obj{"type": "string", "maxLength": hub.MaxURLLen, "description": "push endpoint"}, "memoVersion": obj{"type": "string", "enum": []string{"1.1", "1.2"}},
 			"active": obj{"type": "boolean"}, "version": obj{"type": "integer"}}},
-		"SystemList":      arrayOf("System"),
+		"SystemList":      listOf("System"),
 		"SystemWithToken": obj{"type": "object", "properties": obj{"system": ref("System"), "apiToken": str("shown once; send as Authorization: Basic <token>")}},
 		"ContactPoint": obj{"type": "object", "properties": obj{
 			"id": str(""), "name": name, "systemId": str("the receiver system that gets its post"),
@@ -99,7 +118,7 @@ func schemas() obj {
 					"code": obj{"type": "string", "maxLength": hub.MaxCodeLen}}}},
 			"memoSizeThresholdMB":        obj{"type": "number"},
 			"allowedNumberOfAttachments": obj{"type": "integer"}, "active": obj{"type": "boolean"}, "visible": obj{"type": "boolean"}}},
-		"ContactPointList": arrayOf("ContactPoint"),
+		"ContactPointList": listOf("ContactPoint"),
 		"RoutingRule": obj{"type": "object", "properties": obj{"id": str(""), "priority": obj{"type": "integer"},
 			"field": str("KLE, FORM, CaseID, GLN, SOR, messageCode or label"), "value": str("exact value, or prefix ending in *"), "systemId": str("")}},
 		"Contact": obj{"type": "object", "properties": obj{"id": str("CPR or CVR"), "digitalPost": obj{"type": "string", "enum": []string{"REGISTERED", "EXEMPT"}},
@@ -108,8 +127,10 @@ func schemas() obj {
 		"ImportReport": obj{"type": "object", "properties": obj{"accepted": obj{"type": "integer"},
 			"rejected": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"line": obj{"type": "integer"}, "id": str(""), "code": str(""), "message": str("")}}}}},
 	}
-	for k, v := range retrievalSchemas() {
-		all[k] = v
+	for _, more := range []obj{retrievalSchemas(), viewerSchemas()} {
+		for k, v := range more {
+			all[k] = v
+		}
 	}
 	return all
 }

@@ -2,10 +2,12 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/eventlog"
 )
 
@@ -76,4 +78,44 @@ func seqCursor(v, name, code string) (uint64, error) {
 		return 0, badRequest(name, code, name+" is a seq number (0..9223372036854775807)", v)
 	}
 	return n, nil
+}
+
+// wholeDoc documents paging of a list the store returns whole (an
+// organisation's systems, contact points, users…): such a list is small,
+// so its default page is the largest, and a client that reads one page
+// reads all of a list of up to 1000.
+var wholeDoc = map[string]string{
+	"page": "zero-based page; (page+1)×size ≤ 10000",
+	"size": "page size (default and max 1000)",
+}
+
+// The list answers. Every list route answers one paging.Result (NgDP's
+// PagingResult), built by one of these three; TestListRoutesAnswerPaging
+// holds the route table to it.
+
+// writeWhole answers a list read whole as the page the query's page and
+// size (default MaxPageSize) select.
+func writeWhole[T any](s *Server, c *gin.Context, all []T, err error) {
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	page, size, err := pageParams(c, MaxPageSize, MaxPageSize)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	c.JSON(http.StatusOK, paging.Whole(all, page, size))
+}
+
+// writeOffset answers page number of a list the service paged, with its
+// total.
+func writeOffset[T any](c *gin.Context, content []T, number, size int, total int64) {
+	c.JSON(http.StatusOK, paging.Offset(content, number, size, total))
+}
+
+// writeCursor answers a page of a cursor-paged list; next is the after=
+// value of the next page, "" on the last.
+func writeCursor[T any](c *gin.Context, content []T, size int, next string) {
+	c.JSON(http.StatusOK, paging.Cursor(content, size, next))
 }

@@ -191,7 +191,7 @@ func (s *Server) handleProviders(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"providers": portal.ProviderLinks(s.oidc, c.Query("next")), "passwordLogin": !s.cfg.NoPasswords})
 }
 
-func (s *Server) handlePrivilegeTypes(c *gin.Context) { c.JSON(http.StatusOK, rbac.Roles) }
+func (s *Server) handlePrivilegeTypes(c *gin.Context) { writeWhole(s, c, rbac.Roles, nil) }
 
 func (s *Server) handleCreateOrg(c *gin.Context) {
 	var o hub.Organisation
@@ -205,10 +205,7 @@ func (s *Server) handleCreateOrg(c *gin.Context) {
 
 func (s *Server) handleListOrgs(c *gin.Context) {
 	os, err := s.store.ListOrgs(c.Request.Context())
-	if os == nil {
-		os = []hub.Organisation{}
-	}
-	s.reply(c, http.StatusOK, os, err)
+	writeWhole(s, c, os, err)
 }
 
 func (s *Server) handleGetOrg(c *gin.Context) {
@@ -279,10 +276,7 @@ func (s *Server) handleListSystems(c *gin.Context) {
 		return
 	}
 	ss, err := s.store.ListSystems(c.Request.Context(), o.CVR)
-	if ss == nil {
-		ss = []hub.System{}
-	}
-	s.reply(c, http.StatusOK, ss, err)
+	writeWhole(s, c, ss, err)
 }
 
 func (s *Server) handleGetSystem(c *gin.Context) {
@@ -358,10 +352,7 @@ func (s *Server) handleListContactGroups(c *gin.Context) {
 		return
 	}
 	gs, err := s.store.ListContactGroups(c.Request.Context(), o.CVR)
-	if gs == nil {
-		gs = []hub.ContactGroup{}
-	}
-	s.reply(c, http.StatusOK, gs, err)
+	writeWhole(s, c, gs, err)
 }
 
 func (s *Server) handleDeleteContactGroup(c *gin.Context) {
@@ -390,10 +381,7 @@ func (s *Server) handleListContactPoints(c *gin.Context) {
 		return
 	}
 	ps, err := s.store.ListContactPoints(c.Request.Context(), o.CVR)
-	if ps == nil {
-		ps = []hub.ContactPoint{}
-	}
-	s.reply(c, http.StatusOK, ps, err)
+	writeWhole(s, c, ps, err)
 }
 
 func (s *Server) handleGetContactPoint(c *gin.Context) {
@@ -441,10 +429,7 @@ func (s *Server) handleListRules(c *gin.Context) {
 		return
 	}
 	rs, err := s.store.ListRoutingRules(c.Request.Context(), o.CVR)
-	if rs == nil {
-		rs = []hub.RoutingRule{}
-	}
-	s.reply(c, http.StatusOK, rs, err)
+	writeWhole(s, c, rs, err)
 }
 
 func (s *Server) handleDeleteRule(c *gin.Context) {
@@ -454,7 +439,7 @@ func (s *Server) handleDeleteRule(c *gin.Context) {
 
 func (s *Server) handleListUsers(c *gin.Context) {
 	us, err := s.admin.UsersOf(c.Request.Context(), c.Param("org"))
-	s.reply(c, http.StatusOK, us, err)
+	writeWhole(s, c, us, err)
 }
 
 func (s *Server) handleCreateUser(c *gin.Context) {
@@ -472,11 +457,7 @@ func (s *Server) handleCreateUser(c *gin.Context) {
 }
 
 func (s *Server) handleListGrants(c *gin.Context) {
-	gs := s.enforcer.Grants(c.Param("org"), "")
-	if gs == nil {
-		gs = []rbac.Grant{}
-	}
-	c.JSON(http.StatusOK, gs)
+	writeWhole(s, c, s.enforcer.Grants(c.Param("org"), ""), nil)
 }
 
 func (s *Server) handleGrant(c *gin.Context) {
@@ -501,14 +482,12 @@ func (s *Server) handleRevoke(c *gin.Context) {
 	s.noContent(c, s.admin.Revoke(c.Request.Context(), actor(c), g))
 }
 
+// handleHeldMessages pages the held messages in memory: finding them
+// scans at most 10,000 sent messages however many are asked for, and
+// there are at most as many held ones as the paging window reaches.
 func (s *Server) handleHeldMessages(c *gin.Context) {
-	size, err := intParam(c, "size", 100, 1, MaxPageSize)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	ms, err := s.admin.HeldMessages(c.Request.Context(), c.Param("org"), size)
-	s.reply(c, http.StatusOK, ms, err)
+	ms, err := s.admin.HeldMessages(c.Request.Context(), c.Param("org"), MaxPagingWindow)
+	writeWhole(s, c, ms, err)
 }
 
 func (s *Server) handleAdminRecall(c *gin.Context) {
@@ -554,19 +533,19 @@ func withAdminSchemas(o obj) obj {
 	user := obj{"type": "object", "properties": obj{"id": str(""), "name": obj{"type": "string", "maxLength": hub.MaxNameLen},
 		"email": obj{"type": "string", "maxLength": hub.MaxEmailLen}, "active": obj{"type": "boolean"}}}
 	o["Grant"] = grant
-	o["GrantList"] = arrayOf("Grant")
+	o["GrantList"] = listOf("Grant")
 	o["Session"] = obj{"type": "object", "properties": obj{"principal": str("user:<id>, system:<id> or operator"), "user": user,
 		"system": ref("System"), "csrfToken": str("send as X-CSRF-Token on unsafe requests"), "privileges": arrayOf("Grant"),
 		"expires": obj{"type": "string", "format": "date-time"}}}
 	o["Role"] = obj{"type": "object", "properties": obj{"name": str(""), "global": obj{"type": "boolean"}, "system": obj{"type": "boolean"},
 		"description": str(""), "permissions": obj{"type": "array", "items": obj{"type": "string"}}}}
-	o["RoleList"] = arrayOf("Role")
+	o["RoleList"] = listOf("Role")
 	o["UserGrants"] = obj{"type": "object", "properties": obj{"user": user, "privileges": obj{"type": "array", "items": obj{"type": "string"}}}}
-	o["UserGrantsList"] = arrayOf("UserGrants")
+	o["UserGrantsList"] = listOf("UserGrants")
 	o["ContactGroup"] = obj{"type": "object", "properties": obj{"id": str(""), "name": obj{"type": "string", "maxLength": hub.MaxNameLen},
 		"parentId": str(""), "version": obj{"type": "integer"}}}
-	o["ContactGroupList"] = arrayOf("ContactGroup")
-	o["RoutingRuleList"] = arrayOf("RoutingRule")
+	o["ContactGroupList"] = listOf("ContactGroup")
+	o["RoutingRuleList"] = listOf("RoutingRule")
 	o["Statistics"] = obj{"type": "object", "properties": obj{"organisation": str(""), "from": str(""), "to": str(""), "period": str(""),
 		"rows": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"period": str(""), "messageType": str(""), "channel": str(""),
 			"systemId": str(""), "direction": str("SENT or RECEIVED"), "count": obj{"type": "integer"}, "bytes": obj{"type": "integer"}}}},

@@ -64,14 +64,14 @@ func (s *Server) retrievalRoutes() []Route {
 			Summary:  "Stop a system-fetch ({\"systemFetchStatusType\":\"STOPPED\"}); messages already moved stay with the system.",
 			Consumes: []string{"application/json"}, Produces: "application/json", Status: 200, Schema: "SystemFetch", Handler: s.handleUpdateFetch},
 		{Method: "GET", Path: v1 + "/organisations/:org/parked-memos/", Perm: rbac.SystemsRead, Tag: "retrieval",
-			Summary:  "List the organisation's deliveries to receiver systems that were set aside after failed attempts.",
-			Produces: "application/json", Status: 200, Schema: "DeliveryList", Handler: s.handleListParked},
+			Summary: "List the organisation's deliveries to receiver systems that were set aside after failed attempts.",
+			Params:  wholeDoc, Produces: "application/json", Status: 200, Schema: "DeliveryList", Handler: s.handleListParked},
 		{Method: "POST", Path: v1 + "/organisations/:org/parked-memos/:id/unpark", Perm: rbac.SystemsWrite, Tag: "retrieval",
 			Summary:  "Make a parked message fetchable again, its attempts reset.",
 			Produces: "application/json", Status: 200, Schema: "Delivery", Handler: s.handleUnpark},
 		{Method: "GET", Path: v1 + "/organisations/:org/inactive-systems/", Perm: rbac.SystemsRead, Tag: "retrieval",
-			Summary:  "List the organisation's receiver systems that have not fetched for the configured period while post waits.",
-			Produces: "application/json", Status: 200, Schema: "InactiveSystemList", Handler: s.handleInactive},
+			Summary: "List the organisation's receiver systems that have not fetched for the configured period while post waits.",
+			Params:  wholeDoc, Produces: "application/json", Status: 200, Schema: "InactiveSystemList", Handler: s.handleInactive},
 	}
 }
 
@@ -90,10 +90,10 @@ func retrievalSchemas() obj {
 		"Delivery": obj{"type": "object", "properties": obj{"id": str(""), "messageUUID": str(""), "queue": str(""),
 			"systemId": str(""), "state": obj{"type": "string", "enum": []string{"READY", "PARKED"}}, "attempts": count,
 			"meta": obj{"type": "object", "additionalProperties": str(""), "description": "parkedReason says why it was set aside"}}},
-		"DeliveryList": arrayOf("Delivery"),
+		"DeliveryList": listOf("Delivery"),
 		"InactiveSystem": obj{"type": "object", "properties": obj{"system": ref("System"), "waitingMessages": count,
 			"lastFetch": date, "idle": str("time since the last fetch")}},
-		"InactiveSystemList": arrayOf("InactiveSystem"),
+		"InactiveSystemList": listOf("InactiveSystem"),
 	}
 }
 
@@ -120,8 +120,7 @@ func (s *Server) handleListMemos(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	c.JSON(http.StatusOK, PagingResultUUID{Content: ids, Number: page, Size: size, TotalElements: total,
-		TotalPages: int((total + int64(size) - 1) / int64(size))})
+	writeOffset(c, ids, page, size, total)
 }
 
 func (s *Server) handleFetchMemo(c *gin.Context) {
@@ -295,11 +294,7 @@ func (s *Server) handleListParked(c *gin.Context) {
 		return
 	}
 	ds, err := rs.Parked(c.Request.Context(), o.CVR)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, ds)
+	writeWhole(s, c, ds, err)
 }
 
 func (s *Server) handleUnpark(c *gin.Context) {
@@ -329,9 +324,5 @@ func (s *Server) handleInactive(c *gin.Context) {
 		return
 	}
 	in, err := rs.Inactive(c.Request.Context(), o.CVR)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, in)
+	writeWhole(s, c, in, err)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
@@ -146,9 +147,9 @@ func TestRetrievalHTTPFetchLeaseAckAndTenancy(t *testing.T) {
 
 	rec := h.do("GET", "/apis/v1/memos/?page=0&size=10", recv, "")
 	wantStatus(t, rec, 200, "list")
-	var page api.PagingResultUUID
+	var page paging.Result[string]
 	_ = json.Unmarshal(rec.Body.Bytes(), &page)
-	if len(page.Content) != 1 || page.Content[0] != id || page.TotalElements != 1 {
+	if len(page.Content) != 1 || page.Content[0] != id || page.Total() != 1 || *page.TotalPages != 1 || page.Size != 10 {
 		t.Fatalf("list %+v", page)
 	}
 	wantStatus(t, h.do("GET", "/apis/v1/memos/"+id, sender, ""), 403, "fetch by a sender system")
@@ -206,10 +207,10 @@ func TestRetrievalHTTPInvalidReceiptParksAndAdminUnparks(t *testing.T) {
 	}
 	rec = h.do("GET", "/apis/v1/organisations/"+ownOrg+"/parked-memos/", retrievalOperator, "")
 	wantStatus(t, rec, 200, "parked list")
-	var parked []hub.Delivery
-	_ = json.Unmarshal(rec.Body.Bytes(), &parked)
-	if len(parked) != 1 || parked[0].MessageUUID != id || parked[0].Meta["parkedReason"] == "" {
-		t.Fatalf("parked %+v", parked)
+	var pp paging.Result[hub.Delivery]
+	_ = json.Unmarshal(rec.Body.Bytes(), &pp)
+	if parked := pp.Content; len(parked) != 1 || pp.Total() != 1 || parked[0].MessageUUID != id || parked[0].Meta["parkedReason"] == "" {
+		t.Fatalf("parked %+v", pp)
 	}
 	wantStatus(t, h.do("GET", "/apis/v1/organisations/"+ownOrg+"/parked-memos/", recv, ""), 403, "parked list by a receiver system")
 	wantStatus(t, h.do("POST", "/apis/v1/organisations/"+otherOrg+"/parked-memos/"+id+"/unpark", retrievalOperator, ""), 404, "unpark in another organisation")

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/posthub/posthub/accept"
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/hub"
 )
@@ -191,15 +192,6 @@ func (s *Server) handleRecall(c *gin.Context) {
 	c.JSON(http.StatusOK, m)
 }
 
-// PagingResultUUID is NgDP's paged list of ids.
-type PagingResultUUID struct {
-	Content       []string `json:"content"`
-	Number        int      `json:"number"`
-	Size          int      `json:"size"`
-	TotalElements int64    `json:"totalElements"`
-	TotalPages    int      `json:"totalPages"`
-}
-
 func (s *Server) handleListReceipts(c *gin.Context) {
 	page, size, err := pageParams(c, 100, MaxPageSize)
 	if err != nil {
@@ -225,12 +217,7 @@ func (s *Server) handleListReceipts(c *gin.Context) {
 		}
 		after = rs[len(rs)-1].TransmissionID
 	}
-	res := PagingResultUUID{Content: []string{}, Number: page, Size: size, TotalElements: int64(len(all))}
-	res.TotalPages = (len(all) + size - 1) / size
-	if lo := page * size; lo < len(all) {
-		res.Content = all[lo:min(lo+size, len(all))]
-	}
-	c.JSON(http.StatusOK, res)
+	c.JSON(http.StatusOK, paging.Whole(all, page, size))
 }
 
 func (s *Server) handleGetReceipt(c *gin.Context) {
@@ -310,10 +297,11 @@ func (s *Server) handleListSent(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	if ms == nil {
-		ms = []hub.Message{}
+	next := ""
+	if len(ms) == size {
+		next = ms[len(ms)-1].UUID
 	}
-	c.JSON(http.StatusOK, ms)
+	writeCursor(c, ms, size, next)
 }
 
 func (s *Server) handleGetSent(c *gin.Context) {

@@ -46,8 +46,8 @@ func (s *Server) viewerRoutes() []Route {
 			Summary: "List a mailbox (viewing client acting for its owner, named in X-User-Assertion), in arrival order.",
 			Params: with(kind, "folder", "INBOX (default), ARCHIVE, DELETED or ALL", "sender", "sender CVR",
 				"from", "received at or after (RFC 3339 or YYYY-MM-DD)", "to", "received before", "unread", "true: unread only",
-				"after", "cursor: the seq of the last letter of the previous page", "size", "page size (max 500)"),
-			Produces: "application/json", Status: 200, Schema: "MailboxPage", Handler: s.handleMailboxList},
+				"after", "cursor: the previous page's nextCursor", "size", "page size (default 50, max 500)"),
+			Produces: "application/json", Status: 200, Schema: "MailboxLetterList", Handler: s.handleMailboxList},
 		{Method: "GET", Path: msg, Perm: rbac.MailboxRead, Tag: "viewer", Summary: "A letter's metadata and state.",
 			Params: kind, Produces: "application/json", Status: 200, Schema: "MailboxLetter", Handler: s.handleMailboxGet},
 		{Method: "GET", Path: msg + "/render", Perm: rbac.MailboxRead, Tag: "viewer",
@@ -71,7 +71,7 @@ func (s *Server) viewerRoutes() []Route {
 			Summary: "Delete the letter: it moves to DELETED (GET shows it there, POST …/move restores it) and is purged after the retention period.",
 			Params:  kind, Status: 204, Handler: s.handleMailboxDelete},
 		{Method: "GET", Path: box + "/consents/", Perm: rbac.MailboxRead, Tag: "consent", Summary: "The citizen's consents.",
-			Produces: "application/json", Status: 200, Schema: "ConsentList", Handler: s.handleConsentList},
+			Params: wholeDoc, Produces: "application/json", Status: 200, Schema: "ConsentList", Handler: s.handleConsentList},
 		{Method: "PUT", Path: box + "/consents/:cvr", Perm: rbac.MailboxRead, Tag: "consent",
 			Summary:  "The citizen grants authority :cvr read access to the letters it sent them.",
 			Produces: "application/json", Status: 200, Schema: "Consent", Handler: s.handleConsentGrant},
@@ -79,8 +79,8 @@ func (s *Server) viewerRoutes() []Route {
 			Status: 204, Handler: s.handleConsentRevoke},
 		{Method: "GET", Path: v1 + "/consented/:cpr/messages/", Perm: rbac.MemosSend, Tag: "consent",
 			Summary:  "An authority's system lists the letters its organisation sent a citizen who consented (every access logged).",
-			Params:   map[string]string{"after": "cursor", "size": "page size (max 500)"},
-			Produces: "application/json", Status: 200, Schema: "MailboxPage", Handler: s.handleConsentedList},
+			Params:   map[string]string{"after": "cursor: the previous page's nextCursor", "size": "page size (default 50, max 500)"},
+			Produces: "application/json", Status: 200, Schema: "MailboxLetterList", Handler: s.handleConsentedList},
 		{Method: "GET", Path: v1 + "/consented/:cpr/messages/:uuid", Perm: rbac.MemosSend, Tag: "consent",
 			Summary:  "An authority's system fetches one such letter as MeMo XML (every access logged).",
 			Produces: "application/xml", Status: 200, Handler: s.handleConsentedFetch},
@@ -89,8 +89,26 @@ func (s *Server) viewerRoutes() []Route {
 			Consumes: []string{"application/json"}, Produces: "application/json", Status: 201, Schema: "AssertionKey",
 			Handler: s.handleAddAssertionKey},
 		{Method: "GET", Path: v1 + "/organisations/:org/systems/:id/assertion-keys", Perm: rbac.SystemsRead, Tag: "registry",
-			Summary: "List a viewing client's assertion keys.", Produces: "application/json", Status: 200, Schema: "AssertionKeyList",
+			Summary: "List a viewing client's assertion keys.", Params: wholeDoc, Produces: "application/json", Status: 200, Schema: "AssertionKeyList",
 			Handler: s.handleListAssertionKeys},
+	}
+}
+
+// viewerSchemas are the component schemas of the viewer and consent routes.
+func viewerSchemas() obj {
+	date := obj{"type": "string", "format": "date-time"}
+	return obj{
+		"MailboxLetter": obj{"type": "object", "properties": obj{"messageUUID": str(""), "messageId": str(""), "label": str(""),
+			"senderCvr": str(""), "senderName": str(""), "received": date, "size": obj{"type": "integer"},
+			"folder": obj{"type": "string", "enum": []string{"INBOX", "ARCHIVE", "DELETED"}}, "read": obj{"type": "boolean"},
+			"deletedAt": date, "purgeAt": date, "seq": obj{"type": "integer", "description": "position in the mailbox: the paging cursor"}}},
+		"MailboxLetterList": listOf("MailboxLetter"),
+		"Consent": obj{"type": "object", "properties": obj{"citizen": str("CPR"), "organisation": str("the authority's CVR"),
+			"scope": str(""), "granted": date, "revoked": obj{"type": "string", "format": "date-time", "description": "absent while in force"}}},
+		"ConsentList": listOf("Consent"),
+		"AssertionKey": obj{"type": "object", "properties": obj{"systemId": str(""), "kid": str(""),
+			"alg": obj{"type": "string", "enum": []string{"EdDSA", "ES256"}}, "publicKey": str("PKIX DER, base64"), "created": date}},
+		"AssertionKeyList": listOf("AssertionKey"),
 	}
 }
 
@@ -183,10 +201,16 @@ func (s *Server) handleMailboxList(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	if p.Letters == nil {
-		p.Letters = []viewer.Letter{}
+	writeLetters(c, q, p)
+}
+
+// writeLetters answers a page of a mailbox listing, cursor-paged by seq.
+func writeLetters(c *gin.Context, q viewer.Query, p viewer.Page) {
+	next := ""
+	if p.Next != 0 {
+		next = strconv.FormatInt(p.Next, 10)
 	}
-	c.JSON(http.StatusOK, p)
+	writeCursor(c, p.Letters, q.Size, next)
 }
 
 func (s *Server) handleMailboxGet(c *gin.Context) {
@@ -432,11 +456,7 @@ func (s *Server) handleConsentList(c *gin.Context) {
 		return
 	}
 	cs, err := s.viewer.Consents(c.Request.Context(), p)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"consents": cs})
+	writeWhole(s, c, cs, err)
 }
 
 func (s *Server) handleConsentGrant(c *gin.Context) {
@@ -477,10 +497,7 @@ func (s *Server) handleConsentedList(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	if p.Letters == nil {
-		p.Letters = []viewer.Letter{}
-	}
-	c.JSON(http.StatusOK, p)
+	writeLetters(c, q, p)
 }
 
 func (s *Server) handleConsentedFetch(c *gin.Context) {
@@ -566,12 +583,5 @@ func (s *Server) handleListAssertionKeys(c *gin.Context) {
 		return
 	}
 	ks, err := s.viewer.AssertionKeys(c.Request.Context(), sys.ID)
-	if err != nil {
-		writeError(c, s.log, err)
-		return
-	}
-	if ks == nil {
-		ks = []hub.AssertionKey{}
-	}
-	c.JSON(http.StatusOK, gin.H{"keys": ks})
+	writeWhole(s, c, ks, err)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/storage/bolt"
@@ -185,9 +186,9 @@ func TestViewerAPIRenderAndFiles(t *testing.T) {
 		t.Fatalf("delete: %d, %d bytes", r.StatusCode, r.ContentLength)
 	}
 	r = h.do("GET", "/apis/v1/mailboxes/0101701234/messages/?folder=deleted", h.token, as, nil)
-	var p viewer.Page
+	var p paging.Result[viewer.Letter]
 	_ = json.NewDecoder(r.Body).Decode(&p)
-	if len(p.Letters) != 1 || p.Letters[0].PurgeAt == nil {
+	if len(p.Content) != 1 || p.Content[0].PurgeAt == nil || p.Content[0].Folder != hub.FolderDeleted || p.NextCursor != "" || p.TotalElements != nil {
 		t.Fatalf("deleted folder: %+v", p)
 	}
 }

@@ -22,7 +22,7 @@ func TestSentArchiveKeepsWhatTheSenderAskedFor(t *testing.T) {
 	h.mustStatus(h.send(w.sender, deliveredU, deliveredB, "&archive=FORWARD_ELSE_KEEP"), 201)
 
 	var list []hub.Message
-	h.mustStatus(h.do("GET", "/apis/v1/sent/", w.sender, "", nil), 200).json(t, &list)
+	h.mustStatus(h.do("GET", "/apis/v1/sent/", w.sender, "", nil), 200).list(t, &list)
 	got := map[string]bool{}
 	for _, m := range list {
 		got[m.UUID] = true
@@ -37,7 +37,7 @@ func TestSentArchiveKeepsWhatTheSenderAskedFor(t *testing.T) {
 	h.mustStatus(h.do("GET", "/apis/v1/sent/"+onlyU, w.sender, "", nil), 404)
 	// Another organisation sees neither the list entries nor the letter.
 	var other []hub.Message
-	h.mustStatus(h.do("GET", "/apis/v1/sent/", w.senderB, "", nil), 200).json(t, &other)
+	h.mustStatus(h.do("GET", "/apis/v1/sent/", w.senderB, "", nil), 200).list(t, &other)
 	if len(other) != 0 {
 		t.Fatalf("another organisation sees %d archived letters", len(other))
 	}

@@ -158,7 +158,7 @@ func TestPortalInBrowser(t *testing.T) {
 
 	systems := func() []hub.System {
 		var ss []hub.System
-		h.mustStatus(h.do("GET", "/apis/v1/organisations/"+org+"/systems/", h.operator, "", nil), 200).json(t, &ss)
+		h.mustStatus(h.do("GET", "/apis/v1/organisations/"+org+"/systems/", h.operator, "", nil), 200).list(t, &ss)
 		return ss
 	}
 	before := systems()

@@ -94,7 +94,7 @@ func TestRecallAdministrator(t *testing.T) {
 	ra := h.userWith("rita", orgA, "RECALL_ADMINISTRATOR")
 	rb := h.userWith("bent", orgB, "RECALL_ADMINISTRATOR")
 	var held []hub.Message
-	h.mustStatus(ra.do("GET", "/apis/v1/organisations/"+orgA+"/messages/", "", nil), 200).json(t, &held)
+	h.mustStatus(ra.do("GET", "/apis/v1/organisations/"+orgA+"/messages/", "", nil), 200).list(t, &held)
 	if len(held) != 1 || held[0].UUID != uuid {
 		t.Fatalf("held messages: %+v", held)
 	}
@@ -206,7 +206,7 @@ func TestAdminAPIAsOrganisationRoles(t *testing.T) {
 	h.mustStatus(ua.json("POST", base+"/privileges/", map[string]any{"userId": "stina", "privilege": "MESSAGE_LOG_ADMINISTRATOR"}), 403)
 	h.mustStatus(ua.json("POST", base+"/privileges/", map[string]any{"userId": "stina", "privilege": "ORGANISATION_USER_ADMINISTRATOR"}), 201)
 	var grants []map[string]string
-	h.mustStatus(ua.do("GET", base+"/privileges/", "", nil), 200).json(t, &grants)
+	h.mustStatus(ua.do("GET", base+"/privileges/", "", nil), 200).list(t, &grants)
 	if len(grants) != 5 {
 		t.Fatalf("grants in A: %v", grants)
 	}

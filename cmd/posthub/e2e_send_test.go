@@ -19,6 +19,7 @@ import (
 
 	"github.com/ulikunitz/xz/lzma"
 
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/storage/bolt"
@@ -98,6 +99,26 @@ func (r response) json(t *testing.T, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// list decodes a list route's answer, one page of the API's one list
+// shape, into v (a pointer to a slice): the page's content.
+func (r response) list(t *testing.T, v any) {
+	t.Helper()
+	contentOf(t, r.body, v)
+}
+
+// contentOf decodes a page (paging.Result) and its content into v.
+func contentOf(t *testing.T, body []byte, v any) {
+	t.Helper()
+	var p paging.Result[json.RawMessage]
+	if err := json.Unmarshal(body, &p); err != nil || p.Content == nil || p.Size == 0 {
+		t.Fatalf("not a page: %s (%v)", body, err)
+	}
+	b, _ := json.Marshal(p.Content)
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode the page's content %s: %v", b, err)
 	}
 }
 
@@ -624,7 +645,7 @@ func TestReceiverSystemLimits(t *testing.T) {
 	}
 	// The first authority-post system became the default automatically.
 	var systems []hub.System
-	h.mustStatus(h.do("GET", "/apis/v1/organisations/"+orgB+"/systems/", h.operator, "", nil), 200).json(t, &systems)
+	h.mustStatus(h.do("GET", "/apis/v1/organisations/"+orgB+"/systems/", h.operator, "", nil), 200).list(t, &systems)
 	defaults := 0
 	for _, s := range systems {
 		if s.Default {

@@ -146,11 +146,11 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.TotalElements == 0 {
+		if p.Total() == 0 {
 			break
 		}
 		if run > 20 || ctx.Err() != nil {
-			t.Fatalf("the queue still holds %d messages", p.TotalElements)
+			t.Fatalf("the queue still holds %d messages", p.Total())
 		}
 		time.Sleep(time.Second)
 	}

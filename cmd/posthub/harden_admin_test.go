@@ -138,7 +138,7 @@ func TestGrantorGrantsOnlyWhatItHolds(t *testing.T) {
 		"privileges": []string{"ORGANISATION_USER_ADMINISTRATOR"}}), 201)
 
 	var grants []struct{ UserID, Privilege string }
-	h.mustStatus(h.do("GET", base+"/privileges/", h.operator, "", nil), 200).json(t, &grants)
+	h.mustStatus(h.do("GET", base+"/privileges/", h.operator, "", nil), 200).list(t, &grants)
 	held := map[string]bool{}
 	for _, g := range grants {
 		held[g.UserID+" "+g.Privilege] = true
@@ -182,7 +182,7 @@ func TestOversizedNamesAreRefusedWhole(t *testing.T) {
 		t.Fatalf("system: field code %q", code)
 	}
 	var systems []hub.System
-	h.mustStatus(h.do("GET", base+"/systems/", h.operator, "", nil), 200).json(t, &systems)
+	h.mustStatus(h.do("GET", base+"/systems/", h.operator, "", nil), 200).list(t, &systems)
 	if len(systems) != 0 {
 		t.Fatalf("the refused system is stored: %+v", systems)
 	}
@@ -404,7 +404,7 @@ func TestDemoContactPointCodesRoute(t *testing.T) {
 	}
 	h := startHubIn(t, data, "http")
 	var systems []hub.System
-	h.mustStatus(h.do("GET", "/apis/v1/organisations/"+demoAuthority+"/systems/", h.operator, "", nil), 200).json(t, &systems)
+	h.mustStatus(h.do("GET", "/apis/v1/organisations/"+demoAuthority+"/systems/", h.operator, "", nil), 200).list(t, &systems)
 	ids := map[string]string{}
 	for _, s := range systems {
 		ids[s.Name] = s.ID

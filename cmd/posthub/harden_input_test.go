@@ -31,6 +31,7 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/bulk"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
@@ -79,6 +80,28 @@ func TestListRoutesBoundPaging(t *testing.T) {
 		"/apis/v1/mailboxes/{owner}/messages/":   {path: mailbox, token: v.token, user: true},
 		"/apis/v1/consented/{cpr}/messages/":     {path: "/apis/v1/consented/" + citizen + "/messages/", token: w.sender},
 	}
+	// Lists read whole and paged in memory (an organisation's systems…).
+	whole := map[string]call{
+		"/apis/v1/privilege-types/":                                {token: h.operator},
+		"/apis/v1/organisations/":                                  {token: h.operator},
+		"/apis/v1/organisations/{org}/systems/":                    {},
+		"/apis/v1/organisations/{org}/contact-groups/":             {},
+		"/apis/v1/organisations/{org}/contact-points/":             {},
+		"/apis/v1/organisations/{org}/routing-rules/":              {},
+		"/apis/v1/organisations/{org}/users/":                      {},
+		"/apis/v1/organisations/{org}/privileges/":                 {},
+		"/apis/v1/organisations/{org}/parked-memos/":               {},
+		"/apis/v1/organisations/{org}/inactive-systems/":           {},
+		"/apis/v1/organisations/{org}/systems/{id}/assertion-keys": {path: "/apis/v1/organisations/" + orgA + "/systems/" + v.id + "/assertion-keys", token: h.operator},
+		"/apis/v1/mailboxes/{owner}/consents/":                     {path: "/apis/v1/mailboxes/" + citizen + "/consents/", token: v.token, user: true},
+	}
+	wholeBad := []string{"page=" + huge + "&size=2", "page=0&size=" + huge, "page=" + negOne, "size=0", "size=1001", "page=10&size=1000"}
+	for route, c := range whole {
+		if c.token == "" {
+			c = call{path: strings.Replace(route, "{org}", orgA, 1), token: h.operator}
+		}
+		routes[route] = c
+	}
 	get := func(c call, route, query string) response {
 		t.Helper()
 		path := c.path
@@ -98,6 +121,28 @@ func TestListRoutesBoundPaging(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return response{status: resp.StatusCode, body: b}
 	}
+	checkPaging := func(route string, bad, good []string) {
+		t.Helper()
+		c, ok := routes[route]
+		if !ok {
+			t.Fatalf("no caller for %s", route)
+		}
+		for _, q := range bad {
+			r := get(c, route, q)
+			var e api.ErrorMessage
+			_ = json.Unmarshal(r.body, &e)
+			param, _, _ := strings.Cut(q, "=")
+			if r.status != 400 || len(e.FieldErrors) != 1 || !strings.HasSuffix(e.FieldErrors[0].Code, ".invalid") ||
+				(e.FieldErrors[0].Field != param && !strings.Contains(q, "&"+e.FieldErrors[0].Field+"=")) {
+				t.Errorf("GET %s?%s: %d %s", route, q, r.status, r.body)
+			}
+		}
+		for _, q := range good {
+			if r := get(c, route, q); r.status != 200 {
+				t.Errorf("GET %s?%s: %d %s", route, q, r.status, r.body)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		route string
 		bad   []string // query strings answered 400 with a field error on their parameter
@@ -113,30 +158,15 @@ func TestListRoutesBoundPaging(t *testing.T) {
 		{"/apis/v1/events/feed", []string{"limit=" + huge + "&wait=0s", "limit=0&wait=0s", "after=" + maxU64 + "&wait=0s",
 			"after=" + negOne + "&wait=0s"}, []string{"limit=1000&after=" + maxI64 + "&wait=0s"}},
 		{"/apis/v1/events/checkpoints", []string{"from=" + maxU64, "from=" + over64}, []string{"from=" + maxI64}},
-		{"/apis/v1/organisations/{org}/messages/", []string{"size=" + huge, "size=0"}, []string{"size=1000"}},
+		{"/apis/v1/organisations/{org}/messages/", []string{"size=" + huge, "size=0", "page=10&size=1000"}, []string{"page=9&size=1000"}},
 		{"/apis/v1/mailboxes/{owner}/messages/", []string{"size=" + huge, "size=501", "after=" + maxU64, "after=" + negOne},
 			[]string{"size=500&after=" + maxI64}},
 		{"/apis/v1/consented/{cpr}/messages/", []string{"size=" + huge, "after=" + over64}, []string{"size=500&after=" + maxI64}},
 	} {
-		c, ok := routes[tc.route]
-		if !ok {
-			t.Fatalf("no caller for %s", tc.route)
-		}
-		for _, q := range tc.bad {
-			r := get(c, tc.route, q)
-			var e api.ErrorMessage
-			_ = json.Unmarshal(r.body, &e)
-			param, _, _ := strings.Cut(q, "=")
-			if r.status != 400 || len(e.FieldErrors) != 1 || !strings.HasSuffix(e.FieldErrors[0].Code, ".invalid") ||
-				(e.FieldErrors[0].Field != param && !strings.Contains(q, "&"+e.FieldErrors[0].Field+"=")) {
-				t.Errorf("GET %s?%s: %d %s", tc.route, q, r.status, r.body)
-			}
-		}
-		for _, q := range tc.good {
-			if r := get(c, tc.route, q); r.status != 200 {
-				t.Errorf("GET %s?%s: %d %s", tc.route, q, r.status, r.body)
-			}
-		}
+		checkPaging(tc.route, tc.bad, tc.good)
+	}
+	for route := range whole {
+		checkPaging(route, wholeBad, []string{"page=9&size=1000"})
 	}
 	// Every route that pages is in the table above.
 	var doc struct {
@@ -289,12 +319,13 @@ func TestLetterTooDeepToRenderIsReadable(t *testing.T) {
 		}
 	}
 	// The letter list marks both read: they were shown.
-	var pg viewer.Page
+	var letters []viewer.Letter
 	r := viaAPI("?folder=INBOX")
-	if err := json.Unmarshal(r.body, &pg); err != nil || r.status != 200 {
+	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	for _, l := range pg.Letters {
+	r.list(t, &letters)
+	for _, l := range letters {
 		if !l.Read {
 			t.Errorf("letter %s (%s) is not marked read", l.MessageUUID, l.Label)
 		}
@@ -522,10 +553,10 @@ func TestMassSendArchiveBounds(t *testing.T) {
 		}
 		stopped(t, a, bulk.CodeTooManyEntries, 101, "tiny-00101.xml")
 		// Exactly those receipts are stored.
-		var page api.PagingResultUUID
+		var page paging.Result[string]
 		h.mustStatus(h.do("GET", "/apis/v1/receipts/?size=1000", w.senderB, "", nil), 200).json(t, &page)
-		if page.TotalElements != 100 {
-			t.Fatalf("%d receipts stored, want 100", page.TotalElements)
+		if page.Total() != 100 || len(page.Content) != 100 {
+			t.Fatalf("%d receipts stored, want 100", page.Total())
 		}
 	})
 	t.Run("outgrowing the decompressed budget stops the archive after the MeMos that fit", func(t *testing.T) {

@@ -111,9 +111,7 @@ func atOnce(n int, fn func(i int) string) map[string]int {
 func (c rulesClient) receiversOf(org string) (auth, cvr int) {
 	c.t.Helper()
 	var ss []hub.System
-	if err := json.Unmarshal(c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/systems/", nil), 200, "list systems").body, &ss); err != nil {
-		c.t.Fatal(err)
-	}
+	contentOf(c.t, c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/systems/", nil), 200, "list systems").body, &ss)
 	defaults := 0
 	for _, s := range ss {
 		if s.Default {
@@ -225,7 +223,7 @@ func TestMailboxOnlyOrganisationRefusesReceiverSystems(t *testing.T) {
 	}
 	c.must(c.call(0, "POST", "/apis/v1/organisations/"+org+"/systems/", map[string]any{"name": "Afsender", "role": "SENDER"}), 201, "a sender system")
 	var ss []hub.System
-	_ = json.Unmarshal(c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/systems/", nil), 200, "list systems").body, &ss)
+	contentOf(t, c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/systems/", nil), 200, "list systems").body, &ss)
 	if len(ss) != 1 || ss[0].Role != hub.SenderSystem {
 		t.Fatalf("systems stored: %+v", ss)
 	}
@@ -269,7 +267,7 @@ func TestConcurrentContactPointsWithOneCodeKeepItUnique(t *testing.T) {
 		t.Fatalf("16 contact points with one code at once answered %v, want %v", got, want)
 	}
 	var ps []hub.ContactPoint
-	_ = json.Unmarshal(c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/contact-points/", nil), 200, "list").body, &ps)
+	contentOf(t, c.must(c.call(0, "GET", "/apis/v1/organisations/"+org+"/contact-points/", nil), 200, "list").body, &ps)
 	if len(ps) != 1 {
 		t.Fatalf("%d contact points stored", len(ps))
 	}

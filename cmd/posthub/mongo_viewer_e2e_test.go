@@ -92,9 +92,9 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	}
 	list := func(folder string) []viewer.Letter {
 		t.Helper()
-		var pg viewer.Page
-		h.mustStatus(call("GET", box+"?folder="+folder, viewerToken, as(smsPerson)), 200).json(t, &pg)
-		return pg.Letters
+		var ls []viewer.Letter
+		h.mustStatus(call("GET", box+"?folder="+folder, viewerToken, as(smsPerson)), 200).list(t, &ls)
+		return ls
 	}
 	if ls := list("INBOX"); len(ls) != 1 || ls[0].MessageUUID != uuid || ls[0].Read || ls[0].Label != label || ls[0].SenderName != "Kommune A" {
 		t.Fatalf("inbox: %+v", ls)
@@ -124,10 +124,10 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	// Consent: the sending authority sees its letter while the consent stands.
 	consent := "/apis/v1/mailboxes/" + smsPerson + "/consents/" + orgA
 	h.mustStatus(call("PUT", consent, viewerToken, as(smsPerson)), 200)
-	var pg viewer.Page
-	h.mustStatus(call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.sender, ""), 200).json(t, &pg)
-	if len(pg.Letters) != 1 || pg.Letters[0].MessageUUID != uuid {
-		t.Fatalf("consented letters: %+v", pg.Letters)
+	var consented []viewer.Letter
+	h.mustStatus(call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.sender, ""), 200).list(t, &consented)
+	if len(consented) != 1 || consented[0].MessageUUID != uuid {
+		t.Fatalf("consented letters: %+v", consented)
 	}
 	h.mustStatus(call("GET", "/apis/v1/consented/"+smsPerson+"/messages/"+uuid, w.sender, ""), 200)
 	if r := call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.senderB, ""); r.status != 403 {
@@ -137,9 +137,9 @@ func TestMongoViewerEndToEnd(t *testing.T) {
 	if r := call("GET", "/apis/v1/consented/"+smsPerson+"/messages/", w.sender, ""); r.status != 403 {
 		t.Fatalf("after revocation: %d, want 403", r.status)
 	}
-	var cs struct{ Consents []hub.Consent }
-	h.mustStatus(call("GET", "/apis/v1/mailboxes/"+smsPerson+"/consents/", viewerToken, as(smsPerson)), 200).json(t, &cs)
-	if len(cs.Consents) != 1 || cs.Consents[0].Active() {
+	var cs []hub.Consent
+	h.mustStatus(call("GET", "/apis/v1/mailboxes/"+smsPerson+"/consents/", viewerToken, as(smsPerson)), 200).list(t, &cs)
+	if len(cs) != 1 || cs[0].Active() {
 		t.Fatalf("consents after revocation: %+v", cs)
 	}
 

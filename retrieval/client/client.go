@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
 )
@@ -91,14 +92,9 @@ func decodeError(resp *http.Response) error {
 	return &hub.Error{Code: hub.Code(em.Code), Message: fmt.Sprintf("%s (HTTP %d)", em.Message, resp.StatusCode), Fields: em.FieldErrors}
 }
 
-// Page is one page of available message UUIDs.
-type Page struct {
-	Content       []string `json:"content"`
-	Number        int      `json:"number"`
-	Size          int      `json:"size"`
-	TotalElements int64    `json:"totalElements"`
-	TotalPages    int      `json:"totalPages"`
-}
+// Page is one page of available message UUIDs: the API's one list shape
+// (NgDP's PagingResultUUID); Total() is the whole queue.
+type Page = paging.Result[string]
 
 // List returns a page of the messages available to the system.
 func (c *Client) List(ctx context.Context, page, size int) (Page, error) {

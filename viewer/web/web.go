@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
@@ -521,11 +522,11 @@ func (m *Mailbox) list(w http.ResponseWriter, r *http.Request) {
 			q.Set("after", a)
 		}
 	}
-	var pg viewer.Page
+	var pg paging.Result[viewer.Letter]
 	if !m.callJSON(w, r, rq.person, "GET", rq.path("/messages/"), q, &pg) {
 		return
 	}
-	d := listData{Folder: folder, UnreadOnly: q.Get("unread") == "true", Letters: pg.Letters}
+	d := listData{Folder: folder, UnreadOnly: q.Get("unread") == "true", Letters: pg.Content}
 	base := Prefix + "/box/" + url.PathEscape(rq.owner) + "/"
 	for _, f := range folderLabels {
 		v := url.Values{"folder": {f.name}}
@@ -534,8 +535,8 @@ func (m *Mailbox) list(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Folders = append(d.Folders, folderLink{Name: f.name, Label: f.label, URL: base + "?" + v.Encode(), Current: f.name == folder})
 	}
-	if pg.Next != 0 {
-		v := url.Values{"folder": {folder}, "after": {strconv.FormatInt(pg.Next, 10)}}
+	if pg.NextCursor != "" {
+		v := url.Values{"folder": {folder}, "after": {pg.NextCursor}}
 		if rq.kind != "" {
 			v.Set("kind", rq.kind)
 		}

@@ -198,6 +198,9 @@ func OpenAPI(routes []Route) obj {
 			add(413)
 			add(503)
 		}
+		if r.Optional {
+			add(503)
+		}
 		for _, code := range r.Errors {
 			add(code)
 		}

@@ -12,11 +12,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+	"github.com/posthub/posthub/viewer"
 )
 
 const (
@@ -54,7 +59,12 @@ type matrixHub struct {
 	callers  []caller
 }
 
-func newMatrixHub(t *testing.T) *matrixHub {
+func newMatrixHub(t *testing.T) *matrixHub { return newMatrixHubWith(t, false) }
+
+// newMatrixHubWith builds the matrix hub, with system retrieval, the
+// viewer and the event log running when withServices (else their routes
+// answer 503).
+func newMatrixHubWith(t *testing.T, withServices bool) *matrixHub {
 	t.Helper()
 	ctx := context.Background()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), bolt.Options{})
@@ -68,10 +78,24 @@ func newMatrixHub(t *testing.T) *matrixHub {
 		t.Fatal(err)
 	}
 	sessions := &rbac.Sessions{Key: bytes.Repeat([]byte{7}, 32), Users: store}
-	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(matrixOperatorToken), SpoolDir: t.TempDir()}, api.Deps{
+	deps := api.Deps{
 		Store: store, Registry: reg, Enforcer: en, Sessions: sessions, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ingest:   &hub.Ingest{Store: store, Router: &hub.Router{Store: store}, Events: hub.StoreEvents{Store: store}},
-		Importer: &hub.ContactImporter{Store: store}})
+		Importer: &hub.ContactImporter{Store: store}}
+	if withServices {
+		dir := t.TempDir()
+		blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps.Blobs = blobs
+		deps.Retrieval = retrieval.New(retrieval.Config{LeaseTTL: time.Minute, TempDir: dir},
+			retrieval.Deps{Store: store, Blobs: blobs, Events: hub.StoreEvents{Store: store}})
+		deps.Viewer = &viewer.Service{Store: store, Mailboxes: store}
+		deps.Events = eventlog.New(store, eventlog.Options{PollInterval: 20 * time.Millisecond})
+		t.Cleanup(func() { _ = deps.Events.Close() })
+	}
+	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(matrixOperatorToken), SpoolDir: t.TempDir()}, deps)
 	m := &matrixHub{srv: srv, store: store, sessions: sessions}
 	for _, o := range []string{ownOrg, otherOrg} {
 		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
@@ -142,7 +166,12 @@ func (m *matrixHub) login(t *testing.T, id, pw string) caller {
 // afterwards: the matrix logs out (DELETE /session) and changes
 // privileges, which end the user's sessions.
 func (m *matrixHub) call(method, path string, c *caller) int {
-	req := httptest.NewRequest(method, path, nil)
+	return m.ask(httptest.NewRequest(method, path, nil), c).Code
+}
+
+// ask is call with a request of the caller's making, answering the
+// recorded response.
+func (m *matrixHub) ask(req *http.Request, c *caller) *httptest.ResponseRecorder {
 	if c != nil {
 		c.header(req)
 	}
@@ -156,7 +185,7 @@ func (m *matrixHub) call(method, path string, c *caller) int {
 		ss, v := m.sessions.Issue(c.user, gen)
 		c.cookie, c.csrf = v, m.sessions.CSRFToken(ss)
 	}
-	return rec.Code
+	return rec
 }
 
 // fill puts org into :org and "x" into every other path parameter.

@@ -37,8 +37,12 @@ type Route struct {
 	// MeMo, an archive, an import): it is held to a minimum upload rate
 	// instead of the small bodies' deadline (see IsUpload). Its path has
 	// no parameters.
-	Upload  bool
-	Handler gin.HandlerFunc
+	Upload bool
+	// Optional marks a route served by a service a hub may run without
+	// (system retrieval, the viewer, the event log): without it the route
+	// answers 503 unavailable, and openapi.json says so.
+	Optional bool
+	Handler  gin.HandlerFunc
 }
 
 const v1 = "/apis/v1"
@@ -46,8 +50,14 @@ const v1 = "/apis/v1"
 // table is the whole route table; each area contributes its own routes.
 func (s *Server) table() []Route {
 	var all []Route
-	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.retrievalRoutes(), s.eventRoutes(), s.viewerRoutes(), s.sf1601Routes()} {
+	for _, part := range [][]Route{s.opsRoutes(), s.sendRoutes(), s.registryRoutes(), s.sf1601Routes()} {
 		all = append(all, part...)
+	}
+	for _, part := range [][]Route{s.retrievalRoutes(), s.eventRoutes(), s.viewerRoutes()} {
+		for _, r := range part {
+			r.Optional = true
+			all = append(all, r)
+		}
 	}
 	return all
 }

@@ -65,6 +65,21 @@ func BenchmarkFullExamplePipeline(b *testing.B) {
 	}
 }
 
+// BenchmarkFullExamplePipelineTwoParse is the pipeline as it was before
+// one parse per letter (libxml2 builds and validates a tree, then
+// ParseBytes reads the bytes again): the baseline for
+// BenchmarkFullExamplePipeline.
+func BenchmarkFullExamplePipelineTwoParse(b *testing.B) {
+	v := newTestValidator(b)
+	doc := fullExample(b)
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		if _, err := v.validateBytesTwoParse(doc, benchNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkFullExamplePipelineParallel(b *testing.B) {
 	v := newTestValidator(b)
 	doc := fullExample(b)

@@ -418,7 +418,12 @@ func mutateOnce(rng *rand.Rand, doc []byte) []byte {
 			if tag[len(tag)-2] == '/' {
 				at--
 			}
-			return splice(at, at, []string{` foo="bar"`, ` xml:lang="da"`, ` memo:x="1"`, "\n\t", ` a="&gt;"`}[rng.IntN(5)])
+			attrs := []string{` foo="bar"`, ` xml:lang="da"`, ` memo:x="1"`, "\n\t", ` a="&gt;"`,
+				` xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"`,
+				` xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xs:string"`,
+				` xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="https://DigitalPost.dk/MeMo-1 other.xsd"`,
+				` xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="http://example.org/x.xsd"`}
+			return splice(at, at, attrs[rng.IntN(len(attrs))])
 		}
 	case 10: // CRLF line ends
 		return bytes.ReplaceAll(doc, []byte("\n"), []byte("\r\n"))

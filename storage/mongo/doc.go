@@ -207,8 +207,8 @@
 //	accept, letter to a citizen          4      10     8 (3)   budget 5 (3)
 //	accept, letter to a receiver system  5      13     7 (3)   budget 5 (3)
 //	drain: fetch (GET /memos/next)       2       5     1 (1)
-//	drain: ack (DELETE /memos/{id})      4      14     7 (3)
-//	drain cycle                          6      19     8 (4)   budget 6
+//	drain: ack (DELETE /memos/{id})      4      12     6 (3)
+//	drain cycle                          6      17     7 (4)   budget 6
 //	viewer mailbox page                  2       5     0       budget 2
 //
 // (today's main before this design: 15, 16, 28 and 15 serial commands).
@@ -245,8 +245,8 @@
 //     race for one; pollers of different instances can, and a lost race
 //     costs one more lease attempt (≈ 5 ms);
 //   - what the primary must absorb is the total: ≈ 8 writes and 2 reads
-//     per accepted letter and 8 writes and 11 reads per drained one, i.e.
-//     ≈ 16,000 writes/s for 1,000 accepted and 1,000 drained letters/s.
+//     per accepted letter and 7 writes and 10 reads per drained one, i.e.
+//     ≈ 15,000 writes/s for 1,000 accepted and 1,000 drained letters/s.
 //     That, not latency, is what several instances share; a sharded
 //     cluster (every collection is keyed so that it shards) spreads it.
 //

@@ -10,12 +10,14 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/posthub/posthub/api/paging"
@@ -28,6 +30,25 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// Retry, when its Attempts is above 1, repeats requests that failed on
+	// the way (see Retry). The zero value tries once.
+	Retry Retry
+}
+
+// Retry is how often and how patiently a Client repeats a request that
+// failed on the way: the connection was refused or broke, or the hub (or
+// a proxy before it) answered 502, 503 or 504. Only what is safe to repeat
+// is repeated: List and Ack (an acknowledgement is idempotent) on any such
+// failure; Next, Fetch and Receipt, which lease a message or record a
+// receipt, only when the connection was refused, so nothing reached the
+// hub. An answer the hub gave (4xx, 500) is never repeated.
+type Retry struct {
+	// Attempts is the number of tries in all (0 or 1: no retry).
+	Attempts int
+	// Backoff is the wait before the second try (default 100 ms), doubled
+	// before each further one up to MaxBackoff (default 5 s).
+	Backoff    time.Duration
+	MaxBackoff time.Duration
 }
 
 // New returns a client for the hub at baseURL (e.g. "https://hub:8080")
@@ -62,19 +83,69 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	return req, nil
 }
 
-func (c *Client) do(req *http.Request) (*http.Response, error) {
+// do sends req, repeating it as c.Retry allows; idempotent says whether
+// the request may be repeated after it may have reached the hub.
+func (c *Client) do(req *http.Request, idempotent bool) (*http.Response, error) {
+	wait := c.Retry.Backoff
+	if wait <= 0 {
+		wait = 100 * time.Millisecond
+	}
+	maxWait := c.Retry.MaxBackoff
+	if maxWait <= 0 {
+		maxWait = 5 * time.Second
+	}
+	for try := 1; ; try++ {
+		resp, status, err := c.try(req)
+		if try >= c.Retry.Attempts || req.Context().Err() != nil || !repeatable(err, status, idempotent) {
+			return resp, err
+		}
+		if !sleep(req.Context(), wait) {
+			return resp, err
+		}
+		wait = min(2*wait, maxWait)
+		if req.GetBody != nil {
+			body, berr := req.GetBody()
+			if berr != nil {
+				return resp, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// repeatable reports whether a request that failed with err (status: the
+// hub's answer, 0 when none came) may be sent again: after a refused
+// connection always; after a broken connection or a 502, 503 or 504 only
+// when it is idempotent.
+func repeatable(err error, status int, idempotent bool) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case !idempotent:
+		return false
+	case status == 0:
+		return true
+	}
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+}
+
+// try sends req once; status is the answer's (0 when none came).
+func (c *Client) try(req *http.Request) (*http.Response, int, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if req.Context().Err() != nil {
-			return nil, hub.Wrap(hub.Unavailable, req.Context().Err(), "request cancelled")
+			return nil, 0, hub.Wrap(hub.Unavailable, req.Context().Err(), "request cancelled")
 		}
-		return nil, hub.Wrap(hub.Unavailable, err, "%s %s", req.Method, req.URL.Path)
+		return nil, 0, hub.Wrap(hub.Unavailable, err, "%s %s", req.Method, req.URL.Path)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		return nil, decodeError(resp)
+		return nil, resp.StatusCode, decodeError(resp)
 	}
-	return resp, nil
+	return resp, resp.StatusCode, nil
 }
 
 // decodeError turns an NgDP-style error body into a *hub.Error.
@@ -103,7 +174,7 @@ func (c *Client) List(ctx context.Context, page, size int) (Page, error) {
 	if err != nil {
 		return p, err
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, true)
 	if err != nil {
 		return p, err
 	}
@@ -120,7 +191,7 @@ func (c *Client) Fetch(ctx context.Context, messageUUID string) (*Memo, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +205,7 @@ func (c *Client) Next(ctx context.Context, wait time.Duration) (*Memo, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +231,7 @@ func (c *Client) Ack(ctx context.Context, messageUUID string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, true)
 	if err != nil {
 		return err
 	}
@@ -182,7 +253,7 @@ func (c *Client) Receipt(ctx context.Context, messageUUID string, status hub.Rec
 	if lease != "" {
 		req.Header.Set("X-Posthub-Lease", lease)
 	}
-	resp, err := c.do(req)
+	resp, err := c.do(req, false)
 	if err != nil {
 		return err
 	}

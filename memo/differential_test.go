@@ -462,13 +462,25 @@ func mutateOnce(rng *rand.Rand, doc []byte) []byte {
 
 // TestStreamValidationTakesValidLetters: the one-pass validation must
 // take the valid samples itself (the tree's validation is only for
-// refusals), or ValidateBytes would quietly pay for two parses.
+// refusals), and the model must be read along its records, or
+// ValidateBytes would quietly pay for two parses.
 func TestStreamValidationTakesValidLetters(t *testing.T) {
 	v := newTestValidator(t)
 	for name, doc := range diffBases(t) {
 		version, err := v.ValidateSchemaBytes(doc)
 		if inStream := v.schemas[version] != nil && v.schemas[version].validatesInStream(doc); inStream != (err == nil) {
 			t.Errorf("%s: schema error %v, but one-pass validation says valid=%v", name, err, inStream)
+		}
+	}
+	// And the records must carry the model of every valid sample without
+	// the fallback to ParseBytes, or the one parse would quietly be two.
+	for name, doc := range diffBases(t) {
+		var recs []byte
+		if _, err := v.validateSchemaBytes(doc, func(r []byte) { recs = bytes.Clone(r) }); err != nil {
+			continue
+		}
+		if _, err := followRecords(doc, recs); err != nil {
+			t.Errorf("%s: the records do not carry the model: %v", name, err)
 		}
 	}
 	broken := strings.Replace(minimal12, "<memo:messageType>", "<memo:messageTyp>", 1)

@@ -96,11 +96,20 @@ func parseRecorded(b, recs []byte) (*Message, error) {
 	if recs == nil {
 		return ParseBytes(b)
 	}
+	m, err := followRecords(b, recs)
+	if err != nil {
+		return ParseBytes(b)
+	}
+	return m, nil
+}
+
+// followRecords is parseRecorded without the fallback.
+func followRecords(b, recs []byte) (*Message, error) {
 	p := parser{s: newPullBytesScanner(b), src: b}
 	p.s.rec = &records{b: recs}
 	m, err := p.parse()
 	if err != nil {
-		return ParseBytes(b)
+		return nil, err
 	}
 	m.Size = int64(len(b))
 	return m, nil

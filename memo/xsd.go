@@ -40,8 +40,9 @@ typedef struct {
 // and the Go side then reads the document itself, as before.
 #define PH_MAX_URIS 32
 
-// PH_REC_KEEP is the most record memory an idle context keeps.
-#define PH_REC_KEEP (4 << 20)
+// PH_REC_KEEP is the most record memory an idle context keeps: a letter's
+// records take a few KiB; a pathological one's are not kept.
+#define PH_REC_KEEP (256 << 10)
 
 typedef struct {
 	unsigned char *b;
@@ -335,6 +336,16 @@ static void ph_ctx_free(ph_ctx *c) {
 	free(c);
 }
 
+// ph_ctx_trim drops a large record buffer before c goes idle.
+static void ph_ctx_trim(ph_ctx *c) {
+	if (c->rec.cap > PH_REC_KEEP) {
+		free(c->rec.b);
+		c->rec.b = NULL;
+		c->rec.cap = 0;
+		c->rec.n = 0;
+	}
+}
+
 static ph_ctx *ph_ctx_new(xmlSchemaPtr schema) {
 	ph_ctx *c = calloc(1, sizeof *c);
 	if (c == NULL) return NULL;
@@ -361,11 +372,6 @@ static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int le
 	// Recording hooks in only when asked for, so that the other paths
 	// run libxml2's own handlers untouched.
 	if (record) {
-		if (c->rec.cap > PH_REC_KEEP) {
-			free(c->rec.b);
-			c->rec.b = NULL;
-			c->rec.cap = 0;
-		}
 		c->rec.n = 0;
 		c->rec.failed = 0;
 		c->rec.nuris = 0;
@@ -410,11 +416,6 @@ static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int le
 static int ph_validate_stream(ph_ctx *c, const char *buf, int len, ph_errs *errs) {
 	xmlParserCtxtPtr pctxt = c->p;
 	c->uses++;
-	if (c->rec.cap > PH_REC_KEEP) {
-		free(c->rec.b);
-		c->rec.b = NULL;
-		c->rec.cap = 0;
-	}
 	c->rec.n = 0;
 	c->rec.failed = 0;
 	c->rec.nuris = 0;
@@ -520,6 +521,7 @@ func (s *xsdSchema) ctx() (*C.ph_ctx, error) {
 
 func (s *xsdSchema) done(c *C.ph_ctx, rc C.int) {
 	if rc == xsdValid && c.uses < ctxReuses {
+		C.ph_ctx_trim(c)
 		select {
 		case s.idle <- c:
 			return

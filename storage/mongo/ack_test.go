@@ -82,6 +82,9 @@ func TestAckedDeliveryLeavesTheQueueWithItsLink(t *testing.T) {
 					t.Fatalf("ListQueue(onlyAvailable %v) after the ack: %v, want only m2", avail, ds)
 				}
 			}
+			if n, err := s.CountQueue(bg, q); err != nil || n != 1 {
+				t.Fatalf("CountQueue after the ack: %d, %v, want 1", n, err)
+			}
 			if _, err := s.GetDelivery(bg, "m1/"+q); !hub.Is(err, hub.NotFound) {
 				t.Fatalf("GetDelivery of the acknowledged delivery: %v, want not_found", err)
 			}

@@ -267,10 +267,9 @@
 //   - Clearing a pending flag (step 3 above) is an update of a fresh
 //     receipt; a PutReceipt of the same receipt in the same milliseconds
 //     could be overwritten on FerretDB.
-//   - A delivery whose acknowledgement is being applied is still counted
-//     by CountQueue for that moment (after a crash of the acknowledging
-//     instance, until Repair, within a minute); every other reader sees it
-//     gone from its acked link on.
+//   - A CountQueue concurrent with an acknowledgement may still count its
+//     delivery for that moment; every other reader, and every later count,
+//     sees it gone from its acked link on.
 //   - Each query is a round trip; on FerretDB they cost milliseconds, so
 //     contended ClaimNext is slower there than on MongoDB.
 package mongo

@@ -396,12 +396,16 @@ func (s *Store) listQueue(ctx context.Context, queue string, afterSeq int64, aft
 	return out, all, nil
 }
 
-// CountQueue counts a queue's visible deliveries minus its parked ones. A
-// delivery whose acknowledgement is being applied still counts for that
-// moment (and, after a crash of the acknowledging instance, until Repair).
+// CountQueue counts a queue's visible deliveries minus its parked ones and
+// minus those acknowledged whose document is still there (an acked link
+// carries the queue until its delivery document is gone; such links are
+// only those of acks under way or cut short, so the look-up of their
+// deliveries, a second round trip, is rare). A count concurrent with an
+// ack may still include its delivery for that moment.
 func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
 	var n, parked int64
 	var pend []delDoc
+	var acked []leaseDoc
 	err := sideBySide(
 		func() (err error) { n, err = s.count(ctx, s.deliveries, bson.M{"q": queue}); return err },
 		func() (err error) {
@@ -409,19 +413,62 @@ func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
 			return err
 		},
 		func() (err error) { parked, err = s.count(ctx, s.parked, bson.M{"q": queue}); return err },
+		func() (err error) {
+			acked, err = findAll[leaseDoc](ctx, s.leases, bson.M{"q": queue, "k": kindAcked}, options.Find().SetProjection(bson.M{"d": 1, "s": 1}))
+			return err
+		},
 	)
 	if err != nil {
 		return 0, err
 	}
-	vis, err := visible(ctx, s, pend, delPending)
-	if err != nil {
+	var vis []delDoc
+	var gone int64
+	fns := []func() error{func() (err error) { vis, err = visible(ctx, s, pend, delPending); return err }}
+	if len(acked) > 0 {
+		fns = append(fns, func() (err error) { gone, err = s.ackedStillThere(ctx, acked); return err })
+	}
+	if err := sideBySide(fns...); err != nil {
 		return 0, err
 	}
-	n -= int64(len(pend)-len(vis)) + parked
+	n -= int64(len(pend)-len(vis)) + parked + gone
 	if n < 0 {
 		n = 0
 	}
 	return n, nil
+}
+
+// ackedStillThere counts the deliveries of acked links whose documents are
+// still stored, parked ones apart (CountQueue has left those out already).
+func (s *Store) ackedStillThere(ctx context.Context, acked []leaseDoc) (int64, error) {
+	seq := make(map[string]int64, len(acked))
+	ids := make([]string, 0, len(acked))
+	for _, l := range acked {
+		seq[l.D] = l.S
+		ids = append(ids, l.D)
+	}
+	var docs []delDoc
+	var ps []parkDoc
+	err := sideBySide(
+		func() (err error) {
+			docs, err = findAll[delDoc](ctx, s.deliveries, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1, "s": 1}))
+			return err
+		},
+		func() (err error) {
+			ps, err = findAll[parkDoc](ctx, s.parked, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
+			return err
+		},
+	)
+	isParked := map[string]bool{}
+	for _, p := range ps {
+		isParked[p.ID] = true
+	}
+	var n int64
+	for _, d := range docs {
+		if seq[d.ID] == d.S && !isParked[d.ID] {
+			n++
+		}
+	}
+	return n, err
 }
 
 func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error) {

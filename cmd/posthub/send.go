@@ -33,6 +33,7 @@ func runSend(env *Env, args []string) int {
 	workers := fset.Int("c", 4, "concurrent uploads")
 	asJSON := fset.Bool("json", false, "print every receipt as JSON lines")
 	quiet := fset.Bool("q", false, "no progress bar")
+	retries := fset.Int("retries", 3, "resubmit a MeMo file whose answer was lost (no answer, or 502/503/504) up to this many times, with backoff; the hub answers an identical resubmission with the first receipt")
 	if rc := parseFlags(fset, args); rc >= 0 {
 		return rc
 	}
@@ -74,7 +75,7 @@ func runSend(env *Env, args []string) int {
 			total += st.Size()
 		}
 	}
-	s := &sender{base: strings.TrimRight(*base, "/"), token: *token, mode: *mode, archive: *archive,
+	s := &sender{base: strings.TrimRight(*base, "/"), token: *token, mode: *mode, archive: *archive, retries: max(0, *retries),
 		client: &http.Client{Timeout: 30 * time.Minute}, counts: map[string]int{}}
 	prog := newProgress(stderr, len(files)+len(archives), total, !*quiet && (len(files) > 20 || total > 10<<20))
 	s.prog = prog
@@ -123,6 +124,8 @@ type sendResult struct {
 
 type sender struct {
 	base, token, mode, archive string
+	retries                    int           // resubmissions of a file whose answer was lost
+	backoff                    time.Duration // wait before the first resubmission (default 500 ms), doubled up to 5 s
 	client                     *http.Client
 	prog                       *progress
 	mu                         sync.Mutex
@@ -182,7 +185,25 @@ func (s *sender) sendFile(ctx context.Context, path string) {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	status, body, err := s.post(ctx, s.query(url.Values{"memo-message-uuid": {m.MessageHeader.MessageUUID}}), "application/xml", f, st.Size())
+	// A MeMo is idempotent by its UUID: when the answer is lost (the
+	// connection refused or broken, or a proxy or the hub saying 502, 503
+	// or 504) the same bytes are sent again, and a hub that accepted them
+	// the first time answers with that receipt.
+	u := s.query(url.Values{"memo-message-uuid": {m.MessageHeader.MessageUUID}})
+	wait := s.backoff
+	if wait <= 0 {
+		wait = 500 * time.Millisecond
+	}
+	status, body, err := s.post(ctx, u, "application/xml", f, st.Size())
+	for try := 0; try < s.retries && (err != nil || status == http.StatusBadGateway ||
+		status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout); try++ {
+		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+			break
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+		status, body, err = s.post(ctx, u, "application/xml", f, st.Size())
+	}
 	if err != nil {
 		s.record(sendResult{File: path, Error: err.Error()}, "TRANSPORT_ERROR")
 		return

@@ -101,7 +101,7 @@ func (s *Service) Letter(ctx context.Context, req Request, body Body) (hub.Recei
 
 func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Receipt, bool, error) {
 	if body.Size > s.MaxSize {
-		return hub.Receipt{}, false, TooLarge(s.MaxSize)
+		return hub.Receipt{}, false, memo.TooLarge(s.MaxSize)
 	}
 	var sp memo.Spooled
 	var inMemory []byte
@@ -109,7 +109,7 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		// Small bodies are validated in memory: no spool file round trip.
 		inMemory = make([]byte, n)
 		if _, err := io.ReadFull(body.R, inMemory); err != nil {
-			return hub.Receipt{}, false, invalidRequest("body", "body.incomplete", "the body ended before Content-Length bytes")
+			return hub.Receipt{}, false, hub.InvalidField("request", "body", "body.incomplete", "the body ended before Content-Length bytes", "")
 		}
 		sum := sha256.Sum256(inMemory)
 		sp.Size, sp.SHA256 = n, hex.EncodeToString(sum[:])
@@ -133,7 +133,7 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		return hub.Receipt{}, false, err
 	}
 	if req.WantUUID != "" && !strings.EqualFold(req.WantUUID, m.MessageHeader.MessageUUID) {
-		return hub.Receipt{}, false, invalidRequest("memo-message-uuid", "memo.message.uuid.mismatch",
+		return hub.Receipt{}, false, hub.InvalidField("request", "memo-message-uuid", "memo.message.uuid.mismatch",
 			"memo-message-uuid must equal MessageHeader/messageUUID", req.WantUUID)
 	}
 	if req.Complete != nil {
@@ -203,13 +203,6 @@ func (s *Service) Entry(ctx context.Context, req Request, name string, body Body
 	return rc, nil
 }
 
-// TooLarge is the refusal of a MeMo over max bytes.
-func TooLarge(max int64) error {
-	return &hub.Error{Code: hub.TooLarge, Message: "the MeMo is larger than the hub accepts",
-		Fields: []hub.FieldError{{Resource: "memo", Code: "memo.too.large",
-			Message: "a MeMo may be at most " + strconv.FormatInt(max, 10) + " bytes"}}}
-}
-
 func (s *Service) validationFailed(ctx context.Context, sys hub.System, messageUUID string, err error) {
 	if s.Events == nil {
 		return
@@ -250,12 +243,4 @@ func (s *Service) now() time.Time {
 		return s.Now().UTC()
 	}
 	return time.Now().UTC()
-}
-
-func invalidRequest(field, code, msg string, value ...string) error {
-	fe := hub.FieldError{Resource: "request", Field: field, Code: code, Message: msg}
-	if len(value) > 0 {
-		fe.RejectedValue = value[0]
-	}
-	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{fe}}
 }

@@ -63,9 +63,3 @@ func errorBody(c *gin.Context, log *slog.Logger, err error) ErrorMessage {
 	}
 	return body
 }
-
-// badRequest builds an Invalid error about one request field.
-func badRequest(field, code, msg, value string) error {
-	return &hub.Error{Code: hub.Invalid, Message: msg,
-		Fields: []hub.FieldError{{Resource: "request", Field: field, Code: code, Message: msg, RejectedValue: value}}}
-}

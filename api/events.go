@@ -174,10 +174,10 @@ func eventFilters(c *gin.Context, auditor bool) (hub.EventQuery, error) {
 	var q hub.EventQuery
 	var err error
 	if q.From, err = parseEventTime(c.Query("dateFrom"), false); err != nil {
-		return q, badRequest("dateFrom", "event.date.invalid", err.Error(), c.Query("dateFrom"))
+		return q, hub.InvalidField("request", "dateFrom", "event.date.invalid", err.Error(), c.Query("dateFrom"))
 	}
 	if q.To, err = parseEventTime(c.Query("dateTo"), true); err != nil {
-		return q, badRequest("dateTo", "event.date.invalid", err.Error(), c.Query("dateTo"))
+		return q, hub.InvalidField("request", "dateTo", "event.date.invalid", err.Error(), c.Query("dateTo"))
 	}
 	q.SystemID = c.Query("senderOrRecipientSystem")
 	q.Actor = c.Query("ownerOrActor")
@@ -191,7 +191,7 @@ func eventFilters(c *gin.Context, auditor bool) (hub.EventQuery, error) {
 		case hub.ValidCVR(v):
 			q.Party = v
 		default:
-			return q, badRequest("senderOrRecipient", "event.party.invalid", "senderOrRecipient is a CPR (10 digits) or CVR (8 digits) number", v)
+			return q, hub.InvalidField("request", "senderOrRecipient", "event.party.invalid", "senderOrRecipient is a CPR (10 digits) or CVR (8 digits) number", v)
 		}
 	}
 	if v := c.Query("organisation"); v != "" {
@@ -250,7 +250,7 @@ func (s *Server) handleQueryEvents(c *gin.Context) {
 	if sf := c.Query("sortFields"); sf != "" {
 		field, dir, _ := strings.Cut(strings.Split(sf, ",")[0], ":")
 		if (field != "eventTime" && field != "seq") || (dir != "" && dir != "asc" && dir != "desc") {
-			writeError(c, s.log, badRequest("sortFields", "event.sort.invalid", "sort by eventTime or seq, asc or desc", sf))
+			writeError(c, s.log, hub.InvalidField("request", "sortFields", "event.sort.invalid", "sort by eventTime or seq, asc or desc", sf))
 			return
 		}
 		search.Query.Descending = dir == "desc"
@@ -301,7 +301,7 @@ func (s *Server) handleEventFeed(c *gin.Context) {
 	wait := 30 * time.Second
 	if v := c.Query("wait"); v != "" {
 		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > time.Minute {
-			writeError(c, s.log, badRequest("wait", "event.wait.invalid", "wait is a duration up to 60s (e.g. 30s)", v))
+			writeError(c, s.log, hub.InvalidField("request", "wait", "event.wait.invalid", "wait is a duration up to 60s (e.g. 30s)", v))
 			return
 		}
 	}
@@ -369,7 +369,7 @@ func (s *Server) handleExportEvents(c *gin.Context) {
 	}
 	format := c.DefaultQuery("format", "jsonl")
 	if format != "jsonl" && format != "csv" {
-		writeError(c, s.log, badRequest("format", "event.export.format", "format is jsonl or csv", format))
+		writeError(c, s.log, hub.InvalidField("request", "format", "event.export.format", "format is jsonl or csv", format))
 		return
 	}
 	started := false

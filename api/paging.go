@@ -9,6 +9,7 @@ import (
 
 	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/eventlog"
+	"github.com/posthub/posthub/hub"
 )
 
 // Paging. Every list route reads its paging parameters here, and every
@@ -45,7 +46,7 @@ func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
-		return 0, badRequest(name, name+".invalid", fmt.Sprintf("%s must be an integer in %d..%d", name, lo, hi), v)
+		return 0, hub.InvalidField("request", name, name+".invalid", fmt.Sprintf("%s must be an integer in %d..%d", name, lo, hi), v)
 	}
 	return n, nil
 }
@@ -62,7 +63,7 @@ func pageParams(c *gin.Context, defSize, maxSize int) (page, size int, err error
 		return 0, size, nil
 	}
 	if page, err = strconv.Atoi(v); err != nil || page < 0 || page > last {
-		return 0, 0, badRequest("page", "page.invalid", fmt.Sprintf("page must be an integer in 0..%d at size %d: "+
+		return 0, 0, hub.InvalidField("request", "page", "page.invalid", fmt.Sprintf("page must be an integer in 0..%d at size %d: "+
 			"offset paging reaches %d entries deep", last, size, MaxPagingWindow), v)
 	}
 	return page, size, nil
@@ -75,7 +76,7 @@ func seqCursor(v, name, code string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 63)
 	if err != nil {
-		return 0, badRequest(name, code, name+" is a seq number (0..9223372036854775807)", v)
+		return 0, hub.InvalidField("request", name, code, name+" is a seq number (0..9223372036854775807)", v)
 	}
 	return n, nil
 }

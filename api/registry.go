@@ -31,7 +31,7 @@ func decodeJSON(c *gin.Context, v any) error {
 		if errors.As(err, &mbe) {
 			return &hub.Error{Code: hub.TooLarge, Message: "the JSON body is larger than 1 MiB"}
 		}
-		return badRequest("body", "json.invalid", "the body is not valid JSON for this resource: "+err.Error(), "")
+		return hub.InvalidField("request", "body", "json.invalid", "the body is not valid JSON for this resource: "+err.Error(), "")
 	}
 	return nil
 }
@@ -109,7 +109,7 @@ func (s *Server) handleLogin(c *gin.Context) {
 		return
 	}
 	if ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); ct != "application/json" {
-		writeError(c, s.log, badRequest("Content-Type", "content.type.unsupported", "log in with application/json", ct))
+		writeError(c, s.log, hub.InvalidField("request", "Content-Type", "content.type.unsupported", "log in with application/json", ct))
 		return
 	}
 	var req loginRequest
@@ -470,7 +470,7 @@ func (s *Server) handleGrant(c *gin.Context) {
 		g.Domain = c.Param("org")
 	}
 	if g.Domain != c.Param("org") {
-		writeError(c, s.log, badRequest("organisation", "privilege.scope.mismatch", "grant in the organisation of the path", g.Domain))
+		writeError(c, s.log, hub.InvalidField("request", "organisation", "privilege.scope.mismatch", "grant in the organisation of the path", g.Domain))
 		return
 	}
 	err := s.admin.Grant(c.Request.Context(), actor(c), g)

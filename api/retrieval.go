@@ -145,7 +145,7 @@ func (s *Server) handleNextMemo(c *gin.Context) {
 	if v := c.Query("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			writeError(c, s.log, badRequest("wait", "wait.invalid", "wait is a duration such as 30s", v))
+			writeError(c, s.log, hub.InvalidField("request", "wait", "wait.invalid", "wait is a duration such as 30s", v))
 			return
 		}
 		wait = d
@@ -238,7 +238,7 @@ func (s *Server) handleListFetches(c *gin.Context) {
 	if v := c.Query("fromDate"); v != "" {
 		d, err := time.Parse(time.DateOnly, v)
 		if err != nil {
-			writeError(c, s.log, badRequest("fromDate", "from.date.invalid", "fromDate is yyyy-MM-dd", v))
+			writeError(c, s.log, hub.InvalidField("request", "fromDate", "from.date.invalid", "fromDate is yyyy-MM-dd", v))
 			return
 		}
 		from = d

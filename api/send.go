@@ -60,26 +60,26 @@ func (s *Server) handleSendMemo(c *gin.Context) {
 		}
 		s.sendArchive(c, part, mode, archive)
 	default:
-		writeError(c, s.log, badRequest("Content-Type", "content.type.unsupported",
+		writeError(c, s.log, hub.InvalidField("request", "Content-Type", "content.type.unsupported",
 			"send one MeMo as application/xml, or many as application/x-lzma (a tar archive compressed with lzma)", ct))
 	}
 }
 
 func filePart(r *http.Request, boundary string) (io.Reader, error) {
 	if boundary == "" {
-		return nil, badRequest("Content-Type", "multipart.boundary.missing", "multipart/form-data needs a boundary", "")
+		return nil, hub.InvalidField("request", "Content-Type", "multipart.boundary.missing", "multipart/form-data needs a boundary", "")
 	}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, badRequest("body", "multipart.malformed", err.Error(), "")
+		return nil, hub.InvalidField("request", "body", "multipart.malformed", err.Error(), "")
 	}
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
-			return nil, badRequest("file", "multipart.file.missing", "the archive must be in a part named \"file\"", "")
+			return nil, hub.InvalidField("request", "file", "multipart.file.missing", "the archive must be in a part named \"file\"", "")
 		}
 		if err != nil {
-			return nil, badRequest("body", "multipart.malformed", err.Error(), "")
+			return nil, hub.InvalidField("request", "body", "multipart.malformed", err.Error(), "")
 		}
 		if p.FormName() == "file" {
 			return p, nil
@@ -91,7 +91,7 @@ func filePart(r *http.Request, boundary string) (io.Reader, error) {
 func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoice) {
 	want := c.Query("memo-message-uuid")
 	if want == "" {
-		writeError(c, s.log, badRequest("memo-message-uuid", "memo.message.uuid.missing",
+		writeError(c, s.log, hub.InvalidField("request", "memo-message-uuid", "memo.message.uuid.missing",
 			"the query parameter memo-message-uuid must carry the MeMo's messageUUID", ""))
 		return
 	}
@@ -226,7 +226,7 @@ func (s *Server) handleGetReceipt(c *gin.Context) {
 	if v := c.Query("delete"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeError(c, s.log, badRequest("delete", "delete.invalid", "delete is true or false", v))
+			writeError(c, s.log, hub.InvalidField("request", "delete", "delete.invalid", "delete is true or false", v))
 			return
 		}
 		del = b
@@ -251,21 +251,21 @@ func (s *Server) handleRegistration(kind string) gin.HandlerFunc {
 		id := cpr
 		switch {
 		case cpr != "" && cvr != "":
-			writeError(c, s.log, badRequest("cprNumber", "registration.query.ambiguous", "give cprNumber or cvrNumber, not both", ""))
+			writeError(c, s.log, hub.InvalidField("request", "cprNumber", "registration.query.ambiguous", "give cprNumber or cvrNumber, not both", ""))
 			return
 		case cpr != "":
 			if !hub.ValidCPR(cpr) {
-				writeError(c, s.log, badRequest("cprNumber", "cpr.invalid", "a CPR number is 10 digits", cpr))
+				writeError(c, s.log, hub.InvalidField("request", "cprNumber", "cpr.invalid", "a CPR number is 10 digits", cpr))
 				return
 			}
 		case cvr != "" && kind == "digitalpost":
 			if !hub.ValidCVR(cvr) {
-				writeError(c, s.log, badRequest("cvrNumber", "cvr.invalid", "a CVR number is 8 digits", cvr))
+				writeError(c, s.log, hub.InvalidField("request", "cvrNumber", "cvr.invalid", "a CVR number is 8 digits", cvr))
 				return
 			}
 			id = cvr
 		default:
-			writeError(c, s.log, badRequest("cprNumber", "registration.query.missing", "give cprNumber (or, for digitalpost, cvrNumber)", ""))
+			writeError(c, s.log, hub.InvalidField("request", "cprNumber", "registration.query.missing", "give cprNumber (or, for digitalpost, cvrNumber)", ""))
 			return
 		}
 		ct, err := s.store.GetContact(c.Request.Context(), id)

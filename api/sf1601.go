@@ -97,10 +97,10 @@ func transactionID(c *gin.Context) (string, error) {
 		return uuid.NewString(), nil
 	}
 	if len(tx) > 64 {
-		return "", badRequest(TransactionHeader, "request.transaction.id.invalid", "X-TransaktionsId must be a UUID", tx[:64])
+		return "", hub.InvalidField("request", TransactionHeader, "request.transaction.id.invalid", "X-TransaktionsId must be a UUID", tx[:64])
 	}
 	if _, err := uuid.Parse(tx); err != nil {
-		return "", badRequest(TransactionHeader, "request.transaction.id.invalid", "X-TransaktionsId must be a UUID", tx)
+		return "", hub.InvalidField("request", TransactionHeader, "request.transaction.id.invalid", "X-TransaktionsId must be a UUID", tx)
 	}
 	return tx, nil
 }
@@ -117,7 +117,7 @@ func (s *Server) handleKombi(c *gin.Context) {
 	}
 	c.Header(TransactionHeader, tx)
 	if ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); ct != "application/xml" && ct != "text/xml" {
-		writeError(c, s.log, badRequest("Content-Type", "content.type.unsupported", "send a kombi_request as application/xml", ct))
+		writeError(c, s.log, hub.InvalidField("request", "Content-Type", "content.type.unsupported", "send a kombi_request as application/xml", ct))
 		return
 	}
 	lim := s.kombiLimits()

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"mime"
@@ -158,7 +157,7 @@ func parseTimeParam(c *gin.Context, name string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, badRequest(name, "time.invalid", name+" must be RFC 3339 or YYYY-MM-DD", v)
+	return time.Time{}, hub.InvalidField("request", name, "time.invalid", name+" must be RFC 3339 or YYYY-MM-DD", v)
 }
 
 func mailboxQuery(c *gin.Context) (viewer.Query, error) {
@@ -415,7 +414,7 @@ func (s *Server) handleMailboxMove(c *gin.Context) {
 	f, err := viewer.ParseFolder(c.Query("folder"))
 	if err != nil || c.Query("folder") == "" {
 		if err == nil {
-			err = badRequest("folder", "folder.missing", "folder is required", "")
+			err = hub.InvalidField("request", "folder", "folder.missing", "folder is required", "")
 		}
 		writeError(c, s.log, err)
 		return
@@ -553,23 +552,13 @@ func (s *Server) handleAddAssertionKey(c *gin.Context) {
 	}
 	var req assertionKeyRequest
 	if err := c.ShouldBindJSON(&req); err != nil {
-		writeError(c, s.log, badRequest("body", "json.invalid", "body must be JSON {kid, publicKey}", ""))
+		writeError(c, s.log, hub.InvalidField("request", "body", "json.invalid", "body must be JSON {kid, publicKey}", ""))
 		return
 	}
-	k, err := s.viewer.RegisterAssertionKey(c.Request.Context(), sys.ID, req.KeyID, req.PublicKey)
+	k, err := s.viewer.RegisterAssertionKey(c.Request.Context(), principal(c).String(), sys, req.KeyID, req.PublicKey)
 	if err != nil {
 		writeError(c, s.log, err)
 		return
-	}
-	// Like every administrative change, the key is in the event log (kid
-	// is bounded, so the entry is within the log's bounds).
-	if s.ingest != nil && s.ingest.Events != nil {
-		ev := hub.Event{Tag: "SYSTEM_CHANGED", Actor: principal(c).String(), Orgs: []string{sys.OrgCVR}, SystemID: sys.ID,
-			Detail: map[string]string{"systemId": sys.ID, "change": "assertionkey", "kid": k.KeyID, "alg": k.Alg}}
-		if err := s.ingest.Events.Emit(context.WithoutCancel(c.Request.Context()), ev); err != nil {
-			writeError(c, s.log, hub.Wrap(hub.Internal, err, "the assertion key is registered but its SYSTEM_CHANGED entry could not be recorded"))
-			return
-		}
 	}
 	c.JSON(http.StatusCreated, k)
 }

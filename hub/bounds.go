@@ -79,12 +79,12 @@ func CheckText(resource, field, prefix, v string, max int, required bool) error 
 	switch {
 	case strings.TrimSpace(v) == "":
 		if required {
-			return invalidField(resource, field, prefix+".missing", fmt.Sprintf("%s is required", field), "")
+			return InvalidField(resource, field, prefix+".missing", fmt.Sprintf("%s is required", field), "")
 		}
 	case !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl):
-		return invalidField(resource, field, prefix+".invalid", fmt.Sprintf("%s must be text without control characters", field), shorten(v))
+		return InvalidField(resource, field, prefix+".invalid", fmt.Sprintf("%s must be text without control characters", field), shorten(v))
 	case utf8.RuneCountInString(v) > max:
-		return invalidField(resource, field, prefix+".too.long",
+		return InvalidField(resource, field, prefix+".too.long",
 			fmt.Sprintf("%s is at most %d characters (got %d)", field, max, utf8.RuneCountInString(v)), shorten(v))
 	}
 	return nil
@@ -107,7 +107,7 @@ func shorten(v string) string {
 // setup stands for DefaultSetup), before anything is stored.
 func CheckOrg(o Organisation) error {
 	if !ValidCVR(o.CVR) {
-		return invalidField("organisation", "cvr", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(o.CVR))
+		return InvalidField("organisation", "cvr", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(o.CVR))
 	}
 	if err := CheckText("organisation", "name", "organisation.name", o.Name, MaxNameLen, true); err != nil {
 		return err
@@ -115,23 +115,23 @@ func CheckOrg(o Organisation) error {
 	switch o.Kind {
 	case Authority, Company:
 	default:
-		return invalidField("organisation", "kind", "organisation.kind.invalid", "kind is AUTHORITY or COMPANY", shorten(string(o.Kind)))
+		return InvalidField("organisation", "kind", "organisation.kind.invalid", "kind is AUTHORITY or COMPANY", shorten(string(o.Kind)))
 	}
 	switch o.Setup {
 	case "", SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
 	default:
-		return invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", shorten(string(o.Setup)))
+		return InvalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", shorten(string(o.Setup)))
 	}
 	if o.Kind == Company && o.Setup == SetupContactable {
-		return invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(o.Setup))
+		return InvalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(o.Setup))
 	}
 	if len(o.SendFor) > MaxSendFor {
-		return invalidField("organisation", "sendFor", "organisation.sendfor.too.many",
+		return InvalidField("organisation", "sendFor", "organisation.sendfor.too.many",
 			fmt.Sprintf("an organisation sends on behalf of at most %d others", MaxSendFor), "")
 	}
 	for _, c := range o.SendFor {
 		if !ValidCVR(c) {
-			return invalidField("organisation", "sendFor", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(c))
+			return InvalidField("organisation", "sendFor", "organisation.cvr.invalid", "a CVR number is 8 digits", shorten(c))
 		}
 	}
 	return nil
@@ -145,7 +145,7 @@ func CheckSystemSpec(sp SystemSpec) error {
 	switch sp.Role {
 	case SenderSystem, RecipientSystem, ViewerSystem:
 	default:
-		return invalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", shorten(string(sp.Role)))
+		return InvalidField("system", "role", "system.role.invalid", "role is SENDER, RECIPIENT or VIEWER", shorten(string(sp.Role)))
 	}
 	return CheckSystemFields(sp.Name, sp.Endpoint, sp.ReceiptEndpoint)
 }
@@ -171,14 +171,14 @@ func CheckContactPoint(p ContactPoint) error {
 		return err
 	}
 	if len(p.SystemID) > maxIDLen {
-		return invalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", shorten(p.SystemID))
+		return InvalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", shorten(p.SystemID))
 	}
 	if len(p.Codes) > MaxCodesPerPoint {
-		return invalidField("contactPoint", "contactPointCodes", "contact.point.codes.too.many",
+		return InvalidField("contactPoint", "contactPointCodes", "contact.point.codes.too.many",
 			fmt.Sprintf("a contact point has at most %d codes", MaxCodesPerPoint), "")
 	}
 	if len(p.GroupIDs) > MaxGroupsPerPoint {
-		return invalidField("contactPoint", "contactGroups", "contact.point.groups.too.many",
+		return InvalidField("contactPoint", "contactGroups", "contact.point.groups.too.many",
 			fmt.Sprintf("a contact point belongs to at most %d groups", MaxGroupsPerPoint), "")
 	}
 	for _, c := range p.Codes {

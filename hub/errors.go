@@ -73,6 +73,15 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// InvalidField is the Invalid error about one field of the input, the
+// refusal every package builds for a bad value: the error's message and
+// its one FieldError's are the same. resource is what was checked
+// ("request" for an HTTP request's parameters and body), value what was
+// rejected ("" for none).
+func InvalidField(resource, field, code, msg, value string) *Error {
+	return &Error{Code: Invalid, Message: msg, Fields: []FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
+}
+
 // Wrap builds an *Error of the given code around a cause. An Internal
 // error whose cause is a full disk or an exhausted quota (ENOSPC, EDQUOT)
 // is Unavailable instead, and says so: nothing is wrong with the request

@@ -47,10 +47,6 @@ func (g *Registry) now() time.Time {
 	return time.Now().UTC()
 }
 
-func invalidField(resource, field, code, msg, value string) *Error {
-	return &Error{Code: Invalid, Message: msg, Fields: []FieldError{{Resource: resource, Field: field, Code: code, Message: msg, RejectedValue: value}}}
-}
-
 // DefaultSetup is the setup of an organisation created without one:
 // receiver systems fetch its post once it connects any, and until then the
 // post waits in its mailbox (and is queued to the first system that
@@ -86,10 +82,10 @@ func (g *Registry) ChangeSetup(ctx context.Context, org string, setup Setup, ver
 	switch setup {
 	case SetupContactable, SetupSystemRetrieval, SetupMailboxOnly:
 	default:
-		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", string(setup))
+		return o, InvalidField("organisation", "setup", "organisation.setup.invalid", "setup is CONTACTABLE, SYSTEM_RETRIEVAL or MAILBOX_ONLY", string(setup))
 	}
 	if o.Kind == Company && setup == SetupContactable {
-		return o, invalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(setup))
+		return o, InvalidField("organisation", "setup", "organisation.setup.invalid", "only authorities have a contact structure", string(setup))
 	}
 	if version != 0 && version != o.Version {
 		return o, Errorf(Conflict, "organisation %s changed (version %d, not %d); reload and retry", org, o.Version, version)
@@ -192,17 +188,17 @@ func checkReceiver(o Organisation, sp *SystemSpec) error {
 		sp.Protocol = RestPull
 	}
 	if sp.Protocol != RestPull && sp.Protocol != RestPush {
-		return invalidField("system", "protocol", "system.protocol.invalid", "protocol is REST_PULL or REST_PUSH", string(sp.Protocol))
+		return InvalidField("system", "protocol", "system.protocol.invalid", "protocol is REST_PULL or REST_PUSH", string(sp.Protocol))
 	}
 	if sp.Protocol == RestPush && !strings.HasPrefix(sp.Endpoint, "https://") && !strings.HasPrefix(sp.Endpoint, "http://") {
-		return invalidField("system", "endpoint", "system.endpoint.invalid", "a REST_PUSH system needs an http(s) endpoint", sp.Endpoint)
+		return InvalidField("system", "endpoint", "system.endpoint.invalid", "a REST_PUSH system needs an http(s) endpoint", sp.Endpoint)
 	}
 	switch sp.MemoVersion {
 	case "":
 		sp.MemoVersion = "1.1"
 	case "1.1", "1.2":
 	default:
-		return invalidField("system", "memoVersion", "system.memo.version.invalid", "memoVersion is 1.1 or 1.2", sp.MemoVersion)
+		return InvalidField("system", "memoVersion", "system.memo.version.invalid", "memoVersion is 1.1 or 1.2", sp.MemoVersion)
 	}
 	if o.Kind == Company {
 		sp.Mailbox, sp.Default = CVRPost, false
@@ -215,7 +211,7 @@ func checkReceiver(o Organisation, sp *SystemSpec) error {
 		sp.Default = false
 	case AuthorityPost:
 	default:
-		return invalidField("system", "mailbox", "system.mailbox.invalid", "mailbox is AUTHORITY_POST or CVR_POST", string(sp.Mailbox))
+		return InvalidField("system", "mailbox", "system.mailbox.invalid", "mailbox is AUTHORITY_POST or CVR_POST", string(sp.Mailbox))
 	}
 	return nil
 }
@@ -392,7 +388,7 @@ func (g *Registry) PutContactPoint(ctx context.Context, p ContactPoint) (Contact
 	}
 	s, err := g.Store.GetSystem(ctx, p.SystemID)
 	if ErrorCode(err) == NotFound || (err == nil && (s.OrgCVR != p.OrgCVR || s.Role != RecipientSystem)) {
-		return p, invalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", p.SystemID)
+		return p, InvalidField("contactPoint", "systemId", "contact.point.system.invalid", "a contact point maps to a receiver system of its own organisation", p.SystemID)
 	}
 	if err != nil {
 		return p, err
@@ -401,14 +397,14 @@ func (g *Registry) PutContactPoint(ctx context.Context, p ContactPoint) (Contact
 		switch c.Type {
 		case CodeKLE, CodeFORM, CodeGLN, CodeSOR, CodeCustom:
 		default:
-			return p, invalidField("contactPoint", "contactPointCodes", "contact.point.code.type.invalid", "code type is KLE, FORM, GLN, SOR or CUSTOM", string(c.Type))
+			return p, InvalidField("contactPoint", "contactPointCodes", "contact.point.code.type.invalid", "code type is KLE, FORM, GLN, SOR or CUSTOM", string(c.Type))
 		}
 		if strings.TrimSpace(c.Code) == "" {
-			return p, invalidField("contactPoint", "contactPointCodes", "contact.point.code.empty", "a contact point code needs a value", "")
+			return p, InvalidField("contactPoint", "contactPointCodes", "contact.point.code.empty", "a contact point code needs a value", "")
 		}
 	}
 	if p.SizeThresholdMB < 0 || p.AttachmentLimit < 0 {
-		return p, invalidField("contactPoint", "memoSizeThresholdMB", "contact.point.limit.invalid", "limits are zero (none) or positive", "")
+		return p, InvalidField("contactPoint", "memoSizeThresholdMB", "contact.point.limit.invalid", "limits are zero (none) or positive", "")
 	}
 	if p.ID == "" {
 		p.ID = uuid.NewString()

@@ -244,7 +244,7 @@ func (c *schemaCheck) end(err error) {
 // the prescan's, in ValidateFile's order.
 func (c *schemaCheck) early() error {
 	if c.tooBig {
-		return tooLarge(c.v.cfg.MaxSize)
+		return TooLarge(c.v.cfg.MaxSize)
 	}
 	return c.failed
 }
@@ -302,7 +302,7 @@ func spoolInto(f *os.File, r io.Reader, max int64, tap *schemaCheck) (Spooled, e
 		if k > 0 {
 			n += int64(k)
 			if n > max {
-				err = tooLarge(max)
+				err = TooLarge(max)
 				break
 			}
 			if _, werr := f.Write(buf[:k]); werr != nil {

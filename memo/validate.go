@@ -68,7 +68,9 @@ func (v *Validator) Close() {
 	v.schemas = nil
 }
 
-func tooLarge(max int64) *hub.Error {
+// TooLarge is the refusal of a MeMo over max bytes (code memo.too.large),
+// wherever the size is found out: a Content-Length, the spooled bytes.
+func TooLarge(max int64) *hub.Error {
 	msg := fmt.Sprintf("a MeMo may be at most %d bytes", max)
 	return &hub.Error{Code: hub.TooLarge, Message: msg,
 		Fields: []hub.FieldError{{Resource: "memo", Code: CodeTooLarge, Message: msg}}}
@@ -184,7 +186,7 @@ func (v *Validator) prescanOpen(f *os.File) (string, error) {
 		return "", hub.Wrap(hub.Internal, err, "cannot stat the MeMo")
 	}
 	if st.Size() > v.cfg.MaxSize {
-		return "", tooLarge(v.cfg.MaxSize)
+		return "", TooLarge(v.cfg.MaxSize)
 	}
 	head := make([]byte, min(st.Size(), prescanLimit))
 	if _, err := io.ReadFull(f, head); err != nil {
@@ -256,7 +258,7 @@ func (v *Validator) ValidateSchemaBytes(b []byte) (version string, err error) {
 // xsdSchema.run).
 func (v *Validator) validateSchemaBytes(b []byte, valid func(records []byte)) (version string, err error) {
 	if int64(len(b)) > v.cfg.MaxSize {
-		return "", tooLarge(v.cfg.MaxSize)
+		return "", TooLarge(v.cfg.MaxSize)
 	}
 	pl, perr := prescan(b, true)
 	if perr != nil {

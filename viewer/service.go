@@ -672,20 +672,30 @@ func (f RolesFunc) MayReadMail(ctx context.Context, userID, cvr string) (bool, e
 }
 
 // RegisterAssertionKey registers a viewing-client system's public key
-// (PEM "PUBLIC KEY" or base64 PKIX DER; Ed25519 or P-256) under kid. Invalid for a bad kid or key,
-// Conflict when the system has a key with that kid.
-func (s *Service) RegisterAssertionKey(ctx context.Context, systemID, kid, publicKeyPEM string) (hub.AssertionKey, error) {
+// (PEM "PUBLIC KEY" or base64 PKIX DER; Ed25519 or P-256) under kid, and,
+// like every administrative change, records it in the event log
+// (SYSTEM_CHANGED by actor; kid is bounded, so the entry is within the
+// log's bounds). Invalid for a bad kid or key, Conflict when the system
+// has a key with that kid, Internal when the key is registered but its
+// entry could not be recorded.
+func (s *Service) RegisterAssertionKey(ctx context.Context, actor string, sys hub.System, kid, publicKeyPEM string) (hub.AssertionKey, error) {
 	if kid == "" || len(kid) > 100 {
-		return hub.AssertionKey{}, &hub.Error{Code: hub.Invalid, Message: "kid must be 1–100 characters",
-			Fields: []hub.FieldError{{Resource: "request", Field: "kid", Code: "kid.invalid", Message: "kid must be 1–100 characters", RejectedValue: kid}}}
+		return hub.AssertionKey{}, hub.InvalidField("request", "kid", "kid.invalid", "kid must be 1–100 characters", kid)
 	}
 	der, alg, err := ParseAssertionKey(publicKeyPEM)
 	if err != nil {
 		return hub.AssertionKey{}, err
 	}
-	k := hub.AssertionKey{SystemID: systemID, KeyID: kid, Alg: alg, PublicKey: der, Created: s.now()}
+	k := hub.AssertionKey{SystemID: sys.ID, KeyID: kid, Alg: alg, PublicKey: der, Created: s.now()}
 	if err := s.Mailboxes.PutAssertionKey(ctx, k); err != nil {
 		return hub.AssertionKey{}, err
+	}
+	if s.Events != nil {
+		ev := hub.Event{Tag: "SYSTEM_CHANGED", Actor: actor, Orgs: []string{sys.OrgCVR}, SystemID: sys.ID,
+			Detail: map[string]string{"systemId": sys.ID, "change": "assertionkey", "kid": k.KeyID, "alg": k.Alg}}
+		if err := s.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
+			return hub.AssertionKey{}, hub.Wrap(hub.Internal, err, "the assertion key is registered but its SYSTEM_CHANGED entry could not be recorded")
+		}
 	}
 	return k, nil
 }

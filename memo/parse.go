@@ -265,9 +265,11 @@ func (p *parser) boolean(dst **bool) error {
 	return nil
 }
 
-// leaves reads a complex element whose children are all simple, mapping
-// each child name to its destination.
-func (p *parser) leaves(path string, kv ...leaf) error {
+// leaves reads a complex element, parent+"/"+elem, whose children are all
+// simple, mapping each child name to its destination. The element's path
+// is only spelled out for an error: a letter passes here some thirty
+// times, and the concatenation was a tenth of its allocations.
+func (p *parser) leaves(parent, elem string, kv ...leaf) error {
 	for {
 		tok, err := p.s.next()
 		if err != nil {
@@ -291,7 +293,7 @@ func (p *parser) leaves(path string, kv ...leaf) error {
 			}
 		}
 		if !found {
-			return p.unexpected(path, name)
+			return p.unexpected(parent+"/"+elem, name)
 		}
 	}
 }
@@ -378,7 +380,7 @@ func (p *parser) sender(s *Sender) error {
 		case "Representative":
 			r := &Representative{line: p.s.tokLine}
 			s.Representative = r
-			return p.leaves(path+"/Representative", leaf{"representativeID", &r.RepresentativeID}, leaf{"idType", &r.IDType}, leaf{"idTypeLabel", &r.IDTypeLabel}, leaf{"label", &r.Label})
+			return p.leaves(path, "Representative", leaf{"representativeID", &r.RepresentativeID}, leaf{"idType", &r.IDType}, leaf{"idTypeLabel", &r.IDTypeLabel}, leaf{"label", &r.Label})
 		}
 		return p.unexpected(path, name)
 	})
@@ -422,7 +424,7 @@ func (p *parser) contactPoint(path string, c *ContactPoint) error {
 		case "ContactInfo":
 			c.ContactInfo = append(c.ContactInfo, ContactInfo{})
 			ci := &c.ContactInfo[len(c.ContactInfo)-1]
-			return p.leaves(path+"/ContactInfo", leaf{"label", &ci.Label}, leaf{"value", &ci.Value})
+			return p.leaves(path, "ContactInfo", leaf{"label", &ci.Label}, leaf{"value", &ci.Value})
 		}
 		return p.unexpected(path, name)
 	})
@@ -434,56 +436,56 @@ func (p *parser) attention(path string, a *AttentionData) error {
 		case "AttentionPerson":
 			v := &AttentionPerson{}
 			a.AttentionPerson = v
-			return p.leaves(path+"/"+name, leaf{"personID", &v.PersonID}, leaf{"label", &v.Label})
+			return p.leaves(path, name, leaf{"personID", &v.PersonID}, leaf{"label", &v.Label})
 		case "grd:ProductionUnit":
 			a.ProductionUnit = &ProductionUnit{}
-			return p.productionUnit(path+"/"+name, a.ProductionUnit)
+			return p.productionUnit(path, name, a.ProductionUnit)
 		case "gln:GlobalLocationNumber":
 			v := &GlobalLocationNumber{}
 			a.GlobalLocationNumber = v
-			return p.leaves(path+"/"+name, leaf{"gln:globalLocationNumber", &v.GlobalLocationNumber}, leaf{"gln:location", &v.Location})
+			return p.leaves(path, name, leaf{"gln:globalLocationNumber", &v.GlobalLocationNumber}, leaf{"gln:location", &v.Location})
 		case "EMail":
 			v := &EMail{}
 			a.EMail = v
-			return p.leaves(path+"/"+name, leaf{"emailAddress", &v.EmailAddress}, leaf{"relatedAgent", &v.RelatedAgent})
+			return p.leaves(path, name, leaf{"emailAddress", &v.EmailAddress}, leaf{"relatedAgent", &v.RelatedAgent})
 		case "grd:SEnumber":
 			v := &SEnumber{}
 			a.SEnumber = v
-			return p.leaves(path+"/"+name, leaf{"grd:seNumber", &v.SENumber}, leaf{"grd:companyName", &v.CompanyName})
+			return p.leaves(path, name, leaf{"grd:seNumber", &v.SENumber}, leaf{"grd:companyName", &v.CompanyName})
 		case "Telephone":
 			v := &Telephone{}
 			a.Telephone = v
-			return p.leaves(path+"/"+name, leaf{"telephoneNumber", &v.TelephoneNumber}, leaf{"relatedAgent", &v.RelatedAgent})
+			return p.leaves(path, name, leaf{"telephoneNumber", &v.TelephoneNumber}, leaf{"relatedAgent", &v.RelatedAgent})
 		case "grd:EID":
 			v := &EID{}
 			a.EID = v
-			return p.leaves(path+"/"+name, leaf{"grd:eID", &v.EID}, leaf{"grd:label", &v.Label})
+			return p.leaves(path, name, leaf{"grd:eID", &v.EID}, leaf{"grd:label", &v.Label})
 		case "ContentResponsible":
 			v := &ContentResponsible{}
 			a.ContentResponsible = v
-			return p.leaves(path+"/"+name, leaf{"contentResponsibleID", &v.ContentResponsibleID}, leaf{"label", &v.Label})
+			return p.leaves(path, name, leaf{"contentResponsibleID", &v.ContentResponsibleID}, leaf{"label", &v.Label})
 		case "GeneratingSystem":
 			v := &GeneratingSystem{}
 			a.GeneratingSystem = v
-			return p.leaves(path+"/"+name, leaf{"generatingSystemID", &v.GeneratingSystemID}, leaf{"label", &v.Label})
+			return p.leaves(path, name, leaf{"generatingSystemID", &v.GeneratingSystemID}, leaf{"label", &v.Label})
 		case "sor:SORdata":
 			v := &SORdata{}
 			a.SORdata = v
-			return p.leaves(path+"/"+name, leaf{"sor:sorIdentifier", &v.SORIdentifier}, leaf{"sor:entryName", &v.EntryName})
+			return p.leaves(path, name, leaf{"sor:sorIdentifier", &v.SORIdentifier}, leaf{"sor:entryName", &v.EntryName})
 		case "grd:Address":
 			a.Address = &Address{}
 			return p.address(path+"/"+name, a.Address)
 		case "grd:UnstructuredAddress":
 			v := &UnstructuredAddress{}
 			a.UnstructuredAddress = v
-			return p.leaves(path+"/"+name, leaf{"grd:unstructured", &v.Unstructured})
+			return p.leaves(path, name, leaf{"grd:unstructured", &v.Unstructured})
 		}
 		return p.unexpected(path, name)
 	})
 }
 
-func (p *parser) productionUnit(path string, v *ProductionUnit) error {
-	return p.leaves(path, leaf{"grd:productionUnitNumber", &v.ProductionUnitNumber}, leaf{"grd:productionUnitName", &v.ProductionUnitName})
+func (p *parser) productionUnit(parent, name string, v *ProductionUnit) error {
+	return p.leaves(parent, name, leaf{"grd:productionUnitNumber", &v.ProductionUnitNumber}, leaf{"grd:productionUnitName", &v.ProductionUnitName})
 }
 
 func (p *parser) address(path string, a *Address) error {
@@ -510,7 +512,7 @@ func (p *parser) address(path string, a *Address) error {
 		case "grd:AddressPoint":
 			v := &AddressPoint{}
 			a.AddressPoint = v
-			return p.leaves(path+"/"+name, leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
+			return p.leaves(path, name, leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
 		}
 		return p.unexpected(path, name)
 	})
@@ -549,41 +551,41 @@ func (p *parser) contentData(c *ContentData) error {
 		case "dmv:MotorVehicle":
 			v := &MotorVehicle{}
 			c.MotorVehicle = v
-			return p.leaves(path+"/"+name, leaf{"dmv:licenseNumber", &v.LicenseNumber}, leaf{"dmv:chassisNumber", &v.ChassisNumber})
+			return p.leaves(path, name, leaf{"dmv:licenseNumber", &v.LicenseNumber}, leaf{"dmv:chassisNumber", &v.ChassisNumber})
 		case "grd:PropertyNumber":
 			v := &PropertyNumber{}
 			c.PropertyNumber = v
-			return p.leaves(path+"/"+name, leaf{"grd:propertyNumber", &v.PropertyNumber})
+			return p.leaves(path, name, leaf{"grd:propertyNumber", &v.PropertyNumber})
 		case "CaseID":
 			v := &CaseID{}
 			c.CaseID = v
-			return p.leaves(path+"/"+name, leaf{"caseID", &v.CaseID}, leaf{"caseSystem", &v.CaseSystem})
+			return p.leaves(path, name, leaf{"caseID", &v.CaseID}, leaf{"caseSystem", &v.CaseSystem})
 		case "kle:KLEdata":
 			v := &KLEdata{}
 			c.KLEdata = v
-			return p.leaves(path+"/"+name, leaf{"kle:subjectKey", &v.SubjectKey}, leaf{"kle:version", &v.Version}, leaf{"kle:activityFacet", &v.ActivityFacet}, leaf{"kle:label", &v.Label})
+			return p.leaves(path, name, leaf{"kle:subjectKey", &v.SubjectKey}, leaf{"kle:version", &v.Version}, leaf{"kle:activityFacet", &v.ActivityFacet}, leaf{"kle:label", &v.Label})
 		case "form:FORMdata":
 			v := &FORMdata{}
 			c.FORMdata = v
-			return p.leaves(path+"/"+name, leaf{"form:taskKey", &v.TaskKey}, leaf{"form:version", &v.Version}, leaf{"form:activityFacet", &v.ActivityFacet}, leaf{"form:label", &v.Label})
+			return p.leaves(path, name, leaf{"form:taskKey", &v.TaskKey}, leaf{"form:version", &v.Version}, leaf{"form:activityFacet", &v.ActivityFacet}, leaf{"form:label", &v.Label})
 		case "grd:ProductionUnit":
 			c.ProductionUnit = &ProductionUnit{}
-			return p.productionUnit(path+"/"+name, c.ProductionUnit)
+			return p.productionUnit(path, name, c.ProductionUnit)
 		case "udd:Education":
 			v := &Education{}
 			c.Education = v
-			return p.leaves(path+"/"+name, leaf{"udd:educationCode", &v.EducationCode}, leaf{"udd:educationName", &v.EducationName})
+			return p.leaves(path, name, leaf{"udd:educationCode", &v.EducationCode}, leaf{"udd:educationName", &v.EducationName})
 		case "grd:Address":
 			c.Address = &Address{}
 			return p.address(path+"/"+name, c.Address)
 		case "grd:UnstructuredAddress":
 			v := &UnstructuredAddress{}
 			c.UnstructuredAddress = v
-			return p.leaves(path+"/"+name, leaf{"grd:unstructured", &v.Unstructured})
+			return p.leaves(path, name, leaf{"grd:unstructured", &v.Unstructured})
 		case "AdditionalContentData":
 			c.AdditionalContentData = append(c.AdditionalContentData, AdditionalContentData{})
 			v := &c.AdditionalContentData[len(c.AdditionalContentData)-1]
-			return p.leaves(path+"/"+name, leaf{"contentDataType", &v.ContentDataType}, leaf{"contentDataName", &v.ContentDataName}, leaf{"contentDataValue", &v.ContentDataValue})
+			return p.leaves(path, name, leaf{"contentDataType", &v.ContentDataType}, leaf{"contentDataName", &v.ContentDataName}, leaf{"contentDataValue", &v.ContentDataValue})
 		}
 		return p.unexpected(path, name)
 	})
@@ -639,7 +641,7 @@ func (p *parser) replyData(r *ReplyData) error {
 		case "AdditionalReplyData":
 			r.AdditionalReplyData = append(r.AdditionalReplyData, AdditionalReplyData{})
 			v := &r.AdditionalReplyData[len(r.AdditionalReplyData)-1]
-			return p.leaves(path+"/"+name, leaf{"label", &v.Label}, leaf{"value", &v.Value})
+			return p.leaves(path, name, leaf{"label", &v.Label}, leaf{"value", &v.Value})
 		}
 		return p.unexpected(path, name)
 	})
@@ -759,7 +761,7 @@ func (p *parser) action(path string, a *Action) error {
 		case "Reservation":
 			r := &Reservation{}
 			a.Reservation = r
-			return p.leaves(path+"/Reservation", leaf{"description", &r.Description}, leaf{"reservationUUID", &r.ReservationUUID}, leaf{"abstract", &r.Abstract}, leaf{"location", &r.Location}, leaf{"startDateTime", &r.StartDateTime}, leaf{"endDateTime", &r.EndDateTime}, leaf{"organizerMail", &r.OrganizerMail}, leaf{"organizerName", &r.OrganizerName})
+			return p.leaves(path, "Reservation", leaf{"description", &r.Description}, leaf{"reservationUUID", &r.ReservationUUID}, leaf{"abstract", &r.Abstract}, leaf{"location", &r.Location}, leaf{"startDateTime", &r.StartDateTime}, leaf{"endDateTime", &r.EndDateTime}, leaf{"organizerMail", &r.OrganizerMail}, leaf{"organizerName", &r.OrganizerName})
 		case "EntryPoint":
 			e := &EntryPoint{line: p.s.tokLine}
 			a.EntryPoint = e

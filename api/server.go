@@ -9,6 +9,16 @@
 // all generated from that table, so a route cannot exist undocumented or
 // unguarded. A route without a permission (Perm, or an Access level that
 // maps to one) panics at start-up; see auth.go.
+//
+// One vocabulary on every route: an error is the NgDP body with a code of
+// the closed set, at the status api/status maps it to (errors.go); a list
+// is one page of paging.Result, NgDP's PagingResult (api/paging), but for
+// the two lists whose shapes NgDP defines (events, system-fetches); paging
+// parameters are read and bounded in paging.go, and a bad query parameter
+// answers 400 with a field code ending in ".invalid"; a DELETE answers 204
+// without a body. Tests hold every route to this:
+// TestEveryRouteAnswersOnlyDocumentedErrors, TestListRoutesAnswerPaging,
+// TestDeleteRoutesAnswerNoContent.
 package api
 
 import (

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -144,34 +146,21 @@ type demoViewer struct {
 	KeyFile  string
 }
 
-// seedDemoViewer registers the demo viewing-client system (on every start
-// with a fresh token, as seedDemo does), loads or generates its Ed25519
-// assertion key in the data directory (PKCS#8 PEM, usable by any JWT
-// library) and registers the public key under demoViewerKeyID, replacing a
-// registration of another key under that ID.
+// seedDemoViewer registers this instance's demo viewing-client system (on
+// every start with a fresh token, as seedDemo does), loads or generates its
+// Ed25519 assertion key in the data directory (PKCS#8 PEM, usable by any
+// JWT library) and registers the public key under demoViewerKeyID,
+// replacing a registration of another key under that ID.
+//
+// Each data directory is a viewing client of its own, named after its key:
+// instances sharing one store each rotate and register only their own, so
+// the web mailbox works on all of them (with one shared system, each start
+// revoked the token of every instance started before it, whose web mailbox
+// then answered 401 to everyone).
 func seedDemoViewer(ctx context.Context, store hub.Store, mb hub.MailboxStore, reg *hub.Registry, data string) (demoViewer, error) {
 	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: demoViewerOrg, Name: "Demo Visningsklient", Kind: hub.Authority,
 		Setup: hub.SetupMailboxOnly}); err != nil && hub.ErrorCode(err) != hub.Conflict {
 		return demoViewer{}, err
-	}
-	systems, err := store.ListSystems(ctx, demoViewerOrg)
-	if err != nil {
-		return demoViewer{}, err
-	}
-	var sys hub.System
-	var token string
-	for _, s := range systems {
-		if s.Name == demoViewerName && s.Role == hub.ViewerSystem {
-			sys, token, err = reg.RotateToken(ctx, demoViewerOrg, s.ID)
-			if err != nil {
-				return demoViewer{}, err
-			}
-		}
-	}
-	if sys.ID == "" {
-		if sys, token, err = reg.RegisterSystem(ctx, demoViewerOrg, hub.SystemSpec{Name: demoViewerName, Role: hub.ViewerSystem}); err != nil {
-			return demoViewer{}, err
-		}
 	}
 	path := filepath.Join(data, demoViewerKeyFile)
 	key, err := loadOrCreatePKCS8Key(path)
@@ -181,6 +170,27 @@ func seedDemoViewer(ctx context.Context, store hub.Store, mb hub.MailboxStore, r
 	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		return demoViewer{}, err
+	}
+	sum := sha256.Sum256(der)
+	name := demoViewerName + " " + hex.EncodeToString(sum[:4])
+	systems, err := store.ListSystems(ctx, demoViewerOrg)
+	if err != nil {
+		return demoViewer{}, err
+	}
+	var sys hub.System
+	var token string
+	for _, s := range systems {
+		if s.Name == name && s.Role == hub.ViewerSystem {
+			sys, token, err = reg.RotateToken(ctx, demoViewerOrg, s.ID)
+			if err != nil {
+				return demoViewer{}, err
+			}
+		}
+	}
+	if sys.ID == "" {
+		if sys, token, err = reg.RegisterSystem(ctx, demoViewerOrg, hub.SystemSpec{Name: name, Role: hub.ViewerSystem}); err != nil {
+			return demoViewer{}, err
+		}
 	}
 	keys, err := mb.AssertionKeys(ctx, sys.ID)
 	if err != nil {

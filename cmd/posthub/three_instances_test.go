@@ -153,7 +153,8 @@ type letterJob struct {
 	body    []byte
 	target  int    // receiver system index; -1 for a letter to a citizen
 	citizen string // the recipient when target is -1
-	giveUp  bool   // a sender that does not resubmit when an answer is lost
+	label   string
+	giveUp  bool // a sender that does not resubmit when an answer is lost
 }
 
 type letterOutcome struct {
@@ -177,7 +178,7 @@ type delivery struct {
 // Senders send a few hundred letters concurrently through all three; the
 // five receiver systems of an authority drain through all three; a
 // citizen reads each letter to them through instances other than the one
-// that accepted it, twice at once; an administrator grants a privilege on
+// that accepted it, twice at once (and a few again in the web mailbox); an administrator grants a privilege on
 // one instance that the grantee then holds on the others, and a revocation
 // on another is in force on the rest within the policy poll interval.
 // Mid-load the instance that holds the event log's sealer lease is
@@ -210,7 +211,7 @@ func TestThreeInstancesOneStore(t *testing.T) {
 		return []string{"-data", data, "-metadata", "mongo", "-mongo-uri", uri, "-mongo-db", db,
 			"-blobs", "s3", "-s3-endpoint", endpoint, "-s3-access-key", access, "-s3-secret-key", secret, "-s3-bucket", bucket,
 			"-inline-max", "0", "-operator-token", operator, "-lease-ttl", leaseTTL.String(), "-max-attempts", "100",
-			"-eventlog-sealer-ttl", sealerTTL.String()}
+			"-eventlog-sealer-ttl", sealerTTL.String(), "-web-mailbox", "-mailbox-demo-login"}
 	}}
 	for i := range ti.data {
 		ti.data[i] = t.TempDir()
@@ -285,8 +286,8 @@ func TestThreeInstancesOneStore(t *testing.T) {
 	for i := 0; i < nLetters; i++ {
 		j := letterJob{giveUp: i%3 == 0, target: -1}
 		if i%4 == 1 {
-			j.citizen = citizens[i%len(citizens)]
-			m := memo.NewLetter(memo.Letter{From: rwSender, To: j.citizen, Label: fmt.Sprintf("Brev %d", i),
+			j.citizen, j.label = citizens[i%len(citizens)], fmt.Sprintf("Brev %d", i)
+			m := memo.NewLetter(memo.Letter{From: rwSender, To: j.citizen, Label: j.label,
 				Main: memo.PDF("a.pdf", []byte("%PDF-1.4 tiny"))})
 			var b bytes.Buffer
 			if _, err := m.WriteTo(&b); err != nil {
@@ -627,6 +628,20 @@ func TestThreeInstancesOneStore(t *testing.T) {
 	close(stopPolling)
 	pollers.Wait()
 	<-readersDone
+	// The citizen also opens letters in the reference web mailbox, on an
+	// instance that did not accept them (already read: no second event).
+	webRead := 0
+	for _, j := range jobs {
+		if o := outcomes[j.uuid]; j.target < 0 && o.receipted && webRead < 3 {
+			for k := range 3 {
+				if !o.tried[k] {
+					webMailboxShows(t, bases[k], j.citizen, j.uuid, j.label)
+					webRead++
+					break
+				}
+			}
+		}
+	}
 	t.Logf("drained after %s: %d messages acknowledged", time.Since(runStart).Round(time.Millisecond), acked.Load())
 
 	// The receivers' side: each message delivered (fetched whole and
@@ -767,9 +782,10 @@ func TestThreeInstancesOneStore(t *testing.T) {
 	t.Logf("leases of the killed instance: %s", lr.summary)
 	t.Logf("figures: %d letters sent, %d with a receipt, %d given up (%d of those accepted all the same, "+
 		"%d of these without MEMO_SEND_RECEIVED), "+
-		"%d delivered to receiver systems (%d fetched again after a lease ran out), %d citizen letters read twice each, "+
+		"%d delivered to receiver systems (%d fetched again after a lease ran out), %d citizen letters read twice each (%d of them "+
+		"a third time in the web mailbox), "+
 		"%d sealed events, verify: %s, run %s",
-		len(jobs), len(receipted), len(unknown), acceptedGivenUp, receivedLost, delivered, refetched, len(readDone), sealed,
+		len(jobs), len(receipted), len(unknown), acceptedGivenUp, receivedLost, delivered, refetched, len(readDone), webRead, sealed,
 		strings.TrimSpace(string(out)), time.Since(runStart).Round(time.Millisecond))
 }
 

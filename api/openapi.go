@@ -191,7 +191,9 @@ func OpenAPI(routes []Route) obj {
 		if strings.Contains(r.Path, ":") {
 			add(404)
 		}
-		if r.Method == "POST" {
+		if r.Method == "POST" || r.Method == "PUT" {
+			// POST: a rule or a unique id taken; PUT: a stale version
+			// (If-Match) or a rule.
 			add(409)
 		}
 		if r.Path == v1+"/memos/" {

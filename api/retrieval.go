@@ -43,7 +43,7 @@ func (s *Server) retrievalRoutes() []Route {
 		{Method: "GET", Path: v1 + "/memos/:id", Access: Recipient, Tag: "retrieval",
 			Summary: "Fetch a message as MeMo XML in the system's MeMo version, leasing it to the caller (lease token in X-Posthub-Lease). " +
 				"404 when it is not designated to this system, 409 while another poller's lease lives or when it is parked.",
-			Produces: "application/xml", Status: 200, Handler: s.handleFetchMemo},
+			Produces: "application/xml", Status: 200, Errors: []int{http.StatusConflict}, Handler: s.handleFetchMemo},
 		{Method: "DELETE", Path: v1 + "/memos/:id", Access: Recipient, Tag: "retrieval",
 			Summary: "Acknowledge a fetched message: it leaves the mailbox (and storage), the sender's receipt becomes COMPLETED. Idempotent.",
 			Status:  204, Handler: s.handleAckMemo},

@@ -202,6 +202,7 @@ func TestRetrievalHTTPInvalidReceiptParksAndAdminUnparks(t *testing.T) {
 		api.HeaderLease, rec.Header().Get(api.HeaderLease)), 204, "INVALID receipt")
 	rec = h.do("GET", "/apis/v1/memos/"+id, recv, "")
 	wantStatus(t, rec, 409, "fetch of a parked message")
+	documented(t, "GET", "/apis/v1/memos/:id", 409)
 	if fieldCode(t, rec) != "memo.parked" {
 		t.Fatalf("field code %q", fieldCode(t, rec))
 	}

@@ -108,3 +108,15 @@ func walkRoutes(t *testing.T, m *matrixHub) {
 	}
 	t.Logf("%d requests over %d routes", asked, len(m.srv.Routes()))
 }
+
+// documented fails t unless openapi.json documents status for the route:
+// for answers the route walk cannot bring about (a lease held, a message
+// parked), asserted where a test brings them about.
+func documented(t *testing.T, method, route string, code int) {
+	t.Helper()
+	doc := api.OpenAPI(api.New(api.Config{}, api.Deps{}).Routes())
+	op, _ := doc["paths"].(map[string]any)[api.OpenAPIPath(route)].(map[string]any)[strings.ToLower(method)].(map[string]any)
+	if _, ok := op["responses"].(map[string]any)[strconv.Itoa(code)]; !ok {
+		t.Errorf("%s %s answered %d, which openapi.json does not document", method, route, code)
+	}
+}

@@ -308,7 +308,20 @@ func readSegment(path string, fn func(*logEntry) error, newest bool) error {
 // its sections.
 func (e *logEntry) encode() {
 	w := e.w
-	f := make([]byte, logHeader, logHeader+64+len(w.rec)+len(w.m.Content)+len(w.rRaw)+256*(len(w.evRaw)+len(w.dsRaw)))
+	// The frame is sized exactly: it is encoded under the log's mutex, and
+	// a guess that falls short copies the whole frame, content and all,
+	// once more (an event's record is longer than any fixed guess).
+	n := logHeader + 1 + 4 + len(w.dsRaw)*4
+	for _, b := range w.dsRaw {
+		n += len(b)
+	}
+	if w.m.UUID != "" {
+		n += 4*5 + len(w.rec) + len(w.m.Content) + len(w.rRaw) + len(w.csRaw) + len(w.evRaw)*4
+		for _, b := range w.evRaw {
+			n += len(b)
+		}
+	}
+	f := make([]byte, logHeader, n)
 	section := func(b []byte) {
 		f = binary.BigEndian.AppendUint32(f, uint32(len(b)))
 		f = append(f, b...)

@@ -504,3 +504,41 @@ func TestAcceptLogRefusesAnEntryThatDoesNotDecode(t *testing.T) {
 		t.Fatalf("open over an entry that does not decode: %v, want internal", err)
 	}
 }
+
+// The frame is encoded under the log's mutex: it is allocated once, at its
+// exact size, for a message with events and deliveries and for deliveries
+// alone, and decodes to what was written.
+func TestAcceptLogFrameIsSizedExactly(t *testing.T) {
+	uuid := "m-frame"
+	ds := []hub.Delivery{storagetest.Delivery(uuid, "system/a", t0), storagetest.Delivery(uuid, "system/b", t0)}
+	evs := []hub.Event{
+		{ID: "ev-1", Tag: "MEMO_SEND_RECEIVED", Time: t0, MessageUUID: uuid, Orgs: []string{"12345678"}, Detail: map[string]string{"long": string(bytes.Repeat([]byte("x"), 600))}},
+		{ID: "ev-2", Tag: "MEMO_DELIVERED", Time: t0, MessageUUID: uuid, Orgs: []string{"12345678"}},
+	}
+	cs := []hub.Counter{{Key: hub.CounterKey{Org: "12345678", Day: "2026-03-01", Direction: "SENT"}, Count: 1, Bytes: 10}}
+	content := bytes.Repeat([]byte("c"), 12000)
+	w, err := encodeMessageWrite(storagetest.Message(uuid, content, t0), ds, storagetest.Receipt(uuid, t0), evs, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	if err := w.setSeqs(func() (uint64, error) { seq++; return seq, nil }); err != nil {
+		t.Fatal(err)
+	}
+	alone := &messageWrite{ds: w.ds, dsRaw: w.dsRaw}
+	for name, w := range map[string]*messageWrite{"message": w, "deliveries alone": alone} {
+		e := &logEntry{w: w}
+		e.encode()
+		e.seal(7)
+		if len(e.frame) != cap(e.frame) {
+			t.Errorf("%s: frame of %d bytes in a buffer of %d", name, len(e.frame), cap(e.frame))
+		}
+		got, n, err := decodeFrame(e.frame)
+		if err != nil || n != len(e.frame) || got.lsn != 7 {
+			t.Fatalf("%s: decode: %v, %d of %d bytes, lsn %d", name, err, n, len(e.frame), got.lsn)
+		}
+		if !bytes.Equal(got.w.m.Content, w.m.Content) || len(got.w.evRaw) != len(w.evRaw) || len(got.w.dsRaw) != len(w.dsRaw) {
+			t.Fatalf("%s: decoded entry differs", name)
+		}
+	}
+}

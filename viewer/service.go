@@ -274,10 +274,11 @@ type Query struct {
 }
 
 // Page is one page of a listing; Next is the cursor of the next page, 0
-// when this is the last.
+// when this is the last. The API answers it as its one list shape
+// (paging.Result, Next as nextCursor).
 type Page struct {
-	Letters []Letter `json:"letters"`
-	Next    int64    `json:"next,omitempty"`
+	Letters []Letter
+	Next    int64
 }
 
 // FolderAll lists every letter not deleted.

@@ -258,28 +258,42 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 	var m hub.Message
 	// Not behind the barrier: a message the accept log holds is answered
 	// from it, and one it no longer holds is in bbolt (see acceptlog.go).
-	if s.alog != nil {
-		if lm, ok, err := s.alog.message(ctx, uuid); ok || err != nil {
-			return lm, err
-		}
+	if lm, ok, err := s.loggedMessage(ctx, uuid); ok || err != nil {
+		return lm, err
 	}
-	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
-		r, ok, err := getMessage(tx, uuid)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return notFound("message", uuid)
-		}
-		m = r.Message
-		m.ContentKey = r.ContentKey
-		if r.ContentSeq != 0 {
-			// nil once the last delivery was acknowledged (AckWith).
-			m.Content = bytes.Clone(tx.Bucket(bContent).Get(u64(r.ContentSeq)))
-		}
-		return nil
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
+		m, err = readMessage(tx, uuid)
+		return err
 	})
 	return m, err
+}
+
+// loggedMessage is the message as the accept log holds it, unapplied
+// (false when it holds none).
+func (s *Store) loggedMessage(ctx context.Context, uuid string) (hub.Message, bool, error) {
+	if s.alog == nil {
+		return hub.Message{}, false, nil
+	}
+	return s.alog.message(ctx, uuid)
+}
+
+// readMessage is GetMessage's read of bbolt: the record with its inline
+// content copied out of the transaction. NotFound when it is not there.
+func readMessage(tx *bolt.Tx, uuid string) (hub.Message, error) {
+	r, ok, err := getMessage(tx, uuid)
+	if err != nil {
+		return hub.Message{}, err
+	}
+	if !ok {
+		return hub.Message{}, notFound("message", uuid)
+	}
+	m := r.Message
+	m.ContentKey = r.ContentKey
+	if r.ContentSeq != 0 {
+		// nil once the last delivery was acknowledged (AckWith).
+		m.Content = bytes.Clone(tx.Bucket(bContent).Get(u64(r.ContentSeq)))
+	}
+	return m, nil
 }
 
 // GetMessages returns the messages of uuids that exist, without content.
@@ -605,9 +619,22 @@ func (s *Store) Lease(ctx context.Context, deliveryID, holder string, ttl time.D
 // read that starts after the claim sees any Ack the claim raced with. The
 // lease of a delivery that is gone is dropped.
 func (s *Store) stillThere(ctx context.Context, deliveryID string) error {
+	return s.stillThereThen(ctx, deliveryID, nil)
+}
+
+// stillThereThen is stillThere that, when the delivery is there, also
+// runs then in the same read transaction (ClaimNext reads the message
+// there instead of in a transaction of its own).
+func (s *Store) stillThereThen(ctx context.Context, deliveryID string, then func(tx *bolt.Tx) error) error {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		_, err := getDelivery(tx, deliveryID)
-		return err
+		// Only whether it is there: the claim decoded it already.
+		if strings.ContainsRune(deliveryID, 0) || tx.Bucket(bDeliveries).Get([]byte(deliveryID)) == nil {
+			return notFound("delivery", deliveryID)
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
 	})
 	if hub.Is(err, hub.NotFound) {
 		s.leases.drop(deliveryID)
@@ -624,18 +651,31 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 			found bool
 		)
 		err := s.view(ctx, func(tx *bolt.Tx) error {
-			return scanQueue(tx, queue, afterSeq, func(d hub.Delivery) (bool, error) {
-				afterSeq = d.Seq
+			// scanQueue, except that a delivery another poller holds is
+			// passed over by its ID, without decoding it: with several
+			// pollers on one queue the first entries are mostly leased.
+			p := prefix(queue)
+			c := tx.Bucket(bDelQueue).Cursor()
+			for k, id := c.Seek(cat(p, u64(uint64(afterSeq)+1))); k != nil && bytes.HasPrefix(k, p); k, id = c.Next() {
+				afterSeq = int64(readU64(k[len(p):]))
+				if s.leases.live(string(id), now) {
+					continue
+				}
+				d, err := getDelivery(tx, string(id))
+				if err != nil {
+					return err
+				}
 				if s.available(d, now) != "" {
-					return true, nil
+					continue
 				}
 				if l, found = s.leases.claim(d, holder, ttl, now); !found {
-					return true, nil
+					continue
 				}
 				got = d
 				got.Attempts = l.Attempt
-				return false, nil
-			})
+				return nil
+			}
+			return nil
 		})
 		if err != nil {
 			return hub.Claimed{}, err
@@ -643,13 +683,26 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 		if !found {
 			return hub.Claimed{}, hub.Errorf(hub.NotFound, "nothing available in queue %s", queue)
 		}
-		switch err := s.stillThere(ctx, got.ID); {
-		case err == nil:
-			m, err := s.GetMessage(ctx, got.MessageUUID)
-			if err != nil && !hub.Is(err, hub.NotFound) {
-				s.leases.release(l)
-				return hub.Claimed{}, err
+		// A message the accept log still holds is answered from it (as
+		// GetMessage does); otherwise it is read in stillThere's
+		// transaction, which saves a read transaction per fetch.
+		m, logged, err := s.loggedMessage(ctx, got.MessageUUID)
+		if err != nil {
+			s.leases.release(l)
+			return hub.Claimed{}, err
+		}
+		err = s.stillThereThen(ctx, got.ID, func(tx *bolt.Tx) error {
+			if logged {
+				return nil
 			}
+			var err error
+			if m, err = readMessage(tx, got.MessageUUID); hub.Is(err, hub.NotFound) {
+				return nil // Claimed.Message's UUID "" says so
+			}
+			return err
+		})
+		switch {
+		case err == nil:
 			return hub.Claimed{Delivery: got, Lease: l, Message: m}, nil
 		case !hub.Is(err, hub.NotFound):
 			s.leases.release(l)

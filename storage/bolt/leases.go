@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -98,4 +99,37 @@ func (t *leaseTable) attempts(d *hub.Delivery) {
 	if l, ok := t.m[d.ID]; ok {
 		d.Attempts = l.Attempt
 	}
+}
+
+// claimRead is what ClaimNext decoded of a delivery and of its message,
+// kept with the lease so that the acknowledgement, which runs in the
+// store's one writer, need not decode them again: AckWith uses them only
+// when the stored bytes are still exactly raw (the same bytes decode to
+// the same values), and decodes as before otherwise. Immutable once kept.
+type claimRead struct {
+	delRaw []byte
+	del    hub.Delivery
+	msgRaw []byte // nil when the message was not read from bbolt
+	msg    messageRec
+}
+
+// remember keeps r with l while l is the delivery's lease; a later claim
+// replaces the record and so forgets r.
+func (t *leaseTable) remember(l hub.Lease, r *claimRead) {
+	r.del.Meta = maps.Clone(r.del.Meta)
+	r.msg.Attrs = maps.Clone(r.msg.Attrs)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, ok := t.m[l.DeliveryID]; ok && cur.Epoch == l.Epoch && cur.Holder == l.Holder {
+		cur.read = r
+		t.m[l.DeliveryID] = cur
+	}
+}
+
+// read returns what the claim of the delivery's current lease decoded, or
+// nil.
+func (t *leaseTable) read(id string) *claimRead {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[id].read
 }

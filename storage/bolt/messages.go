@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,17 +41,44 @@ func (r receiptRec) value() hub.Receipt {
 type leaseRec struct {
 	hub.Lease
 	Released bool `json:"released,omitempty"`
+	// read is what the claim decoded (see claimRead); nil if nothing.
+	read *claimRead
 }
 
 func (l leaseRec) live(now time.Time) bool { return !l.Released && now.Before(l.Expires) }
 
 func getMessage(tx *bolt.Tx, uuid string) (messageRec, bool, error) {
+	r, _, ok, err := getMessageRaw(tx, uuid)
+	return r, ok, err
+}
+
+// getMessageRaw is getMessage that also returns the stored bytes (valid
+// in tx only).
+func getMessageRaw(tx *bolt.Tx, uuid string) (messageRec, []byte, bool, error) {
 	var r messageRec
 	if strings.ContainsRune(uuid, 0) {
-		return r, false, nil // such a key would name a receipt index entry
+		return r, nil, false, nil // such a key would name a receipt index entry
 	}
-	ok, err := getJSON(tx.Bucket(bMessages), []byte(uuid), &r)
-	return r, ok, err
+	raw := tx.Bucket(bMessages).Get([]byte(uuid))
+	if raw == nil {
+		return r, nil, false, nil
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, nil, false, fmt.Errorf("decode %s/%q: %w", "record", uuid, err)
+	}
+	return r, raw, true, nil
+}
+
+// getMessageFor is getMessage for an acknowledgement: what the claim
+// decoded when the record is still those bytes (see claimRead).
+func getMessageFor(tx *bolt.Tx, uuid string, cr *claimRead) (messageRec, bool, error) {
+	if cr != nil && cr.msgRaw != nil && cr.msg.UUID == uuid && !strings.ContainsRune(uuid, 0) &&
+		bytes.Equal(tx.Bucket(bMessages).Get([]byte(uuid)), cr.msgRaw) {
+		r := cr.msg
+		r.Attrs = maps.Clone(r.Attrs)
+		return r, true, nil
+	}
+	return getMessage(tx, uuid)
 }
 
 func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
@@ -287,13 +315,19 @@ func readMessage(tx *bolt.Tx, uuid string) (hub.Message, error) {
 	if !ok {
 		return hub.Message{}, notFound("message", uuid)
 	}
+	return messageOf(tx, r), nil
+}
+
+// messageOf is the message of a record, its inline content copied out of
+// tx.
+func messageOf(tx *bolt.Tx, r messageRec) hub.Message {
 	m := r.Message
 	m.ContentKey = r.ContentKey
 	if r.ContentSeq != 0 {
 		// nil once the last delivery was acknowledged (AckWith).
 		m.Content = bytes.Clone(tx.Bucket(bContent).Get(u64(r.ContentSeq)))
 	}
-	return m, nil
+	return m
 }
 
 // GetMessages returns the messages of uuids that exist, without content.
@@ -449,16 +483,38 @@ func addQueueCount(tx *bolt.Tx, queue string, n int64) error {
 }
 
 func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
+	d, _, err := getDeliveryRaw(tx, id)
+	return d, err
+}
+
+// getDeliveryRaw is getDelivery that also returns the stored bytes (valid
+// in tx only).
+func getDeliveryRaw(tx *bolt.Tx, id string) (hub.Delivery, []byte, error) {
 	var d hub.Delivery
 	if strings.ContainsRune(id, 0) {
 		// Such a key would name an index entry (indexKey).
-		return d, notFound("delivery", id)
+		return d, nil, notFound("delivery", id)
 	}
-	ok, err := getJSON(tx.Bucket(bDeliveries), []byte(id), &d)
-	if err == nil && !ok {
-		err = notFound("delivery", id)
+	raw := tx.Bucket(bDeliveries).Get([]byte(id))
+	if raw == nil {
+		return d, nil, notFound("delivery", id)
 	}
-	return d, err
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return d, nil, fmt.Errorf("decode %s/%q: %w", "record", id, err)
+	}
+	return d, raw, nil
+}
+
+// getDeliveryFor is getDelivery for an acknowledgement: what the claim
+// decoded when the record is still those bytes (see claimRead).
+func getDeliveryFor(tx *bolt.Tx, id string, cr *claimRead) (hub.Delivery, error) {
+	if cr != nil && cr.del.ID == id && !strings.ContainsRune(id, 0) &&
+		bytes.Equal(tx.Bucket(bDeliveries).Get([]byte(id)), cr.delRaw) {
+		d := cr.del
+		d.Meta = maps.Clone(d.Meta)
+		return d, nil
+	}
+	return getDelivery(tx, id)
 }
 
 func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
@@ -649,6 +705,7 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 			got   hub.Delivery
 			l     hub.Lease
 			found bool
+			read  *claimRead
 		)
 		err := s.view(ctx, func(tx *bolt.Tx) error {
 			// scanQueue, except that a delivery another poller holds is
@@ -661,7 +718,7 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 				if s.leases.live(string(id), now) {
 					continue
 				}
-				d, err := getDelivery(tx, string(id))
+				d, raw, err := getDeliveryRaw(tx, string(id))
 				if err != nil {
 					return err
 				}
@@ -671,6 +728,7 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 				if l, found = s.leases.claim(d, holder, ttl, now); !found {
 					continue
 				}
+				read = &claimRead{delRaw: bytes.Clone(raw), del: d}
 				got = d
 				got.Attempts = l.Attempt
 				return nil
@@ -695,14 +753,17 @@ func (s *Store) ClaimNext(ctx context.Context, queue, holder string, ttl time.Du
 			if logged {
 				return nil
 			}
-			var err error
-			if m, err = readMessage(tx, got.MessageUUID); hub.Is(err, hub.NotFound) {
-				return nil // Claimed.Message's UUID "" says so
+			r, raw, ok, err := getMessageRaw(tx, got.MessageUUID)
+			if err != nil || !ok {
+				return err // not ok: Claimed.Message's UUID "" says so
 			}
-			return err
+			read.msgRaw, read.msg = bytes.Clone(raw), r
+			m = messageOf(tx, r)
+			return nil
 		})
 		switch {
 		case err == nil:
+			s.leases.remember(l, read)
 			return hub.Claimed{Delivery: got, Lease: l, Message: m}, nil
 		case !hub.Is(err, hub.NotFound):
 			s.leases.release(l)
@@ -730,9 +791,10 @@ func (s *Store) Ack(ctx context.Context, deliveryID string, now time.Time) (hub.
 // with it; the message record stays (idempotent resubmission needs it).
 func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time, record hub.AckRecord) (hub.AckResult, error) {
 	var res hub.AckResult
+	cr := s.leases.read(deliveryID)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		res = hub.AckResult{}
-		d, err := getDelivery(tx, deliveryID)
+		d, err := getDeliveryFor(tx, deliveryID, cr)
 		if hub.Is(err, hub.NotFound) {
 			res.AlreadyAcked = true
 			return nil
@@ -740,7 +802,7 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 		if err != nil {
 			return err
 		}
-		m, ok, err := getMessage(tx, d.MessageUUID)
+		m, ok, err := getMessageFor(tx, d.MessageUUID, cr)
 		if err != nil {
 			return err
 		}

@@ -571,7 +571,20 @@ func TestSystemFetchMovesMailboxAndReportsProgress(t *testing.T) {
 	if _, err := e.svc.Ack(ctx, sys, f.Message.UUID); err != nil {
 		t.Fatal(err)
 	}
-	j, _ = e.svc.GetFetch(ctx, sys, mb, j.ID)
+	// The queues show the move before the job's record lists the moved
+	// messages (it is saved once the move is done), and progress counts
+	// only the listed ones: wait for the record.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		j, err = e.svc.GetFetch(ctx, sys, mb, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Fetched != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if j.Fetched != 1 || j.Total != 4 || j.Status != retrieval.FetchRunning {
 		t.Fatalf("progress after one ack: %+v", j)
 	}

@@ -808,6 +808,7 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 		}
 		if record != nil {
 			v := hub.AckView{Delivery: d}
+			var stored hub.Receipt // the sender's receipt as read here, if any
 			if ok {
 				msg := m.Message
 				msg.ContentKey = m.ContentKey
@@ -819,6 +820,7 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 					}
 					if found {
 						v.SenderReceipt = &sr
+						stored = sr
 					}
 				}
 			}
@@ -830,7 +832,13 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 				return err
 			}
 			if r != nil {
-				if err := putReceipt(tx, *r); err != nil {
+				// The receipt read above is the one r replaces (the usual
+				// COMPLETED): putReceipt need not read and decode it again.
+				var old *receiptRec
+				if stored.TransmissionID != "" && stored.TransmissionID == r.TransmissionID && stored.SystemID == r.SystemID {
+					old = &receiptRec{Receipt: stored, SystemID: stored.SystemID}
+				}
+				if err := putReceiptOver(tx, *r, nil, old); err != nil {
 					return err
 				}
 			}
@@ -937,12 +945,23 @@ func putReceipt(tx *bolt.Tx, r hub.Receipt) error { return putReceiptWith(tx, r,
 // putReceiptWith is putReceipt with the record encoded ahead (raw), or
 // encoded here when raw is nil.
 func putReceiptWith(tx *bolt.Tx, r hub.Receipt, raw []byte) error {
+	return putReceiptOver(tx, r, raw, nil)
+}
+
+// putReceiptOver is putReceiptWith given the stored record it replaces
+// (read in tx; nil to read it here).
+func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *receiptRec) error {
 	b := bk(tx, bReceipts)
 	k := key(r.SystemID, r.TransmissionID)
 	var old receiptRec
-	ok, err := getJSON(b, k, &old)
-	if err != nil {
-		return err
+	ok := known != nil
+	if ok {
+		old = *known
+	} else {
+		var err error
+		if ok, err = getJSON(b, k, &old); err != nil {
+			return err
+		}
 	}
 	switch {
 	case ok && old.MessageUUID == r.MessageUUID:

@@ -253,7 +253,12 @@ func putMessageTx(tx *bolt.Tx, w *messageWrite, assign bool) error {
 		}
 		// ContentSeq is omitted when 0, so the encoded record ends with
 		// its last field: add it there.
-		rec = append(append(bytes.Clone(rec[:len(rec)-1]), `,"contentSeq":`...), strconv.FormatUint(seq, 10)+"}"...)
+		// One allocation at the final size (the record is logged and
+		// shared, so it is copied, never appended to in place).
+		const field = `,"contentSeq":`
+		out := make([]byte, 0, len(rec)-1+len(field)+20+1)
+		out = append(append(out, rec[:len(rec)-1]...), field...)
+		rec = append(strconv.AppendUint(out, seq, 10), '}')
 	}
 	if err := bk(tx, bMessages).Put([]byte(m.UUID), rec); err != nil {
 		return err

@@ -139,27 +139,14 @@ func (r response) errorCode(t *testing.T) (code string, fields []string) {
 
 func (h *testHub) do(method, path, token, ctype string, body io.Reader) response {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.base+path, body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	headers := map[string]string{}
 	if token != "" {
-		req.Header.Set("Authorization", "Basic "+token)
+		headers["Authorization"] = "Basic " + token
 	}
 	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
+		headers["Content-Type"] = ctype
 	}
-	client := h.client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: b, header: resp.Header}
+	return h.callWith(method, path, headers, body)
 }
 
 func (h *testHub) operatorJSON(method, path string, v any) response {

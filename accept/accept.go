@@ -15,6 +15,7 @@
 package accept
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -105,17 +106,37 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	}
 	var sp memo.Spooled
 	var inMemory []byte
-	if n := body.Size; n > 0 && n <= SmallBody {
+	src := body.R
+	switch n := body.Size; {
+	case n > 0 && n <= SmallBody:
 		// Small bodies are validated in memory: no spool file round trip.
 		inMemory = make([]byte, n)
-		if _, err := io.ReadFull(body.R, inMemory); err != nil {
+		if _, err := io.ReadFull(src, inMemory); err != nil {
 			return hub.Receipt{}, false, hub.InvalidField("request", "body", "body.incomplete", "the body ended before Content-Length bytes", "")
 		}
+	case n < 0:
+		// A body of unknown length (chunked, or streamed by a door) that
+		// ends within SmallBody bytes is one too; a longer one is spooled
+		// from its start.
+		head, whole, err := readSmall(src)
+		if err != nil {
+			return hub.Receipt{}, false, err
+		}
+		if whole {
+			if int64(len(head)) > s.MaxSize {
+				return hub.Receipt{}, false, memo.TooLarge(s.MaxSize)
+			}
+			inMemory = head
+		} else {
+			src = io.MultiReader(bytes.NewReader(head), src)
+		}
+	}
+	if inMemory != nil {
 		sum := sha256.Sum256(inMemory)
-		sp.Size, sp.SHA256 = n, hex.EncodeToString(sum[:])
+		sp.Size, sp.SHA256 = int64(len(inMemory)), hex.EncodeToString(sum[:])
 	} else {
 		var err error
-		sp, err = s.Validator.Spool(body.R, s.SpoolDir, s.MaxSize)
+		sp, err = s.Validator.Spool(src, s.SpoolDir, s.MaxSize)
 		if err != nil {
 			return hub.Receipt{}, false, err
 		}
@@ -153,6 +174,18 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		s.validationFailed(ctx, req.System, strings.ToLower(m.MessageHeader.MessageUUID), err)
 	}
 	return r, created, err
+}
+
+// readSmall reads r to its end if it ends within SmallBody bytes (whole);
+// otherwise it returns the SmallBody+1 bytes read so far. A failed read is
+// Invalid, as when the spool reads it.
+func readSmall(r io.Reader) (head []byte, whole bool, err error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, SmallBody+1))
+	if err != nil {
+		return nil, false, hub.Wrap(hub.Invalid, err, "reading the MeMo failed")
+	}
+	return buf.Bytes(), n <= SmallBody, nil
 }
 
 // Entry accepts one MeMo of a mass send and yields a receipt: a refused

@@ -106,9 +106,17 @@ type Service struct {
 
 // senderNames keeps the names of the organisations letters come from, for
 // listings (a page of a mailbox shows each sender's name, and its letters
-// come from a few senders): a listing reads the names it lacks side by side
-// and none it read in the last nameTTL. A renamed organisation shows its
-// new name within nameTTL.
+// come from a few senders): a listing reads the names it lacks, at most
+// NameLookups at a time, and none it read in the last nameTTL. A renamed
+// organisation shows its new name within nameTTL.
+//
+// Only names read are kept. A lookup that fails (a store that is briefly
+// unavailable, a cancelled request) leaves the letter without its sender's
+// name on this page — the page itself still shows — and is tried again at
+// the next listing. NotFound is not kept either: organisations are never
+// deleted, so a sender that is not found is a read that does not see it
+// yet (a lagging replica), not a fact worth remembering for nameTTL; and a
+// listing asks for each sender once.
 type senderNames struct {
 	mu sync.Mutex
 	m  map[string]senderName
@@ -119,14 +127,23 @@ type senderName struct {
 	at   time.Time
 }
 
+// NameLookups is how many senders' names one listing reads at once. A page
+// of a mailbox may come from up to 200 senders; reading them all at once
+// would put 200 requests on the store for one click. The number is no
+// operator's concern: it only trades a first listing's latency (at most
+// 200/NameLookups serial round trips, once per nameTTL) against the
+// store's load.
+const NameLookups = 8
+
 const (
 	nameTTL      = time.Minute
 	maxNames     = 10_000
 	listingBatch = 200
 )
 
-// of returns the names of the organisations cvrs.
-func (n *senderNames) of(ctx context.Context, store Store, cvrs []string) map[string]string {
+// of returns the names of the organisations cvrs it could read; a sender
+// whose name could not be read is absent.
+func (n *senderNames) of(ctx context.Context, store Store, log *slog.Logger, cvrs []string) map[string]string {
 	out := make(map[string]string, len(cvrs))
 	var missing []string
 	n.mu.Lock()
@@ -142,17 +159,40 @@ func (n *senderNames) of(ctx context.Context, store Store, cvrs []string) map[st
 		return out
 	}
 	got := make([]string, len(missing))
+	errs := make([]error, len(missing))
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i, c := range missing {
+	for range min(NameLookups, len(missing)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if o, err := store.GetOrg(ctx, c); err == nil {
+			for i := range next {
+				var o hub.Organisation
+				o, errs[i] = store.GetOrg(ctx, missing[i])
 				got[i] = o.Name
 			}
 		}()
 	}
+	for i := range missing {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
+	failed, first := 0, -1
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if failed > 0 && ctx.Err() == nil {
+		// One line a listing, not one a sender: a store that is down would
+		// otherwise write 200 lines for each page asked for.
+		log.Warn("viewer: senders' names not read; the letters show without them", "failed", failed, "of", len(missing),
+			"cvr", missing[first], "error", errs[first])
+	}
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -160,8 +200,10 @@ func (n *senderNames) of(ctx context.Context, store Store, cvrs []string) map[st
 		n.m = map[string]senderName{}
 	}
 	for i, c := range missing {
-		out[c] = got[i]
-		n.m[c] = senderName{got[i], now}
+		if errs[i] == nil {
+			out[c] = got[i]
+			n.m[c] = senderName{got[i], now}
+		}
 	}
 	return out
 }
@@ -399,7 +441,7 @@ func (s *Service) join(ctx context.Context, ds []hub.Delivery, now time.Time) ([
 			senders = append(senders, m.SenderCVR)
 		}
 	}
-	names := s.names.of(ctx, s.Store, senders)
+	names := s.names.of(ctx, s.Store, s.logger(), senders)
 	var out []Letter
 	for _, d := range shown {
 		m, ok := msgs[d.MessageUUID]

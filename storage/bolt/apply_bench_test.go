@@ -1,0 +1,94 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// BenchmarkApplyBytesPerLetter measures what applying accepted letters
+// costs bbolt in pages: the bytes of the pages its commits allocate (every
+// dirty page is written) per letter, on a store already holding a number
+// of letters. Letters are shaped as the hub makes them (a random UUID, a
+// 12.7 KB MeMo inline, one mailbox delivery, the sender's receipt, three
+// events, two counters) and put by 16 writers, so the accept log groups
+// them as under load. Keys derived from random UUIDs (messages,
+// deliveries, receipts, event IDs) land on pages of their own, so the
+// bytes per letter grow with the store until every letter dirties a page
+// in each such bucket. Reported by scripts/bench-storage.sh.
+func BenchmarkApplyBytesPerLetter(b *testing.B) {
+	for _, stored := range []int{1000, 30000} {
+		b.Run(fmt.Sprint("stored=", stored), func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "posthub.db"), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			small := bytes.Repeat([]byte("x"), 1000) // the fill's content: its bucket only appends
+			content := bytes.Repeat([]byte("<memo>x</memo>"), 12770/14+1)[:12770]
+			put := func(n int, content []byte) {
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(n) {
+							if err := putLetter(ctx, s, content); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				if err := s.alog.wait(ctx, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			put(stored, small)
+			before := s.db.Stats().TxStats
+			b.ResetTimer()
+			put(b.N, content)
+			b.StopTimer()
+			after := s.db.Stats().TxStats
+			alloc := after.GetPageAlloc() - before.GetPageAlloc()
+			b.ReportMetric(float64(alloc)/1024/float64(b.N), "KiB/letter")
+			b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/float64(b.N), "writes/letter")
+		})
+	}
+}
+
+func putLetter(ctx context.Context, s *Store, content []byte) error {
+	id := uuid.NewString()
+	now := time.Now().UTC()
+	q := "mailbox/0101011234/AUTHORITY_POST"
+	m := hub.Message{UUID: id, MessageID: "mid-" + id, SenderCVR: "12345678", SenderSystemID: "sender-sys",
+		RecipientID: "0101011234", RecipientType: "CPR", MessageType: "DIGITALPOST", MemoVersion: "1.1",
+		Label: "Brev", SHA256: "0", Size: int64(len(content)), Content: content, Received: now, State: hub.MessageActive}
+	d := hub.Delivery{ID: id + "/" + q, MessageUUID: id, Channel: hub.ChannelMailbox, Queue: q, OrgCVR: "12345678",
+		Created: now, AvailableAt: now, State: hub.DeliveryReady, Size: m.Size}
+	r := hub.Receipt{TransmissionID: uuid.NewString(), SystemID: "sender-sys", MessageUUID: id, MessageID: m.MessageID,
+		Time: now, Status: hub.ReceiptReceived}
+	var evs []hub.Event
+	for i, tag := range []string{"MEMO_SEND_RECEIVED", "MEMO_VALIDATED", "READY_FOR_FETCH"} {
+		evs = append(evs, hub.Event{ID: fmt.Sprintf("memo:%s:%d:%s:%d", id, now.UnixMilli(), tag, i), Time: now, Tag: tag,
+			Orgs: []string{"12345678"}, SystemID: "sender-sys", MessageUUID: id, Party: "0101011234"})
+	}
+	day := now.Format(time.DateOnly)
+	k := hub.CounterKey{Org: "12345678", Day: day, MessageType: "DIGITALPOST", Channel: "MAILBOX", SystemID: "sender-sys", Direction: "SENT"}
+	cs := []hub.Counter{{Key: k, Count: 1, Bytes: m.Size}}
+	k.Org, k.SystemID, k.Direction = "0101011234", "", "RECEIVED"
+	cs = append(cs, hub.Counter{Key: k, Count: 1, Bytes: m.Size})
+	return s.PutMessageWith(ctx, m, []hub.Delivery{d}, r, evs, cs)
+}

@@ -145,16 +145,25 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 	if err != nil {
 		return hub.User{}, err
 	}
+	// A grant that answers Conflict was held already, a revocation that
+	// answers NotFound was not held: another login of the same user (on
+	// another instance, say) made the change between plan and write. The
+	// login goes on, and the event log records only the change that was
+	// made, once, by whoever made it.
 	actor := "oidc:" + c.Name
 	for _, g := range grant {
-		if err := rp.opts.Privileges.Grant(ctx, g); err != nil && !hub.Is(err, hub.Conflict) {
+		if err := rp.opts.Privileges.Grant(ctx, g); hub.Is(err, hub.Conflict) {
+			continue
+		} else if err != nil {
 			return hub.User{}, err
 		}
 		rp.emit(ctx, hub.Event{Tag: "PRIVILEGES_GRANTED", Actor: actor, Orgs: []string{g.Domain},
 			Detail: map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain, "via": "group mapping", "subject": id.Subject}})
 	}
 	for _, g := range revoke {
-		if err := rp.opts.Privileges.Revoke(ctx, g); err != nil && !hub.Is(err, hub.NotFound) {
+		if err := rp.opts.Privileges.Revoke(ctx, g); hub.Is(err, hub.NotFound) {
+			continue
+		} else if err != nil {
 			return hub.User{}, err
 		}
 		rp.emit(ctx, hub.Event{Tag: "PRIVILEGES_REVOKED", Actor: actor, Orgs: []string{g.Domain},

@@ -50,17 +50,25 @@ func TestParseProviders(t *testing.T) {
 	}
 }
 
-// fakePolicies is a Privileges over a slice.
+// fakePolicies is a Privileges over a slice that answers as the
+// Enforcer does: Conflict for a grant held, NotFound for a revocation of
+// one not held. When seen is set, Grants answers from it: what this
+// instance saw before another instance's login wrote.
 type fakePolicies struct {
 	mu     sync.Mutex
 	grants []rbac.Grant
+	seen   []rbac.Grant
 }
 
 func (f *fakePolicies) Grants(dom, user string) []rbac.Grant {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	from := f.grants
+	if f.seen != nil {
+		from = f.seen
+	}
 	var out []rbac.Grant
-	for _, g := range f.grants {
+	for _, g := range from {
 		if (dom == "" || g.Domain == dom) && (user == "" || g.User == user) {
 			out = append(out, g)
 		}
@@ -71,6 +79,9 @@ func (f *fakePolicies) Grants(dom, user string) []rbac.Grant {
 func (f *fakePolicies) Grant(_ context.Context, g rbac.Grant) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if slices.Contains(f.grants, g) {
+		return hub.Errorf(hub.Conflict, "%s holds %s in %s", g.User, g.Role, g.Domain)
+	}
 	f.grants = append(f.grants, g)
 	return nil
 }
@@ -78,6 +89,9 @@ func (f *fakePolicies) Grant(_ context.Context, g rbac.Grant) error {
 func (f *fakePolicies) Revoke(_ context.Context, g rbac.Grant) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if !slices.Contains(f.grants, g) {
+		return hub.Errorf(hub.NotFound, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
+	}
 	f.grants = slices.DeleteFunc(f.grants, func(x rbac.Grant) bool { return x == g })
 	return nil
 }
@@ -176,6 +190,47 @@ func TestMapUser(t *testing.T) {
 				if ev.Actor != "oidc:idp" || ev.Detail["subject"] != "sub-1" || ev.Detail["via"] != "group mapping" {
 					t.Fatalf("mapping event %+v", ev)
 				}
+			}
+		})
+	}
+}
+
+// TestMapUserLogsOnlyChanges: when another login of the same user (on
+// another instance) has already made the group mapping's change, this
+// login's grant answers Conflict and its revocation NotFound. The login
+// goes on, and nothing is logged as granted or revoked: the other login
+// logged it.
+func TestMapUserLogsOnlyChanges(t *testing.T) {
+	stat := rbac.Grant{User: "anne", Role: rbac.StatisticsAdm, Domain: orgA}
+	recall := rbac.Grant{User: "anne", Role: rbac.RecallAdmin, Domain: orgA}
+	cfg := ProviderConfig{Name: "idp", Label: "The IdP", GroupClaim: "groups", GroupPrivileges: []GroupPrivilege{
+		{Group: "stat", Privilege: rbac.StatisticsAdm, Organisation: orgA}, {Group: "recall", Privilege: rbac.RecallAdmin, Organisation: orgA}}}
+	for _, c := range []struct {
+		name       string
+		seen, held []rbac.Grant
+		want       []string // tags logged
+	}{
+		{"a change this login makes is logged", []rbac.Grant{recall}, []rbac.Grant{recall}, []string{"PRIVILEGES_GRANTED", "PRIVILEGES_REVOKED"}},
+		{"a change another login made is not logged again", []rbac.Grant{recall}, []rbac.Grant{stat}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pol := &fakePolicies{grants: slices.Clone(c.held), seen: c.seen}
+			events := &eventList{}
+			rp := &RP{providers: map[string]*provider{"idp": {cfg: cfg}}, opts: Options{Events: events, Privileges: pol,
+				Users: fakeUsers{"anne": {ID: "anne", Active: true}}}}
+			u, err := rp.mapUser(context.Background(), Identity{Provider: "idp", Subject: "sub-1", UserID: "anne", Groups: []string{"stat"}})
+			if err != nil || u.ID != "anne" {
+				t.Fatalf("login: %+v, %v", u, err)
+			}
+			if got := pol.grants; !slices.Equal(got, []rbac.Grant{stat}) {
+				t.Fatalf("grants after login %v, want %v", got, []rbac.Grant{stat})
+			}
+			var tags []string
+			for _, ev := range events.evs {
+				tags = append(tags, ev.Tag)
+			}
+			if !slices.Equal(tags, c.want) {
+				t.Fatalf("logged %v, want %v", tags, c.want)
 			}
 		})
 	}

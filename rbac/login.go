@@ -89,20 +89,46 @@ func (s *Sessions) Begin(ctx context.Context, user string) (Session, string, err
 
 // Authenticate checks a session cookie's value: signature, expiry, an
 // active account, and a session generation that is still the user's.
-// Unauthorized when any fails.
+// Unauthorized when any fails; a store error as the store answered it.
+//
+// The account and the generation are independent reads (two collections
+// on MongoDB), so they are made at once and a request waits one store
+// round trip, not two. Revocation stays exact: both reads begin after the
+// request arrived, so a logout or password change that returned before it
+// is seen as a serial read would see it. The answer is the one a serial
+// read, account first, would give: a missing or inactive account is
+// Unauthorized and an account read that failed is its error, whatever the
+// generation read answered; only then does the generation count.
 func (s *Sessions) Authenticate(ctx context.Context, value string) (Session, hub.User, error) {
 	ss, ok := s.Verify(value)
 	if !ok || s.Users == nil {
 		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the session has expired; log in again")
 	}
+	type generation struct {
+		gen uint64
+		err error
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gens, read := s.generations(), make(chan generation, 1)
+	go func() {
+		g, err := gens.SessionGeneration(gctx, ss.User)
+		read <- generation{g, err}
+	}()
 	u, err := s.Users.GetUser(ctx, ss.User)
+	if err != nil || !u.Active {
+		// The generation no longer matters; the request still waits for
+		// its read, so no goroutine outlives it.
+		cancel()
+	}
+	g := <-read
 	if hub.Is(err, hub.NotFound) || (err == nil && !u.Active) {
 		return Session{}, hub.User{}, hub.Errorf(hub.Unauthorized, "the account is not active")
 	}
 	if err != nil {
 		return Session{}, hub.User{}, err
 	}
-	if err := s.current(ctx, ss); err != nil {
+	if err := checkGeneration(ss, g.gen, g.err); err != nil {
 		return Session{}, hub.User{}, err
 	}
 	return ss, u, nil
@@ -125,6 +151,12 @@ func (s *Sessions) Resume(ctx context.Context, value string) (Session, error) {
 // current checks that ss was issued at its user's current generation.
 func (s *Sessions) current(ctx context.Context, ss Session) error {
 	gen, err := s.generations().SessionGeneration(ctx, ss.User)
+	return checkGeneration(ss, gen, err)
+}
+
+// checkGeneration judges ss by the generation read for its user (gen, or
+// the read's error).
+func checkGeneration(ss Session, gen uint64, err error) error {
 	if err != nil {
 		return err
 	}

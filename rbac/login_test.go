@@ -2,6 +2,7 @@ package rbac_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -336,5 +337,127 @@ func TestResumeWithoutAccounts(t *testing.T) {
 	}
 	if _, err := b.Resume(ctx, v2); err != nil {
 		t.Fatalf("a session issued after logout: %v", err)
+	}
+}
+
+// failingAccounts is a store whose account or generation read fails with
+// the given error (nil: answers as the store does).
+type failingAccounts struct {
+	rbac.Accounts
+	user, gen error
+}
+
+func (f failingAccounts) GetUser(ctx context.Context, id string) (hub.User, error) {
+	if f.user != nil {
+		return hub.User{}, f.user
+	}
+	return f.Accounts.GetUser(ctx, id)
+}
+
+func (f failingAccounts) SessionGeneration(ctx context.Context, id string) (uint64, error) {
+	if f.gen != nil {
+		return 0, f.gen
+	}
+	return f.Accounts.SessionGeneration(ctx, id)
+}
+
+// TestAuthenticateWhenAReadFails: the account and the generation are read
+// at once, and the answer is the one a serial read (account first) gives:
+// a failed read is that read's error, a missing or inactive account is
+// Unauthorized whatever the generation read answered, and nothing is
+// granted.
+func TestAuthenticateWhenAReadFails(t *testing.T) {
+	ctx := context.Background()
+	s, store := loginWorld(t)
+	_, _, anne, err := s.Login(ctx, "anne", annePassword, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ivan := s.Issue("ivan", 0)
+	_, ghost := s.Issue("ghost", 0)
+	down := hub.Errorf(hub.Unavailable, "the user store is down")
+	broken := hub.Errorf(hub.Internal, "the generation store is broken")
+	for _, c := range []struct {
+		name      string
+		cookie    string
+		user, gen error
+		want      hub.Code
+		wantErr   error
+	}{
+		{"the generation read's error is the answer", anne, nil, broken, hub.Internal, broken},
+		{"the account read's error is the answer", anne, down, nil, hub.Unavailable, down},
+		{"the account read's error comes before the generation read's", anne, down, broken, hub.Unavailable, down},
+		{"an inactive account is unauthorized whatever the generation read answered", ivan, nil, broken, hub.Unauthorized, nil},
+		{"a missing account is unauthorized whatever the generation read answered", ghost, nil, broken, hub.Unauthorized, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &rbac.Sessions{Key: s.Key, Users: failingAccounts{Accounts: store, user: c.user, gen: c.gen}}
+			ss, u, err := f.Authenticate(ctx, c.cookie)
+			if hub.ErrorCode(err) != c.want {
+				t.Fatalf("err = %v, want %s", err, c.want)
+			}
+			if c.wantErr != nil && !errors.Is(err, c.wantErr) {
+				t.Fatalf("err = %v, want the failed read's own error %v", err, c.wantErr)
+			}
+			if ss != (rbac.Session{}) || u.ID != "" {
+				t.Fatalf("granted %+v %+v on a failed read", ss, u)
+			}
+		})
+	}
+}
+
+// rendezvousAccounts makes each of the two reads wait until the other has
+// begun: an Authenticate that reads them one after the other fails (after
+// the guard) instead of passing.
+type rendezvousAccounts struct {
+	rbac.Accounts
+	user, gen chan struct{}
+}
+
+func (r rendezvousAccounts) meet(mine, other chan struct{}) error {
+	close(mine)
+	select {
+	case <-other:
+		return nil
+	case <-time.After(10 * time.Second):
+		return hub.Errorf(hub.Unavailable, "the other read never began: the reads are serial")
+	}
+}
+
+func (r rendezvousAccounts) GetUser(ctx context.Context, id string) (hub.User, error) {
+	if err := r.meet(r.user, r.gen); err != nil {
+		return hub.User{}, err
+	}
+	return r.Accounts.GetUser(ctx, id)
+}
+
+func (r rendezvousAccounts) SessionGeneration(ctx context.Context, id string) (uint64, error) {
+	if err := r.meet(r.gen, r.user); err != nil {
+		return 0, err
+	}
+	return r.Accounts.SessionGeneration(ctx, id)
+}
+
+// TestAuthenticateReadsAccountAndGenerationAtOnce: one store round trip,
+// not two, per request with a session; and a logout is still seen by the
+// next request.
+func TestAuthenticateReadsAccountAndGenerationAtOnce(t *testing.T) {
+	ctx := context.Background()
+	s, store := loginWorld(t)
+	_, ss, v, err := s.Login(ctx, "anne", annePassword, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func() *rbac.Sessions {
+		return &rbac.Sessions{Key: s.Key, Users: rendezvousAccounts{Accounts: store, user: make(chan struct{}), gen: make(chan struct{})}}
+	}
+	if _, u, err := at().Authenticate(ctx, v); err != nil || u.ID != "anne" {
+		t.Fatalf("a live session: %v", err)
+	}
+	if err := s.Logout(ctx, ss.User); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := at().Authenticate(ctx, v); hub.ErrorCode(err) != hub.Unauthorized {
+		t.Fatalf("a session after logout: %v, want unauthorized", err)
 	}
 }

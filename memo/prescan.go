@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/posthub/posthub/hub"
 )
 
 // prescanLimit bounds how much of a document the prescan looks at: the
@@ -52,6 +54,9 @@ type prolog struct {
 	version string
 	// rootLine is the line of the root start tag.
 	rootLine int
+	// rootOffset is where the root start tag begins (set where the scan
+	// stops at any root).
+	rootOffset int
 }
 
 // prescan checks the start of a document in pure Go, before libxml2 sees a
@@ -73,17 +78,44 @@ func prescan(b []byte, complete bool) (prolog, *prescanError) {
 	return s.run()
 }
 
-// prescanProlog is prescan for documents that are not MeMos
-// (CompileSchema's): the same refusals of DOCTYPE and of encodings other
-// than UTF-8, without looking at the root element.
-func prescanProlog(b []byte) *prescanError {
-	s := prologScanner{b: b, complete: true, anyRoot: true}
-	if len(b) > prescanLimit {
-		s.b = b[:prescanLimit]
+// PrologLimit is how much of a document's start CheckProlog looks at: the
+// prolog and the root's '<' must come within it.
+const PrologLimit = prescanLimit
+
+// prologLookahead is how far past where it stops the scan may have looked
+// (a "<!DOCTYPE" it had to see whole).
+const prologLookahead = len("<!DOCTYPE")
+
+// CheckProlog makes the prescan's refusals on the start of an XML document
+// that need not be a MeMo (an envelope that carries one, a schema's
+// instance), so that every document the hub reads is held to the one
+// rule: no DOCTYPE (so no entity declarations, internal or external), no
+// encoding but UTF-8 (a BOM of UTF-16 or UTF-32 included), and nothing
+// but comments and processing instructions before the root element.
+//
+// head is the start of the document; complete says it is all of it. The
+// verdict is the one the document's first PrologLimit bytes get: a prolog
+// that does not end within them is xml.prolog.too.long. When head is
+// shorter than that and the verdict depends on what follows it, more is
+// true: call again with a longer head. Otherwise it returns the offset in
+// head of the root element's '<', or the refusal as a field error with
+// the prescan's code (xml.doctype.not.allowed, xml.encoding.not.supported,
+// xml.not.well.formed, xml.prolog.too.long), message and line, for the
+// caller to name its Resource.
+func CheckProlog(head []byte, complete bool) (root int, more bool, refusal *hub.FieldError) {
+	s := prologScanner{b: head, complete: complete, anyRoot: true}
+	if len(head) > prescanLimit {
+		s.b = head[:prescanLimit]
 		s.complete = false
 	}
-	_, err := s.run()
-	return err
+	p, err := s.run()
+	if !s.complete && len(s.b) < prescanLimit && (err != nil && err.code == CodePrologTooLong || s.pos+prologLookahead > len(s.b)) {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, &hub.FieldError{Field: err.field, Code: err.code, Message: err.msg, RejectedValue: err.value, Line: err.line}
+	}
+	return p.rootOffset, false, nil
 }
 
 type prologScanner struct {
@@ -163,7 +195,7 @@ func (s *prologScanner) run() (prolog, *prescanError) {
 			return prolog{}, s.fail(CodeNotWellFormed, "unexpected markup declaration before the root element")
 		case b[s.pos] == '<':
 			if s.anyRoot {
-				return prolog{rootLine: s.line()}, nil
+				return prolog{rootLine: s.line(), rootOffset: s.pos}, nil
 			}
 			return s.root()
 		default:

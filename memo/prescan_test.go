@@ -93,3 +93,42 @@ func TestCanonicalDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPrologAsksForMoreRatherThanGuess: on any cut of a document's
+// start, CheckProlog either asks for more or gives the verdict of the
+// document's first PrologLimit bytes; it never decides on a cut "<!DOC"
+// or BOM what the rest would change.
+func TestCheckPrologAsksForMoreRatherThanGuess(t *testing.T) {
+	docs := []string{
+		"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<!-- c -->\r\n<?pi x?>\r\n<kombi_request>",
+		"<?xml version='1.0' encoding='ISO-8859-1'?><x/>",
+		"\xFF\xFE<\x00x\x00",
+		"<!-- a -->\n<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x/>",
+		"<!-- a --><!ENTITY e 'v'><x/>",
+		"  \n\t<x a='1'/>",
+		"<?xml version=\"1.0\"?>\n<x>",
+		"hej <x/>",
+		"<!--" + strings.Repeat("x", 100) + "--><!--y--><x/>",
+	}
+	for _, doc := range docs {
+		wantRoot, wantMore, want := CheckProlog([]byte(doc), true)
+		if wantMore {
+			t.Fatalf("%q: asks for more when complete", doc)
+		}
+		for n := 0; n < len(doc); n++ {
+			root, more, got := CheckProlog([]byte(doc[:n]), false)
+			if more {
+				continue
+			}
+			if (got == nil) != (want == nil) || got != nil && (got.Code != want.Code || got.Line != want.Line) || root != wantRoot {
+				t.Fatalf("%q cut at %d: root %d, %+v; whole: root %d, %+v", doc, n, root, got, wantRoot, want)
+			}
+		}
+	}
+	if _, more, got := CheckProlog([]byte("<!--"+strings.Repeat("x", PrologLimit)), false); more || got == nil || got.Code != CodePrologTooLong {
+		t.Fatalf("a prolog past PrologLimit: more %v, %+v; want %s", more, got, CodePrologTooLong)
+	}
+	if root, _, got := CheckProlog([]byte("<!-- c -->\n<memo:Message/>"), true); got != nil || root != len("<!-- c -->\n") {
+		t.Fatalf("root at %d, %+v", root, got)
+	}
+}

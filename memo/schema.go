@@ -51,8 +51,9 @@ func CompileSchema(entry, resource, targetNS string) (*Schema, error) {
 // and line, and Resource set to the schema's resource name. The error is
 // for the hub's own failures: Unavailable after Close, Internal.
 func (s *Schema) ValidateBytes(b []byte) ([]hub.FieldError, error) {
-	if perr := prescanProlog(b); perr != nil {
-		return []hub.FieldError{{Resource: s.resource, Field: perr.field, Code: perr.code, Message: perr.msg, Line: perr.line}}, nil
+	if _, _, refusal := CheckProlog(b, true); refusal != nil {
+		refusal.Resource = s.resource
+		return []hub.FieldError{*refusal}, nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

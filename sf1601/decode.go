@@ -18,8 +18,9 @@ const NSFjernprint = "urn:oio:fjernprint:1.0.0"
 
 // Codes of the problems the Decoder reports (hub.FieldError.Code), beside
 // memo's xml.not.well.formed, xml.doctype.not.allowed,
-// xml.encoding.not.supported, memo.root.invalid (a Message outside the MeMo
-// namespace) and memo.too.large (a Message over Limits.MaxMemo).
+// xml.encoding.not.supported, xml.prolog.too.long, memo.root.invalid (a
+// Message outside the MeMo namespace) and memo.too.large (a Message over
+// Limits.MaxMemo).
 const (
 	CodeRootInvalid       = "kombi.root.invalid"
 	CodeChoiceMissing     = "kombi.valg.kode.missing"
@@ -506,44 +507,27 @@ func (d *Decoder) choiceTooLong() error {
 		"KombiValgKode must be one of \"Automatisk Valg\", \"Digital Post\", \"Fysisk Post\" and \"NemSMS\"")
 }
 
-// prolog reads the XML declaration, comments and processing instructions
-// before the root, and the root start tag.
+// prolog checks the start of the request as the start of a MeMo sent
+// alone is checked (memo.CheckProlog: no DOCTYPE, UTF-8 only), takes the
+// prolog in as envelope bytes, and reads the root start tag.
 func (d *Decoder) prolog() error {
-	head, _ := d.br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
-		if err := d.take(head[:3]); err != nil {
-			return err
-		}
-	case bytes.HasPrefix(head, []byte{0xFE, 0xFF}), bytes.HasPrefix(head, []byte{0xFF, 0xFE}),
-		bytes.HasPrefix(head, []byte{0, 0}), bytes.HasPrefix(head, []byte{'<', 0}), bytes.HasPrefix(head, []byte{0, '<'}):
-		return fail(memo.CodeEncodingNotSupported, "", 1, "", "the request must be encoded in UTF-8")
-	}
-	if b, err := d.peekN(6); err == nil && string(b[:5]) == "<?xml" && xmlSpace(b[5]) {
-		if err := d.xmlDecl(); err != nil {
-			return err
-		}
-	}
 	for {
-		space, err := d.text(nil, 0)
-		if err != nil {
-			return err
+		head, err := d.br.Peek(d.br.Size())
+		if err != nil && err != io.EOF {
+			return d.readErr(err, "the prolog")
 		}
-		if !space {
-			return fail(memo.CodeNotWellFormed, "", d.line, "", "content is not allowed before the root element (is the body XML?)")
-		}
-		b, err := d.peekN(2)
-		if err != nil {
-			if len(b) == 0 {
-				return fail(memo.CodeNotWellFormed, "", d.line, "", "the request has no root element")
-			}
-			return d.short("the prolog")
-		}
-		if b[1] == '!' || b[1] == '?' {
-			if err := d.markup(true); err != nil {
-				return err
-			}
+		root, more, refusal := memo.CheckProlog(head, err == io.EOF)
+		if more && d.br.Size() < memo.PrologLimit {
+			// A prolog longer than the read buffer (rare): judge it on a
+			// buffer as large as memo looks.
+			d.br = bufio.NewReaderSize(d.br, memo.PrologLimit)
 			continue
+		}
+		if refusal != nil {
+			return fail(refusal.Code, refusal.Field, refusal.Line, refusal.RejectedValue, "%s", refusal.Message)
+		}
+		if err := d.take(head[:root]); err != nil {
+			return err
 		}
 		return d.rootStart()
 	}
@@ -558,35 +542,6 @@ func allSpace(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// xmlDecl reads the XML declaration and refuses encodings but UTF-8.
-func (d *Decoder) xmlDecl() error {
-	var decl []byte
-	tooLong := func() error { return fail(memo.CodeNotWellFormed, "", d.line, "", "the XML declaration is too long") }
-	if err := d.through("?>", "the XML declaration", &decl, 1024, tooLong); err != nil {
-		return err
-	}
-	s := string(decl)
-	if i := strings.Index(s, "encoding"); i >= 0 {
-		rest := strings.TrimLeft(s[i+len("encoding"):], " \t\r\n")
-		if strings.HasPrefix(rest, "=") {
-			rest = strings.TrimLeft(rest[1:], " \t\r\n")
-			if len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'') {
-				if j := strings.IndexByte(rest[1:], rest[0]); j >= 0 {
-					enc := rest[1 : 1+j]
-					if !strings.EqualFold(enc, "UTF-8") && !strings.EqualFold(enc, "UTF8") {
-						v := enc
-						if len(v) > 32 {
-							v = v[:32]
-						}
-						return fail(memo.CodeEncodingNotSupported, "", d.line, v, "encoding %q is not supported; send UTF-8", v)
-					}
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // markup consumes a comment, processing instruction or CDATA section at

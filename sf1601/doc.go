@@ -18,17 +18,21 @@
 // What the Decoder guarantees:
 //
 //   - Streaming and bounded: it reads the body once, through a 16 KiB
-//     buffer, and never holds the MeMo: the Message's bytes go to the
+//     buffer (64 KiB, memo.PrologLimit, for a request whose prolog is
+//     longer), and never holds the MeMo: the Message's bytes go to the
 //     writer the caller gives (a spool file, or memory for a small body) as
 //     they arrive. The Message may be at most Limits.MaxMemo bytes, the
 //     fjernprint part Limits.MaxPrint (it is held in memory), everything
 //     else together (prolog, KombiValgKode, whitespace, comments)
 //     Limits.MaxEnvelope, and elements nest at most Limits.MaxDepth deep.
 //     Crossing a size bound is TooLarge, found the moment it is crossed.
-//   - No DTD: the scanner is pure Go and refuses any DOCTYPE
-//     (xml.doctype.not.allowed) and any encoding but UTF-8 ("utf8", as
-//     Python's ElementTree writes it, included) before a byte reaches
-//     libxml2. It expands no entities; the documents it hands on carry none
+//   - No DTD: the request's start goes through memo.CheckProlog, the
+//     check a MeMo sent alone gets from memo's prescan, so both refuse the
+//     same inputs with the same codes: any DOCTYPE (xml.doctype.not.allowed)
+//     and any encoding but UTF-8 ("utf8", as Python's ElementTree writes
+//     it, included; xml.encoding.not.supported), before a byte reaches
+//     libxml2. The scanner is pure Go and refuses a DOCTYPE anywhere else
+//     too; it expands no entities, and the documents it hands on carry none
 //     that could be declared.
 //   - The Message as if sent alone: real clients declare the MeMo
 //     namespaces on <kombi_request>, not on the Message (ElementTree hoists

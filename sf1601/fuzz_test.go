@@ -16,7 +16,7 @@ import (
 // knownCodes are the field codes the Decoder may answer with.
 var knownCodes = map[string]bool{
 	memo.CodeNotWellFormed: true, memo.CodeDoctypeNotAllowed: true, memo.CodeEncodingNotSupported: true,
-	memo.CodeRootInvalid: true, memo.CodeTooLarge: true,
+	memo.CodePrologTooLong: true, memo.CodeRootInvalid: true, memo.CodeTooLarge: true,
 	sf1601.CodeRootInvalid: true, sf1601.CodeChoiceMissing: true, sf1601.CodeChoiceDuplicate: true, sf1601.CodeChoiceUnknown: true,
 	sf1601.CodeMessageMissing: true, sf1601.CodeMessageDuplicate: true, sf1601.CodePrintDuplicate: true, sf1601.CodePrintTooLarge: true,
 	sf1601.CodeElementUnexpected: true, sf1601.CodeTextUnexpected: true, sf1601.CodeTooLarge: true, sf1601.CodeTooDeep: true,

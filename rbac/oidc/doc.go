@@ -36,6 +36,12 @@
 //   - Every login and every refusal is an event (USER_LOGGED_IN,
 //     USER_LOGIN_REFUSED) naming the provider, the subject and the reason;
 //     never a token, and for a citizen never the CPR number.
+//   - A provider's answers are outside input: the RP reads at most 4 KiB
+//     of an error answer and 1 MiB of any other, and repeats of a
+//     provider's words (in an error, a log line, a page) at most 512
+//     bytes, on one line, without control characters and without the
+//     login's secrets — client secret, code, PKCE verifier, tokens
+//     (echo.go).
 //   - Nothing is fetched at start: a provider is discovered at its first
 //     login (then again at most every 5 s while it fails), so the hub
 //     starts and its password break-glass login works while a provider is

@@ -130,7 +130,7 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 	case id.UserID == "":
 		return hub.User{}, noUser("oidc.user.claim.missing", fmt.Sprintf("it did not say who you are (no %s claim)", c.UserClaim))
 	case !rbac.ValidUserID(id.UserID):
-		return hub.User{}, noUser("oidc.user.unknown", fmt.Sprintf("%q cannot be a posthub user id", id.UserID))
+		return hub.User{}, noUser("oidc.user.unknown", fmt.Sprintf("%q cannot be a posthub user id", echo(id.UserID)))
 	case c.UserIDSuffix != "" && !strings.HasSuffix(id.UserID, c.UserIDSuffix):
 		return hub.User{}, noUser("oidc.user.outside", fmt.Sprintf("%s may only log in users whose id ends in %s", c.Label, c.UserIDSuffix))
 	}
@@ -200,7 +200,7 @@ func (c *ProviderConfig) plan(id Identity, held []rbac.Grant) (grant, revoke []r
 			fmt.Sprintf("%s did not say which organisation you act for (no %s claim).", c.Label, c.OrganisationClaim), nil)
 	case !hub.ValidCVR(id.Organisation):
 		return nil, nil, refusal(hub.Forbidden, "oidc.organisation.invalid",
-			fmt.Sprintf("%s asserted the organisation %q, which is not a CVR number.", c.Label, id.Organisation), nil)
+			fmt.Sprintf("%s asserted the organisation %q, which is not a CVR number.", c.Label, echo(id.Organisation)), nil)
 	}
 	for _, g := range after {
 		if g.Domain != id.Organisation {

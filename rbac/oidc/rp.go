@@ -30,7 +30,8 @@ type Options struct {
 	// is derived from it); serve passes the session key, so every instance
 	// behind one load balancer opens the others' cookies.
 	Key []byte
-	// HTTPClient talks to the providers (default: 10 s timeout).
+	// HTTPClient talks to the providers (default: 10 s timeout). The RP
+	// uses a copy that bounds what it reads of an answer (echo.go).
 	HTTPClient *http.Client
 	// FlowTTL is how long a started login may take at the provider
 	// (default 10 min).
@@ -80,9 +81,7 @@ func New(cfgs []ProviderConfig, opts Options) (*RP, error) {
 	if len(opts.Key) < 32 {
 		return nil, errors.New("oidc: the flow key must be at least 32 bytes")
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
+	opts.HTTPClient = boundedClient(opts.HTTPClient)
 	if opts.FlowTTL <= 0 {
 		opts.FlowTTL = 10 * time.Minute
 	}
@@ -167,6 +166,7 @@ func (rp *RP) discover(p *provider) error {
 	// long after this request has ended.
 	op, err := gooidc.NewProvider(rp.ctx(context.Background()), p.cfg.Issuer)
 	if err != nil {
+		err = p.fromProvider(err)
 		p.failedAt = rp.now()
 		rp.opts.Log.Warn("oidc: discovery", "provider", p.cfg.Name, "issuer", p.cfg.Issuer, "error", err)
 		return &hub.Error{Code: hub.Unavailable, Message: fmt.Sprintf("the identity provider %s cannot be reached; try again shortly", p.cfg.Label), Err: err}
@@ -316,7 +316,7 @@ func (rp *RP) Finish(ctx context.Context, purpose Purpose, cookie string, q url.
 		return id, f.Next, refusal(hub.Unauthorized, "oidc.state.expired", "The login took too long; start it again.", nil)
 	}
 	if e := q.Get("error"); e != "" {
-		return id, f.Next, refusal(hub.Unauthorized, "oidc.provider.refused", "The identity provider did not log you in ("+e+").", nil)
+		return id, f.Next, refusal(hub.Unauthorized, "oidc.provider.refused", "The identity provider did not log you in ("+errorCode(e)+").", nil)
 	}
 	if s := q.Get("state"); s == "" || subtle.ConstantTimeCompare([]byte(s), []byte(f.State)) != 1 {
 		return id, f.Next, refusal(hub.Unauthorized, "oidc.state.mismatch", "The answer from the identity provider does not belong to the login started in this browser; start it again.", nil)
@@ -332,7 +332,9 @@ func (rp *RP) Finish(ctx context.Context, purpose Purpose, cookie string, q url.
 	tok, err := p.oauth(redirectURL).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
+		isRefusal := errors.As(err, &re)
+		err = p.fromProvider(err, q.Get("code"), f.Verifier)
+		if isRefusal {
 			return id, f.Next, refusal(hub.Unauthorized, "oidc.code.refused", "The identity provider refused to redeem the login; start it again.", err)
 		}
 		return id, f.Next, &hub.Error{Code: hub.Unavailable, Message: "the identity provider cannot be reached; try again shortly", Err: err}
@@ -341,20 +343,21 @@ func (rp *RP) Finish(ctx context.Context, purpose Purpose, cookie string, q url.
 	if raw == "" {
 		return id, f.Next, refusal(hub.Unauthorized, "oidc.idtoken.missing", "The identity provider sent no ID token.", nil)
 	}
-	idt, claims, err := rp.verify(ctx, p, raw, f.Nonce)
+	secrets := []string{q.Get("code"), f.Verifier, tok.AccessToken, tok.RefreshToken, raw}
+	idt, claims, err := rp.verify(ctx, p, raw, f.Nonce, secrets...)
 	if err != nil {
 		return id, f.Next, err
 	}
 	id.Subject = idt.Subject
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return id, f.Next, refusal(hub.Unauthorized, "oidc.token.at_hash", "The ID token does not belong to the access token.", err)
+			return id, f.Next, refusal(hub.Unauthorized, "oidc.token.at_hash", "The ID token does not belong to the access token.", p.fromProvider(err, secrets...))
 		}
 	}
 	if p.cfg.UserInfo {
 		ui, err := p.op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
-			return id, f.Next, &hub.Error{Code: hub.Unavailable, Message: "the identity provider's userinfo cannot be read; try again shortly", Err: err}
+			return id, f.Next, &hub.Error{Code: hub.Unavailable, Message: "the identity provider's userinfo cannot be read; try again shortly", Err: p.fromProvider(err, secrets...)}
 		}
 		// OpenID Connect Core §5.3.2: a userinfo answer about anyone else
 		// must not be used.
@@ -381,10 +384,13 @@ const skew = 5 * time.Minute
 // keys, issuer, audience, expiry, not-before), then what go-oidc leaves to
 // the caller: issued-at not in the future, the flow's nonce, and the
 // authorized party of a token for several audiences.
-func (rp *RP) verify(ctx context.Context, p *provider, raw, nonce string) (*gooidc.IDToken, map[string]any, error) {
+func (rp *RP) verify(ctx context.Context, p *provider, raw, nonce string, secrets ...string) (*gooidc.IDToken, map[string]any, error) {
 	idt, err := p.verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, nil, refusal(hub.Unauthorized, verifyReason(err), "The identity provider's ID token is not valid here; start the login again.", err)
+		// The keys' endpoint answers through here, and go-oidc's messages
+		// may quote the token.
+		return nil, nil, refusal(hub.Unauthorized, verifyReason(err), "The identity provider's ID token is not valid here; start the login again.",
+			p.fromProvider(err, append(secrets, raw)...))
 	}
 	if idt.IssuedAt.After(rp.now().Add(skew)) {
 		return nil, nil, refusal(hub.Unauthorized, "oidc.token.not.yet.valid", "The identity provider's ID token is not valid yet.", nil)
@@ -397,7 +403,7 @@ func (rp *RP) verify(ctx context.Context, p *provider, raw, nonce string) (*gooi
 	}
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
-		return nil, nil, refusal(hub.Unauthorized, "oidc.token.claims", "The ID token's claims cannot be read.", err)
+		return nil, nil, refusal(hub.Unauthorized, "oidc.token.claims", "The ID token's claims cannot be read.", p.fromProvider(err, append(secrets, raw)...))
 	}
 	// OpenID Connect Core §3.1.3.7: a token for several audiences must
 	// name this client as its authorized party (go-oidc checks only that

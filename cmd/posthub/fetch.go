@@ -16,7 +16,10 @@ import (
 // queue into a directory, one DIR/<messageUUID>.xml per message, each
 // written durably before it is acknowledged (see client.Drainer), so the
 // command may be killed at any moment without losing or duplicating a
-// message.
+// message. A request that fails on the way is repeated -retries times
+// with backoff (see client.Retry), so a hub restart costs a wait, not the
+// run; after that the command fails rather than wait for a hub that is
+// gone.
 func runFetch(env *Env, args []string) int {
 	stdout, stderr := env.Stdout, env.Stderr
 	fset := newFlagSet(env, "posthub fetch", "[flags] --out DIR")
@@ -27,6 +30,9 @@ func runFetch(env *Env, args []string) int {
 	workers := fset.Int("c", 8, "concurrent pollers")
 	wait := fset.Duration("wait", 0, "long-poll wait per request (default 30s with --follow, else 1s)")
 	quiet := fset.Bool("q", false, "print only the summary")
+	retries := fset.Int("retries", 3, "repeat a request that failed on the way (connection refused or broken, 502/503/504) up to this many times before giving up, so a hub restart is waited for")
+	backoff := fset.Duration("retry-backoff", 500*time.Millisecond, "wait before the first repeat, doubled before each further one")
+	maxBackoff := fset.Duration("retry-max-backoff", 5*time.Second, "longest wait between repeats")
 	if code := parseFlags(fset, args); code >= 0 {
 		return code
 	}
@@ -35,10 +41,18 @@ func runFetch(env *Env, args []string) int {
 		fset.Usage()
 		return 2
 	}
+	if *retries < 0 || *backoff <= 0 || *maxBackoff < *backoff {
+		return usageError(env, fset, "-retries must be at least 0, and -retry-backoff positive and at most -retry-max-backoff")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &client.Drainer{Client: client.New(*base, *token, nil), Dir: *out, Workers: *workers, Follow: *follow, Wait: *wait,
-		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c := client.New(*base, *token, nil)
+	c.Retry = client.Retry{Attempts: 1 + *retries, Backoff: *backoff, MaxBackoff: *maxBackoff,
+		Notify: func(err error, wait time.Duration) {
+			log.Warn("fetch: hub unavailable, retrying", "error", err, "in", wait)
+		}}
+	d := &client.Drainer{Client: c, Dir: *out, Workers: *workers, Follow: *follow, Wait: *wait, Log: log}
 	if !*quiet {
 		d.OnMessage = func(id string, existed bool) {
 			if existed {

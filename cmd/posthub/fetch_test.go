@@ -227,3 +227,120 @@ func countXML(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestFetchWaitsOutAHubRestartAndFailsFastWithoutRetries: `posthub fetch
+// -retries 0` whose hub is killed mid-drain exits 1 with the hub's
+// unavailability, without waiting for it; a fetch with retries started
+// while that hub is down waits for it to come up, waits out a second kill
+// and restart in the middle of its drain (long polls broken, then
+// connections refused), and ends with every message in the directory and
+// the queue empty.
+func TestFetchWaitsOutAHubRestartAndFailsFastWithoutRetries(t *testing.T) {
+	const messages = 3000
+	data, out := t.TempDir(), t.TempDir()
+	token, sums := prefillQueue(t, data, messages)
+	h := startHubProcess(t, "-data", data)
+	addr := strings.TrimPrefix(h.base, "http://")
+	bin := posthubBinary(t)
+	args := []string{"fetch", "-q", "-url", h.base, "-token", token, "-out", out, "-c", "1", "-wait", "200ms"}
+
+	// A fetch that may not repeat anything.
+	fast := startFetch(t, bin, append(args, "-retries", "0")...)
+	waitForProgress(t, out, 30*time.Second)
+	killHub(t, h)
+	select {
+	case <-fast.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("fetch -retries 0 still running a minute after its hub died: %s", fast.stderr())
+	}
+	if code := fast.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(fast.stderr(), "unavailable") {
+		t.Fatalf("fetch -retries 0 whose hub died: exit %d, want 1 with the hub unavailable: %s", code, fast.stderr())
+	}
+	if strings.Contains(fast.stderr(), "retrying") {
+		t.Fatalf("fetch -retries 0 retried: %s", fast.stderr())
+	}
+
+	// A patient fetch, started while the hub is down (connections refused).
+	patient := startFetch(t, bin, append(args, "-retries", "100", "-retry-backoff", "50ms", "-retry-max-backoff", "500ms")...)
+	h = startHubProcess(t, "-data", data, "-addr", addr)
+	waitForProgress(t, out, 30*time.Second)
+	killHub(t, h)
+	select {
+	case <-patient.done:
+		t.Fatalf("the fetch ended before its hub was killed, so it met no restart in its drain (%d stored): %s", countXML(t, out), patient.stderr())
+	default:
+	}
+	h = startHubProcess(t, "-data", data, "-addr", addr)
+	select {
+	case <-patient.done:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("fetch with retries did not end: %s", patient.stderr())
+	}
+	if code := patient.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("fetch with retries across two hub restarts: exit %d: %s", code, patient.stderr())
+	}
+	if !strings.Contains(patient.stderr(), "hub unavailable, retrying") {
+		t.Fatalf("the fetch never met its hub down (no retry logged): %s", patient.stderr())
+	}
+	if n := countXML(t, out); n != messages {
+		t.Fatalf("%d of %d messages in the directory", n, messages)
+	}
+	for id, want := range sums {
+		b, err := os.ReadFile(filepath.Join(out, id+".xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != want {
+			t.Fatalf("%s differs from the message sent", id)
+		}
+	}
+	p, err := client.New(h.base, token, nil).List(context.Background(), 0, 1)
+	if err != nil || p.Total() != 0 {
+		t.Fatalf("after the drain the queue holds %d (%v)", p.Total(), err)
+	}
+}
+
+// fetchProcess is a running `posthub fetch`.
+type fetchProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	errb bytes.Buffer
+}
+
+func (f *fetchProcess) Write(b []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.errb.Write(b)
+}
+
+func (f *fetchProcess) stderr() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.errb.String()
+}
+
+func startFetch(t *testing.T, bin string, args ...string) *fetchProcess {
+	t.Helper()
+	f := &fetchProcess{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	f.cmd.Stderr = f
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = f.cmd.Wait(); close(f.done) }()
+	t.Cleanup(func() { _ = f.cmd.Process.Kill(); <-f.done })
+	return f
+}
+
+// killHub kills h with SIGKILL (the connections it held break) and waits
+// until it is gone, so its port refuses connections.
+func killHub(t *testing.T, h *hubProcess) {
+	t.Helper()
+	_ = h.cmd.Process.Kill()
+	select {
+	case <-h.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the killed hub did not exit")
+	}
+}

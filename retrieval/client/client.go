@@ -49,6 +49,9 @@ type Retry struct {
 	// before each further one up to MaxBackoff (default 5 s).
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// Notify, when set, is told of each failure before the wait that
+	// precedes its repeat (to log that the hub is being waited for).
+	Notify func(err error, wait time.Duration)
 }
 
 // New returns a client for the hub at baseURL (e.g. "https://hub:8080")
@@ -98,6 +101,9 @@ func (c *Client) do(req *http.Request, idempotent bool) (*http.Response, error) 
 		resp, status, err := c.try(req)
 		if try >= c.Retry.Attempts || req.Context().Err() != nil || !repeatable(err, status, idempotent) {
 			return resp, err
+		}
+		if c.Retry.Notify != nil {
+			c.Retry.Notify(err, wait)
 		}
 		if !sleep(req.Context(), wait) {
 			return resp, err
@@ -201,11 +207,21 @@ func (c *Client) Fetch(ctx context.Context, messageUUID string) (*Memo, error) {
 // Next leases the next available message, waiting up to wait for one;
 // (nil, nil) when none arrived.
 func (c *Client) Next(ctx context.Context, wait time.Duration) (*Memo, error) {
+	return c.next(ctx, wait, false)
+}
+
+// next is Next; loseLease says whether a request whose answer was lost
+// (broken connection, 502, 503, 504) may be sent again. The lost answer
+// may have leased a message to nobody: it is fetchable again once that
+// lease expires (at once when a bolt hub restarts). A Drainer, which
+// stores idempotently, loses nothing by that; a caller of Next is not
+// assumed to accept it.
+func (c *Client) next(ctx context.Context, wait time.Duration, loseLease bool) (*Memo, error) {
 	req, err := c.request(ctx, "GET", "/memos/next?wait="+url.QueryEscape(wait.String()), nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(req, false)
+	resp, err := c.do(req, loseLease)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,13 @@ import (
 // whose marker and file exist — the ones a previous run wrote but may not
 // have acknowledged — so those need not wait for their lease to expire.
 // One Drainer at a time may use a directory (an flock on Dir/.posthub-fetch.lock).
+//
+// A request that fails on the way (the hub restarting, a proxy answering
+// 502, 503 or 504) is repeated as Client.Retry allows, a long poll too
+// after a lost answer: a lease it may have taken expires, and the message
+// is fetched and stored then. What still fails ends Run with that error,
+// so the zero Retry gives up at the first refused connection and a hub
+// that never answers cannot keep Run waiting.
 type Drainer struct {
 	Client *Client
 	Dir    string
@@ -153,24 +160,14 @@ func (d *Drainer) final(id string) string { return filepath.Join(d.Dir, id+".xml
 func (d *Drainer) marker(id string) string { return filepath.Join(d.Dir, "."+id+pendingSuffix) }
 
 func (d *Drainer) worker(ctx context.Context, written, existing *atomic.Int64) error {
-	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		m, err := d.Client.Next(ctx, d.Wait)
+		m, err := d.Client.next(ctx, d.Wait, true)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !retryable(err) {
-				return err
-			}
-			d.Log.Warn("fetch: hub unavailable, retrying", "error", err, "in", backoff)
-			if !sleep(ctx, backoff) {
-				return nil
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
+			return err
 		}
-		backoff = 100 * time.Millisecond
 		if m == nil {
 			if d.Follow {
 				continue
@@ -230,26 +227,15 @@ func (d *Drainer) handle(ctx context.Context, m *Memo) (existed bool, err error)
 	return false, nil
 }
 
-// ack acknowledges with retries on transient failures; a message the hub
+// ack acknowledges (repeated as Client.Retry allows); a message the hub
 // no longer knows as ours (NotFound) counts as done.
 func (d *Drainer) ack(ctx context.Context, id string) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := d.Client.Ack(ctx, id)
-		switch {
-		case err == nil:
-			return nil
-		case hub.Is(err, hub.NotFound):
-			d.Log.Warn("fetch: the hub does not know this message as ours any more", "message", id)
-			return nil
-		case !retryable(err) || ctx.Err() != nil:
-			return err
-		}
-		if !sleep(ctx, backoff) {
-			return ctx.Err()
-		}
-		backoff = min(backoff*2, 5*time.Second)
+	err := d.Client.Ack(ctx, id)
+	if hub.Is(err, hub.NotFound) {
+		d.Log.Warn("fetch: the hub does not know this message as ours any more", "message", id)
+		return nil
 	}
+	return err
 }
 
 func retryable(err error) bool {

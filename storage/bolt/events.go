@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,10 +16,80 @@ import (
 
 // Event ids map to 'p'+pending key or 's'+seq, so that appends of an id
 // that is pending or sealed are skipped and a sealed id is never sealed twice.
+// An id that maps to a pending key whose entry is gone was sealed: sealing
+// deletes the pending entry and leaves the id's entry as it is, which
+// spares rewriting a page of the index for every event sealed ('s' entries
+// are those sealed by earlier versions, or sealed without being pending).
+//
+// A letter's events have ids derived from its message (memo:UUID:…, see
+// hub.Ingest); their entries live in the messages bucket beside the
+// message, under its UUID (eventRefKey), so that accepting a letter dirties
+// the message's page for them instead of a random page of an index of
+// their own. Other ids are in the events_by_id bucket.
 const (
 	idPending = 'p'
 	idSealed  = 's'
 )
+
+// memoEventPrefix begins the ids hub.Ingest derives from a message.
+const memoEventPrefix = "memo:"
+
+// eventRefKey is where the entry of event id is: in the messages bucket,
+// under the message's UUID, for an id derived from a message, else in
+// events_by_id under the id.
+func eventRefKey(id string) (bucket, key []byte) {
+	const uuidLen = 36
+	rest, ok := strings.CutPrefix(id, memoEventPrefix)
+	if !ok || len(rest) <= uuidLen || rest[uuidLen] != ':' || strings.IndexByte(rest[:uuidLen], 0) >= 0 {
+		return bEventIDs, []byte(id)
+	}
+	// UUID NUL 'E' rest-after-the-UUID: next to the message (UUID) and its
+	// receipt index entries (UUID NUL 'R' …).
+	k := make([]byte, 0, len(rest)+2)
+	k = append(append(k, rest[:uuidLen]...), 0, 'E')
+	return bMessages, append(k, rest[uuidLen:]...)
+}
+
+func getEventRef(tx *bolt.Tx, id string) []byte {
+	b, k := eventRefKey(id)
+	return tx.Bucket(b).Get(k)
+}
+
+func putEventRef(tx *bolt.Tx, id string, ref []byte) error {
+	b, k := eventRefKey(id)
+	return bk(tx, b).Put(k, ref)
+}
+
+func deleteEventRef(tx *bolt.Tx, id string) error {
+	b, k := eventRefKey(id)
+	return bk(tx, b).Delete(k)
+}
+
+// migrateEventRefs moves the entries of ids derived from messages, which
+// earlier versions kept in events_by_id, beside their messages. Run in the
+// transaction that opens the file; cheap once done (a seek finds none).
+func migrateEventRefs(tx *bolt.Tx) error {
+	ids := tx.Bucket(bEventIDs)
+	var moved [][]byte
+	p := []byte(memoEventPrefix)
+	err := scanPrefix(ids, p, func(k, v []byte) (bool, error) {
+		b, nk := eventRefKey(string(k))
+		if !bytes.Equal(b, bMessages) {
+			return true, nil
+		}
+		moved = append(moved, bytes.Clone(k))
+		return true, tx.Bucket(bMessages).Put(nk, bytes.Clone(v))
+	})
+	if err != nil {
+		return fmt.Errorf("migrate event ids: %w", err)
+	}
+	for _, k := range moved {
+		if err := ids.Delete(k); err != nil {
+			return fmt.Errorf("migrate event ids: %w", err)
+		}
+	}
+	return nil
+}
 
 func checkEvents(evs []hub.Event) error {
 	for _, ev := range evs {
@@ -59,9 +130,9 @@ func pendingJSON(evs []hub.Event) ([][]byte, error) {
 
 // appendEncoded appends events encoded ahead by pendingJSON.
 func appendEncoded(tx *bolt.Tx, evs []hub.Event, raws [][]byte) error {
-	ids, pb := bk(tx, bEventIDs), bk(tx, bPending)
+	pb := bk(tx, bPending)
 	for i, ev := range evs {
-		if ids.Get([]byte(ev.ID)) != nil {
+		if getEventRef(tx, ev.ID) != nil {
 			continue
 		}
 		seq, err := pb.NextSequence()
@@ -71,7 +142,7 @@ func appendEncoded(tx *bolt.Tx, evs []hub.Event, raws [][]byte) error {
 		if err := pb.Put(u64(seq), raws[i]); err != nil {
 			return err
 		}
-		if err := ids.Put([]byte(ev.ID), append([]byte{idPending}, u64(seq)...)); err != nil {
+		if err := putEventRef(tx, ev.ID, append([]byte{idPending}, u64(seq)...)); err != nil {
 			return err
 		}
 	}
@@ -203,7 +274,7 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 			return hub.Errorf(hub.Conflict, "sealer lease lost: epoch %d is not the current %d", l.Epoch, cur.Epoch)
 		}
 		last := lastSeq(tx)
-		ids, pb, eb := bk(tx, bEventIDs), bk(tx, bPending), bk(tx, bEvents)
+		pb, eb := bk(tx, bPending), bk(tx, bEvents)
 		for i, ev := range evs {
 			want := last + 1 + uint64(i)
 			if ev.Seq < want {
@@ -212,19 +283,22 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 			if ev.Seq != want {
 				return hub.Errorf(hub.Invalid, "event seq %d does not follow %d", ev.Seq, want-1)
 			}
-			if ref := ids.Get([]byte(ev.ID)); len(ref) == 9 {
-				if ref[0] == idSealed {
-					return hub.Errorf(hub.Conflict, "event %s is sealed already", ev.ID)
-				}
+			sk := u64(ev.Seq)
+			switch ref := getEventRef(tx, ev.ID); {
+			case len(ref) == 9 && ref[0] == idPending && pb.Get(ref[1:]) != nil:
+				// The usual case: its entry stays, and says sealed once
+				// the pending entry is gone.
 				if err := pb.Delete(ref[1:]); err != nil {
 					return err
 				}
+			case len(ref) == 9:
+				return hub.Errorf(hub.Conflict, "event %s is sealed already", ev.ID)
+			default:
+				if err := putEventRef(tx, ev.ID, append([]byte{idSealed}, sk...)); err != nil {
+					return err
+				}
 			}
-			sk := u64(ev.Seq)
 			if err := putJSON(eb, sk, ev); err != nil {
-				return err
-			}
-			if err := ids.Put([]byte(ev.ID), append([]byte{idSealed}, sk...)); err != nil {
 				return err
 			}
 			if err := indexEvent(tx, ev, true); err != nil {
@@ -462,7 +536,7 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 				if err := eb.Delete(u64(ev.Seq)); err != nil {
 					return err
 				}
-				if err := bk(tx, bEventIDs).Delete([]byte(ev.ID)); err != nil {
+				if err := deleteEventRef(tx, ev.ID); err != nil {
 					return err
 				}
 				if err := indexEvent(tx, ev, false); err != nil {

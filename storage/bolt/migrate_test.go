@@ -2,6 +2,7 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"path/filepath"
 	"testing"
@@ -194,4 +195,103 @@ func TestLeasesEndWithTheProcessAndEpochsGrow(t *testing.T) {
 	if _, err := s.Lease(ctx, d.ID, "p3", time.Hour, t0); hub.ErrorCode(err) != hub.Conflict {
 		t.Fatalf("the old process's lease released the new one: Lease = %v, want Conflict", err)
 	}
+}
+
+// A file whose events_by_id holds the IDs of letters' events (memo:UUID:…),
+// as earlier versions kept them, opens with them moved beside their
+// messages: a pending one is still pending and sealed once, a sealed one
+// is not appended or sealed again, and events_by_id keeps only other IDs.
+func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "0f0e0d0c-0b0a-4909-8807-060504030201"
+	pendingID, sealedID := "memo:"+uuid+":1772445600000:MEMO_VALIDATED:0", "memo:"+uuid+":1772445600000:MEMO_SEND_RECEIVED:0"
+	ev := func(id string) hub.Event {
+		return hub.Event{ID: id, Time: t0, Tag: "MEMO", Orgs: []string{"12345678"}, MessageUUID: uuid}
+	}
+	seq := func(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		raw, _ := json.Marshal(ev(pendingID))
+		if err := tx.Bucket([]byte("events_pending")).Put(seq(7), raw); err != nil {
+			return err
+		}
+		ids := tx.Bucket([]byte("events_by_id"))
+		if err := ids.Put([]byte(pendingID), append([]byte{'p'}, seq(7)...)); err != nil {
+			return err
+		}
+		if err := ids.Put([]byte("other-1"), append([]byte{'s'}, seq(1)...)); err != nil {
+			return err
+		}
+		return ids.Put([]byte(sealedID), append([]byte{'s'}, seq(2)...))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEvents(ctx, []hub.Event{ev(pendingID), ev(sealedID), ev("other-1")}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(p) != 1 || p[0].ID != pendingID {
+		t.Fatalf("pending after reopening: %+v, %v (want only %s)", p, err, pendingID)
+	}
+	l, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "h"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := []hub.Event{ev(sealedID)}
+	twice[0].Seq, twice[0].Hash = 1, "h1"
+	if _, err := s.SealEvents(ctx, l, twice); !hub.Is(err, hub.Conflict) {
+		t.Fatalf("sealing a moved sealed ID again: %v, want Conflict", err)
+	}
+	once := []hub.Event{p[0]}
+	once[0].Seq, once[0].Hash = 1, "h1"
+	if _, err := s.SealEvents(ctx, l, once); err != nil {
+		t.Fatalf("sealing the moved pending ID: %v", err)
+	}
+	if p, err := s.PendingEvents(ctx, 10); err != nil || len(p) != 0 {
+		t.Fatalf("pending after sealing: %+v, %v", p, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bbolt.Tx) error {
+		var left []string
+		_ = tx.Bucket([]byte("events_by_id")).ForEach(func(k, _ []byte) error { left = append(left, string(k)); return nil })
+		if len(left) != 1 || left[0] != "other-1" {
+			t.Errorf("events_by_id after opening: %q, want only other-1", left)
+		}
+		ms := tx.Bucket([]byte("messages"))
+		for _, id := range []string{pendingID, sealedID} {
+			k := append([]byte(uuid+"\x00E"), id[len("memo:")+len(uuid):]...)
+			if ms.Get(k) == nil {
+				t.Errorf("%s is not beside its message", id)
+			}
+		}
+		return nil
+	})
 }

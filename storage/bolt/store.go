@@ -219,7 +219,10 @@ func Open(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return migrateDeliveryBuckets(tx)
+		if err := migrateDeliveryBuckets(tx); err != nil {
+			return err
+		}
+		return migrateEventRefs(tx)
 	}); err != nil {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)

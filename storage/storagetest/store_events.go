@@ -90,6 +90,33 @@ func scanAll(t *testing.T, s hub.Store, from uint64) []hub.Event {
 func evIDs(evs []hub.Event) []string { return ids(evs, func(e hub.Event) string { return e.ID }) }
 
 var eventTests = []storeTest{
+	{"event IDs derived from a message (memo:UUID:…) are idempotent and sealed once, beside other IDs", func(t *testing.T, s hub.Store) {
+		// hub.Ingest derives a letter's event IDs from its message; a store
+		// may keep them apart from other IDs (storage/bolt keeps them
+		// beside the message), with the same guarantees.
+		id := func(uuid, tag string, n int) string { return fmt.Sprintf("memo:%s:1767225600000:%s:%d", uuid, tag, n) }
+		u1, u2 := "0f0e0d0c-0b0a-4909-8807-060504030201", "1f0e0d0c-0b0a-4909-8807-060504030201"
+		evs := []hub.Event{event(id(u1, "MEMO_SEND_RECEIVED", 0), T0, "x", "1"), event(id(u1, "MEMO_VALIDATED", 0), T0, "x", "1"),
+			event("other-1", T0, "x", "1"), event(id(u2, "MEMO_SEND_RECEIVED", 0), T0, "x", "1"),
+			event("memo:not-a-uuid:1:X:0", T0, "x", "1")}
+		must(t, s.AppendEvents(ctx, evs), "AppendEvents")
+		must(t, s.AppendEvents(ctx, evs[1:4]), "AppendEvents again")
+		p, err := s.PendingEvents(ctx, 10)
+		must(t, err, "PendingEvents")
+		sameStrings(t, evIDs(p), evIDs(evs), "pending")
+		sealed := chain(nil, p[:3])
+		seal(t, s, sealed)
+		must(t, s.AppendEvents(ctx, evs), "AppendEvents after sealing")
+		p, _ = s.PendingEvents(ctx, 10)
+		sameStrings(t, evIDs(p), evIDs(evs[3:]), "pending after sealing")
+		again := chain(&sealed[2], []hub.Event{evs[0]})
+		_, err = s.SealEvents(ctx, lease(t, s, "contract"), again)
+		wantCode(t, err, hub.Conflict, "sealing a sealed memo event again")
+		seal(t, s, chain(&sealed[2], p))
+		sameStrings(t, evIDs(scanAll(t, s, 0)), evIDs(evs), "the log")
+		p, _ = s.PendingEvents(ctx, 10)
+		sameStrings(t, evIDs(p), nil, "pending at the end")
+	}},
 	{"AppendEvents is idempotent by ID and PendingEvents is oldest first", func(t *testing.T, s hub.Store) {
 		evs := []hub.Event{event("a1", T0, "MessageReceived", "1"), event("a2", T0, "MessageReceived", "1")}
 		must(t, s.AppendEvents(ctx, evs), "AppendEvents")

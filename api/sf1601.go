@@ -181,13 +181,20 @@ func (s *Server) handleKombi(c *gin.Context) {
 			ar.Mode, ar.Envelope.Print = kr.Mode, kr.Print
 			return nil
 		}
-		r, created, err = s.accepter.Letter(ctx, ar, accept.Body{R: pr, Size: -1})
+		// The accept service counts the letter once; a refusal that is the
+		// request's own fault it saw only as a failed read (invalid), so the
+		// count waits for the answer's code.
+		var outcome string
+		accepter := *s.accepter
+		accepter.Outcome = func(o string) { outcome = o }
+		r, created, err = accepter.Letter(ctx, ar, accept.Body{R: pr, Size: -1})
 		pr.CloseWithError(errSpoolStopped)
 		if derr := decoded(); derr != nil && !errors.Is(derr, errSpoolStopped) {
 			// The request's own fault, which the spool saw only as a
 			// failed read.
-			err = derr
+			err, outcome = derr, string(hub.ErrorCode(derr))
 		}
+		s.accepter.Outcome(outcome)
 		if err != nil {
 			c.Header("Connection", "close")
 			writeError(c, s.log, kr.InRequest(err))
@@ -225,13 +232,11 @@ func (s *Server) checkPrint(kr sf1601.Request) error {
 }
 
 // refuseKombi answers a kombi_request refused before its MeMo reached the
-// accept service; the rest of the body is not read.
+// accept service; the rest of the body is not read. The letter is counted
+// through the accept service's Outcome, as the service counts every
+// letter it refuses: once, under its error's code.
 func (s *Server) refuseKombi(c *gin.Context, err error) {
-	outcome := "invalid"
-	if hub.ErrorCode(err) == hub.TooLarge {
-		outcome = "too_large"
-	}
-	s.metrics.accepted.WithLabelValues(outcome).Inc()
+	s.accepter.Outcome(string(hub.ErrorCode(err)))
 	c.Header("Connection", "close")
 	writeError(c, s.log, err)
 }

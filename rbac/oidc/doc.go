@@ -36,10 +36,21 @@
 //   - Every login and every refusal is an event (USER_LOGGED_IN,
 //     USER_LOGIN_REFUSED) naming the provider, the subject and the reason;
 //     never a token, and for a citizen never the CPR number.
+//   - The claims posthub keys on are taken as sent or the login is
+//     refused, never trimmed, case-folded beyond ASCII or cut: a subject
+//     must be 1–255 bytes of printable characters (oidc.subject.invalid),
+//     an asserted organisation a CVR number (oidc.organisation.invalid),
+//     a user claim, where a user is needed, a posthub user id
+//     (oidc.user.invalid). An event, a log line or a page shows a claim
+//     clean and bounded — a refused one without control or formatting
+//     characters and cut with a marker past its field's bound
+//     (identity.go) — so a provider cannot write long or forged text into
+//     the event log.
 //   - A provider's answers are outside input: the RP reads at most 4 KiB
 //     of an error answer and 1 MiB of any other, and repeats of a
 //     provider's words (in an error, a log line, a page) at most 512
-//     bytes, on one line, without control characters and without the
+//     bytes, on one line, without control, formatting or other
+//     unprintable characters and without the
 //     login's secrets — client secret, code, PKCE verifier, tokens
 //     (echo.go).
 //   - Nothing is fetched at start: a provider is discovered at its first

@@ -101,30 +101,60 @@ func (p *provider) fromProvider(err error, secrets ...string) error {
 var jwtShaped = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*`)
 
 // echo is s as posthub repeats a provider's words: each secret replaced,
-// JWTs replaced, every control or formatting character (a newline, an
-// escape sequence, a bidirectional override) a space, invalid UTF-8 a
-// replacement character, and at most maxEcho bytes.
+// JWTs replaced, and then clean to at most maxEcho bytes.
 func echo(s string, secrets ...string) string {
 	for _, sec := range secrets {
 		if sec != "" {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
 		}
 	}
-	s = jwtShaped.ReplaceAllString(s, "[token]")
+	return clean(jwtShaped.ReplaceAllString(s, "[token]"), maxEcho)
+}
+
+// cutMarker ends a value clean cut short. It is not ASCII, so a cut value
+// can never read as a whole identifier (a user id, a CVR number).
+const cutMarker = "… (cut)"
+
+// clean is s as posthub writes a provider's words where people read them
+// (an error, a log line, an event): every rune that is not printable — a
+// control or formatting character (a newline, an escape, a bidirectional
+// override), a line or paragraph separator, a space other than ' ' — a
+// space, invalid UTF-8 a replacement character, and at most max bytes,
+// cut at a rune boundary and marked with cutMarker. A printable s of at
+// most max bytes is returned as it is.
+func clean(s string, max int) string {
+	if len(s) <= max && printable(s) {
+		return s
+	}
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if !unicode.IsPrint(r) {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
-	if len(s) > maxEcho {
-		cut := maxEcho
+	if len(s) > max {
+		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
-		s = s[:cut] + "… (cut)"
+		s = s[:cut] + cutMarker
 	}
 	return s
+}
+
+// printable reports whether s is valid UTF-8 of printable runes only
+// (unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the
+// ASCII space): what clean leaves as it is.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // errorCode is the callback's error parameter as a page repeats it: an

@@ -35,8 +35,10 @@ const (
 )
 
 // LoginEvent is the event log entry of a login or a refusal: who asked
-// (provider, subject, user id), where (via), and for a refusal why (the
-// reason code). Never a token, a password or a CPR number.
+// (provider, subject, user id, organisation), where (via), and for a
+// refusal why (the reason code). Never a token, a password or a CPR
+// number. The claims are shown clean and bounded (identity.go): a refused
+// login's claim may be anything a provider sent.
 func LoginEvent(via string, id Identity, err error) hub.Event {
 	ev := hub.Event{Tag: TagLoggedIn, Actor: "user:" + id.UserID, Detail: map[string]string{"via": via, "provider": id.Provider}}
 	if id.Provider == "" {
@@ -45,17 +47,17 @@ func LoginEvent(via string, id Identity, err error) hub.Event {
 	switch {
 	case id.Provider != "password":
 		ev.Actor = "oidc:" + ev.Detail["provider"]
-	case id.UserID == "":
+	case !rbac.ValidUserID(id.UserID):
 		ev.Actor = "login:password"
 	}
 	if id.Subject != "" {
-		ev.Detail["subject"] = id.Subject
+		ev.Detail["subject"] = clean(id.Subject, maxSubject)
 	}
 	if id.UserID != "" {
-		ev.Detail["userId"] = id.UserID
+		ev.Detail["userId"] = clean(id.UserID, maxUserIDShown)
 	}
 	if id.Organisation != "" {
-		ev.Detail["organisation"] = id.Organisation
+		ev.Detail["organisation"] = clean(id.Organisation, maxOrganisationShown)
 		if hub.ValidCVR(id.Organisation) {
 			ev.Orgs = []string{id.Organisation}
 		}
@@ -130,7 +132,7 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 	case id.UserID == "":
 		return hub.User{}, noUser("oidc.user.claim.missing", fmt.Sprintf("it did not say who you are (no %s claim)", c.UserClaim))
 	case !rbac.ValidUserID(id.UserID):
-		return hub.User{}, noUser("oidc.user.unknown", fmt.Sprintf("%q cannot be a posthub user id", echo(id.UserID)))
+		return hub.User{}, noUser("oidc.user.invalid", fmt.Sprintf("%q (its %s claim) cannot be a posthub user id", clean(id.UserID, maxUserIDShown), c.UserClaim))
 	case c.UserIDSuffix != "" && !strings.HasSuffix(id.UserID, c.UserIDSuffix):
 		return hub.User{}, noUser("oidc.user.outside", fmt.Sprintf("%s may only log in users whose id ends in %s", c.Label, c.UserIDSuffix))
 	}
@@ -158,7 +160,7 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 			return hub.User{}, err
 		}
 		rp.emit(ctx, hub.Event{Tag: "PRIVILEGES_GRANTED", Actor: actor, Orgs: []string{g.Domain},
-			Detail: map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain, "via": "group mapping", "subject": id.Subject}})
+			Detail: map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain, "via": "group mapping", "subject": clean(id.Subject, maxSubject)}})
 	}
 	for _, g := range revoke {
 		if err := rp.opts.Privileges.Revoke(ctx, g); hub.Is(err, hub.NotFound) {
@@ -167,7 +169,7 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 			return hub.User{}, err
 		}
 		rp.emit(ctx, hub.Event{Tag: "PRIVILEGES_REVOKED", Actor: actor, Orgs: []string{g.Domain},
-			Detail: map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain, "via": "group mapping", "subject": id.Subject}})
+			Detail: map[string]string{"userId": g.User, "privilege": g.Role, "scope": g.Domain, "via": "group mapping", "subject": clean(id.Subject, maxSubject)}})
 	}
 	return u, nil
 }
@@ -199,8 +201,7 @@ func (c *ProviderConfig) plan(id Identity, held []rbac.Grant) (grant, revoke []r
 		return nil, nil, refusal(hub.Forbidden, "oidc.organisation.missing",
 			fmt.Sprintf("%s did not say which organisation you act for (no %s claim).", c.Label, c.OrganisationClaim), nil)
 	case !hub.ValidCVR(id.Organisation):
-		return nil, nil, refusal(hub.Forbidden, "oidc.organisation.invalid",
-			fmt.Sprintf("%s asserted the organisation %q, which is not a CVR number.", c.Label, echo(id.Organisation)), nil)
+		return nil, nil, c.badOrganisation(id)
 	}
 	for _, g := range after {
 		if g.Domain != id.Organisation {
@@ -236,10 +237,11 @@ func (rp *RP) LoginMailbox(ctx context.Context, cookie string, q url.Values, red
 	p := Person{Provider: id.Provider}
 	if err == nil {
 		p, err = rp.providers[id.Provider].cfg.person(id)
-		if p.CPR != "" {
-			// The event log names citizens by subject, never by CPR.
-			id.UserID = ""
-		}
+	}
+	if p.CPR != "" || id.CPR != "" {
+		// The event log names citizens by subject, never by CPR (nor by
+		// a user claim that might be one), refused or not.
+		id.UserID = ""
 	}
 	id.CPR = ""
 	rp.Record(ctx, "mailbox", id, err)
@@ -254,6 +256,10 @@ func (c *ProviderConfig) person(id Identity) (Person, error) {
 		p.CPR = id.CPR
 	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && rbac.ValidUserID(id.UserID):
 		p.CVR, p.UserID = id.Organisation, id.UserID
+	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && id.UserID != "":
+		return p, refusal(hub.Forbidden, "oidc.user.invalid",
+			fmt.Sprintf("You are signed in at %s for organisation %s, but %q (its %s claim) cannot be a user id.",
+				c.Label, id.Organisation, clean(id.UserID, maxUserIDShown), c.UserClaim), nil)
 	default:
 		return p, refusal(hub.Forbidden, "oidc.person.unknown",
 			fmt.Sprintf("You are signed in at %s, but it did not assert a CPR number, or a CVR number and a user id, so there is no mailbox to open.", c.Label), nil)

@@ -303,9 +303,11 @@ func (rp *RP) consume(state string, until time.Time) bool {
 // exchanged with the PKCE verifier; the ID token is verified (signature by
 // the provider's published keys, issuer, audience, expiry, not-before,
 // issued-at, the flow's nonce, the access-token hash when present); then
-// the claims make the Identity. Identity.Provider is set whenever the flow
-// opened, and Subject once the ID token verified, so refusals can be
-// logged with them.
+// the claims make the Identity, whose subject and organisation must be
+// what they claim to be (checkClaims). Identity.Provider is set whenever
+// the flow opened, Subject once the ID token verified, and the other
+// claims once they were read, so refusals can be logged with them
+// (LoginEvent shows them clean and bounded).
 func (rp *RP) Finish(ctx context.Context, purpose Purpose, cookie string, q url.Values, redirectURL string) (Identity, string, error) {
 	f, ok := rp.open(cookie, purpose)
 	if !ok {
@@ -373,7 +375,8 @@ func (rp *RP) Finish(ctx context.Context, purpose Purpose, cookie string, q url.
 			}
 		}
 	}
-	return p.cfg.identity(id, claims), f.Next, nil
+	id = p.cfg.identity(id, claims)
+	return id, f.Next, p.cfg.checkClaims(id)
 }
 
 // skew is the clock difference tolerated on iat (go-oidc allows the same

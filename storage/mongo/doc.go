@@ -49,6 +49,16 @@
 // document, which counts for the grace period and is dropped by the next
 // change after it.
 //
+// # Contact register
+//
+// PutContacts inserts a batch unordered and replaces, one upsert each, the
+// contacts whose insert met an existing document; a concurrent first
+// write of the same contact is such a document, so concurrent imports all
+// succeed, last writer wins. No bulk of upserts: on MongoDB concurrent
+// upserts of a new _id can fail on the unique index, and on FerretDB v1.24
+// an update command holds a PostgreSQL connection per matched statement
+// until it ends, so one replacing more than its pool of 50 never returns.
+//
 // # PutMessage: all or none visible
 //
 //  1. Insert the deliveries (ordered by ID) and the receipt, side by side,

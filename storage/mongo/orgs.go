@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -657,19 +658,78 @@ type contactDoc struct {
 	X  hub.Contact `bson:"x"`
 }
 
+// PutContacts inserts the batch in one unordered insert and replaces, one
+// upsert each, the contacts whose insert met an existing document (stored
+// before, or by a concurrent caller just now: of concurrent first writes
+// of an ID exactly one insert wins, and the others replace it, last
+// writer wins, as upsert does for any concurrent first upsert). Not one
+// bulk of upserts: on MongoDB two concurrent upserts of a new ID can both
+// miss and one fail on the unique _id, and FerretDB v1.24 holds a
+// PostgreSQL connection for every statement of an update command that
+// matches a document until the command ends, so a bulk replacing more
+// than its pool (50) of existing contacts, or a few concurrent smaller
+// ones, wait on each other for ever (measured: a re-import of 120
+// contacts never returned). A fresh import costs one command per batch;
+// a re-import one more per existing contact, replaceWidth side by side.
 func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	ms := make([]mongo.WriteModel, 0, len(cs))
-	for _, c := range cs {
+	// The last entry of an ID wins, as it would put by put.
+	last := make(map[string]int, len(cs))
+	for i, c := range cs {
 		if c.ID == "" {
 			return hub.Errorf(hub.Invalid, "contact without ID")
 		}
-		ms = append(ms, mongo.NewReplaceOneModel().SetFilter(bson.M{"_id": c.ID}).SetReplacement(contactDoc{ID: c.ID, X: c}).SetUpsert(true))
+		last[c.ID] = i
 	}
-	_, err := s.contacts.BulkWrite(ctx, ms, options.BulkWrite().SetOrdered(false))
-	return translate(err, "put contacts")
+	docs := make([]contactDoc, 0, len(last))
+	for i, c := range cs {
+		if last[c.ID] == i {
+			docs = append(docs, contactDoc{ID: c.ID, X: c})
+		}
+	}
+	_, err := s.contacts.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil
+	}
+	existing, ok := dupIndexes(err)
+	if !ok {
+		return translate(err, "put contacts")
+	}
+	return replaceEach(len(existing), func(i int) error {
+		d := docs[existing[i]]
+		return upsert(ctx, s.contacts, bson.M{"_id": d.ID}, d, "put contact "+d.ID)
+	})
+}
+
+// replaceWidth is how many single-document writes replaceEach has in
+// flight: enough to overlap round trips, few enough that FerretDB (two
+// PostgreSQL connections per update at most, a pool of 50) never runs
+// short when several callers replace at once.
+const replaceWidth = 8
+
+// replaceEach runs fn(0..n-1), replaceWidth at a time, and returns the
+// first error (the others still run: each is a whole write of its own).
+func replaceEach(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, replaceWidth)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {

@@ -300,6 +300,20 @@ func onlyDups(err error) bool {
 	return len(codes) > 0
 }
 
+// dupIndexes returns the indexes of the documents an unordered bulk write
+// refused for a duplicate key, and false when it failed otherwise.
+func dupIndexes(err error) ([]int, bool) {
+	var bwe mongo.BulkWriteException
+	if !onlyDups(err) || !errors.As(err, &bwe) {
+		return nil, false
+	}
+	out := make([]int, 0, len(bwe.WriteErrors))
+	for _, e := range bwe.WriteErrors {
+		out = append(out, e.Index)
+	}
+	return out, true
+}
+
 func randomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -204,5 +205,30 @@ var orgTests = []storeTest{
 		_, err = s.GetContact(ctx, "12345678")
 		wantCode(t, err, hub.NotFound, "GetContact after delete")
 		must(t, s.DeleteContact(ctx, "12345678"), "DeleteContact of absent")
+	}},
+	{"PutContacts replaces a batch of stored contacts (a re-import), the last entry of an ID winning", func(t *testing.T, s hub.Store) {
+		// 120 is above the 50 PostgreSQL connections FerretDB holds at most:
+		// one bulk of upserts replacing them never returned there.
+		const contacts = 120
+		batch := func(status hub.DigitalStatus) []hub.Contact {
+			cs := make([]hub.Contact, contacts)
+			for i := range cs {
+				cs[i] = hub.Contact{ID: fmt.Sprintf("020202%04d", i), Status: status, Updated: T0}
+			}
+			return cs
+		}
+		must(t, s.PutContacts(ctx, batch(hub.Registered)), "import")
+		again := batch(hub.Exempt)
+		again = append(again, hub.Contact{ID: again[0].ID, Status: hub.Registered, Name: "last", Updated: T0})
+		must(t, s.PutContacts(ctx, again), "re-import")
+		for i := 0; i < contacts; i++ {
+			got, err := s.GetContact(ctx, again[i].ID)
+			must(t, err, "GetContact")
+			want := again[i]
+			if i == 0 {
+				want = again[contacts]
+			}
+			sameJSON(t, got, want, "re-imported contact "+want.ID)
+		}
 	}},
 }

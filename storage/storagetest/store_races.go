@@ -12,8 +12,41 @@ import (
 // raceTests are the races of the writes that need one winner: PutMessage
 // of a UUID by several callers at once (and again after its deliveries
 // were acknowledged), AckWith of a delivery by several callers, and the
-// acks of a message's last two deliveries at once.
+// acks of a message's last two deliveries at once; and the upserts that
+// need no winner at all, PutContacts of the same new contacts by several
+// callers, every one of which must succeed.
 var raceTests = []storeTest{
+	{"PutContacts of the same new contacts by 8 callers at once: all succeed, one record each", func(t *testing.T, s hub.Store) {
+		// Several rounds of contacts no one has stored yet: only the
+		// first write of an ID can collide with another caller's.
+		const callers, contacts, rounds = 8, 40, 3
+		for r := 0; r < rounds; r++ {
+			id := func(i int) string { return fmt.Sprintf("01010%d%04d", r, i) }
+			errs := make([]error, callers)
+			parallel(callers, func(c int) {
+				cs := make([]hub.Contact, contacts)
+				for i := range cs {
+					cs[i] = hub.Contact{ID: id(i), Status: hub.Registered, Name: fmt.Sprint("caller ", c), Phone: fmt.Sprint("+45", c), Updated: T0}
+				}
+				errs[c] = s.PutContacts(ctx, cs)
+			})
+			for c, err := range errs {
+				must(t, err, fmt.Sprint("round ", r, " caller ", c))
+			}
+			for i := 0; i < contacts; i++ {
+				got, err := s.GetContact(ctx, id(i))
+				must(t, err, "GetContact "+id(i))
+				var c int
+				if _, err := fmt.Sscanf(got.Name, "caller %d", &c); err != nil || got.Phone != fmt.Sprint("+45", c) || got.ID != id(i) {
+					t.Fatalf("contact %s = %+v, not one caller's whole record", id(i), got)
+				}
+				// One record: once deleted, none is left behind.
+				must(t, s.DeleteContact(ctx, id(i)), "DeleteContact "+id(i))
+				_, err = s.GetContact(ctx, id(i))
+				wantCode(t, err, hub.NotFound, "GetContact after delete "+id(i))
+			}
+		}
+	}},
 	{"PutMessage of one UUID by 8 callers at once: one wins, the others are Conflict and leave nothing", func(t *testing.T, s hub.Store) {
 		const callers = 8
 		errs := make([]error, callers)

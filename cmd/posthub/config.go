@@ -194,6 +194,8 @@ type serveConfig struct {
 	UploadMinRate   int64
 	UploadWindow    time.Duration
 	UploadGrace     time.Duration
+	LingerTime      time.Duration
+	LingerBytes     int64
 	// Mass-send archives.
 	MaxArchiveSize       int64
 	MaxArchiveBytes      int64
@@ -266,6 +268,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.UploadMinRate, "upload-min-rate", 8<<10, "slowest accepted upload (MeMo, archive, contact import), in bytes per second averaged over -upload-window")
 	fs.DurationVar(&c.UploadWindow, "upload-window", 30*time.Second, "the window -upload-min-rate is averaged over")
 	fs.DurationVar(&c.UploadGrace, "upload-grace", time.Minute, "how long an upload may take for its first window's bytes")
+	fs.DurationVar(&c.LingerTime, "linger-time", 2*time.Second, "after answering a request before its body arrived (a refusal), how long the hub goes on discarding the body before it closes, so that the client reads the answer rather than a reset (0: close at once)")
+	fs.Int64Var(&c.LingerBytes, "linger-bytes", 8<<20, "most bytes of such a body the hub discards within -linger-time (0: close at once)")
 	fs.StringVar(&c.EventlogKey, "eventlog-key", "", "ed25519 key (PEM) signing event-log checkpoints; created if absent (default on bolt: DATA/eventlog-ed25519.pem; on mongo unset = no checkpoints)")
 	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever); the newest entry is always kept")
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
@@ -411,6 +415,8 @@ func (c *serveConfig) check() error {
 		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
 		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
+	case c.LingerTime < 0 || c.LingerBytes < 0:
+		return fmt.Errorf("-linger-time and -linger-bytes must not be negative (0: no lingering)")
 	case c.UploadMinRate > 0 && (c.UploadWindow < time.Second || c.UploadGrace < c.UploadWindow):
 		return fmt.Errorf("-upload-window must be at least 1s and -upload-grace at least -upload-window")
 	case c.SF1601Prefix != "" && (!strings.HasPrefix(c.SF1601Prefix, "/") || strings.HasSuffix(c.SF1601Prefix, "/") || strings.ContainsAny(c.SF1601Prefix, ":*?# ")):

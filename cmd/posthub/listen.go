@@ -77,7 +77,7 @@ func (l *listeners) base() string { return l.scheme + "://" + displayAddr(l.api.
 
 // handler is the hub's HTTP handler: the API, the web mailbox when it is
 // on (its demo viewing client registered first), and the body deadlines
-// of limit.Bodies around both.
+// and lingering of limit.Bodies around both.
 func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer) (http.Handler, error) {
 	cfg := h.cfg
 	var handler http.Handler = h.api.Handler()
@@ -103,7 +103,7 @@ func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer
 		handler = mux
 	}
 	return limit.Bodies{Timeout: cfg.BodyTimeout, MinRate: cfg.UploadMinRate, Window: cfg.UploadWindow, Grace: cfg.UploadGrace,
-		IsUpload: h.api.IsUpload}.Handler(handler), nil
+		IsUpload: h.api.IsUpload, Linger: cfg.LingerTime, LingerBytes: cfg.LingerBytes}.Handler(handler), nil
 }
 
 // serve starts serving handler on the API listener and metrics on its

@@ -3,6 +3,7 @@ package limit
 import (
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,11 @@ type Bodies struct {
 	Grace   time.Duration
 	// IsUpload tells uploads from small bodies.
 	IsUpload func(*http.Request) bool
+	// Linger and LingerBytes bound the lingering discard of a body the
+	// handler answered before it arrived (see Handler): for at most
+	// Linger, and at most LingerBytes. Either zero: no lingering.
+	Linger      time.Duration
+	LingerBytes int64
 }
 
 // Handler puts the deadlines on the bodies of the requests next serves.
@@ -29,6 +35,24 @@ type Bodies struct {
 // whose own try to read the rest fails too, closes the connection after
 // the answer. Once a body has arrived the server lifts the deadline
 // itself as it starts watching the connection for a close.
+//
+// A request answered before its body has arrived (refused at its declared
+// length, for its credentials, or part-way through) lingers, as nginx's
+// lingering_close does: the answer is held back until the handler returns,
+// sent whole (with its Content-Length) and flushed, and then the rest of
+// the body is read and thrown away, for at most Linger and LingerBytes,
+// before the server closes the connection (a rest under 256 KiB of a
+// declared length the server reads itself, within Linger, and keeps the
+// connection). A client that
+// sends without Expect: 100-continue is still writing when it is refused;
+// closed at once, the connection is reset, and the reset throws away the
+// refusal in the client's buffers before the client has read it. Lingering
+// gives the client the time to read it, within bounds that a slow or an
+// endless sender cannot stretch: a deadline fixed when lingering starts,
+// a byte count, and no goroutine or buffer beyond the request's own. Not
+// lingered over: a body the client holds back until told to continue
+// (Expect: 100-continue, never read), and HTTP/2, whose refusal resets a
+// stream, not the connection.
 func (b Bodies) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
@@ -36,18 +60,57 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 			return
 		}
 		rc := http.NewResponseController(w)
-		if b.IsUpload == nil || !b.IsUpload(r) {
+		in := &arriving{ReadCloser: r.Body, size: r.ContentLength}
+		r.Body = in
+		// The server recognises a body a handler left unread only as its
+		// own (then, for some clients, it half-closes and waits a moment
+		// before the close, and it knows how much is left): it gets it back.
+		defer func() { r.Body = in.ReadCloser }()
+		var held *early
+		if b.Linger > 0 && b.LingerBytes > 0 && r.ProtoMajor == 1 {
+			held = &early{ResponseWriter: w, body: in, head: r.Method == http.MethodHead}
+			w = held
+		}
+		switch {
+		case b.IsUpload == nil || !b.IsUpload(r):
 			if b.Timeout > 0 {
 				_ = rc.SetReadDeadline(time.Now().Add(b.Timeout))
 			}
-			next.ServeHTTP(w, r)
-			return
-		}
-		if quota := int64(float64(b.MinRate) * b.Window.Seconds()); quota > 0 && rc.SetReadDeadline(time.Now().Add(b.Grace)) == nil {
-			r.Body = &upload{ReadCloser: r.Body, rc: rc, window: b.Window, quota: quota}
+		default:
+			if quota := int64(float64(b.MinRate) * b.Window.Seconds()); quota > 0 && rc.SetReadDeadline(time.Now().Add(b.Grace)) == nil {
+				r.Body = &upload{ReadCloser: in, rc: rc, window: b.Window, quota: quota}
+			}
 		}
 		next.ServeHTTP(w, r)
+		if held != nil {
+			b.linger(held, rc, r, in)
+		}
 	})
+}
+
+// linger sends the answer held and, when the body has not arrived and the
+// client is sending it, discards the rest within the bounds.
+func (b Bodies) linger(held *early, rc *http.ResponseController, r *http.Request, in *arriving) {
+	sending := !in.done() && (in.reads.Load() > 0 || !expectsContinue(r))
+	// Sending a header, the server first reads up to 256 KiB of a body
+	// left unread itself, to keep the connection, unless it knows that
+	// more than that is left (a declared length) or the answer closes the
+	// connection. A body of unknown length is answered with a close, so
+	// that its answer goes out at once; for a declared length the server
+	// decides well (within the deadline below).
+	held.release(sending && in.size < 0)
+	if !sending {
+		return
+	}
+	r.Body = in.ReadCloser // see Handler
+	if rc.SetReadDeadline(time.Now().Add(b.Linger)) != nil || rc.Flush() != nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, in, b.LingerBytes)
+}
+
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(strings.TrimSpace(r.Header.Get("Expect")), "100-continue")
 }
 
 // upload is an upload's body, whose deadline moves on by a window each

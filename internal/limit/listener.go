@@ -10,7 +10,10 @@
 // connections never pile up as descriptors. A body read through Bodies
 // fails (and the server closes the connection) once it falls behind its
 // deadline; a body that has arrived puts no deadline on the handler's
-// work.
+// work. A request answered before its body arrived lingers (Bodies): its
+// answer is sent whole, then the rest of the body discarded within a time
+// and a byte bound, so that a client still sending reads the answer
+// instead of losing it to the reset of a close.
 package limit
 
 import (

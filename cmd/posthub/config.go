@@ -212,6 +212,13 @@ type serveConfig struct {
 	EventlogCheckpointEvery    uint64
 	EventlogCheckpointInterval time.Duration
 	EventlogSealerTTL          time.Duration
+	EventlogPollInterval       time.Duration
+	// The other background loops' intervals (loops.go).
+	RepairInterval       time.Duration
+	MailboxPurgeInterval time.Duration
+	ArchivePurgeInterval time.Duration
+	NotifyInterval       time.Duration
+	OutboxInterval       time.Duration
 	// Mailboxes, viewing clients and notifications.
 	MailboxRetention time.Duration
 	WebMailbox       bool
@@ -275,6 +282,12 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
 	fs.DurationVar(&c.EventlogCheckpointInterval, "eventlog-checkpoint-interval", time.Minute, "... or after this long when anything new was sealed")
 	fs.DurationVar(&c.EventlogSealerTTL, "eventlog-sealer-ttl", 30*time.Second, "lease of the one instance that seals the event log (renewed at a third of it; another instance takes over this long after the holder died)")
+	fs.DurationVar(&c.EventlogPollInterval, "eventlog-poll-interval", 10*time.Second, "longest wait (at least 100ms) of the event-log sealer before it looks for entries appended through other instances (an append on this instance wakes it at once)")
+	fs.DurationVar(&c.RepairInterval, "repair-interval", 5*time.Minute, "how often this instance undoes what a crash left half done (claims older than the pending grace) and folds the statistics counters")
+	fs.DurationVar(&c.MailboxPurgeInterval, "mailbox-purge-interval", time.Hour, "how often letters deleted longer than -mailbox-retention ago are purged")
+	fs.DurationVar(&c.ArchivePurgeInterval, "archive-purge-interval", time.Hour, "how often sent-archive copies older than -archive-retention are purged")
+	fs.DurationVar(&c.NotifyInterval, "notify-interval", time.Minute, "how often notifications of new post are worked out and sent")
+	fs.DurationVar(&c.OutboxInterval, "outbox-interval", 30*time.Second, "how often the print and SMS outboxes are looked at besides when this instance queues to them (items queued through another instance, or due for a retry, wait at most this long)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (open to whoever reaches it unless -metrics-token is set); empty: on the API, for the operator or the metrics token")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "a token that opens /metrics and nothing else, for the Prometheus scraper (prefer the environment: POSTHUB_METRICS_TOKEN)")
@@ -410,9 +423,20 @@ func (c *serveConfig) check() error {
 	if err := c.storeConfig.check(); err != nil {
 		return err
 	}
+	for _, iv := range []struct {
+		flag string
+		d    time.Duration
+	}{{"repair-interval", c.RepairInterval}, {"mailbox-purge-interval", c.MailboxPurgeInterval}, {"archive-purge-interval", c.ArchivePurgeInterval},
+		{"notify-interval", c.NotifyInterval}, {"outbox-interval", c.OutboxInterval}, {"reconcile-interval", c.ReconcileInterval}} {
+		if iv.d <= 0 {
+			return fmt.Errorf("-%s %s: must be positive", iv.flag, iv.d)
+		}
+	}
 	switch {
 	case c.PolicyPollInterval <= 0:
 		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
+	case c.EventlogPollInterval < 100*time.Millisecond:
+		return fmt.Errorf("-eventlog-poll-interval %s: at least 100ms (the sealer's first wait after sealing)", c.EventlogPollInterval)
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
 		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
 	case c.LingerTime < 0 || c.LingerBytes < 0:

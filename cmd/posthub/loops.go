@@ -20,9 +20,11 @@ import (
 // serve stops them together, after the listeners have drained and before
 // the stores close.
 //
-// They look at the store at these intervals so that an idle instance
-// issues well under one command a second (the sealer and the policy check
-// wake on demand; see TestIdleInstanceCommandBudget).
+// They look at the store at intervals set by serve's flags (-repair-interval,
+// -outbox-interval, -notify-interval, …), whose defaults keep an idle
+// instance well under one command a second (the sealer and the policy
+// check wake on demand; see TestIdleInstanceCommandBudget, which runs them
+// scaled down).
 type backgroundLoops struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -41,20 +43,20 @@ func startLoops(h *hubServices) *backgroundLoops {
 	l.run(ctx, "event-log sealer", eventlog.NewSealer(store, eventlog.SealerOptions{Holder: instanceName(), Log: log,
 		Key: h.evKey, CheckpointEvery: cfg.EventlogCheckpointEvery, CheckpointInterval: cfg.EventlogCheckpointInterval,
 		Retention: cfg.EventlogRetention, Notify: h.evlog.Notify, Wake: h.evlog.Appended(), LockTTL: cfg.EventlogSealerTTL,
-		IdleMax: 10 * time.Second}).Run)
+		IdleMax: cfg.EventlogPollInterval}).Run)
 	// Repair undoes what a crash left (claims older than the pending grace,
-	// 10 minutes on MongoDB) and folds counters; every 5 minutes is often
-	// enough for that, and cheap when idle.
-	l.run(ctx, "repair", every(5*time.Minute, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) }))
+	// 10 minutes on MongoDB) and folds counters; every 5 minutes (the
+	// default) is often enough for that, and cheap when idle.
+	l.run(ctx, "repair", every(cfg.RepairInterval, log, "repair", func(ctx context.Context) error { return store.Repair(ctx, time.Now()) }))
 	l.run(ctx, "retrieval", h.fetching.Run)
-	l.run(ctx, "mailbox purge", func(ctx context.Context) { h.viewer.RunPurge(ctx, time.Hour) })
-	l.run(ctx, "notifier", func(ctx context.Context) { h.notifier.Run(ctx, time.Minute) })
+	l.run(ctx, "mailbox purge", func(ctx context.Context) { h.viewer.RunPurge(ctx, cfg.MailboxPurgeInterval) })
+	l.run(ctx, "notifier", func(ctx context.Context) { h.notifier.Run(ctx, cfg.NotifyInterval) })
 	archive := &hub.SentArchive{Store: store, Blobs: h.blobs}
-	l.run(ctx, "sent-archive purge", every(time.Hour, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err }))
+	l.run(ctx, "sent-archive purge", every(cfg.ArchivePurgeInterval, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err }))
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
 		ob := &hub.Outbox{Store: store, Blobs: h.blobs, Events: h.evlog, Queue: q, Holder: instanceName(), Lease: 5 * time.Minute,
 			MaxAttempts: 10, Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: h.outboxWake[q]}
-		l.run(ctx, "outbox "+q, func(ctx context.Context) { ob.Run(ctx, 30*time.Second) })
+		l.run(ctx, "outbox "+q, func(ctx context.Context) { ob.Run(ctx, cfg.OutboxInterval) })
 	}
 	return l
 }

@@ -16,15 +16,19 @@ import (
 )
 
 // BenchmarkApplyBytesPerLetter measures what applying accepted letters,
-// and then sealing their events, costs bbolt in pages: the bytes of the pages its commits allocate (every
-// dirty page is written) per letter, on a store already holding a number
-// of letters. Letters are shaped as the hub makes them (a random UUID, a
+// then sealing their events, then fetching and acknowledging their
+// deliveries costs bbolt in pages: the bytes of the pages its commits
+// allocate (every dirty page is written) per letter, on a store already
+// holding a number of letters. Letters are shaped as the hub makes them (a random UUID, a
 // 12.7 KB MeMo inline, one mailbox delivery, the sender's receipt, three
 // events, two counters) and put by 16 writers, so the accept log groups
 // them as under load. Keys derived from random UUIDs (messages,
 // deliveries, receipts, event IDs) land on pages of their own, so the
 // bytes per letter grow with the store until every letter dirties a page
-// in each such bucket. Reported by scripts/bench-storage.sh.
+// in each such bucket. The acknowledgements are made by 8 pollers
+// (ClaimNext, then AckWith with the sender's receipt COMPLETED and a fetch
+// event, as retrieval does) on the letters' queue; the stored letters wait
+// in another. Reported by scripts/bench-storage.sh.
 func BenchmarkApplyBytesPerLetter(b *testing.B) {
 	for _, stored := range []int{1000, 30000} {
 		b.Run(fmt.Sprint("stored=", stored), func(b *testing.B) {
@@ -36,7 +40,8 @@ func BenchmarkApplyBytesPerLetter(b *testing.B) {
 			ctx := context.Background()
 			small := bytes.Repeat([]byte("x"), 1000) // the fill's content: its bucket only appends
 			content := bytes.Repeat([]byte("<memo>x</memo>"), 12770/14+1)[:12770]
-			put := func(n int, content []byte) {
+			const queue, fillQueue = "mailbox/0101011234/AUTHORITY_POST", "mailbox/0202021234/AUTHORITY_POST"
+			put := func(n int, content []byte, queue string) {
 				var next atomic.Int64
 				var wg sync.WaitGroup
 				for range 16 {
@@ -44,7 +49,7 @@ func BenchmarkApplyBytesPerLetter(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for next.Add(1) <= int64(n) {
-							if err := putLetter(ctx, s, content); err != nil {
+							if err := putLetter(ctx, s, content, queue); err != nil {
 								b.Error(err)
 								return
 							}
@@ -78,30 +83,60 @@ func BenchmarkApplyBytesPerLetter(b *testing.B) {
 					}
 				}
 			}
-			put(stored, small)
+			// ack fetches and acknowledges every delivery of the queue.
+			ack := func() {
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							now := time.Now()
+							c, err := s.ClaimNext(ctx, queue, "bench", time.Hour, now)
+							if hub.Is(err, hub.NotFound) {
+								return
+							}
+							if err == nil {
+								_, err = s.AckWith(ctx, c.Delivery.ID, c.Delivery.MessageUUID, now, ackRecord(now))
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			put(stored, small, fillQueue)
 			seal()
 			before := s.db.Stats().TxStats
 			b.ResetTimer()
-			put(b.N, content)
+			put(b.N, content, queue)
 			b.StopTimer()
 			applied := s.db.Stats().TxStats
 			seal()
 			sealed := s.db.Stats().TxStats
+			ack()
+			acked := s.db.Stats().TxStats
+			if n, err := s.CountQueue(ctx, queue); err != nil || n != 0 {
+				b.Fatalf("%d deliveries left after the acks (%v)", n, err)
+			}
 			b.ReportMetric(float64(applied.GetPageAlloc()-before.GetPageAlloc())/1024/float64(b.N), "KiB/letter")
 			b.ReportMetric(float64(applied.GetWrite()-before.GetWrite())/float64(b.N), "writes/letter")
 			b.ReportMetric(float64(sealed.GetPageAlloc()-applied.GetPageAlloc())/1024/float64(b.N), "sealKiB/letter")
+			b.ReportMetric(float64(acked.GetPageAlloc()-sealed.GetPageAlloc())/1024/float64(b.N), "ackKiB/letter")
 		})
 	}
 }
 
-func putLetter(ctx context.Context, s *Store, content []byte) error {
+func putLetter(ctx context.Context, s *Store, content []byte, q string) error {
 	id := uuid.NewString()
 	now := time.Now().UTC()
-	q := "mailbox/0101011234/AUTHORITY_POST"
 	m := hub.Message{UUID: id, MessageID: "mid-" + id, SenderCVR: "12345678", SenderSystemID: "sender-sys",
 		RecipientID: "0101011234", RecipientType: "CPR", MessageType: "DIGITALPOST", MemoVersion: "1.1",
 		Label: "Brev", SHA256: "0", Size: int64(len(content)), Content: content, Received: now, State: hub.MessageActive}
-	d := hub.Delivery{ID: id + "/" + q, MessageUUID: id, Channel: hub.ChannelMailbox, Queue: q, OrgCVR: "12345678",
+	d := hub.Delivery{ID: hub.DeliveryID(id, q), MessageUUID: id, Channel: hub.ChannelMailbox, Queue: q, OrgCVR: "12345678",
 		Created: now, AvailableAt: now, State: hub.DeliveryReady, Size: m.Size}
 	r := hub.Receipt{TransmissionID: uuid.NewString(), SystemID: "sender-sys", MessageUUID: id, MessageID: m.MessageID,
 		Time: now, Status: hub.ReceiptReceived}
@@ -116,4 +151,19 @@ func putLetter(ctx context.Context, s *Store, content []byte) error {
 	k.Org, k.SystemID, k.Direction = "0101011234", "", "RECEIVED"
 	cs = append(cs, hub.Counter{Key: k, Count: 1, Bytes: m.Size})
 	return s.PutMessageWith(ctx, m, []hub.Delivery{d}, r, evs, cs)
+}
+
+// ackRecord is what retrieval records with an acknowledgement: the
+// sender's receipt COMPLETED and the fetch event.
+func ackRecord(now time.Time) hub.AckRecord {
+	return func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+		if v.Message == nil || v.SenderReceipt == nil {
+			return nil, nil, fmt.Errorf("delivery %s: message or receipt missing", v.Delivery.ID)
+		}
+		r := *v.SenderReceipt
+		r.Status, r.Time = hub.ReceiptCompleted, now
+		ev := hub.Event{ID: "retrieval:fetched:" + v.Delivery.ID, Time: now, Tag: "MEMO_SEND_FETCHED_BY_RECIPIENT_SYSTEM", Actor: "system:recv",
+			Orgs: []string{"12345678"}, SystemID: "recv", MessageUUID: v.Message.UUID, Party: v.Message.RecipientID}
+		return &r, []hub.Event{ev}, nil
+	}
 }

@@ -3,9 +3,12 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/posthub/posthub/hub"
 )
 
 // key joins parts with NUL, the separator that sorts before every other
@@ -75,14 +78,64 @@ func deletePrefix(b *bolt.Bucket, p []byte) error {
 	return nil
 }
 
-// The deliveries bucket holds, beside each delivery under its ID, the
-// message's index of its deliveries, under keys that sort next to the
-// delivery, since the hub's delivery IDs begin with the message UUID
-// (hub.DeliveryID): an ack then dirties one page of the bucket instead of
-// one page in each of two. IDs never contain NUL (PutMessage and
-// AddDeliveries refuse them), so a key with NUL is an index entry.
+// A delivery is stored beside its message, in the messages bucket under
+// besideKey, when its ID begins with its message's UUID followed by '@' or
+// '/' (the hub's IDs are UUID@queue, see hub.DeliveryID): accepting a
+// letter then dirties the message's page for it, not a random page of a
+// bucket of its own, and an acknowledgement the same page. The message's
+// deliveries are then the keys with prefix besidePrefix, so they need no
+// index entries. Other deliveries are in the deliveries bucket under
+// their ID, with the message's index of them beside them (indexKey), since
+// their IDs need not begin with the message UUID. IDs never contain NUL
+// (PutMessage and AddDeliveries refuse them), so a key with NUL is an
+// index entry there. deliveryRaw finds a delivery by its ID alone: where
+// besideKey puts it, else in the deliveries bucket. The deliveries
+// bucket's sequence numbers every delivery, wherever it is stored.
 
-// indexPrefix starts the keys of a message's index of its deliveries.
+// besideKey is the key in the messages bucket of a delivery whose ID has
+// the shape UUID sep rest (sep '@' or '/', UUID the part before the first
+// of them): UUID NUL 'D' sep rest. Nil for any other ID. Whether a
+// delivery is stored there depends on its message (deliveryPlace).
+func besideKey(id string) []byte {
+	i := strings.IndexAny(id, "@/")
+	if i <= 0 || strings.IndexByte(id, 0) >= 0 {
+		return nil
+	}
+	k := make([]byte, 0, len(id)+2)
+	return append(append(append(k, id[:i]...), 0, 'D'), id[i:]...)
+}
+
+// besidePrefix starts the keys of a message's deliveries stored beside it.
+func besidePrefix(messageUUID string) []byte { return append([]byte(messageUUID), 0, 'D') }
+
+// deliveryPlace is where delivery d is stored: beside its message when
+// its ID has the shape besideKey expects with the message's UUID, else in
+// the deliveries bucket under its ID.
+func deliveryPlace(d hub.Delivery) (bucket, key []byte) {
+	if i := strings.IndexAny(d.ID, "@/"); i > 0 && d.ID[:i] == d.MessageUUID {
+		if k := besideKey(d.ID); k != nil {
+			return bMessages, k
+		}
+	}
+	return bDeliveries, []byte(d.ID)
+}
+
+// deliveryRaw returns the record of the delivery with this ID (valid in
+// tx only), or nil when there is none.
+func deliveryRaw(tx *bolt.Tx, id string) []byte {
+	if k := besideKey(id); k != nil {
+		if v := tx.Bucket(bMessages).Get(k); v != nil {
+			return v
+		}
+	}
+	if strings.IndexByte(id, 0) >= 0 {
+		return nil // such a key would name an index entry
+	}
+	return tx.Bucket(bDeliveries).Get([]byte(id))
+}
+
+// indexPrefix starts the keys of a message's index of its deliveries that
+// are stored in the deliveries bucket.
 func indexPrefix(messageUUID string) []byte { return append([]byte(messageUUID), 0, 'I') }
 
 // indexKey is the index entry of one delivery of a message.
@@ -103,8 +156,9 @@ func indexedDelivery(k []byte) ([]byte, bool) {
 // receiptIndexKey is the key, in the messages bucket, of the transmission
 // id of systemID's receipt for a message: next to the message's record
 // (whose key is its UUID and has no NUL), so that accepting a message
-// writes one page of the bucket for both. The messages bucket is only ever
-// read by key, never iterated.
+// writes one page of the bucket for both. The messages bucket is read by
+// key and by the prefixes of one message's keys (besidePrefix), never
+// iterated whole.
 func receiptIndexKey(messageUUID, systemID string) []byte {
 	return append(append([]byte(messageUUID), 0, 'R'), systemID...)
 }

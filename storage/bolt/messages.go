@@ -150,9 +150,8 @@ func messageConflict(tx *bolt.Tx, uuid string, ds []hub.Delivery) error {
 	if tx.Bucket(bMessages).Get([]byte(uuid)) != nil {
 		return hub.Errorf(hub.Conflict, "message %s exists", uuid)
 	}
-	db := tx.Bucket(bDeliveries)
 	for _, d := range ds {
-		if db.Get([]byte(d.ID)) != nil {
+		if deliveryRaw(tx, d.ID) != nil {
 			return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
 		}
 	}
@@ -450,7 +449,8 @@ func (s *Store) ListMessagesBySender(ctx context.Context, senderCVR, after strin
 }
 
 // addDeliveryAt stores a new delivery, encoded as raw, with the Seq it
-// carries, and keeps the bucket's sequence at or above it.
+// carries, where deliveryPlace says, and keeps the deliveries bucket's
+// sequence at or above it.
 func addDeliveryAt(tx *bolt.Tx, d hub.Delivery, raw []byte) error {
 	db := bk(tx, bDeliveries)
 	seq := uint64(d.Seq)
@@ -459,14 +459,17 @@ func addDeliveryAt(tx *bolt.Tx, d hub.Delivery, raw []byte) error {
 			return err
 		}
 	}
-	if err := db.Put([]byte(d.ID), raw); err != nil {
+	b, k := deliveryPlace(d)
+	if err := bk(tx, b).Put(k, raw); err != nil {
 		return err
 	}
 	if err := bk(tx, bDelQueue).Put(cat(prefix(d.Queue), u64(seq)), []byte(d.ID)); err != nil {
 		return err
 	}
-	if err := db.Put(indexKey(d.MessageUUID, d.ID), nil); err != nil {
-		return err
+	if bytes.Equal(b, bDeliveries) {
+		if err := db.Put(indexKey(d.MessageUUID, d.ID), nil); err != nil {
+			return err
+		}
 	}
 	if d.State != hub.DeliveryParked {
 		return addQueueCount(tx, d.Queue, 1)
@@ -496,11 +499,7 @@ func getDelivery(tx *bolt.Tx, id string) (hub.Delivery, error) {
 // in tx only).
 func getDeliveryRaw(tx *bolt.Tx, id string) (hub.Delivery, []byte, error) {
 	var d hub.Delivery
-	if strings.ContainsRune(id, 0) {
-		// Such a key would name an index entry (indexKey).
-		return d, nil, notFound("delivery", id)
-	}
-	raw := tx.Bucket(bDeliveries).Get([]byte(id))
+	raw := deliveryRaw(tx, id)
 	if raw == nil {
 		return d, nil, notFound("delivery", id)
 	}
@@ -513,8 +512,7 @@ func getDeliveryRaw(tx *bolt.Tx, id string) (hub.Delivery, []byte, error) {
 // getDeliveryFor is getDelivery for an acknowledgement: what the claim
 // decoded when the record is still those bytes (see claimRead).
 func getDeliveryFor(tx *bolt.Tx, id string, cr *claimRead) (hub.Delivery, error) {
-	if cr != nil && cr.del.ID == id && !strings.ContainsRune(id, 0) &&
-		bytes.Equal(tx.Bucket(bDeliveries).Get([]byte(id)), cr.delRaw) {
+	if cr != nil && cr.del.ID == id && bytes.Equal(deliveryRaw(tx, id), cr.delRaw) {
 		d := cr.del
 		d.Meta = maps.Clone(d.Meta)
 		return d, nil
@@ -533,8 +531,7 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 	}
 	w := &messageWrite{ds: newDeliveries("", ds)}
 	skipStored := func(tx *bolt.Tx) {
-		db := tx.Bucket(bDeliveries)
-		w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return db.Get([]byte(d.ID)) != nil })
+		w.ds = slices.DeleteFunc(w.ds, func(d hub.Delivery) bool { return deliveryRaw(tx, d.ID) != nil })
 	}
 	if s.alog != nil {
 		return s.alog.put(ctx, &logEntry{w: w}, func(tx *bolt.Tx) error { skipStored(tx); return nil })
@@ -552,9 +549,8 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 // stored meanwhile, by an earlier apply of the same log entry, or earlier
 // in the same call are skipped.
 func addDeliveriesTx(tx *bolt.Tx, w *messageWrite) error {
-	db := tx.Bucket(bDeliveries)
 	for i, d := range w.ds {
-		if db.Get([]byte(d.ID)) != nil {
+		if deliveryRaw(tx, d.ID) != nil {
 			continue
 		}
 		if err := addDeliveryAt(tx, d, w.dsRaw[i]); err != nil {
@@ -638,18 +634,41 @@ func (s *Store) CountQueue(ctx context.Context, queue string) (int64, error) {
 
 func (s *Store) DeliveriesOf(ctx context.Context, messageUUID string) ([]hub.Delivery, error) {
 	var out []hub.Delivery
+	if strings.ContainsRune(messageUUID, 0) {
+		return out, nil // no message has such a UUID
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		if err := scanPrefix(tx.Bucket(bMessages), besidePrefix(messageUUID), func(_, v []byte) (bool, error) {
+			var d hub.Delivery
+			if err := jsonDecode(v, &d); err != nil {
+				return false, err
+			}
+			out = append(out, d)
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		beside := len(out)
 		p := indexPrefix(messageUUID)
-		return scanPrefix(tx.Bucket(bDeliveries), p, func(k, _ []byte) (bool, error) {
+		if err := scanPrefix(tx.Bucket(bDeliveries), p, func(k, _ []byte) (bool, error) {
 			d, err := getDelivery(tx, string(k[len(p):]))
 			if err != nil {
 				return false, err
 			}
-			s.leases.attempts(&d)
 			out = append(out, d)
 			return true, nil
-		})
+		}); err != nil {
+			return err
+		}
+		if beside > 0 && len(out) > beside {
+			slices.SortFunc(out, func(a, b hub.Delivery) int { return strings.Compare(a.ID, b.ID) })
+		}
+		return nil
 	})
+	for i := range out {
+		s.leases.attempts(&out[i])
+	}
 	return out, err
 }
 
@@ -689,7 +708,7 @@ func (s *Store) stillThere(ctx context.Context, deliveryID string) error {
 func (s *Store) stillThereThen(ctx context.Context, deliveryID string, then func(tx *bolt.Tx) error) error {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		// Only whether it is there: the claim decoded it already.
-		if strings.ContainsRune(deliveryID, 0) || tx.Bucket(bDeliveries).Get([]byte(deliveryID)) == nil {
+		if deliveryRaw(tx, deliveryID) == nil {
 			return notFound("delivery", deliveryID)
 		}
 		if then != nil {
@@ -854,12 +873,8 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 		if err := removeDelivery(tx, d); err != nil {
 			return err
 		}
-		remaining := false
-		if err := scanPrefix(tx.Bucket(bDeliveries), indexPrefix(d.MessageUUID), func(_, _ []byte) (bool, error) {
-			remaining = true
-			return false, nil
-		}); err != nil || remaining {
-			return err
+		if hasDeliveries(tx, d.MessageUUID) {
+			return nil
 		}
 		if ok && m.ArchiveUntil.After(now) {
 			return nil
@@ -878,20 +893,38 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 	return res, err
 }
 
+// hasDeliveries reports whether message uuid has a delivery left.
+func hasDeliveries(tx *bolt.Tx, uuid string) bool {
+	has := func(b, p []byte) bool {
+		k, _ := tx.Bucket(b).Cursor().Seek(p)
+		return k != nil && bytes.HasPrefix(k, p)
+	}
+	return has(bMessages, besidePrefix(uuid)) || has(bDeliveries, indexPrefix(uuid))
+}
+
 func removeDelivery(tx *bolt.Tx, d hub.Delivery) error {
-	if err := bk(tx, bDeliveries).Delete([]byte(d.ID)); err != nil {
+	b, k := deliveryPlace(d)
+	if err := bk(tx, b).Delete(k); err != nil {
 		return err
 	}
 	if err := bk(tx, bDelQueue).Delete(cat(prefix(d.Queue), u64(uint64(d.Seq)))); err != nil {
 		return err
 	}
-	if err := bk(tx, bDeliveries).Delete(indexKey(d.MessageUUID, d.ID)); err != nil {
-		return err
+	if bytes.Equal(b, bDeliveries) {
+		if err := bk(tx, bDeliveries).Delete(indexKey(d.MessageUUID, d.ID)); err != nil {
+			return err
+		}
 	}
 	if d.State != hub.DeliveryParked {
 		return addQueueCount(tx, d.Queue, -1)
 	}
 	return nil
+}
+
+// putDelivery rewrites a stored delivery where it is.
+func putDelivery(tx *bolt.Tx, d hub.Delivery) error {
+	b, k := deliveryPlace(d)
+	return putJSON(bk(tx, b), k, d)
 }
 
 // parkReasonMeta is the Meta key under which Park records its reason.
@@ -914,7 +947,7 @@ func (s *Store) Park(ctx context.Context, deliveryID, reason string) error {
 		}
 		d.Meta[parkReasonMeta] = reason
 		s.leases.attempts(&d) // the file keeps the count the delivery was parked with
-		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
+		return putDelivery(tx, d)
 	})
 	if err == nil {
 		s.leases.end(deliveryID, false)
@@ -937,7 +970,7 @@ func (s *Store) Unpark(ctx context.Context, deliveryID string) error {
 		if err := addQueueCount(tx, d.Queue, 1); err != nil {
 			return err
 		}
-		return putJSON(bk(tx, bDeliveries), []byte(deliveryID), d)
+		return putDelivery(tx, d)
 	})
 	if err == nil {
 		s.leases.end(deliveryID, true)

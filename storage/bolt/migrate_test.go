@@ -1,10 +1,13 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -294,4 +297,155 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A file whose deliveries are in the deliveries bucket with their index
+// entries, as earlier versions kept them, opens with those whose IDs begin
+// with their message's UUID (UUID@… as the hub makes them, UUID/… as the
+// tests do) moved beside their messages and their index entries dropped;
+// the others stay where they were. Each is found, claimed and
+// acknowledged as before, and the deliveries' sequence is kept. A record
+// the move cannot read fails the open and moves nothing.
+func TestOpenMovesDeliveriesBesideTheirMessages(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	const uuid = "0f0e0d0c-0b0a-4909-8807-060504030201"
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hub.Message{UUID: uuid, SenderCVR: "12345678", SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
+	var ds []hub.Delivery
+	for _, id := range []string{hub.DeliveryID(uuid, "system/a"), uuid + "/system/b", "plain-1"} {
+		q := "q-" + id[len(id)-1:]
+		ds = append(ds, hub.Delivery{ID: id, MessageUUID: uuid, Queue: q, Channel: hub.ChannelSystem, Created: t0, AvailableAt: t0})
+	}
+	if err := s.PutMessage(ctx, m, ds, hub.Receipt{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rewrite the file into the earlier layout: every delivery in the
+	// deliveries bucket, with an index entry UUID NUL 'I' ID.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	var corrupt []byte // a moved record, to be spoiled
+	err = db.Update(func(tx *bbolt.Tx) error {
+		ms, dl := tx.Bucket([]byte("messages")), tx.Bucket([]byte("deliveries"))
+		seq = dl.Sequence()
+		for _, d := range ds[:2] {
+			k := append([]byte(uuid+"\x00D"), d.ID[len(uuid):]...)
+			v := ms.Get(k)
+			if v == nil {
+				return fmt.Errorf("%s is not beside its message", d.ID)
+			}
+			if err := dl.Put([]byte(d.ID), append([]byte(nil), v...)); err != nil {
+				return err
+			}
+			if err := dl.Put([]byte(uuid+"\x00I"+d.ID), nil); err != nil {
+				return err
+			}
+			if err := ms.Delete(k); err != nil {
+				return err
+			}
+		}
+		corrupt = append([]byte(nil), dl.Get([]byte(ds[1].ID))...)
+		return dl.Put([]byte(ds[1].ID), []byte("{"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layout := func() (dels, beside []string) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		_ = db.View(func(tx *bbolt.Tx) error {
+			_ = tx.Bucket([]byte("deliveries")).ForEach(func(k, _ []byte) error { dels = append(dels, string(k)); return nil })
+			p := []byte(uuid + "\x00D")
+			c := tx.Bucket([]byte("messages")).Cursor()
+			for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				beside = append(beside, uuid+string(k[len(p):]))
+			}
+			return nil
+		})
+		return dels, beside
+	}
+	if _, err := bolt.Open(path, bolt.Options{}); hub.ErrorCode(err) != hub.Internal {
+		t.Fatalf("opening with an unreadable delivery: %v, want Internal", err)
+	}
+	if dels, beside := layout(); len(dels) != 6 || len(beside) != 0 {
+		t.Fatalf("a failed open moved deliveries: left %q, moved %q", dels, beside)
+	}
+	db, err = bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("deliveries")).Put([]byte(ds[1].ID), corrupt) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 2 { // the second open finds nothing to move
+		if s, err = bolt.Open(path, bolt.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		dels, beside := layout()
+		if want := []string{uuid + "\x00Iplain-1", "plain-1"}; !slices.Equal(dels, want) || !slices.Equal(beside, []string{ds[1].ID, ds[0].ID}) {
+			t.Fatalf("after the move: deliveries bucket %q (want %q), beside the message %q", dels, want, beside)
+		}
+	}
+	s, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DeliveriesOf(ctx, uuid)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("DeliveriesOf after the move: %+v, %v", got, err)
+	}
+	for i, d := range ds {
+		if got, err := s.GetDelivery(ctx, d.ID); err != nil || got.ID != d.ID || got.Queue != d.Queue {
+			t.Fatalf("GetDelivery(%s) after the move: %+v, %v", d.ID, got, err)
+		}
+		c, err := s.ClaimNext(ctx, d.Queue, "p", time.Minute, t0)
+		if err != nil || c.Delivery.ID != d.ID || c.Message.UUID != uuid {
+			t.Fatalf("ClaimNext(%s) after the move: %+v, %v", d.Queue, c.Delivery, err)
+		}
+		res, err := s.Ack(ctx, d.ID, t0)
+		if err != nil || res.AlreadyAcked || res.Unreferenced != (i == len(ds)-1) {
+			t.Fatalf("Ack(%s) after the move: %+v, %v", d.ID, res, err)
+		}
+		if _, err := s.GetDelivery(ctx, d.ID); !hub.Is(err, hub.NotFound) {
+			t.Fatalf("GetDelivery(%s) after its Ack: %v, want NotFound", d.ID, err)
+		}
+	}
+	if err := s.AddDeliveries(ctx, []hub.Delivery{{ID: uuid + "@system/c", MessageUUID: uuid, Queue: "system/c"}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.GetDelivery(ctx, uuid+"@system/c")
+	if err != nil || uint64(d.Seq) != seq+1 {
+		t.Fatalf("a new delivery after the move: Seq %d, %v; want %d", d.Seq, err, seq+1)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if dels, beside := layout(); len(dels) != 0 || len(beside) != 1 {
+		t.Fatalf("after the acks: deliveries bucket %q, beside the message %q", dels, beside)
+	}
 }

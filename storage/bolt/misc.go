@@ -296,23 +296,37 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 	db := tx.Bucket(bDeliveries)
 	counts := map[string]int64{}
 	var bad []func() error
-	var orphans [][]byte // index entries without their delivery
-	if err := db.ForEach(func(k, v []byte) error {
-		if id, ok := indexedDelivery(k); ok {
-			if db.Get(id) == nil {
-				orphans = append(orphans, bytes.Clone(k))
-			}
+	// Every delivery has its queue entry, written and removed with it, so
+	// the queue index lists them all, wherever they are stored (most are
+	// beside their messages, see deliveryPlace).
+	if err := tx.Bucket(bDelQueue).ForEach(func(k, v []byte) error {
+		raw := deliveryRaw(tx, string(v))
+		if raw == nil {
+			k := bytes.Clone(k)
+			bad = append(bad, func() error { return tx.Bucket(bDelQueue).Delete(k) })
 			return nil
 		}
 		var d struct {
 			Queue string            `json:"queue"`
+			Seq   int64             `json:"seq"`
 			State hub.DeliveryState `json:"state"`
 		}
-		if err := jsonDecode(v, &d); err != nil {
+		if err := jsonDecode(raw, &d); err != nil {
 			return err
 		}
-		if d.State != hub.DeliveryParked {
+		if d.State != hub.DeliveryParked && bytes.Equal(k, cat(prefix(d.Queue), u64(uint64(d.Seq)))) {
 			counts[d.Queue]++
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	// Index entries (of the deliveries stored in their own bucket) whose
+	// delivery is gone.
+	if err := db.ForEach(func(k, _ []byte) error {
+		if id, ok := indexedDelivery(k); ok && db.Get(id) == nil {
+			k := bytes.Clone(k)
+			bad = append(bad, func() error { return db.Delete(k) })
 		}
 		return nil
 	}); err != nil {
@@ -331,21 +345,6 @@ func repair(tx *bolt.Tx, fix bool) (bool, error) {
 		if v := qc.Get([]byte(q)); v == nil || int64(readU64(v)) != n {
 			bad = append(bad, nil)
 		}
-	}
-	dangling := func(b []byte, idOf func(k, v []byte) []byte) error {
-		return tx.Bucket(b).ForEach(func(k, v []byte) error {
-			if db.Get(idOf(k, v)) == nil {
-				k := bytes.Clone(k)
-				bad = append(bad, func() error { return tx.Bucket(b).Delete(k) })
-			}
-			return nil
-		})
-	}
-	if err := dangling(bDelQueue, func(_, v []byte) []byte { return v }); err != nil {
-		return false, err
-	}
-	for _, k := range orphans {
-		bad = append(bad, func() error { return db.Delete(k) })
 	}
 	if !fix || len(bad) == 0 {
 		return len(bad) > 0, nil

@@ -38,6 +38,10 @@
 // keys are composed of NUL-separated strings, big-endian sequence numbers
 // and sortable time stamps (see keys.go): token hash → system, queue+seq →
 // delivery, sender+received → message, org+time → event, seq → event.
+// What a letter writes under keys derived from its random UUID is kept
+// beside its message in the messages bucket (its deliveries, its receipt
+// index and its events' IDs; see keys.go and events.go), so that applying
+// or acknowledging it dirties that one page rather than one per bucket.
 package bolt
 
 import (
@@ -182,6 +186,51 @@ func migrateDeliveryBuckets(tx *bolt.Tx) error {
 	})
 }
 
+// migrateDeliveriesBeside moves the deliveries that earlier versions kept
+// in the deliveries bucket beside their messages, where deliveryPlace puts
+// them, and drops their index entries (the keys beside the message are
+// the index), in the transaction that opens the file: whole or not at all.
+// Cheap once done: the bucket then holds only the deliveries whose IDs do
+// not begin with their message's UUID, and only those of them shaped as
+// if they did are decoded.
+func migrateDeliveriesBeside(tx *bolt.Tx) error {
+	db, mb := tx.Bucket(bDeliveries), tx.Bucket(bMessages)
+	var moved [][]byte
+	err := db.ForEach(func(k, v []byte) error {
+		if id, ok := indexedDelivery(k); ok {
+			uuid := k[:bytes.IndexByte(k, 0)]
+			if b, _ := deliveryPlace(hub.Delivery{ID: string(id), MessageUUID: string(uuid)}); bytes.Equal(b, bMessages) {
+				moved = append(moved, bytes.Clone(k))
+			}
+			return nil
+		}
+		if besideKey(string(k)) == nil {
+			return nil
+		}
+		var d struct {
+			MessageUUID string `json:"messageUUID"`
+		}
+		if err := jsonDecode(v, &d); err != nil {
+			return err
+		}
+		b, nk := deliveryPlace(hub.Delivery{ID: string(k), MessageUUID: d.MessageUUID})
+		if !bytes.Equal(b, bMessages) {
+			return nil
+		}
+		moved = append(moved, bytes.Clone(k))
+		return mb.Put(nk, bytes.Clone(v))
+	})
+	if err != nil {
+		return fmt.Errorf("migrate deliveries: %w", err)
+	}
+	for _, k := range moved {
+		if err := db.Delete(k); err != nil {
+			return fmt.Errorf("migrate deliveries: %w", err)
+		}
+	}
+	return nil
+}
+
 // Open opens (creating if needed) the store file at path.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
@@ -220,6 +269,9 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		if err := migrateDeliveryBuckets(tx); err != nil {
+			return err
+		}
+		if err := migrateDeliveriesBeside(tx); err != nil {
 			return err
 		}
 		return migrateEventRefs(tx)

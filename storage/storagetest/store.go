@@ -52,6 +52,7 @@ func TestStore(t *testing.T, open func(t *testing.T) hub.Store) {
 	tests = append(tests, eventTests...)
 	tests = append(tests, miscTests...)
 	tests = append(tests, committerTests...)
+	tests = append(tests, deliveryIDTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -365,7 +366,7 @@ func (e *Enforcer) Stamp() string {
 // roles in an organisation's domain, global roles in Global.
 func ValidateGrant(g Grant) error {
 	if !ValidUserID(g.User) {
-		return field("userId", "user.id.invalid", "a user id is 1–64 of a–z, 0–9, '.', '_', '-', '@'", g.User)
+		return field("userId", "user.id.invalid", userIDRule, g.User)
 	}
 	r, ok := RoleByName(g.Role)
 	if !ok || r.System {
@@ -380,9 +381,17 @@ func ValidateGrant(g Grant) error {
 	return nil
 }
 
-// ValidUserID checks a user id's shape.
+// MaxUserIDLen is the longest a user id may be, in bytes (ValidUserID).
+// Everything that bounds or shows a user id uses it rather than a copy.
+const MaxUserIDLen = 64
+
+// userIDRule says what ValidUserID accepts.
+var userIDRule = fmt.Sprintf("a user id is 1–%d of a–z, 0–9, '.', '_', '-', '@'", MaxUserIDLen)
+
+// ValidUserID checks a user id's shape: 1 to MaxUserIDLen bytes of a–z,
+// 0–9, '.', '_', '-', '@'.
 func ValidUserID(id string) bool {
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > MaxUserIDLen {
 		return false
 	}
 	for _, c := range id {

@@ -3,6 +3,7 @@ package rbac_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/posthub/posthub/hub"
@@ -88,6 +89,22 @@ func TestDecisions(t *testing.T) {
 	} {
 		if err := en.Grant(ctx, bad); hub.ErrorCode(err) != hub.Invalid {
 			t.Errorf("grant %+v: %v, want invalid", bad, err)
+		}
+	}
+}
+
+func TestValidUserIDBound(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		id   string
+		want bool
+	}{
+		{"an id of MaxUserIDLen bytes is valid", strings.Repeat("a", rbac.MaxUserIDLen), true},
+		{"an id one byte longer is not", strings.Repeat("a", rbac.MaxUserIDLen+1), false},
+		{"an empty id is not", "", false},
+	} {
+		if got := rbac.ValidUserID(c.id); got != c.want {
+			t.Errorf("%s: ValidUserID(%d bytes) = %v", c.name, len(c.id), got)
 		}
 	}
 }

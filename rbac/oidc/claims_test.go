@@ -69,9 +69,10 @@ func (c *countingUsers) GetUser(ctx context.Context, id string) (hub.User, error
 	return c.fakeUsers.GetUser(ctx, id)
 }
 
-// long64 is a user id of exactly rbac.ValidUserID's 64 bytes: a user claim
-// one byte longer must not be cut into it.
-var long64 = strings.Repeat("a", 64)
+// long64 is a user id of exactly rbac.ValidUserID's bound,
+// rbac.MaxUserIDLen (64) bytes: a user claim one byte longer must not be
+// cut into it.
+var long64 = strings.Repeat("a", rbac.MaxUserIDLen)
 
 func newClaimsOP(t *testing.T, cfg ProviderConfig) *claimsOP {
 	t.Helper()

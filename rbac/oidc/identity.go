@@ -16,7 +16,10 @@ import (
 // a claim is clean (echo.go): a valid claim as it is, a refused one
 // without control or formatting characters and at most the bounds below.
 // The bounds are constants, like echo's: they are what the identifiers
-// are, not something an operator tunes.
+// are, not something an operator tunes. A user claim that is no user id
+// (rbac.ValidUserID) refuses the login where a user id is needed
+// (oidc.user.invalid), and is shown no longer than a user id can be:
+// rbac.MaxUserIDLen, the one bound ValidUserID itself applies.
 const (
 	// maxSubject is OpenID Connect Core §2's bound on sub ("MUST NOT
 	// exceed 255 ASCII characters"). A longer subject, or one with a
@@ -24,10 +27,6 @@ const (
 	// (oidc.subject.invalid): the subject is who the event log says logged
 	// in, and a provider that sends such a one is broken or hostile.
 	maxSubject = 255
-	// maxUserIDShown is rbac.ValidUserID's bound (64 bytes); a user claim
-	// that is no user id refuses the login where a user id is needed
-	// (oidc.user.invalid), and is shown no longer than a user id can be.
-	maxUserIDShown = 64
 	// maxOrganisationShown bounds what is shown of an organisation claim
 	// that is no CVR number (8 digits, which refuses the login with
 	// oidc.organisation.invalid): enough to see what the provider sent

@@ -54,7 +54,7 @@ func LoginEvent(via string, id Identity, err error) hub.Event {
 		ev.Detail["subject"] = clean(id.Subject, maxSubject)
 	}
 	if id.UserID != "" {
-		ev.Detail["userId"] = clean(id.UserID, maxUserIDShown)
+		ev.Detail["userId"] = clean(id.UserID, rbac.MaxUserIDLen)
 	}
 	if id.Organisation != "" {
 		ev.Detail["organisation"] = clean(id.Organisation, maxOrganisationShown)
@@ -132,7 +132,7 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 	case id.UserID == "":
 		return hub.User{}, noUser("oidc.user.claim.missing", fmt.Sprintf("it did not say who you are (no %s claim)", c.UserClaim))
 	case !rbac.ValidUserID(id.UserID):
-		return hub.User{}, noUser("oidc.user.invalid", fmt.Sprintf("%q (its %s claim) cannot be a posthub user id", clean(id.UserID, maxUserIDShown), c.UserClaim))
+		return hub.User{}, noUser("oidc.user.invalid", fmt.Sprintf("%q (its %s claim) cannot be a posthub user id", clean(id.UserID, rbac.MaxUserIDLen), c.UserClaim))
 	case c.UserIDSuffix != "" && !strings.HasSuffix(id.UserID, c.UserIDSuffix):
 		return hub.User{}, noUser("oidc.user.outside", fmt.Sprintf("%s may only log in users whose id ends in %s", c.Label, c.UserIDSuffix))
 	}
@@ -259,7 +259,7 @@ func (c *ProviderConfig) person(id Identity) (Person, error) {
 	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && id.UserID != "":
 		return p, refusal(hub.Forbidden, "oidc.user.invalid",
 			fmt.Sprintf("You are signed in at %s for organisation %s, but %q (its %s claim) cannot be a user id.",
-				c.Label, id.Organisation, clean(id.UserID, maxUserIDShown), c.UserClaim), nil)
+				c.Label, id.Organisation, clean(id.UserID, rbac.MaxUserIDLen), c.UserClaim), nil)
 	default:
 		return p, refusal(hub.Forbidden, "oidc.person.unknown",
 			fmt.Sprintf("You are signed in at %s, but it did not assert a CPR number, or a CVR number and a user id, so there is no mailbox to open.", c.Label), nil)

@@ -64,8 +64,8 @@ func runFetch(env *Env, args []string) int {
 	}
 	start := time.Now()
 	st, err := d.Run(ctx)
-	fmt.Fprintf(stderr, "posthub fetch: %d written, %d already stored, %d recovered in %s\n",
-		st.Written, st.Existing, st.Recovered, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "posthub fetch: %d written, %d already stored, %d recovered, %d not stored in %s\n",
+		st.Written, st.Existing, st.Recovered, st.NotStored, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		fmt.Fprintln(stderr, "posthub fetch:", err)
 		return 1

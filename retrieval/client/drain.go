@@ -60,6 +60,11 @@ type Stats struct {
 	Written   int64 // messages written and acknowledged
 	Existing  int64 // messages already in the directory, acknowledged without rewriting
 	Recovered int64 // pending messages of an earlier run acknowledged on start
+	// NotStored counts fetches whose message could not be stored (a full
+	// disk, a path that is not a file): not acknowledged, the message
+	// stays on the hub and is fetched again once its lease expires. A run
+	// without Follow that leaves any returns an error.
+	NotStored int64
 }
 
 const (
@@ -97,10 +102,11 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	var (
-		written, existing atomic.Int64
-		wg                sync.WaitGroup
-		errOnce           sync.Once
-		firstErr          error
+		written, existing, notStored atomic.Int64
+		wg                           sync.WaitGroup
+		errOnce                      sync.Once
+		firstErr                     error
+		storeErr                     atomic.Value // the first error that left a message not stored
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -108,18 +114,21 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.worker(ctx, &written, &existing); err != nil {
+			if err := d.worker(ctx, &written, &existing, func(err error) { notStored.Add(1); storeErr.CompareAndSwap(nil, err) }); err != nil {
 				errOnce.Do(func() { firstErr = err; cancel() })
 			}
 		}()
 	}
 	wg.Wait()
-	st.Written, st.Existing = written.Load(), existing.Load()
+	st.Written, st.Existing, st.NotStored = written.Load(), existing.Load(), notStored.Load()
 	if firstErr != nil {
 		return st, firstErr
 	}
-	if d.Follow && ctx.Err() != nil {
-		return st, nil
+	if st.NotStored > 0 && !d.Follow {
+		// The queue looked empty because those messages are leased to
+		// this run: it did not empty it.
+		return st, hub.Wrap(hub.Unavailable, storeErr.Load().(error),
+			"%d fetched messages could not be stored; they stay on the hub and are fetched again once their lease expires", st.NotStored)
 	}
 	return st, nil
 }
@@ -141,7 +150,7 @@ func (d *Drainer) recover(ctx context.Context) (int64, error) {
 			}
 		case strings.HasPrefix(name, ".") && strings.HasSuffix(name, pendingSuffix):
 			id := strings.TrimSuffix(strings.TrimPrefix(name, "."), pendingSuffix)
-			if _, err := os.Stat(d.final(id)); err == nil {
+			if d.stored(id) {
 				if err := d.ack(ctx, id); err != nil {
 					return n, err
 				}
@@ -157,9 +166,16 @@ func (d *Drainer) recover(ctx context.Context) (int64, error) {
 
 func (d *Drainer) final(id string) string { return filepath.Join(d.Dir, id+".xml") }
 
+// stored says whether message id's file is there: a regular file (a
+// directory or anything else by that name is not the message).
+func (d *Drainer) stored(id string) bool {
+	fi, err := os.Lstat(d.final(id))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 func (d *Drainer) marker(id string) string { return filepath.Join(d.Dir, "."+id+pendingSuffix) }
 
-func (d *Drainer) worker(ctx context.Context, written, existing *atomic.Int64) error {
+func (d *Drainer) worker(ctx context.Context, written, existing *atomic.Int64, notStored func(error)) error {
 	for ctx.Err() == nil {
 		m, err := d.Client.next(ctx, d.Wait, true)
 		if err != nil {
@@ -185,6 +201,7 @@ func (d *Drainer) worker(ctx context.Context, written, existing *atomic.Int64) e
 			// The message stays leased on the hub and comes back when the
 			// lease expires; carry on with the others.
 			d.Log.Warn("fetch: message not stored, will be fetched again", "message", m.UUID, "error", err)
+			notStored(err)
 			continue
 		}
 		if existed {
@@ -206,7 +223,7 @@ func (d *Drainer) handle(ctx context.Context, m *Memo) (existed bool, err error)
 	if _, err := uuid.Parse(m.UUID); err != nil || strings.ContainsAny(m.UUID, `/\`) {
 		return false, hub.Errorf(hub.Invalid, "the hub sent a message without a valid UUID header (%q)", m.UUID)
 	}
-	if _, err := os.Stat(d.final(m.UUID)); err == nil {
+	if d.stored(m.UUID) {
 		_, _ = io.Copy(io.Discard, m.Body)
 		return true, d.ack(ctx, m.UUID)
 	}

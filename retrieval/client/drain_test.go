@@ -139,3 +139,28 @@ func TestDrainerRecoveryAckIsRetried(t *testing.T) {
 		t.Fatalf("the pending marker survived its ack: %v", err)
 	}
 }
+
+// TestDrainerReportsMessagesItCouldNotStore: a fetched message whose file
+// cannot be written (here a directory stands at its path — not the
+// message, though something is there) is neither taken as stored nor
+// acknowledged, and a run without Follow that leaves it on the hub ends
+// with an error saying so instead of succeeding.
+func TestDrainerReportsMessagesItCouldNotStore(t *testing.T) {
+	q := &queueStub{next: []int{200, 204}}
+	srv := httptest.NewServer(q)
+	defer srv.Close()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, stubUUID+".xml"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := &client.Drainer{Client: client.New(srv.URL, "token", nil), Dir: dir, Workers: 1, Wait: time.Millisecond}
+	st, err := d.Run(ctx)
+	if !hub.Is(err, hub.Unavailable) || st.NotStored != 1 || st.Written+st.Existing != 0 {
+		t.Fatalf("Run = %+v, %v; want Unavailable with one message not stored", st, err)
+	}
+	if q.acks.Load() != 0 {
+		t.Fatalf("acknowledged %d messages it did not store", q.acks.Load())
+	}
+}

@@ -22,10 +22,12 @@ import (
 // are those sealed by earlier versions, or sealed without being pending).
 //
 // A letter's events have ids derived from its message (memo:UUID:…, see
-// hub.Ingest); their entries live in the messages bucket beside the
-// message, under its UUID (eventRefKey), so that accepting a letter dirties
-// the message's page for them instead of a random page of an index of
-// their own. Other ids are in the events_by_id bucket.
+// hub.Ingest) or from one of its deliveries (retrieval:fetched:UUID@queue
+// and the like); their entries live in the messages bucket beside the
+// message, under its UUID (eventRefKey), so that accepting a letter, or
+// acknowledging its delivery (stored there too), dirties the message's
+// page for them instead of a random page of an index of their own. Other
+// ids are in the events_by_id bucket.
 const (
 	idPending = 'p'
 	idSealed  = 's'
@@ -35,19 +37,28 @@ const (
 const memoEventPrefix = "memo:"
 
 // eventRefKey is where the entry of event id is: in the messages bucket,
-// under the message's UUID, for an id derived from a message, else in
-// events_by_id under the id.
+// under the message's UUID, for an id derived from a message or from one
+// of its deliveries, else in events_by_id under the id.
 func eventRefKey(id string) (bucket, key []byte) {
 	const uuidLen = 36
-	rest, ok := strings.CutPrefix(id, memoEventPrefix)
-	if !ok || len(rest) <= uuidLen || rest[uuidLen] != ':' || strings.IndexByte(rest[:uuidLen], 0) >= 0 {
-		return bEventIDs, []byte(id)
+	if rest, ok := strings.CutPrefix(id, memoEventPrefix); ok && len(rest) > uuidLen && rest[uuidLen] == ':' && strings.IndexByte(rest[:uuidLen], 0) < 0 {
+		// UUID NUL 'E' rest-after-the-UUID: next to the message (UUID) and
+		// its receipt index entries (UUID NUL 'R' …).
+		k := make([]byte, 0, len(rest)+2)
+		k = append(append(k, rest[:uuidLen]...), 0, 'E')
+		return bMessages, append(k, rest[uuidLen:]...)
 	}
-	// UUID NUL 'E' rest-after-the-UUID: next to the message (UUID) and its
-	// receipt index entries (UUID NUL 'R' …).
-	k := make([]byte, 0, len(rest)+2)
-	k = append(append(k, rest[:uuidLen]...), 0, 'E')
-	return bMessages, append(k, rest[uuidLen:]...)
+	// P:UUID@… or P:UUID/…, the id of an event of one delivery (the
+	// hub's delivery IDs are UUID@queue, hub.DeliveryID), such as the
+	// fetch event retrieval writes with an acknowledgement, which then
+	// dirties no page beyond the message's for it: UUID NUL 'E' id. The
+	// id does not begin with ':', so these keys are not those above.
+	if j := strings.IndexAny(id, "@/"); j > uuidLen+1 && id[0] != ':' && id[j-uuidLen-1] == ':' && !strings.ContainsAny(id[j-uuidLen:j], ":\x00") {
+		k := make([]byte, 0, uuidLen+2+len(id))
+		k = append(append(k, id[j-uuidLen:j]...), 0, 'E')
+		return bMessages, append(k, id...)
+	}
+	return bEventIDs, []byte(id)
 }
 
 func getEventRef(tx *bolt.Tx, id string) []byte {
@@ -65,20 +76,29 @@ func deleteEventRef(tx *bolt.Tx, id string) error {
 	return bk(tx, b).Delete(k)
 }
 
-// migrateEventRefs moves the entries of ids derived from messages, which
-// earlier versions kept in events_by_id, beside their messages. Run in the
-// transaction that opens the file; cheap once done (a seek finds none).
+// eventRefsMoved, in the meta bucket, says that migrateEventRefs has moved
+// every entry of events_by_id that eventRefKey puts elsewhere.
+var eventRefsMoved = []byte("layout.eventRefsBesideMessages")
+
+// migrateEventRefs moves the entries of ids derived from messages or their
+// deliveries, which earlier versions kept in events_by_id, beside their
+// messages. Run in the transaction that opens the file (whole or not at
+// all); it reads the bucket once, then marks the file so (the ids left
+// there, of events not of one letter, are many: logins, queries).
 func migrateEventRefs(tx *bolt.Tx) error {
+	meta := tx.Bucket(bMeta)
+	if meta.Get(eventRefsMoved) != nil {
+		return nil
+	}
 	ids := tx.Bucket(bEventIDs)
 	var moved [][]byte
-	p := []byte(memoEventPrefix)
-	err := scanPrefix(ids, p, func(k, v []byte) (bool, error) {
+	err := ids.ForEach(func(k, v []byte) error {
 		b, nk := eventRefKey(string(k))
 		if !bytes.Equal(b, bMessages) {
-			return true, nil
+			return nil
 		}
 		moved = append(moved, bytes.Clone(k))
-		return true, tx.Bucket(bMessages).Put(nk, bytes.Clone(v))
+		return tx.Bucket(bMessages).Put(nk, bytes.Clone(v))
 	})
 	if err != nil {
 		return fmt.Errorf("migrate event ids: %w", err)
@@ -88,7 +108,7 @@ func migrateEventRefs(tx *bolt.Tx) error {
 			return fmt.Errorf("migrate event ids: %w", err)
 		}
 	}
-	return nil
+	return meta.Put(eventRefsMoved, []byte{1})
 }
 
 func checkEvents(evs []hub.Event) error {

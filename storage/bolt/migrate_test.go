@@ -200,10 +200,11 @@ func TestLeasesEndWithTheProcessAndEpochsGrow(t *testing.T) {
 	}
 }
 
-// A file whose events_by_id holds the IDs of letters' events (memo:UUID:…),
-// as earlier versions kept them, opens with them moved beside their
-// messages: a pending one is still pending and sealed once, a sealed one
-// is not appended or sealed again, and events_by_id keeps only other IDs.
+// A file whose events_by_id holds the IDs of letters' events (memo:UUID:…,
+// and P:UUID@… of their deliveries' events), as earlier versions kept them,
+// opens with them moved beside their messages: a pending one is still
+// pending and sealed once, a sealed one is not appended or sealed again,
+// and events_by_id keeps only other IDs.
 func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "posthub.db")
@@ -217,6 +218,7 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 	}
 	const uuid = "0f0e0d0c-0b0a-4909-8807-060504030201"
 	pendingID, sealedID := "memo:"+uuid+":1772445600000:MEMO_VALIDATED:0", "memo:"+uuid+":1772445600000:MEMO_SEND_RECEIVED:0"
+	fetchedID := "retrieval:fetched:" + hub.DeliveryID(uuid, "system/a")
 	ev := func(id string) hub.Event {
 		return hub.Event{ID: id, Time: t0, Tag: "MEMO", Orgs: []string{"12345678"}, MessageUUID: uuid}
 	}
@@ -237,6 +239,13 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 		if err := ids.Put([]byte("other-1"), append([]byte{'s'}, seq(1)...)); err != nil {
 			return err
 		}
+		if err := ids.Put([]byte(fetchedID), append([]byte{'s'}, seq(3)...)); err != nil {
+			return err
+		}
+		// Earlier versions did not mark the file as moved.
+		if err := tx.Bucket([]byte("meta")).Delete([]byte("layout.eventRefsBesideMessages")); err != nil {
+			return err
+		}
 		return ids.Put([]byte(sealedID), append([]byte{'s'}, seq(2)...))
 	})
 	if err != nil {
@@ -250,7 +259,7 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AppendEvents(ctx, []hub.Event{ev(pendingID), ev(sealedID), ev("other-1")}); err != nil {
+	if err := s.AppendEvents(ctx, []hub.Event{ev(pendingID), ev(sealedID), ev("other-1"), ev(fetchedID)}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := s.PendingEvents(ctx, 10)
@@ -261,10 +270,12 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twice := []hub.Event{ev(sealedID)}
-	twice[0].Seq, twice[0].Hash = 1, "h1"
-	if _, err := s.SealEvents(ctx, l, twice); !hub.Is(err, hub.Conflict) {
-		t.Fatalf("sealing a moved sealed ID again: %v, want Conflict", err)
+	for _, id := range []string{sealedID, fetchedID} {
+		twice := []hub.Event{ev(id)}
+		twice[0].Seq, twice[0].Hash = 1, "h1"
+		if _, err := s.SealEvents(ctx, l, twice); !hub.Is(err, hub.Conflict) {
+			t.Fatalf("sealing the moved sealed ID %s again: %v, want Conflict", id, err)
+		}
 	}
 	once := []hub.Event{p[0]}
 	once[0].Seq, once[0].Hash = 1, "h1"
@@ -294,6 +305,9 @@ func TestOpenMovesMessageEventIDsBesideTheirMessages(t *testing.T) {
 			if ms.Get(k) == nil {
 				t.Errorf("%s is not beside its message", id)
 			}
+		}
+		if ms.Get([]byte(uuid+"\x00E"+fetchedID)) == nil {
+			t.Errorf("%s is not beside its message", fetchedID)
 		}
 		return nil
 	})

@@ -356,7 +356,8 @@ func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
 // resubmission was answered for, under the IDs its acceptance gave them and
 // with its time: the store keeps those it has and regains those a crash
 // between the commit and the events lost (storage/mongo writes them after
-// the commit, and the sender whose answer the crash lost resubmits). They
+// the commit, and the sender whose answer the crash lost resubmits; its
+// Repair also appends them, from the commit, under the same IDs). They
 // are rebuilt from this submission's routing. Counters are not restored:
 // adding them again would count the letter twice.
 func (in *Ingest) restoreEvents(ctx context.Context, s Submission, first Message, rt Route, env Envelope) {

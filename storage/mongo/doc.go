@@ -155,6 +155,17 @@
 // PendingEvents never returns an event whose ID is sealed, so a pending
 // copy of one is clutter, never a second entry.
 //
+// PutMessageWith's commit (the message document) carries the message's
+// first events, so that an instance dying between the commit and their
+// insert loses them only until the next Repair: its event step
+// (eventrepair.go) walks the messages committed over the last
+// EventRepairWindow (24 h by default; at most EventRepairMax, 20,000, a
+// run) with a cursor, once each message's PutMessage started more than the
+// pending grace ago, and appends the events of those whose events are
+// neither pending nor sealed — by ID, so it adds nothing twice however
+// many instances repair, and the sender's resubmission (hub.Ingest
+// appends them again) meets the same IDs.
+//
 // One sealer at a time holds the sealer lease: a chain of links {n, e}
 // under the locks collection's unique index. Taking the lease inserts
 // epoch head+1; renewing updates the expiry of the holder's own head link.
@@ -262,11 +273,22 @@
 //
 // # Known limits
 //
-//   - A crash between PutMessageWith's commit and its events loses those
-//     events (never the message). The sender, whose answer the crash
-//     lost, resubmits, and hub.Ingest appends them again under the IDs
-//     they were minted with; a sender that never resubmits leaves the
-//     letter without them, and its statistics counters are lost either way.
+//   - A crash between PutMessageWith's commit and its events delays those
+//     events (never the message) until Repair's event step, or the
+//     sender's resubmission, appends them under the IDs they were minted
+//     with (see Event log); a message committed more than EventRepairWindow
+//     before the step gets to it (every instance down that long, or a run
+//     bound that traffic outruns for that long) stays without them. Its
+//     statistics counters are lost: a delta is a document the compactor
+//     folds and deletes, so once it is gone nothing tells a delta never
+//     written from one already counted, and adding it again could count
+//     the letter twice. (Exactly once would take a delta _id derived from
+//     the commit and a tombstone for each folded one, kept as long as the
+//     repair window; not built.)
+//   - The event step assumes the instances' clocks agree within half the
+//     pending grace, as PutMessage's own deadline does: a message whose
+//     PutMessage started, by its own clock, before the step's cursor and
+//     committed after the step passed it would not be looked at.
 //   - SetMessageState and TouchSystem are plain updates (last writer
 //     wins); on FerretDB a concurrent pair may lose one. Both are rare,
 //     idempotent and not concurrency-critical.

@@ -348,7 +348,13 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 
 // DeleteEventsBefore removes the prefix of the chain (in Seq order) whose
 // events are older than t, so the rest has no holes.
+// DeleteEventsBefore first records t for repairEvents, which appends no
+// event older than it again (last writer wins: retention runs under the
+// sealer, one instance at a time).
 func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error) {
+	if err := upsert(ctx, s.meta, bson.M{"_id": retentionID}, retentionDoc{ID: retentionID, T: t}, "record the event retention cutoff"); err != nil {
+		return 0, err
+	}
 	f := bson.M{}
 	first, ok, err := findOne[sealedDoc](ctx, s.events, bson.M{"t": bson.M{"$gte": t}}, options.FindOne().SetSort(sortBy("_id")).SetProjection(bson.M{"_id": 1}))
 	if err != nil {

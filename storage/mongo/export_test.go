@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/posthub/posthub/hub"
 )
 
@@ -36,4 +38,24 @@ func SetStateWindow(t testing.TB, n int) {
 	old := stateWindow
 	stateWindow = n
 	t.Cleanup(func() { stateWindow = old })
+}
+
+// PutMessageCutOff is PutMessageWith cut off by a crash right after its
+// commit: the message is committed (carrying evs, as PutMessageWith's
+// commit does) and none of its events, counters or settling is written.
+func (s *Store) PutMessageCutOff(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event) error {
+	_, err := s.putMessage(ctx, m, ds, r, evs)
+	return err
+}
+
+// RepairEventsAt runs Repair's event step as if the wall clock said wall.
+func (s *Store) RepairEventsAt(ctx context.Context, wall time.Time) (int, error) {
+	return s.repairEvents(ctx, wall)
+}
+
+// ResetEventRepairCursor makes the event step look at every message in
+// its window again.
+func (s *Store) ResetEventRepairCursor(ctx context.Context) error {
+	_, err := s.meta.DeleteOne(ctx, bson.M{"_id": eventRepairID})
+	return translate(err, "reset the event repair cursor")
 }

@@ -22,6 +22,10 @@ type msgDoc struct {
 	Sender  string      `bson:"sender"`
 	Rcv     time.Time   `bson:"rcv"`
 	M       hub.Message `bson:"m"`
+	// Ev are the events PutMessageWith appends after the commit, stored in
+	// the commit itself so that repairEvents can append them should the
+	// instance die in between (eventrepair.go). Never read otherwise.
+	Ev []hub.Event `bson:"ev,omitempty"`
 }
 
 // delDoc is a delivery. State and Attempts of D are not kept here: a
@@ -121,7 +125,7 @@ func rcptPending(r rcptDoc) (bool, string, string) { return r.P, r.Msg, r.Tx }
 // commit. (Claims of the earlier design, a message document with c=false,
 // are undone the same way.)
 func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
-	tx, err := s.putMessage(ctx, m, ds, r)
+	tx, err := s.putMessage(ctx, m, ds, r, nil)
 	if err != nil {
 		return err
 	}
@@ -142,7 +146,7 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 			return hub.Errorf(hub.Invalid, "event without ID")
 		}
 	}
-	tx, err := s.putMessage(ctx, m, ds, r)
+	tx, err := s.putMessage(ctx, m, ds, r, evs)
 	if err != nil {
 		return err
 	}
@@ -158,8 +162,9 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 	return nil
 }
 
-// putMessage does steps 1 and 2 of PutMessage and returns the tx.
-func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) (string, error) {
+// putMessage does steps 1 and 2 of PutMessage and returns the tx; the
+// commit carries evs (see msgDoc.Ev).
+func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event) (string, error) {
 	if m.UUID == "" {
 		return "", hub.Errorf(hub.Invalid, "message without UUID")
 	}
@@ -195,7 +200,7 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		s.undo(m.UUID, tx)
 		return "", hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID)
 	}
-	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m}
+	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m, Ev: evs}
 	for try := 0; ; try++ {
 		_, err := s.messages.InsertOne(ctx, doc)
 		if err == nil {

@@ -239,7 +239,8 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 			return err
 		}
 	}
-	return nil
+	_, err = s.repairEvents(ctx, wall)
+	return err
 }
 
 var emptyHash = func() string { h := sha256.Sum256(nil); return hex.EncodeToString(h[:]) }()

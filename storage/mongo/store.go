@@ -49,6 +49,12 @@ type Config struct {
 	// kept in this instance's memory (0: not at all). A change made through
 	// another instance reaches this one within it (see authcache.go).
 	AuthCacheTTL time.Duration
+	// EventRepairWindow is how far back Repair looks for stored messages
+	// whose first events a crash lost (default 24 hours); EventRepairMax
+	// how many messages one Repair looks at, at most (default 20,000).
+	// See eventrepair.go.
+	EventRepairWindow time.Duration
+	EventRepairMax    int
 }
 
 // Store is the hub.Store on MongoDB (or a MongoDB-wire server such as
@@ -60,6 +66,9 @@ type Store struct {
 	instance string
 	grace    time.Duration
 	logger   *slog.Logger
+
+	eventRepairWindow time.Duration
+	eventRepairMax    int
 
 	orgs, systems, receivers, tokens, touches, groups *mongo.Collection
 	points, codes, rules                              *mongo.Collection
@@ -98,6 +107,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Instance == "" {
 		cfg.Instance = "mongo-" + randomID()
 	}
+	if cfg.EventRepairWindow <= 0 {
+		cfg.EventRepairWindow = 24 * time.Hour
+	}
+	if cfg.EventRepairMax <= 0 {
+		cfg.EventRepairMax = 20000
+	}
 	// Majority and journal: an acknowledged write survives the loss of the
 	// primary and a crash of every node ("accepted means durable").
 	wc := writeconcern.Majority()
@@ -117,7 +132,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	db := client.Database(cfg.Database)
 	s := &Store{client: client, db: db, instance: cfg.Instance, grace: cfg.PendingGrace, logger: cfg.Log,
-		auth: newAuthCache(cfg.AuthCacheTTL)}
+		auth: newAuthCache(cfg.AuthCacheTTL), eventRepairWindow: cfg.EventRepairWindow, eventRepairMax: cfg.EventRepairMax}
 	for _, c := range []struct {
 		p    **mongo.Collection
 		name string

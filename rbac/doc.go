@@ -30,7 +30,10 @@
 //     real one.
 //   - Revocation: a session is refused on every instance once the user's
 //     session generation in the store has moved on (logout, password
-//     change, any grant or revocation).
+//     change, a grant or revocation that changed something). A grant
+//     answered Conflict or a revocation answered NotFound ends no session;
+//     a change ends them only once it is durable (see Enforcer.Grant and
+//     Enforcer.Revoke for when ending them fails).
 //   - Speed: decisions are answered from a per-(subject, domain) bit set
 //     computed once per policy version, so a decision is a map lookup.
 package rbac

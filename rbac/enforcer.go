@@ -406,26 +406,55 @@ func field(f, code, msg, v string) error {
 	return &hub.Error{Code: hub.Invalid, Message: msg, Fields: []hub.FieldError{{Resource: "privilege", Field: f, Code: code, Message: msg, RejectedValue: v}}}
 }
 
-// Grant stores a grant and reloads, so it is in force here on return.
-// It first ends the user's sessions (a privilege change asks for a fresh
-// login). Invalid for a bad grant; Conflict when it exists.
+// Grant stores a grant, ends the user's sessions and reloads, so the
+// grant is in force here on return. Invalid for a bad grant; Conflict when
+// it is held already (another login or administrator granted it first),
+// and then nothing else is done: the user's sessions live on.
+//
+// A privilege change ends the user's sessions (BumpSessionGeneration), so
+// the user logs in afresh under the new privileges — but only once the
+// change is durable and only when this call made it: of concurrent
+// identical grants exactly one is stored (AddPolicy is a unique write on
+// every backend) and only that one ends sessions.
+//
+// When the grant is stored but ending the sessions fails, Grant still
+// succeeds and logs the failure. The grant is made and lasting: an error
+// would tell the caller a change that happened did not (so it would be
+// left out of the event log, and a retry would answer Conflict), and the
+// sessions left alive lose nothing by it — decisions are made per
+// request, so they hold the new privilege anyway.
 func (e *Enforcer) Grant(ctx context.Context, g Grant) error {
 	if err := ValidateGrant(g); err != nil {
 		return err
 	}
-	if _, err := e.store.BumpSessionGeneration(ctx, g.User); err != nil {
+	if err := e.store.AddPolicy(ctx, policyLine(g)); err != nil {
 		return err
 	}
-	if err := e.store.AddPolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
-		return err
+	if _, err := e.store.BumpSessionGeneration(ctx, g.User); err != nil {
+		e.opts.Log.Warn("rbac: a grant is made, but the user's sessions could not be ended", "user", g.User,
+			"privilege", g.Role, "organisation", g.Domain, "error", err)
 	}
 	return e.Reload(ctx)
 }
 
-// Revoke ends the user's sessions, removes a grant and reloads. NotFound
-// when it was not held.
+// Revoke removes a grant, ends the user's sessions and reloads. NotFound
+// when the grant is not held, and then nothing else is done: no session
+// ends.
+//
+// The sessions end after the removal is durable, as for Grant. When
+// ending them fails, Revoke answers Unavailable although the privilege is
+// gone (in force here once reloaded, elsewhere within PollInterval): an
+// ended session is the safe outcome of a revocation, so a caller must not
+// be told it is whole while the user's sessions may still be live. The
+// error's message says the privilege was revoked (a retry answers
+// NotFound); the sessions end when the user logs out, or is given a new
+// password or deactivated.
+//
+// A revocation racing with another of the same grant may end sessions
+// twice: RemovePolicy does not say whether it removed the line, and a
+// second session end is the safe side.
 func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
-	if len(e.Grants(g.Domain, g.User)) == 0 || !slices.Contains(e.Grants(g.Domain, g.User), g) {
+	if !slices.Contains(e.Grants(g.Domain, g.User), g) {
 		if err := e.Refresh(ctx); err != nil {
 			return err
 		}
@@ -433,11 +462,18 @@ func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
 			return hub.Errorf(hub.NotFound, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
 		}
 	}
-	if _, err := e.store.BumpSessionGeneration(ctx, g.User); err != nil {
+	if err := e.store.RemovePolicy(ctx, policyLine(g)); err != nil {
 		return err
 	}
-	if err := e.store.RemovePolicy(ctx, hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}); err != nil {
-		return err
+	_, bumpErr := e.store.BumpSessionGeneration(ctx, g.User)
+	reloadErr := e.Reload(ctx)
+	if bumpErr != nil {
+		return hub.Wrap(hub.Unavailable, bumpErr, "%s no longer holds %s in %s, but their sessions could not be ended; "+
+			"they end when the user logs out, is given a new password or is deactivated", g.User, g.Role, g.Domain)
 	}
-	return e.Reload(ctx)
+	return reloadErr
+}
+
+func policyLine(g Grant) hub.PolicyLine {
+	return hub.PolicyLine{Ptype: "g", V: []string{UserSubject(g.User), g.Role, g.Domain}}
 }

@@ -358,8 +358,9 @@ func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
 // between the commit and the events lost (storage/mongo writes them after
 // the commit, and the sender whose answer the crash lost resubmits; its
 // Repair also appends them, from the commit, under the same IDs). They
-// are rebuilt from this submission's routing. Counters are not restored:
-// adding them again would count the letter twice.
+// are rebuilt from this submission's routing. Counters are not restored
+// here: adding them again would count the letter twice (storage/mongo's
+// Repair restores them exactly once, from the commit).
 func (in *Ingest) restoreEvents(ctx context.Context, s Submission, first Message, rt Route, env Envelope) {
 	evs, _ := in.record(s, first, rt, env, first.Received)
 	_ = in.Store.AppendEvents(ctx, evs)

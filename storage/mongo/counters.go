@@ -44,12 +44,30 @@ type counterItem struct {
 
 type counterDoc struct {
 	ID     string        `bson:"_id"`
-	Kind   string        `bson:"kind"` // "d" delta, "f" fold
+	Kind   string        `bson:"kind"` // "d" delta, "f" fold, "t" tombstone of a letter's delta
 	Items  []counterItem `bson:"items"`
 	G      string        `bson:"g,omitempty"`
 	E      int64         `bson:"e,omitempty"`
 	Folded []string      `bson:"folded,omitempty"`
+	// At is when a letter's delta was written (letterDelta deltas only),
+	// for the expiry of its tombstone.
+	At *time.Time `bson:"at,omitempty"`
 }
+
+// A letter's delta (the counters PutMessageWith adds) has the _id
+// letterDelta(UUID, tx) of the commit that carries it (msgDoc.Ct), so that
+// the accept path and Repair's event step (eventrepair.go), which adds it
+// should a crash have cut the accept path short, write it once between
+// them: the second insert meets the first. The compactor does not delete
+// a folded letter's delta but turns it into a tombstone (kind "t", no
+// items, which no reader counts) that keeps its _id taken for
+// letterTombstones × EventRepairWindow, longer than the event step ever
+// looks back: so a delta folded away can never be added again.
+func letterDelta(uuid, tx string) string { return "d|m|" + uuid + "|" + tx }
+
+const letterTombstones = 2
+
+func isLetterDelta(id string) bool { return strings.HasPrefix(id, "d|m|") }
 
 const counterLock = "posthub-counter-compactor"
 
@@ -59,12 +77,29 @@ func (s *Store) AddCounters(ctx context.Context, deltas []hub.Counter) error {
 	if len(deltas) == 0 {
 		return nil
 	}
-	doc := counterDoc{ID: "d|" + randomID(), Kind: "d"}
+	_, err := s.counters.InsertOne(ctx, deltaDoc("d|"+randomID(), nil, deltas))
+	return translate(err, "add counters")
+}
+
+func deltaDoc(id string, at *time.Time, deltas []hub.Counter) counterDoc {
+	doc := counterDoc{ID: id, Kind: "d", At: at}
 	for _, d := range deltas {
 		doc.Items = append(doc.Items, counterItem{G: counterGroup(d.Key), O: d.Key.Org, D: d.Key.Day, K: d.Key, C: d.Count, B: d.Bytes})
 	}
-	_, err := s.counters.InsertOne(ctx, doc)
-	return translate(err, "add counters")
+	return doc
+}
+
+// addLetterCounters adds a letter's delta under letterDelta(uuid, tx); a
+// delta or tombstone of that _id means it is counted already.
+func (s *Store) addLetterCounters(ctx context.Context, uuid, tx string, at time.Time, deltas []hub.Counter) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	_, err := s.counters.InsertOne(ctx, deltaDoc(letterDelta(uuid, tx), &at, deltas))
+	if isDup(err) {
+		return nil
+	}
+	return translate(err, "add counters of message %s", uuid)
 }
 
 // counterSnapshot reads fold and delta documents consistently (see above).
@@ -251,10 +286,29 @@ func (s *Store) CompactCounters(ctx context.Context, now time.Time) (int, error)
 			stale = append(stale, d.ID)
 		}
 	}
-	err = inSlices(stale, func(ids []string) error {
+	var gone, tomb []string
+	for _, id := range stale {
+		if isLetterDelta(id) {
+			tomb = append(tomb, id)
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	err = inSlices(gone, func(ids []string) error {
 		_, err := s.counters.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": ids}})
 		return translate(err, "remove folded counters")
 	})
+	if err == nil {
+		err = inSlices(tomb, func(ids []string) error {
+			_, err := s.counters.UpdateMany(ctx, bson.M{"_id": bson.M{"$in": ids}, "kind": "d"},
+				bson.M{"$set": bson.M{"kind": "t"}, "$unset": bson.M{"items": ""}})
+			return translate(err, "leave tombstones of folded letter counters")
+		})
+	}
+	if err == nil {
+		_, err = s.counters.DeleteMany(ctx, bson.M{"kind": "t", "at": bson.M{"$lt": time.Now().Add(-letterTombstones * s.eventRepairWindow)}})
+		err = translate(err, "remove expired counter tombstones")
+	}
 	return len(done), err
 }
 

@@ -156,15 +156,16 @@
 // copy of one is clutter, never a second entry.
 //
 // PutMessageWith's commit (the message document) carries the message's
-// first events, so that an instance dying between the commit and their
-// insert loses them only until the next Repair: its event step
+// first events and counters, so that an instance dying between the commit
+// and their inserts loses them only until the next Repair: its event step
 // (eventrepair.go) walks the messages committed over the last
-// EventRepairWindow (24 h by default; at most EventRepairMax, 20,000, a
+// EventRepairWindow (6 h by default; at most EventRepairMax, 100,000, a
 // run) with a cursor, once each message's PutMessage started more than the
 // pending grace ago, and appends the events of those whose events are
 // neither pending nor sealed — by ID, so it adds nothing twice however
 // many instances repair, and the sender's resubmission (hub.Ingest
-// appends them again) meets the same IDs.
+// appends them again) meets the same IDs — and the counters of those
+// whose delta is absent (see Counters).
 //
 // One sealer at a time holds the sealer lease: a chain of links {n, e}
 // under the locks collection's unique index. Taking the lease inserts
@@ -191,7 +192,12 @@
 // compactor can fold a group at a time), listing what they consumed so
 // that readers never count a delta twice; readers take a consistent
 // snapshot by reading the fold documents before and after the deltas.
-// Repair runs the compactor.
+// Repair runs the compactor. A letter's delta (PutMessageWith's) has an
+// _id derived from its commit, which Repair's event step inserts too when
+// a crash cut the accept path short, so of the two exactly one counts;
+// the compactor turns a folded letter delta into a tombstone that keeps
+// the _id taken for twice EventRepairWindow (the same on every
+// instance), so a delta folded away is never added again.
 //
 // # The mailbox side (mailbox.go)
 //
@@ -273,18 +279,17 @@
 //
 // # Known limits
 //
-//   - A crash between PutMessageWith's commit and its events delays those
-//     events (never the message) until Repair's event step, or the
-//     sender's resubmission, appends them under the IDs they were minted
-//     with (see Event log); a message committed more than EventRepairWindow
-//     before the step gets to it (every instance down that long, or a run
-//     bound that traffic outruns for that long) stays without them. Its
-//     statistics counters are lost: a delta is a document the compactor
-//     folds and deletes, so once it is gone nothing tells a delta never
-//     written from one already counted, and adding it again could count
-//     the letter twice. (Exactly once would take a delta _id derived from
-//     the commit and a tombstone for each folded one, kept as long as the
-//     repair window; not built.)
+//   - A crash between PutMessageWith's commit and its events and counters
+//     delays them (never the message) until Repair's event step writes
+//     them (events under the IDs they were minted with, counters exactly
+//     once; see Event log and Counters); a message committed more than
+//     EventRepairWindow before the step gets to it (every instance down
+//     that long, or a run bound that traffic outruns for that long) stays
+//     without them, but for the events a resubmission restores. Messages
+//     committed before the commit carried them are not repaired.
+//   - A letter's counter delta leaves a tombstone (an _id, no items) for
+//     twice EventRepairWindow: by default the last 12 h of letters (a
+//     national peak day's 5 million letters: 2.5 million small documents).
 //   - The event step assumes the instances' clocks agree within half the
 //     pending grace, as PutMessage's own deadline does: a message whose
 //     PutMessage started, by its own clock, before the step's cursor and

@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -10,17 +11,18 @@ import (
 	"github.com/posthub/posthub/hub"
 )
 
-// A letter's first events are written after its commit (PutMessageWith),
-// so an instance that dies in between leaves a letter without them. The
-// commit carries them (msgDoc.Ev): repairEvents, a step of Repair, walks
-// the committed messages in commit order and appends the events of those
-// whose events are missing, under the IDs the acceptance gave them.
+// A letter's first events and its statistics counters are written after
+// its commit (PutMessageWith), so an instance that dies in between leaves
+// a letter without them. The commit carries them (msgDoc.Ev and Ct):
+// repairEvents, a step of Repair, walks the committed messages in commit
+// order and writes those of them that are missing, events under the IDs
+// the acceptance gave them, counters under the letter's delta _id.
 //
 //   - It looks only at messages whose PutMessage started more than the
 //     pending grace ago (msgDoc.Claimed): a PutMessage commits within half
-//     of it or not at all, and its own event insert follows at once, so
-//     nothing younger is a casualty yet, and nothing older can still
-//     commit behind the cursor.
+//     of it or not at all, and its own writes follow at once, so nothing
+//     younger is a casualty yet, and nothing older can still commit
+//     behind the cursor.
 //   - A cursor (the meta document eventRepairID: Claimed and _id of the
 //     last message looked at) makes each message looked at once, not once
 //     a run; a run looks at no more than Config.EventRepairMax messages and
@@ -30,11 +32,14 @@ import (
 //     two instances repairing at once, a repair after the sender's
 //     resubmission (hub.Ingest restores them too), or a cursor moved back,
 //     add nothing twice. The lock eventRepairLock only spares the work.
+//   - Counters are counted exactly once: the letter's delta has one _id,
+//     which the accept path and the repair both insert (one wins), and
+//     which stays taken, as a tombstone once the compactor folded it, for
+//     longer than the window (letterDelta in counters.go). Every instance
+//     must therefore have the same EventRepairWindow.
 //   - Events older than the event log's retention cutoff are not appended
 //     again (DeleteEventsBefore records it): that would put back what
 //     retention removed.
-//
-// Statistics counters are not repaired: see the package doc.
 const (
 	eventRepairID   = "event-repair-cursor"
 	eventRepairLock = "posthub-event-repair"
@@ -90,7 +95,7 @@ func (s *Store) repairEvents(ctx context.Context, wall time.Time) (int, error) {
 			bson.M{"claimed": cur.Claimed, "_id": bson.M{"$gt": cur.Msg}},
 		}}
 		docs, err := findAll[msgDoc](ctx, s.messages, f, options.Find().SetSort(sortBy("claimed", "_id")).
-			SetLimit(int64(min(eventRepairPage, s.eventRepairMax-seen))).SetProjection(bson.M{"claimed": 1, "ev": 1}))
+			SetLimit(int64(min(eventRepairPage, s.eventRepairMax-seen))).SetProjection(bson.M{"claimed": 1, "tx": 1, "ev": 1, "ct": 1}))
 		if err != nil || len(docs) == 0 {
 			return repaired, err
 		}
@@ -112,45 +117,65 @@ func (s *Store) repairEvents(ctx context.Context, wall time.Time) (int, error) {
 	return repaired, nil
 }
 
-// appendMissing appends the events of docs of which some are neither
-// pending nor sealed, leaving out events older than the retention cutoff;
-// it returns the number of messages it appended events of.
+// appendMissing appends the events of docs that are neither pending nor
+// sealed, leaving out events older than the retention cutoff, and adds
+// the counters of docs whose delta (or its tombstone) is absent; it
+// returns the number of messages it wrote for.
 func (s *Store) appendMissing(ctx context.Context, docs []msgDoc, retained time.Time) (int, error) {
-	var ids []string
+	var ids, deltas []string
 	for _, d := range docs {
 		for _, ev := range d.Ev {
 			ids = append(ids, ev.ID)
 		}
-	}
-	if len(ids) == 0 {
-		return 0, nil
+		if len(d.Ct) > 0 {
+			deltas = append(deltas, letterDelta(d.ID, d.Tx))
+		}
 	}
 	have := map[string]bool{}
-	err := inSlices(ids, func(ids []string) error {
-		var pend []pendingDoc
-		var sealed []sealedDoc
-		err := sideBySide(
-			func() (err error) {
-				pend, err = findAll[pendingDoc](ctx, s.pending, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
+	var mu sync.Mutex
+	err := sideBySide(
+		func() error {
+			return inSlices(ids, func(ids []string) error {
+				var pend []pendingDoc
+				var sealed []sealedDoc
+				err := sideBySide(
+					func() (err error) {
+						pend, err = findAll[pendingDoc](ctx, s.pending, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
+						return err
+					},
+					func() (err error) {
+						sealed, err = findAll[sealedDoc](ctx, s.events, bson.M{"eid": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"eid": 1}))
+						return err
+					},
+				)
+				mu.Lock()
+				defer mu.Unlock()
+				for _, p := range pend {
+					have[p.ID] = true
+				}
+				for _, e := range sealed {
+					have[e.EID] = true
+				}
 				return err
-			},
-			func() (err error) {
-				sealed, err = findAll[sealedDoc](ctx, s.events, bson.M{"eid": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"eid": 1}))
+			})
+		},
+		func() error {
+			return inSlices(deltas, func(ids []string) error {
+				cs, err := findAll[counterDoc](ctx, s.counters, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range cs {
+					have[c.ID] = true
+				}
 				return err
-			},
-		)
-		for _, p := range pend {
-			have[p.ID] = true
-		}
-		for _, e := range sealed {
-			have[e.EID] = true
-		}
-		return err
-	})
+			})
+		},
+	)
 	if err != nil {
 		return 0, err
 	}
 	var lost []hub.Event
+	var counts []any
 	n := 0
 	for _, d := range docs {
 		k := len(lost)
@@ -159,13 +184,28 @@ func (s *Store) appendMissing(ctx context.Context, docs []msgDoc, retained time.
 				lost = append(lost, ev)
 			}
 		}
-		if len(lost) > k {
+		counted := len(d.Ct) == 0 || have[letterDelta(d.ID, d.Tx)]
+		if !counted {
+			at := d.Claimed
+			counts = append(counts, deltaDoc(letterDelta(d.ID, d.Tx), &at, d.Ct))
+		}
+		if len(lost) > k || !counted {
 			n++
-			s.log().Warn("mongo: appending the lost events of a stored message", "message", d.ID, "events", len(lost)-k)
+			s.log().Warn("mongo: writing the lost events and counters of a stored message", "message", d.ID, "events", len(lost)-k, "counters", !counted)
 		}
 	}
-	if len(lost) == 0 {
-		return 0, nil
-	}
-	return n, s.AppendEvents(ctx, lost)
+	err = sideBySide(
+		func() error { return s.AppendEvents(ctx, lost) },
+		func() error {
+			if len(counts) == 0 {
+				return nil
+			}
+			_, err := s.counters.InsertMany(ctx, counts, options.InsertMany().SetOrdered(false))
+			if err != nil && !onlyDups(err) {
+				return translate(err, "add the lost counters of stored messages")
+			}
+			return nil
+		},
+	)
+	return n, err
 }

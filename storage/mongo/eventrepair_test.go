@@ -20,8 +20,8 @@ import (
 // the message is stored, its events are not.
 type cutOff struct{ *mongo.Store }
 
-func (c cutOff) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, _ []hub.Counter) error {
-	return c.Store.PutMessageCutOff(ctx, m, ds, r, evs)
+func (c cutOff) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
+	return c.Store.PutMessageCutOff(ctx, m, ds, r, evs, cs)
 }
 
 // submitLetter submits a letter to citizen 0101701234 through in and
@@ -61,11 +61,28 @@ func eventIDs(t *testing.T, s *mongo.Store) (pending, sealed []string) {
 	return pending, sealed
 }
 
+// sent is the number of letters counted as sent by 11111111.
+func sent(t *testing.T, s *mongo.Store) int64 {
+	t.Helper()
+	cs, err := s.ReadCounters(context.Background(), hub.CounterQuery{Org: "11111111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, c := range cs {
+		if c.Key.Direction == "SENT" {
+			n += c.Count
+		}
+	}
+	return n
+}
+
 // TestRepairAppendsTheEventsACrashAfterTheCommitLost: letters whose
 // instance died between the commit and the events get their first events
-// from Repair, under the IDs their acceptance gave them, once: two
-// instances repairing at once, and a repair that looks at them again after
-// the events were sealed, add nothing; the event log verifies.
+// and their counters from Repair, events under the IDs their acceptance
+// gave them, each once: two instances repairing at once, and a repair that
+// looks at them again after the events were sealed and the counters
+// folded, add nothing; the event log verifies.
 func TestRepairAppendsTheEventsACrashAfterTheCommitLost(t *testing.T) {
 	uri, db := testservers.FerretDB(t), testservers.DatabaseName(t)
 	a := openConfig(t, mongo.Config{URI: uri, Database: db, Instance: "a"})
@@ -107,6 +124,10 @@ func TestRepairAppendsTheEventsACrashAfterTheCommitLost(t *testing.T) {
 		t.Fatalf("before the repair: pending %v, want only the healthy letter's %v", pending, keptIDs)
 	}
 
+	if n := sent(t, a); n != 1 {
+		t.Fatalf("before the repair: %d letters counted, want the healthy one", n)
+	}
+
 	// Repair now leaves them: their PutMessageWith could still be writing.
 	if err := a.Repair(ctx, time.Now()); err != nil {
 		t.Fatal(err)
@@ -142,6 +163,9 @@ func TestRepairAppendsTheEventsACrashAfterTheCommitLost(t *testing.T) {
 	if fmt.Sprint(pending) != fmt.Sprint(want) {
 		t.Fatalf("after the repair: pending\n%v\nwant each of\n%v\nonce", pending, want)
 	}
+	if n := sent(t, a); n != 4 {
+		t.Fatalf("after the repair: %d letters counted, want 4", n)
+	}
 	if err := a.ResetEventRepairCursor(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +182,11 @@ func TestRepairAppendsTheEventsACrashAfterTheCommitLost(t *testing.T) {
 		}
 	}
 
-	// Sealed, they verify; looked at again, nothing is added.
+	// Sealed, they verify; folded, they count once; looked at again,
+	// nothing is added.
+	if _, err := a.CompactCounters(ctx, later); err != nil {
+		t.Fatal(err)
+	}
 	sealer := eventlog.NewSealer(a, eventlog.SealerOptions{Holder: "test"})
 	for {
 		n, err := sealer.Step(ctx)
@@ -181,6 +209,9 @@ func TestRepairAppendsTheEventsACrashAfterTheCommitLost(t *testing.T) {
 	pending, sealed := eventIDs(t, a)
 	if len(pending) != 0 || fmt.Sprint(sealed) != fmt.Sprint(want) {
 		t.Fatalf("after sealing and a second repair: pending %v, sealed\n%v\nwant each of\n%v\nonce", pending, sealed, want)
+	}
+	if n := sent(t, a); n != 4 {
+		t.Fatalf("after folding and a second repair: %d letters counted, want 4", n)
 	}
 	rep, err := eventlog.Verify(ctx, a, 0)
 	if err != nil || !rep.OK() {

@@ -41,10 +41,11 @@ func SetStateWindow(t testing.TB, n int) {
 }
 
 // PutMessageCutOff is PutMessageWith cut off by a crash right after its
-// commit: the message is committed (carrying evs, as PutMessageWith's
-// commit does) and none of its events, counters or settling is written.
-func (s *Store) PutMessageCutOff(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event) error {
-	_, err := s.putMessage(ctx, m, ds, r, evs)
+// commit: the message is committed (carrying evs and cs, as
+// PutMessageWith's commit does) and none of its events, counters or
+// settling is written.
+func (s *Store) PutMessageCutOff(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) error {
+	_, err := s.putMessage(ctx, m, ds, r, evs, cs)
 	return err
 }
 

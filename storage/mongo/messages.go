@@ -26,6 +26,9 @@ type msgDoc struct {
 	// the commit itself so that repairEvents can append them should the
 	// instance die in between (eventrepair.go). Never read otherwise.
 	Ev []hub.Event `bson:"ev,omitempty"`
+	// Ct are the counters PutMessageWith adds, for the same reason (see
+	// letterDelta in counters.go).
+	Ct []hub.Counter `bson:"ct,omitempty"`
 }
 
 // delDoc is a delivery. State and Attempts of D are not kept here: a
@@ -125,7 +128,7 @@ func rcptPending(r rcptDoc) (bool, string, string) { return r.P, r.Msg, r.Tx }
 // commit. (Claims of the earlier design, a message document with c=false,
 // are undone the same way.)
 func (s *Store) PutMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt) error {
-	tx, err := s.putMessage(ctx, m, ds, r, nil)
+	tx, err := s.putMessage(ctx, m, ds, r, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -146,13 +149,13 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 			return hub.Errorf(hub.Invalid, "event without ID")
 		}
 	}
-	tx, err := s.putMessage(ctx, m, ds, r, evs)
+	tx, err := s.putMessage(ctx, m, ds, r, evs, cs)
 	if err != nil {
 		return err
 	}
 	err = sideBySide(
 		func() error { return s.insertPending(ctx, evs) },
-		func() error { return s.AddCounters(ctx, cs) },
+		func() error { return s.addLetterCounters(ctx, m.UUID, tx, time.Now(), cs) },
 		func() error { s.settleIDs(ctx, tx, ds, r); return nil },
 	)
 	// The message is stored: what follows is not the caller's failure.
@@ -163,8 +166,8 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 }
 
 // putMessage does steps 1 and 2 of PutMessage and returns the tx; the
-// commit carries evs (see msgDoc.Ev).
-func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event) (string, error) {
+// commit carries evs and cs (see msgDoc.Ev and Ct).
+func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []hub.Event, cs []hub.Counter) (string, error) {
 	if m.UUID == "" {
 		return "", hub.Errorf(hub.Invalid, "message without UUID")
 	}
@@ -200,7 +203,7 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		s.undo(m.UUID, tx)
 		return "", hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID)
 	}
-	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m, Ev: evs}
+	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m, Ev: evs, Ct: cs}
 	for try := 0; ; try++ {
 		_, err := s.messages.InsertOne(ctx, doc)
 		if err == nil {

@@ -50,8 +50,11 @@ type Config struct {
 	// another instance reaches this one within it (see authcache.go).
 	AuthCacheTTL time.Duration
 	// EventRepairWindow is how far back Repair looks for stored messages
-	// whose first events a crash lost (default 24 hours); EventRepairMax
-	// how many messages one Repair looks at, at most (default 20,000).
+	// whose first events and counters a crash lost (default 6 hours: a
+	// letter delta's tombstone is kept twice as long); EventRepairMax
+	// how many messages one Repair looks at, at most (default 100,000: Repair
+	// runs every 5 minutes, so 333 letters/s, six times a 5-million-letter
+	// day's average, before the cursor lags).
 	// See eventrepair.go.
 	EventRepairWindow time.Duration
 	EventRepairMax    int
@@ -108,10 +111,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Instance = "mongo-" + randomID()
 	}
 	if cfg.EventRepairWindow <= 0 {
-		cfg.EventRepairWindow = 24 * time.Hour
+		cfg.EventRepairWindow = 6 * time.Hour
 	}
 	if cfg.EventRepairMax <= 0 {
-		cfg.EventRepairMax = 20000
+		cfg.EventRepairMax = 100000
 	}
 	// Majority and journal: an acknowledged write survives the loss of the
 	// primary and a crash of every node ("accepted means durable").

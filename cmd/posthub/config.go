@@ -39,17 +39,21 @@ import (
 
 // storeConfig says where the hub's data lives: which backends, and where.
 type storeConfig struct {
-	Data        string
-	Metadata    string // bolt or mongo
-	Blobs       string // fs or s3
-	MongoURI    string
-	MongoDB     string
-	S3Endpoint  string
-	S3AccessKey string
-	S3SecretKey string
-	S3Bucket    string
-	S3Region    string
-	S3TLS       bool
+	Data     string
+	Metadata string // bolt or mongo
+	Blobs    string // fs or s3
+	MongoURI string
+	MongoDB  string
+	// The MongoDB store's repair (see storage/mongo/eventrepair.go).
+	MongoPendingGrace      time.Duration
+	MongoEventRepairWindow time.Duration
+	MongoEventRepairMax    int
+	S3Endpoint             string
+	S3AccessKey            string
+	S3SecretKey            string
+	S3Bucket               string
+	S3Region               string
+	S3TLS                  bool
 }
 
 // flags declares the store settings, with the same defaults everywhere.
@@ -59,6 +63,9 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Blobs, "blobs", "fs", "content store: fs (files under the data directory) or s3")
 	fs.StringVar(&c.MongoURI, "mongo-uri", "", "MongoDB connection string (metadata=mongo)")
 	fs.StringVar(&c.MongoDB, "mongo-db", "posthub", "MongoDB database name")
+	fs.DurationVar(&c.MongoPendingGrace, "mongo-pending-grace", 10*time.Minute, "metadata=mongo: how long a letter's store write may stay unfinished before the repair undoes it (a write gives up after half of it); the instances' clocks must agree within half of it")
+	fs.DurationVar(&c.MongoEventRepairWindow, "mongo-event-repair-window", 6*time.Hour, "metadata=mongo: how far back the repair looks for letters whose first events and counters a crash after their commit lost; the same on every instance")
+	fs.IntVar(&c.MongoEventRepairMax, "mongo-event-repair-max", 100000, "metadata=mongo: most letters one repair run (every -repair-interval) looks at")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port (blobs=s3)")
 	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
 	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key")
@@ -79,6 +86,12 @@ func (c *storeConfig) check() error {
 		return errors.New("-metadata mongo needs -mongo-uri (or POSTHUB_MONGO_URI)")
 	case c.Blobs == "s3" && c.S3Endpoint == "":
 		return errors.New("-blobs s3 needs -s3-endpoint (or POSTHUB_S3_ENDPOINT)")
+	case c.MongoPendingGrace <= 0:
+		return fmt.Errorf("-mongo-pending-grace %s: must be positive", c.MongoPendingGrace)
+	case c.MongoEventRepairWindow <= 0:
+		return fmt.Errorf("-mongo-event-repair-window %s: must be positive", c.MongoEventRepairWindow)
+	case c.MongoEventRepairMax <= 0:
+		return fmt.Errorf("-mongo-event-repair-max %d: must be positive", c.MongoEventRepairMax)
 	}
 	return nil
 }
@@ -123,7 +136,8 @@ func openMetadata(ctx context.Context, c storeConfig, opts openOptions) (hub.Sto
 		return s, nil
 	case "mongo":
 		s, err := mongo.Open(ctx, mongo.Config{URI: c.MongoURI, Database: c.MongoDB, Monitor: opts.monitor,
-			AuthCacheTTL: opts.authCacheTTL})
+			AuthCacheTTL: opts.authCacheTTL, PendingGrace: c.MongoPendingGrace,
+			EventRepairWindow: c.MongoEventRepairWindow, EventRepairMax: c.MongoEventRepairMax})
 		if err != nil {
 			return nil, err
 		}

@@ -202,7 +202,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	if err := loadConfig(fs, []string{"-data", "/flag"}, func(k string) string { return vars[k] }); err != nil {
 		t.Fatal(err)
 	}
-	want := storeConfig{Data: "/flag", Metadata: "mongo", Blobs: "fs", MongoURI: "mongodb://file", MongoDB: "envdb", S3Bucket: "posthub"}
+	want := storeConfig{Data: "/flag", Metadata: "mongo", Blobs: "fs", MongoURI: "mongodb://file", MongoDB: "envdb", S3Bucket: "posthub",
+		MongoPendingGrace: 10 * time.Minute, MongoEventRepairWindow: 6 * time.Hour, MongoEventRepairMax: 100000}
 	if cfg != want || *from != 0 {
 		t.Fatalf("loaded %+v, -from %d; want %+v and -from 0", cfg, *from, want)
 	}

@@ -87,6 +87,31 @@ func scanAll(t *testing.T, s hub.Store, from uint64) []hub.Event {
 	return out
 }
 
+// derivedIDsHold appends evs (IDs a store may keep apart, and others),
+// twice; seals the first n; appends all again; and checks that each is
+// pending until sealed, sealed once (a second seal is Conflict) and in the
+// log once.
+func derivedIDsHold(t *testing.T, s hub.Store, n int, evs ...hub.Event) {
+	t.Helper()
+	must(t, s.AppendEvents(ctx, evs), "AppendEvents")
+	must(t, s.AppendEvents(ctx, evs[1:]), "AppendEvents again")
+	p, err := s.PendingEvents(ctx, 10)
+	must(t, err, "PendingEvents")
+	sameStrings(t, evIDs(p), evIDs(evs), "pending")
+	sealed := chain(nil, p[:n])
+	seal(t, s, sealed)
+	must(t, s.AppendEvents(ctx, evs), "AppendEvents after sealing")
+	p, _ = s.PendingEvents(ctx, 10)
+	sameStrings(t, evIDs(p), evIDs(evs[n:]), "pending after sealing")
+	again := chain(&sealed[n-1], []hub.Event{evs[0]})
+	_, err = s.SealEvents(ctx, lease(t, s, "contract"), again)
+	wantCode(t, err, hub.Conflict, "sealing a sealed event again")
+	seal(t, s, chain(&sealed[n-1], p))
+	sameStrings(t, evIDs(scanAll(t, s, 0)), evIDs(evs), "the log")
+	p, _ = s.PendingEvents(ctx, 10)
+	sameStrings(t, evIDs(p), nil, "pending at the end")
+}
+
 func evIDs(evs []hub.Event) []string { return ids(evs, func(e hub.Event) string { return e.ID }) }
 
 var eventTests = []storeTest{
@@ -96,52 +121,18 @@ var eventTests = []storeTest{
 		// beside the message), with the same guarantees.
 		id := func(uuid, tag string, n int) string { return fmt.Sprintf("memo:%s:1767225600000:%s:%d", uuid, tag, n) }
 		u1, u2 := "0f0e0d0c-0b0a-4909-8807-060504030201", "1f0e0d0c-0b0a-4909-8807-060504030201"
-		evs := []hub.Event{event(id(u1, "MEMO_SEND_RECEIVED", 0), T0, "x", "1"), event(id(u1, "MEMO_VALIDATED", 0), T0, "x", "1"),
+		derivedIDsHold(t, s, 3, event(id(u1, "MEMO_SEND_RECEIVED", 0), T0, "x", "1"), event(id(u1, "MEMO_VALIDATED", 0), T0, "x", "1"),
 			event("other-1", T0, "x", "1"), event(id(u2, "MEMO_SEND_RECEIVED", 0), T0, "x", "1"),
-			event("memo:not-a-uuid:1:X:0", T0, "x", "1")}
-		must(t, s.AppendEvents(ctx, evs), "AppendEvents")
-		must(t, s.AppendEvents(ctx, evs[1:4]), "AppendEvents again")
-		p, err := s.PendingEvents(ctx, 10)
-		must(t, err, "PendingEvents")
-		sameStrings(t, evIDs(p), evIDs(evs), "pending")
-		sealed := chain(nil, p[:3])
-		seal(t, s, sealed)
-		must(t, s.AppendEvents(ctx, evs), "AppendEvents after sealing")
-		p, _ = s.PendingEvents(ctx, 10)
-		sameStrings(t, evIDs(p), evIDs(evs[3:]), "pending after sealing")
-		again := chain(&sealed[2], []hub.Event{evs[0]})
-		_, err = s.SealEvents(ctx, lease(t, s, "contract"), again)
-		wantCode(t, err, hub.Conflict, "sealing a sealed memo event again")
-		seal(t, s, chain(&sealed[2], p))
-		sameStrings(t, evIDs(scanAll(t, s, 0)), evIDs(evs), "the log")
-		p, _ = s.PendingEvents(ctx, 10)
-		sameStrings(t, evIDs(p), nil, "pending at the end")
+			event("memo:not-a-uuid:1:X:0", T0, "x", "1"))
 	}},
 	{"event IDs derived from a delivery (P:UUID@queue, P:UUID/…) are idempotent and sealed once, beside other IDs", func(t *testing.T, s hub.Store) {
 		// retrieval and viewer derive the IDs of a delivery's events from
 		// its ID (hub.DeliveryID); storage/bolt keeps those beside the
 		// message, with the same guarantees as any other.
 		u1, u2 := "0f0e0d0c-0b0a-4909-8807-060504030201", "1f0e0d0c-0b0a-4909-8807-060504030201"
-		evs := []hub.Event{event("retrieval:fetched:"+u1+"@system/a", T0, "x", "1"), event("viewer:read:"+u1+"/mailbox/0101011234", T0, "x", "1"),
+		derivedIDsHold(t, s, 2, event("retrieval:fetched:"+u1+"@system/a", T0, "x", "1"), event("viewer:read:"+u1+"/mailbox/0101011234", T0, "x", "1"),
 			event("retrieval:fetched:"+u2+"@system/a", T0, "x", "1"), event("retrieval:fetched:short@system/a", T0, "x", "1"),
-			event(":"+u1+"@system/a", T0, "x", "1"), event("retrieval:transform:"+u1+"@system/a:2", T0, "x", "1")}
-		must(t, s.AppendEvents(ctx, evs), "AppendEvents")
-		must(t, s.AppendEvents(ctx, evs[1:]), "AppendEvents again")
-		p, err := s.PendingEvents(ctx, 10)
-		must(t, err, "PendingEvents")
-		sameStrings(t, evIDs(p), evIDs(evs), "pending")
-		sealed := chain(nil, p[:2])
-		seal(t, s, sealed)
-		must(t, s.AppendEvents(ctx, evs), "AppendEvents after sealing")
-		p, _ = s.PendingEvents(ctx, 10)
-		sameStrings(t, evIDs(p), evIDs(evs[2:]), "pending after sealing")
-		again := chain(&sealed[1], []hub.Event{evs[0]})
-		_, err = s.SealEvents(ctx, lease(t, s, "contract"), again)
-		wantCode(t, err, hub.Conflict, "sealing a sealed delivery event again")
-		seal(t, s, chain(&sealed[1], p))
-		sameStrings(t, evIDs(scanAll(t, s, 0)), evIDs(evs), "the log")
-		p, _ = s.PendingEvents(ctx, 10)
-		sameStrings(t, evIDs(p), nil, "pending at the end")
+			event(":"+u1+"@system/a", T0, "x", "1"), event("retrieval:transform:"+u1+"@system/a:2", T0, "x", "1"))
 	}},
 	{"AppendEvents is idempotent by ID and PendingEvents is oldest first", func(t *testing.T, s hub.Store) {
 		evs := []hub.Event{event("a1", T0, "MessageReceived", "1"), event("a2", T0, "MessageReceived", "1")}

@@ -392,12 +392,15 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 		{"fjernprint part over -sf1601-max-print-size", hdr(), php(good, "Fysisk Post", bigPrint), false, 413, sf1601.CodePrintTooLarge, "too_large"},
 		{"MeMo over -max-memo-size", hdr(), python(big, "Digital Post"), false, 413, memo.CodeTooLarge, "too_large"},
 		{"MeMo over -max-memo-size, streamed", hdr(), python(big, "Digital Post"), true, 413, memo.CodeTooLarge, "too_large"},
-		// Refused at its Content-Length, before a byte of the body is read.
-		// The client asks first (Expect: 100-continue), as a client sending
-		// something this large should: without it, it would still be
-		// sending when the hub closes, and the reset that follows may
-		// discard the 413 before the client reads it.
-		{"Content-Length over every bound together", hdr("Expect", "100-continue"), python(huge, "Digital Post"), false, 413, sf1601.CodeTooLarge, "too_large"},
+		// Refused at its Content-Length, before a byte of the body is read:
+		// by a client that asks first (Expect: 100-continue) and is never
+		// sent the go-ahead, and by one that just sends, which is still
+		// sending when the hub answers. The hub lingers over the rest of
+		// that body (-linger-time, -linger-bytes), so the client reads
+		// its 413 instead of losing it to the reset of a connection
+		// closed under it.
+		{"Content-Length over every bound together, asked first", hdr("Expect", "100-continue"), python(huge, "Digital Post"), false, 413, sf1601.CodeTooLarge, "too_large"},
+		{"Content-Length over every bound together, just sent", hdr(), python(huge, "Digital Post"), false, 413, sf1601.CodeTooLarge, "too_large"},
 		{"truncated, streamed", hdr(), python(good, "Digital Post")[:len(good)/2], true, 400, memo.CodeNotWellFormed, "invalid"},
 		{"MeMo breaks a rule, streamed", hdr(), php(bad, "Digital Post", nil), true, 400, "cpr.number.format.not.allowed", "invalid"},
 		{"MeMo breaks the schema", hdr(), php(bytes.Replace(good, []byte(">DIGITALPOST<"), []byte(">BREVDUE<"), 1), "Digital Post", nil), false, 400, memo.CodeSchemaValueInvalid, "invalid"},

@@ -25,8 +25,9 @@ import (
 // the accept log groups them as under load. Keys derived from random
 // UUIDs land on pages of their own, so the bytes per letter grow with the
 // store until every letter dirties a page in each bucket they key: the
-// messages bucket (which also holds the letter's deliveries, receipt
-// index and event IDs) and the receipts. The acknowledgements are made by
+// messages bucket (which also holds the letter's deliveries, receipt and
+// event IDs) and, at accept only, the receipts (whose entry, written once,
+// names the message the receipt is beside). The acknowledgements are made by
 // 8 pollers (ClaimNext, then AckWith with the sender's receipt COMPLETED
 // and a fetch event, as retrieval does) on the letters' queue; the stored
 // letters wait in another. Reported by scripts/bench-storage.sh

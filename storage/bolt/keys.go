@@ -153,8 +153,9 @@ func indexedDelivery(k []byte) ([]byte, bool) {
 	return k[i+2:], true
 }
 
-// receiptIndexKey is the key, in the messages bucket, of the transmission
-// id of systemID's receipt for a message: next to the message's record
+// receiptIndexKey is the key, in the messages bucket, of systemID's
+// receipt for a message (its record, or the transmission id of one kept
+// in the receipts bucket; see besideMark): next to the message's record
 // (whose key is its UUID and has no NUL), so that accepting a message
 // writes one page of the bucket for both. The messages bucket is read by
 // key and by the prefixes of one message's keys (besidePrefix), never

@@ -832,20 +832,19 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 		}
 		if record != nil {
 			v := hub.AckView{Delivery: d}
-			var stored hub.Receipt // the sender's receipt as read here, if any
+			var stored storedReceipt // the sender's receipt as read here, if any
 			if ok {
 				msg := m.Message
 				msg.ContentKey = m.ContentKey
 				v.Message = &msg
-				if tid := tx.Bucket(bMessages).Get(receiptIndexKey(msg.UUID, msg.SenderSystemID)); tid != nil && !strings.ContainsRune(msg.UUID, 0) {
-					sr, found, err := getReceipt(tx, msg.SenderSystemID, string(tid))
-					if err != nil {
-						return err
-					}
-					if found {
-						v.SenderReceipt = &sr
-						stored = sr
-					}
+				sr, found, err := receiptOf(tx, msg.SenderSystemID, msg.UUID)
+				if err != nil {
+					return err
+				}
+				if found {
+					rc := sr.r
+					v.SenderReceipt = &rc
+					stored = sr
 				}
 			}
 			r, evs, err := record(v)
@@ -858,9 +857,9 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 			if r != nil {
 				// The receipt read above is the one r replaces (the usual
 				// COMPLETED): putReceipt need not read and decode it again.
-				var old *receiptRec
-				if stored.TransmissionID != "" && stored.TransmissionID == r.TransmissionID && stored.SystemID == r.SystemID {
-					old = &receiptRec{Receipt: stored, SystemID: stored.SystemID}
+				var old *storedReceipt
+				if stored.r.TransmissionID != "" && stored.r.TransmissionID == r.TransmissionID && stored.r.SystemID == r.SystemID {
+					old = &stored
 				}
 				if err := putReceiptOver(tx, *r, nil, old); err != nil {
 					return err
@@ -986,36 +985,115 @@ func putReceiptWith(tx *bolt.Tx, r hub.Receipt, raw []byte) error {
 	return putReceiptOver(tx, r, raw, nil)
 }
 
-// putReceiptOver is putReceiptWith given the stored record it replaces
+// A receipt of a stored message lives beside it, in the messages bucket
+// under receiptIndexKey, as besideMark followed by its record; its entry
+// in the receipts bucket is besideMark followed by the message's UUID,
+// written once when it is placed there, so that a status change (the
+// ack's COMPLETED) dirties the message's page and no random page of the
+// receipts bucket. A receipt without a stored message (an INVALID receipt
+// of a refused archive entry) keeps its record in the receipts bucket and
+// the message's index entry, when it has one, holds its transmission ID.
+// A record there begins with '{', so a receipts bucket entry tells which
+// it is by its first byte; an index entry is a record beside only if it
+// decodes as one of that message and system (isBeside), as a transmission
+// ID beginning with NUL could otherwise pass for one.
+const besideMark = 0
+
+// storedReceipt is a receipt as read in a transaction, and where it is.
+type storedReceipt struct {
+	r      hub.Receipt
+	beside bool
+}
+
+// besideRecord returns the receipt recorded in v, the value of the
+// message's index entry for systemID, when it is a record beside the
+// message rather than a transmission ID.
+func besideRecord(v []byte, messageUUID, systemID string) (hub.Receipt, bool) {
+	if len(v) < 2 || v[0] != besideMark || v[1] != '{' {
+		return hub.Receipt{}, false
+	}
+	var rr receiptRec
+	if err := json.Unmarshal(v[1:], &rr); err != nil || rr.SystemID != systemID || rr.MessageUUID != messageUUID || rr.TransmissionID == "" {
+		return hub.Receipt{}, false
+	}
+	return rr.value(), true
+}
+
+// receiptOf returns systemID's receipt of message messageUUID, the one
+// its index entry names.
+func receiptOf(tx *bolt.Tx, systemID, messageUUID string) (storedReceipt, bool, error) {
+	if strings.ContainsRune(messageUUID, 0) {
+		return storedReceipt{}, false, nil
+	}
+	v := tx.Bucket(bMessages).Get(receiptIndexKey(messageUUID, systemID))
+	if v == nil {
+		return storedReceipt{}, false, nil
+	}
+	if r, ok := besideRecord(v, messageUUID, systemID); ok {
+		return storedReceipt{r: r, beside: true}, true, nil
+	}
+	return getStoredReceipt(tx, systemID, string(v))
+}
+
+// getStoredReceipt reads receipt transmissionID of systemID wherever it is.
+func getStoredReceipt(tx *bolt.Tx, systemID, transmissionID string) (storedReceipt, bool, error) {
+	k := key(systemID, transmissionID)
+	v := tx.Bucket(bReceipts).Get(k)
+	if v == nil {
+		return storedReceipt{}, false, nil
+	}
+	if len(v) > 0 && v[0] == besideMark {
+		uuid := string(v[1:])
+		if r, ok := besideRecord(tx.Bucket(bMessages).Get(receiptIndexKey(uuid, systemID)), uuid, systemID); ok && r.TransmissionID == transmissionID {
+			return storedReceipt{r: r, beside: true}, true, nil
+		}
+		return storedReceipt{}, false, fmt.Errorf("decode receipt %q: its record is not beside message %q", transmissionID, uuid)
+	}
+	var rr receiptRec
+	if err := json.Unmarshal(v, &rr); err != nil {
+		return storedReceipt{}, false, fmt.Errorf("decode %s/%q: %w", bReceipts, k, err)
+	}
+	return storedReceipt{r: rr.value()}, true, nil
+}
+
+// putReceiptOver is putReceiptWith given the stored receipt it replaces
 // (read in tx; nil to read it here).
-func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *receiptRec) error {
-	b := bk(tx, bReceipts)
-	k := key(r.SystemID, r.TransmissionID)
-	var old receiptRec
+func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt) error {
+	var old storedReceipt
 	ok := known != nil
 	if ok {
 		old = *known
 	} else {
 		var err error
-		if ok, err = getJSON(b, k, &old); err != nil {
+		if old, ok, err = getStoredReceipt(tx, r.SystemID, r.TransmissionID); err != nil {
 			return err
 		}
 	}
+	mb := bk(tx, bMessages)
+	ik := receiptIndexKey(r.MessageUUID, r.SystemID)
+	sameMessage := ok && old.r.MessageUUID == r.MessageUUID
+	// Beside when the message is stored, or when it already was (a
+	// status change keeps its place, the message deleted or not).
+	beside := r.MessageUUID != "" && !strings.ContainsRune(r.MessageUUID, 0) &&
+		(sameMessage && old.beside || mb.Get([]byte(r.MessageUUID)) != nil)
 	switch {
-	case ok && old.MessageUUID == r.MessageUUID:
+	case sameMessage:
 		// A status change (COMPLETED on ack): the message index stands,
-		// only the time index moves. Not rewriting the index spares a
-		// page per acknowledgement.
-		if err := bk(tx, bRcptTime).Delete(cat(prefix(old.SystemID), tkey(old.Time), []byte(old.TransmissionID))); err != nil {
+		// only the time index moves.
+		if err := bk(tx, bRcptTime).Delete(cat(prefix(old.r.SystemID), tkey(old.r.Time), []byte(old.r.TransmissionID))); err != nil {
 			return err
 		}
 	case ok:
-		if err := deleteReceiptIndexes(tx, old.value()); err != nil {
+		if err := deleteReceiptIndexes(tx, old); err != nil {
 			return err
 		}
-		fallthrough
-	default:
-		if err := bk(tx, bMessages).Put(receiptIndexKey(r.MessageUUID, r.SystemID), []byte(r.TransmissionID)); err != nil {
+	}
+	// The index entry is written unless it stands (a status change in
+	// place); a receipt of another transmission recorded there first
+	// moves apart.
+	stands := sameMessage && (old.beside || !beside)
+	if !stands {
+		if err := evictBeside(tx, r); err != nil {
 			return err
 		}
 	}
@@ -1028,12 +1106,54 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *receiptRec) e
 			return fmt.Errorf("encode receipt %s: %w", r.TransmissionID, err)
 		}
 	}
-	return b.Put(k, raw)
+	b := bk(tx, bReceipts)
+	k := key(r.SystemID, r.TransmissionID)
+	if !beside {
+		if !stands {
+			if err := mb.Put(ik, []byte(r.TransmissionID)); err != nil {
+				return err
+			}
+		}
+		return b.Put(k, raw)
+	}
+	v := make([]byte, 0, 1+len(raw))
+	if err := mb.Put(ik, append(append(v, besideMark), raw...)); err != nil {
+		return err
+	}
+	if stands {
+		return nil // the receipts bucket's entry stands
+	}
+	p := make([]byte, 0, 1+len(r.MessageUUID))
+	return b.Put(k, append(append(p, besideMark), r.MessageUUID...))
 }
 
-func deleteReceiptIndexes(tx *bolt.Tx, r hub.Receipt) error {
+// evictBeside moves the record of another receipt that the index entry
+// r's would replace out of the messages bucket, into the receipts bucket.
+func evictBeside(tx *bolt.Tx, r hub.Receipt) error {
+	if r.MessageUUID == "" || strings.ContainsRune(r.MessageUUID, 0) {
+		return nil
+	}
+	v := tx.Bucket(bMessages).Get(receiptIndexKey(r.MessageUUID, r.SystemID))
+	o, ok := besideRecord(v, r.MessageUUID, r.SystemID)
+	if !ok || o.TransmissionID == r.TransmissionID {
+		return nil
+	}
+	return bk(tx, bReceipts).Put(key(o.SystemID, o.TransmissionID), bytes.Clone(v[1:]))
+}
+
+// deleteReceiptIndexes removes stored receipt sr from the message's index
+// entry (with its record when beside) and from the time index; its entry
+// in the receipts bucket is the caller's.
+func deleteReceiptIndexes(tx *bolt.Tx, sr storedReceipt) error {
+	r := sr.r
 	mb, k := bk(tx, bMessages), receiptIndexKey(r.MessageUUID, r.SystemID)
-	if string(mb.Get(k)) == r.TransmissionID {
+	v := mb.Get(k)
+	mine := string(v) == r.TransmissionID
+	if !mine && sr.beside {
+		o, ok := besideRecord(v, r.MessageUUID, r.SystemID)
+		mine = ok && o.TransmissionID == r.TransmissionID
+	}
+	if mine {
 		if err := mb.Delete(k); err != nil {
 			return err
 		}
@@ -1042,9 +1162,59 @@ func deleteReceiptIndexes(tx *bolt.Tx, r hub.Receipt) error {
 }
 
 func getReceipt(tx *bolt.Tx, systemID, transmissionID string) (hub.Receipt, bool, error) {
-	var r receiptRec
-	ok, err := getJSON(tx.Bucket(bReceipts), key(systemID, transmissionID), &r)
-	return r.value(), ok, err
+	sr, ok, err := getStoredReceipt(tx, systemID, transmissionID)
+	return sr.r, ok, err
+}
+
+// receiptsMoved, in the meta bucket, says that migrateReceiptsBeside has
+// moved every receipt of a stored message beside it.
+var receiptsMoved = []byte("layout.receiptsBesideMessages")
+
+// migrateReceiptsBeside moves the receipts that earlier versions kept in
+// the receipts bucket beside their messages, where putReceipt puts them:
+// those of a stored message that its index entry names (a receipt it no
+// longer names stays apart, as it would be put now). Run in the
+// transaction that opens the file (whole or not at all); it reads the
+// bucket once, then marks the file so (receipts without a message stay).
+func migrateReceiptsBeside(tx *bolt.Tx) error {
+	meta := tx.Bucket(bMeta)
+	if meta.Get(receiptsMoved) != nil {
+		return nil
+	}
+	rb, mb := tx.Bucket(bReceipts), tx.Bucket(bMessages)
+	type move struct{ k, ik, v, uuid []byte }
+	var moves []move
+	err := rb.ForEach(func(k, v []byte) error {
+		if len(v) == 0 || v[0] == besideMark {
+			return nil
+		}
+		var rr receiptRec
+		if err := json.Unmarshal(v, &rr); err != nil {
+			return fmt.Errorf("decode %s/%q: %w", bReceipts, k, err)
+		}
+		r := rr.value()
+		if r.MessageUUID == "" || strings.ContainsRune(r.MessageUUID, 0) || mb.Get([]byte(r.MessageUUID)) == nil {
+			return nil
+		}
+		ik := receiptIndexKey(r.MessageUUID, r.SystemID)
+		if string(mb.Get(ik)) != r.TransmissionID {
+			return nil
+		}
+		moves = append(moves, move{bytes.Clone(k), ik, bytes.Clone(v), []byte(r.MessageUUID)})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate receipts: %w", err)
+	}
+	for _, m := range moves {
+		if err := mb.Put(m.ik, append([]byte{besideMark}, m.v...)); err != nil {
+			return fmt.Errorf("migrate receipts: %w", err)
+		}
+		if err := rb.Put(m.k, append([]byte{besideMark}, m.uuid...)); err != nil {
+			return fmt.Errorf("migrate receipts: %w", err)
+		}
+	}
+	return meta.Put(receiptsMoved, []byte{1})
 }
 
 func (s *Store) PutReceipt(ctx context.Context, r hub.Receipt) error {
@@ -1077,15 +1247,8 @@ func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (h
 		}
 	}
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
-		var tid []byte
-		if !strings.ContainsRune(messageUUID, 0) {
-			tid = tx.Bucket(bMessages).Get(receiptIndexKey(messageUUID, systemID))
-		}
-		ok := false
-		var err error
-		if tid != nil {
-			r, ok, err = getReceipt(tx, systemID, string(tid))
-		}
+		sr, ok, err := receiptOf(tx, systemID, messageUUID)
+		r = sr.r
 		if err == nil && !ok {
 			err = hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)
 		}
@@ -1132,11 +1295,11 @@ func (s *Store) ListReceipts(ctx context.Context, systemID, after string, limit 
 
 func (s *Store) DeleteReceipt(ctx context.Context, systemID, transmissionID string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		r, ok, err := getReceipt(tx, systemID, transmissionID)
+		sr, ok, err := getStoredReceipt(tx, systemID, transmissionID)
 		if err != nil || !ok {
 			return err
 		}
-		if err := deleteReceiptIndexes(tx, r); err != nil {
+		if err := deleteReceiptIndexes(tx, sr); err != nil {
 			return err
 		}
 		return bk(tx, bReceipts).Delete(key(systemID, transmissionID))

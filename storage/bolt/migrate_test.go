@@ -68,8 +68,15 @@ func TestOpenMigratesLeaseAndIndexBuckets(t *testing.T) {
 		if err := i.Put([]byte("m1\x00"+d.ID), nil); err != nil {
 			return err
 		}
-		// The receipt's index entry moves from its own bucket.
+		// The receipt's index entry moves from its own bucket; its record
+		// was in the receipts bucket, and the file not marked as moved.
 		ms := tx.Bucket([]byte("messages"))
+		if err := tx.Bucket([]byte("receipts")).Put([]byte("sender-sys\x00t1"), bytes.Clone(ms.Get([]byte("m1\x00Rsender-sys"))[1:])); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("meta")).Delete([]byte("layout.receiptsBesideMessages")); err != nil {
+			return err
+		}
 		if err := ms.Delete([]byte("m1\x00Rsender-sys")); err != nil {
 			return err
 		}
@@ -461,5 +468,156 @@ func TestOpenMovesDeliveriesBesideTheirMessages(t *testing.T) {
 	}
 	if dels, beside := layout(); len(dels) != 0 || len(beside) != 1 {
 		t.Fatalf("after the acks: deliveries bucket %q, beside the message %q", dels, beside)
+	}
+}
+
+// A file whose receipts bucket holds the receipts of stored messages, as
+// earlier versions kept them (the message's index entry UUID NUL 'R'
+// system holding the transmission ID), opens with each moved beside its
+// message: the index entry holds the record and the receipts bucket the
+// message's UUID, which a status change does not rewrite. A receipt
+// without a stored message, and one its message's index no longer names,
+// stay where they were. All are got, listed and changed as before.
+func TestOpenMovesReceiptsBesideTheirMessages(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	const uuid, sys = "0f0e0d0c-0b0a-4909-8807-060504030201", "sender-sys"
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := func(tid, msg string, at time.Duration) hub.Receipt {
+		return hub.Receipt{TransmissionID: tid, SystemID: sys, MessageUUID: msg, Time: t0.Add(at), Status: hub.ReceiptReceived}
+	}
+	superseded, current, orphan := rcpt("tx-0", uuid, 0), rcpt("tx-1", uuid, time.Second), rcpt("tx-2", "refused-entry", 2*time.Second)
+	m := hub.Message{UUID: uuid, SenderCVR: "12345678", SenderSystemID: sys, SHA256: "x", Size: 1, Content: []byte("x"), Received: t0, State: hub.MessageActive}
+	d := hub.Delivery{ID: hub.DeliveryID(uuid, "system/a"), MessageUUID: uuid, Queue: "system/a", Channel: hub.ChannelSystem, Created: t0, AvailableAt: t0}
+	if err := s.PutMessage(ctx, m, []hub.Delivery{d}, superseded); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []hub.Receipt{current, orphan} {
+		if err := s.PutReceipt(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rewrite the file into the earlier layout: every record in the
+	// receipts bucket, the index entry holding the transmission ID.
+	type entry struct{ index, receipt []byte }
+	layout := func() (e map[string]entry) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		e = map[string]entry{}
+		_ = db.View(func(tx *bbolt.Tx) error {
+			e["index"] = entry{index: bytes.Clone(tx.Bucket([]byte("messages")).Get([]byte(uuid + "\x00R" + sys)))}
+			return tx.Bucket([]byte("receipts")).ForEach(func(k, v []byte) error {
+				e[string(k[len(sys)+1:])] = entry{receipt: bytes.Clone(v)}
+				return nil
+			})
+		})
+		return e
+	}
+	before := layout()
+	if len(before["index"].index) == 0 || before["index"].index[0] != 0 {
+		t.Fatalf("the index entry holds %q, want the record of tx-1 beside the message", before["index"].index)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		ms, rs := tx.Bucket([]byte("messages")), tx.Bucket([]byte("receipts"))
+		ik := []byte(uuid + "\x00R" + sys)
+		if err := rs.Put([]byte(sys+"\x00tx-1"), bytes.Clone(ms.Get(ik)[1:])); err != nil {
+			return err
+		}
+		if err := ms.Put(ik, []byte("tx-1")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Delete([]byte("layout.receiptsBesideMessages"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The open moves it (a status change would too, so look before one).
+	for range 2 { // the second open finds the file marked
+		if s, err = bolt.Open(path, bolt.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		moved := layout()
+		if ix := moved["index"].index; !bytes.Equal(ix, before["index"].index) {
+			t.Fatalf("after the open the index entry holds %q, want %q", ix, before["index"].index)
+		}
+		if got := moved["tx-1"].receipt; string(got) != "\x00"+uuid {
+			t.Fatalf("after the open the receipts bucket holds %q for tx-1, want its message's UUID", got)
+		}
+	}
+	s, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := current
+	done.Time, done.Status = t0.Add(3*time.Second), hub.ReceiptCompleted
+	if _, err := s.AckWith(ctx, d.ID, "", t0.Add(3*time.Second), func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+		if v.SenderReceipt == nil || v.SenderReceipt.TransmissionID != "tx-1" {
+			return nil, nil, fmt.Errorf("the ack saw the sender's receipt %+v, want tx-1", v.SenderReceipt)
+		}
+		return &done, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.ReceiptFor(ctx, sys, uuid); err != nil || r.TransmissionID != "tx-1" || r.Status != hub.ReceiptCompleted {
+		t.Fatalf("ReceiptFor: %+v, %v, want tx-1 COMPLETED", r, err)
+	}
+	for _, want := range []hub.Receipt{superseded, orphan, done} {
+		if r, err := s.GetReceipt(ctx, sys, want.TransmissionID); err != nil || r.Status != want.Status || !r.Time.Equal(want.Time) {
+			t.Fatalf("GetReceipt %s: %+v, %v, want %+v", want.TransmissionID, r, err, want)
+		}
+	}
+	list, err := s.ListReceipts(ctx, sys, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []string
+	for _, r := range list {
+		tids = append(tids, r.TransmissionID)
+	}
+	if !slices.Equal(tids, []string{"tx-0", "tx-2", "tx-1"}) {
+		t.Fatalf("ListReceipts: %q, want tx-0, tx-2, tx-1", tids)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	after := layout()
+	var rec struct {
+		TransmissionID string `json:"transmissionId"`
+		Status         string `json:"receiptStatus"`
+	}
+	if ix := after["index"].index; len(ix) < 2 || ix[0] != 0 || json.Unmarshal(ix[1:], &rec) != nil || rec.TransmissionID != "tx-1" || rec.Status != string(hub.ReceiptCompleted) {
+		t.Fatalf("the index entry holds %q, want the COMPLETED record of tx-1 beside the message", ix)
+	}
+	if got := after["tx-1"].receipt; string(got) != "\x00"+uuid {
+		t.Fatalf("the receipts bucket holds %q for tx-1, want its message's UUID", got)
+	}
+	for _, tid := range []string{"tx-0", "tx-2"} {
+		if got := after[tid].receipt; len(got) == 0 || got[0] != '{' {
+			t.Fatalf("the receipts bucket holds %q for %s, want its record", got, tid)
+		}
 	}
 }

@@ -39,9 +39,10 @@
 // and sortable time stamps (see keys.go): token hash → system, queue+seq →
 // delivery, sender+received → message, org+time → event, seq → event.
 // What a letter writes under keys derived from its random UUID is kept
-// beside its message in the messages bucket (its deliveries, its receipt
-// index and its events' IDs; see keys.go and events.go), so that applying
-// or acknowledging it dirties that one page rather than one per bucket.
+// beside its message in the messages bucket (its deliveries, its sender's
+// receipt and its events' IDs; see keys.go, messages.go and events.go), so
+// that applying or acknowledging it dirties that one page rather than one
+// per bucket.
 package bolt
 
 import (
@@ -274,7 +275,10 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := migrateDeliveriesBeside(tx); err != nil {
 			return err
 		}
-		return migrateEventRefs(tx)
+		if err := migrateEventRefs(tx); err != nil {
+			return err
+		}
+		return migrateReceiptsBeside(tx)
 	}); err != nil {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)

@@ -138,6 +138,82 @@ var messageTests = []storeTest{
 		wantCode(t, err, hub.NotFound, "GetReceipt after delete")
 		must(t, s.DeleteReceipt(ctx, "sender-sys", "tx-m1"), "DeleteReceipt of absent")
 	}},
+	{"A receipt whose status changes is listed, got by transmission and by message, and deleted, with or without a stored message", func(t *testing.T, s hub.Store) {
+		// The sender's receipt is written RECEIVED at accept and COMPLETED
+		// at the ack; an INVALID receipt of a refused archive entry has no
+		// stored message, or no message UUID at all.
+		for _, c := range []struct{ name, uuid string }{{"stored", "m1"}, {"absent", "never-stored"}, {"none", ""}} {
+			t.Run(c.name, func(t *testing.T) {
+				sys := "sender-" + c.name
+				r := hub.Receipt{TransmissionID: "tx-" + c.name, SystemID: sys, MessageUUID: c.uuid, MessageID: "mid-" + c.name,
+					Time: T0.Add(time.Second), Status: hub.ReceiptReceived}
+				if c.uuid == "m1" {
+					must(t, s.PutMessage(ctx, Message("m1", []byte("content of m1"), T0), []hub.Delivery{Delivery("m1", "system/a", T0)}, r), "PutMessage")
+				} else {
+					must(t, s.PutReceipt(ctx, r), "PutReceipt")
+				}
+				// A neighbour of the same system, listed between the two
+				// times of r.
+				nb := hub.Receipt{TransmissionID: "tx-" + c.name + "-nb", SystemID: sys, MessageUUID: "nb-" + c.name,
+					Time: T0.Add(2 * time.Second), Status: hub.ReceiptReceived}
+				must(t, s.PutReceipt(ctx, nb), "PutReceipt of the neighbour")
+				list, err := s.ListReceipts(ctx, sys, "", 10)
+				must(t, err, "ListReceipts")
+				sameStrings(t, ids(list, func(r hub.Receipt) string { return r.TransmissionID }), []string{r.TransmissionID, nb.TransmissionID}, "receipts before the change")
+
+				done := r
+				done.Time, done.Status = T0.Add(3*time.Second), hub.ReceiptCompleted
+				must(t, s.PutReceipt(ctx, done), "PutReceipt COMPLETED")
+				got, err := s.GetReceipt(ctx, sys, r.TransmissionID)
+				must(t, err, "GetReceipt")
+				sameJSON(t, got, done, "receipt by transmission")
+				if c.uuid != "" {
+					got, err = s.ReceiptFor(ctx, sys, c.uuid)
+					must(t, err, "ReceiptFor")
+					sameJSON(t, got, done, "receipt by message")
+				}
+				var paged []string
+				after := ""
+				for page := 0; page < 4; page++ {
+					list, err := s.ListReceipts(ctx, sys, after, 1)
+					must(t, err, "ListReceipts")
+					if len(list) == 0 {
+						break
+					}
+					if len(list) > 1 {
+						t.Fatalf("page of %d, limit 1", len(list))
+					}
+					if list[0].TransmissionID == r.TransmissionID {
+						sameJSON(t, list[0], done, "listed receipt")
+					}
+					paged = append(paged, list[0].TransmissionID)
+					after = list[0].TransmissionID
+				}
+				sameStrings(t, paged, []string{nb.TransmissionID, r.TransmissionID}, "receipts after the change, in time order")
+
+				must(t, s.DeleteReceipt(ctx, sys, r.TransmissionID), "DeleteReceipt")
+				_, err = s.GetReceipt(ctx, sys, r.TransmissionID)
+				wantCode(t, err, hub.NotFound, "GetReceipt after delete")
+				if c.uuid != "" {
+					_, err = s.ReceiptFor(ctx, sys, c.uuid)
+					wantCode(t, err, hub.NotFound, "ReceiptFor after delete")
+				}
+				list, err = s.ListReceipts(ctx, sys, "", 10)
+				must(t, err, "ListReceipts after delete")
+				sameStrings(t, ids(list, func(r hub.Receipt) string { return r.TransmissionID }), []string{nb.TransmissionID}, "receipts after delete")
+				got, err = s.ReceiptFor(ctx, sys, nb.MessageUUID)
+				must(t, err, "ReceiptFor of the neighbour")
+				sameJSON(t, got, nb, "the neighbour")
+				if c.uuid == "m1" {
+					m, err := s.GetMessage(ctx, "m1")
+					must(t, err, "GetMessage after its receipt's delete")
+					if string(m.Content) != "content of m1" {
+						t.Fatalf("message content %q", m.Content)
+					}
+				}
+			})
+		}
+	}},
 	{"ListReceipts pages in time order and PutReceipt replaces by TransmissionID", func(t *testing.T, s hub.Store) {
 		for i := 4; i >= 0; i-- {
 			r := Receipt("m"+n(i), T0.Add(time.Duration(i)*time.Second))

@@ -532,7 +532,7 @@ type NewUser struct {
 func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUser) (UserGrants, error) {
 	out := UserGrants{Privileges: []string{}}
 	if !rbac.ValidUserID(nu.ID) {
-		return out, invalid("user", "id", "user.id.invalid", "a user id is 1–64 of a–z, 0–9, '.', '_', '-', '@'", truncate(nu.ID, 64))
+		return out, invalid("user", "id", "user.id.invalid", rbac.UserIDRule, truncate(nu.ID, rbac.MaxUserIDLen))
 	}
 	if err := hub.CheckText("user", "name", "user.name", nu.Name, hub.MaxNameLen, true); err != nil {
 		return out, err
@@ -633,10 +633,21 @@ func (s *Service) Grant(ctx context.Context, a Actor, g rbac.Grant) error {
 		}
 		return err
 	}
-	if err := s.Enforcer.Grant(ctx, g); err != nil {
+	return s.emitChange(ctx, ev, s.Enforcer.Grant(ctx, g))
+}
+
+// emitChange records a privilege change's event when the change was
+// stored — also when something after it failed (rbac.ChangeStored): the
+// grant or revocation happened, and the log must say so — and returns
+// err, or the event's error.
+func (s *Service) emitChange(ctx context.Context, ev hub.Event, err error) error {
+	if err != nil && !rbac.ChangeStored(err) {
 		return err
 	}
-	return s.emit(ctx, ev)
+	if eerr := s.emit(ctx, ev); err == nil {
+		return eerr
+	}
+	return err
 }
 
 // Revoke takes a privilege away, under the same rules as Grant.
@@ -648,10 +659,7 @@ func (s *Service) Revoke(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Enforcer.Revoke(ctx, g); err != nil {
-		return err
-	}
-	return s.emit(ctx, ev)
+	return s.emitChange(ctx, ev, s.Enforcer.Revoke(ctx, g))
 }
 
 func orgOf(dom string) string {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/posthub/posthub/admin"
@@ -220,5 +222,65 @@ func TestOversizedInputChangesNothing(t *testing.T) {
 	}
 	if _, err := f.store.GetUser(f.ctx, "u"); hub.ErrorCode(err) != hub.NotFound {
 		t.Errorf("the refused user: %v", err)
+	}
+}
+
+// bumpFails is a store whose BumpSessionGeneration fails while fail is set.
+type bumpFails struct {
+	*bolt.Store
+	fail atomic.Bool
+}
+
+func (b *bumpFails) BumpSessionGeneration(ctx context.Context, user string) (uint64, error) {
+	if b.fail.Load() {
+		return 0, hub.Errorf(hub.Unavailable, "session generations are down")
+	}
+	return b.Store.BumpSessionGeneration(ctx, user)
+}
+
+// tagSink records the tags of the events emitted.
+type tagSink struct {
+	mu   sync.Mutex
+	tags []string
+}
+
+func (s *tagSink) Emit(_ context.Context, evs ...hub.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range evs {
+		s.tags = append(s.tags, ev.Tag)
+	}
+	return nil
+}
+
+// TestPrivilegeChangeIsLoggedWhenWhatFollowsItFails: a revocation that is
+// stored but whose sessions could not be ended is answered Unavailable
+// (rbac's rule) and still recorded as PRIVILEGES_REVOKED — it happened; a
+// grant or revocation that was not stored is not recorded.
+func TestPrivilegeChangeIsLoggedWhenWhatFollowsItFails(t *testing.T) {
+	f := newServiceFixture(t)
+	store := &bumpFails{Store: f.store}
+	en, err := rbac.New(f.ctx, store, rbac.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &tagSink{}
+	svc := &admin.Service{Store: f.store, Registry: &hub.Registry{Store: f.store}, Enforcer: en, Events: sink}
+	f.user(t, "anne", "", "")
+	op := admin.Actor{Name: "operator", Subject: rbac.Subject{Role: rbac.HubOperator, Home: rbac.Global}}
+	g := rbac.Grant{User: "anne", Role: rbac.OrgAdmin, Domain: ownOrg}
+	if err := svc.Grant(f.ctx, op, g); err != nil {
+		t.Fatal(err)
+	}
+	store.fail.Store(true)
+	if err := svc.Revoke(f.ctx, op, g); !hub.Is(err, hub.Unavailable) {
+		t.Fatalf("a revocation whose sessions could not be ended: %v, want unavailable", err)
+	}
+	if err := svc.Revoke(f.ctx, op, g); !hub.Is(err, hub.NotFound) {
+		t.Fatalf("the revocation again: %v, want not_found", err)
+	}
+	want := []string{"PRIVILEGES_GRANTED", "PRIVILEGES_REVOKED"}
+	if !slices.Equal(sink.tags, want) {
+		t.Fatalf("events %q, want %q", sink.tags, want)
 	}
 }

@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -366,7 +367,7 @@ func (e *Enforcer) Stamp() string {
 // roles in an organisation's domain, global roles in Global.
 func ValidateGrant(g Grant) error {
 	if !ValidUserID(g.User) {
-		return field("userId", "user.id.invalid", userIDRule, g.User)
+		return field("userId", "user.id.invalid", UserIDRule, g.User)
 	}
 	r, ok := RoleByName(g.Role)
 	if !ok || r.System {
@@ -385,8 +386,8 @@ func ValidateGrant(g Grant) error {
 // Everything that bounds or shows a user id uses it rather than a copy.
 const MaxUserIDLen = 64
 
-// userIDRule says what ValidUserID accepts.
-var userIDRule = fmt.Sprintf("a user id is 1–%d of a–z, 0–9, '.', '_', '-', '@'", MaxUserIDLen)
+// UserIDRule says what ValidUserID accepts.
+var UserIDRule = fmt.Sprintf("a user id is 1–%d of a–z, 0–9, '.', '_', '-', '@'", MaxUserIDLen)
 
 // ValidUserID checks a user id's shape: 1 to MaxUserIDLen bytes of a–z,
 // 0–9, '.', '_', '-', '@'.
@@ -434,7 +435,32 @@ func (e *Enforcer) Grant(ctx context.Context, g Grant) error {
 		e.opts.Log.Warn("rbac: a grant is made, but the user's sessions could not be ended", "user", g.User,
 			"privilege", g.Role, "organisation", g.Domain, "error", err)
 	}
-	return e.Reload(ctx)
+	return changeStored(e.Reload(ctx))
+}
+
+// storedChange is the error of a Grant or Revoke whose change is stored
+// (durable, and in force everywhere within PollInterval) though something
+// after it failed: ending the sessions, or reloading here.
+type storedChange struct{ err error }
+
+func (c *storedChange) Error() string { return c.err.Error() }
+func (c *storedChange) Unwrap() error { return c.err }
+
+// changeStored marks err (nil stays nil) as coming after a stored change.
+func changeStored(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storedChange{err}
+}
+
+// ChangeStored says whether err, from Grant or Revoke, came after the
+// change was stored: the grant or revocation happened (and must be
+// recorded as such, e.g. in the event log) though the call reports what
+// failed after it.
+func ChangeStored(err error) bool {
+	var c *storedChange
+	return errors.As(err, &c)
 }
 
 // Revoke removes a grant, ends the user's sessions and reloads. NotFound
@@ -468,10 +494,10 @@ func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
 	_, bumpErr := e.store.BumpSessionGeneration(ctx, g.User)
 	reloadErr := e.Reload(ctx)
 	if bumpErr != nil {
-		return hub.Wrap(hub.Unavailable, bumpErr, "%s no longer holds %s in %s, but their sessions could not be ended; "+
-			"they end when the user logs out, is given a new password or is deactivated", g.User, g.Role, g.Domain)
+		return changeStored(hub.Wrap(hub.Unavailable, bumpErr, "%s no longer holds %s in %s, but their sessions could not be ended; "+
+			"they end when the user logs out, is given a new password or is deactivated", g.User, g.Role, g.Domain))
 	}
-	return reloadErr
+	return changeStored(reloadErr)
 }
 
 func policyLine(g Grant) hub.PolicyLine {

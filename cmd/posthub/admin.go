@@ -127,7 +127,7 @@ func runAdminBootstrap(env *Env, args []string) int {
 	}
 	user := rest[0]
 	if !rbac.ValidUserID(user) {
-		return usageError(env, fs, "USER %q: 1–64 of a–z, 0–9, '.', '_', '-', '@'", user)
+		return usageError(env, fs, "USER %q: %s", user, rbac.UserIDRule)
 	}
 	ctx := context.Background()
 	a, rc := openAdmin(ctx, env, fs, *cfg)
@@ -280,7 +280,7 @@ func runAdminPrivileges(env *Env, args []string) int {
 // createUser creates a local user; an existing one gets the password.
 func createUser(ctx context.Context, store hub.Users, id, name, pw string) error {
 	if !rbac.ValidUserID(id) {
-		return fmt.Errorf("user id %q: 1–64 of a–z, 0–9, '.', '_', '-', '@'", id)
+		return fmt.Errorf("user id %q: %s", id, rbac.UserIDRule)
 	}
 	if err := hub.CheckText("user", "name", "user.name", name, hub.MaxNameLen, false); err != nil {
 		return err

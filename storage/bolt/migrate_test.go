@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -619,5 +620,55 @@ func TestOpenMovesReceiptsBesideTheirMessages(t *testing.T) {
 		if got := after[tid].receipt; len(got) == 0 || got[0] != '{' {
 			t.Fatalf("the receipts bucket holds %q for %s, want its record", got, tid)
 		}
+	}
+}
+
+// A file whose layout a newer posthub wrote is refused, not misread, and
+// left as it is; a file this version opens records its layout.
+func TestOpenRefusesANewerLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	version := func() uint64 {
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v uint64
+		_ = db.View(func(tx *bbolt.Tx) error {
+			if b := tx.Bucket([]byte("meta")).Get([]byte("layout.version")); len(b) == 8 {
+				v = binary.BigEndian.Uint64(b)
+			}
+			return nil
+		})
+		return v
+	}
+	if v := version(); v != 2 {
+		t.Fatalf("layout recorded %d, want 2", v)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("layout.version"), binary.BigEndian.AppendUint64(nil, 3))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if s, err := bolt.Open(path, bolt.Options{}); err == nil || !strings.Contains(err.Error(), "newer posthub") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("opening a layout-3 file: %v, want a refusal naming a newer posthub", err)
+	}
+	if v := version(); v != 3 {
+		t.Fatalf("the refused file's layout became %d", v)
 	}
 }

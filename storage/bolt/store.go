@@ -232,6 +232,16 @@ func migrateDeliveriesBeside(tx *bolt.Tx) error {
 	return nil
 }
 
+// layoutVersion is the file layout this version writes, recorded in the
+// meta bucket on every open after the migrations above have run: 2 has
+// deliveries, receipts and letters' event IDs beside their messages (no
+// version recorded: earlier layouts, migrated on open). A file with a
+// higher version is refused rather than misread — an older posthub would
+// not find what a newer one moved. (Versions before 2 do not check it.)
+const layoutVersion = 2
+
+var layoutKey = []byte("layout.version")
+
 // Open opens (creating if needed) the store file at path.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
@@ -257,6 +267,19 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: open %s", path)
 	}
+	var newer uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bMeta); m != nil {
+			if v := m.Get(layoutKey); len(v) == 8 && readU64(v) > layoutVersion {
+				newer = readU64(v)
+			}
+		}
+		return nil
+	})
+	if newer != 0 {
+		_ = db.Close()
+		return nil, hub.Errorf(hub.Internal, "bolt: %s has layout %d, written by a newer posthub (this one reads layouts up to %d): run that version, or a backup taken before it", path, newer, layoutVersion)
+	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		indexCodes := tx.Bucket(bPointCode) == nil
 		for _, name := range allBuckets {
@@ -278,7 +301,10 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := migrateEventRefs(tx); err != nil {
 			return err
 		}
-		return migrateReceiptsBeside(tx)
+		if err := migrateReceiptsBeside(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(layoutKey, u64(layoutVersion))
 	}); err != nil {
 		_ = db.Close()
 		return nil, hub.Wrap(hub.Internal, err, "bolt: initialise %s", path)

@@ -91,7 +91,7 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 // linger sends the answer held and, when the body has not arrived and the
 // client is sending it, discards the rest within the bounds.
 func (b Bodies) linger(held *early, rc *http.ResponseController, r *http.Request, in *arriving) {
-	sending := !in.done() && (in.reads.Load() > 0 || !expectsContinue(r))
+	sending := !in.done() && (in.read.Load() || !expectsContinue(r))
 	// Sending a header, the server first reads up to 256 KiB of a body
 	// left unread itself, to keep the connection, unless it knows that
 	// more than that is left (a declared length) or the answer closes the

@@ -15,14 +15,14 @@ import (
 // another goroutine (a pipe into the spool) while it answers.
 type arriving struct {
 	io.ReadCloser
-	size  int64 // declared; -1 when unknown (chunked)
-	got   atomic.Int64
-	reads atomic.Int64
-	eof   atomic.Bool
+	size int64 // declared; -1 when unknown (chunked)
+	got  atomic.Int64
+	read atomic.Bool // the handler has asked for some of it
+	eof  atomic.Bool
 }
 
 func (a *arriving) Read(p []byte) (int, error) {
-	a.reads.Add(1)
+	a.read.Store(true)
 	n, err := a.ReadCloser.Read(p)
 	a.got.Add(int64(n))
 	if err == io.EOF {

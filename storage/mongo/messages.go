@@ -31,6 +31,13 @@ type msgDoc struct {
 	Ct []hub.Counter `bson:"ct,omitempty"`
 }
 
+// The projections of a message read: Ev and Ct are repairEvents' alone,
+// so no other read fetches them (ClaimNext's and the viewer's included).
+var (
+	msgOnly           = bson.M{"ev": 0, "ct": 0}
+	msgWithoutContent = bson.M{"ev": 0, "ct": 0, "m.content": 0}
+)
+
 // delDoc is a delivery. State and Attempts of D are not kept here: a
 // delivery document is written once and never updated, so no
 // read-modify-write can lose a change. Parking lives in the parked
@@ -403,7 +410,7 @@ func newRcptDoc(r hub.Receipt, pending bool, tx string, now time.Time) rcptDoc {
 }
 
 func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error) {
-	d, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": uuid, "c": true})
+	d, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": uuid, "c": true}, options.FindOne().SetProjection(msgOnly))
 	if err == nil && !ok {
 		err = hub.Errorf(hub.NotFound, "message %s not found", uuid)
 	}
@@ -414,7 +421,7 @@ func (s *Store) GetMessage(ctx context.Context, uuid string) (hub.Message, error
 // 1,000), without their content.
 func (s *Store) GetMessages(ctx context.Context, uuids []string) (map[string]hub.Message, error) {
 	return findByIDs(ctx, s.messages, uuids, bson.M{"c": true}, func(d msgDoc) (string, hub.Message) { return d.ID, d.M },
-		options.Find().SetProjection(bson.M{"m.content": 0}))
+		options.Find().SetProjection(msgWithoutContent))
 }
 
 // SetMessageState is a single-field update of a committed message. On
@@ -450,7 +457,7 @@ func (s *Store) ListMessagesBySender(ctx context.Context, senderCVR, after strin
 			f["$or"] = bson.A{bson.M{"rcv": bson.M{"$lt": a.Rcv}}, bson.M{"rcv": a.Rcv, "_id": bson.M{"$lt": after}}}
 		}
 	}
-	docs, err := findAll[msgDoc](ctx, s.messages, f, options.Find().SetSort(sortBy("-rcv", "-_id")).SetLimit(int64(limit)))
+	docs, err := findAll[msgDoc](ctx, s.messages, f, options.Find().SetSort(sortBy("-rcv", "-_id")).SetLimit(int64(limit)).SetProjection(msgOnly))
 	out := make([]hub.Message, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, d.M)

@@ -523,7 +523,7 @@ func (s *Store) lease(ctx context.Context, d delDoc, st state, holder string, tt
 		fns := []func() error{func() error { _, err := s.leases.InsertOne(ctx, l); return err }}
 		if withMessage {
 			fns = append(fns, func() error {
-				m, mok, merr = findOne[msgDoc](ctx, s.messages, bson.M{"_id": d.Msg, "c": true})
+				m, mok, merr = findOne[msgDoc](ctx, s.messages, bson.M{"_id": d.Msg, "c": true}, options.FindOne().SetProjection(msgOnly))
 				return nil
 			})
 		}
@@ -723,7 +723,7 @@ func (s *Store) readAck(ctx context.Context, id, messageUUID string, receipts bo
 		p   parkDoc
 		rs  []rcptDoc
 	)
-	noContent := options.FindOne().SetProjection(bson.M{"m.content": 0})
+	noContent := options.FindOne().SetProjection(msgWithoutContent)
 	fns := []func() error{
 		func() (err error) { in.d, dok, err = findOne[delDoc](ctx, s.deliveries, bson.M{"_id": id}); return err },
 		func() (err error) { ls, err = findAll[leaseDoc](ctx, s.leases, bson.M{"d": id}); return err },
@@ -960,7 +960,7 @@ func (s *Store) finishAck(ctx context.Context, link leaseDoc) {
 			return err
 		},
 		func() (err error) {
-			in.m, in.mok, err = findOne[msgDoc](ctx, s.messages, bson.M{"_id": link.M, "c": true}, options.FindOne().SetProjection(bson.M{"m.content": 0}))
+			in.m, in.mok, err = findOne[msgDoc](ctx, s.messages, bson.M{"_id": link.M, "c": true}, options.FindOne().SetProjection(msgWithoutContent))
 			return err
 		},
 	}

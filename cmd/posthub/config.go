@@ -190,6 +190,7 @@ type serveConfig struct {
 	LogLevel         string
 	ShutdownTimeout  time.Duration
 	DebugAddr        string
+	GCPercent        int
 	MetricsAddr      string
 	MetricsToken     string
 	// Human logins and the policies.
@@ -302,6 +303,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ArchivePurgeInterval, "archive-purge-interval", time.Hour, "how often sent-archive copies older than -archive-retention are purged")
 	fs.DurationVar(&c.NotifyInterval, "notify-interval", time.Minute, "how often notifications of new post are worked out and sent")
 	fs.DurationVar(&c.OutboxInterval, "outbox-interval", 30*time.Second, "how often the print and SMS outboxes are looked at besides when this instance queues to them (items queued through another instance, or due for a retry, wait at most this long)")
+	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go's garbage-collection target: the heap grows this many percent over what is live before a collection (Go's own default is 100; the GOGC environment variable, when set, wins over this default but not over the flag)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (open to whoever reaches it unless -metrics-token is set); empty: on the API, for the operator or the metrics token")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "a token that opens /metrics and nothing else, for the Prometheus scraper (prefer the environment: POSTHUB_METRICS_TOKEN)")
@@ -453,6 +455,8 @@ func (c *serveConfig) check() error {
 		return fmt.Errorf("-eventlog-poll-interval %s: at least 100ms (the sealer's first wait after sealing)", c.EventlogPollInterval)
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
 		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
+	case c.GCPercent < 25 || c.GCPercent > 10000:
+		return fmt.Errorf("-gc-percent %d: between 25 and 10000", c.GCPercent)
 	case c.LingerTime < 0 || c.LingerBytes < 0:
 		return fmt.Errorf("-linger-time and -linger-bytes must not be negative (0: no lingering)")
 	case c.UploadMinRate > 0 && (c.UploadWindow < time.Second || c.UploadGrace < c.UploadWindow):

@@ -53,13 +53,16 @@ typedef struct {
 } ph_rec;
 
 // A per-call collector; its address is the userData of the error callbacks,
-// so concurrent validations never share state.
+// so concurrent validations never share state. The problems' array is
+// malloc'd at the first problem (and freed by ph_errs_free): a valid
+// document, the common case, costs no room for a hundred problems, and the
+// collector itself is small enough to live in a ph_ctx or on the Go heap.
 typedef struct {
 	int n;
 	int dropped;
 	ph_rec *rec; // when not NULL, the elements are recorded into it
 	int bad;     // ph_validate_stream: problems seen (not collected)
-	ph_err errs[PH_MAX_ERRS];
+	ph_err *errs; // PH_MAX_ERRS entries, or NULL before the first problem
 } ph_errs;
 
 static unsigned char *ph_rec_room(ph_rec *r, size_t need) {
@@ -206,6 +209,7 @@ static char *ph_path(xmlNodePtr node) {
 static void ph_collect(ph_errs *c, xmlErrorPtr e) {
 	if (c == NULL || e == NULL || e->level < XML_ERR_ERROR) return;
 	if (c->n >= PH_MAX_ERRS) { c->dropped++; return; }
+	if (c->errs == NULL && (c->errs = calloc(PH_MAX_ERRS, sizeof(ph_err))) == NULL) { c->dropped++; return; }
 	ph_err *r = &c->errs[c->n++];
 	r->domain = e->domain;
 	r->code = e->code;
@@ -238,15 +242,18 @@ static void ph_schema_error(void *data, xmlErrorPtr e) {
 	ph_collect((ph_errs *)data, e);
 }
 
-// ph_errs_free frees the collected strings; the collector itself is Go
-// memory (newErrs).
+// ph_errs_free frees the collected problems; the collector itself is Go
+// memory (newErrs) or part of a ph_ctx.
 static void ph_errs_free(ph_errs *c) {
 	if (c == NULL) return;
 	for (int i = 0; i < c->n; i++) {
 		free(c->errs[i].msg);
 		free(c->errs[i].path);
 	}
+	free(c->errs);
+	c->errs = NULL;
 	c->n = 0;
+	c->dropped = 0;
 }
 
 // The parse options for documents: XML_PARSE_HUGE lifts the 10 MB text-node
@@ -326,6 +333,7 @@ typedef struct {
 	xmlSchemaValidCtxtPtr v;
 	int uses;
 	ph_rec rec; // the last document's records, when asked for
+	ph_errs stream; // ph_validate_stream's collector, which only counts
 } ph_ctx;
 
 static void ph_ctx_free(ph_ctx *c) {
@@ -413,7 +421,9 @@ static int ph_validate(ph_ctx *c, ph_feed *feed, int fd, const char *buf, int le
 // wrong, -1 when the validator could not be plugged. On anything but 0
 // the caller validates the document again with ph_validate, on a fresh
 // context, so that refusals carry the tree's element paths and lines.
-static int ph_validate_stream(ph_ctx *c, const char *buf, int len, ph_errs *errs) {
+// Problems are only counted, in the context's own collector.
+static int ph_validate_stream(ph_ctx *c, const char *buf, int len) {
+	ph_errs *errs = &c->stream;
 	xmlParserCtxtPtr pctxt = c->p;
 	c->uses++;
 	c->rec.n = 0;
@@ -542,8 +552,7 @@ func (s *xsdSchema) run(feed *C.ph_feed, fd int, b []byte, valid func(records []
 	}
 	if valid != nil && b != nil {
 		// One pass without a tree for the common, valid document.
-		errs := newErrs()
-		rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+		rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)))
 		if rc == xsdValid {
 			var records []byte
 			if c.rec.failed == 0 && c.rec.n > 0 {
@@ -754,9 +763,9 @@ func (s *xsdSchema) validateFeed(x *xsdFeed, f *os.File) ([]hub.FieldError, erro
 }
 
 // newErrs returns a problem collector for one C call. It is Go memory
-// holding only C pointers (the strings ph_collect mallocs), which C may
-// write during the call; a calloc per validation cost a separate cgo call
-// and about 4% of a small message's accept.
+// holding only C pointers (the problems' array and strings ph_collect
+// mallocs), which C may write during the call; a calloc per validation
+// cost a separate cgo call and about 4% of a small message's accept.
 func newErrs() *C.ph_errs { return new(C.ph_errs) }
 
 func (s *xsdSchema) validate(fd int, b []byte, keep *os.File) ([]hub.FieldError, error) {
@@ -782,8 +791,12 @@ func outcome(rc C.int, errs *C.ph_errs) ([]hub.FieldError, error) {
 func collected(errs *C.ph_errs, rc int) []hub.FieldError {
 	n := int(errs.n)
 	out := make([]hub.FieldError, 0, n+1)
+	var all []C.ph_err
+	if n > 0 {
+		all = unsafe.Slice(errs.errs, n)
+	}
 	for i := 0; i < n; i++ {
-		e := &errs.errs[i]
+		e := &all[i]
 		fe := hub.FieldError{
 			Resource: "memo",
 			Line:     int(e.line),
@@ -919,8 +932,7 @@ func (s *xsdSchema) validatesInStream(b []byte) bool {
 	if err != nil || len(b) == 0 {
 		return false
 	}
-	errs := newErrs()
-	rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)), errs)
+	rc := C.ph_validate_stream(c, (*C.char)(unsafe.Pointer(&b[0])), C.int(len(b)))
 	s.done(c, rc)
 	return rc == xsdValid
 }

@@ -3,7 +3,7 @@
 # loopback (16 concurrent senders), latency at a fixed 1,500/s (#18's target rate), and a 99 MB
 # MeMo's accept time and the server's peak RSS against the xmllint floor —
 # on the embedded default and, when the test servers are built, on
-# FerretDB (MongoDB wire) + MinIO.
+# FerretDB (MongoDB wire, on PostgreSQL as in the tests) + MinIO.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/.cache/bin
@@ -93,21 +93,32 @@ echo
 echo "| backend | accepted/s (16 senders) | server CPU ms / message | p50 / p99 ms (max rate) | p50 / p99 ms at 1,500/s (achieved) | 99 MB accept | vs xmllint time | server peak RSS | RSS / message size |"
 echo "|---|---|---|---|---|---|---|---|---|"
 row "embedded (bolt + fs)"
-if [ -x "$BIN/ferretdb" ] && [ -x "$BIN/minio" ]; then
-  FP=$(free_port); MP=$(free_port)
-  mkdir -p "$WORK/ferret" "$WORK/minio"
-  "$BIN/ferretdb" --handler=sqlite --sqlite-url="file:$WORK/ferret/" --listen-addr=127.0.0.1:"$FP" --telemetry=disable \
-    --state-dir="$WORK/ferret" --log-level=error >"$WORK/ferret.log" 2>&1 &
+# The scale-out set-up on the servers the tests use (internal/testservers:
+# FerretDB on PostgreSQL, MinIO), started by internal/cmd/testservers, which
+# stops them when this script ends (SIGTERM from cleanup, or its standard
+# input, a FIFO held open here, closing with this shell).
+ts_up() {
+  [ -x "$BIN/ferretdb" ] && [ -x "$BIN/minio" ] || return 1
+  go build -o "$WORK/testservers" ./internal/cmd/testservers
+  mkfifo "$WORK/ts.in"
+  exec 7<>"$WORK/ts.in"
+  POSTHUB_TEST_BIN=$BIN "$WORK/testservers" <"$WORK/ts.in" 7>&- >"$WORK/ts.env" 2>"$WORK/ts.log" &
   PIDS+=($!)
-  MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=benchbench MINIO_BROWSER=off MINIO_UPDATE=off \
-    "$BIN/minio" server "$WORK/minio" --address 127.0.0.1:"$MP" --quiet >"$WORK/minio.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$MP/minio/health/live" >/dev/null && break; sleep 0.2; done
-  sleep 1
-  row "FerretDB + MinIO" -metadata mongo -mongo-uri "mongodb://127.0.0.1:$FP/" -blobs s3 -s3-endpoint 127.0.0.1:"$MP" \
-    -s3-access-key bench -s3-secret-key benchbench
+  local pid=$!
+  for _ in $(seq 1 600); do
+    grep -q '^READY=1$' "$WORK/ts.env" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  grep -q '^READY=1$' "$WORK/ts.env" || return 1
+  # shellcheck disable=SC1091
+  . "$WORK/ts.env"
+}
+if ts_up; then
+  row "FerretDB (PostgreSQL) + MinIO" -metadata mongo -mongo-uri "$MONGO_URI" -blobs s3 -s3-endpoint "$S3_ENDPOINT" \
+    -s3-access-key "$S3_ACCESS_KEY" -s3-secret-key "$S3_SECRET_KEY"
 else
-  echo "| FerretDB + MinIO | not measured: run make testservers first | | | | | | | |"
+  echo "| FerretDB (PostgreSQL) + MinIO | not measured: $(tail -1 "$WORK/ts.log" 2>/dev/null || echo "run make testservers first") | | | | | | | |"
 fi
 echo
 echo "Targets (embedded, this 2-core machine, #18): ≥ 3,000 accepted/s at ≤ 0.5 ms server CPU per message; p99 ≤ 30 ms at 1,500/s; 99 MB in ≤ 1.3× xmllint's time with peak RSS ≤ 1.5× the message size."

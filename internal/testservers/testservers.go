@@ -123,6 +123,32 @@ func FerretDB(tb testing.TB) (uri string) {
 	return "mongodb://" + ferretdb.addr + "/"
 }
 
+// Backends starts, outside a test, the servers of the scale-out set-up —
+// FerretDB (on the handler FerretDBHandler names, with its PostgreSQL) and
+// MinIO — for `make bench` (internal/cmd/testservers), and returns the
+// FerretDB URI, MinIO's endpoint and credentials, and Stop, which ends
+// them. The same guarantees hold as in tests: fresh directories, loopback
+// ports, no server outliving this process.
+func Backends() (mongoURI, s3Endpoint, accessKey, secretKey string, err error) {
+	handler := FerretDBHandler()
+	if handler == "postgresql" {
+		if err := postgres.ensure("postgres", startPostgres); err != nil {
+			return "", "", "", "", err
+		}
+	}
+	if err := ferretdb.ensure("ferretdb", func(s *server, bin string) error { return startFerretDB(s, bin, handler) }); err != nil {
+		return "", "", "", "", err
+	}
+	if err := minio.ensure("minio", startMinIO); err != nil {
+		return "", "", "", "", err
+	}
+	return "mongodb://" + ferretdb.addr + "/", minio.addr, minioUser, minioPassword, nil
+}
+
+// Stop ends every server this process started (what Main does after the
+// tests).
+func Stop() { stopAll() }
+
 // FerretDBHandler names the FerretDB backend the tests run on:
 // "postgresql" (the default) or "sqlite".
 func FerretDBHandler() string {
@@ -184,9 +210,8 @@ type server struct {
 	dir  string          // temporary directory holding its data and log
 }
 
-// get starts the server once and fails or skips tb if it is unavailable.
-func (s *server) get(tb testing.TB, name string, start func(s *server, bin string) error) {
-	tb.Helper()
+// ensure starts the server once; it returns why it is unavailable.
+func (s *server) ensure(name string, start func(s *server, bin string) error) error {
 	s.once.Do(func() {
 		find := lookBin
 		if name == "postgres" {
@@ -199,7 +224,13 @@ func (s *server) get(tb testing.TB, name string, start func(s *server, bin strin
 		}
 		s.err = start(s, bin)
 	})
-	if s.err == nil {
+	return s.err
+}
+
+// get starts the server once and fails or skips tb if it is unavailable.
+func (s *server) get(tb testing.TB, name string, start func(s *server, bin string) error) {
+	tb.Helper()
+	if s.ensure(name, start) == nil {
 		return
 	}
 	if errors.Is(s.err, errMissing) && !required() {

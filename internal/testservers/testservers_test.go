@@ -188,3 +188,26 @@ func TestOpenIDProvider(t *testing.T) {
 		t.Fatal("a code was redeemed twice")
 	}
 }
+
+// TestBackends: the servers make bench starts outside a test
+// (internal/cmd/testservers) are the tests' own, and answer.
+func TestBackends(t *testing.T) {
+	uri := testservers.FerretDB(t) // skips (or fails under require) as the tests do
+	endpoint, _, _ := testservers.MinIO(t)
+	gotURI, gotEndpoint, key, secret, err := testservers.Backends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotURI != uri || gotEndpoint != endpoint {
+		t.Fatalf("Backends: %s, %s; the tests' servers: %s, %s", gotURI, gotEndpoint, uri, endpoint)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := minio.New(gotEndpoint, &minio.Options{Creds: credentials.NewStaticV4(key, secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListBuckets(ctx); err != nil {
+		t.Fatalf("MinIO with Backends' credentials: %v", err)
+	}
+}

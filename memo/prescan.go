@@ -210,15 +210,15 @@ func (s *prologScanner) xmlDecl() *prescanError {
 	if end < 0 {
 		return s.short("the XML declaration")
 	}
-	decl := string(s.b[s.pos+5 : s.pos+end])
-	if i := strings.Index(decl, "encoding"); i >= 0 {
-		rest := strings.TrimLeft(decl[i+len("encoding"):], " \t\r\n")
-		if strings.HasPrefix(rest, "=") {
-			rest = strings.TrimLeft(rest[1:], " \t\r\n")
+	decl := s.b[s.pos+5 : s.pos+end]
+	if i := bytes.Index(decl, []byte("encoding")); i >= 0 {
+		rest := bytes.TrimLeft(decl[i+len("encoding"):], " \t\r\n")
+		if bytes.HasPrefix(rest, []byte("=")) {
+			rest = bytes.TrimLeft(rest[1:], " \t\r\n")
 			if len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'') {
-				if j := strings.IndexByte(rest[1:], rest[0]); j >= 0 {
+				if j := bytes.IndexByte(rest[1:], rest[0]); j >= 0 {
 					enc := rest[1 : 1+j]
-					if !strings.EqualFold(enc, "UTF-8") && !strings.EqualFold(enc, "UTF8") {
+					if !bytes.EqualFold(enc, []byte("UTF-8")) && !bytes.EqualFold(enc, []byte("UTF8")) {
 						return s.fail(CodeEncodingNotSupported, "encoding %q is not supported; MeMo documents are encoded in UTF-8", enc)
 					}
 				}
@@ -234,25 +234,92 @@ func prologNameByte(c byte) bool {
 		c == '_' || c == '-' || c == '.' || c == ':'
 }
 
-func (s *prologScanner) name() string {
+// name reads an XML name at pos. It aliases the scanned bytes.
+func (s *prologScanner) name() []byte {
 	start := s.pos
 	for s.pos < len(s.b) && prologNameByte(s.b[s.pos]) {
 		s.pos++
 	}
-	return string(s.b[start:s.pos])
+	return s.b[start:s.pos]
+}
+
+// prologAttr is an attribute of the root start tag: its name as written
+// and its value with references decoded, both aliasing the scanned bytes
+// unless the value had references to decode.
+type prologAttr struct{ name, val []byte }
+
+// rootAttrs holds the root's attributes while root reads them. A MeMo's
+// root has a dozen (mostly namespace declarations), which are compared
+// pairwise for repeats without a map; a root with more gets a map, so
+// that a tag built of thousands of attributes costs linear time. The
+// methods take and return it by value, so that its first room can stay
+// on root's stack.
+type rootAttrs struct {
+	list []prologAttr
+	seen map[string]struct{}
+}
+
+// rootAttrsLinear is how many attributes rootAttrs compares pairwise.
+const rootAttrsLinear = 16
+
+// add appends a, or reports false when an attribute of its name is there.
+func (r rootAttrs) add(a prologAttr) (rootAttrs, bool) {
+	if r.seen == nil && len(r.list) < rootAttrsLinear {
+		if r.find(a.name) >= 0 {
+			return r, false
+		}
+		r.list = append(r.list, a)
+		return r, true
+	}
+	if r.seen == nil {
+		r.seen = make(map[string]struct{}, 2*len(r.list))
+		for _, b := range r.list {
+			r.seen[string(b.name)] = struct{}{}
+		}
+	}
+	if _, dup := r.seen[string(a.name)]; dup {
+		return r, false
+	}
+	r.seen[string(a.name)] = struct{}{}
+	r.list = append(r.list, a)
+	return r, true
+}
+
+// find returns the index of the attribute named name, or -1.
+func (r rootAttrs) find(name []byte) int {
+	for i, a := range r.list {
+		if bytes.Equal(a.name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// nsOf returns the namespace the root declares for prefix ("" for the
+// default namespace) and whether it declares one. "xmlns" and "xmlns:"
+// both declare the default namespace; the later one counts.
+func (r rootAttrs) nsOf(prefix []byte) (uri []byte, declared bool) {
+	for _, a := range r.list {
+		if n := a.name; bytes.HasPrefix(n, []byte("xmlns")) &&
+			(len(prefix) == 0 && len(n) == 5 || len(n) == 6+len(prefix) && n[5] == ':' && bytes.Equal(n[6:], prefix)) {
+			uri, declared = a.val, true
+		}
+	}
+	return uri, declared
 }
 
 // root reads the root start tag: its name, namespace declarations and
-// memoVersion.
+// memoVersion. It runs for every letter, so it allocates nothing but its
+// refusals.
 func (s *prologScanner) root() (prolog, *prescanError) {
 	rootLine := s.line()
 	s.pos++ // '<'
 	qname := s.name()
-	if qname == "" {
+	if len(qname) == 0 {
 		return prolog{}, s.fail(CodeNotWellFormed, "invalid root element name")
 	}
-	ns := map[string]string{}
-	attrs := map[string]string{}
+	var room [rootAttrsLinear]prologAttr
+	attrs := rootAttrs{list: room[:0]}
 	for {
 		sawSpace := s.pos < len(s.b) && prologSpace(s.b[s.pos])
 		s.skipSpace()
@@ -267,7 +334,7 @@ func (s *prologScanner) root() (prolog, *prescanError) {
 			return prolog{}, s.fail(CodeNotWellFormed, "malformed root start tag")
 		}
 		name := s.name()
-		if name == "" {
+		if len(name) == 0 {
 			return prolog{}, s.fail(CodeNotWellFormed, "malformed attribute in the root start tag")
 		}
 		s.skipSpace()
@@ -296,44 +363,49 @@ func (s *prologScanner) root() (prolog, *prescanError) {
 		if !ok {
 			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s has a malformed value", name)
 		}
-		if _, dup := attrs[name]; dup {
+		var fresh bool
+		if attrs, fresh = attrs.add(prologAttr{name, val}); !fresh {
 			return prolog{}, s.fail(CodeNotWellFormed, "attribute %s is repeated", name)
 		}
-		attrs[name] = val
-		switch {
-		case name == "xmlns":
-			ns[""] = val
-		case strings.HasPrefix(name, "xmlns:"):
-			ns[name[len("xmlns:"):]] = val
-		}
 	}
-	prefix, local := "", qname
-	if i := strings.IndexByte(qname, ':'); i >= 0 {
+	var prefix, local []byte
+	if i := bytes.IndexByte(qname, ':'); i >= 0 {
 		prefix, local = qname[:i], qname[i+1:]
+	} else {
+		local = qname
 	}
-	uri, declared := ns[prefix]
+	uri, declared := attrs.nsOf(prefix)
 	fail := func(code, format string, args ...any) (prolog, *prescanError) {
-		return prolog{}, &prescanError{code: code, msg: fmt.Sprintf(format, args...), line: rootLine, field: "/" + local}
+		return prolog{}, &prescanError{code: code, msg: fmt.Sprintf(format, args...), line: rootLine, field: "/" + string(local)}
 	}
 	switch {
-	case prefix != "" && !declared:
+	case len(prefix) != 0 && !declared:
 		return fail(CodeRootInvalid, "the root element's prefix %q is not declared", prefix)
-	case local != "Message":
+	case string(local) != "Message":
 		return fail(CodeRootInvalid, "the root element must be Message in namespace %s, not %s", NSMemo, local)
-	case uri != NSMemo:
-		if uri == "" {
+	case string(uri) != NSMemo:
+		if len(uri) == 0 {
 			return fail(CodeRootInvalid, "the root element Message must be in namespace %s; it has no namespace", NSMemo)
 		}
 		return fail(CodeRootInvalid, "the root element Message must be in namespace %s, not %s", NSMemo, uri)
 	}
-	raw, ok := attrs["memoVersion"]
-	if !ok {
+	i := attrs.find([]byte("memoVersion"))
+	if i < 0 {
 		return fail(CodeVersionMissing, "the Message element has no memoVersion attribute; supported versions are %s", strings.Join(SupportedVersions, " and "))
 	}
+	rawVersion := attrs.list[i].val
+	for _, sv := range SupportedVersions {
+		// The canonical spelling, as nearly every letter writes it, needs
+		// no canonicalDecimal.
+		if string(rawVersion) == sv {
+			return prolog{version: sv, rootLine: rootLine}, nil
+		}
+	}
+	raw := string(rawVersion)
 	v := canonicalDecimal(raw)
 	for _, sv := range SupportedVersions {
 		if v == sv {
-			return prolog{version: v, rootLine: rootLine}, nil
+			return prolog{version: sv, rootLine: rootLine}, nil
 		}
 	}
 	p, err := fail(CodeVersionNotSupported, "memoVersion %q is not supported; supported versions are %s", raw, strings.Join(SupportedVersions, " and "))
@@ -344,17 +416,19 @@ func (s *prologScanner) root() (prolog, *prescanError) {
 	return p, err
 }
 
-// prologAttrValue decodes the references XML allows in an attribute value without
-// a DTD (the five predefined entities and character references) and
-// normalises whitespace as XML does. Any other reference is malformed.
-func prologAttrValue(raw []byte) (string, bool) {
+// prologAttrValue decodes the references XML allows in an attribute value
+// without a DTD (the five predefined entities and character references) and
+// normalises whitespace as XML does. Any other reference is malformed. A
+// value with nothing to decode is raw itself, not a copy.
+func prologAttrValue(raw []byte) ([]byte, bool) {
 	if bytes.IndexByte(raw, '<') >= 0 {
-		return "", false
+		return nil, false
 	}
 	if bytes.IndexByte(raw, '&') < 0 && !bytes.ContainsAny(raw, "\t\r\n") {
-		return string(raw), true
+		return raw, true
 	}
-	return DecodeReferences(raw, true)
+	v, ok := DecodeReferences(raw, true)
+	return []byte(v), ok
 }
 
 // DecodeReferences decodes the references XML allows without a DTD — the

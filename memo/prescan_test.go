@@ -1,6 +1,9 @@
 package memo
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -8,6 +11,12 @@ import (
 func TestPrescan(t *testing.T) {
 	const ns = `xmlns:memo="https://DigitalPost.dk/MeMo-1"`
 	long := strings.Repeat("x", prescanLimit)
+	// many is more attributes than rootAttrs compares pairwise.
+	var many string
+	for i := range rootAttrsLinear + 1 {
+		many += fmt.Sprintf(` a%d="%d"`, i, i)
+	}
+	many += " "
 	tests := []struct {
 		name    string
 		doc     string
@@ -22,6 +31,8 @@ func TestPrescan(t *testing.T) {
 		{name: "decimal version is canonicalised", doc: `<memo:Message ` + ns + ` memoVersion=" 01.10 ">`, version: "1.1"},
 		{name: "character reference in version", doc: `<memo:Message ` + ns + ` memoVersion="1&#46;2">`, version: "1.2"},
 		{name: "greater-than inside an attribute value", doc: `<memo:Message a="x>y" ` + ns + ` memoVersion="1.2">`, version: "1.2"},
+		{name: "many attributes", doc: `<memo:Message ` + many + ns + ` memoVersion="1.2">`, version: "1.2"},
+		{name: "namespace declared after many attributes", doc: `<memo:Message ` + many + ` a17="1" ` + ns + ` memoVersion="1.2">`, version: "1.2"},
 
 		{name: "doctype refused", doc: "<?xml version=\"1.0\"?>\n<!DOCTYPE Message>\n<Message/>", code: CodeDoctypeNotAllowed, line: 2},
 		{name: "lowercase doctype refused", doc: "<!doctype Message><Message/>", code: CodeDoctypeNotAllowed, line: 1},
@@ -42,6 +53,9 @@ func TestPrescan(t *testing.T) {
 		{name: "truncated start tag", doc: `<memo:Message ` + ns + ` memoVersion="1.2"`, code: CodeNotWellFormed, line: 1},
 		{name: "unquoted attribute", doc: `<memo:Message memoVersion=1.2>`, code: CodeNotWellFormed, line: 1},
 		{name: "repeated attribute", doc: `<memo:Message ` + ns + ` memoVersion="1.2" memoVersion="1.1">`, code: CodeNotWellFormed, line: 1},
+		{name: "repeated attribute among many", doc: `<memo:Message ` + ns + many + ` memoVersion="1.2" a3="2">`, code: CodeNotWellFormed, line: 1},
+		{name: "repeated attribute after many", doc: `<memo:Message ` + ns + ` memoVersion="1.2"` + many + ` memoVersion="1.1">`, code: CodeNotWellFormed, line: 1},
+		{name: "repeated namespace declaration", doc: `<memo:Message ` + ns + " " + ns + ` memoVersion="1.2">`, code: CodeNotWellFormed, line: 1},
 		{name: "undefined entity in attribute", doc: `<memo:Message ` + ns + ` memoVersion="&v;">`, code: CodeNotWellFormed, line: 1},
 		{name: "prolog longer than the bound", doc: "<!--" + long + "-->" + `<memo:Message ` + ns + ` memoVersion="1.2">`, code: CodePrologTooLong, line: 1},
 	}
@@ -130,5 +144,20 @@ func TestCheckPrologAsksForMoreRatherThanGuess(t *testing.T) {
 	}
 	if root, _, got := CheckProlog([]byte("<!-- c -->\n<memo:Message/>"), true); got != nil || root != len("<!-- c -->\n") {
 		t.Fatalf("root at %d, %+v", root, got)
+	}
+}
+
+// The prescan runs before every letter: on a valid one it allocates
+// nothing (its refusals excepted).
+func TestPrescanOfALetterAllocatesNothing(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("testdata", "samples", "v1.1", "MeMo_Full_Example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, perr := prescan(doc, true); perr != nil {
+		t.Fatalf("refused: %+v", perr)
+	}
+	if n := testing.AllocsPerRun(100, func() { prescan(doc, true) }); n != 0 {
+		t.Fatalf("%v allocations per prescan, want 0", n)
 	}
 }

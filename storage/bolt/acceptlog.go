@@ -125,6 +125,7 @@ type logEntry struct {
 	lsn    uint64
 	size   int // bytes held for it until applied
 	frame  []byte
+	pooled *[]byte       // frame's buffer, given back once applied (framepool.go)
 	synced chan struct{} // closed once durable, or forgotten after a failed append
 	err    error         // the append's outcome, set before synced is closed
 }
@@ -165,6 +166,7 @@ type acceptLog struct {
 	applyErr  error // the last apply failed (nil once one succeeds)
 	closing   bool
 	changedCh chan struct{} // closed when entries leave the log (applied, or forgotten after a failed append)
+	frames    frameFree     // applied entries' frames, for encode to reuse
 
 	durable atomic.Uint64 // every entry up to this lsn is durable
 	applied atomic.Uint64 // every entry up to this lsn is in bbolt
@@ -306,11 +308,15 @@ func readSegment(path string, fn func(*logEntry) error, newest bool) error {
 // counters, the events and the deliveries, or 'D' and the deliveries. A
 // section is a 4-byte length and its bytes; a list is a 4-byte count and
 // its sections.
-func (e *logEntry) encode() {
+//
+// The frame's buffer is taken from free (guarded by the log's mutex, as
+// encode runs under it).
+func (e *logEntry) encode(free *frameFree) {
 	w := e.w
 	// The frame is sized exactly: it is encoded under the log's mutex, and
 	// a guess that falls short copies the whole frame, content and all,
-	// once more (an event's record is longer than any fixed guess).
+	// once more (an event's record is longer than any fixed guess). Its
+	// buffer is reused, and goes back once the entry is applied (recycle).
 	n := logHeader + 1 + 4 + len(w.dsRaw)*4
 	for _, b := range w.dsRaw {
 		n += len(b)
@@ -321,7 +327,8 @@ func (e *logEntry) encode() {
 			n += len(b)
 		}
 	}
-	f := make([]byte, logHeader, n)
+	f, pooled := free.get(n)
+	f = f[:logHeader]
 	section := func(b []byte) {
 		f = binary.BigEndian.AppendUint32(f, uint32(len(b)))
 		f = append(f, b...)
@@ -346,7 +353,25 @@ func (e *logEntry) encode() {
 		f = append(f, 'D')
 	}
 	list(w.dsRaw)
-	e.frame = f
+	e.frame, e.pooled = f, pooled
+}
+
+// recycle gives the frame of an applied entry back for reuse. Only the
+// applier calls it, with l.mu held, after the commit that applied e and
+// after forget: e is in none of the log's maps or lists then, and every
+// reader of its frame (the writer's copy into the segment, message's copy
+// of the content) reads under l.mu or before e became durable, so none
+// can reach the buffer any more.
+func (l *acceptLog) recycle(e *logEntry) {
+	if e.pooled == nil {
+		return
+	}
+	p := e.pooled
+	e.frame, e.pooled = nil, nil
+	if e.w.m.UUID != "" {
+		e.w.m.Content = nil // it pointed into the frame
+	}
+	l.frames.put(p)
 }
 
 // seal stamps the lsn, length and checksum.
@@ -540,7 +565,7 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		l.mu.Unlock()
 		return hub.Wrap(hub.Internal, err, "bolt")
 	}
-	e.encode()
+	e.encode(&l.frames)
 	e.seal(l.nextLSN)
 	l.nextLSN++
 	e.size = len(e.frame)
@@ -816,6 +841,7 @@ func (l *acceptLog) applyLoop() {
 			l.toApply = l.toApply[len(batch):]
 			for _, e := range batch {
 				l.forget(e)
+				l.recycle(e)
 			}
 			upTo := batch[len(batch)-1].lsn
 			l.applied.Store(upTo)
@@ -957,14 +983,26 @@ func (l *acceptLog) logged(ctx context.Context, uuid string) (*logEntry, error) 
 	}
 }
 
-// message returns the logged, unapplied message uuid with its content.
-func (l *acceptLog) message(ctx context.Context, uuid string) (hub.Message, bool, error) {
+// message returns the logged, unapplied message uuid, with a copy of its
+// content when withContent.
+func (l *acceptLog) message(ctx context.Context, uuid string, withContent bool) (hub.Message, bool, error) {
 	e, err := l.logged(ctx, uuid)
 	if e == nil || err != nil {
 		return hub.Message{}, false, err
 	}
+	// The content is in the entry's frame, which goes back to its pool
+	// once the entry is applied (recycle, under l.mu): it is copied under
+	// l.mu while the entry is still logged, else read from bbolt.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byUUID[uuid] != e {
+		return hub.Message{}, false, nil // applied meanwhile: in bbolt now
+	}
 	m := e.w.m
-	m.Content = bytes.Clone(m.Content)
+	m.Content = nil
+	if withContent {
+		m.Content = bytes.Clone(e.w.m.Content)
+	}
 	return m, true, nil
 }
 

@@ -505,9 +505,10 @@ func TestAcceptLogRefusesAnEntryThatDoesNotDecode(t *testing.T) {
 	}
 }
 
-// The frame is encoded under the log's mutex: it is allocated once, at its
-// exact size, for a message with events and deliveries and for deliveries
-// alone, and decodes to what was written.
+// The frame is encoded under the log's mutex: it is written once, into a
+// buffer taken from the free frames for its exact size (never grown), for
+// a message with events and deliveries and for deliveries alone, and
+// decodes to what was written.
 func TestAcceptLogFrameIsSizedExactly(t *testing.T) {
 	uuid := "m-frame"
 	ds := []hub.Delivery{storagetest.Delivery(uuid, "system/a", t0), storagetest.Delivery(uuid, "system/b", t0)}
@@ -528,10 +529,10 @@ func TestAcceptLogFrameIsSizedExactly(t *testing.T) {
 	alone := &messageWrite{ds: w.ds, dsRaw: w.dsRaw}
 	for name, w := range map[string]*messageWrite{"message": w, "deliveries alone": alone} {
 		e := &logEntry{w: w}
-		e.encode()
+		e.encode(&frameFree{})
 		e.seal(7)
-		if len(e.frame) != cap(e.frame) {
-			t.Errorf("%s: frame of %d bytes in a buffer of %d", name, len(e.frame), cap(e.frame))
+		if _, size := frameClass(len(e.frame)); e.pooled == nil || cap(e.frame) != size || &e.frame[0] != &(*e.pooled)[:1][0] {
+			t.Errorf("%s: frame of %d bytes in a buffer of %d, not the reused one of its class (%d bytes)", name, len(e.frame), cap(e.frame), size)
 		}
 		got, n, err := decodeFrame(e.frame)
 		if err != nil || n != len(e.frame) || got.lsn != 7 {

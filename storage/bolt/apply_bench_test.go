@@ -170,3 +170,80 @@ func ackRecord(now time.Time) hub.AckRecord {
 		return &r, []hub.Event{ev}, nil
 	}
 }
+
+// BenchmarkLetterAllocs measures what a letter costs the process, with
+// -benchmem: "accept" is PutMessageWith of a letter shaped as the hub
+// makes it (putLetter, with MeMo_Full_Example's 16 KiB inline) by 16
+// writers, up to its apply to bbolt (the accept log, the apply's commit);
+// "seal" is the sealer's PendingEvents and SealEvents of those letters'
+// three events each, in batches of 1000. The allocations are counted for
+// the whole process, so the background writer and applier are in them.
+func BenchmarkLetterAllocs(b *testing.B) {
+	content := bytes.Repeat([]byte("<memo>x</memo>"), 16384/14+1)[:16384]
+	const queue = "mailbox/0101011234/AUTHORITY_POST"
+	ctx := context.Background()
+	open := func(b *testing.B) *Store {
+		s, err := Open(filepath.Join(b.TempDir(), "posthub.db"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	put := func(b *testing.B, s *Store, n int) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(n) {
+					if err := putLetter(ctx, s, content, queue); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := s.alog.wait(ctx, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("accept", func(b *testing.B) {
+		s := open(b)
+		put(b, s, 200) // the buckets' first pages
+		b.ResetTimer()
+		put(b, s, b.N)
+	})
+	b.Run("seal", func(b *testing.B) {
+		s := open(b)
+		put(b, s, b.N)
+		lease, err := s.LeaseSealer(ctx, hub.SealerLease{Holder: "bench"}, time.Hour, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		sealed := 0
+		for {
+			evs, err := s.PendingEvents(ctx, 1000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			for i := range evs {
+				evs[i].Seq, evs[i].Hash = lease.Seq+1+uint64(i), "h"
+			}
+			if lease, err = s.SealEvents(ctx, lease, evs); err != nil {
+				b.Fatal(err)
+			}
+			sealed += len(evs)
+		}
+		b.StopTimer()
+		if sealed != 3*b.N {
+			b.Fatalf("sealed %d events of %d letters", sealed, b.N)
+		}
+	})
+}

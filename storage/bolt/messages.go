@@ -306,7 +306,7 @@ func (s *Store) loggedMessage(ctx context.Context, uuid string) (hub.Message, bo
 	if s.alog == nil {
 		return hub.Message{}, false, nil
 	}
-	return s.alog.message(ctx, uuid)
+	return s.alog.message(ctx, uuid, true)
 }
 
 // readMessage is GetMessage's read of bbolt: the record with its inline
@@ -340,12 +340,11 @@ func (s *Store) GetMessages(ctx context.Context, uuids []string) (map[string]hub
 	var rest []string
 	for _, u := range uuids {
 		if s.alog != nil {
-			lm, ok, err := s.alog.message(ctx, u)
+			lm, ok, err := s.alog.message(ctx, u, false)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				lm.Content = nil
 				out[u] = lm
 				continue
 			}

@@ -464,14 +464,23 @@ func (m *Message) Documents() []DocumentRef {
 		return nil
 	}
 	refs := make([]DocumentRef, 0, 1+len(b.AdditionalDocument)+len(b.TechnicalDocument))
-	refs = append(refs, DocumentRef{MainDocumentKind, "/Message/MessageBody/MainDocument", &b.MainDocument})
+	refs = append(refs, DocumentRef{MainDocumentKind, documentPath(MainDocumentKind, 0), &b.MainDocument})
 	for i := range b.AdditionalDocument {
-		refs = append(refs, DocumentRef{AdditionalDocumentKind, "/Message/MessageBody/AdditionalDocument[" + itoa(i+1) + "]", &b.AdditionalDocument[i]})
+		refs = append(refs, DocumentRef{AdditionalDocumentKind, documentPath(AdditionalDocumentKind, i), &b.AdditionalDocument[i]})
 	}
 	for i := range b.TechnicalDocument {
-		refs = append(refs, DocumentRef{TechnicalDocumentKind, "/Message/MessageBody/TechnicalDocument[" + itoa(i+1) + "]", &b.TechnicalDocument[i]})
+		refs = append(refs, DocumentRef{TechnicalDocumentKind, documentPath(TechnicalDocumentKind, i), &b.TechnicalDocument[i]})
 	}
 	return refs
+}
+
+// documentPath is the path of the i'th (from 0) document of kind k, as
+// DocumentRef.Path spells it.
+func documentPath(k DocumentKind, i int) string {
+	if k == MainDocumentKind {
+		return "/Message/MessageBody/MainDocument"
+	}
+	return "/Message/MessageBody/" + k.Element() + "[" + itoa(i+1) + "]"
 }
 
 // Files lists every File of the message in document order.

@@ -474,7 +474,7 @@ func (p *parser) attention(path string, a *AttentionData) error {
 			return p.leaves(path, name, leaf{"sor:sorIdentifier", &v.SORIdentifier}, leaf{"sor:entryName", &v.EntryName})
 		case "grd:Address":
 			a.Address = &Address{}
-			return p.address(path+"/"+name, a.Address)
+			return p.address(path, a.Address)
 		case "grd:UnstructuredAddress":
 			v := &UnstructuredAddress{}
 			a.UnstructuredAddress = v
@@ -488,8 +488,10 @@ func (p *parser) productionUnit(parent, name string, v *ProductionUnit) error {
 	return p.leaves(parent, name, leaf{"grd:productionUnitNumber", &v.ProductionUnitNumber}, leaf{"grd:productionUnitName", &v.ProductionUnitName})
 }
 
-func (p *parser) address(path string, a *Address) error {
-	return p.children(path, func(name string) error {
+// address reads parent's grd:Address; its path is spelled out only for
+// an error.
+func (p *parser) address(parent string, a *Address) error {
+	return p.children(parent, func(name string) error {
 		switch name {
 		case "grd:id":
 			return p.into(&a.ID)
@@ -512,9 +514,9 @@ func (p *parser) address(path string, a *Address) error {
 		case "grd:AddressPoint":
 			v := &AddressPoint{}
 			a.AddressPoint = v
-			return p.leaves(path, name, leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
+			return p.leaves(parent, "grd:Address/grd:AddressPoint", leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
 		}
-		return p.unexpected(path, name)
+		return p.unexpected(parent+"/grd:Address", name)
 	})
 }
 
@@ -525,7 +527,7 @@ func (p *parser) contentData(c *ContentData) error {
 		case "grd:CPRdata":
 			v := &CPRdata{}
 			c.CPRdata = v
-			return p.children(path+"/"+name, func(n string) error {
+			return p.children(path+"/grd:CPRdata", func(n string) error {
 				switch n {
 				case "grd:cprNumber":
 					v.line = p.s.tokLine
@@ -533,12 +535,12 @@ func (p *parser) contentData(c *ContentData) error {
 				case "grd:name":
 					return p.into(&v.Name)
 				}
-				return p.unexpected(path+"/"+name, n)
+				return p.unexpected(path+"/grd:CPRdata", n)
 			})
 		case "grd:CVRdata":
 			v := &CVRdata{}
 			c.CVRdata = v
-			return p.children(path+"/"+name, func(n string) error {
+			return p.children(path+"/grd:CVRdata", func(n string) error {
 				switch n {
 				case "grd:cvrNumber":
 					v.line = p.s.tokLine
@@ -546,7 +548,7 @@ func (p *parser) contentData(c *ContentData) error {
 				case "grd:companyName":
 					return p.into(&v.CompanyName)
 				}
-				return p.unexpected(path+"/"+name, n)
+				return p.unexpected(path+"/grd:CVRdata", n)
 			})
 		case "dmv:MotorVehicle":
 			v := &MotorVehicle{}
@@ -577,7 +579,7 @@ func (p *parser) contentData(c *ContentData) error {
 			return p.leaves(path, name, leaf{"udd:educationCode", &v.EducationCode}, leaf{"udd:educationName", &v.EducationName})
 		case "grd:Address":
 			c.Address = &Address{}
-			return p.address(path+"/"+name, c.Address)
+			return p.address(path, c.Address)
 		case "grd:UnstructuredAddress":
 			v := &UnstructuredAddress{}
 			c.UnstructuredAddress = v
@@ -654,21 +656,41 @@ func (p *parser) body(b *MessageBody) error {
 		case "createdDateTime":
 			return p.into(&b.CreatedDateTime)
 		case "MainDocument":
-			return p.document(path+"/"+name, MainDocumentKind, &b.MainDocument)
+			return p.document(MainDocumentKind, &b.MainDocument)
 		case "AdditionalDocument":
 			b.AdditionalDocument = append(b.AdditionalDocument, Document{})
-			return p.document(path+"/"+name, AdditionalDocumentKind, &b.AdditionalDocument[len(b.AdditionalDocument)-1])
+			return p.document(AdditionalDocumentKind, &b.AdditionalDocument[len(b.AdditionalDocument)-1])
 		case "TechnicalDocument":
 			b.TechnicalDocument = append(b.TechnicalDocument, Document{})
-			return p.document(path+"/"+name, TechnicalDocumentKind, &b.TechnicalDocument[len(b.TechnicalDocument)-1])
+			return p.document(TechnicalDocumentKind, &b.TechnicalDocument[len(b.TechnicalDocument)-1])
 		}
 		return p.unexpected(path, name)
 	})
 }
 
-func (p *parser) document(path string, kind DocumentKind, d *Document) error {
+// documentPaths are the element paths the parser names in its errors
+// inside a document of each kind: constants, so that reading a letter
+// spells out none of them.
+var documentPaths = [...]struct{ doc, file, action, entryPoint string }{
+	MainDocumentKind: {
+		"/Message/MessageBody/MainDocument", "/Message/MessageBody/MainDocument/File",
+		"/Message/MessageBody/MainDocument/Action", "/Message/MessageBody/MainDocument/Action/EntryPoint",
+	},
+	AdditionalDocumentKind: {
+		"/Message/MessageBody/AdditionalDocument", "/Message/MessageBody/AdditionalDocument/File",
+		"/Message/MessageBody/AdditionalDocument/Action", "/Message/MessageBody/AdditionalDocument/Action/EntryPoint",
+	},
+	TechnicalDocumentKind: {
+		"/Message/MessageBody/TechnicalDocument", "/Message/MessageBody/TechnicalDocument/File",
+		"/Message/MessageBody/TechnicalDocument/Action", "/Message/MessageBody/TechnicalDocument/Action/EntryPoint",
+	},
+}
+
+func (p *parser) document(kind DocumentKind, d *Document) error {
 	d.line = p.s.tokLine
 	idName := kind.idElement()
+	paths := &documentPaths[kind]
+	path := paths.doc
 	return p.children(path, func(name string) error {
 		switch name {
 		case idName:
@@ -678,11 +700,11 @@ func (p *parser) document(path string, kind DocumentKind, d *Document) error {
 		case "File":
 			f := &File{line: p.s.tokLine}
 			d.Files = append(d.Files, f)
-			return p.file(path+"/File", f)
+			return p.file(paths.file, f)
 		case "Action":
 			if kind != TechnicalDocumentKind {
 				d.Actions = append(d.Actions, Action{line: p.s.tokLine})
-				return p.action(path+"/Action", &d.Actions[len(d.Actions)-1])
+				return p.action(paths.action, paths.entryPoint, &d.Actions[len(d.Actions)-1])
 			}
 		}
 		return p.unexpected(path, name)
@@ -747,7 +769,7 @@ func (p *parser) content(f *File) error {
 	return nil
 }
 
-func (p *parser) action(path string, a *Action) error {
+func (p *parser) action(path, entryPath string, a *Action) error {
 	return p.children(path, func(name string) error {
 		switch name {
 		case "label":
@@ -765,12 +787,12 @@ func (p *parser) action(path string, a *Action) error {
 		case "EntryPoint":
 			e := &EntryPoint{line: p.s.tokLine}
 			a.EntryPoint = e
-			return p.children(path+"/EntryPoint", func(n string) error {
+			return p.children(entryPath, func(n string) error {
 				if n == "url" {
 					e.line = p.s.tokLine
 					return p.into(&e.URL)
 				}
-				return p.unexpected(path+"/EntryPoint", n)
+				return p.unexpected(entryPath, n)
 			})
 		}
 		return p.unexpected(path, name)

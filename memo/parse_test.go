@@ -368,3 +368,38 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseNamesWhereAnUnknownElementIs: the parser spells out the path of
+// an element it does not know, in every kind of parent, though it spells
+// out none while reading a letter it knows.
+func TestParseNamesWhereAnUnknownElementIs(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("testdata", "samples", "v1.1", "MeMo_Full_Example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const extra = "<memo:extra/>"
+	cases := []struct{ after, field string }{
+		{"<grd:Address>", "/Message/MessageHeader/Sender/AttentionData/grd:Address/extra"},
+		{"<grd:AddressPoint>", "/Message/MessageHeader/Sender/AttentionData/grd:Address/grd:AddressPoint/extra"},
+		{"<grd:CPRdata>", "/Message/MessageHeader/ContentData/grd:CPRdata/extra"},
+		{"<grd:CVRdata>", "/Message/MessageHeader/ContentData/grd:CVRdata/extra"},
+		{"<memo:MainDocument>", "/Message/MessageBody/MainDocument/extra"},
+		{"<memo:AdditionalDocument>", "/Message/MessageBody/AdditionalDocument/extra"},
+		{"<memo:TechnicalDocument>", "/Message/MessageBody/TechnicalDocument/extra"},
+		{"<memo:File>", "/Message/MessageBody/MainDocument/File/extra"},
+		{"<memo:Action>", "/Message/MessageBody/MainDocument/Action/extra"},
+		{"<memo:EntryPoint>", "/Message/MessageBody/MainDocument/Action/EntryPoint/extra"},
+		{"<memo:Reservation>", "/Message/MessageBody/MainDocument/Action/Reservation/extra"},
+	}
+	for _, c := range cases {
+		if !bytes.Contains(doc, []byte(c.after)) {
+			t.Fatalf("%s is not in the example", c.after)
+		}
+		odd := bytes.Replace(doc, []byte(c.after), []byte(c.after+extra), 1)
+		_, err := ParseBytes(odd)
+		assertInvalid(t, err, CodeSchemaElementUnexpect)
+		if f := err.(*hub.Error).Fields[0].Field; f != c.field {
+			t.Errorf("after %s: field %q, want %q", c.after, f, c.field)
+		}
+	}
+}

@@ -173,7 +173,8 @@ func (s *pullScanner) recordedStart() error {
 
 // recordedRootAttrs reads the attributes of the root's start tag, which
 // begins at pos and whose attributes end at o, into attrs as startTag
-// would: the parser needs memoVersion and memoSchVersion. Namespace
+// would, keeping only the two the parser reads: memoVersion and
+// memoSchVersion. Namespace
 // declarations need no binding (the records name every element's
 // namespace), so an attribute with any other prefix, which startTag would
 // resolve and the schema refuses on Message anyway, sends the document to
@@ -203,11 +204,28 @@ func (s *pullScanner) recordedRootAttrs(local []byte, o int) error {
 		if bytes.IndexByte(a.name, ':') >= 0 {
 			return s.rec.mismatch()
 		}
+		var local string
+		switch string(a.name) {
+		case "memoVersion":
+			local = "memoVersion"
+		case "memoSchVersion":
+			local = "memoSchVersion"
+		default:
+			// The parser reads no other attribute of the root: its value
+			// is only decoded if there is anything to decode, for the
+			// error startTag would give.
+			if bytes.IndexByte(a.val, '&') >= 0 || bytes.ContainsAny(a.val, "\t\r\n<") {
+				if _, err := s.attrValue(a.val); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		v, err := s.attrValue(a.val)
 		if err != nil {
 			return err
 		}
-		s.attrs = append(s.attrs, attr{local: string(a.name), ns: nsNone, value: v})
+		s.attrs = append(s.attrs, attr{local: local, ns: nsNone, value: v})
 	}
 	return nil
 }

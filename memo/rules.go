@@ -2,6 +2,7 @@ package memo
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,22 +131,31 @@ func (m *Message) Check(cfg Config, now time.Time) []hub.FieldError {
 	if m.MessageBody != nil && h.MessageType == TypeNemSMS {
 		c.add(RuleNemSMSDocuments, "/Message/MessageBody", "", m.MessageBody.MainDocument.line, "")
 	}
-	allowed := make(map[string]bool, len(cfg.AllowedMIMETypes))
-	for _, t := range cfg.AllowedMIMETypes {
-		allowed[mediaType(t)] = true
-	}
-	for _, d := range m.Documents() {
-		for i, f := range d.Document.Files {
-			c.file(d.Path+"/File["+itoa(i+1)+"]", f, allowed)
+	if b := m.MessageBody; b != nil {
+		c.document(cfg, MainDocumentKind, 0, &b.MainDocument)
+		for i := range b.AdditionalDocument {
+			c.document(cfg, AdditionalDocumentKind, i, &b.AdditionalDocument[i])
 		}
-		for i := range d.Document.Actions {
-			a := &d.Document.Actions[i]
-			if a.EntryPoint != nil {
-				c.entryPoint(d.Path+"/Action["+itoa(i+1)+"]/EntryPoint/url", a.EntryPoint)
-			}
+		for i := range b.TechnicalDocument {
+			c.document(cfg, TechnicalDocumentKind, i, &b.TechnicalDocument[i])
 		}
 	}
 	return c.errs
+}
+
+// document checks the files and entry points of d, the i'th document of
+// its kind. Paths are spelled out for a violation only: a letter passes
+// here for each of its documents.
+func (c *checker) document(cfg Config, kind DocumentKind, i int, d *Document) {
+	for j, f := range d.Files {
+		c.file(func() string { return documentPath(kind, i) + "/File[" + itoa(j+1) + "]" }, f, cfg.AllowedMIMETypes)
+	}
+	for j := range d.Actions {
+		a := &d.Actions[j]
+		if a.EntryPoint != nil {
+			c.entryPoint(func() string { return documentPath(kind, i) + "/Action[" + itoa(j+1) + "]/EntryPoint/url" }, a.EntryPoint)
+		}
+	}
 }
 
 type checker struct{ errs []hub.FieldError }
@@ -229,17 +239,19 @@ func civilDate(t time.Time) time.Time {
 	return time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
 }
 
-func (c *checker) file(path string, f *File, allowed map[string]bool) {
+// file checks f, whose path is path(); allowed are the configured MIME
+// types.
+func (c *checker) file(path func() string, f *File, allowed []string) {
 	if bad, ok := badFilenameChar(f.Filename); ok {
-		c.add(RuleFilenameCharacters, path+"/filename", f.Filename, f.lines.filename,
+		c.add(RuleFilenameCharacters, path()+"/filename", f.Filename, f.lines.filename,
 			"the filename contains the character "+strconv.QuoteRune(bad)+", which is not allowed")
 	}
 	if f.DecodedSize() == 0 {
-		c.add(RuleFileEmpty, path+"/content", "", f.lines.content, "")
+		c.add(RuleFileEmpty, path()+"/content", "", f.lines.content, "")
 	}
 	mt := mediaType(f.EncodingFormat)
-	if !allowed[mt] {
-		c.add(RuleFileFormat, path+"/encodingFormat", f.EncodingFormat, f.lines.encodingFormat, "")
+	if !slices.ContainsFunc(allowed, func(t string) bool { return mediaType(t) == mt }) {
+		c.add(RuleFileFormat, path()+"/encodingFormat", f.EncodingFormat, f.lines.encodingFormat, "")
 		return
 	}
 	if exts, known := mimeExtensions[mt]; known {
@@ -252,24 +264,25 @@ func (c *checker) file(path string, f *File, allowed map[string]bool) {
 			}
 		}
 		if !ok {
-			c.add(RuleFileExtension, path+"/filename", f.Filename, f.lines.filename,
+			c.add(RuleFileExtension, path()+"/filename", f.Filename, f.lines.filename,
 				"the filename's extension does not fit encodingFormat "+mt+" (expected ."+strings.Join(exts, ", .")+")")
 		}
 	}
 }
 
-func (c *checker) entryPoint(path string, e *EntryPoint) {
+// entryPoint checks e, whose url's path is path().
+func (c *checker) entryPoint(path func() string, e *EntryPoint) {
 	u, err := url.Parse(strings.TrimSpace(e.URL))
 	if err != nil || !u.IsAbs() || u.Host == "" {
 		if err == nil && u.IsAbs() && !strings.EqualFold(u.Scheme, "https") {
-			c.add(RuleEntryPointScheme, path, e.URL, e.line, "")
+			c.add(RuleEntryPointScheme, path(), e.URL, e.line, "")
 			return
 		}
-		c.add(RuleEntryPointURL, path, e.URL, e.line, "")
+		c.add(RuleEntryPointURL, path(), e.URL, e.line, "")
 		return
 	}
 	if !strings.EqualFold(u.Scheme, "https") {
-		c.add(RuleEntryPointScheme, path, e.URL, e.line, "")
+		c.add(RuleEntryPointScheme, path(), e.URL, e.line, "")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/posthub/posthub/hub"
@@ -75,8 +76,9 @@ func Parse(r io.Reader) (*Message, error) {
 // to b, which must not be modified while the Message is used. Errors as
 // ParseFile.
 func ParseBytes(b []byte) (*Message, error) {
-	p := parser{s: newPullBytesScanner(b), src: b}
-	m, err := p.parse()
+	st := newBytesParse(b)
+	defer st.release()
+	m, err := st.p.parse()
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +92,55 @@ type parser struct {
 	path   string // file input: contents refer to this file
 	src    []byte // byte input: contents refer to this slice
 	str    stringSink
+	b64    base64Sink // the File/content being read
 	arena  []byte
+}
+
+// bytesParse is the state of one parse of a document in memory, reused
+// from letter to letter through bytesParses: the parser, its scanner, the
+// records it follows and their buffers (open elements, namespaces, a
+// leaf's text). None of it is part of a Message: the model's strings are
+// in the arena, whose bytes, once handed out, never change (see intern),
+// and its content segments are the sink's, handed over and forgotten.
+type bytesParse struct {
+	p   parser
+	s   pullScanner
+	rec records
+}
+
+var bytesParses = sync.Pool{New: func() any { return new(bytesParse) }}
+
+// newBytesParse returns a parser of b from the pool; release it after.
+func newBytesParse(b []byte) *bytesParse {
+	st := bytesParses.Get().(*bytesParse)
+	s := &st.s
+	*s = pullScanner{buf: b, end: len(b), eof: true, line: 1,
+		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
+	st.p = parser{s: s, src: b, str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena}
+	return st
+}
+
+// pooledCap bounds the buffers a pooled parse keeps: an odd document's
+// deep nesting or long leaf text is not kept for the next letter.
+const pooledCap = 4 << 10
+
+// release returns st to the pool, without the document, the records (C
+// memory of a libxml2 context) and any outsized buffer.
+func (st *bytesParse) release() {
+	s := &st.s
+	if cap(s.open) > pooledCap || cap(s.ns) > pooledCap || cap(s.attrs) > pooledCap {
+		s.open, s.ns, s.attrs = nil, nil, nil
+	}
+	if cap(s.scratch) > pooledCap {
+		s.scratch = nil
+	}
+	if cap(st.p.str.b) > pooledCap {
+		st.p.str.b = nil
+	}
+	*s = pullScanner{open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
+	st.p = parser{str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena}
+	st.rec = records{}
+	bytesParses.Put(st)
 }
 
 // parseError carries a hub.Error out of the parser.
@@ -229,18 +279,24 @@ func (p *parser) text() (string, error) {
 
 // intern copies b into the parser's arena and returns it as a string: one
 // allocation per few kilobytes of text instead of one per element. The arena
-// is append-only, so the bytes behind a returned string never change.
+// is append-only, so the bytes behind a returned string never change; a
+// pooled parser (bytesParse) goes on filling its arena with the next
+// letter's text, so that letters share chunks.
 func (p *parser) intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
 	if cap(p.arena)-len(p.arena) < len(b) {
-		p.arena = make([]byte, 0, max(4096, len(b)))
+		p.arena = make([]byte, 0, max(arenaChunk, len(b)))
 	}
 	start := len(p.arena)
 	p.arena = append(p.arena, b...)
 	return unsafe.String(&p.arena[start], len(b))
 }
+
+// arenaChunk is the size of an arena's chunks: the text of two or three
+// letters like the full example.
+const arenaChunk = 8 << 10
 
 // str reads a simple element into *dst.
 func (p *parser) into(dst *string) error {
@@ -734,8 +790,9 @@ func (p *parser) file(path string, f *File) error {
 // content streams File/content to a base64Sink: as references into the
 // document, or decoded into memory for stream input.
 func (p *parser) content(f *File) error {
-	sink := base64Sink{decode: p.decode}
-	if err := p.s.text(&sink); err != nil {
+	p.b64 = base64Sink{decode: p.decode}
+	sink := &p.b64
+	if err := p.s.text(sink); err != nil {
 		return err
 	}
 	if sink.err != nil {

@@ -137,10 +137,6 @@ func (s *pullScanner) release() {
 	s.buf = nil
 }
 
-func newPullBytesScanner(b []byte) *pullScanner {
-	return &pullScanner{buf: b, end: len(b), eof: true, line: 1}
-}
-
 func (s *pullScanner) fail(msg string) error { return &syntaxError{line: s.line, msg: msg} }
 
 // offset is the absolute offset of buf[pos].

@@ -3,7 +3,9 @@ package memo
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -400,6 +402,62 @@ func TestParseNamesWhereAnUnknownElementIs(t *testing.T) {
 		assertInvalid(t, err, CodeSchemaElementUnexpect)
 		if f := err.(*hub.Error).Fields[0].Field; f != c.field {
 			t.Errorf("after %s: field %q, want %q", c.after, f, c.field)
+		}
+	}
+}
+
+// TestParsedModelsShareNoMutableMemory: ParseBytes and ValidateBytes
+// reuse their parsers through a pool, so a model's strings must be copies
+// of the document's text that no later parse writes to. Each goroutine
+// parses its own letter while the others parse theirs, then overwrites its
+// document: the model it got first must read the same all along.
+func TestParsedModelsShareNoMutableMemory(t *testing.T) {
+	v := newTestValidator(t)
+	base, err := os.ReadFile(filepath.Join("testdata", "samples", "v1.1", "MeMo_Full_Example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = bytes.ReplaceAll(base, []byte("<memo:url>http://"), []byte("<memo:url>https://"))
+	const workers = 4
+	errs := make(chan error, workers)
+	for w := range workers {
+		// Each letter has text of its own (and lengths of its own), so
+		// that a shared buffer would show.
+		doc := bytes.ReplaceAll(base, []byte("Pladsanvisning"), []byte(strings.Repeat("Plads", w+1)))
+		go func() {
+			errs <- func() error {
+				var first []byte
+				for i := range 50 {
+					mine := bytes.Clone(doc)
+					var m *Message
+					var err error
+					if i%2 == 0 {
+						m, err = v.ValidateBytes(mine, benchNow)
+					} else {
+						m, err = ParseBytes(mine)
+					}
+					if err != nil {
+						return err
+					}
+					before, _ := json.Marshal(m)
+					if first == nil {
+						first = before
+					}
+					for k := range mine {
+						mine[k] = 'x'
+					}
+					after, _ := json.Marshal(m)
+					if !bytes.Equal(before, after) || !bytes.Equal(before, first) {
+						return fmt.Errorf("worker %d, parse %d: the model changed:\n%s\n%s", w, i, first, after)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -105,9 +105,11 @@ func parseRecorded(b, recs []byte) (*Message, error) {
 
 // followRecords is parseRecorded without the fallback.
 func followRecords(b, recs []byte) (*Message, error) {
-	p := parser{s: newPullBytesScanner(b), src: b}
-	p.s.rec = &records{b: recs}
-	m, err := p.parse()
+	st := newBytesParse(b)
+	defer st.release()
+	st.rec = records{b: recs}
+	st.s.rec = &st.rec
+	m, err := st.p.parse()
 	if err != nil {
 		return nil, err
 	}

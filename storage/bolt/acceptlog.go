@@ -473,7 +473,8 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 		w.evRaw = evs
 		w.evs = make([]hub.Event, len(evs))
 		for i, raw := range evs {
-			if err := json.Unmarshal(raw, &w.evs[i]); err != nil {
+			var err error
+			if w.evs[i], err = decodeEvent(raw); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -135,17 +134,32 @@ func appendEvents(tx *bolt.Tx, evs []hub.Event) error {
 	return appendEncoded(tx, evs, raws)
 }
 
-// pendingJSON encodes events as the pending bucket holds them.
+// pendingJSON encodes events as the pending bucket holds them, into one
+// buffer (a record is never appended to once encoded: bbolt keeps it until
+// the commit).
 func pendingJSON(evs []hub.Event) ([][]byte, error) {
 	raws := make([][]byte, len(evs))
+	buf := make([]byte, 0, 320*len(evs))
 	for i, ev := range evs {
 		ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
+		start := len(buf)
 		var err error
-		if raws[i], err = json.Marshal(ev); err != nil {
+		if buf, err = encodeEvent(buf, &ev); err != nil {
 			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
 		}
+		raws[i] = buf[start:len(buf):len(buf)]
 	}
 	return raws, nil
+}
+
+// decodeEventRecord is jsonDecode for an event record (decodeEvent).
+func decodeEventRecord(raw []byte, ev *hub.Event) error {
+	v, err := decodeEvent(raw)
+	if err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	*ev = v
+	return nil
 }
 
 // appendEncoded appends events encoded ahead by pendingJSON.
@@ -183,7 +197,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, erro
 		c := tx.Bucket(bPending).Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var ev hub.Event
-			if err := jsonDecode(v, &ev); err != nil {
+			if err := decodeEventRecord(v, &ev); err != nil {
 				return err
 			}
 			out = append(out, ev)
@@ -220,7 +234,7 @@ func head(tx *bolt.Tx) (uint64, string, error) {
 		return 0, "", nil
 	}
 	var ev hub.Event
-	if err := jsonDecode(v, &ev); err != nil {
+	if err := decodeEventRecord(v, &ev); err != nil {
 		return 0, "", err
 	}
 	return readU64(k), ev.Hash, nil
@@ -295,6 +309,9 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 		}
 		last := lastSeq(tx)
 		pb, eb := bk(tx, bPending), bk(tx, bEvents)
+		// The records are encoded into one buffer, never appended to once
+		// written (bbolt keeps each until the commit).
+		buf := make([]byte, 0, 384*len(evs))
 		for i, ev := range evs {
 			want := last + 1 + uint64(i)
 			if ev.Seq < want {
@@ -318,7 +335,12 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 					return err
 				}
 			}
-			if err := putJSON(eb, sk, ev); err != nil {
+			start := len(buf)
+			var err error
+			if buf, err = encodeEvent(buf, &ev); err != nil {
+				return fmt.Errorf("encode %q: %w", sk, err)
+			}
+			if err := eb.Put(sk, buf[start:len(buf):len(buf)]); err != nil {
 				return err
 			}
 			if err := indexEvent(tx, ev, true); err != nil {
@@ -370,7 +392,7 @@ func (s *Store) LastSealed(ctx context.Context) (hub.Event, error) {
 		if k == nil {
 			return hub.Errorf(hub.NotFound, "no sealed event")
 		}
-		return jsonDecode(v, &ev)
+		return decodeEventRecord(v, &ev)
 	})
 	return ev, err
 }
@@ -385,7 +407,7 @@ func (s *Store) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) 
 			c := tx.Bucket(bEvents).Cursor()
 			for k, v := c.Seek(u64(from)); k != nil && len(evs) < chunk; k, v = c.Next() {
 				var ev hub.Event
-				if err := jsonDecode(v, &ev); err != nil {
+				if err := decodeEventRecord(v, &ev); err != nil {
 					return err
 				}
 				evs = append(evs, ev)
@@ -453,7 +475,7 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 				return true, nil
 			}
 			var ev hub.Event
-			if err := jsonDecode(v, &ev); err != nil {
+			if err := decodeEventRecord(v, &ev); err != nil {
 				return false, err
 			}
 			if matches(ev, q) {
@@ -544,7 +566,7 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 			c := eb.Cursor()
 			for k, v := c.First(); k != nil && len(evs) < chunk; k, v = c.Next() {
 				var ev hub.Event
-				if err := jsonDecode(v, &ev); err != nil {
+				if err := decodeEventRecord(v, &ev); err != nil {
 					return err
 				}
 				if !ev.Time.Before(t) {

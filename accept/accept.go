@@ -110,7 +110,9 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	switch n := body.Size; {
 	case n > 0 && n <= SmallBody:
 		// Small bodies are validated in memory: no spool file round trip.
-		inMemory = make([]byte, n)
+		buf := getBuf(int(n))
+		defer s.release(buf, n)
+		inMemory = *buf
 		if _, err := io.ReadFull(src, inMemory); err != nil {
 			return hub.Receipt{}, false, hub.InvalidField("request", "body", "body.incomplete", "the body ended before Content-Length bytes", "")
 		}
@@ -118,11 +120,12 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		// A body of unknown length (chunked, or streamed by a door) that
 		// ends within SmallBody bytes is one too; a longer one is spooled
 		// from its start.
-		head, whole, err := readSmall(src)
+		head, buf, err := readSmall(src)
 		if err != nil {
 			return hub.Receipt{}, false, err
 		}
-		if whole {
+		if buf != nil {
+			defer s.release(buf, int64(len(head)))
 			if int64(len(head)) > s.MaxSize {
 				return hub.Receipt{}, false, memo.TooLarge(s.MaxSize)
 			}
@@ -176,16 +179,15 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	return r, created, err
 }
 
-// readSmall reads r to its end if it ends within SmallBody bytes (whole);
-// otherwise it returns the SmallBody+1 bytes read so far. A failed read is
-// Invalid, as when the spool reads it.
-func readSmall(r io.Reader) (head []byte, whole bool, err error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, SmallBody+1))
-	if err != nil {
-		return nil, false, hub.Wrap(hub.Invalid, err, "reading the MeMo failed")
+func readFailed(err error) error { return hub.Wrap(hub.Invalid, err, "reading the MeMo failed") }
+
+// release returns a small body's buffer to its pool once the letter is
+// answered, unless its content may have gone to the blob store (see
+// buffers.go).
+func (s *Service) release(buf *[]byte, size int64) {
+	if size <= s.Ingest.InlineMax {
+		putBuf(buf)
 	}
-	return buf.Bytes(), n <= SmallBody, nil
 }
 
 // Entry accepts one MeMo of a mass send and yields a receipt: a refused

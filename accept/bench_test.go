@@ -1,0 +1,107 @@
+package accept_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/posthub/posthub/accept"
+	"github.com/posthub/posthub/eventlog"
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+)
+
+// fullExample is MeMo_Full_Example made a deliverable letter from
+// senderCVR to citizen, as make bench's load generator sends it, and the
+// offset of its messageUUID, which each submission replaces.
+func fullExample(tb testing.TB) ([]byte, int) {
+	tb.Helper()
+	m, err := memo.ParseFile(filepath.Join("..", "memo", "testdata", "samples", "v1.1", "MeMo_Full_Example.xml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := &m.MessageHeader
+	h.MessageUUID = memo.NewUUID()
+	h.DoNotDeliverUntilDate = ""
+	h.Sender.SenderID, h.Sender.IDType = senderCVR, memo.IDTypeCVR
+	h.Recipient.RecipientID, h.Recipient.IDType = citizen, memo.IDTypeCPR
+	h.Recipient.ContactPoint, h.ForwardData, h.ReplyData = nil, nil, nil
+	if h.ContentData != nil {
+		h.ContentData.CPRdata, h.ContentData.CVRdata = nil, nil
+	}
+	for _, d := range m.Documents() {
+		for i := range d.Document.Actions {
+			if ep := d.Document.Actions[i].EntryPoint; ep != nil {
+				ep.URL = strings.Replace(ep.URL, "http://", "https://", 1)
+			}
+		}
+	}
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		tb.Fatal(err)
+	}
+	at := bytes.Index(b.Bytes(), []byte(h.MessageUUID))
+	if at < 0 {
+		tb.Fatal("the messageUUID is not in the written MeMo")
+	}
+	return b.Bytes(), at
+}
+
+// BenchmarkLetter measures one accepted letter through the accept service
+// as the NgDP route submits it (MeMo_Full_Example with its length, a fresh
+// messageUUID each time) on the embedded store (bolt with its accept log,
+// fs blobs, content inline up to the default 256 KiB), the event log as
+// the event sink: the request path above HTTP. -benchmem's allocs/op and
+// B/op are deterministic, unlike the times on a shared machine.
+func BenchmarkLetter(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	store, err := bolt.Open(filepath.Join(dir, "a.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := &hub.Registry{Store: store}
+	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: senderCVR, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
+		b.Fatal(err)
+	}
+	sys, _, err := reg.RegisterSystem(ctx, senderCVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.PutContacts(ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}}); err != nil {
+		b.Fatal(err)
+	}
+	v, err := memo.NewValidator(memo.DefaultConfig(), memo.WithSpoolDir(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	events := eventlog.New(store, eventlog.Options{})
+	defer events.Close()
+	svc := &accept.Service{Validator: v, Receipts: store, Events: events, SpoolDir: dir, MaxSize: 200 << 20,
+		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events, InlineMax: 256 << 10}}
+	body, at := fullExample(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		id := fmt.Sprintf("8c2ea15d-61fb-4ba9-9366-%012x", n)
+		copy(body[at:], id)
+		_, created, err := svc.Letter(ctx, accept.Request{System: sys, WantUUID: id},
+			accept.Body{R: bytes.NewReader(body), Size: int64(len(body))})
+		if err != nil || !created {
+			b.Fatalf("Letter = %v, created %v", err, created)
+		}
+	}
+}

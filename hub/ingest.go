@@ -3,10 +3,10 @@ package hub
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,17 +123,17 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 		return r, false, Errorf(Forbidden, "only sender systems may send post")
 	}
 	// Who may send and where the letter goes are read side by side: on a
-	// replica set each is a round trip the sender waits for.
-	var sendErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sendErr = in.maySendFor(ctx, s.System, l.SenderID)
-	}()
+	// replica set each is a round trip the sender waits for. A system
+	// sending for its own organisation needs no read.
+	var mayErr chan error
+	if l.SenderID != s.System.OrgCVR {
+		mayErr = in.maySendForAsync(ctx, s.System, l.SenderID)
+	}
 	rt, err := in.Router.Route(ctx, l, s.Mode, now)
-	<-done
-	if sendErr != nil {
-		return r, false, sendErr
+	if mayErr != nil {
+		if err := <-mayErr; err != nil {
+			return r, false, err
+		}
 	}
 	if err != nil {
 		// A resubmission gets its first receipt even if it would not be
@@ -229,6 +229,14 @@ func (in *Ingest) commit(ctx context.Context, m Message, ds []Delivery, r Receip
 	return in.Store.PutMessageWith(ctx, m, ds, r, evs, cs)
 }
 
+// maySendForAsync runs maySendFor in a goroutine of its own and returns
+// where its answer will be.
+func (in *Ingest) maySendForAsync(ctx context.Context, sys System, sender string) chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- in.maySendFor(ctx, sys, sender) }()
+	return ch
+}
+
 // maySendFor checks the sender CVR against the system's organisation and
 // the organisations it may send for.
 func (in *Ingest) maySendFor(ctx context.Context, sys System, sender string) error {
@@ -318,7 +326,7 @@ func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) er
 }
 
 func letterAttrs(l Letter) map[string]string {
-	a := map[string]string{}
+	a := make(map[string]string, len(l.Attrs)+2)
 	for k, v := range l.Attrs {
 		a[k] = v
 	}
@@ -375,42 +383,54 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 		}
 	}
 	// IDs derive from the message (its UUID and when it was received), so
-	// that restoreEvents can append them again without duplicating them.
-	seen := map[string]int{}
-	ev := func(tag string, detail map[string]string) Event {
+	// that restoreEvents can append them again without duplicating them:
+	// memo:<uuid>:<received, Unix ms>:<tag>:<how many of the tag before>.
+	evs := make([]Event, 0, 3+len(rt.Deliveries))
+	add := func(tag string, detail map[string]string) {
+		n := 0
+		for i := range evs {
+			if evs[i].Tag == tag {
+				n++
+			}
+		}
+		var id [128]byte
+		b := append(id[:0], "memo:"...)
+		b = append(b, m.UUID...)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, m.Received.UnixMilli(), 10)
+		b = append(b, ':')
+		b = append(b, tag...)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(n), 10)
 		e := base
-		e.ID = fmt.Sprintf("memo:%s:%d:%s:%d", m.UUID, m.Received.UnixMilli(), tag, seen[tag])
-		seen[tag]++
-		e.Tag, e.Orgs, e.Detail = tag, orgs, detail
-		return e
+		e.ID, e.Tag, e.Orgs, e.Detail = string(b), tag, orgs, detail
+		evs = append(evs, e)
 	}
-	received := map[string]string{"size": fmt.Sprint(m.Size), "mode": m.Mode}
+	received := map[string]string{"size": strconv.FormatInt(m.Size, 10), "mode": m.Mode}
 	if env.TransactionID != "" {
 		received["transactionId"] = env.TransactionID
 	}
-	evs := []Event{
-		ev("MEMO_SEND_RECEIVED", received),
-		ev("MEMO_SEND_VALIDATED", nil),
-	}
+	add("MEMO_SEND_RECEIVED", received)
+	add("MEMO_SEND_VALIDATED", nil)
 	switch rt.State {
 	case MessageNotDelivered:
-		evs = append(evs, ev("MEMO_SEND_NOT_DELIVERED", map[string]string{"errorCode": rt.ReasonCode}))
+		add("MEMO_SEND_NOT_DELIVERED", map[string]string{"errorCode": rt.ReasonCode})
 	case MessageHeld:
-		evs = append(evs, ev("DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY", map[string]string{"notBefore": m.NotBefore.Format(time.RFC3339)}))
+		add("DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY", map[string]string{"notBefore": m.NotBefore.Format(time.RFC3339)})
 	}
 	day := now.Format("2006-01-02")
-	var counters []Counter
+	counters := make([]Counter, 0, len(rt.Deliveries)+1)
 	channel := "NONE"
 	for _, d := range rt.Deliveries {
 		channel = string(d.Channel)
 		if rt.State == MessageActive {
 			switch d.Channel {
 			case ChannelSystem, ChannelMailbox:
-				evs = append(evs, ev("MEMO_SEND_READY_FOR_FETCH", map[string]string{"queue": d.Queue}))
+				add("MEMO_SEND_READY_FOR_FETCH", map[string]string{"queue": d.Queue})
 			case ChannelPrint:
-				evs = append(evs, ev("MEMO_SEND_QUEUED_FOR_PRINT", nil))
+				add("MEMO_SEND_QUEUED_FOR_PRINT", nil)
 			case ChannelSMS:
-				evs = append(evs, ev("MEMO_SEND_QUEUED_FOR_NEM_SMS", nil))
+				add("MEMO_SEND_QUEUED_FOR_NEM_SMS", nil)
 			}
 		}
 		if d.OrgCVR != "" {

@@ -1,0 +1,93 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/posthub/posthub/api"
+	"github.com/posthub/posthub/eventlog"
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/benchmemo"
+	"github.com/posthub/posthub/memo"
+	"github.com/posthub/posthub/rbac"
+	"github.com/posthub/posthub/storage/bolt"
+	"github.com/posthub/posthub/storage/fs"
+)
+
+// BenchmarkSendMemo measures one accepted letter through the NgDP send
+// route's whole handler chain in process (request id, authentication and
+// authorisation, the accept service, the receipt's JSON), without the
+// network: MeMo_Full_Example made deliverable as make bench sends it, a
+// fresh messageUUID each time, on the embedded store with the event log.
+// allocs/op and B/op are what to compare; they include the store's
+// background apply, so they vary by a few percent.
+func BenchmarkSendMemo(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	store, err := bolt.Open(filepath.Join(dir, "s.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const sender, citizen = "11111111", "0101701234"
+	reg := &hub.Registry{Store: store}
+	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: sender, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
+		b.Fatal(err)
+	}
+	_, token, err := reg.RegisterSystem(ctx, sender, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.PutContacts(ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}}); err != nil {
+		b.Fatal(err)
+	}
+	en, err := rbac.New(ctx, store, rbac.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := memo.NewValidator(memo.DefaultConfig(), memo.WithSpoolDir(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	events := eventlog.New(store, eventlog.Options{})
+	defer events.Close()
+	gin.SetMode(gin.ReleaseMode)
+	srv := api.New(api.Config{SpoolDir: dir, MaxMemoSize: 200 << 20, Memo: memo.DefaultConfig()}, api.Deps{
+		Store: store, Blobs: blobs, Registry: reg, Enforcer: en, Validator: v, Events: events,
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events, InlineMax: 256 << 10}}).Handler()
+	l, err := benchmemo.FromFile(filepath.Join("..", "memo", "testdata", "samples", "v1.1", "MeMo_Full_Example.xml"), sender, citizen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.NewReader(l.Body)
+	b.SetBytes(int64(len(l.Body)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		id := l.Next(n)
+		body.Reset(l.Body)
+		req := httptest.NewRequest("POST", "/apis/v1/memos/?memo-message-uuid="+id, body)
+		req.Header.Set("Authorization", "Basic "+token)
+		req.Header.Set("Content-Type", "application/xml")
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != http.StatusCreated {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}

@@ -108,6 +108,10 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 	if !created {
 		c.Header("X-Posthub-Duplicate", "true")
 	}
+	if b, ok := appendReceiptJSON(make([]byte, 0, 256), r); ok {
+		c.Render(http.StatusCreated, rawJSON(b))
+		return
+	}
 	c.JSON(http.StatusCreated, r)
 }
 

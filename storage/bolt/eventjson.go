@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"encoding"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -25,10 +26,7 @@ import (
 // them off, and a test fails, rather than the field being dropped.
 
 // eventFields are hub.Event's fields as this file encodes them, in order.
-var eventFields = []struct {
-	name, tag string
-	typ       reflect.Type
-}{
+var eventFields = []jsonField{
 	{"ID", "id", reflect.TypeFor[string]()},
 	{"Time", "eventTime", reflect.TypeFor[time.Time]()},
 	{"Tag", "eventTag", reflect.TypeFor[string]()},
@@ -45,19 +43,45 @@ var eventFields = []struct {
 
 // eventJSONKnown reports whether hub.Event is the struct eventFields
 // describes.
-var eventJSONKnown = func() bool {
-	t := reflect.TypeFor[hub.Event]()
-	if t.NumField() != len(eventFields) {
+var eventJSONKnown = jsonFieldsAre(reflect.TypeFor[hub.Event](), eventFields)
+
+// jsonField is a struct field as a hand-written encoder expects it: its
+// name, json tag and type.
+type jsonField struct {
+	name, tag string
+	typ       reflect.Type
+}
+
+// jsonFieldsAre reports whether struct t has exactly the fields fs, in
+// order, none of whose types (but time.Time's) encodes itself
+// (json.Marshaler, encoding.TextMarshaler), so that an encoder written for
+// fs writes what json.Marshal writes for t.
+func jsonFieldsAre(t reflect.Type, fs []jsonField) bool {
+	if t.NumField() != len(fs) || encodesItself(t) {
 		return false
 	}
-	for i, f := range eventFields {
+	for i, f := range fs {
 		sf := t.Field(i)
 		if sf.Name != f.name || sf.Tag.Get("json") != f.tag || sf.Type != f.typ {
 			return false
 		}
+		if sf.Type != reflect.TypeFor[time.Time]() && encodesItself(sf.Type) {
+			return false
+		}
 	}
 	return true
-}()
+}
+
+// encodesItself reports whether encoding/json encodes a t with a method of
+// t's (or *t's).
+func encodesItself(t reflect.Type) bool {
+	for _, i := range []reflect.Type{reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]()} {
+		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
+			return true
+		}
+	}
+	return false
+}
 
 // encodeEvent appends ev's JSON, as json.Marshal encodes it, to b.
 func encodeEvent(b []byte, ev *hub.Event) ([]byte, error) {
@@ -78,12 +102,11 @@ func encodeEvent(b []byte, ev *hub.Event) ([]byte, error) {
 func appendEvent(b []byte, ev *hub.Event) ([]byte, bool) {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, ev.ID)
-	b = append(b, `,"eventTime":"`...)
-	b, err := ev.Time.AppendText(b)
-	if err != nil {
+	b, ok := appendJSONTime(append(b, `,"eventTime":`...), ev.Time)
+	if !ok {
 		return nil, false
 	}
-	b = append(b, `","eventTag":`...)
+	b = append(b, `,"eventTag":`...)
 	b = appendJSONString(b, ev.Tag)
 	b = appendOmitEmpty(b, `,"actor":`, ev.Actor)
 	if len(ev.Orgs) > 0 {
@@ -100,21 +123,7 @@ func appendEvent(b []byte, ev *hub.Event) ([]byte, bool) {
 	b = appendOmitEmpty(b, `,"messageUUID":`, ev.MessageUUID)
 	b = appendOmitEmpty(b, `,"party":`, ev.Party)
 	if len(ev.Detail) > 0 {
-		b = append(b, `,"detail":{`...)
-		keys := make([]string, 0, len(ev.Detail))
-		for k := range ev.Detail {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys) // as encoding/json orders a map's keys
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, ev.Detail[k])
-		}
-		b = append(b, '}')
+		b = appendStringMap(append(b, `,"detail":`...), ev.Detail)
 	}
 	if ev.Seq != 0 {
 		b = append(b, `,"seq":`...)
@@ -123,6 +132,37 @@ func appendEvent(b []byte, ev *hub.Event) ([]byte, bool) {
 	b = appendOmitEmpty(b, `,"prevHash":`, ev.PrevHash)
 	b = appendOmitEmpty(b, `,"hash":`, ev.Hash)
 	return append(b, '}'), true
+}
+
+// appendStringMap appends m as encoding/json encodes a map of strings:
+// its keys in byte order.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// appendJSONTime appends t quoted as time.Time's MarshalJSON writes it;
+// false when that refuses it.
+func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
+	b = append(b, '"')
+	b, err := t.AppendText(b)
+	if err != nil {
+		return nil, false
+	}
+	return append(b, '"'), true
 }
 
 func appendOmitEmpty(b []byte, key, s string) []byte {

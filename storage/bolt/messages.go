@@ -181,14 +181,14 @@ func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []h
 	rec := messageRec{Message: m, ContentKey: m.ContentKey}
 	rec.Content = nil
 	var err error
-	if w.rec, err = json.Marshal(rec); err != nil {
+	if w.rec, err = marshalMessageRec(&rec); err != nil {
 		return nil, hub.Wrap(hub.Internal, err, "bolt: encode message")
 	}
 	if r.TransmissionID != "" {
 		if w.r.MessageUUID == "" {
 			w.r.MessageUUID = m.UUID
 		}
-		if w.rRaw, err = json.Marshal(receiptRec{Receipt: w.r, SystemID: w.r.SystemID}); err != nil {
+		if w.rRaw, err = marshalReceiptRec(&receiptRec{Receipt: w.r, SystemID: w.r.SystemID}); err != nil {
 			return nil, hub.Wrap(hub.Internal, err, "bolt: encode receipt")
 		}
 	}
@@ -225,7 +225,7 @@ func (w *messageWrite) setSeqs(next func() (uint64, error)) error {
 			return err
 		}
 		w.ds[i].Seq = int64(seq)
-		if w.dsRaw[i], err = json.Marshal(w.ds[i]); err != nil {
+		if w.dsRaw[i], err = marshalDelivery(&w.ds[i]); err != nil {
 			return fmt.Errorf("encode delivery %s: %w", w.ds[i].ID, err)
 		}
 	}
@@ -1101,7 +1101,7 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 	}
 	if raw == nil {
 		var err error
-		if raw, err = json.Marshal(receiptRec{Receipt: r, SystemID: r.SystemID}); err != nil {
+		if raw, err = marshalReceiptRec(&receiptRec{Receipt: r, SystemID: r.SystemID}); err != nil {
 			return fmt.Errorf("encode receipt %s: %w", r.TransmissionID, err)
 		}
 	}

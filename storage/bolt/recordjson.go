@@ -1,0 +1,206 @@
+package bolt
+
+import (
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+)
+
+// A letter's message record, its deliveries and its sender's receipt are
+// encoded once each when it is accepted (encodeMessageWrite, setSeqs), as
+// its events are; the encoders here write the very bytes json.Marshal
+// writes for them, without its reflection (see eventjson.go, whose guard
+// they share: each is used only while its struct has exactly the fields
+// it knows, and TestRecordJSONIsEncodingJSONs compares the bytes).
+
+var (
+	stringType = reflect.TypeFor[string]()
+	timeType   = reflect.TypeFor[time.Time]()
+	int64Type  = reflect.TypeFor[int64]()
+
+	messageJSONKnown = jsonFieldsAre(reflect.TypeFor[hub.Message](), []jsonField{
+		{"UUID", "messageUUID", stringType},
+		{"MessageID", "messageId,omitempty", stringType},
+		{"SenderCVR", "senderCvr", stringType},
+		{"SenderSystemID", "senderSystemId", stringType},
+		{"RecipientID", "recipientId", stringType},
+		{"RecipientType", "recipientType", stringType},
+		{"MessageType", "messageType", stringType},
+		{"MemoVersion", "memoVersion", stringType},
+		{"Label", "label,omitempty", stringType},
+		{"SHA256", "sha256", stringType},
+		{"Size", "size", int64Type},
+		{"ContentKey", "-", stringType},
+		{"Content", "-", reflect.TypeFor[[]byte]()},
+		{"Received", "received", timeType},
+		{"NotBefore", "notBefore,omitempty", timeType},
+		{"State", "state", reflect.TypeFor[hub.MessageState]()},
+		{"Mode", "mode", stringType},
+		{"ArchiveUntil", "archiveUntil,omitempty", timeType},
+		{"Attrs", "attrs,omitempty", reflect.TypeFor[map[string]string]()},
+	}) && jsonFieldsAre(reflect.TypeFor[messageRec](), []jsonField{
+		{"Message", "", reflect.TypeFor[hub.Message]()},
+		{"ContentKey", "contentKey,omitempty", stringType},
+		{"ContentSeq", "contentSeq,omitempty", reflect.TypeFor[uint64]()},
+	})
+
+	deliveryJSONKnown = jsonFieldsAre(reflect.TypeFor[hub.Delivery](), []jsonField{
+		{"ID", "id", stringType},
+		{"MessageUUID", "messageUUID", stringType},
+		{"Channel", "channel", reflect.TypeFor[hub.Channel]()},
+		{"Queue", "queue", stringType},
+		{"OrgCVR", "organisation,omitempty", stringType},
+		{"SystemID", "systemId,omitempty", stringType},
+		{"Seq", "seq", int64Type},
+		{"Created", "created", timeType},
+		{"AvailableAt", "availableAt", timeType},
+		{"State", "state", reflect.TypeFor[hub.DeliveryState]()},
+		{"Attempts", "attempts", reflect.TypeFor[int]()},
+		{"Size", "size", int64Type},
+		{"Meta", "meta,omitempty", reflect.TypeFor[map[string]string]()},
+	})
+
+	receiptJSONKnown = jsonFieldsAre(reflect.TypeFor[hub.Receipt](), []jsonField{
+		{"TransmissionID", "transmissionId", stringType},
+		{"SystemID", "-", stringType},
+		{"MessageUUID", "messageUUID", stringType},
+		{"MessageID", "messageId,omitempty", stringType},
+		{"ErrorCode", "errorCode,omitempty", stringType},
+		{"ErrorMessage", "errorMessage,omitempty", stringType},
+		{"Time", "timeStamp", timeType},
+		{"Status", "receiptStatus", reflect.TypeFor[hub.ReceiptStatus]()},
+		{"TransactionID", "transactionId,omitempty", stringType},
+	}) && jsonFieldsAre(reflect.TypeFor[receiptRec](), []jsonField{
+		{"Receipt", "", reflect.TypeFor[hub.Receipt]()},
+		{"SystemID", "systemId", stringType},
+	})
+)
+
+// marshalMessageRec is json.Marshal(r).
+func marshalMessageRec(r *messageRec) ([]byte, error) {
+	if messageJSONKnown {
+		m := &r.Message
+		// Room for the keys, numbers and times, and the strings unescaped.
+		n := 448 + len(m.UUID) + len(m.MessageID) + len(m.SenderCVR) + len(m.SenderSystemID) + len(m.RecipientID) +
+			len(m.RecipientType) + len(m.MessageType) + len(m.MemoVersion) + len(m.Label) + len(m.SHA256) + len(m.State) +
+			len(m.Mode) + len(r.ContentKey) + mapLen(m.Attrs)
+		if b, ok := appendMessageRec(make([]byte, 0, n), r); ok {
+			return b, nil
+		}
+	}
+	return json.Marshal(r)
+}
+
+// appendMessageRec writes r as json.Marshal does (a time.Time is never
+// empty to omitempty, so notBefore and archiveUntil are always there).
+func appendMessageRec(b []byte, r *messageRec) ([]byte, bool) {
+	m := &r.Message
+	b = appendJSONString(append(b, `{"messageUUID":`...), m.UUID)
+	b = appendOmitEmpty(b, `,"messageId":`, m.MessageID)
+	b = appendJSONString(append(b, `,"senderCvr":`...), m.SenderCVR)
+	b = appendJSONString(append(b, `,"senderSystemId":`...), m.SenderSystemID)
+	b = appendJSONString(append(b, `,"recipientId":`...), m.RecipientID)
+	b = appendJSONString(append(b, `,"recipientType":`...), m.RecipientType)
+	b = appendJSONString(append(b, `,"messageType":`...), m.MessageType)
+	b = appendJSONString(append(b, `,"memoVersion":`...), m.MemoVersion)
+	b = appendOmitEmpty(b, `,"label":`, m.Label)
+	b = appendJSONString(append(b, `,"sha256":`...), m.SHA256)
+	b = strconv.AppendInt(append(b, `,"size":`...), m.Size, 10)
+	var ok bool
+	if b, ok = appendJSONTime(append(b, `,"received":`...), m.Received); !ok {
+		return nil, false
+	}
+	if b, ok = appendJSONTime(append(b, `,"notBefore":`...), m.NotBefore); !ok {
+		return nil, false
+	}
+	b = appendJSONString(append(b, `,"state":`...), string(m.State))
+	b = appendJSONString(append(b, `,"mode":`...), m.Mode)
+	if b, ok = appendJSONTime(append(b, `,"archiveUntil":`...), m.ArchiveUntil); !ok {
+		return nil, false
+	}
+	if len(m.Attrs) > 0 {
+		b = appendStringMap(append(b, `,"attrs":`...), m.Attrs)
+	}
+	b = appendOmitEmpty(b, `,"contentKey":`, r.ContentKey)
+	if r.ContentSeq != 0 {
+		b = strconv.AppendUint(append(b, `,"contentSeq":`...), r.ContentSeq, 10)
+	}
+	return append(b, '}'), true
+}
+
+// marshalDelivery is json.Marshal(d).
+func marshalDelivery(d *hub.Delivery) ([]byte, error) {
+	if deliveryJSONKnown {
+		n := 288 + len(d.ID) + len(d.MessageUUID) + len(d.Channel) + len(d.Queue) + len(d.OrgCVR) + len(d.SystemID) +
+			len(d.State) + mapLen(d.Meta)
+		if b, ok := appendDelivery(make([]byte, 0, n), d); ok {
+			return b, nil
+		}
+	}
+	return json.Marshal(d)
+}
+
+func appendDelivery(b []byte, d *hub.Delivery) ([]byte, bool) {
+	b = appendJSONString(append(b, `{"id":`...), d.ID)
+	b = appendJSONString(append(b, `,"messageUUID":`...), d.MessageUUID)
+	b = appendJSONString(append(b, `,"channel":`...), string(d.Channel))
+	b = appendJSONString(append(b, `,"queue":`...), d.Queue)
+	b = appendOmitEmpty(b, `,"organisation":`, d.OrgCVR)
+	b = appendOmitEmpty(b, `,"systemId":`, d.SystemID)
+	b = strconv.AppendInt(append(b, `,"seq":`...), d.Seq, 10)
+	var ok bool
+	if b, ok = appendJSONTime(append(b, `,"created":`...), d.Created); !ok {
+		return nil, false
+	}
+	if b, ok = appendJSONTime(append(b, `,"availableAt":`...), d.AvailableAt); !ok {
+		return nil, false
+	}
+	b = appendJSONString(append(b, `,"state":`...), string(d.State))
+	b = strconv.AppendInt(append(b, `,"attempts":`...), int64(d.Attempts), 10)
+	b = strconv.AppendInt(append(b, `,"size":`...), d.Size, 10)
+	if len(d.Meta) > 0 {
+		b = appendStringMap(append(b, `,"meta":`...), d.Meta)
+	}
+	return append(b, '}'), true
+}
+
+// marshalReceiptRec is json.Marshal(r).
+func marshalReceiptRec(r *receiptRec) ([]byte, error) {
+	if receiptJSONKnown {
+		n := 224 + len(r.TransmissionID) + len(r.MessageUUID) + len(r.MessageID) + len(r.ErrorCode) + len(r.ErrorMessage) +
+			len(r.Status) + len(r.TransactionID) + len(r.SystemID)
+		if b, ok := appendReceiptRec(make([]byte, 0, n), r); ok {
+			return b, nil
+		}
+	}
+	return json.Marshal(r)
+}
+
+func appendReceiptRec(b []byte, r *receiptRec) ([]byte, bool) {
+	b = appendJSONString(append(b, `{"transmissionId":`...), r.TransmissionID)
+	b = appendJSONString(append(b, `,"messageUUID":`...), r.MessageUUID)
+	b = appendOmitEmpty(b, `,"messageId":`, r.MessageID)
+	b = appendOmitEmpty(b, `,"errorCode":`, r.ErrorCode)
+	b = appendOmitEmpty(b, `,"errorMessage":`, r.ErrorMessage)
+	var ok bool
+	if b, ok = appendJSONTime(append(b, `,"timeStamp":`...), r.Time); !ok {
+		return nil, false
+	}
+	b = appendJSONString(append(b, `,"receiptStatus":`...), string(r.Status))
+	b = appendOmitEmpty(b, `,"transactionId":`, r.TransactionID)
+	b = appendJSONString(append(b, `,"systemId":`...), r.SystemID)
+	return append(b, '}'), true
+}
+
+// mapLen is the length of m's keys and values, with room for their quotes
+// and separators.
+func mapLen(m map[string]string) int {
+	n := 2
+	for k, v := range m {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}

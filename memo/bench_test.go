@@ -54,6 +54,24 @@ func BenchmarkFullExampleParseAndRules(b *testing.B) {
 	}
 }
 
+// BenchmarkFullExampleRecordedParse is the Go side of ValidateBytes for
+// a valid letter: the model read along libxml2's element records (made
+// once, outside the loop), without the rules.
+func BenchmarkFullExampleRecordedParse(b *testing.B) {
+	v := newTestValidator(b)
+	doc := fullExample(b)
+	var recs []byte
+	if _, err := v.validateSchemaBytes(doc, func(r []byte) { recs = bytes.Clone(r) }); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		if _, err := followRecords(doc, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkFullExamplePipeline(b *testing.B) {
 	v := newTestValidator(b)
 	doc := fullExample(b)

@@ -94,7 +94,31 @@ type parser struct {
 	str    stringSink
 	b64    base64Sink // the File/content being read
 	arena  []byte
+	files  slab[File]
+	segs   []segment // room for content segments, carved like the arena
 }
+
+// slab hands out zeroed model objects carved from chunks of a few: one
+// allocation for several Files. Like the arena it only ever moves on, so
+// an object once handed out is never handed out again, and a pooled
+// parser passes the unused rest of a chunk on to the next letter.
+type slab[T any] struct{ free []T }
+
+// slabChunk is how many objects a slab allocates at a time.
+const slabChunk = 8
+
+func (s *slab[T]) take() *T {
+	if len(s.free) == 0 {
+		s.free = make([]T, slabChunk)
+	}
+	t := &s.free[0]
+	s.free = s.free[1:]
+	return t
+}
+
+// segsChunk is how many content segments the parser allocates at a time;
+// a File of a letter has one or two.
+const segsChunk = 32
 
 // bytesParse is the state of one parse of a document in memory, reused
 // from letter to letter through bytesParses: the parser, its scanner, the
@@ -116,7 +140,7 @@ func newBytesParse(b []byte) *bytesParse {
 	s := &st.s
 	*s = pullScanner{buf: b, end: len(b), eof: true, line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p = parser{s: s, src: b, str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena}
+	st.p = parser{s: s, src: b, str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena, files: st.p.files, segs: st.p.segs}
 	return st
 }
 
@@ -138,7 +162,7 @@ func (st *bytesParse) release() {
 		st.p.str.b = nil
 	}
 	*s = pullScanner{open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p = parser{str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena}
+	st.p = parser{str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena, files: st.p.files, segs: st.p.segs}
 	st.rec = records{}
 	bytesParses.Put(st)
 }
@@ -754,7 +778,8 @@ func (p *parser) document(kind DocumentKind, d *Document) error {
 		case "label":
 			return p.into(&d.Label)
 		case "File":
-			f := &File{line: p.s.tokLine}
+			f := p.files.take()
+			f.line = p.s.tokLine
 			d.Files = append(d.Files, f)
 			return p.file(paths.file, f)
 		case "Action":
@@ -792,6 +817,14 @@ func (p *parser) file(path string, f *File) error {
 func (p *parser) content(f *File) error {
 	p.b64 = base64Sink{decode: p.decode}
 	sink := &p.b64
+	if !p.decode {
+		// The segments go into the parser's room (see segs), unless they
+		// outgrow it.
+		if cap(p.segs)-len(p.segs) < 4 {
+			p.segs = make([]segment, 0, segsChunk)
+		}
+		sink.segs = p.segs[len(p.segs):len(p.segs)]
+	}
 	if err := p.s.text(sink); err != nil {
 		return err
 	}
@@ -817,8 +850,13 @@ func (p *parser) content(f *File) error {
 		c.decoded = int64(len(c.data))
 	default:
 		c.path, c.src = p.path, p.src
-		c.segs = sink.segs
-		if c.segs == nil {
+		n := len(sink.segs)
+		if n > 0 && cap(sink.segs) == cap(p.segs)-len(p.segs) {
+			// Still in the room: the room moves past them.
+			p.segs = p.segs[:len(p.segs)+n]
+		}
+		c.segs = sink.segs[:n:n]
+		if n == 0 {
 			c.segs = []segment{}
 		}
 	}

@@ -223,13 +223,29 @@ func (s *pullScanner) recordedRootAttrs(local []byte, o int) error {
 			}
 			continue
 		}
-		v, err := s.attrValue(a.val)
-		if err != nil {
-			return err
+		var v string
+		switch string(a.val) {
+		case Version11, Version12:
+			// The version as nearly every letter spells it needs no copy.
+			v = versionOf(a.val)
+		default:
+			var err error
+			if v, err = s.attrValue(a.val); err != nil {
+				return err
+			}
 		}
 		s.attrs = append(s.attrs, attr{local: local, ns: nsNone, value: v})
 	}
 	return nil
+}
+
+// versionOf returns the constant that spells v, which is Version11 or
+// Version12.
+func versionOf(v []byte) string {
+	if string(v) == Version11 {
+		return Version11
+	}
+	return Version12
 }
 
 // recordedEnd is endTag for a recorded document.

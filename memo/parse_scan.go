@@ -357,8 +357,7 @@ func (s *pullScanner) pi() error {
 			if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
 				q := v[0]
 				if e := bytes.IndexByte(v[1:], q); e >= 0 {
-					enc := bytes.ToUpper(v[1 : 1+e])
-					if !bytes.Equal(enc, []byte("UTF-8")) && !bytes.Equal(enc, []byte("UTF8")) && !bytes.Equal(enc, []byte("US-ASCII")) {
+					if !utf8Encoding(v[1 : 1+e]) {
 						return s.fail("only UTF-8 documents are accepted")
 					}
 				}
@@ -367,6 +366,20 @@ func (s *pullScanner) pi() error {
 	}
 	s.advance(i + 2)
 	return nil
+}
+
+// utf8Encoding reports whether an XML declaration's encoding name, in
+// upper case, is UTF-8, UTF8 or US-ASCII. An ASCII name (every letter's)
+// is compared without the copy bytes.ToUpper makes; for ASCII, EqualFold
+// against an upper-case name is that comparison.
+func utf8Encoding(name []byte) bool {
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			up := bytes.ToUpper(name)
+			return bytes.Equal(up, []byte("UTF-8")) || bytes.Equal(up, []byte("UTF8")) || bytes.Equal(up, []byte("US-ASCII"))
+		}
+	}
+	return bytes.EqualFold(name, []byte("UTF-8")) || bytes.EqualFold(name, []byte("UTF8")) || bytes.EqualFold(name, []byte("US-ASCII"))
 }
 
 func pullNameByte(c byte) bool {

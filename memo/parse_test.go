@@ -500,3 +500,21 @@ func TestParsedModelsShareNoMutableMemory(t *testing.T) {
 		}
 	}
 }
+
+// The encoding names the Go parser takes in an XML declaration: the
+// upper case of the name must be UTF-8, UTF8 or US-ASCII.
+func TestUTF8EncodingNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"UTF-8": true, "utf-8": true, "Utf8": true, "us-ascii": true, "US-ASCII": true,
+		"\u017ftf-8": false, "u\u017f-a\u017fcii": true, // long s upper-cases to S
+		"UTF-16": false, "ISO-8859-1": false, "": false, "UTF-8 ": false, "utf\u20138": false,
+	} {
+		if got := utf8Encoding([]byte(name)); got != want {
+			t.Errorf("utf8Encoding(%q) = %v, want %v", name, got, want)
+		}
+		up := string(bytes.ToUpper([]byte(name)))
+		if old := up == "UTF-8" || up == "UTF8" || up == "US-ASCII"; old != want {
+			t.Errorf("%q: the table disagrees with bytes.ToUpper", name)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -58,11 +59,6 @@ func eventRefKey(id string) (bucket, key []byte) {
 		return bMessages, append(k, id...)
 	}
 	return bEventIDs, []byte(id)
-}
-
-func getEventRef(tx *bolt.Tx, id string) []byte {
-	b, k := eventRefKey(id)
-	return tx.Bucket(b).Get(k)
 }
 
 func putEventRef(tx *bolt.Tx, id string, ref []byte) error {
@@ -165,8 +161,10 @@ func decodeEventRecord(raw []byte, ev *hub.Event) error {
 // appendEncoded appends events encoded ahead by pendingJSON.
 func appendEncoded(tx *bolt.Tx, evs []hub.Event, raws [][]byte) error {
 	pb := bk(tx, bPending)
+	g := getters{tx: tx}
 	for i, ev := range evs {
-		if getEventRef(tx, ev.ID) != nil {
+		b, k := eventRefKey(ev.ID)
+		if g.get(b, k) != nil {
 			continue
 		}
 		seq, err := pb.NextSequence()
@@ -176,7 +174,10 @@ func appendEncoded(tx *bolt.Tx, evs []hub.Event, raws [][]byte) error {
 		if err := pb.Put(u64(seq), raws[i]); err != nil {
 			return err
 		}
-		if err := putEventRef(tx, ev.ID, append([]byte{idPending}, u64(seq)...)); err != nil {
+		ref := make([]byte, 9)
+		ref[0] = idPending
+		binary.BigEndian.PutUint64(ref[1:], seq)
+		if err := bk(tx, b).Put(k, ref); err != nil {
 			return err
 		}
 	}
@@ -312,6 +313,7 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 		// The records are encoded into one buffer, never appended to once
 		// written (bbolt keeps each until the commit).
 		buf := make([]byte, 0, 384*len(evs))
+		g := getters{tx: tx}
 		for i, ev := range evs {
 			want := last + 1 + uint64(i)
 			if ev.Seq < want {
@@ -321,8 +323,8 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 				return hub.Errorf(hub.Invalid, "event seq %d does not follow %d", ev.Seq, want-1)
 			}
 			sk := u64(ev.Seq)
-			switch ref := getEventRef(tx, ev.ID); {
-			case len(ref) == 9 && ref[0] == idPending && pb.Get(ref[1:]) != nil:
+			switch ref := g.get(eventRefKey(ev.ID)); {
+			case len(ref) == 9 && ref[0] == idPending && g.get(bPending, ref[1:]) != nil:
 				// The usual case: its entry stays, and says sealed once
 				// the pending entry is gone.
 				if err := pb.Delete(ref[1:]); err != nil {

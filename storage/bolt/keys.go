@@ -123,15 +123,62 @@ func deliveryPlace(d hub.Delivery) (bucket, key []byte) {
 // deliveryRaw returns the record of the delivery with this ID (valid in
 // tx only), or nil when there is none.
 func deliveryRaw(tx *bolt.Tx, id string) []byte {
+	g := getters{tx: tx}
+	return g.deliveryRaw(id)
+}
+
+// deliveryRaw is deliveryRaw through g.
+func (g *getters) deliveryRaw(id string) []byte {
 	if k := besideKey(id); k != nil {
-		if v := tx.Bucket(bMessages).Get(k); v != nil {
+		if v := g.get(bMessages, k); v != nil {
 			return v
 		}
 	}
 	if strings.IndexByte(id, 0) >= 0 {
 		return nil // such a key would name an index entry
 	}
-	return tx.Bucket(bDeliveries).Get([]byte(id))
+	return g.get(bDeliveries, []byte(id))
+}
+
+// getters does a transaction's Gets through one cursor per bucket. bbolt's
+// Bucket.Get makes a new cursor per call, whose stack is allocated anew at
+// each level of the tree, and in a read transaction Tx.Bucket makes a new
+// Bucket: together over a third of the objects this package allocated for
+// an accepted letter. A cursor's Seek starts from the root again and
+// reuses its stack. Valid in its transaction only; a Put or Delete in the
+// bucket between two gets is fine, since Seek starts from the root.
+// Buckets are told apart by their name's identity (the package's
+// variables), as bk does.
+type getters struct {
+	tx   *bolt.Tx
+	n    int
+	open [4]struct {
+		name []byte
+		c    *bolt.Cursor
+	}
+}
+
+// get is tx.Bucket(name).Get(k).
+func (g *getters) get(name, k []byte) []byte {
+	var c *bolt.Cursor
+	for i := range g.n {
+		if &g.open[i].name[0] == &name[0] {
+			c = g.open[i].c
+			break
+		}
+	}
+	if c == nil {
+		c = g.tx.Bucket(name).Cursor()
+		if g.n < len(g.open) {
+			g.open[g.n].name, g.open[g.n].c = name, c
+			g.n++
+		}
+	}
+	got, v := c.Seek(k)
+	if !bytes.Equal(got, k) {
+		return nil
+	}
+	return v
 }
 
 // indexPrefix starts the keys of a message's index of its deliveries that

@@ -147,11 +147,12 @@ func keyable(ids ...string) error {
 
 // messageConflict is PutMessage's Conflict: the UUID or a delivery ID is taken.
 func messageConflict(tx *bolt.Tx, uuid string, ds []hub.Delivery) error {
-	if tx.Bucket(bMessages).Get([]byte(uuid)) != nil {
+	g := getters{tx: tx}
+	if g.get(bMessages, []byte(uuid)) != nil {
 		return hub.Errorf(hub.Conflict, "message %s exists", uuid)
 	}
 	for _, d := range ds {
-		if deliveryRaw(tx, d.ID) != nil {
+		if g.deliveryRaw(d.ID) != nil {
 			return hub.Errorf(hub.Conflict, "delivery %s exists", d.ID)
 		}
 	}
@@ -548,8 +549,9 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 // stored meanwhile, by an earlier apply of the same log entry, or earlier
 // in the same call are skipped.
 func addDeliveriesTx(tx *bolt.Tx, w *messageWrite) error {
+	g := getters{tx: tx}
 	for i, d := range w.ds {
-		if deliveryRaw(tx, d.ID) != nil {
+		if g.deliveryRaw(d.ID) != nil {
 			continue
 		}
 		if err := addDeliveryAt(tx, d, w.dsRaw[i]); err != nil {
@@ -1069,12 +1071,13 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 		}
 	}
 	mb := bk(tx, bMessages)
+	g := getters{tx: tx}
 	ik := receiptIndexKey(r.MessageUUID, r.SystemID)
 	sameMessage := ok && old.r.MessageUUID == r.MessageUUID
 	// Beside when the message is stored, or when it already was (a
 	// status change keeps its place, the message deleted or not).
 	beside := r.MessageUUID != "" && !strings.ContainsRune(r.MessageUUID, 0) &&
-		(sameMessage && old.beside || mb.Get([]byte(r.MessageUUID)) != nil)
+		(sameMessage && old.beside || g.get(bMessages, []byte(r.MessageUUID)) != nil)
 	switch {
 	case sameMessage:
 		// A status change (COMPLETED on ack): the message index stands,
@@ -1092,7 +1095,7 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 	// moves apart.
 	stands := sameMessage && (old.beside || !beside)
 	if !stands {
-		if err := evictBeside(tx, r); err != nil {
+		if err := evictBeside(&g, r); err != nil {
 			return err
 		}
 	}
@@ -1128,16 +1131,16 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 
 // evictBeside moves the record of another receipt that the index entry
 // r's would replace out of the messages bucket, into the receipts bucket.
-func evictBeside(tx *bolt.Tx, r hub.Receipt) error {
+func evictBeside(g *getters, r hub.Receipt) error {
 	if r.MessageUUID == "" || strings.ContainsRune(r.MessageUUID, 0) {
 		return nil
 	}
-	v := tx.Bucket(bMessages).Get(receiptIndexKey(r.MessageUUID, r.SystemID))
+	v := g.get(bMessages, receiptIndexKey(r.MessageUUID, r.SystemID))
 	o, ok := besideRecord(v, r.MessageUUID, r.SystemID)
 	if !ok || o.TransmissionID == r.TransmissionID {
 		return nil
 	}
-	return bk(tx, bReceipts).Put(key(o.SystemID, o.TransmissionID), bytes.Clone(v[1:]))
+	return bk(g.tx, bReceipts).Put(key(o.SystemID, o.TransmissionID), bytes.Clone(v[1:]))
 }
 
 // deleteReceiptIndexes removes stored receipt sr from the message's index

@@ -23,10 +23,11 @@ func (s *Store) AddCounters(ctx context.Context, deltas []hub.Counter) error {
 
 func addCounters(tx *bolt.Tx, deltas []hub.Counter) error {
 	b := bk(tx, bCounters)
+	g := getters{tx: tx}
 	for _, d := range deltas {
 		k := counterKey(d.Key)
 		v := make([]byte, 16)
-		if old := b.Get(k); len(old) == 16 {
+		if old := g.get(bCounters, k); len(old) == 16 {
 			copy(v, old)
 		}
 		binary.BigEndian.PutUint64(v, uint64(int64(binary.BigEndian.Uint64(v))+d.Count))

@@ -385,7 +385,13 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 	// IDs derive from the message (its UUID and when it was received), so
 	// that restoreEvents can append them again without duplicating them:
 	// memo:<uuid>:<received, Unix ms>:<tag>:<how many of the tag before>.
-	evs := make([]Event, 0, 3+len(rt.Deliveries))
+	nevs := 2 // received, validated; then not delivered or held, or one per delivery
+	if rt.State == MessageActive {
+		nevs += len(rt.Deliveries)
+	} else {
+		nevs++
+	}
+	evs := make([]Event, 0, nevs)
 	add := func(tag string, detail map[string]string) {
 		n := 0
 		for i := range evs {

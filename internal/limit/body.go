@@ -60,7 +60,14 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 			return
 		}
 		rc := http.NewResponseController(w)
-		in := &arriving{ReadCloser: r.Body, size: r.ContentLength}
+		// What a request with a body may need, in one allocation.
+		st := &struct {
+			in   arriving
+			held early
+			up   upload
+		}{}
+		in := &st.in
+		in.ReadCloser, in.size = r.Body, r.ContentLength
 		r.Body = in
 		// The server recognises a body a handler left unread only as its
 		// own (then, for some clients, it half-closes and waits a moment
@@ -68,7 +75,8 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 		defer func() { r.Body = in.ReadCloser }()
 		var held *early
 		if b.Linger > 0 && b.LingerBytes > 0 && r.ProtoMajor == 1 {
-			held = &early{ResponseWriter: w, body: in, head: r.Method == http.MethodHead}
+			held = &st.held
+			held.ResponseWriter, held.body, held.head = w, in, r.Method == http.MethodHead
 			w = held
 		}
 		switch {
@@ -78,7 +86,8 @@ func (b Bodies) Handler(next http.Handler) http.Handler {
 			}
 		default:
 			if quota := int64(float64(b.MinRate) * b.Window.Seconds()); quota > 0 && rc.SetReadDeadline(time.Now().Add(b.Grace)) == nil {
-				r.Body = &upload{ReadCloser: in, rc: rc, window: b.Window, quota: quota}
+				st.up = upload{ReadCloser: in, rc: rc, window: b.Window, quota: quota}
+				r.Body = &st.up
 			}
 		}
 		next.ServeHTTP(w, r)

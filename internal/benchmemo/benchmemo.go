@@ -59,6 +59,9 @@ func FromFile(path, from, to string) (*Letter, error) {
 	return &Letter{Body: b.Bytes(), at: at}, nil
 }
 
+// Copy is a letter of its own with the same bytes, for another sender.
+func (l *Letter) Copy() *Letter { return &Letter{Body: bytes.Clone(l.Body), at: l.at} }
+
 // Next writes the n-th messageUUID into Body and returns it (lower case,
 // as a sender names it in memo-message-uuid).
 func (l *Letter) Next(n int) string {

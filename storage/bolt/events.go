@@ -313,6 +313,7 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 		// The records are encoded into one buffer, never appended to once
 		// written (bbolt keeps each until the commit).
 		buf := make([]byte, 0, 384*len(evs))
+		var scratch []byte // indexEvent's keys
 		g := getters{tx: tx}
 		for i, ev := range evs {
 			want := last + 1 + uint64(i)
@@ -345,7 +346,7 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 			if err := eb.Put(sk, buf[start:len(buf):len(buf)]); err != nil {
 				return err
 			}
-			if err := indexEvent(tx, ev, true); err != nil {
+			if scratch, err = indexEvent(tx, ev, true, scratch); err != nil {
 				return err
 			}
 		}
@@ -361,30 +362,34 @@ func (s *Store) SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Eve
 }
 
 // indexEvent adds (or removes) a sealed event's time and organisation index
-// entries.
-func indexEvent(tx *bolt.Tx, ev hub.Event, add bool) error {
-	sk, tk := u64(ev.Seq), tkey(ev.Time)
-	type entry struct {
-		b    []byte
-		k, v []byte
-	}
-	es := []entry{{bEvTime, cat(tk, sk), nil}}
-	for _, org := range ev.Orgs {
-		es = append(es, entry{bEvOrgTime, cat(prefix(org), tk, sk), nil}, entry{bEvOrgSeq, cat(prefix(org), sk), tk})
-	}
-	for _, e := range es {
-		b := bk(tx, e.b)
-		var err error
+// entries. Their keys are built one after the other in scratch (bbolt
+// copies the key it puts, not the value), which it returns for the next
+// event; the time key, the organisation entries' value, is allocated.
+func indexEvent(tx *bolt.Tx, ev hub.Event, add bool, scratch []byte) ([]byte, error) {
+	tk := tkey(ev.Time)
+	var sk [8]byte
+	binary.BigEndian.PutUint64(sk[:], ev.Seq)
+	set := func(b, k, v []byte) error {
 		if add {
-			err = b.Put(e.k, e.v)
-		} else {
-			err = b.Delete(e.k)
+			return bk(tx, b).Put(k, v)
 		}
-		if err != nil {
-			return err
+		return bk(tx, b).Delete(k)
+	}
+	k := append(append(scratch[:0], tk...), sk[:]...) // time, seq
+	if err := set(bEvTime, k, nil); err != nil {
+		return k, err
+	}
+	for _, org := range ev.Orgs {
+		k = append(append(append(append(k[:0], org...), 0), tk...), sk[:]...) // prefix(org), time, seq
+		if err := set(bEvOrgTime, k, nil); err != nil {
+			return k, err
+		}
+		k = append(append(append(k[:0], org...), 0), sk[:]...) // prefix(org), seq
+		if err := set(bEvOrgSeq, k, tk); err != nil {
+			return k, err
 		}
 	}
-	return nil
+	return k, nil
 }
 
 func (s *Store) LastSealed(ctx context.Context) (hub.Event, error) {
@@ -576,6 +581,7 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 				}
 				evs = append(evs, ev)
 			}
+			var scratch []byte // indexEvent's keys
 			for _, ev := range evs {
 				if err := eb.Delete(u64(ev.Seq)); err != nil {
 					return err
@@ -583,7 +589,8 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 				if err := deleteEventRef(tx, ev.ID); err != nil {
 					return err
 				}
-				if err := indexEvent(tx, ev, false); err != nil {
+				var err error
+				if scratch, err = indexEvent(tx, ev, false, scratch); err != nil {
 					return err
 				}
 			}

@@ -196,6 +196,16 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]hub.Event, erro
 	}
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
+		// Counted first, so that the events are decoded into a slice of
+		// their number rather than one grown by doubling (a batch is
+		// hundreds of events of some 200 bytes each).
+		n := 0
+		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+			n++
+		}
+		if n > 0 {
+			out = make([]hub.Event, 0, n)
+		}
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var ev hub.Event
 			if err := decodeEventRecord(v, &ev); err != nil {

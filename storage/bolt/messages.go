@@ -196,7 +196,7 @@ func encodeMessageWrite(m hub.Message, ds []hub.Delivery, r hub.Receipt, evs []h
 	if w.evRaw, err = pendingJSON(evs); err != nil {
 		return nil, hub.Wrap(hub.Internal, err, "bolt: encode events")
 	}
-	if w.csRaw, err = json.Marshal(w.cs); err != nil {
+	if w.csRaw, err = marshalCounters(w.cs); err != nil {
 		return nil, hub.Wrap(hub.Internal, err, "bolt: encode counters")
 	}
 	return w, nil

@@ -9,9 +9,9 @@ import (
 	"github.com/posthub/posthub/hub"
 )
 
-// A letter's message record, its deliveries and its sender's receipt are
-// encoded once each when it is accepted (encodeMessageWrite, setSeqs), as
-// its events are; the encoders here write the very bytes json.Marshal
+// A letter's message record, its deliveries, its sender's receipt and
+// (for the accept log) its counters are encoded once each when it is
+// accepted (encodeMessageWrite, setSeqs), as its events are; the encoders here write the very bytes json.Marshal
 // writes for them, without its reflection (see eventjson.go, whose guard
 // they share: each is used only while its struct has exactly the fields
 // it knows, and TestRecordJSONIsEncodingJSONs compares the bytes).
@@ -77,7 +77,55 @@ var (
 		{"Receipt", "", reflect.TypeFor[hub.Receipt]()},
 		{"SystemID", "systemId", stringType},
 	})
+
+	countersJSONKnown = jsonFieldsAre(reflect.TypeFor[hub.Counter](), []jsonField{
+		{"Key", "key", reflect.TypeFor[hub.CounterKey]()},
+		{"Count", "count", int64Type},
+		{"Bytes", "bytes", int64Type},
+	}) && jsonFieldsAre(reflect.TypeFor[hub.CounterKey](), []jsonField{
+		{"Org", "organisation", stringType},
+		{"Day", "day", stringType},
+		{"MessageType", "messageType", stringType},
+		{"Channel", "channel", stringType},
+		{"SystemID", "systemId,omitempty", stringType},
+		{"Direction", "direction", stringType},
+		{"SizeBucket", "sizeBucket,omitempty", stringType},
+	})
 )
+
+// marshalCounters is json.Marshal(cs): null for nil, as the accept log
+// has always written a letter's counters.
+func marshalCounters(cs []hub.Counter) ([]byte, error) {
+	if !countersJSONKnown {
+		return json.Marshal(cs)
+	}
+	if cs == nil {
+		return []byte("null"), nil
+	}
+	n := 2
+	for _, c := range cs {
+		k := c.Key
+		n += 160 + len(k.Org) + len(k.Day) + len(k.MessageType) + len(k.Channel) + len(k.SystemID) + len(k.Direction) + len(k.SizeBucket)
+	}
+	b := append(make([]byte, 0, n), '[')
+	for i, c := range cs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k := &c.Key
+		b = appendJSONString(append(b, `{"key":{"organisation":`...), k.Org)
+		b = appendJSONString(append(b, `,"day":`...), k.Day)
+		b = appendJSONString(append(b, `,"messageType":`...), k.MessageType)
+		b = appendJSONString(append(b, `,"channel":`...), k.Channel)
+		b = appendOmitEmpty(b, `,"systemId":`, k.SystemID)
+		b = appendJSONString(append(b, `,"direction":`...), k.Direction)
+		b = appendOmitEmpty(b, `,"sizeBucket":`, k.SizeBucket)
+		b = strconv.AppendInt(append(b, `},"count":`...), c.Count, 10)
+		b = strconv.AppendInt(append(b, `,"bytes":`...), c.Bytes, 10)
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
 
 // marshalMessageRec is json.Marshal(r).
 func marshalMessageRec(r *messageRec) ([]byte, error) {

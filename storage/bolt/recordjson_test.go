@@ -41,9 +41,9 @@ func randomInt(r *rand.Rand) int64 {
 // encoders write what json.Marshal writes, byte for byte, for values with
 // every field set or empty and every character encoding/json escapes.
 func TestRecordJSONIsEncodingJSONs(t *testing.T) {
-	if !messageJSONKnown || !deliveryJSONKnown || !receiptJSONKnown {
-		t.Fatalf("hub.Message (%v), hub.Delivery (%v) or hub.Receipt (%v) no longer has the fields recordjson.go encodes: teach it the change",
-			messageJSONKnown, deliveryJSONKnown, receiptJSONKnown)
+	if !messageJSONKnown || !deliveryJSONKnown || !receiptJSONKnown || !countersJSONKnown {
+		t.Fatalf("hub.Message (%v), hub.Delivery (%v), hub.Receipt (%v) or hub.Counter (%v) no longer has the fields recordjson.go encodes: teach it the change",
+			messageJSONKnown, deliveryJSONKnown, receiptJSONKnown, countersJSONKnown)
 	}
 	same := func(what string, v any, got []byte, err error) {
 		t.Helper()
@@ -74,6 +74,21 @@ func TestRecordJSONIsEncodingJSONs(t *testing.T) {
 			Status: hub.ReceiptStatus(randomText(r)), TransactionID: randomText(r)}, SystemID: randomText(r)}
 		b, err = marshalReceiptRec(&rc)
 		same("receipt", rc, b, err)
+	}
+	for i := range 3000 {
+		var cs []hub.Counter
+		switch {
+		case i == 1:
+			cs = []hub.Counter{}
+		case i > 1:
+			for range 1 + r.IntN(3) {
+				cs = append(cs, hub.Counter{Key: hub.CounterKey{Org: randomText(r), Day: randomText(r), MessageType: randomText(r),
+					Channel: randomText(r), SystemID: randomText(r), Direction: randomText(r), SizeBucket: randomText(r)},
+					Count: randomInt(r), Bytes: randomInt(r)})
+			}
+		}
+		b, err := marshalCounters(cs)
+		same("counters", cs, b, err)
 	}
 	// A time json.Marshal refuses is refused.
 	bad := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -123,9 +123,10 @@ const segsChunk = 32
 // bytesParse is the state of one parse of a document in memory, reused
 // from letter to letter through bytesParses: the parser, its scanner, the
 // records it follows and their buffers (open elements, namespaces, a
-// leaf's text). None of it is part of a Message: the model's strings are
-// in the arena, whose bytes, once handed out, never change (see intern),
-// and its content segments are the sink's, handed over and forgotten.
+// leaf's text). None of it is part of a Message but the arena, the Files'
+// slab and the segments' room, which only ever move on: what they handed
+// out is the model's alone and never written again (see intern), and the
+// rest goes to the next letter.
 type bytesParse struct {
 	p   parser
 	s   pullScanner

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -96,6 +97,68 @@ type parser struct {
 	arena  []byte
 	files  slab[File]
 	segs   []segment // room for content segments, carved like the arena
+
+	// The repeated elements of a parent being read, gathered so that the
+	// parent's slice is made once, of their number (see gather).
+	filePtrs      gather[*File]
+	actions       gather[Action]
+	addDocs       gather[Document]
+	techDocs      gather[Document]
+	replies       gather[ReplyData]
+	replyExtras   gather[AdditionalReplyData]
+	contactInfo   gather[ContactInfo]
+	contentExtras gather[AdditionalContentData]
+}
+
+// gather collects the items of a repeated element (a document's Files, a
+// body's AdditionalDocuments, ...) while their parent is read, in a
+// buffer the parser keeps, and hands the parent a slice of exactly their
+// number: one allocation instead of one per doubling. An item is filled
+// in place (add's pointer) before its next sibling is added; no element
+// holds an element of its own type, so a gather is never added to while
+// one of its items is being filled.
+type gather[T any] struct{ buf []T }
+
+// mark is where the items of the parent about to be read start.
+func (g *gather[T]) mark() int { return len(g.buf) }
+
+// add appends a zero item and returns it, to be filled.
+func (g *gather[T]) add() *T {
+	var zero T
+	g.buf = append(g.buf, zero)
+	return &g.buf[len(g.buf)-1]
+}
+
+// take returns a copy of the items from mark on (nil for none) and
+// forgets them.
+func (g *gather[T]) take(mark int) []T {
+	if len(g.buf) == mark {
+		return nil
+	}
+	out := slices.Clone(g.buf[mark:])
+	g.reset(mark)
+	return out
+}
+
+// reset forgets the items from mark on, dropping what they refer to.
+func (g *gather[T]) reset(mark int) {
+	clear(g.buf[mark:])
+	g.buf = g.buf[:mark]
+	if cap(g.buf) > pooledCap {
+		g.buf = nil
+	}
+}
+
+// resetGathers empties every gather, as after a parse that failed half way.
+func (p *parser) resetGathers() {
+	p.filePtrs.reset(0)
+	p.actions.reset(0)
+	p.addDocs.reset(0)
+	p.techDocs.reset(0)
+	p.replies.reset(0)
+	p.replyExtras.reset(0)
+	p.contactInfo.reset(0)
+	p.contentExtras.reset(0)
 }
 
 // slab hands out zeroed model objects carved from chunks of a few: one
@@ -141,7 +204,7 @@ func newBytesParse(b []byte) *bytesParse {
 	s := &st.s
 	*s = pullScanner{buf: b, end: len(b), eof: true, line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p = parser{s: s, src: b, str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena, files: st.p.files, segs: st.p.segs}
+	st.p.s, st.p.src, st.p.decode, st.p.path = s, b, false, ""
 	return st
 }
 
@@ -163,7 +226,12 @@ func (st *bytesParse) release() {
 		st.p.str.b = nil
 	}
 	*s = pullScanner{open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p = parser{str: stringSink{b: st.p.str.b[:0]}, arena: st.p.arena, files: st.p.files, segs: st.p.segs}
+	// The arena, the slab, the segments' room and the (emptied) gathers
+	// go on to the next letter; the document and the last sink do not.
+	st.p.s, st.p.src = nil, nil
+	st.p.str = stringSink{b: st.p.str.b[:0]}
+	st.p.b64 = base64Sink{}
+	st.p.resetGathers()
 	st.rec = records{}
 	bytesParses.Put(st)
 }
@@ -387,6 +455,8 @@ type leaf struct {
 func (p *parser) header(h *MessageHeader) error {
 	const path = "/Message/MessageHeader"
 	h.lines.header = p.s.tokLine
+	replies := p.replies.mark()
+	defer func() { h.ReplyData = p.replies.take(replies) }()
 	return p.children(path, func(name string) error {
 		line := p.s.tokLine
 		switch name {
@@ -431,8 +501,7 @@ func (p *parser) header(h *MessageHeader) error {
 			h.ForwardData = &ForwardData{}
 			return p.forwardData(h.ForwardData)
 		case "ReplyData":
-			h.ReplyData = append(h.ReplyData, ReplyData{})
-			return p.replyData(&h.ReplyData[len(h.ReplyData)-1])
+			return p.replyData(p.replies.add())
 		}
 		return p.unexpected(path, name)
 	})
@@ -493,6 +562,8 @@ func (p *parser) recipient(r *Recipient) error {
 }
 
 func (p *parser) contactPoint(path string, c *ContactPoint) error {
+	infos := p.contactInfo.mark()
+	defer func() { c.ContactInfo = p.contactInfo.take(infos) }()
 	return p.children(path, func(name string) error {
 		switch name {
 		case "contactGroup":
@@ -503,8 +574,7 @@ func (p *parser) contactPoint(path string, c *ContactPoint) error {
 		case "label":
 			return p.into(&c.Label)
 		case "ContactInfo":
-			c.ContactInfo = append(c.ContactInfo, ContactInfo{})
-			ci := &c.ContactInfo[len(c.ContactInfo)-1]
+			ci := p.contactInfo.add()
 			return p.leaves(path, "ContactInfo", leaf{"label", &ci.Label}, leaf{"value", &ci.Value})
 		}
 		return p.unexpected(path, name)
@@ -603,6 +673,8 @@ func (p *parser) address(parent string, a *Address) error {
 
 func (p *parser) contentData(c *ContentData) error {
 	const path = "/Message/MessageHeader/ContentData"
+	extras := p.contentExtras.mark()
+	defer func() { c.AdditionalContentData = p.contentExtras.take(extras) }()
 	return p.children(path, func(name string) error {
 		switch name {
 		case "grd:CPRdata":
@@ -666,8 +738,7 @@ func (p *parser) contentData(c *ContentData) error {
 			c.UnstructuredAddress = v
 			return p.leaves(path, name, leaf{"grd:unstructured", &v.Unstructured})
 		case "AdditionalContentData":
-			c.AdditionalContentData = append(c.AdditionalContentData, AdditionalContentData{})
-			v := &c.AdditionalContentData[len(c.AdditionalContentData)-1]
+			v := p.contentExtras.add()
 			return p.leaves(path, name, leaf{"contentDataType", &v.ContentDataType}, leaf{"contentDataName", &v.ContentDataName}, leaf{"contentDataValue", &v.ContentDataValue})
 		}
 		return p.unexpected(path, name)
@@ -700,6 +771,8 @@ func (p *parser) forwardData(f *ForwardData) error {
 
 func (p *parser) replyData(r *ReplyData) error {
 	const path = "/Message/MessageHeader/ReplyData"
+	extras := p.replyExtras.mark()
+	defer func() { r.AdditionalReplyData = p.replyExtras.take(extras) }()
 	return p.children(path, func(name string) error {
 		switch name {
 		case "messageID":
@@ -722,8 +795,7 @@ func (p *parser) replyData(r *ReplyData) error {
 		case "comment":
 			return p.into(&r.Comment)
 		case "AdditionalReplyData":
-			r.AdditionalReplyData = append(r.AdditionalReplyData, AdditionalReplyData{})
-			v := &r.AdditionalReplyData[len(r.AdditionalReplyData)-1]
+			v := p.replyExtras.add()
 			return p.leaves(path, name, leaf{"label", &v.Label}, leaf{"value", &v.Value})
 		}
 		return p.unexpected(path, name)
@@ -732,6 +804,11 @@ func (p *parser) replyData(r *ReplyData) error {
 
 func (p *parser) body(b *MessageBody) error {
 	const path = "/Message/MessageBody"
+	adds, techs := p.addDocs.mark(), p.techDocs.mark()
+	defer func() {
+		b.AdditionalDocument = p.addDocs.take(adds)
+		b.TechnicalDocument = p.techDocs.take(techs)
+	}()
 	return p.children(path, func(name string) error {
 		switch name {
 		case "createdDateTime":
@@ -739,11 +816,9 @@ func (p *parser) body(b *MessageBody) error {
 		case "MainDocument":
 			return p.document(MainDocumentKind, &b.MainDocument)
 		case "AdditionalDocument":
-			b.AdditionalDocument = append(b.AdditionalDocument, Document{})
-			return p.document(AdditionalDocumentKind, &b.AdditionalDocument[len(b.AdditionalDocument)-1])
+			return p.document(AdditionalDocumentKind, p.addDocs.add())
 		case "TechnicalDocument":
-			b.TechnicalDocument = append(b.TechnicalDocument, Document{})
-			return p.document(TechnicalDocumentKind, &b.TechnicalDocument[len(b.TechnicalDocument)-1])
+			return p.document(TechnicalDocumentKind, p.techDocs.add())
 		}
 		return p.unexpected(path, name)
 	})
@@ -772,6 +847,11 @@ func (p *parser) document(kind DocumentKind, d *Document) error {
 	idName := kind.idElement()
 	paths := &documentPaths[kind]
 	path := paths.doc
+	files, actions := p.filePtrs.mark(), p.actions.mark()
+	defer func() {
+		d.Files = p.filePtrs.take(files)
+		d.Actions = p.actions.take(actions)
+	}()
 	return p.children(path, func(name string) error {
 		switch name {
 		case idName:
@@ -781,12 +861,13 @@ func (p *parser) document(kind DocumentKind, d *Document) error {
 		case "File":
 			f := p.files.take()
 			f.line = p.s.tokLine
-			d.Files = append(d.Files, f)
+			*p.filePtrs.add() = f
 			return p.file(paths.file, f)
 		case "Action":
 			if kind != TechnicalDocumentKind {
-				d.Actions = append(d.Actions, Action{line: p.s.tokLine})
-				return p.action(paths.action, paths.entryPoint, &d.Actions[len(d.Actions)-1])
+				a := p.actions.add()
+				a.line = p.s.tokLine
+				return p.action(paths.action, paths.entryPoint, a)
 			}
 		}
 		return p.unexpected(path, name)

@@ -518,3 +518,60 @@ func TestUTF8EncodingNames(t *testing.T) {
 		}
 	}
 }
+
+// TestParseKeepsEveryRepeatedElement: the repeated elements of the full
+// example, counted in its text, are all in the model, each under its own
+// parent and in document order.
+func TestParseKeepsEveryRepeatedElement(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("testdata", "samples", "v1.1", "MeMo_Full_Example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(name string) int { return bytes.Count(doc, []byte("<memo:"+name+">")) }
+	for _, parse := range []func([]byte) (*Message, error){
+		ParseBytes,
+		func(b []byte) (*Message, error) { return Parse(bytes.NewReader(b)) },
+	} {
+		m, err := parse(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, b := &m.MessageHeader, m.MessageBody
+		var replyExtras, infos, files, actions int
+		for _, r := range h.ReplyData {
+			replyExtras += len(r.AdditionalReplyData)
+		}
+		for _, cp := range []*ContactPoint{h.Sender.ContactPoint, h.Recipient.ContactPoint} {
+			if cp != nil {
+				infos += len(cp.ContactInfo)
+			}
+		}
+		var ids []string
+		for _, d := range m.Documents() {
+			files += len(d.Document.Files)
+			actions += len(d.Document.Actions)
+			ids = append(ids, d.Document.DocumentID)
+		}
+		got := map[string]int{
+			"ReplyData": len(h.ReplyData), "AdditionalReplyData": replyExtras, "ContactInfo": infos,
+			"AdditionalContentData": len(h.ContentData.AdditionalContentData),
+			"AdditionalDocument":    len(b.AdditionalDocument), "TechnicalDocument": len(b.TechnicalDocument),
+			"File": files, "Action": actions,
+		}
+		for name, n := range got {
+			if want := count(name); n != want || n == 0 {
+				t.Errorf("%d %s in the model, %d in the document", n, name, want)
+			}
+		}
+		// Document order: the ids as they stand in the text.
+		last := -1
+		for _, id := range ids {
+			i := bytes.Index(doc, []byte("DocumentID>"+id+"<"))
+			if i <= last {
+				t.Errorf("documents out of order: %v", ids)
+				break
+			}
+			last = i
+		}
+	}
+}

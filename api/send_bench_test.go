@@ -22,8 +22,12 @@ import (
 	"github.com/posthub/posthub/storage/fs"
 )
 
+// sendBenchLetters numbers BenchmarkSendMemo's letters: each its own
+// messageUUID, whichever door and however often the benchmark runs.
+var sendBenchLetters int
+
 // BenchmarkSendMemo measures one accepted letter through the NgDP send
-// route's whole handler chain in process (request id, authentication and
+// route's (and SF1601 KombiPostAfsend's) whole handler chain in process (request id, authentication and
 // authorisation, the accept service, the receipt's JSON), without the
 // network: MeMo_Full_Example made deliverable as make bench sends it, a
 // fresh messageUUID each time, on the embedded store with the event log.
@@ -73,21 +77,36 @@ func BenchmarkSendMemo(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := bytes.NewReader(l.Body)
-	b.SetBytes(int64(len(l.Body)))
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		n++
-		id := l.Next(n)
-		body.Reset(l.Body)
-		req := httptest.NewRequest("POST", "/apis/v1/memos/?memo-message-uuid="+id, body)
-		req.Header.Set("Authorization", "Basic "+token)
-		req.Header.Set("Content-Type", "application/xml")
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, req)
-		if w.Code != http.StatusCreated {
-			b.Fatalf("status %d: %s", w.Code, w.Body)
+	run := func(b *testing.B, l *benchmemo.Letter, request func(id string, body io.Reader) *http.Request) {
+		body := bytes.NewReader(l.Body)
+		b.SetBytes(int64(len(l.Body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			sendBenchLetters++
+			id := l.Next(sendBenchLetters)
+			body.Reset(l.Body)
+			req := request(id, body)
+			req.Header.Set("Content-Type", "application/xml")
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, req)
+			if w.Code != http.StatusCreated {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
 		}
 	}
+	b.Run("ngdp", func(b *testing.B) {
+		run(b, l, func(id string, body io.Reader) *http.Request {
+			req := httptest.NewRequest("POST", "/apis/v1/memos/?memo-message-uuid="+id, body)
+			req.Header.Set("Authorization", "Basic "+token)
+			return req
+		})
+	})
+	// The same letters through SF1601's door, each in a kombi_request.
+	b.Run("kombi", func(b *testing.B) {
+		run(b, l.Kombi(), func(_ string, body io.Reader) *http.Request {
+			req := httptest.NewRequest("POST", "/service/KombiPostAfsend_1/memos", body)
+			req.Header.Set("Authorization", "Bearer "+token)
+			return req
+		})
+	})
 }

@@ -62,6 +62,22 @@ func FromFile(path, from, to string) (*Letter, error) {
 // Copy is a letter of its own with the same bytes, for another sender.
 func (l *Letter) Copy() *Letter { return &Letter{Body: bytes.Clone(l.Body), at: l.at} }
 
+// Kombi is the letter wrapped in an SF1601 kombi_request with
+// KombiValgKode "Automatisk Valg" (the NgDP route's default mode), as
+// make bench's -kombi load sends it: the MeMo's bytes unchanged after its
+// XML declaration.
+func (l *Letter) Kombi() *Letter {
+	memoXML := l.Body
+	if bytes.HasPrefix(memoXML, []byte("<?xml")) {
+		if i := bytes.Index(memoXML, []byte("?>")); i >= 0 {
+			memoXML = bytes.TrimLeft(memoXML[i+2:], "\r\n")
+		}
+	}
+	head := "<?xml version=\"1.0\"?>\n<kombi_request><KombiValgKode>Automatisk Valg</KombiValgKode>"
+	b := append(append([]byte(head), memoXML...), "</kombi_request>\n"...)
+	return &Letter{Body: b, at: len(head) + l.at - (len(l.Body) - len(memoXML))}
+}
+
 // Next writes the n-th messageUUID into Body and returns it (lower case,
 // as a sender names it in memo-message-uuid).
 func (l *Letter) Next(n int) string {

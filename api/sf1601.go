@@ -136,9 +136,9 @@ func (s *Server) handleKombi(c *gin.Context) {
 	if n := c.Request.ContentLength; n > 0 && n <= accept.SmallBody {
 		// A small request is decoded whole first, and its Message accepted
 		// from memory, as a small MeMo is on the NgDP route.
-		var msg bytes.Buffer
-		msg.Grow(int(n))
-		err := d.Message(&msg)
+		msg := kombiMessage(int(n))
+		defer kombiMessages.Put(msg)
+		err := d.Message(msg)
 		if err == nil {
 			kr, err = d.Finish()
 		}
@@ -150,7 +150,7 @@ func (s *Server) handleKombi(c *gin.Context) {
 			return
 		}
 		ar.Mode, ar.Envelope.Print = kr.Mode, kr.Print
-		r, created, err = s.accepter.Letter(ctx, ar, accept.Body{R: &msg, Size: int64(msg.Len())})
+		r, created, err = s.accepter.Letter(ctx, ar, accept.Body{R: msg, Size: int64(msg.Len())})
 		if err != nil {
 			writeError(c, s.log, kr.InRequest(err))
 			return
@@ -215,8 +215,26 @@ func (s *Server) handleKombi(c *gin.Context) {
 	case binding.MIMEXML, binding.MIMEXML2:
 		c.XML(http.StatusCreated, r)
 	default:
+		if b, ok := appendReceiptJSON(make([]byte, 0, 256), r); ok {
+			c.Render(http.StatusCreated, rawJSON(b))
+			return
+		}
 		c.JSON(http.StatusCreated, r)
 	}
+}
+
+// kombiMessages holds the buffers the Message of a small kombi_request is
+// decoded into. The accept service reads a small body into a buffer of its
+// own, so a buffer is free again once Letter has returned.
+var kombiMessages = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// kombiMessage returns an empty buffer from kombiMessages with room for n
+// bytes.
+func kombiMessage(n int) *bytes.Buffer {
+	b := kombiMessages.Get().(*bytes.Buffer)
+	b.Reset()
+	b.Grow(n)
+	return b
 }
 
 // checkPrint validates the request's fjernprint part, when it has one.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/posthub/posthub/hub"
@@ -141,8 +142,9 @@ func fail(code, field string, line int, value, format string, args ...any) *hub.
 // Decoder reads one kombi_request: Message streams its memo:Message out,
 // Finish reads the rest. Not safe for concurrent use.
 type Decoder struct {
-	br  *bufio.Reader
-	lim Limits
+	br     *bufio.Reader
+	pooled *bufio.Reader // br as NewDecoder took it from readers
+	lim    Limits
 
 	printSlot bool // holds one of lim.PrintSlots
 
@@ -152,6 +154,7 @@ type Decoder struct {
 	// Copying: while w is set, every byte read goes to w (through out).
 	w       io.Writer
 	out     []byte
+	outp    *[]byte // out's buffer as copyElement took it from outs
 	copied  int64
 	copyMax int64
 	tooBig  func() error
@@ -178,18 +181,41 @@ type nsDecl struct {
 }
 
 // Release gives back the print slot the Decoder holds (see
-// Limits.PrintSlots), once the fjernprint part is no longer needed. It may
-// be called more than once.
+// Limits.PrintSlots) and its buffers, once the Decoder is done with: it
+// must not be used after (what it returned stays valid: the Message went
+// to the writer, the Request's fields are its own). It may be called more
+// than once.
 func (d *Decoder) Release() {
 	if d.printSlot {
 		d.printSlot = false
 		<-d.lim.PrintSlots
 	}
+	if d.pooled != nil {
+		d.pooled.Reset(nil)
+		readers.Put(d.pooled)
+		d.pooled, d.br = nil, nil
+	}
+	if d.outp != nil {
+		if cap(d.out) == outBuf {
+			*d.outp = d.out[:0]
+			outs.Put(d.outp)
+		}
+		d.outp, d.out = nil, nil
+	}
 }
+
+// A kombi_request of a few KiB would allocate more for the Decoder's read
+// and copy buffers than its own size; released Decoders give them back.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuf) }}
+	outs    = sync.Pool{New: func() any { b := make([]byte, 0, outBuf); return &b }}
+)
 
 // NewDecoder reads a kombi_request from r within lim.
 func NewDecoder(r io.Reader, lim Limits) *Decoder {
-	return &Decoder{br: bufio.NewReaderSize(r, readBuf), lim: lim.withDefaults(), line: 1}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &Decoder{br: br, pooled: br, lim: lim.withDefaults(), line: 1}
 }
 
 // Message reads the request up to the end of its memo:Message, writing
@@ -361,6 +387,7 @@ func (d *Decoder) take(b []byte) error {
 const (
 	readBuf    = 16 << 10
 	copyDirect = 4 << 10
+	outBuf     = 2 * copyDirect
 )
 
 func (d *Decoder) flush() error {
@@ -1042,7 +1069,8 @@ func (d *Decoder) choice(t startTag) error {
 func (d *Decoder) copyElement(t startTag, own []nsDecl, w io.Writer, max int64, tooBig func() error) error {
 	d.w, d.copyMax, d.copied, d.tooBig = w, max, 0, tooBig
 	if cap(d.out) == 0 {
-		d.out = make([]byte, 0, 2*copyDirect)
+		d.outp = outs.Get().(*[]byte)
+		d.out = (*d.outp)[:0]
 	}
 	defer func() { d.w, d.stack, d.names = nil, d.stack[:0], d.names[:0] }()
 	err := d.emit("<" + t.qname)

@@ -161,9 +161,13 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 			"memo-message-uuid must equal MessageHeader/messageUUID", req.WantUUID)
 	}
 	if req.Complete != nil {
-		if err := req.Complete(&req); err != nil {
+		// Completed in a copy: a Request whose address is taken lives on
+		// the heap, and only a door with an envelope after the MeMo needs it.
+		done := req
+		if err := done.Complete(&done); err != nil {
 			return hub.Receipt{}, false, err
 		}
+		req = done
 	}
 	// The spool file's fsync has been running beside the validation; the
 	// receipt may only promise what is on disk.

@@ -46,13 +46,14 @@ func ParseFile(path string) (*Message, error) {
 			return nil, hub.Wrap(hub.Internal, err, "memo: read %s", path)
 		}
 	}
-	p := parser{s: newPullScanner(f), path: path}
-	defer p.s.release()
-	m, err := p.parse()
+	st := newStreamParse(f)
+	defer st.release()
+	st.p.path = path
+	m, err := st.p.parse()
 	if err != nil {
 		return nil, err
 	}
-	m.Size = p.s.offset()
+	m.Size = st.s.offset()
 	return m, nil
 }
 
@@ -63,13 +64,14 @@ const smallFile = 256 << 10
 // the document streams by, and held in memory; nothing else is buffered
 // beyond a small window. Errors as ParseFile.
 func Parse(r io.Reader) (*Message, error) {
-	p := parser{s: newPullScanner(r), decode: true}
-	defer p.s.release()
-	m, err := p.parse()
+	st := newStreamParse(r)
+	defer st.release()
+	st.p.decode = true
+	m, err := st.p.parse()
 	if err != nil {
 		return nil, err
 	}
-	m.Size = p.s.offset()
+	m.Size = st.s.offset()
 	return m, nil
 }
 
@@ -96,6 +98,7 @@ type parser struct {
 	b64    base64Sink // the File/content being read
 	arena  []byte
 	files  slab[File]
+	parts  modelParts
 	segs   []segment // room for content segments, carved like the arena
 
 	// The repeated elements of a parent being read, gathered so that the
@@ -108,6 +111,43 @@ type parser struct {
 	replyExtras   gather[AdditionalReplyData]
 	contactInfo   gather[ContactInfo]
 	contentExtras gather[AdditionalContentData]
+}
+
+// modelParts hands out the parts of a Message, from the Message itself to
+// an AttentionData's children, from slabs as files does Files: a letter
+// like the full example has some forty of them, one allocation each
+// otherwise.
+type modelParts struct {
+	address              slab[Address]
+	addressPoint         slab[AddressPoint]
+	attentionData        slab[AttentionData]
+	attentionPerson      slab[AttentionPerson]
+	cprData              slab[CPRdata]
+	cvrData              slab[CVRdata]
+	caseID               slab[CaseID]
+	contactPoint         slab[ContactPoint]
+	contentData          slab[ContentData]
+	contentResponsible   slab[ContentResponsible]
+	eid                  slab[EID]
+	email                slab[EMail]
+	education            slab[Education]
+	entryPoint           slab[EntryPoint]
+	formData             slab[FORMdata]
+	forwardData          slab[ForwardData]
+	generatingSystem     slab[GeneratingSystem]
+	globalLocationNumber slab[GlobalLocationNumber]
+	kleData              slab[KLEdata]
+	message              slab[Message]
+	messageBody          slab[MessageBody]
+	motorVehicle         slab[MotorVehicle]
+	productionUnit       slab[ProductionUnit]
+	propertyNumber       slab[PropertyNumber]
+	representative       slab[Representative]
+	reservation          slab[Reservation]
+	seNumber             slab[SEnumber]
+	sorData              slab[SORdata]
+	telephone            slab[Telephone]
+	unstructuredAddress  slab[UnstructuredAddress]
 }
 
 // gather collects the items of a repeated element (a document's Files, a
@@ -183,8 +223,8 @@ func (s *slab[T]) take() *T {
 // a File of a letter has one or two.
 const segsChunk = 32
 
-// bytesParse is the state of one parse of a document in memory, reused
-// from letter to letter through bytesParses: the parser, its scanner, the
+// bytesParse is the state of one parse (of a document in memory, or of a
+// stream), reused from letter to letter through bytesParses: the parser, its scanner, the
 // records it follows and their buffers (open elements, namespaces, a
 // leaf's text). None of it is part of a Message but the arena, the Files'
 // slab and the segments' room, which only ever move on: what they handed
@@ -208,6 +248,17 @@ func newBytesParse(b []byte) *bytesParse {
 	return st
 }
 
+// newStreamParse returns a parser of r from the pool, reading through a
+// window from windows; release it after.
+func newStreamParse(r io.Reader) *bytesParse {
+	st := bytesParses.Get().(*bytesParse)
+	s := &st.s
+	*s = pullScanner{r: r, buf: *windows.Get().(*[]byte), line: 1,
+		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
+	st.p.s, st.p.src, st.p.decode, st.p.path = s, nil, false, ""
+	return st
+}
+
 // pooledCap bounds the buffers a pooled parse keeps: an odd document's
 // deep nesting or long leaf text is not kept for the next letter.
 const pooledCap = 4 << 10
@@ -216,6 +267,7 @@ const pooledCap = 4 << 10
 // memory of a libxml2 context) and any outsized buffer.
 func (st *bytesParse) release() {
 	s := &st.s
+	s.release()
 	if cap(s.open) > pooledCap || cap(s.ns) > pooledCap || cap(s.attrs) > pooledCap {
 		s.open, s.ns, s.attrs = nil, nil, nil
 	}
@@ -270,7 +322,7 @@ func (p *parser) parse() (m *Message, err error) {
 	if tok != tokStart || p.s.name != "Message" {
 		return nil, p.invalid(CodeRootInvalid, "/", "the root element is not MeMo's Message", p.s.tokLine)
 	}
-	m = &Message{}
+	m = p.parts.message.take()
 	line := p.s.tokLine
 	var version string
 	for _, a := range p.s.attrs {
@@ -295,7 +347,7 @@ func (p *parser) parse() (m *Message, err error) {
 		case "MessageHeader":
 			return p.header(&m.MessageHeader)
 		case "MessageBody":
-			m.MessageBody = &MessageBody{}
+			m.MessageBody = p.parts.messageBody.take()
 			return p.body(m.MessageBody)
 		}
 		return p.unexpected("/Message", name)
@@ -495,10 +547,10 @@ func (p *parser) header(h *MessageHeader) error {
 		case "Recipient":
 			return p.recipient(&h.Recipient)
 		case "ContentData":
-			h.ContentData = &ContentData{}
+			h.ContentData = p.parts.contentData.take()
 			return p.contentData(h.ContentData)
 		case "ForwardData":
-			h.ForwardData = &ForwardData{}
+			h.ForwardData = p.parts.forwardData.take()
 			return p.forwardData(h.ForwardData)
 		case "ReplyData":
 			return p.replyData(p.replies.add())
@@ -522,13 +574,14 @@ func (p *parser) sender(s *Sender) error {
 		case "label":
 			return p.into(&s.Label)
 		case "AttentionData":
-			s.AttentionData = &AttentionData{}
+			s.AttentionData = p.parts.attentionData.take()
 			return p.attention(path+"/AttentionData", s.AttentionData)
 		case "ContactPoint":
-			s.ContactPoint = &ContactPoint{}
+			s.ContactPoint = p.parts.contactPoint.take()
 			return p.contactPoint(path+"/ContactPoint", s.ContactPoint)
 		case "Representative":
-			r := &Representative{line: p.s.tokLine}
+			r := p.parts.representative.take()
+			r.line = p.s.tokLine
 			s.Representative = r
 			return p.leaves(path, "Representative", leaf{"representativeID", &r.RepresentativeID}, leaf{"idType", &r.IDType}, leaf{"idTypeLabel", &r.IDTypeLabel}, leaf{"label", &r.Label})
 		}
@@ -551,10 +604,10 @@ func (p *parser) recipient(r *Recipient) error {
 		case "label":
 			return p.into(&r.Label)
 		case "AttentionData":
-			r.AttentionData = &AttentionData{}
+			r.AttentionData = p.parts.attentionData.take()
 			return p.attention(path+"/AttentionData", r.AttentionData)
 		case "ContactPoint":
-			r.ContactPoint = &ContactPoint{}
+			r.ContactPoint = p.parts.contactPoint.take()
 			return p.contactPoint(path+"/ContactPoint", r.ContactPoint)
 		}
 		return p.unexpected(path, name)
@@ -585,49 +638,49 @@ func (p *parser) attention(path string, a *AttentionData) error {
 	return p.children(path, func(name string) error {
 		switch name {
 		case "AttentionPerson":
-			v := &AttentionPerson{}
+			v := p.parts.attentionPerson.take()
 			a.AttentionPerson = v
 			return p.leaves(path, name, leaf{"personID", &v.PersonID}, leaf{"label", &v.Label})
 		case "grd:ProductionUnit":
-			a.ProductionUnit = &ProductionUnit{}
+			a.ProductionUnit = p.parts.productionUnit.take()
 			return p.productionUnit(path, name, a.ProductionUnit)
 		case "gln:GlobalLocationNumber":
-			v := &GlobalLocationNumber{}
+			v := p.parts.globalLocationNumber.take()
 			a.GlobalLocationNumber = v
 			return p.leaves(path, name, leaf{"gln:globalLocationNumber", &v.GlobalLocationNumber}, leaf{"gln:location", &v.Location})
 		case "EMail":
-			v := &EMail{}
+			v := p.parts.email.take()
 			a.EMail = v
 			return p.leaves(path, name, leaf{"emailAddress", &v.EmailAddress}, leaf{"relatedAgent", &v.RelatedAgent})
 		case "grd:SEnumber":
-			v := &SEnumber{}
+			v := p.parts.seNumber.take()
 			a.SEnumber = v
 			return p.leaves(path, name, leaf{"grd:seNumber", &v.SENumber}, leaf{"grd:companyName", &v.CompanyName})
 		case "Telephone":
-			v := &Telephone{}
+			v := p.parts.telephone.take()
 			a.Telephone = v
 			return p.leaves(path, name, leaf{"telephoneNumber", &v.TelephoneNumber}, leaf{"relatedAgent", &v.RelatedAgent})
 		case "grd:EID":
-			v := &EID{}
+			v := p.parts.eid.take()
 			a.EID = v
 			return p.leaves(path, name, leaf{"grd:eID", &v.EID}, leaf{"grd:label", &v.Label})
 		case "ContentResponsible":
-			v := &ContentResponsible{}
+			v := p.parts.contentResponsible.take()
 			a.ContentResponsible = v
 			return p.leaves(path, name, leaf{"contentResponsibleID", &v.ContentResponsibleID}, leaf{"label", &v.Label})
 		case "GeneratingSystem":
-			v := &GeneratingSystem{}
+			v := p.parts.generatingSystem.take()
 			a.GeneratingSystem = v
 			return p.leaves(path, name, leaf{"generatingSystemID", &v.GeneratingSystemID}, leaf{"label", &v.Label})
 		case "sor:SORdata":
-			v := &SORdata{}
+			v := p.parts.sorData.take()
 			a.SORdata = v
 			return p.leaves(path, name, leaf{"sor:sorIdentifier", &v.SORIdentifier}, leaf{"sor:entryName", &v.EntryName})
 		case "grd:Address":
-			a.Address = &Address{}
+			a.Address = p.parts.address.take()
 			return p.address(path, a.Address)
 		case "grd:UnstructuredAddress":
-			v := &UnstructuredAddress{}
+			v := p.parts.unstructuredAddress.take()
 			a.UnstructuredAddress = v
 			return p.leaves(path, name, leaf{"grd:unstructured", &v.Unstructured})
 		}
@@ -663,7 +716,7 @@ func (p *parser) address(parent string, a *Address) error {
 		case "grd:country":
 			return p.into(&a.Country)
 		case "grd:AddressPoint":
-			v := &AddressPoint{}
+			v := p.parts.addressPoint.take()
 			a.AddressPoint = v
 			return p.leaves(parent, "grd:Address/grd:AddressPoint", leaf{"grd:geographicEastingMeasure", &v.GeographicEastingMeasure}, leaf{"grd:geographicNorthingMeasure", &v.GeographicNorthingMeasure}, leaf{"grd:geographicHeightMeasure", &v.GeographicHeightMeasure})
 		}
@@ -678,7 +731,7 @@ func (p *parser) contentData(c *ContentData) error {
 	return p.children(path, func(name string) error {
 		switch name {
 		case "grd:CPRdata":
-			v := &CPRdata{}
+			v := p.parts.cprData.take()
 			c.CPRdata = v
 			return p.children(path+"/grd:CPRdata", func(n string) error {
 				switch n {
@@ -691,7 +744,7 @@ func (p *parser) contentData(c *ContentData) error {
 				return p.unexpected(path+"/grd:CPRdata", n)
 			})
 		case "grd:CVRdata":
-			v := &CVRdata{}
+			v := p.parts.cvrData.take()
 			c.CVRdata = v
 			return p.children(path+"/grd:CVRdata", func(n string) error {
 				switch n {
@@ -704,37 +757,37 @@ func (p *parser) contentData(c *ContentData) error {
 				return p.unexpected(path+"/grd:CVRdata", n)
 			})
 		case "dmv:MotorVehicle":
-			v := &MotorVehicle{}
+			v := p.parts.motorVehicle.take()
 			c.MotorVehicle = v
 			return p.leaves(path, name, leaf{"dmv:licenseNumber", &v.LicenseNumber}, leaf{"dmv:chassisNumber", &v.ChassisNumber})
 		case "grd:PropertyNumber":
-			v := &PropertyNumber{}
+			v := p.parts.propertyNumber.take()
 			c.PropertyNumber = v
 			return p.leaves(path, name, leaf{"grd:propertyNumber", &v.PropertyNumber})
 		case "CaseID":
-			v := &CaseID{}
+			v := p.parts.caseID.take()
 			c.CaseID = v
 			return p.leaves(path, name, leaf{"caseID", &v.CaseID}, leaf{"caseSystem", &v.CaseSystem})
 		case "kle:KLEdata":
-			v := &KLEdata{}
+			v := p.parts.kleData.take()
 			c.KLEdata = v
 			return p.leaves(path, name, leaf{"kle:subjectKey", &v.SubjectKey}, leaf{"kle:version", &v.Version}, leaf{"kle:activityFacet", &v.ActivityFacet}, leaf{"kle:label", &v.Label})
 		case "form:FORMdata":
-			v := &FORMdata{}
+			v := p.parts.formData.take()
 			c.FORMdata = v
 			return p.leaves(path, name, leaf{"form:taskKey", &v.TaskKey}, leaf{"form:version", &v.Version}, leaf{"form:activityFacet", &v.ActivityFacet}, leaf{"form:label", &v.Label})
 		case "grd:ProductionUnit":
-			c.ProductionUnit = &ProductionUnit{}
+			c.ProductionUnit = p.parts.productionUnit.take()
 			return p.productionUnit(path, name, c.ProductionUnit)
 		case "udd:Education":
-			v := &Education{}
+			v := p.parts.education.take()
 			c.Education = v
 			return p.leaves(path, name, leaf{"udd:educationCode", &v.EducationCode}, leaf{"udd:educationName", &v.EducationName})
 		case "grd:Address":
-			c.Address = &Address{}
+			c.Address = p.parts.address.take()
 			return p.address(path, c.Address)
 		case "grd:UnstructuredAddress":
-			v := &UnstructuredAddress{}
+			v := p.parts.unstructuredAddress.take()
 			c.UnstructuredAddress = v
 			return p.leaves(path, name, leaf{"grd:unstructured", &v.Unstructured})
 		case "AdditionalContentData":
@@ -958,11 +1011,12 @@ func (p *parser) action(path, entryPath string, a *Action) error {
 		case "endDateTime":
 			return p.into(&a.EndDateTime)
 		case "Reservation":
-			r := &Reservation{}
+			r := p.parts.reservation.take()
 			a.Reservation = r
 			return p.leaves(path, "Reservation", leaf{"description", &r.Description}, leaf{"reservationUUID", &r.ReservationUUID}, leaf{"abstract", &r.Abstract}, leaf{"location", &r.Location}, leaf{"startDateTime", &r.StartDateTime}, leaf{"endDateTime", &r.EndDateTime}, leaf{"organizerMail", &r.OrganizerMail}, leaf{"organizerName", &r.OrganizerName})
 		case "EntryPoint":
-			e := &EntryPoint{line: p.s.tokLine}
+			e := p.parts.entryPoint.take()
+			e.line = p.s.tokLine
 			a.EntryPoint = e
 			return p.children(entryPath, func(n string) error {
 				if n == "url" {

@@ -124,10 +124,6 @@ func (e *syntaxError) Error() string { return "line " + strconv.Itoa(e.line) + "
 // parse (text is copied, contents are offsets or decoded copies).
 var windows = sync.Pool{New: func() any { b := make([]byte, scanWindow); return &b }}
 
-func newPullScanner(r io.Reader) *pullScanner {
-	return &pullScanner{r: r, buf: *windows.Get().(*[]byte), line: 1}
-}
-
 // release returns the window to the pool; the scanner is unusable after.
 func (s *pullScanner) release() {
 	if s.r != nil && len(s.buf) == scanWindow {

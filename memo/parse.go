@@ -223,24 +223,25 @@ func (s *slab[T]) take() *T {
 // a File of a letter has one or two.
 const segsChunk = 32
 
-// bytesParse is the state of one parse (of a document in memory, or of a
-// stream), reused from letter to letter through bytesParses: the parser, its scanner, the
-// records it follows and their buffers (open elements, namespaces, a
-// leaf's text). None of it is part of a Message but the arena, the Files'
-// slab and the segments' room, which only ever move on: what they handed
-// out is the model's alone and never written again (see intern), and the
-// rest goes to the next letter.
-type bytesParse struct {
+// parseState is the state of one parse (of a document in memory, or of
+// a stream), reused from letter to letter through parseStates: the
+// parser, its scanner, the records it follows and their buffers (open
+// elements, namespaces, a leaf's text, the gathers). None of it is part
+// of a Message but the arena and the slabs (text, Files, parts, content
+// segments), which only ever move on: what they handed out is the
+// model's alone and never written again (see intern), and the rest goes
+// to the next letter.
+type parseState struct {
 	p   parser
 	s   pullScanner
 	rec records
 }
 
-var bytesParses = sync.Pool{New: func() any { return new(bytesParse) }}
+var parseStates = sync.Pool{New: func() any { return new(parseState) }}
 
 // newBytesParse returns a parser of b from the pool; release it after.
-func newBytesParse(b []byte) *bytesParse {
-	st := bytesParses.Get().(*bytesParse)
+func newBytesParse(b []byte) *parseState {
+	st := parseStates.Get().(*parseState)
 	s := &st.s
 	*s = pullScanner{buf: b, end: len(b), eof: true, line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
@@ -250,8 +251,8 @@ func newBytesParse(b []byte) *bytesParse {
 
 // newStreamParse returns a parser of r from the pool, reading through a
 // window from windows; release it after.
-func newStreamParse(r io.Reader) *bytesParse {
-	st := bytesParses.Get().(*bytesParse)
+func newStreamParse(r io.Reader) *parseState {
+	st := parseStates.Get().(*parseState)
 	s := &st.s
 	*s = pullScanner{r: r, buf: *windows.Get().(*[]byte), line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
@@ -265,7 +266,7 @@ const pooledCap = 4 << 10
 
 // release returns st to the pool, without the document, the records (C
 // memory of a libxml2 context) and any outsized buffer.
-func (st *bytesParse) release() {
+func (st *parseState) release() {
 	s := &st.s
 	s.release()
 	if cap(s.open) > pooledCap || cap(s.ns) > pooledCap || cap(s.attrs) > pooledCap {
@@ -285,7 +286,7 @@ func (st *bytesParse) release() {
 	st.p.b64 = base64Sink{}
 	st.p.resetGathers()
 	st.rec = records{}
-	bytesParses.Put(st)
+	parseStates.Put(st)
 }
 
 // parseError carries a hub.Error out of the parser.
@@ -425,7 +426,7 @@ func (p *parser) text() (string, error) {
 // intern copies b into the parser's arena and returns it as a string: one
 // allocation per few kilobytes of text instead of one per element. The arena
 // is append-only, so the bytes behind a returned string never change; a
-// pooled parser (bytesParse) goes on filling its arena with the next
+// pooled parser (parseState) goes on filling its arena with the next
 // letter's text, so that letters share chunks.
 func (p *parser) intern(b []byte) string {
 	if len(b) == 0 {

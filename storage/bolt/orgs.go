@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -243,7 +242,7 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 }
 
 // SystemByToken runs on every authenticated request; its answers are kept
-// in memory until a write to the systems changes them (readCache).
+// in memory until a write to the systems changes them (tokenCache).
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
 	sys, ok, gen := s.tokens.get(hash)
 	if ok {
@@ -264,41 +263,38 @@ func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, err
 	return r.value(), err
 }
 
-// readCache holds answers of reads by key (systems by token hash,
-// contacts by ID). Every write to the buckets they were read from calls
-// changed after its commit: the generation moves on and the entries go,
-// and an answer read before the write cannot be kept, since it is stored
-// with the generation read before it was looked up. At most max entries
-// are kept (the map starts afresh when full).
-type readCache[V any] struct {
+// tokenCache holds systems by token hash. Every write to the systems
+// buckets calls changed after its commit: the generation moves on and the
+// entries go, and an answer read before the write cannot be kept, since it
+// is stored with the generation read before it was looked up.
+type tokenCache struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]V
-	max int
+	m   map[string]hub.System
 }
 
-// get returns the cached answer, or the generation to put a fresh
+// get returns the cached system, or the generation to put a fresh
 // answer under.
-func (c *readCache[V]) get(k string) (V, bool, uint64) {
+func (c *tokenCache) get(hash string) (hub.System, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	return v, ok, c.gen
+	sys, ok := c.m[hash]
+	return sys, ok, c.gen
 }
 
-func (c *readCache[V]) put(k string, v V, gen uint64) {
+func (c *tokenCache) put(hash string, sys hub.System, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
-	if c.m == nil || len(c.m) >= c.max {
-		c.m = map[string]V{}
+	if c.m == nil || len(c.m) >= 10000 {
+		c.m = map[string]hub.System{}
 	}
-	c.m[k] = v
+	c.m[hash] = sys
 }
 
-func (c *readCache[V]) changed() {
+func (c *tokenCache) changed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
@@ -552,7 +548,6 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 			return hub.Errorf(hub.Invalid, "contact without ID")
 		}
 	}
-	defer s.contacts.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bContacts)
 		for _, c := range cs {
@@ -564,43 +559,18 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 	})
 }
 
-// contactCacheMax bounds the contacts GetContact keeps in memory (some
-// 200 bytes each).
-const contactCacheMax = 1 << 16
-
-// cachedContact is GetContact's answer as the contacts cache keeps it.
-type cachedContact struct {
-	c     hub.Contact
-	found bool
-}
-
-// GetContact answers from memory what it read before, found or not, until
-// a contact is written (readCache): the router and the notifier look up
-// every letter's recipient, which cost two read transactions per letter.
 func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {
-	if err := ctx.Err(); err != nil {
-		return hub.Contact{}, hub.Wrap(hub.Unavailable, err, "bolt: read abandoned")
-	}
-	cc, ok, gen := s.contacts.get(id)
-	if !ok {
-		err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
-			cc.found, err = getJSON(tx.Bucket(bContacts), []byte(id), &cc.c)
-			return err
-		})
-		if err != nil {
-			return hub.Contact{}, err
+	var c hub.Contact
+	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bContacts), []byte(id), &c)
+		if err == nil && !ok {
+			err = notFound("contact", id)
 		}
-		s.contacts.put(id, cc, gen)
-	}
-	if !cc.found {
-		return hub.Contact{}, notFound("contact", id)
-	}
-	c := cc.c
-	c.Address = slices.Clone(c.Address) // the caller's to change
-	return c, nil
+		return err
+	})
+	return c, err
 }
 
 func (s *Store) DeleteContact(ctx context.Context, id string) error {
-	defer s.contacts.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return bk(tx, bContacts).Delete([]byte(id)) })
 }

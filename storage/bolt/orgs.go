@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -242,7 +243,7 @@ func (s *Store) GetSystem(ctx context.Context, id string) (hub.System, error) {
 }
 
 // SystemByToken runs on every authenticated request; its answers are kept
-// in memory until a write to the systems changes them (tokenCache).
+// in memory until a write to the systems changes them (readCache).
 func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, error) {
 	sys, ok, gen := s.tokens.get(hash)
 	if ok {
@@ -263,38 +264,41 @@ func (s *Store) SystemByToken(ctx context.Context, hash string) (hub.System, err
 	return r.value(), err
 }
 
-// tokenCache holds systems by token hash. Every write to the systems
-// buckets calls changed after its commit: the generation moves on and the
-// entries go, and an answer read before the write cannot be kept, since it
-// is stored with the generation read before it was looked up.
-type tokenCache struct {
+// readCache holds answers of reads by key (systems by token hash,
+// contacts by ID). Every write to the buckets they were read from calls
+// changed after its commit: the generation moves on and the entries go,
+// and an answer read before the write cannot be kept, since it is stored
+// with the generation read before it was looked up. At most max entries
+// are kept (the map starts afresh when full).
+type readCache[V any] struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]hub.System
+	m   map[string]V
+	max int
 }
 
-// get returns the cached system, or the generation to put a fresh
+// get returns the cached answer, or the generation to put a fresh
 // answer under.
-func (c *tokenCache) get(hash string) (hub.System, bool, uint64) {
+func (c *readCache[V]) get(k string) (V, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	sys, ok := c.m[hash]
-	return sys, ok, c.gen
+	v, ok := c.m[k]
+	return v, ok, c.gen
 }
 
-func (c *tokenCache) put(hash string, sys hub.System, gen uint64) {
+func (c *readCache[V]) put(k string, v V, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
-	if c.m == nil || len(c.m) >= 10000 {
-		c.m = map[string]hub.System{}
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = map[string]V{}
 	}
-	c.m[hash] = sys
+	c.m[k] = v
 }
 
-func (c *tokenCache) changed() {
+func (c *readCache[V]) changed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
@@ -548,6 +552,7 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 			return hub.Errorf(hub.Invalid, "contact without ID")
 		}
 	}
+	defer s.contacts.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
 		b := bk(tx, bContacts)
 		for _, c := range cs {
@@ -559,18 +564,43 @@ func (s *Store) PutContacts(ctx context.Context, cs []hub.Contact) error {
 	})
 }
 
+// contactCacheMax bounds the contacts GetContact keeps in memory (some
+// 200 bytes each).
+const contactCacheMax = 1 << 16
+
+// cachedContact is GetContact's answer as the contacts cache keeps it.
+type cachedContact struct {
+	c     hub.Contact
+	found bool
+}
+
+// GetContact answers from memory what it read before, found or not, until
+// a contact is written (readCache): the router and the notifier look up
+// every letter's recipient, which cost two read transactions per letter.
 func (s *Store) GetContact(ctx context.Context, id string) (hub.Contact, error) {
-	var c hub.Contact
-	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
-		ok, err := getJSON(tx.Bucket(bContacts), []byte(id), &c)
-		if err == nil && !ok {
-			err = notFound("contact", id)
+	if err := ctx.Err(); err != nil {
+		return hub.Contact{}, hub.Wrap(hub.Unavailable, err, "bolt: read abandoned")
+	}
+	cc, ok, gen := s.contacts.get(id)
+	if !ok {
+		err := s.viewDirect(ctx, func(tx *bolt.Tx) (err error) {
+			cc.found, err = getJSON(tx.Bucket(bContacts), []byte(id), &cc.c)
+			return err
+		})
+		if err != nil {
+			return hub.Contact{}, err
 		}
-		return err
-	})
-	return c, err
+		s.contacts.put(id, cc, gen)
+	}
+	if !cc.found {
+		return hub.Contact{}, notFound("contact", id)
+	}
+	c := cc.c
+	c.Address = slices.Clone(c.Address) // the caller's to change
+	return c, nil
 }
 
 func (s *Store) DeleteContact(ctx context.Context, id string) error {
+	defer s.contacts.changed()
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error { return bk(tx, bContacts).Delete([]byte(id)) })
 }

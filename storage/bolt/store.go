@@ -89,10 +89,11 @@ type Options struct {
 
 // Store implements hub.Store on one bbolt file.
 type Store struct {
-	db     *bolt.DB
-	leases *leaseTable
-	alog   *acceptLog // nil with Options.NoAcceptLog
-	tokens tokenCache
+	db       *bolt.DB
+	leases   *leaseTable
+	alog     *acceptLog               // nil with Options.NoAcceptLog
+	tokens   readCache[hub.System]    // systems by token hash
+	contacts readCache[cachedContact] // contacts by ID, found or not
 
 	reqs     chan *request
 	quit     chan struct{}
@@ -315,6 +316,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, hub.Errorf(hub.Unavailable, "bolt: %s holds accept log entries; open it once with the accept log", logDir(path))
 	}
 	s := &Store{db: db, leases: newLeaseTable(time.Now()), reqs: make(chan *request), quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.MaxBatch}
+	s.tokens.max, s.contacts.max = 10000, contactCacheMax
 	go s.commitLoop()
 	if opts.NoAcceptLog {
 		return s, nil

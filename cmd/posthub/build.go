@@ -99,7 +99,7 @@ func build(ctx context.Context, env *Env, cfg serveConfig, log *slog.Logger) (_ 
 		InlineMax: cfg.InlineMax, ArchiveRetention: cfg.ArchiveRetention}
 	h.importer = &hub.ContactImporter{Store: store}
 	h.fetching = retrieval.New(retrieval.Config{LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, InactiveAfter: cfg.InactiveAfter,
-		ReconcileInterval: cfg.ReconcileInterval, TempDir: h.spool}, retrieval.Deps{Store: store, Blobs: blobs, Events: events, Log: log})
+		ReconcileInterval: cfg.ReconcileInterval, WatchInterval: cfg.InactiveWatch, TempDir: h.spool}, retrieval.Deps{Store: store, Blobs: blobs, Events: events, Log: log})
 
 	h.operatorToken = cfg.OperatorToken
 	if cfg.Demo && h.operatorToken == "" {

@@ -220,6 +220,7 @@ type serveConfig struct {
 	LeaseTTL          time.Duration
 	MaxAttempts       int
 	InactiveAfter     time.Duration
+	InactiveWatch     time.Duration
 	ReconcileInterval time.Duration
 	// The event log.
 	EventlogKey                string
@@ -310,6 +311,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Minute, "how long a message fetched by a receiver system stays leased to it before it is fetchable again")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 10, "fetches without acknowledgement after which a message is parked for an administrator")
 	fs.DurationVar(&c.InactiveAfter, "inactive-after", 7*24*time.Hour, "flag a receiver system that has not fetched for this long while post waits")
+	fs.DurationVar(&c.InactiveWatch, "inactive-watch-interval", time.Hour, "how often receiver systems are checked against -inactive-after")
 	fs.DurationVar(&c.MailboxRetention, "mailbox-retention", 30*24*time.Hour, "how long a letter its owner deleted is kept before it is purged (the legal retention period; set it to what applies to you)")
 	fs.BoolVar(&c.WebMailbox, "web-mailbox", false, "serve the reference web mailbox at /mailbox/ (on with -demo; it needs the demo viewing client)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", "", "SMTP server host:port for e-mail notifications (empty: no e-mail notifications)")
@@ -443,7 +445,8 @@ func (c *serveConfig) check() error {
 		flag string
 		d    time.Duration
 	}{{"repair-interval", c.RepairInterval}, {"mailbox-purge-interval", c.MailboxPurgeInterval}, {"archive-purge-interval", c.ArchivePurgeInterval},
-		{"notify-interval", c.NotifyInterval}, {"outbox-interval", c.OutboxInterval}, {"reconcile-interval", c.ReconcileInterval}} {
+		{"notify-interval", c.NotifyInterval}, {"outbox-interval", c.OutboxInterval}, {"reconcile-interval", c.ReconcileInterval},
+		{"inactive-watch-interval", c.InactiveWatch}} {
 		if iv.d <= 0 {
 			return fmt.Errorf("-%s %s: must be positive", iv.flag, iv.d)
 		}

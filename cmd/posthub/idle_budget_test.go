@@ -181,7 +181,7 @@ func TestLoopIntervalsRefuseNonsense(t *testing.T) {
 	for _, bad := range [][]string{
 		{"-repair-interval", "0s"}, {"-mailbox-purge-interval", "-1s"}, {"-archive-purge-interval", "0s"},
 		{"-notify-interval", "0s"}, {"-outbox-interval", "-5s"}, {"-reconcile-interval", "0s"}, {"-eventlog-poll-interval", "50ms"},
-		{"-mongo-pending-grace", "0s"}, {"-mongo-event-repair-window", "-1h"}, {"-mongo-event-repair-max", "0"},
+		{"-mongo-pending-grace", "0s"}, {"-mongo-event-repair-window", "-1h"}, {"-mongo-event-repair-max", "0"}, {"-inactive-watch-interval", "0s"},
 	} {
 		var c serveConfig
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)

@@ -108,11 +108,7 @@ func (s *Server) sendOne(c *gin.Context, mode hub.Mode, archive hub.ArchiveChoic
 	if !created {
 		c.Header("X-Posthub-Duplicate", "true")
 	}
-	if b, ok := appendReceiptJSON(make([]byte, 0, 256), r); ok {
-		c.Render(http.StatusCreated, rawJSON(b))
-		return
-	}
-	c.JSON(http.StatusCreated, r)
+	writeReceipt(c, http.StatusCreated, r)
 }
 
 // sendArchive accepts a mass send: every MeMo in the tar archive is

@@ -215,11 +215,7 @@ func (s *Server) handleKombi(c *gin.Context) {
 	case binding.MIMEXML, binding.MIMEXML2:
 		c.XML(http.StatusCreated, r)
 	default:
-		if b, ok := appendReceiptJSON(make([]byte, 0, 256), r); ok {
-			c.Render(http.StatusCreated, rawJSON(b))
-			return
-		}
-		c.JSON(http.StatusCreated, r)
+		writeReceipt(c, http.StatusCreated, r)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/jsonenc"
 )
 
 // Events are the records the store encodes and decodes most: an accepted
@@ -101,13 +102,13 @@ func encodeEvent(b []byte, ev *hub.Event) ([]byte, error) {
 // encoded (json.Marshal then reports why).
 func appendEvent(b []byte, ev *hub.Event) ([]byte, bool) {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, ev.ID)
-	b, ok := appendJSONTime(append(b, `,"eventTime":`...), ev.Time)
+	b = jsonenc.AppendString(b, ev.ID)
+	b, ok := jsonenc.AppendTime(append(b, `,"eventTime":`...), ev.Time)
 	if !ok {
 		return nil, false
 	}
 	b = append(b, `,"eventTag":`...)
-	b = appendJSONString(b, ev.Tag)
+	b = jsonenc.AppendString(b, ev.Tag)
 	b = appendOmitEmpty(b, `,"actor":`, ev.Actor)
 	if len(ev.Orgs) > 0 {
 		b = append(b, `,"organisations":[`...)
@@ -115,7 +116,7 @@ func appendEvent(b []byte, ev *hub.Event) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, o)
+			b = jsonenc.AppendString(b, o)
 		}
 		b = append(b, ']')
 	}
@@ -147,84 +148,18 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonenc.AppendString(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, m[k])
+		b = jsonenc.AppendString(b, m[k])
 	}
 	return append(b, '}')
-}
-
-// appendJSONTime appends t quoted as time.Time's MarshalJSON writes it;
-// false when that refuses it.
-func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
-	b = append(b, '"')
-	b, err := t.AppendText(b)
-	if err != nil {
-		return nil, false
-	}
-	return append(b, '"'), true
 }
 
 func appendOmitEmpty(b []byte, key, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendJSONString(append(b, key...), s)
-}
-
-// appendJSONString appends s quoted as encoding/json quotes a string (its
-// appendString with HTML escaping, as json.Marshal does): <, > and & and
-// control bytes as \u00XX (\b \f \n \r \t short), invalid UTF-8 as
-// \ufffd, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(append(b, s[start:]...), '"')
+	return jsonenc.AppendString(append(b, key...), s)
 }
 
 // decodeEvent decodes a stored event record as json.Unmarshal into a zero

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/jsonenc"
 )
 
 // A letter's message record, its deliveries, its sender's receipt and
@@ -113,12 +114,12 @@ func marshalCounters(cs []hub.Counter) ([]byte, error) {
 			b = append(b, ',')
 		}
 		k := &c.Key
-		b = appendJSONString(append(b, `{"key":{"organisation":`...), k.Org)
-		b = appendJSONString(append(b, `,"day":`...), k.Day)
-		b = appendJSONString(append(b, `,"messageType":`...), k.MessageType)
-		b = appendJSONString(append(b, `,"channel":`...), k.Channel)
+		b = jsonenc.AppendString(append(b, `{"key":{"organisation":`...), k.Org)
+		b = jsonenc.AppendString(append(b, `,"day":`...), k.Day)
+		b = jsonenc.AppendString(append(b, `,"messageType":`...), k.MessageType)
+		b = jsonenc.AppendString(append(b, `,"channel":`...), k.Channel)
 		b = appendOmitEmpty(b, `,"systemId":`, k.SystemID)
-		b = appendJSONString(append(b, `,"direction":`...), k.Direction)
+		b = jsonenc.AppendString(append(b, `,"direction":`...), k.Direction)
 		b = appendOmitEmpty(b, `,"sizeBucket":`, k.SizeBucket)
 		b = strconv.AppendInt(append(b, `},"count":`...), c.Count, 10)
 		b = strconv.AppendInt(append(b, `,"bytes":`...), c.Bytes, 10)
@@ -146,27 +147,27 @@ func marshalMessageRec(r *messageRec) ([]byte, error) {
 // empty to omitempty, so notBefore and archiveUntil are always there).
 func appendMessageRec(b []byte, r *messageRec) ([]byte, bool) {
 	m := &r.Message
-	b = appendJSONString(append(b, `{"messageUUID":`...), m.UUID)
+	b = jsonenc.AppendString(append(b, `{"messageUUID":`...), m.UUID)
 	b = appendOmitEmpty(b, `,"messageId":`, m.MessageID)
-	b = appendJSONString(append(b, `,"senderCvr":`...), m.SenderCVR)
-	b = appendJSONString(append(b, `,"senderSystemId":`...), m.SenderSystemID)
-	b = appendJSONString(append(b, `,"recipientId":`...), m.RecipientID)
-	b = appendJSONString(append(b, `,"recipientType":`...), m.RecipientType)
-	b = appendJSONString(append(b, `,"messageType":`...), m.MessageType)
-	b = appendJSONString(append(b, `,"memoVersion":`...), m.MemoVersion)
+	b = jsonenc.AppendString(append(b, `,"senderCvr":`...), m.SenderCVR)
+	b = jsonenc.AppendString(append(b, `,"senderSystemId":`...), m.SenderSystemID)
+	b = jsonenc.AppendString(append(b, `,"recipientId":`...), m.RecipientID)
+	b = jsonenc.AppendString(append(b, `,"recipientType":`...), m.RecipientType)
+	b = jsonenc.AppendString(append(b, `,"messageType":`...), m.MessageType)
+	b = jsonenc.AppendString(append(b, `,"memoVersion":`...), m.MemoVersion)
 	b = appendOmitEmpty(b, `,"label":`, m.Label)
-	b = appendJSONString(append(b, `,"sha256":`...), m.SHA256)
+	b = jsonenc.AppendString(append(b, `,"sha256":`...), m.SHA256)
 	b = strconv.AppendInt(append(b, `,"size":`...), m.Size, 10)
 	var ok bool
-	if b, ok = appendJSONTime(append(b, `,"received":`...), m.Received); !ok {
+	if b, ok = jsonenc.AppendTime(append(b, `,"received":`...), m.Received); !ok {
 		return nil, false
 	}
-	if b, ok = appendJSONTime(append(b, `,"notBefore":`...), m.NotBefore); !ok {
+	if b, ok = jsonenc.AppendTime(append(b, `,"notBefore":`...), m.NotBefore); !ok {
 		return nil, false
 	}
-	b = appendJSONString(append(b, `,"state":`...), string(m.State))
-	b = appendJSONString(append(b, `,"mode":`...), m.Mode)
-	if b, ok = appendJSONTime(append(b, `,"archiveUntil":`...), m.ArchiveUntil); !ok {
+	b = jsonenc.AppendString(append(b, `,"state":`...), string(m.State))
+	b = jsonenc.AppendString(append(b, `,"mode":`...), m.Mode)
+	if b, ok = jsonenc.AppendTime(append(b, `,"archiveUntil":`...), m.ArchiveUntil); !ok {
 		return nil, false
 	}
 	if len(m.Attrs) > 0 {
@@ -192,21 +193,21 @@ func marshalDelivery(d *hub.Delivery) ([]byte, error) {
 }
 
 func appendDelivery(b []byte, d *hub.Delivery) ([]byte, bool) {
-	b = appendJSONString(append(b, `{"id":`...), d.ID)
-	b = appendJSONString(append(b, `,"messageUUID":`...), d.MessageUUID)
-	b = appendJSONString(append(b, `,"channel":`...), string(d.Channel))
-	b = appendJSONString(append(b, `,"queue":`...), d.Queue)
+	b = jsonenc.AppendString(append(b, `{"id":`...), d.ID)
+	b = jsonenc.AppendString(append(b, `,"messageUUID":`...), d.MessageUUID)
+	b = jsonenc.AppendString(append(b, `,"channel":`...), string(d.Channel))
+	b = jsonenc.AppendString(append(b, `,"queue":`...), d.Queue)
 	b = appendOmitEmpty(b, `,"organisation":`, d.OrgCVR)
 	b = appendOmitEmpty(b, `,"systemId":`, d.SystemID)
 	b = strconv.AppendInt(append(b, `,"seq":`...), d.Seq, 10)
 	var ok bool
-	if b, ok = appendJSONTime(append(b, `,"created":`...), d.Created); !ok {
+	if b, ok = jsonenc.AppendTime(append(b, `,"created":`...), d.Created); !ok {
 		return nil, false
 	}
-	if b, ok = appendJSONTime(append(b, `,"availableAt":`...), d.AvailableAt); !ok {
+	if b, ok = jsonenc.AppendTime(append(b, `,"availableAt":`...), d.AvailableAt); !ok {
 		return nil, false
 	}
-	b = appendJSONString(append(b, `,"state":`...), string(d.State))
+	b = jsonenc.AppendString(append(b, `,"state":`...), string(d.State))
 	b = strconv.AppendInt(append(b, `,"attempts":`...), int64(d.Attempts), 10)
 	b = strconv.AppendInt(append(b, `,"size":`...), d.Size, 10)
 	if len(d.Meta) > 0 {
@@ -228,18 +229,18 @@ func marshalReceiptRec(r *receiptRec) ([]byte, error) {
 }
 
 func appendReceiptRec(b []byte, r *receiptRec) ([]byte, bool) {
-	b = appendJSONString(append(b, `{"transmissionId":`...), r.TransmissionID)
-	b = appendJSONString(append(b, `,"messageUUID":`...), r.MessageUUID)
+	b = jsonenc.AppendString(append(b, `{"transmissionId":`...), r.TransmissionID)
+	b = jsonenc.AppendString(append(b, `,"messageUUID":`...), r.MessageUUID)
 	b = appendOmitEmpty(b, `,"messageId":`, r.MessageID)
 	b = appendOmitEmpty(b, `,"errorCode":`, r.ErrorCode)
 	b = appendOmitEmpty(b, `,"errorMessage":`, r.ErrorMessage)
 	var ok bool
-	if b, ok = appendJSONTime(append(b, `,"timeStamp":`...), r.Time); !ok {
+	if b, ok = jsonenc.AppendTime(append(b, `,"timeStamp":`...), r.Time); !ok {
 		return nil, false
 	}
-	b = appendJSONString(append(b, `,"receiptStatus":`...), string(r.Status))
+	b = jsonenc.AppendString(append(b, `,"receiptStatus":`...), string(r.Status))
 	b = appendOmitEmpty(b, `,"transactionId":`, r.TransactionID)
-	b = appendJSONString(append(b, `,"systemId":`...), r.SystemID)
+	b = jsonenc.AppendString(append(b, `,"systemId":`...), r.SystemID)
 	return append(b, '}'), true
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/posthub/posthub/accept"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
@@ -33,36 +34,28 @@ type world struct {
 // directory is spoolDir.
 func newWorld(t *testing.T, spoolDir string) *world {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "a.db"), bolt.Options{})
+	h, sys, v := senderHub(t)
+	events := hub.StoreEvents{Store: h.Store}
+	svc := &accept.Service{Validator: v, Receipts: h.Store, Events: events, SpoolDir: spoolDir, MaxSize: 200 << 20,
+		Ingest: h.Ingest(events, 0)}
+	return &world{svc: svc, store: h.Store, blobs: h.Blobs, sender: sys}
+}
+
+// senderHub is the embedded hub with the sending authority, its sender
+// system and the registered citizen, and a validator spooling into the
+// hub's directory.
+func senderHub(tb testing.TB) (*hubtest.Hub, hub.System, *memo.Validator) {
+	tb.Helper()
+	h := hubtest.Open(tb)
+	h.Org(hub.Organisation{CVR: senderCVR, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable})
+	sys, _ := h.System(senderCVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
+	h.Registered(citizen)
+	v, err := memo.NewValidator(memo.DefaultConfig(), memo.WithSpoolDir(h.Dir))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := &hub.Registry{Store: store}
-	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: senderCVR, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
-		t.Fatal(err)
-	}
-	sys, _, err := reg.RegisterSystem(ctx, senderCVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.PutContacts(ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := memo.NewValidator(memo.DefaultConfig(), memo.WithSpoolDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := hub.StoreEvents{Store: store}
-	svc := &accept.Service{Validator: v, Receipts: store, Events: events, SpoolDir: spoolDir, MaxSize: 200 << 20,
-		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events}}
-	return &world{svc: svc, store: store, blobs: blobs, sender: sys}
+	tb.Cleanup(v.Close)
+	return h, sys, v
 }
 
 func letter(t *testing.T, attachment int) []byte {

@@ -11,9 +11,6 @@ import (
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/benchmemo"
-	"github.com/posthub/posthub/memo"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 )
 
 // benchService is an accept service as make bench's hub has it: the
@@ -21,37 +18,11 @@ import (
 // the default 256 KiB) and the event log as the event sink; with the
 // sender system and MeMo_Full_Example made a deliverable letter from it.
 func benchService(b *testing.B) (*accept.Service, hub.System, *benchmemo.Letter) {
-	ctx := context.Background()
-	dir := b.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "a.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := &hub.Registry{Store: store}
-	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: senderCVR, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
-		b.Fatal(err)
-	}
-	sys, _, err := reg.RegisterSystem(ctx, senderCVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.PutContacts(ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}}); err != nil {
-		b.Fatal(err)
-	}
-	v, err := memo.NewValidator(memo.DefaultConfig(), memo.WithSpoolDir(dir))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(v.Close)
-	events := eventlog.New(store, eventlog.Options{})
+	h, sys, v := senderHub(b)
+	events := eventlog.New(h.Store, eventlog.Options{})
 	b.Cleanup(func() { events.Close() })
-	svc := &accept.Service{Validator: v, Receipts: store, Events: events, SpoolDir: dir, MaxSize: 200 << 20,
-		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events, InlineMax: 256 << 10}}
+	svc := &accept.Service{Validator: v, Receipts: h.Store, Events: events, SpoolDir: h.Dir, MaxSize: 200 << 20,
+		Ingest: h.Ingest(events, 256<<10)}
 	l, err := benchmemo.FromFile(filepath.Join("..", "memo", "testdata", "samples", "v1.1", "MeMo_Full_Example.xml"), senderCVR, citizen)
 	if err != nil {
 		b.Fatal(err)

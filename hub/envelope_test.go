@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/storage/fs"
 )
@@ -26,26 +27,11 @@ type envelopeWorld struct {
 
 func newEnvelopeWorld(t *testing.T, inlineMax int64) envelopeWorld {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "posthub.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	h := hubtest.Open(t)
 	sys := hub.System{ID: "sender", OrgCVR: "11111111", Role: hub.SenderSystem, Active: true}
-	if err := store.PutContacts(ctx, []hub.Contact{
-		{ID: "0202702345", Status: hub.Exempt, Address: []string{"Fritaget Borger", "Eksempelvej 1", "1234 Demoby"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	in := &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, InlineMax: inlineMax,
-		Events: hub.StoreEvents{Store: store}}
-	return envelopeWorld{store: store, blobs: blobs, in: in, sys: sys}
+	h.Contacts(hub.Contact{ID: "0202702345", Status: hub.Exempt, Address: []string{"Fritaget Borger", "Eksempelvej 1", "1234 Demoby"}})
+	in := h.Ingest(hub.StoreEvents{Store: h.Store}, inlineMax)
+	return envelopeWorld{store: h.Store, blobs: h.Blobs, in: in, sys: sys}
 }
 
 func (w envelopeWorld) submit(t *testing.T, ctx context.Context, to string, mode hub.Mode, env hub.Envelope) (hub.Receipt, string) {

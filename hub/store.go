@@ -286,7 +286,16 @@ type Receipts interface {
 	PutReceipt(ctx context.Context, r Receipt) error
 	// GetReceipt returns NotFound when absent or not the system's.
 	GetReceipt(ctx context.Context, systemID, transmissionID string) (Receipt, error)
-	// ReceiptFor finds a system's receipt for a message UUID. NotFound.
+	// ReceiptFor finds a system's receipt for a message UUID: of the
+	// system's receipts naming it, the newest by Time (to the millisecond)
+	// and then by greatest TransmissionID.
+	// A system may hold several: the INVALID receipt of a refused archive
+	// entry named after the UUID beside the receipt of the message later
+	// accepted under it, or one issued anew after the sender deleted the
+	// first (DeleteReceipt). The newest is the hub's latest word on the
+	// message, and deleting it lets the next newest answer. That holds the
+	// instant the message is accepted (bolt: while it is still in the
+	// accept log). NotFound when there is none, or messageUUID is "".
 	ReceiptFor(ctx context.Context, systemID, messageUUID string) (Receipt, error)
 	// ListReceipts pages a system's receipts in time order after the given
 	// transmission id ("" for the start).

@@ -992,8 +992,9 @@ func putReceiptWith(tx *bolt.Tx, r hub.Receipt, raw []byte) error {
 // written once when it is placed there, so that a status change (the
 // ack's COMPLETED) dirties the message's page and no random page of the
 // receipts bucket. A receipt without a stored message (an INVALID receipt
-// of a refused archive entry) keeps its record in the receipts bucket and
-// the message's index entry, when it has one, holds its transmission ID.
+// of a refused archive entry), and one of several of a message (see
+// apartPrefix), keeps its record in the receipts bucket and the message's
+// index entry, when it names it, holds its transmission ID.
 // A record there begins with '{', so a receipts bucket entry tells which
 // it is by its first byte; an index entry is a record beside only if it
 // decodes as one of that message and system (isBeside), as a transmission
@@ -1021,9 +1022,9 @@ func besideRecord(v []byte, messageUUID, systemID string) (hub.Receipt, bool) {
 }
 
 // receiptOf returns systemID's receipt of message messageUUID, the one
-// its index entry names.
+// its index entry names: the newest (see settleReceipts).
 func receiptOf(tx *bolt.Tx, systemID, messageUUID string) (storedReceipt, bool, error) {
-	if strings.ContainsRune(messageUUID, 0) {
+	if !hasIndex(messageUUID) {
 		return storedReceipt{}, false, nil
 	}
 	v := tx.Bucket(bMessages).Get(receiptIndexKey(messageUUID, systemID))
@@ -1073,11 +1074,19 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 	mb := bk(tx, bMessages)
 	g := getters{tx: tx}
 	ik := receiptIndexKey(r.MessageUUID, r.SystemID)
+	indexed := hasIndex(r.MessageUUID)
+	// holder is the receipt the message's index entry names before this
+	// write ("" when none, so none is apart either).
+	var iv []byte // the index entry before this write
+	var holder string
+	if indexed {
+		iv = g.get(bMessages, ik)
+		holder = indexedTID(iv, r.MessageUUID, r.SystemID)
+	}
 	sameMessage := ok && old.r.MessageUUID == r.MessageUUID
 	// Beside when the message is stored, or when it already was (a
 	// status change keeps its place, the message deleted or not).
-	beside := r.MessageUUID != "" && !strings.ContainsRune(r.MessageUUID, 0) &&
-		(sameMessage && old.beside || g.get(bMessages, []byte(r.MessageUUID)) != nil)
+	beside := indexed && (sameMessage && old.beside || g.get(bMessages, []byte(r.MessageUUID)) != nil)
 	switch {
 	case sameMessage:
 		// A status change (COMPLETED on ack): the message index stands,
@@ -1086,7 +1095,17 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 			return err
 		}
 	case ok:
+		// The receipt names another message now: the one it named may
+		// have another receipt to answer with.
 		if err := deleteReceiptIndexes(tx, old); err != nil {
+			return err
+		}
+		if hasIndex(old.r.MessageUUID) {
+			if err := mb.Delete(apartKey(old.r.MessageUUID, old.r.SystemID, old.r.TransmissionID)); err != nil {
+				return err
+			}
+		}
+		if err := settleReceipts(tx, old.r.SystemID, old.r.MessageUUID); err != nil {
 			return err
 		}
 	}
@@ -1095,8 +1114,18 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 	// moves apart.
 	stands := sameMessage && (old.beside || !beside)
 	if !stands {
-		if err := evictBeside(&g, r); err != nil {
+		if err := evictBeside(tx, r, iv); err != nil {
 			return err
+		}
+		if holder != "" && holder != r.TransmissionID {
+			if err := mb.Put(apartKey(r.MessageUUID, r.SystemID, holder), nil); err != nil {
+				return err
+			}
+		}
+		if sameMessage && holder != r.TransmissionID {
+			if err := mb.Delete(apartKey(r.MessageUUID, r.SystemID, r.TransmissionID)); err != nil {
+				return err
+			}
 		}
 	}
 	if err := bk(tx, bRcptTime).Put(cat(prefix(r.SystemID), tkey(r.Time), []byte(r.TransmissionID)), nil); err != nil {
@@ -1108,10 +1137,24 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 			return fmt.Errorf("encode receipt %s: %w", r.TransmissionID, err)
 		}
 	}
-	b := bk(tx, bReceipts)
+	if err := placeReceipt(tx, r, raw, beside, stands); err != nil {
+		return err
+	}
+	if holder == "" {
+		return nil // the message had no receipt of the system: none is apart
+	}
+	return settleReceipts(tx, r.SystemID, r.MessageUUID)
+}
+
+// placeReceipt writes receipt r's record (raw) and, unless it stands, its
+// index entry: beside the message, or in the receipts bucket with the
+// index entry naming it.
+func placeReceipt(tx *bolt.Tx, r hub.Receipt, raw []byte, beside, stands bool) error {
+	mb, b := bk(tx, bMessages), bk(tx, bReceipts)
+	ik := receiptIndexKey(r.MessageUUID, r.SystemID)
 	k := key(r.SystemID, r.TransmissionID)
 	if !beside {
-		if !stands {
+		if !stands && hasIndex(r.MessageUUID) {
 			if err := mb.Put(ik, []byte(r.TransmissionID)); err != nil {
 				return err
 			}
@@ -1129,18 +1172,134 @@ func putReceiptOver(tx *bolt.Tx, r hub.Receipt, raw []byte, known *storedReceipt
 	return b.Put(k, append(append(p, besideMark), r.MessageUUID...))
 }
 
-// evictBeside moves the record of another receipt that the index entry
-// r's would replace out of the messages bucket, into the receipts bucket.
-func evictBeside(g *getters, r hub.Receipt) error {
-	if r.MessageUUID == "" || strings.ContainsRune(r.MessageUUID, 0) {
+// hasIndex reports whether receipts naming messageUUID have an index entry
+// (every UUID but "" and those a key cannot hold).
+func hasIndex(messageUUID string) bool {
+	return messageUUID != "" && !strings.ContainsRune(messageUUID, 0)
+}
+
+// indexedTID returns the transmission ID the index entry v of message
+// messageUUID and systemID names ("" for none).
+func indexedTID(v []byte, messageUUID, systemID string) string {
+	if v == nil {
+		return ""
+	}
+	if r, ok := besideRecord(v, messageUUID, systemID); ok {
+		return r.TransmissionID
+	}
+	return string(v)
+}
+
+// A system may hold several receipts naming one message UUID: the INVALID
+// receipt of a refused archive entry named after the UUID and the receipt
+// of the message accepted under it, or a receipt issued anew after the
+// sender deleted one. ReceiptFor answers the newest (newerReceipt), so
+// the message's index entry names the newest, and each of the others has
+// an entry under apartKey, next to it in the messages bucket, with its
+// record in the receipts bucket. A message with one receipt (nearly all)
+// has no apart entry: the accept path writes nothing more for it.
+
+// apartPrefix starts the keys of systemID's receipts of message
+// messageUUID that its index entry does not name.
+func apartPrefix(messageUUID, systemID string) []byte {
+	k := make([]byte, 0, len(messageUUID)+len(systemID)+3)
+	return append(append(append(k, messageUUID...), 0, 'A'), append([]byte(systemID), 0)...)
+}
+
+// apartKey lists receipt transmissionID as one of them.
+func apartKey(messageUUID, systemID, transmissionID string) []byte {
+	return append(apartPrefix(messageUUID, systemID), transmissionID...)
+}
+
+// newerReceipt reports whether a comes after b in the order ReceiptFor
+// answers by: Time to the millisecond (what MongoDB keeps), then
+// TransmissionID.
+func newerReceipt(a, b hub.Receipt) bool {
+	at, bt := a.Time.Truncate(time.Millisecond), b.Time.Truncate(time.Millisecond)
+	if !at.Equal(bt) {
+		return at.After(bt)
+	}
+	return a.TransmissionID > b.TransmissionID
+}
+
+// settleReceipts makes the index entry of systemID's receipts of message
+// messageUUID name the newest of them, the one it named and the apart
+// ones, and lists the others apart.
+func settleReceipts(tx *bolt.Tx, systemID, messageUUID string) error {
+	if !hasIndex(messageUUID) {
 		return nil
 	}
-	v := g.get(bMessages, receiptIndexKey(r.MessageUUID, r.SystemID))
+	mb := bk(tx, bMessages)
+	p := apartPrefix(messageUUID, systemID)
+	var best hub.Receipt
+	var stale [][]byte
+	if err := scanPrefix(mb, p, func(k, _ []byte) (bool, error) {
+		sr, ok, err := getStoredReceipt(tx, systemID, string(k[len(p):]))
+		switch {
+		case err != nil:
+			return false, err
+		case !ok || sr.beside || sr.r.MessageUUID != messageUUID:
+			stale = append(stale, bytes.Clone(k)) // gone, or not apart
+		case best.TransmissionID == "" || newerReceipt(sr.r, best):
+			best = sr.r
+		}
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := mb.Delete(k); err != nil {
+			return err
+		}
+	}
+	if best.TransmissionID == "" {
+		return nil
+	}
+	ik := receiptIndexKey(messageUUID, systemID)
+	v := mb.Get(ik)
+	if v != nil {
+		cur, ok := besideRecord(v, messageUUID, systemID)
+		curBeside := ok
+		if !ok {
+			sr, found, err := getStoredReceipt(tx, systemID, string(v))
+			if err != nil {
+				return err
+			}
+			cur, ok = sr.r, found && sr.r.MessageUUID == messageUUID
+		}
+		if ok {
+			if !newerReceipt(best, cur) {
+				return nil
+			}
+			// The holder moves apart, its record into the receipts bucket.
+			if curBeside {
+				if err := bk(tx, bReceipts).Put(key(systemID, cur.TransmissionID), bytes.Clone(v[1:])); err != nil {
+					return err
+				}
+			}
+			if err := mb.Put(apartKey(messageUUID, systemID, cur.TransmissionID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if err := mb.Delete(apartKey(messageUUID, systemID, best.TransmissionID)); err != nil {
+		return err
+	}
+	return mb.Put(ik, []byte(best.TransmissionID))
+}
+
+// evictBeside moves the record of another receipt that the index entry
+// r's would replace (v, as read in tx) out of the messages bucket, into
+// the receipts bucket.
+func evictBeside(tx *bolt.Tx, r hub.Receipt, v []byte) error {
+	if !hasIndex(r.MessageUUID) {
+		return nil
+	}
 	o, ok := besideRecord(v, r.MessageUUID, r.SystemID)
 	if !ok || o.TransmissionID == r.TransmissionID {
 		return nil
 	}
-	return bk(g.tx, bReceipts).Put(key(o.SystemID, o.TransmissionID), bytes.Clone(v[1:]))
+	return bk(tx, bReceipts).Put(key(o.SystemID, o.TransmissionID), bytes.Clone(v[1:]))
 }
 
 // deleteReceiptIndexes removes stored receipt sr from the message's index
@@ -1178,7 +1337,66 @@ var receiptsMoved = []byte("layout.receiptsBesideMessages")
 // longer names stays apart, as it would be put now). Run in the
 // transaction that opens the file (whole or not at all); it reads the
 // bucket once, then marks the file so (receipts without a message stay).
+// Then it lists the receipts apart (listReceiptsApart).
 func migrateReceiptsBeside(tx *bolt.Tx) error {
+	if err := moveReceiptsBeside(tx); err != nil {
+		return err
+	}
+	return listReceiptsApart(tx)
+}
+
+// receiptsListed, in the meta bucket, says that listReceiptsApart has run.
+var receiptsListed = []byte("layout.receiptsApartListed")
+
+// listReceiptsApart gives every receipt that names a message UUID its
+// index entry never named or no longer names (earlier versions kept only
+// the last one written) its entry under apartKey, and makes each index
+// entry name the newest (settleReceipts). Run in the transaction that
+// opens the file, after moveReceiptsBeside; it reads the receipts bucket
+// once, then marks the file so.
+func listReceiptsApart(tx *bolt.Tx) error {
+	meta := tx.Bucket(bMeta)
+	if meta.Get(receiptsListed) != nil {
+		return nil
+	}
+	mb := tx.Bucket(bMessages)
+	type msgOf struct{ sys, uuid string }
+	var apart [][]byte
+	var settle []msgOf
+	err := tx.Bucket(bReceipts).ForEach(func(k, v []byte) error {
+		if len(v) == 0 || v[0] == besideMark {
+			return nil // beside its message: what its index entry names
+		}
+		var rr receiptRec
+		if err := json.Unmarshal(v, &rr); err != nil {
+			return fmt.Errorf("decode %s/%q: %w", bReceipts, k, err)
+		}
+		r := rr.value()
+		if !hasIndex(r.MessageUUID) || indexedTID(mb.Get(receiptIndexKey(r.MessageUUID, r.SystemID)), r.MessageUUID, r.SystemID) == r.TransmissionID {
+			return nil
+		}
+		apart = append(apart, apartKey(r.MessageUUID, r.SystemID, r.TransmissionID))
+		settle = append(settle, msgOf{r.SystemID, r.MessageUUID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate receipts: %w", err)
+	}
+	for _, k := range apart {
+		if err := mb.Put(k, nil); err != nil {
+			return fmt.Errorf("migrate receipts: %w", err)
+		}
+	}
+	for _, m := range settle {
+		if err := settleReceipts(tx, m.sys, m.uuid); err != nil {
+			return fmt.Errorf("migrate receipts: %w", err)
+		}
+	}
+	return meta.Put(receiptsListed, []byte{1})
+}
+
+// moveReceiptsBeside is the first step of migrateReceiptsBeside.
+func moveReceiptsBeside(tx *bolt.Tx) error {
 	meta := tx.Bucket(bMeta)
 	if meta.Get(receiptsMoved) != nil {
 		return nil
@@ -1241,22 +1459,34 @@ func (s *Store) GetReceipt(ctx context.Context, systemID, transmissionID string)
 }
 
 func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error) {
-	var r hub.Receipt
 	// As GetMessage: the accept log first, then bbolt without the barrier.
+	// A logged message's receipt is the newest unless bbolt holds a newer
+	// one naming the UUID (put before the message was accepted, stamped
+	// later), which applying the entry leaves the newest too.
+	var lr hub.Receipt
+	var logged bool
 	if s.alog != nil {
-		if lr, ok, err := s.alog.receiptFor(ctx, systemID, messageUUID); ok || err != nil {
-			return lr, err
+		var err error
+		if lr, logged, err = s.alog.receiptFor(ctx, systemID, messageUUID); err != nil {
+			return hub.Receipt{}, err
 		}
 	}
+	var r hub.Receipt
+	var ok bool
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
-		sr, ok, err := receiptOf(tx, systemID, messageUUID)
-		r = sr.r
-		if err == nil && !ok {
-			err = hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)
-		}
+		sr, found, err := receiptOf(tx, systemID, messageUUID)
+		r, ok = sr.r, found
 		return err
 	})
-	return r, err
+	switch {
+	case err != nil:
+		return hub.Receipt{}, err
+	case logged && (!ok || newerReceipt(lr, r)):
+		return lr, nil
+	case !ok:
+		return hub.Receipt{}, hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)
+	}
+	return r, nil
 }
 
 func (s *Store) ListReceipts(ctx context.Context, systemID, after string, limit int) ([]hub.Receipt, error) {
@@ -1304,6 +1534,16 @@ func (s *Store) DeleteReceipt(ctx context.Context, systemID, transmissionID stri
 		if err := deleteReceiptIndexes(tx, sr); err != nil {
 			return err
 		}
-		return bk(tx, bReceipts).Delete(key(systemID, transmissionID))
+		if err := bk(tx, bReceipts).Delete(key(systemID, transmissionID)); err != nil {
+			return err
+		}
+		if !hasIndex(sr.r.MessageUUID) {
+			return nil
+		}
+		// An older receipt of the message, if any, answers for it now.
+		if err := bk(tx, bMessages).Delete(apartKey(sr.r.MessageUUID, systemID, transmissionID)); err != nil {
+			return err
+		}
+		return settleReceipts(tx, systemID, sr.r.MessageUUID)
 	})
 }

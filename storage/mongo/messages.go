@@ -499,6 +499,11 @@ func (s *Store) GetReceipt(ctx context.Context, systemID, transmissionID string)
 }
 
 func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error) {
+	if messageUUID == "" {
+		// Receipts of entries too broken to name a message are no
+		// message's receipt.
+		return hub.Receipt{}, hub.Errorf(hub.NotFound, "no receipt for a message without UUID")
+	}
 	rs, err := s.receiptsWhere(ctx, bson.M{"sys": systemID, "msg": messageUUID}, options.Find().SetSort(sortBy("-t", "-_id")))
 	if err == nil && len(rs) == 0 {
 		err = hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)

@@ -47,6 +47,7 @@ func TestStore(t *testing.T, open func(t *testing.T) hub.Store) {
 	tests = append(tests, orgTests...)
 	tests = append(tests, ruleTests...)
 	tests = append(tests, messageTests...)
+	tests = append(tests, receiptTests...)
 	tests = append(tests, raceTests...)
 	tests = append(tests, queueTests...)
 	tests = append(tests, eventTests...)

@@ -372,7 +372,11 @@ type Policies interface {
 	LoadPolicies(ctx context.Context) ([]PolicyLine, error)
 	// AddPolicy returns Conflict when the line exists.
 	AddPolicy(ctx context.Context, p PolicyLine) error
-	// RemovePolicy removes a line; absent is not an error.
+	// RemovePolicy removes a line. NotFound, changing nothing, when the line
+	// is absent: of concurrent removals of one line, on any number of
+	// instances, exactly one succeeds, so a caller records a removal (a
+	// revoked privilege's event, its sessions' end) once, and only when
+	// something was removed.
 	RemovePolicy(ctx context.Context, p PolicyLine) error
 	// PolicyStamp changes whenever a line is added or removed, so instances
 	// know when to reload.

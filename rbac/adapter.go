@@ -72,11 +72,15 @@ func (a *Adapter) AddPolicy(_ string, ptype string, rule []string) error {
 	return err
 }
 
-// RemovePolicy removes one line.
+// RemovePolicy removes one line; an absent line is not an error.
 func (a *Adapter) RemovePolicy(_ string, ptype string, rule []string) error {
 	ctx, cancel := a.ctx()
 	defer cancel()
-	return a.Store.RemovePolicy(ctx, hub.PolicyLine{Ptype: ptype, V: rule})
+	err := a.Store.RemovePolicy(ctx, hub.PolicyLine{Ptype: ptype, V: rule})
+	if hub.ErrorCode(err) == hub.NotFound {
+		return nil
+	}
+	return err
 }
 
 // RemoveFilteredPolicy removes the lines of ptype whose values from
@@ -92,7 +96,7 @@ func (a *Adapter) RemoveFilteredPolicy(_ string, ptype string, fieldIndex int, f
 		if l.Ptype != ptype || !matches(l.V, fieldIndex, fieldValues) {
 			continue
 		}
-		if err := a.Store.RemovePolicy(ctx, l); err != nil {
+		if err := a.Store.RemovePolicy(ctx, l); err != nil && hub.ErrorCode(err) != hub.NotFound {
 			return err
 		}
 	}

@@ -465,7 +465,10 @@ func ChangeStored(err error) bool {
 
 // Revoke removes a grant, ends the user's sessions and reloads. NotFound
 // when the grant is not held, and then nothing else is done: no session
-// ends.
+// ends. The store decides (RemovePolicy's NotFound), not the policies
+// loaded here, which may lag another instance's change: of concurrent
+// revocations of one grant, on any number of instances, exactly one
+// succeeds, and only it ends sessions (and is logged by its caller).
 //
 // The sessions end after the removal is durable, as for Grant. When
 // ending them fails, Revoke answers Unavailable although the privilege is
@@ -475,20 +478,10 @@ func ChangeStored(err error) bool {
 // error's message says the privilege was revoked (a retry answers
 // NotFound); the sessions end when the user logs out, or is given a new
 // password or deactivated.
-//
-// A revocation racing with another of the same grant may end sessions
-// twice: RemovePolicy does not say whether it removed the line, and a
-// second session end is the safe side.
 func (e *Enforcer) Revoke(ctx context.Context, g Grant) error {
-	if !slices.Contains(e.Grants(g.Domain, g.User), g) {
-		if err := e.Refresh(ctx); err != nil {
-			return err
-		}
-		if !slices.Contains(e.Grants(g.Domain, g.User), g) {
-			return hub.Errorf(hub.NotFound, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
-		}
-	}
-	if err := e.store.RemovePolicy(ctx, policyLine(g)); err != nil {
+	if err := e.store.RemovePolicy(ctx, policyLine(g)); hub.Is(err, hub.NotFound) {
+		return hub.Wrap(hub.NotFound, err, "%s does not hold %s in %s", g.User, g.Role, g.Domain)
+	} else if err != nil {
 		return err
 	}
 	_, bumpErr := e.store.BumpSessionGeneration(ctx, g.User)

@@ -231,6 +231,60 @@ func TestConcurrentIdenticalGrantsEndSessionsOnce(t *testing.T) {
 	}
 }
 
+// TestConcurrentIdenticalRevocationsEndSessionsOnce: eight revocations of
+// one held grant at once, through two instances that both see it held:
+// one is answered nil and the rest NotFound (RemovePolicy has one winner),
+// and the user's sessions are ended once — so a caller logs the
+// revocation once.
+func TestConcurrentIdenticalRevocationsEndSessionsOnce(t *testing.T) {
+	for _, be := range grantBackends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			first, another := be.open(t)
+			w := newGrantWorld(t, first, another)
+			g := rbac.Grant{User: "anne", Role: rbac.OrgAdmin, Domain: "11111111"}
+			if err := w.a.Grant(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.b.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(w.b.Grants(g.Domain, g.User)) != 1 {
+				t.Fatal("the other instance does not see the grant")
+			}
+			ends := w.ends.Load()
+			const n = 8
+			var made, notFound atomic.Int64
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				en := []*rbac.Enforcer{w.a, w.b}[i%2]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					switch err := en.Revoke(ctx, g); {
+					case err == nil:
+						made.Add(1)
+					case hub.Is(err, hub.NotFound):
+						notFound.Add(1)
+					default:
+						t.Errorf("revoke: %v", err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if made.Load() != 1 || notFound.Load() != n-1 {
+				t.Fatalf("%d revocations made, %d answered NotFound; want 1 and %d", made.Load(), notFound.Load(), n-1)
+			}
+			if got := w.ends.Load() - ends; got != 1 {
+				t.Errorf("%d identical revocations, one of which changed something, ended sessions %d times", n, got)
+			}
+		})
+	}
+}
+
 // TestPrivilegeChangeWhenSessionsCannotBeEnded: the change is written,
 // then ending the sessions fails. A grant is answered nil — it is made,
 // and in force, and the failure is logged — and the live session keeps

@@ -122,7 +122,7 @@ func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
 		b := bk(tx, bPolicies)
 		k := []byte(p.Key())
 		if b.Get(k) == nil {
-			return nil
+			return hub.Errorf(hub.NotFound, "policy line not found")
 		}
 		if err := b.Delete(k); err != nil {
 			return err

@@ -129,7 +129,8 @@ func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
 		return translate(err, "remove policy")
 	}
 	if res.DeletedCount == 0 {
-		return nil
+		// Absent, or a concurrent removal won the delete (one winner).
+		return hub.Errorf(hub.NotFound, "policy line not found")
 	}
 	return s.bumpStamp(ctx)
 }

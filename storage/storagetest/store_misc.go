@@ -77,7 +77,10 @@ var miscTests = []storeTest{
 		if s2 == s1 || s2 == s0 {
 			t.Fatalf("stamp %q after RemovePolicy (before %q, %q)", s2, s1, s0)
 		}
-		must(t, s.RemovePolicy(ctx, p), "RemovePolicy of absent")
+		wantCode(t, s.RemovePolicy(ctx, p), hub.NotFound, "RemovePolicy of absent")
+		if s3, _ := s.PolicyStamp(ctx); s3 != s2 {
+			t.Fatalf("stamp %q after a RemovePolicy that removed nothing, want %q", s3, s2)
+		}
 		lines, _ = s.LoadPolicies(ctx)
 		if len(lines) != 1 {
 			t.Fatalf("%d lines after remove", len(lines))

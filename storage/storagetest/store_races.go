@@ -223,4 +223,21 @@ var raceTests = []storeTest{
 			t.Fatalf("%d of 16 AddPolicy calls (of different lines) succeeded", n)
 		}
 	}},
+	{"RemovePolicy of one line by 16 callers at once: one removes it, the others are NotFound", func(t *testing.T, s hub.Store) {
+		p := hub.PolicyLine{Ptype: "g", V: []string{"user:anne", "ORGANISATION_ADMINISTRATOR", "12345678"}}
+		keep := hub.PolicyLine{Ptype: "g", V: []string{"user:bo", "ORGANISATION_ADMINISTRATOR", "12345678"}}
+		must(t, s.AddPolicy(ctx, p), "AddPolicy")
+		must(t, s.AddPolicy(ctx, keep), "AddPolicy of another line")
+		before, err := s.PolicyStamp(ctx)
+		must(t, err, "PolicyStamp")
+		if n := concurrently(t, 16, hub.NotFound, func(int) error { return s.RemovePolicy(ctx, p) }); n != 1 {
+			t.Fatalf("%d of 16 removals of one line succeeded, want 1", n)
+		}
+		lines, err := s.LoadPolicies(ctx)
+		must(t, err, "LoadPolicies")
+		sameStrings(t, ids(lines, hub.PolicyLine.Key), []string{keep.Key()}, "policies after the removals")
+		if after, _ := s.PolicyStamp(ctx); after == before {
+			t.Fatalf("stamp %q unchanged by the removal", after)
+		}
+	}},
 }

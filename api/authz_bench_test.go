@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/rbac"
-	"github.com/posthub/posthub/storage/bolt"
 )
 
 // BenchmarkAuthorize measures the authorisation middleware on one core
@@ -23,20 +22,11 @@ import (
 // for a session cookie and for a system token.
 func BenchmarkAuthorize(b *testing.B) {
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	reg := &hub.Registry{Store: store}
+	fx := hubtest.Open(b)
+	store, reg := fx.Store, fx.Registry
 	const org = "11111111"
-	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: org, Name: "K", Kind: hub.Authority}); err != nil {
-		b.Fatal(err)
-	}
-	_, token, err := reg.RegisterSystem(ctx, org, hub.SystemSpec{Name: "s", Role: hub.SenderSystem})
-	if err != nil {
-		b.Fatal(err)
-	}
+	fx.Org(hub.Organisation{CVR: org, Name: "K", Kind: hub.Authority})
+	_, token := fx.System(org, hub.SystemSpec{Name: "s", Role: hub.SenderSystem})
 	en, err := rbac.New(ctx, store, rbac.Options{})
 	if err != nil {
 		b.Fatal(err)

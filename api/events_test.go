@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/storage/bolt"
 )
 
@@ -36,11 +36,7 @@ type eventsFixture struct {
 func newEventsFixture(t *testing.T) *eventsFixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "posthub.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := hubtest.Open(t).Store
 	f := &eventsFixture{store: st, tokens: map[string]string{}}
 	for _, org := range []string{sender, recipient, other} {
 		tok, hash := hub.NewToken()

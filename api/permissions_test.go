@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +16,9 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -67,12 +65,8 @@ func newMatrixHub(t *testing.T) *matrixHub { return newMatrixHubWith(t, false) }
 func newMatrixHubWith(t *testing.T, withServices bool) *matrixHub {
 	t.Helper()
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	reg := &hub.Registry{Store: store}
+	fx := hubtest.Open(t)
+	store, reg := fx.Store, fx.Registry
 	en, err := rbac.New(ctx, store, rbac.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -83,34 +77,22 @@ func newMatrixHubWith(t *testing.T, withServices bool) *matrixHub {
 		Ingest:   &hub.Ingest{Store: store, Router: &hub.Router{Store: store}, Events: hub.StoreEvents{Store: store}},
 		Importer: &hub.ContactImporter{Store: store}}
 	if withServices {
-		dir := t.TempDir()
-		blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		deps.Blobs = blobs
-		deps.Retrieval = retrieval.New(retrieval.Config{LeaseTTL: time.Minute, TempDir: dir},
-			retrieval.Deps{Store: store, Blobs: blobs, Events: hub.StoreEvents{Store: store}})
+		deps.Blobs = fx.Blobs
+		deps.Retrieval = retrieval.New(retrieval.Config{LeaseTTL: time.Minute, TempDir: fx.Dir},
+			retrieval.Deps{Store: store, Blobs: fx.Blobs, Events: hub.StoreEvents{Store: store}})
 		deps.Viewer = &viewer.Service{Store: store, Mailboxes: store}
 		deps.Events = eventlog.New(store, eventlog.Options{PollInterval: 20 * time.Millisecond})
 		t.Cleanup(func() { _ = deps.Events.Close() })
 	}
 	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(matrixOperatorToken), SpoolDir: t.TempDir()}, deps)
 	m := &matrixHub{srv: srv, store: store, sessions: sessions}
-	for _, o := range []string{ownOrg, otherOrg} {
-		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fx.Authorities(hub.SetupSystemRetrieval, ownOrg, otherOrg)
 	m.callers = append(m.callers, caller{role: rbac.HubOperator, global: true, token: matrixOperatorToken})
 	for _, r := range rbac.Roles {
 		switch {
 		case r.System:
 			role := map[string]hub.SystemRole{rbac.SenderSystem: hub.SenderSystem, rbac.RecipientSys: hub.RecipientSystem, rbac.ViewerSystem: hub.ViewerSystem}[r.Name]
-			_, tok, err := reg.RegisterSystem(ctx, ownOrg, hub.SystemSpec{Name: r.Name, Role: role})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, tok := fx.System(ownOrg, hub.SystemSpec{Name: r.Name, Role: role})
 			m.callers = append(m.callers, caller{role: r.Name, token: tok})
 		default:
 			id := strings.ToLower(strings.ReplaceAll(r.Name, "_", "-"))

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +17,9 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 )
 
 const retrievalOperator = "ph_retrieval-operator"
@@ -38,17 +36,8 @@ type retrievalHub struct {
 func newRetrievalHub(t *testing.T, withService bool) *retrievalHub {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "r.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := &hub.Registry{Store: store}
+	fx := hubtest.Open(t)
+	dir, store, blobs, reg := fx.Dir, fx.Store, fx.Blobs, fx.Registry
 	en, err := rbac.New(ctx, store, rbac.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,21 +50,14 @@ func newRetrievalHub(t *testing.T, withService bool) *retrievalHub {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(retrievalOperator), SpoolDir: dir}, api.Deps{
 		Store: store, Blobs: blobs, Registry: reg, Enforcer: en, Log: log, Retrieval: svc,
-		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events}})
+		Ingest: fx.Ingest(events, 0)})
 	h := &retrievalHub{t: t, srv: srv.Handler(), store: store, tokens: map[string]string{}}
-	for _, o := range []string{ownOrg, otherOrg} {
-		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fx.Authorities(hub.SetupSystemRetrieval, ownOrg, otherOrg)
 	for _, s := range []struct {
 		name, org string
 		role      hub.SystemRole
 	}{{"recv", ownOrg, hub.RecipientSystem}, {"other-recv", otherOrg, hub.RecipientSystem}, {"sender", otherOrg, hub.SenderSystem}} {
-		sys, tok, err := reg.RegisterSystem(ctx, s.org, hub.SystemSpec{Name: s.name, Role: s.role})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sys, tok := fx.System(s.org, hub.SystemSpec{Name: s.name, Role: s.role})
 		h.tokens[s.name] = tok
 		switch s.name {
 		case "recv":

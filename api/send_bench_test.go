@@ -16,10 +16,9 @@ import (
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/benchmemo"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/rbac"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 )
 
 // sendBenchLetters numbers BenchmarkSendMemo's letters: each its own
@@ -35,28 +34,12 @@ var sendBenchLetters int
 // background apply, so they vary by a few percent.
 func BenchmarkSendMemo(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "s.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	fx := hubtest.Open(b)
+	dir, store := fx.Dir, fx.Store
 	const sender, citizen = "11111111", "0101701234"
-	reg := &hub.Registry{Store: store}
-	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: sender, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
-		b.Fatal(err)
-	}
-	_, token, err := reg.RegisterSystem(ctx, sender, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.PutContacts(ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}}); err != nil {
-		b.Fatal(err)
-	}
+	fx.Org(hub.Organisation{CVR: sender, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupContactable})
+	_, token := fx.System(sender, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
+	fx.Registered(citizen)
 	en, err := rbac.New(ctx, store, rbac.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -70,9 +53,9 @@ func BenchmarkSendMemo(b *testing.B) {
 	defer events.Close()
 	gin.SetMode(gin.ReleaseMode)
 	srv := api.New(api.Config{SpoolDir: dir, MaxMemoSize: 200 << 20, Memo: memo.DefaultConfig()}, api.Deps{
-		Store: store, Blobs: blobs, Registry: reg, Enforcer: en, Validator: v, Events: events,
+		Store: store, Blobs: fx.Blobs, Registry: fx.Registry, Enforcer: en, Validator: v, Events: events,
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: events, InlineMax: 256 << 10}}).Handler()
+		Ingest: fx.Ingest(events, 256<<10)}).Handler()
 	l, err := benchmemo.FromFile(filepath.Join("..", "memo", "testdata", "samples", "v1.1", "MeMo_Full_Example.xml"), sender, citizen)
 	if err != nil {
 		b.Fatal(err)

@@ -3,21 +3,18 @@ package api_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 )
 
 // kombiRoute is the route label of the kombi send.
@@ -30,40 +27,20 @@ const kombiRoute = "/service/KombiPostAfsend_1/kombi"
 // it is accepted, refused in its envelope before the accept service, or
 // refused in its envelope while the Message streams into the spool.
 func TestKombiSendIsCountedOnceAsEveryLetter(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "k.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx := hubtest.Open(t)
 	v, err := memo.NewValidator(memo.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	reg := &hub.Registry{Store: store}
 	const envelope = 4 << 10
-	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(retrievalOperator), SpoolDir: dir, MaxKombiEnvelope: envelope},
-		api.Deps{Store: store, Blobs: blobs, Registry: reg, Validator: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ingest: &hub.Ingest{Store: store, Blobs: blobs, Router: &hub.Router{Store: store}, Events: hub.StoreEvents{Store: store}}})
+	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(retrievalOperator), SpoolDir: fx.Dir, MaxKombiEnvelope: envelope},
+		api.Deps{Store: fx.Store, Blobs: fx.Blobs, Registry: fx.Registry, Validator: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ingest: fx.Ingest(hub.StoreEvents{Store: fx.Store}, 0)})
 	h := srv.Handler()
-	for _, o := range []string{ownOrg, otherOrg} {
-		if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: o, Name: "Org " + o, Kind: hub.Authority, Setup: hub.SetupSystemRetrieval}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := reg.RegisterSystem(ctx, ownOrg, hub.SystemSpec{Name: "recv", Role: hub.RecipientSystem}); err != nil {
-		t.Fatal(err)
-	}
-	_, sender, err := reg.RegisterSystem(ctx, otherOrg, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx.Authorities(hub.SetupSystemRetrieval, ownOrg, otherOrg)
+	fx.System(ownOrg, hub.SystemSpec{Name: "recv", Role: hub.RecipientSystem})
+	_, sender := fx.System(otherOrg, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
 
 	kombi := func(choice, after string) []byte {
 		var m bytes.Buffer

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +21,8 @@ import (
 	"github.com/posthub/posthub/api"
 	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
-	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/viewer"
 )
 
@@ -40,22 +39,13 @@ type viewerHub struct {
 func newViewerHub(t *testing.T) *viewerHub {
 	t.Helper()
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	reg := &hub.Registry{Store: store}
-	if _, err := reg.CreateOrg(ctx, hub.Organisation{CVR: "11111111", Name: "Demo Kommune", Kind: hub.Authority, Setup: hub.SetupContactable}); err != nil {
-		t.Fatal(err)
-	}
-	sender, _, _ := reg.RegisterSystem(ctx, "11111111", hub.SystemSpec{Name: "s", Role: hub.SenderSystem})
-	vsys, vtok, err := reg.RegisterSystem(ctx, "11111111", hub.SystemSpec{Name: "viewer", Role: hub.ViewerSystem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = store.PutContacts(ctx, []hub.Contact{{ID: "0101701234", Status: hub.Registered}})
-	ingest := &hub.Ingest{Store: store, Router: &hub.Router{Store: store}, InlineMax: 1 << 20}
+	fx := hubtest.Open(t)
+	store, reg := fx.Store, fx.Registry
+	fx.Org(hub.Organisation{CVR: "11111111", Name: "Demo Kommune", Kind: hub.Authority, Setup: hub.SetupContactable})
+	sender, _ := fx.System("11111111", hub.SystemSpec{Name: "s", Role: hub.SenderSystem})
+	vsys, vtok := fx.System("11111111", hub.SystemSpec{Name: "viewer", Role: hub.ViewerSystem})
+	fx.Registered("0101701234")
+	ingest := fx.Ingest(nil, 1<<20)
 	m := memo.NewLetter(memo.Letter{From: "11111111", To: "0101701234", Label: "Brev", Main: memo.PDF("brev.pdf", memo.SamplePDF("Hej")),
 		Attachments: []memo.Attachment{{Filename: "bilag \"1\"; æ.txt", Data: []byte("bilag")}, {Filename: "side.html", Data: []byte("<script>x</script>")}}})
 	m.MessageBody.MainDocument.Actions = []memo.Action{{Label: "Mød op", ActionCode: "AFTALE", Reservation: &memo.Reservation{

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -21,10 +20,9 @@ import (
 
 	"github.com/posthub/posthub/eventlog"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/internal/testservers"
 	"github.com/posthub/posthub/retrieval"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 	"github.com/posthub/posthub/storage/mongo"
 	"github.com/posthub/posthub/storage/s3"
 	"github.com/posthub/posthub/storage/storagetest"
@@ -63,17 +61,8 @@ type benchBackend struct {
 
 var benchBackends = []benchBackend{
 	{"bolt", func(b *testing.B) (hub.Store, hub.Blobs) {
-		dir := b.TempDir()
-		st, err := bolt.Open(filepath.Join(dir, "posthub.db"), bolt.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { st.Close() })
-		bl, err := fs.Open(filepath.Join(dir, "blobs"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		return st, bl
+		fx := hubtest.Open(b)
+		return fx.Store, fx.Blobs
 	}},
 	{"mongo", func(b *testing.B) (hub.Store, hub.Blobs) {
 		uri := testservers.FerretDB(b) // skips when FerretDB is not installed

@@ -6,16 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/retrieval"
-	"github.com/posthub/posthub/storage/bolt"
-	"github.com/posthub/posthub/storage/fs"
 )
 
 var ctx = context.Background()
@@ -42,6 +40,7 @@ func (c *clock) Add(d time.Duration) {
 // env is an embedded store and blob store with organisations and systems.
 type env struct {
 	t      *testing.T
+	fx     *hubtest.Hub
 	store  hub.Store
 	blobs  hub.Blobs
 	clock  *clock
@@ -52,31 +51,22 @@ type env struct {
 
 func newEnv(t *testing.T, cfg retrieval.Config) *env {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "posthub.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	bl, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx := hubtest.Open(t)
+	st, bl := fx.Store, fx.Blobs
 	c := &clock{t: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}
-	cfg.TempDir = dir
+	fx.Registry.Now = c.Now
+	cfg.TempDir = fx.Dir
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
-	e := &env{t: t, store: st, blobs: bl, clock: c, reg: &hub.Registry{Store: st, Now: c.Now}}
+	e := &env{t: t, fx: fx, store: st, blobs: bl, clock: c, reg: fx.Registry}
 	e.svc = retrieval.New(cfg, retrieval.Deps{Store: st, Blobs: bl, Events: hub.StoreEvents{Store: st, Now: c.Now}, Now: c.Now})
 	for _, o := range []hub.Organisation{
 		{CVR: authority, Name: "Kommune", Kind: hub.Authority, Setup: hub.SetupSystemRetrieval},
 		{CVR: other, Name: "Styrelse", Kind: hub.Authority, Setup: hub.SetupSystemRetrieval},
 		{CVR: senderOrg, Name: "Afsender", Kind: hub.Authority, Setup: hub.SetupMailboxOnly},
 	} {
-		if _, err := e.reg.CreateOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		fx.Org(o)
 	}
 	e.sender = e.system(senderOrg, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
 	return e
@@ -90,10 +80,7 @@ func (e *env) system(org string, sp hub.SystemSpec) hub.System {
 	if sp.Role == "" {
 		sp.Role = hub.RecipientSystem
 	}
-	s, _, err := e.reg.RegisterSystem(ctx, org, sp)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	s, _ := e.fx.System(org, sp)
 	return s
 }
 

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
 	"github.com/posthub/posthub/memo"
 	"github.com/posthub/posthub/storage/bolt"
 	"github.com/posthub/posthub/viewer"
@@ -56,39 +56,26 @@ func (r recorder) Emit(_ context.Context, evs ...hub.Event) error {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	fx := hubtest.Open(t)
+	s := fx.Store
 	f := &fixture{t: t, ctx: context.Background(), store: s, sender: map[string]hub.System{}, now: t0, events: &[]hub.Event{}}
 	clock := func() time.Time { return f.now }
-	reg := &hub.Registry{Store: s, Now: clock}
+	fx.Registry.Now = clock
 	for _, o := range []hub.Organisation{{CVR: authority, Name: "Demo Kommune", Kind: hub.Authority, Setup: hub.SetupContactable},
 		{CVR: other, Name: "Anden Myndighed", Kind: hub.Authority, Setup: hub.SetupContactable}} {
-		if _, err := reg.CreateOrg(f.ctx, o); err != nil {
-			t.Fatal(err)
-		}
-		sys, _, err := reg.RegisterSystem(f.ctx, o.CVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.sender[o.CVR] = sys
+		fx.Org(o)
+		f.sender[o.CVR], _ = fx.System(o.CVR, hub.SystemSpec{Name: "sender", Role: hub.SenderSystem})
 	}
-	f.viewer, _, err = reg.RegisterSystem(f.ctx, authority, hub.SystemSpec{Name: "viewer", Role: hub.ViewerSystem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutContacts(f.ctx, []hub.Contact{{ID: citizen, Status: hub.Registered}, {ID: neighbour, Status: hub.Registered}}); err != nil {
-		t.Fatal(err)
-	}
+	f.viewer, _ = fx.System(authority, hub.SystemSpec{Name: "viewer", Role: hub.ViewerSystem})
+	fx.Registered(citizen, neighbour)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	f.key = key
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	if err := s.PutAssertionKey(f.ctx, hub.AssertionKey{SystemID: f.viewer.ID, KeyID: "k1", Alg: "EdDSA", PublicKey: der, Created: t0}); err != nil {
 		t.Fatal(err)
 	}
-	f.ingest = &hub.Ingest{Store: s, Router: &hub.Router{Store: s}, InlineMax: 1 << 20, Now: clock}
+	f.ingest = fx.Ingest(nil, 1<<20)
+	f.ingest.Now = clock
 	f.svc = &viewer.Service{Store: s, Mailboxes: s, Events: recorder{f.events}, Now: clock,
 		Config: viewer.Config{Retention: 30 * 24 * time.Hour},
 		Roles:  viewer.RolesFunc(func(_ context.Context, user, cvr string) (bool, error) { return user == "emp" && cvr == other, nil })}

@@ -216,10 +216,14 @@
 //
 // A lock is a chain {n, e} under a unique index; the holder is the writer
 // of the highest epoch while unexpired; take, renew and release each insert
-// head+1. The policy stamp is a random value written after every change
-// (last writer wins) together with a hash of the policy set; Repair
-// rewrites it when the hash no longer matches (a stamp write lost to a
-// crash).
+// head+1. The policy stamp, which instances poll to know when to reload
+// their policies, is a random value with the hash of the policy set it
+// stands for (last writer wins). A change writes the stamp before its line
+// and again after it if the set is not the one stamped; a loader that
+// finds the set differing from the stamp's hash (a change in flight, or
+// one a crash cut short) restamps it, so every instance loads again, and
+// Repair does the same. So a crash between the two writes leaves no
+// instance on a stale set past its next poll or two (see stampDoc).
 //
 // # Command budgets
 //

@@ -60,3 +60,10 @@ func (s *Store) ResetEventRepairCursor(ctx context.Context) error {
 	_, err := s.meta.DeleteOne(ctx, bson.M{"_id": eventRepairID})
 	return translate(err, "reset the event repair cursor")
 }
+
+// ChangePolicyCutShort is what AddPolicy (add) or RemovePolicy of p leaves
+// when its instance dies before the end: the stamp written and, with
+// line, the line too.
+func (s *Store) ChangePolicyCutShort(ctx context.Context, p hub.PolicyLine, add, line bool) error {
+	return s.changePolicyFirst(ctx, p, add, line)
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -91,10 +93,26 @@ type policyDoc struct {
 	X  hub.PolicyLine `bson:"x"`
 }
 
-// stampDoc is the policy stamp: V is a random value written after every
+// stampDoc is the policy stamp: V is a random value written with every
 // change (last writer wins, which is all a stamp needs), H the hash of the
-// policy set it was written for. Repair rewrites V when H does not match
-// the set (a change whose stamp write was lost to a crash).
+// policy set it stands for (setHash).
+//
+// A line and the stamp are two documents, and FerretDB has no
+// multi-document transactions, so a crash can fall between their writes;
+// instances reload only when V changes (rbac.Enforcer). A change therefore
+// writes the stamp first, with H the hash of the set it is about to leave,
+// then the line, then — when the set is not what H says (a concurrent
+// change) — the stamp again. Whoever loads the set (LoadPolicies) compares
+// its hash with H: a set that differs is a change in flight or one a crash
+// cut short, and the loader writes a stamp for the set it found, so every
+// instance, itself included, loads again. So an instance dying at any
+// point of a change leaves no instance caching a stale set past its next
+// poll or two: died after the stamp and before the line, the loaders find
+// the old set, restamp it and agree on it; died after the line, the first
+// reload (the stamp moved before the line) finds the line. Only a loader
+// that loaded in the instant between a stamp and its line, and loaded
+// again before the line, while the writer died right after the line, is
+// left to Repair, which restamps a set whose hash H does not match.
 type stampDoc struct {
 	ID string `bson:"_id"`
 	V  string `bson:"v"`
@@ -104,26 +122,99 @@ type stampDoc struct {
 const stampID = "policy-stamp"
 
 func (s *Store) LoadPolicies(ctx context.Context) ([]hub.PolicyLine, error) {
-	docs, err := findAll[policyDoc](ctx, s.policies, bson.M{}, options.Find().SetSort(sortBy("_id")))
+	var (
+		docs []policyDoc
+		st   stampDoc
+	)
+	if err := sideBySide(
+		func() (err error) { docs, err = findAll[policyDoc](ctx, s.policies, bson.M{}); return err },
+		func() (err error) { st, _, err = findOne[stampDoc](ctx, s.meta, bson.M{"_id": stampID}); return err },
+	); err != nil {
+		return nil, err
+	}
+	sort.Slice(docs, func(i, j int) bool { return docs[i].ID < docs[j].ID })
 	out := make([]hub.PolicyLine, 0, len(docs))
+	keys := make([]string, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, d.X)
+		keys = append(keys, d.ID)
 	}
-	return out, err
+	if h := setHash(keys); !stampFits(st, h) {
+		// A change in flight or cut short: stamp what is there, so that
+		// every instance loads it again (this one too: its caller keeps
+		// the stamp it read before loading).
+		if err := s.writeStamp(ctx, h); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// stampFits reports whether st stands for the set whose hash is h (no
+// stamp stands for the empty set).
+func stampFits(st stampDoc, h string) bool {
+	return st.H == h || st.V == "" && h == emptyHash
 }
 
 func (s *Store) AddPolicy(ctx context.Context, p hub.PolicyLine) error {
-	_, err := s.policies.InsertOne(ctx, policyDoc{ID: p.Key(), X: p})
-	if isDup(err) {
-		return hub.Wrap(hub.Conflict, err, "policy line exists")
-	}
-	if err != nil {
-		return translate(err, "add policy")
-	}
-	return s.bumpStamp(ctx)
+	return s.changePolicy(ctx, p, true)
 }
 
 func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
+	return s.changePolicy(ctx, p, false)
+}
+
+// changePolicy adds or removes line p: the stamp for the set it will
+// leave, then the line, then the stamp again if the set is not that one
+// (see stampDoc). Conflict when adding a line that exists, NotFound when
+// removing one that does not; the unique insert and deleteOne decide
+// between concurrent changes of one line.
+func (s *Store) changePolicy(ctx context.Context, p hub.PolicyLine, add bool) error {
+	if err := s.changePolicyFirst(ctx, p, add, true); err != nil {
+		// The stamp may be written, and the line too (a failed write, or
+		// a concurrent change of the line that won): settle, best effort.
+		_ = s.settleStamp(ctx)
+		return err
+	}
+	return s.settleStamp(ctx)
+}
+
+// changePolicyFirst is changePolicy up to its settle: the stamp and, with
+// line, the line (without it, only the stamp: a test's instance that dies
+// between the two).
+func (s *Store) changePolicyFirst(ctx context.Context, p hub.PolicyLine, add, line bool) error {
+	k := p.Key()
+	keys, err := s.policyKeys(ctx)
+	if err != nil {
+		return err
+	}
+	at := slices.Index(keys, k)
+	switch {
+	case add && at >= 0:
+		return hub.Errorf(hub.Conflict, "policy line exists")
+	case !add && at < 0:
+		return hub.Errorf(hub.NotFound, "policy line not found")
+	case add:
+		keys = append(keys, k)
+		sort.Strings(keys)
+	default:
+		keys = slices.Delete(keys, at, at+1)
+	}
+	if err := s.writeStamp(ctx, setHash(keys)); err != nil || !line {
+		return err
+	}
+	return s.writeLine(ctx, p, add)
+}
+
+// writeLine is the change's own write: insert or delete the line.
+func (s *Store) writeLine(ctx context.Context, p hub.PolicyLine, add bool) error {
+	if add {
+		_, err := s.policies.InsertOne(ctx, policyDoc{ID: p.Key(), X: p})
+		if isDup(err) {
+			return hub.Wrap(hub.Conflict, err, "policy line exists")
+		}
+		return translate(err, "add policy")
+	}
 	res, err := s.policies.DeleteOne(ctx, bson.M{"_id": p.Key()})
 	if err != nil {
 		return translate(err, "remove policy")
@@ -132,27 +223,62 @@ func (s *Store) RemovePolicy(ctx context.Context, p hub.PolicyLine) error {
 		// Absent, or a concurrent removal won the delete (one winner).
 		return hub.Errorf(hub.NotFound, "policy line not found")
 	}
-	return s.bumpStamp(ctx)
+	return nil
+}
+
+// settleStamp stamps the set again unless the stamp stands for it: a
+// change or a loader's restamp ran beside this change.
+func (s *Store) settleStamp(ctx context.Context) error {
+	var (
+		keys []string
+		st   stampDoc
+	)
+	if err := sideBySide(
+		func() (err error) { keys, err = s.policyKeys(ctx); return err },
+		func() (err error) { st, _, err = findOne[stampDoc](ctx, s.meta, bson.M{"_id": stampID}); return err },
+	); err != nil {
+		return err
+	}
+	if h := setHash(keys); !stampFits(st, h) {
+		return s.writeStamp(ctx, h)
+	}
+	return nil
+}
+
+// policyKeys returns the stored lines' keys, sorted.
+func (s *Store) policyKeys(ctx context.Context) ([]string, error) {
+	docs, err := findAll[policyDoc](ctx, s.policies, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(docs))
+	for _, d := range docs {
+		keys = append(keys, d.ID)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// setHash is the hash of a policy set given its sorted keys.
+func setHash(keys []string) string {
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (s *Store) policyHash(ctx context.Context) (string, error) {
-	docs, err := findAll[policyDoc](ctx, s.policies, bson.M{}, options.Find().SetSort(sortBy("_id")).SetProjection(bson.M{"_id": 1}))
+	keys, err := s.policyKeys(ctx)
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	for _, d := range docs {
-		h.Write([]byte(d.ID))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return setHash(keys), nil
 }
 
-func (s *Store) bumpStamp(ctx context.Context) error {
-	h, err := s.policyHash(ctx)
-	if err != nil {
-		return err
-	}
+// writeStamp writes a new stamp standing for the set whose hash is h.
+func (s *Store) writeStamp(ctx context.Context, h string) error {
 	return upsert(ctx, s.meta, bson.M{"_id": stampID}, stampDoc{ID: stampID, V: randomID(), H: h}, "write policy stamp")
 }
 
@@ -221,8 +347,8 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	}
 	if st, _, err := findOne[stampDoc](ctx, s.meta, bson.M{"_id": stampID}); err != nil {
 		return err
-	} else if st.H != h && (st.V != "" || h != emptyHash) {
-		if err := s.bumpStamp(ctx); err != nil {
+	} else if !stampFits(st, h) {
+		if err := s.writeStamp(ctx, h); err != nil {
 			return err
 		}
 	}

@@ -58,24 +58,19 @@ func tarOf(t testing.TB, files ...file) []byte {
 
 func lzmaOf(t testing.TB, raw []byte) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	w, err := lzma.NewWriter(&b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return compressed(t, raw, func(w io.Writer) (io.WriteCloser, error) { return lzma.NewWriter(w) })
 }
 
 func xzOf(t testing.TB, raw []byte, cfg xz.WriterConfig) []byte {
 	t.Helper()
+	return compressed(t, raw, func(w io.Writer) (io.WriteCloser, error) { return cfg.NewWriter(w) })
+}
+
+// compressed is raw written through the compressor newWriter makes.
+func compressed(t testing.TB, raw []byte, newWriter func(io.Writer) (io.WriteCloser, error)) []byte {
+	t.Helper()
 	var b bytes.Buffer
-	w, err := cfg.NewWriter(&b)
+	w, err := newWriter(&b)
 	if err != nil {
 		t.Fatal(err)
 	}

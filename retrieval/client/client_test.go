@@ -184,12 +184,7 @@ func TestRetryRepeatsAnythingTheHubNeverGot(t *testing.T) {
 	}
 
 	// A real refusal: nothing listens on the port any more.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := closedURL(t)
 	counted := &refusing{} // refuses nothing itself: counts and sends on
 	if _, err := retrying(closed, &http.Client{Transport: counted}).Next(ctx, time.Second); !hub.Is(err, hub.Unavailable) {
 		t.Fatalf("next to a closed port: %v", err)
@@ -223,4 +218,16 @@ func TestRetryIsBounded(t *testing.T) {
 	if n := h.calls["DELETE /apis/v1/memos/m1"].Load(); n != 1 {
 		t.Fatalf("without Retry the ack was sent %d times, want 1", n)
 	}
+}
+
+// closedURL is the URL of a loopback port nothing listens on any more: a
+// connection to it is refused.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
 }

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -101,12 +100,7 @@ func TestDrainerGivesUpWhenRetryDoes(t *testing.T) {
 		t.Fatalf("%d long polls, want Attempts (4)", n)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := closedURL(t)
 	counted := &refusing{}
 	if _, err := drain(t, retrying(closed, &http.Client{Transport: counted})); !hub.Is(err, hub.Unavailable) {
 		t.Fatalf("drain of a closed port: %v, want Unavailable", err)

@@ -80,6 +80,7 @@ func newMatrixHubWith(t *testing.T, withServices bool) *matrixHub {
 		deps.Blobs = fx.Blobs
 		deps.Retrieval = retrieval.New(retrieval.Config{LeaseTTL: time.Minute, TempDir: fx.Dir},
 			retrieval.Deps{Store: store, Blobs: fx.Blobs, Events: hub.StoreEvents{Store: store}})
+		t.Cleanup(deps.Retrieval.Wait) // a system-fetch move may outlive the test's requests; before the stores close
 		deps.Viewer = &viewer.Service{Store: store, Mailboxes: store}
 		deps.Events = eventlog.New(store, eventlog.Options{PollInterval: 20 * time.Millisecond})
 		t.Cleanup(func() { _ = deps.Events.Close() })

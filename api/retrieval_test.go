@@ -46,6 +46,7 @@ func newRetrievalHub(t *testing.T, withService bool) *retrievalHub {
 	var svc *retrieval.Service
 	if withService {
 		svc = retrieval.New(retrieval.Config{LeaseTTL: time.Minute, TempDir: dir}, retrieval.Deps{Store: store, Blobs: blobs, Events: events})
+		t.Cleanup(svc.Wait) // a system-fetch move may outlive the test's requests; before the stores close
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := api.New(api.Config{OperatorTokenHash: hub.HashToken(retrievalOperator), SpoolDir: dir}, api.Deps{

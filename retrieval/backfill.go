@@ -261,9 +261,10 @@ func (s *Service) watch(ctx context.Context) error {
 
 // Run does the background work until ctx ends: the mailbox reconcile and
 // system-fetch jobs every ReconcileInterval, the inactivity watch every
-// WatchInterval.
+// WatchInterval. It returns once the moves StartFetch started have ended.
 func (s *Service) Run(ctx context.Context) {
 	s.base.Store(&ctx)
+	defer s.Wait()
 	rt := time.NewTicker(s.cfg.ReconcileInterval)
 	defer rt.Stop()
 	wt := time.NewTicker(s.cfg.WatchInterval)

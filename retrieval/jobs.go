@@ -141,8 +141,35 @@ func (s *Service) StartFetch(ctx context.Context, sys hub.System, mailboxID stri
 	}
 	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:started:" + j.ID, Time: now, Tag: TagSystemFetchStart, Actor: holder(sys),
 		Orgs: []string{sys.OrgCVR}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": mailboxID}})
-	go s.runJob(s.background(), j.OrgCVR, j.ID)
+	s.startJob(j.OrgCVR, j.ID)
 	return j.SystemFetch, nil
+}
+
+// startJob moves a new job's messages in the background, in Run's context
+// (without Run, to the end of the move). After Wait it starts nothing: the
+// job is recorded as moving, and the next start's resumeJobs moves it.
+func (s *Service) startJob(org, id string) {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	if s.jobsStopped {
+		return
+	}
+	s.moving.Add(1)
+	go func() {
+		defer s.moving.Done()
+		s.runJob(s.background(), org, id)
+	}()
+}
+
+// Wait stops StartFetch from starting moves and returns once those it
+// started have ended (they end with Run's context, or with their move).
+// Run waits for them before it returns, so that serve closes the stores
+// only after them; a caller without Run calls Wait before closing them.
+func (s *Service) Wait() {
+	s.jobsMu.Lock()
+	s.jobsStopped = true
+	s.jobsMu.Unlock()
+	s.moving.Wait()
 }
 
 // countMatching counts a mailbox queue's deliveries created in [from, to).

@@ -61,6 +61,9 @@ func newEnv(t *testing.T, cfg retrieval.Config) *env {
 	}
 	e := &env{t: t, fx: fx, store: st, blobs: bl, clock: c, reg: fx.Registry}
 	e.svc = retrieval.New(cfg, retrieval.Deps{Store: st, Blobs: bl, Events: hub.StoreEvents{Store: st, Now: c.Now}, Now: c.Now})
+	// Before the stores close and the temp dir goes (cleanups run last
+	// first): a system-fetch StartFetch began may still be moving.
+	t.Cleanup(e.svc.Wait)
 	for _, o := range []hub.Organisation{
 		{CVR: authority, Name: "Kommune", Kind: hub.Authority, Setup: hub.SetupSystemRetrieval},
 		{CVR: other, Name: "Styrelse", Kind: hub.Authority, Setup: hub.SetupSystemRetrieval},
@@ -628,5 +631,62 @@ func TestInactiveSystemIsFlagged(t *testing.T) {
 	idle, _ = e.store.GetSystem(ctx, idle.ID)
 	if in, _ := e.svc.Inactive(ctx, authority); len(in) != 0 {
 		t.Fatalf("inactive after a fetch: %+v", in)
+	}
+}
+
+// Wait returns only once the move a StartFetch began has ended (the stores
+// may close then), and a StartFetch after it moves nothing: the job stays
+// recorded as moving, and the next service's Run moves it.
+func TestWaitOutlastsSystemFetchMoves(t *testing.T) {
+	e := newEnv(t, retrieval.Config{})
+	q := hub.MailboxQueue(senderOrg, hub.AuthorityPost)
+	for i := 0; i < 3; i++ {
+		e.put(q, senderOrg, "", "1.1", false)
+	}
+	sys := e.mailboxOnlyReceiver(senderOrg, hub.SystemSpec{})
+	mb := retrieval.MailboxID(senderOrg, hub.AuthorityPost)
+	j, err := e.svc.StartFetch(ctx, sys, mb, retrieval.FetchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	// No polling: once Wait has returned the move is over and recorded.
+	if n, _ := e.store.CountQueue(ctx, hub.SystemQueue(sys.ID)); n != 3 {
+		t.Fatalf("after Wait the system's queue holds %d, want 3", n)
+	}
+	if got, err := e.svc.GetFetch(ctx, sys, mb, j.ID); err != nil || got.Total != 3 {
+		t.Fatalf("after Wait the job reads %+v, %v", got, err)
+	}
+
+	// After Wait: recorded, not moved.
+	if _, err := e.svc.UpdateFetch(ctx, sys, mb, j.ID, retrieval.FetchStopped); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		e.put(q, senderOrg, "", "1.1", false)
+	}
+	j2, err := e.svc.StartFetch(ctx, sys, mb, retrieval.FetchRequest{})
+	if err != nil || j2.Status != retrieval.FetchRunning || j2.Total != 2 {
+		t.Fatalf("StartFetch after Wait: %+v, %v", j2, err)
+	}
+	e.svc.Wait()
+	if n, _ := e.store.CountQueue(ctx, q); n != 2 {
+		t.Fatalf("a StartFetch after Wait moved messages: the mailbox holds %d, want 2", n)
+	}
+	next := retrieval.New(retrieval.Config{TempDir: e.fx.Dir, PollInterval: 20 * time.Millisecond, ReconcileInterval: time.Hour},
+		retrieval.Deps{Store: e.store, Blobs: e.blobs, Events: hub.StoreEvents{Store: e.store, Now: e.clock.Now}, Now: e.clock.Now})
+	rctx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { next.Run(rctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if n, _ := e.store.CountQueue(ctx, hub.SystemQueue(sys.ID)); n == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next service's Run did not move the job recorded after Wait")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -151,6 +151,11 @@ type Service struct {
 
 	// base is Run's context, in which system-fetch jobs run.
 	base atomic.Pointer[context.Context]
+	// moving counts the system-fetch moves StartFetch started; once stopped
+	// (Wait) it starts none, and resumeJobs takes them up at the next start.
+	jobsMu      sync.Mutex
+	moving      sync.WaitGroup
+	jobsStopped bool
 }
 
 // Deps are what the service works on.

@@ -194,32 +194,12 @@ func TestConcurrentIdenticalGrantsEndSessionsOnce(t *testing.T) {
 			g := rbac.Grant{User: "anne", Role: rbac.OrgAdmin, Domain: "11111111"}
 			v := w.session(t)
 			const n = 8
-			var made, conflicts atomic.Int64
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				en := []*rbac.Enforcer{w.a, w.b}[i%2]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					switch err := en.Grant(ctx, g); {
-					case err == nil:
-						made.Add(1)
-					case hub.Is(err, hub.Conflict):
-						conflicts.Add(1)
-					default:
-						t.Errorf("grant: %v", err)
-					}
-				}()
+			made, conflicts := w.atOnce(t, n, hub.Conflict, func(en *rbac.Enforcer) error { return en.Grant(ctx, g) })
+			if made != 1 || conflicts != n-1 {
+				t.Fatalf("%d grants made, %d answered Conflict; want 1 and %d", made, conflicts, n-1)
 			}
-			close(start)
-			wg.Wait()
-			if made.Load() != 1 || conflicts.Load() != n-1 {
-				t.Fatalf("%d grants made, %d answered Conflict; want 1 and %d", made.Load(), conflicts.Load(), n-1)
-			}
-			if got := w.ends.Load(); got != made.Load() {
-				t.Errorf("%d identical grants, %d of which changed something, ended sessions %d times", n, made.Load(), got)
+			if got := w.ends.Load(); got != made {
+				t.Errorf("%d identical grants, %d of which changed something, ended sessions %d times", n, made, got)
 			}
 			if w.live(t, v) {
 				t.Error("a session begun before the grants is still live")
@@ -254,29 +234,9 @@ func TestConcurrentIdenticalRevocationsEndSessionsOnce(t *testing.T) {
 			}
 			ends := w.ends.Load()
 			const n = 8
-			var made, notFound atomic.Int64
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				en := []*rbac.Enforcer{w.a, w.b}[i%2]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					switch err := en.Revoke(ctx, g); {
-					case err == nil:
-						made.Add(1)
-					case hub.Is(err, hub.NotFound):
-						notFound.Add(1)
-					default:
-						t.Errorf("revoke: %v", err)
-					}
-				}()
-			}
-			close(start)
-			wg.Wait()
-			if made.Load() != 1 || notFound.Load() != n-1 {
-				t.Fatalf("%d revocations made, %d answered NotFound; want 1 and %d", made.Load(), notFound.Load(), n-1)
+			made, notFound := w.atOnce(t, n, hub.NotFound, func(en *rbac.Enforcer) error { return en.Revoke(ctx, g) })
+			if made != 1 || notFound != n-1 {
+				t.Fatalf("%d revocations made, %d answered NotFound; want 1 and %d", made, notFound, n-1)
 			}
 			if got := w.ends.Load() - ends; got != 1 {
 				t.Errorf("%d identical revocations, one of which changed something, ended sessions %d times", n, got)
@@ -334,4 +294,33 @@ func TestPrivilegeChangeWhenSessionsCannotBeEnded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// atOnce runs op n times at once, through the two instances in turn, and
+// counts the calls answered nil and those answered code; any other answer
+// fails the test.
+func (w *grantWorld) atOnce(t *testing.T, n int, code hub.Code, op func(*rbac.Enforcer) error) (made, refused int64) {
+	t.Helper()
+	var ok, no atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		en := []*rbac.Enforcer{w.a, w.b}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch err := op(en); {
+			case err == nil:
+				ok.Add(1)
+			case hub.Is(err, code):
+				no.Add(1)
+			default:
+				t.Errorf("answered %v, want nil or %s", err, code)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return ok.Load(), no.Load()
 }

@@ -155,6 +155,7 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	r = Receipt{TransmissionID: NewID(), SystemID: s.System.ID, MessageUUID: l.UUID, MessageID: l.MessageID,
 		Time: now, Status: ReceiptReceived, TransactionID: env.TransactionID}
+	m.ReceiptID = r.TransmissionID
 	if rt.State == MessageNotDelivered {
 		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
 	}
@@ -275,13 +276,40 @@ func (in *Ingest) answerResubmission(ctx context.Context, s Submission, m Messag
 			Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/messageUUID", Code: "message.uuid.duplicate",
 				Message: "messageUUID must be unique; resubmit only identical bytes", RejectedValue: s.Letter.UUID}}}
 	}
-	r, err := in.Store.ReceiptFor(ctx, s.System.ID, m.UUID)
+	r, err := SenderReceiptOf(ctx, in.Store, m)
 	if ErrorCode(err) == NotFound {
 		// The sender deleted its receipt; answer with an equivalent one.
 		return Receipt{TransmissionID: NewID(), SystemID: s.System.ID, MessageUUID: m.UUID, MessageID: m.MessageID,
 			Time: m.Received, Status: ReceiptReceived}, true, nil
 	}
 	return r, err == nil, err
+}
+
+// ReceiptReader is what SenderReceiptOf reads (Receipts has it).
+type ReceiptReader interface {
+	GetReceipt(ctx context.Context, systemID, transmissionID string) (Receipt, error)
+	ReceiptFor(ctx context.Context, systemID, messageUUID string) (Receipt, error)
+}
+
+// SenderReceiptOf returns the receipt of m's sender system for m: the one
+// issued when m was accepted (m.ReceiptID), which the newest receipt
+// naming m's UUID need not be (a later submission of the UUID with other
+// bytes, refused, has its own INVALID receipt). When the system no longer
+// holds it (the sender consumed it) or m predates ReceiptID, it is the
+// newest naming the UUID, as ReceiptFor answers (retrieval issues a new
+// receipt once the sender consumed the first, and finds it so). NotFound
+// when there is none.
+func SenderReceiptOf(ctx context.Context, rs ReceiptReader, m Message) (Receipt, error) {
+	if m.ReceiptID != "" {
+		r, err := rs.GetReceipt(ctx, m.SenderSystemID, m.ReceiptID)
+		switch {
+		case err == nil && r.MessageUUID == m.UUID:
+			return r, nil
+		case err != nil && ErrorCode(err) != NotFound:
+			return Receipt{}, err
+		}
+	}
+	return rs.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
 }
 
 // NewID returns a new identifier for a record the hub creates (receipts,

@@ -223,6 +223,12 @@ type Message struct {
 	// Attrs holds routing and statistics attributes read from the MeMo
 	// (KLE, FORM, CaseID, contactPoint, postType…).
 	Attrs map[string]string `json:"attrs,omitempty"`
+	// ReceiptID is the TransmissionID of the receipt issued when the
+	// message was accepted. A system may hold other receipts naming the
+	// UUID (the INVALID receipt of a refused submission of it with other
+	// bytes, newer than this one), so the message's own receipt is found
+	// by this id, not by the UUID. "" for messages stored before the field.
+	ReceiptID string `json:"receiptId,omitempty"`
 }
 
 // DeliveryState is the state of one delivery.

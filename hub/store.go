@@ -262,8 +262,10 @@ type AckView struct {
 	Delivery Delivery
 	// Message is the delivery's message; nil when its record is gone.
 	Message *Message
-	// SenderReceipt is the newest receipt of the message's sender system
-	// for it (as ReceiptFor); nil when there is none.
+	// SenderReceipt is the receipt of the message's sender system for it,
+	// as SenderReceiptOf finds it: its own (Message.ReceiptID) while the
+	// system holds it, else the newest naming it (as ReceiptFor); nil
+	// when there is none.
 	SenderReceipt *Receipt
 }
 

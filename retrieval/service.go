@@ -129,6 +129,7 @@ type Store interface {
 	Park(ctx context.Context, deliveryID, reason string) error
 	Unpark(ctx context.Context, deliveryID string) error
 	PutReceipt(ctx context.Context, r hub.Receipt) error
+	GetReceipt(ctx context.Context, systemID, transmissionID string) (hub.Receipt, error)
 	ReceiptFor(ctx context.Context, systemID, messageUUID string) (hub.Receipt, error)
 	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
 	ReleaseLock(ctx context.Context, name, holder string) error
@@ -532,7 +533,9 @@ func (s *Service) senderReceiptUpdate(ctx context.Context, m hub.Message, key st
 	if m.SenderSystemID == "" {
 		return nil, nil
 	}
-	r, err := s.store.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
+	// The message's own receipt, not a newer refusal of another
+	// submission of its UUID (hub.SenderReceiptOf).
+	r, err := hub.SenderReceiptOf(ctx, s.store, m)
 	switch {
 	case hub.Is(err, hub.NotFound):
 		return completedReceipt(m, nil, key, st, code, msg, now), nil

@@ -838,7 +838,7 @@ func (s *Store) AckWith(ctx context.Context, deliveryID, _ string, now time.Time
 				msg := m.Message
 				msg.ContentKey = m.ContentKey
 				v.Message = &msg
-				sr, found, err := receiptOf(tx, msg.SenderSystemID, msg.UUID)
+				sr, found, err := senderReceiptOf(tx, msg)
 				if err != nil {
 					return err
 				}
@@ -1035,6 +1035,18 @@ func receiptOf(tx *bolt.Tx, systemID, messageUUID string) (storedReceipt, bool, 
 		return storedReceipt{r: r, beside: true}, true, nil
 	}
 	return getStoredReceipt(tx, systemID, string(v))
+}
+
+// senderReceiptOf is hub.SenderReceiptOf in tx: m's own receipt while
+// its sender system holds it, else the newest naming m (receiptOf).
+func senderReceiptOf(tx *bolt.Tx, m hub.Message) (storedReceipt, bool, error) {
+	if m.ReceiptID != "" {
+		sr, ok, err := getStoredReceipt(tx, m.SenderSystemID, m.ReceiptID)
+		if err != nil || (ok && sr.r.MessageUUID == m.UUID) {
+			return sr, ok, err
+		}
+	}
+	return receiptOf(tx, m.SenderSystemID, m.UUID)
 }
 
 // getStoredReceipt reads receipt transmissionID of systemID wherever it is.

@@ -42,6 +42,7 @@ var (
 		{"Mode", "mode", stringType},
 		{"ArchiveUntil", "archiveUntil,omitempty", timeType},
 		{"Attrs", "attrs,omitempty", reflect.TypeFor[map[string]string]()},
+		{"ReceiptID", "receiptId,omitempty", stringType},
 	}) && jsonFieldsAre(reflect.TypeFor[messageRec](), []jsonField{
 		{"Message", "", reflect.TypeFor[hub.Message]()},
 		{"ContentKey", "contentKey,omitempty", stringType},
@@ -133,9 +134,9 @@ func marshalMessageRec(r *messageRec) ([]byte, error) {
 	if messageJSONKnown {
 		m := &r.Message
 		// Room for the keys, numbers and times, and the strings unescaped.
-		n := 448 + len(m.UUID) + len(m.MessageID) + len(m.SenderCVR) + len(m.SenderSystemID) + len(m.RecipientID) +
+		n := 464 + len(m.UUID) + len(m.MessageID) + len(m.SenderCVR) + len(m.SenderSystemID) + len(m.RecipientID) +
 			len(m.RecipientType) + len(m.MessageType) + len(m.MemoVersion) + len(m.Label) + len(m.SHA256) + len(m.State) +
-			len(m.Mode) + len(r.ContentKey) + mapLen(m.Attrs)
+			len(m.Mode) + len(m.ReceiptID) + len(r.ContentKey) + mapLen(m.Attrs)
 		if b, ok := appendMessageRec(make([]byte, 0, n), r); ok {
 			return b, nil
 		}
@@ -173,6 +174,7 @@ func appendMessageRec(b []byte, r *messageRec) ([]byte, bool) {
 	if len(m.Attrs) > 0 {
 		b = appendStringMap(append(b, `,"attrs":`...), m.Attrs)
 	}
+	b = appendOmitEmpty(b, `,"receiptId":`, m.ReceiptID)
 	b = appendOmitEmpty(b, `,"contentKey":`, r.ContentKey)
 	if r.ContentSeq != 0 {
 		b = strconv.AppendUint(append(b, `,"contentSeq":`...), r.ContentSeq, 10)

@@ -58,7 +58,7 @@ func TestRecordJSONIsEncodingJSONs(t *testing.T) {
 			SenderSystemID: randomText(r), RecipientID: randomText(r), RecipientType: randomText(r), MessageType: randomText(r),
 			MemoVersion: randomText(r), Label: randomText(r), SHA256: randomText(r), Size: randomInt(r), ContentKey: randomText(r),
 			Content: []byte(randomText(r)), Received: randomTime(r), NotBefore: randomTime(r), State: hub.MessageState(randomText(r)),
-			Mode: randomText(r), ArchiveUntil: randomTime(r), Attrs: randomMap(r)},
+			Mode: randomText(r), ArchiveUntil: randomTime(r), Attrs: randomMap(r), ReceiptID: randomText(r)},
 			ContentKey: randomText(r), ContentSeq: []uint64{0, 1, math.MaxUint64, r.Uint64()}[r.IntN(4)]}
 		b, err := marshalMessageRec(&m)
 		same("message", m, b, err)
@@ -111,7 +111,7 @@ func BenchmarkRecordJSON(b *testing.B) {
 	m := messageRec{Message: hub.Message{UUID: id, MessageID: "mid-" + id, SenderCVR: "12345678", SenderSystemID: "sender-sys",
 		RecipientID: "0101011234", RecipientType: "CPR", MessageType: "DIGITALPOST", MemoVersion: "1.1",
 		Label: "Brev", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Size: 16384, Received: now, State: hub.MessageActive,
-		Attrs: map[string]string{"postType": "MYNDIGHEDSPOST", "KLE": "00.00.00"}}}
+		Attrs: map[string]string{"postType": "MYNDIGHEDSPOST", "KLE": "00.00.00"}, ReceiptID: "0c8a4f7e-1b2c-4d5e-8f90-a1b2c3d4e5f6"}}
 	d := hub.Delivery{ID: hub.DeliveryID(id, "mailbox/0101011234/AUTHORITY_POST"), MessageUUID: id, Channel: hub.ChannelMailbox,
 		Queue: "mailbox/0101011234/AUTHORITY_POST", OrgCVR: "12345678", Created: now, AvailableAt: now, State: hub.DeliveryReady, Size: 16384, Seq: 123}
 	rc := receiptRec{Receipt: hub.Receipt{TransmissionID: "0c8a4f7e-1b2c-4d5e-8f90-a1b2c3d4e5f6", MessageUUID: id, MessageID: m.MessageID,
@@ -140,7 +140,8 @@ func TestRecordJSONAllocatesOnce(t *testing.T) {
 	m := messageRec{Message: hub.Message{UUID: id, MessageID: "mid-" + id, SenderCVR: "12345678", SenderSystemID: "sender-sys",
 		RecipientID: "0101011234", RecipientType: "CPR", MessageType: "DIGITALPOST", MemoVersion: "1.1", Mode: "AUTOMATIC",
 		Label: "Brev", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Size: 16384, Received: now, State: hub.MessageActive,
-		NotBefore: now, ArchiveUntil: now, Attrs: map[string]string{"postType": "MYNDIGHEDSPOST", "KLE": "00.00.00"}}, ContentKey: "k", ContentSeq: math.MaxUint64}
+		NotBefore: now, ArchiveUntil: now, Attrs: map[string]string{"postType": "MYNDIGHEDSPOST", "KLE": "00.00.00"},
+		ReceiptID: "0c8a4f7e-1b2c-4d5e-8f90-a1b2c3d4e5f6"}, ContentKey: "k", ContentSeq: math.MaxUint64}
 	d := hub.Delivery{ID: hub.DeliveryID(id, "mailbox/0101011234/AUTHORITY_POST"), MessageUUID: id, Channel: hub.ChannelMailbox,
 		Queue: "mailbox/0101011234/AUTHORITY_POST", OrgCVR: "12345678", SystemID: "recv", Created: now, AvailableAt: now,
 		State: hub.DeliveryReady, Size: math.MinInt64, Seq: math.MinInt64, Attempts: math.MinInt, Meta: map[string]string{"a": "b"}}

@@ -779,12 +779,17 @@ func (s *Store) readAck(ctx context.Context, id, messageUUID string, receipts bo
 		return in, nil
 	}
 	if in.mok {
-		// The sender's receipt, as ReceiptFor finds it: the newest visible.
+		// The sender's receipt, as hub.SenderReceiptOf finds it: the
+		// message's own, else the newest visible naming it.
 		var best *rcptDoc
 		for i := range rs {
 			r := &rs[i]
 			if r.Sys != in.m.M.SenderSystemID || (r.P && r.Tx != in.m.Tx) {
 				continue
+			}
+			if in.m.M.ReceiptID != "" && r.ID == in.m.M.ReceiptID {
+				best = r
+				break
 			}
 			if best == nil || r.T.After(best.T) || (r.T.Equal(best.T) && r.ID > best.ID) {
 				best = r

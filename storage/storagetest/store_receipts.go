@@ -92,6 +92,62 @@ var receiptTests = []storeTest{
 		wantReceiptFor(t, s, "m1", "tx-early", "m1")
 		wantReceiptFor(t, s, "m2", "tx-later", "m2")
 	}},
+	{"A stored message keeps the id of its own receipt", func(t *testing.T, s hub.Store) {
+		m := Message("m1", []byte("content of m1"), T0)
+		m.ReceiptID = "tx-m1"
+		ds := []hub.Delivery{Delivery("m1", "system/a", T0)}
+		must(t, s.PutMessageWith(ctx, m, ds, Receipt("m1", T0), nil, nil), "PutMessageWith")
+		got, err := s.GetMessage(ctx, "m1")
+		must(t, err, "GetMessage")
+		if got.ReceiptID != "tx-m1" {
+			t.Fatalf("GetMessage: ReceiptID %q, want tx-m1", got.ReceiptID)
+		}
+		ms, err := s.GetMessages(ctx, []string{"m1"})
+		must(t, err, "GetMessages")
+		if ms["m1"].ReceiptID != "tx-m1" {
+			t.Fatalf("GetMessages: ReceiptID %q, want tx-m1", ms["m1"].ReceiptID)
+		}
+		sent, err := s.ListMessagesBySender(ctx, "12345678", "", 10)
+		must(t, err, "ListMessagesBySender")
+		if len(sent) != 1 || sent[0].ReceiptID != "tx-m1" {
+			t.Fatalf("ListMessagesBySender: %+v, want m1 with ReceiptID tx-m1", sent)
+		}
+		c, err := s.ClaimNext(ctx, "system/a", "recv", time.Minute, T0)
+		must(t, err, "ClaimNext")
+		if c.Message.ReceiptID != "tx-m1" {
+			t.Fatalf("ClaimNext's message: ReceiptID %q, want tx-m1", c.Message.ReceiptID)
+		}
+	}},
+	{"AckWith shows the message's own receipt, not a newer one naming its UUID, while the sender holds it", func(t *testing.T, s hub.Store) {
+		m := Message("m1", []byte("content of m1"), T0)
+		m.ReceiptID = "tx-m1"
+		ds := []hub.Delivery{Delivery("m1", "system/a", T0), Delivery("m1", "system/b", T0)}
+		must(t, s.PutMessage(ctx, m, ds, Receipt("m1", T0)), "PutMessage")
+		// A later submission of m1 with other bytes was refused.
+		must(t, s.PutReceipt(ctx, refusal("m1", "tx-later", T0.Add(time.Minute))), "PutReceipt tx-later")
+		seen := func(d hub.Delivery, at time.Time) *hub.Receipt {
+			t.Helper()
+			var r *hub.Receipt
+			_, err := s.AckWith(ctx, d.ID, "m1", at, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+				r = v.SenderReceipt
+				return nil, nil, nil
+			})
+			must(t, err, "AckWith "+d.ID)
+			return r
+		}
+		if r := seen(ds[0], T0.Add(2*time.Minute)); r == nil || r.TransmissionID != "tx-m1" || r.Status != hub.ReceiptReceived {
+			t.Fatalf("AckWith's record saw receipt %+v, want the message's own tx-m1", r)
+		}
+		// Once the sender consumed it, the newest naming m1 answers (as
+		// ReceiptFor): here one retrieval issued anew.
+		must(t, s.DeleteReceipt(ctx, "sender-sys", "tx-m1"), "DeleteReceipt tx-m1")
+		again := Receipt("m1", T0.Add(2*time.Minute))
+		again.TransmissionID, again.Status = "tx-again", hub.ReceiptCompleted
+		must(t, s.PutReceipt(ctx, again), "PutReceipt tx-again")
+		if r := seen(ds[1], T0.Add(3*time.Minute)); r == nil || r.TransmissionID != "tx-again" {
+			t.Fatalf("AckWith's record saw receipt %+v after the own one was deleted, want tx-again", r)
+		}
+	}},
 	{"AckWith shows the record the receipt ReceiptFor answers", func(t *testing.T, s hub.Store) {
 		ds := putMsg(t, s, "m1", T0, "system/a")
 		must(t, s.PutReceipt(ctx, refusal("m1", "tx-later", T0.Add(time.Minute))), "PutReceipt tx-later")

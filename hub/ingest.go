@@ -291,25 +291,89 @@ type ReceiptReader interface {
 	ReceiptFor(ctx context.Context, systemID, messageUUID string) (Receipt, error)
 }
 
-// SenderReceiptOf returns the receipt of m's sender system for m: the one
-// issued when m was accepted (m.ReceiptID), which the newest receipt
-// naming m's UUID need not be (a later submission of the UUID with other
-// bytes, refused, has its own INVALID receipt). When the system no longer
-// holds it (the sender consumed it) or m predates ReceiptID, it is the
-// newest naming the UUID, as ReceiptFor answers (retrieval issues a new
-// receipt once the sender consumed the first, and finds it so). NotFound
-// when there is none.
-func SenderReceiptOf(ctx context.Context, rs ReceiptReader, m Message) (Receipt, error) {
-	if m.ReceiptID != "" {
-		r, err := rs.GetReceipt(ctx, m.SenderSystemID, m.ReceiptID)
-		switch {
-		case err == nil && r.MessageUUID == m.UUID:
-			return r, nil
-		case err != nil && ErrorCode(err) != NotFound:
-			return Receipt{}, err
+// A message's receipts. A system may hold several receipts naming one
+// messageUUID (Receipts.ReceiptFor): beside the message's own, the INVALID
+// receipts of submissions of the UUID that were refused (other bytes, an
+// archive entry named after it too broken to read), older or newer than
+// it. The message's own is the one issued when it was accepted
+// (Message.ReceiptID), whose status a later change sets (COMPLETED,
+// INVALID). Once the sender has consumed it (read it with deletion) a
+// change is told by a receipt issued anew, whose id derives from the own
+// one and the status (ReissuedReceiptID): the same status issued again
+// replaces it, another status is a receipt the sender has not seen. So a
+// message's receipts are found by id, never mistaken for a refusal of
+// another submission of its UUID.
+
+// reissuedStatuses are the statuses a message's receipt takes after it
+// was accepted, for which a receipt may be issued anew.
+var reissuedStatuses = [...]ReceiptStatus{ReceiptCompleted, ReceiptInvalid}
+
+// ReissuedReceiptID is the TransmissionID of the receipt that tells
+// status st of the message whose own receipt was ownID, once its sender
+// no longer holds that one.
+func ReissuedReceiptID(ownID string, st ReceiptStatus) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+ownID)).String()
+}
+
+// MessageReceipt finds the receipt of m (which has a ReceiptID) for its
+// sender system, reading the system's receipts by TransmissionID with get
+// (found false: the system holds none of that id): its own while the
+// system holds it, else the newest (NewerReceipt) of those issued anew.
+// ok is false when the system holds none of them.
+func MessageReceipt(m Message, get func(transmissionID string) (r Receipt, found bool, err error)) (Receipt, bool, error) {
+	var best Receipt
+	ok := false
+	ids := [1 + len(reissuedStatuses)]string{m.ReceiptID}
+	for i, st := range reissuedStatuses {
+		ids[1+i] = ReissuedReceiptID(m.ReceiptID, st)
+	}
+	for i, id := range ids {
+		r, found, err := get(id)
+		if err != nil {
+			return Receipt{}, false, err
+		}
+		if !found || r.MessageUUID != m.UUID {
+			continue
+		}
+		if i == 0 {
+			return r, true, nil
+		}
+		if !ok || NewerReceipt(r, best) {
+			best, ok = r, true
 		}
 	}
-	return rs.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
+	return best, ok, nil
+}
+
+// NewerReceipt orders receipts as ReceiptFor does: by Time to the
+// millisecond (what MongoDB keeps), then by TransmissionID.
+func NewerReceipt(a, b Receipt) bool {
+	at, bt := a.Time.Truncate(time.Millisecond), b.Time.Truncate(time.Millisecond)
+	if !at.Equal(bt) {
+		return at.After(bt)
+	}
+	return a.TransmissionID > b.TransmissionID
+}
+
+// SenderReceiptOf returns the receipt of m's sender system for m: as
+// MessageReceipt finds it, or, for a message stored before ReceiptID, the
+// newest receipt naming its UUID (ReceiptFor). NotFound when there is
+// none (the sender consumed them all).
+func SenderReceiptOf(ctx context.Context, rs ReceiptReader, m Message) (Receipt, error) {
+	if m.ReceiptID == "" {
+		return rs.ReceiptFor(ctx, m.SenderSystemID, m.UUID)
+	}
+	r, ok, err := MessageReceipt(m, func(id string) (Receipt, bool, error) {
+		r, err := rs.GetReceipt(ctx, m.SenderSystemID, id)
+		if ErrorCode(err) == NotFound {
+			return Receipt{}, false, nil
+		}
+		return r, err == nil, err
+	})
+	if err == nil && !ok {
+		err = Errorf(NotFound, "no receipt for message %s", m.UUID)
+	}
+	return r, err
 }
 
 // NewID returns a new identifier for a record the hub creates (receipts,

@@ -548,8 +548,9 @@ func (s *Service) senderReceiptUpdate(ctx context.Context, m hub.Message, key st
 // completedReceipt is the sender's receipt for m (current: its receipt as
 // stored, nil when it has none) set to status st, or nil when it has that
 // status already or m has no sender system. A sender that consumed its
-// receipt gets a new one, with an id derived from key so that repeats
-// replace it.
+// receipt gets a new one, with an id derived from m's own receipt's and st
+// (from key for a message stored before hub.Message.ReceiptID) so that
+// repeats replace it.
 func completedReceipt(m hub.Message, current *hub.Receipt, key string, st hub.ReceiptStatus, code, msg string, now time.Time) *hub.Receipt {
 	if m.SenderSystemID == "" {
 		return nil
@@ -557,8 +558,12 @@ func completedReceipt(m hub.Message, current *hub.Receipt, key string, st hub.Re
 	var r hub.Receipt
 	switch {
 	case current == nil:
-		r = hub.Receipt{TransmissionID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String(),
-			SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
+		// The id makes it found as the message's (hub.MessageReceipt).
+		id := uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String()
+		if m.ReceiptID != "" {
+			id = hub.ReissuedReceiptID(m.ReceiptID, st)
+		}
+		r = hub.Receipt{TransmissionID: id, SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
 	case current.Status == st && current.ErrorCode == code:
 		return nil
 	default:

@@ -18,7 +18,9 @@ import (
 // with other bytes. Resubmitting the letter unchanged answers the letter's
 // own receipt, not the refusal; and the receiver system's fetch and
 // acknowledgement complete the letter's receipt and leave the refusal as
-// it was. On the embedded default and on MongoDB (FerretDB).
+// it was. Also once the sender has consumed the letter's receipt: then
+// the ack issues a receipt anew, and still leaves the refusal alone. On
+// the embedded default and on MongoDB (FerretDB).
 func TestResubmissionAnswersTheMessagesOwnReceipt(t *testing.T) {
 	for _, backend := range []string{"bolt", "mongo"} {
 		t.Run(backend, func(t *testing.T) {
@@ -102,6 +104,43 @@ func TestResubmissionAnswersTheMessagesOwnReceipt(t *testing.T) {
 			h.mustStatus(h.send(sender, uuid, body, ""), 201).json(t, &again)
 			if again.TransmissionID != a.TransmissionID || again.Status != hub.ReceiptCompleted {
 				t.Errorf("resubmission after the ack answered %s %s, want %s COMPLETED", again.TransmissionID, again.Status, a.TransmissionID)
+			}
+
+			// The same with a sender that reads its receipts as NgDP's
+			// do, deleting each: the refusal is still not the letter's.
+			uuid, body = letterXML(t, memo.Letter{To: company})
+			h.mustStatus(h.send(sender, uuid, body, ""), 201).json(t, &a)
+			h.mustStatus(h.do("GET", "/apis/v1/receipts/"+a.TransmissionID, sender, "", nil), 200)
+			h.mustStatus(h.do("GET", "/apis/v1/receipts/"+a.TransmissionID+"?delete=false", sender, "", nil), 404)
+			_, other = letterXML(t, memo.Letter{To: company, UUID: uuid, Label: "Et andet brev"})
+			h.mustStatus(h.do("POST", "/apis/v1/memos/", sender, "application/x-lzma",
+				bytes.NewReader(lzmaTar(t, map[string][]byte{uuid + ".xml": other}))), 201).json(t, &bulk)
+			if len(bulk.Receipts) != 1 || bulk.Receipts[0].ErrorCode != "message.uuid.duplicate" {
+				t.Fatalf("mass send answered %+v", bulk)
+			}
+			b = bulk.Receipts[0]
+			h.mustStatus(h.send(sender, uuid, body, ""), 201).json(t, &again)
+			if again.TransmissionID == b.TransmissionID || again.Status != hub.ReceiptReceived || again.MessageUUID != uuid {
+				t.Fatalf("resubmission after the letter's receipt was consumed answered %+v, want a RECEIVED one (the refusal is %s)", again, b.TransmissionID)
+			}
+			if m, err = c.Next(ctx, 10*time.Second); err != nil || m == nil || m.UUID != uuid {
+				t.Fatalf("next: %v %v, want %s", m, err, uuid)
+			}
+			m.Close()
+			if err := c.Ack(ctx, uuid); err != nil {
+				t.Fatalf("ack: %v", err)
+			}
+			if got := receipt(b.TransmissionID); got.Status != hub.ReceiptInvalid || got.ErrorCode != "message.uuid.duplicate" {
+				t.Errorf("the refusal after the ack: %+v, want it INVALID as it was", got)
+			}
+			// The ack told the sender by a receipt issued anew, which a
+			// resubmission answers.
+			h.mustStatus(h.send(sender, uuid, body, ""), 201).json(t, &again)
+			if again.Status != hub.ReceiptCompleted || again.TransmissionID == b.TransmissionID || again.TransmissionID == a.TransmissionID {
+				t.Errorf("resubmission after the ack answered %+v, want the COMPLETED receipt issued anew", again)
+			}
+			if got := receipt(again.TransmissionID); got.Status != hub.ReceiptCompleted || got.MessageUUID != uuid {
+				t.Errorf("the receipt issued anew: %+v", got)
 			}
 		})
 	}

@@ -1037,16 +1037,30 @@ func receiptOf(tx *bolt.Tx, systemID, messageUUID string) (storedReceipt, bool, 
 	return getStoredReceipt(tx, systemID, string(v))
 }
 
-// senderReceiptOf is hub.SenderReceiptOf in tx: m's own receipt while
-// its sender system holds it, else the newest naming m (receiptOf).
+// senderReceiptOf is hub.SenderReceiptOf in tx: m's receipt as
+// hub.MessageReceipt finds it, or, for a message stored before ReceiptID,
+// the newest naming it (receiptOf).
 func senderReceiptOf(tx *bolt.Tx, m hub.Message) (storedReceipt, bool, error) {
-	if m.ReceiptID != "" {
-		sr, ok, err := getStoredReceipt(tx, m.SenderSystemID, m.ReceiptID)
-		if err != nil || (ok && sr.r.MessageUUID == m.UUID) {
-			return sr, ok, err
+	if m.ReceiptID == "" {
+		return receiptOf(tx, m.SenderSystemID, m.UUID)
+	}
+	var read []storedReceipt
+	r, ok, err := hub.MessageReceipt(m, func(id string) (hub.Receipt, bool, error) {
+		sr, found, err := getStoredReceipt(tx, m.SenderSystemID, id)
+		if found {
+			read = append(read, sr)
+		}
+		return sr.r, found, err
+	})
+	if err != nil || !ok {
+		return storedReceipt{}, false, err
+	}
+	for _, sr := range read {
+		if sr.r.TransmissionID == r.TransmissionID {
+			return sr, true, nil
 		}
 	}
-	return receiptOf(tx, m.SenderSystemID, m.UUID)
+	return storedReceipt{r: r}, true, nil
 }
 
 // getStoredReceipt reads receipt transmissionID of systemID wherever it is.

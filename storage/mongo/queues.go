@@ -779,17 +779,29 @@ func (s *Store) readAck(ctx context.Context, id, messageUUID string, receipts bo
 		return in, nil
 	}
 	if in.mok {
-		// The sender's receipt, as hub.SenderReceiptOf finds it: the
-		// message's own, else the newest visible naming it.
+		// The sender's receipt, as hub.SenderReceiptOf finds it among the
+		// visible ones: the message's (hub.MessageReceipt), or, for a
+		// message stored before ReceiptID, the newest naming it.
 		var best *rcptDoc
+		visible := func(r *rcptDoc) bool { return r.Sys == in.m.M.SenderSystemID && (!r.P || r.Tx == in.m.Tx) }
+		if in.m.M.ReceiptID != "" {
+			r, ok, _ := hub.MessageReceipt(in.m.M, func(id string) (hub.Receipt, bool, error) {
+				for i := range rs {
+					if rs[i].ID == id && visible(&rs[i]) {
+						return rs[i].R, true, nil
+					}
+				}
+				return hub.Receipt{}, false, nil
+			})
+			if ok {
+				in.rcpt = &r
+			}
+			return in, nil
+		}
 		for i := range rs {
 			r := &rs[i]
-			if r.Sys != in.m.M.SenderSystemID || (r.P && r.Tx != in.m.Tx) {
+			if !visible(r) {
 				continue
-			}
-			if in.m.M.ReceiptID != "" && r.ID == in.m.M.ReceiptID {
-				best = r
-				break
 			}
 			if best == nil || r.T.After(best.T) || (r.T.Equal(best.T) && r.ID > best.ID) {
 				best = r

@@ -118,10 +118,11 @@ var receiptTests = []storeTest{
 			t.Fatalf("ClaimNext's message: ReceiptID %q, want tx-m1", c.Message.ReceiptID)
 		}
 	}},
-	{"AckWith shows the message's own receipt, not a newer one naming its UUID, while the sender holds it", func(t *testing.T, s hub.Store) {
+	{"AckWith shows the message's own receipt, not a newer one naming its UUID", func(t *testing.T, s hub.Store) {
 		m := Message("m1", []byte("content of m1"), T0)
 		m.ReceiptID = "tx-m1"
-		ds := []hub.Delivery{Delivery("m1", "system/a", T0), Delivery("m1", "system/b", T0)}
+		ds := []hub.Delivery{Delivery("m1", "system/a", T0), Delivery("m1", "system/b", T0), Delivery("m1", "system/c", T0),
+			Delivery("m1", "system/d", T0)}
 		must(t, s.PutMessage(ctx, m, ds, Receipt("m1", T0)), "PutMessage")
 		// A later submission of m1 with other bytes was refused.
 		must(t, s.PutReceipt(ctx, refusal("m1", "tx-later", T0.Add(time.Minute))), "PutReceipt tx-later")
@@ -138,14 +139,23 @@ var receiptTests = []storeTest{
 		if r := seen(ds[0], T0.Add(2*time.Minute)); r == nil || r.TransmissionID != "tx-m1" || r.Status != hub.ReceiptReceived {
 			t.Fatalf("AckWith's record saw receipt %+v, want the message's own tx-m1", r)
 		}
-		// Once the sender consumed it, the newest naming m1 answers (as
-		// ReceiptFor): here one retrieval issued anew.
+		// The sender consumed it: the refusal is still not the message's.
 		must(t, s.DeleteReceipt(ctx, "sender-sys", "tx-m1"), "DeleteReceipt tx-m1")
-		again := Receipt("m1", T0.Add(2*time.Minute))
-		again.TransmissionID, again.Status = "tx-again", hub.ReceiptCompleted
-		must(t, s.PutReceipt(ctx, again), "PutReceipt tx-again")
-		if r := seen(ds[1], T0.Add(3*time.Minute)); r == nil || r.TransmissionID != "tx-again" {
-			t.Fatalf("AckWith's record saw receipt %+v after the own one was deleted, want tx-again", r)
+		if r := seen(ds[1], T0.Add(3*time.Minute)); r != nil {
+			t.Fatalf("AckWith's record saw receipt %+v once the message's was consumed, want none", r)
+		}
+		// Receipts issued anew for the message are its; the newest counts.
+		completed := Receipt("m1", T0.Add(10*time.Second))
+		completed.TransmissionID, completed.Status = hub.ReissuedReceiptID("tx-m1", hub.ReceiptCompleted), hub.ReceiptCompleted
+		must(t, s.PutReceipt(ctx, completed), "PutReceipt issued anew, COMPLETED")
+		if r := seen(ds[2], T0.Add(4*time.Minute)); r == nil || r.TransmissionID != completed.TransmissionID {
+			t.Fatalf("AckWith's record saw receipt %+v, want the one issued anew %s", r, completed.TransmissionID)
+		}
+		invalid := Receipt("m1", T0.Add(20*time.Second))
+		invalid.TransmissionID, invalid.Status = hub.ReissuedReceiptID("tx-m1", hub.ReceiptInvalid), hub.ReceiptInvalid
+		must(t, s.PutReceipt(ctx, invalid), "PutReceipt issued anew, INVALID")
+		if r := seen(ds[3], T0.Add(5*time.Minute)); r == nil || r.TransmissionID != invalid.TransmissionID {
+			t.Fatalf("AckWith's record saw receipt %+v, want the newest issued anew %s", r, invalid.TransmissionID)
 		}
 	}},
 	{"AckWith shows the record the receipt ReceiptFor answers", func(t *testing.T, s hub.Store) {

@@ -263,9 +263,9 @@ type AckView struct {
 	// Message is the delivery's message; nil when its record is gone.
 	Message *Message
 	// SenderReceipt is the receipt of the message's sender system for it,
-	// as SenderReceiptOf finds it: its own (Message.ReceiptID) while the
-	// system holds it, else the newest naming it (as ReceiptFor); nil
-	// when there is none.
+	// as SenderReceiptOf finds it: by id (MessageReceipt), or, for a
+	// message stored before Message.ReceiptID, the newest naming it (as
+	// ReceiptFor); nil when there is none.
 	SenderReceipt *Receipt
 }
 
@@ -295,9 +295,11 @@ type Receipts interface {
 	// entry named after the UUID beside the receipt of the message later
 	// accepted under it, or one issued anew after the sender deleted the
 	// first (DeleteReceipt). The newest is the hub's latest word on the
-	// message, and deleting it lets the next newest answer. That holds the
+	// UUID, and deleting it lets the next newest answer. That holds the
 	// instant the message is accepted (bolt: while it is still in the
 	// accept log). NotFound when there is none, or messageUUID is "".
+	// A message's own receipts are found by id instead
+	// (Message.ReceiptID, MessageReceipt).
 	ReceiptFor(ctx context.Context, systemID, messageUUID string) (Receipt, error)
 	// ListReceipts pages a system's receipts in time order after the given
 	// transmission id ("" for the start).

@@ -90,7 +90,8 @@ func schemas() obj {
 			"nextCursor": obj{"type": "integer", "description": "after= value of the next page"}}},
 		"EventFeed": obj{"type": "object", "properties": obj{"events": arrayOf("EventLog"), "nextCursor": obj{"type": "integer"}}},
 		"Message": obj{"type": "object", "properties": obj{"messageUUID": str(""), "state": str("ACTIVE, HELD, RECALLED, NOT_DELIVERED"),
-			"recipientId": str(""), "received": obj{"type": "string", "format": "date-time"}}},
+			"recipientId": str(""), "received": obj{"type": "string", "format": "date-time"},
+			"receiptId": str("transmissionId of the receipt issued when the message was accepted (absent for messages accepted before it was kept)")}},
 		"MessageList": listOf("Message"),
 		"Organisation": obj{"type": "object", "required": []string{"cvr", "name", "kind"}, "properties": obj{
 			"cvr": str("8-digit CVR number"), "name": name, "kind": obj{"type": "string", "enum": []string{"AUTHORITY", "COMPANY"}},

@@ -21,12 +21,13 @@ import (
 // TestMain gives this package's tests the real MinIO and FerretDB
 // (testservers) and removes the posthub binary built for process tests.
 func TestMain(m *testing.M) {
-	defer func() {
+	// Main ends with os.Exit, which runs no deferred call: the built
+	// binary (~50 MB) goes in its cleanup.
+	testservers.Main(m, func() {
 		if binDir != "" {
 			os.RemoveAll(binDir)
 		}
-	}()
-	testservers.Main(m)
+	})
 }
 
 var (

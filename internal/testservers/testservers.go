@@ -93,10 +93,14 @@ var (
 )
 
 // Main runs the package's tests, then stops every server they started and
-// exits with the tests' status. Call it from TestMain.
-func Main(m *testing.M) {
+// exits with the tests' status, after the cleanups given (os.Exit runs
+// no deferred call). Call it from TestMain.
+func Main(m *testing.M, cleanup ...func()) {
 	code := m.Run()
 	stopAll()
+	for _, c := range cleanup {
+		c()
+	}
 	os.Exit(code)
 }
 

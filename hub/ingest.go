@@ -321,24 +321,21 @@ func ReissuedReceiptID(ownID string, st ReceiptStatus) string {
 // system holds it, else the newest (NewerReceipt) of those issued anew.
 // ok is false when the system holds none of them.
 func MessageReceipt(m Message, get func(transmissionID string) (r Receipt, found bool, err error)) (Receipt, bool, error) {
+	// The own receipt first: the ack's usual case reads one receipt and
+	// derives no id.
+	if r, found, err := get(m.ReceiptID); err != nil {
+		return Receipt{}, false, err
+	} else if found && r.MessageUUID == m.UUID {
+		return r, true, nil
+	}
 	var best Receipt
 	ok := false
-	ids := [1 + len(reissuedStatuses)]string{m.ReceiptID}
-	for i, st := range reissuedStatuses {
-		ids[1+i] = ReissuedReceiptID(m.ReceiptID, st)
-	}
-	for i, id := range ids {
-		r, found, err := get(id)
+	for _, st := range reissuedStatuses {
+		r, found, err := get(ReissuedReceiptID(m.ReceiptID, st))
 		if err != nil {
 			return Receipt{}, false, err
 		}
-		if !found || r.MessageUUID != m.UUID {
-			continue
-		}
-		if i == 0 {
-			return r, true, nil
-		}
-		if !ok || NewerReceipt(r, best) {
+		if found && r.MessageUUID == m.UUID && (!ok || NewerReceipt(r, best)) {
 			best, ok = r, true
 		}
 	}

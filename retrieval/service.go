@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/posthub/posthub/hub"
 )
 
@@ -559,11 +557,11 @@ func completedReceipt(m hub.Message, current *hub.Receipt, key string, st hub.Re
 	switch {
 	case current == nil:
 		// The id makes it found as the message's (hub.MessageReceipt).
-		id := uuid.NewSHA1(uuid.NameSpaceURL, []byte("posthub:receipt:"+string(st)+":"+key)).String()
+		base := key
 		if m.ReceiptID != "" {
-			id = hub.ReissuedReceiptID(m.ReceiptID, st)
+			base = m.ReceiptID
 		}
-		r = hub.Receipt{TransmissionID: id, SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
+		r = hub.Receipt{TransmissionID: hub.ReissuedReceiptID(base, st), SystemID: m.SenderSystemID, MessageUUID: m.UUID, MessageID: m.MessageID}
 	case current.Status == st && current.ErrorCode == code:
 		return nil
 	default:

@@ -1237,17 +1237,6 @@ func apartKey(messageUUID, systemID, transmissionID string) []byte {
 	return append(apartPrefix(messageUUID, systemID), transmissionID...)
 }
 
-// newerReceipt reports whether a comes after b in the order ReceiptFor
-// answers by: Time to the millisecond (what MongoDB keeps), then
-// TransmissionID.
-func newerReceipt(a, b hub.Receipt) bool {
-	at, bt := a.Time.Truncate(time.Millisecond), b.Time.Truncate(time.Millisecond)
-	if !at.Equal(bt) {
-		return at.After(bt)
-	}
-	return a.TransmissionID > b.TransmissionID
-}
-
 // settleReceipts makes the index entry of systemID's receipts of message
 // messageUUID name the newest of them, the one it named and the apart
 // ones, and lists the others apart.
@@ -1266,7 +1255,7 @@ func settleReceipts(tx *bolt.Tx, systemID, messageUUID string) error {
 			return false, err
 		case !ok || sr.beside || sr.r.MessageUUID != messageUUID:
 			stale = append(stale, bytes.Clone(k)) // gone, or not apart
-		case best.TransmissionID == "" || newerReceipt(sr.r, best):
+		case best.TransmissionID == "" || hub.NewerReceipt(sr.r, best):
 			best = sr.r
 		}
 		return true, nil
@@ -1294,7 +1283,7 @@ func settleReceipts(tx *bolt.Tx, systemID, messageUUID string) error {
 			cur, ok = sr.r, found && sr.r.MessageUUID == messageUUID
 		}
 		if ok {
-			if !newerReceipt(best, cur) {
+			if !hub.NewerReceipt(best, cur) {
 				return nil
 			}
 			// The holder moves apart, its record into the receipts bucket.
@@ -1507,7 +1496,7 @@ func (s *Store) ReceiptFor(ctx context.Context, systemID, messageUUID string) (h
 	switch {
 	case err != nil:
 		return hub.Receipt{}, err
-	case logged && (!ok || newerReceipt(lr, r)):
+	case logged && (!ok || hub.NewerReceipt(lr, r)):
 		return lr, nil
 	case !ok:
 		return hub.Receipt{}, hub.Errorf(hub.NotFound, "no receipt for message %s", messageUUID)

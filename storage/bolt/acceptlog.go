@@ -55,8 +55,15 @@ import (
 // number (kept in the meta bucket, written in the same transaction as
 // every applied group) are applied, a torn last entry (a crash in the
 // middle of an append, never acknowledged) is dropped, and the segments
-// are deleted. A checksum failure anywhere else refuses the open: those
-// entries were acknowledged and must not be skipped silently.
+// are deleted. A damaged or missing entry anywhere else refuses the open:
+// those entries were acknowledged and must not be skipped silently.
+//
+// Applied segments are kept, up to logSpares, and reused by the next
+// rolls (retire): appending into blocks a file has already costs one
+// fdatasync of the data, where growing a file costs a journal commit too.
+// A reused segment holds the frames of its earlier use behind the new
+// ones; their lsns are older than its name's, which ends its valid part
+// (replay).
 //
 // A failed append (the disk refused the write or its fdatasync: a full
 // disk, an I/O error) refuses its entries and every entry logged behind
@@ -86,15 +93,17 @@ const (
 	logPendingMax = 64 << 20
 	logApplyMax   = 2000
 	logHeader     = 4 + 4 + 8 // length, crc32c, lsn
+	// logSpares is how many applied segments are kept for reuse.
+	logSpares = 2
 	// DefaultApplyInterval is how long the applier lets entries gather
 	// before it writes them to bbolt, unless a reader waits for them.
 	DefaultApplyInterval = 200 * time.Millisecond
 )
 
 var (
-	// logSegmentMax is the size after which a new segment starts (a
-	// variable for tests).
-	logSegmentMax int64 = 64 << 20
+	// logSegmentMax is the size a segment grows to before the next one
+	// starts, unless a single append is larger (a variable for tests).
+	logSegmentMax int64 = 32 << 20
 	// logBeforeSync, when set (by tests), runs between an append's write
 	// and its fdatasync.
 	logBeforeSync func(*acceptLog)
@@ -114,6 +123,7 @@ var (
 	logAppliedKey  = []byte("acceptlog.applied")
 	errStoreClosed = hub.Errorf(hub.Unavailable, "bolt: store closed")
 	logSegmentGlob = "accept-*.log"
+	logSpareGlob   = "spare-*.log"
 )
 
 // logEntry is one logged write: a message with its deliveries, receipt,
@@ -162,6 +172,8 @@ type acceptLog struct {
 	toWrite   []*logEntry // logged, not yet handed to the writer
 	toApply   []*logEntry // durable, not yet applied, in lsn order
 	segs      []segment
+	spares    []string // applied segments kept for reuse (retire)
+	spareSeq  int
 	broken    error // an append failed and the tail is not yet repaired
 	applyErr  error // the last apply failed (nil once one succeeds)
 	closing   bool
@@ -197,6 +209,9 @@ func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	if err := l.removeSpares(); err != nil {
+		return nil, hub.Wrap(hub.Internal, err, "bolt: remove accept log spares")
+	}
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		l.delSeq = tx.Bucket(bDeliveries).Sequence()
 		return nil
@@ -218,12 +233,27 @@ func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logge
 // replay applies the entries of the segments left on disk that are newer
 // than the applied mark, deletes the segments and returns the highest lsn
 // seen (or the applied mark).
+//
+// A segment holds the entries from the lsn in its name on, one after the
+// other; its valid part ends at the first frame that is torn or damaged,
+// or whose lsn is not the next one (a recycled segment keeps the frames
+// of its earlier use behind the new ones, each with an older lsn, and a
+// new segment is zeros past its end). In the newest segment that end is
+// the log's end (a torn last append); an older one must reach the lsn
+// before the next segment's first, unless those entries were applied:
+// anything else is damage to acknowledged entries and refuses the open.
 func (l *acceptLog) replay() (uint64, error) {
 	paths, err := filepath.Glob(filepath.Join(l.dir, logSegmentGlob))
 	if err != nil {
 		return 0, hub.Wrap(hub.Internal, err, "bolt: list accept log")
 	}
 	sort.Strings(paths) // the names carry the first lsn in fixed-width hex
+	firsts := make([]uint64, len(paths))
+	for i, p := range paths {
+		if _, err := fmt.Sscanf(filepath.Base(p), "accept-%016x.log", &firsts[i]); err != nil {
+			return 0, hub.Wrap(hub.Internal, err, "bolt: accept log segment name %s", filepath.Base(p))
+		}
+	}
 	var mark uint64
 	if err := l.s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bMeta).Get(logAppliedKey); len(v) == 8 {
@@ -244,7 +274,7 @@ func (l *acceptLog) replay() (uint64, error) {
 			batch = batch[:0]
 			return err
 		}
-		err := readSegment(p, func(e *logEntry) error {
+		end, err := readSegment(p, firsts[i], func(e *logEntry) error {
 			if e.lsn <= mark {
 				return nil
 			}
@@ -257,9 +287,14 @@ func (l *acceptLog) replay() (uint64, error) {
 				return flush()
 			}
 			return nil
-		}, i == len(paths)-1)
+		})
 		if err == nil {
 			err = flush()
+		}
+		if err == nil && i+1 < len(paths) {
+			if want := firsts[i+1] - 1; want > mark && end < want {
+				err = fmt.Errorf("accept log %s: entries %d to %d are damaged or missing", filepath.Base(p), max(end, mark)+1, want)
+			}
 		}
 		if err != nil {
 			return 0, hub.Wrap(hub.Internal, err, "bolt: replay accept log")
@@ -276,31 +311,31 @@ func (l *acceptLog) replay() (uint64, error) {
 	return last, nil
 }
 
-// readSegment calls fn for each whole entry. In the newest segment an
-// incomplete or damaged entry ends the log (a torn append); elsewhere it is
-// an error.
-func readSegment(path string, fn func(*logEntry) error, newest bool) error {
+// readSegment calls fn for each entry of the segment's valid part (see
+// replay), the first of which has lsn first, and returns the lsn of the
+// last one (first-1 when there is none). An entry whose checksum and lsn
+// hold but which does not decode is an error.
+func readSegment(path string, first uint64, fn func(*logEntry) error) (uint64, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	next := first
 	for off := 0; off < len(raw); {
-		e, n, err := decodeFrame(raw[off:])
+		e, n, err := decodeFrame(raw[off:], next)
+		if errors.Is(err, errTorn) || errors.Is(err, errStale) {
+			break
+		}
 		if err != nil {
-			// Without write boundaries in the file, damage in the newest
-			// segment cannot be told from a torn last append; an entry
-			// whose checksum holds but does not decode is always an error.
-			if newest && errors.Is(err, errTorn) {
-				return nil
-			}
-			return fmt.Errorf("accept log %s at %d: %w", filepath.Base(path), off, err)
+			return 0, fmt.Errorf("accept log %s at %d: %w", filepath.Base(path), off, err)
 		}
 		if err := fn(e); err != nil {
-			return err
+			return 0, err
 		}
+		next++
 		off += n
 	}
-	return nil
+	return next - 1, nil
 }
 
 // Frame: length (of what follows the checksum), crc32c (of what follows
@@ -385,10 +420,11 @@ func (e *logEntry) seal(lsn uint64) {
 
 var (
 	errTorn      = errors.New("incomplete or damaged entry")
+	errStale     = errors.New("entry of an earlier use of the segment")
 	errMalformed = errors.New("entry does not decode")
 )
 
-func decodeFrame(b []byte) (*logEntry, int, error) {
+func decodeFrame(b []byte, lsn uint64) (*logEntry, int, error) {
 	if len(b) < logHeader+1 {
 		return nil, 0, errTorn
 	}
@@ -396,7 +432,10 @@ func decodeFrame(b []byte) (*logEntry, int, error) {
 	if n < logHeader+1 || n > len(b) || crc32.Checksum(b[8:n], crcTable) != binary.BigEndian.Uint32(b[4:]) {
 		return nil, 0, errTorn
 	}
-	e := &logEntry{lsn: binary.BigEndian.Uint64(b[8:]), w: &messageWrite{}}
+	if binary.BigEndian.Uint64(b[8:]) != lsn {
+		return nil, 0, errStale
+	}
+	e := &logEntry{lsn: lsn, w: &messageWrite{}}
 	r := frameReader{b: b[logHeader+1 : n]}
 	if err := e.w.decode(b[logHeader], &r); err != nil {
 		return nil, 0, fmt.Errorf("decode entry %d: %w", e.lsn, err)
@@ -494,17 +533,37 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 	return nil
 }
 
-// roll starts a new segment for entries from lsn first on.
+// roll starts a new segment for entries from lsn first on: a spare
+// renamed (see retire), else a new file.
 func (l *acceptLog) roll(first uint64) error {
 	p := filepath.Join(l.dir, fmt.Sprintf("accept-%016x.log", first))
-	f, err := openSegment(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
-	if err != nil {
-		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
+	l.mu.Lock()
+	var spare string
+	if n := len(l.spares); n > 0 {
+		spare, l.spares = l.spares[n-1], l.spares[:n-1]
 	}
-	if err := atomicfile.SyncDir(l.dir); err != nil {
+	l.mu.Unlock()
+	var f segmentFile
+	var err error
+	if spare != "" {
+		if err = os.Rename(spare, p); err != nil {
+			_ = os.Remove(spare)
+		} else {
+			f, err = openSegment(p, os.O_WRONLY)
+		}
+	} else {
+		f, err = openSegment(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
+	}
+	if err == nil {
+		// The name must be on disk before any entry is: a replay reads a
+		// segment's entries from the lsn its name carries.
+		if err = atomicfile.SyncDir(l.dir); err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
 		// Gone again, so that the roll can be tried again for the same
 		// first lsn once the log is repaired.
-		_ = f.Close()
 		_ = os.Remove(p)
 		return hub.Wrap(hub.Unavailable, err, "bolt: create accept log segment")
 	}
@@ -514,6 +573,80 @@ func (l *acceptLog) roll(first uint64) error {
 	l.f, l.off = f, 0
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{first: first, path: p})
+	l.mu.Unlock()
+	return nil
+}
+
+// retire disposes of an applied segment. Up to logSpares are kept as
+// spares for the next rolls, filled to logSegmentMax: an append that
+// overwrites blocks the file already has makes fdatasync write the data
+// alone, while one that grows the file has it commit the file system's
+// journal as well, which costs more and queues behind bbolt's writes (on
+// ext4, this VM: 0.23 ms instead of 0.26-0.44 ms per append of 108 KiB,
+// and 0.4-0.5 ms instead of 0.9-3.1 ms at the 99th percentile while
+// another file is written and synced). The rest are deleted. Called by
+// the applier only.
+func (l *acceptLog) retire(p string) {
+	l.mu.Lock()
+	keep := len(l.spares) < logSpares
+	l.spareSeq++
+	spare := filepath.Join(l.dir, fmt.Sprintf("spare-%d.log", l.spareSeq))
+	l.mu.Unlock()
+	if keep {
+		err := os.Rename(p, spare)
+		if err == nil {
+			p = spare
+			err = fillSpare(spare)
+		}
+		if err == nil {
+			l.mu.Lock()
+			l.spares = append(l.spares, spare)
+			l.mu.Unlock()
+			return
+		}
+		l.log.Warn("bolt: keep an applied accept log segment for reuse", "error", err)
+	}
+	if err := os.Remove(p); err != nil {
+		l.log.Warn("bolt: remove applied accept log segment", "error", err)
+	}
+}
+
+// fillSpare extends a spare to logSegmentMax with zeros, durably.
+func fillSpare(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() >= logSegmentMax {
+		return nil
+	}
+	zeros := make([]byte, min(1<<20, logSegmentMax-st.Size()))
+	for off := st.Size(); off < logSegmentMax; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), logSegmentMax-off)], off); err != nil {
+			return err
+		}
+	}
+	return fdatasync(f)
+}
+
+// removeSpares deletes the spares, and those an earlier run left.
+func (l *acceptLog) removeSpares() error {
+	paths, err := filepath.Glob(filepath.Join(l.dir, logSpareGlob))
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.spares = nil
 	l.mu.Unlock()
 	return nil
 }
@@ -708,7 +841,7 @@ func (l *acceptLog) writeLoop() {
 // append writes b at the end of the last durable entry and fdatasyncs it;
 // only then is the end moved past it.
 func (l *acceptLog) append(b []byte, first uint64) error {
-	if l.off > logSegmentMax {
+	if l.off > 0 && l.off+int64(len(b)) > logSegmentMax {
 		if err := l.roll(first); err != nil {
 			return err
 		}
@@ -850,9 +983,7 @@ func (l *acceptLog) applyLoop() {
 			done := l.appliedSegments(upTo)
 			l.mu.Unlock()
 			for _, p := range done {
-				if err := os.Remove(p); err != nil {
-					l.log.Warn("bolt: remove applied accept log segment", "error", err)
-				}
+				l.retire(p)
 			}
 			if !backlog && !quit {
 				break // what arrived meanwhile waits for the next interval
@@ -1040,6 +1171,9 @@ func (l *acceptLog) close() error {
 				err = rerr
 			}
 		}
+	}
+	if rerr := l.removeSpares(); rerr != nil && err == nil {
+		err = rerr
 	}
 	if cerr := l.f.Close(); cerr != nil && err == nil {
 		err = cerr

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -304,6 +305,76 @@ func TestAcceptLogRefusesDamageBeforeTheNewestSegment(t *testing.T) {
 	}
 }
 
+func TestAcceptLogRefusesDamageBeforeATornNewestSegment(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 1
+	t.Cleanup(func() { logSegmentMax = old })
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	for _, u := range []string{"a", "b", "c"} {
+		put(t, s, u, "system/a")
+	}
+	crashed := snapshot(t, path)
+	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
+	if len(segs) != 3 {
+		t.Fatalf("%d segments, want one per write", len(segs))
+	}
+	// b damaged, and c torn: no later entry shows that b is missing, only
+	// the name of c's segment does.
+	b, _ := os.ReadFile(segs[1])
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(segs[1], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(segs[2])
+	if err := os.Truncate(segs[2], st.Size()-7); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(crashed, Options{}); hub.ErrorCode(err) != hub.Internal {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open over a damaged acknowledged entry: %v, want internal", err)
+	}
+}
+
+func TestReadSegmentEndsWhereAnEarlierUseBegins(t *testing.T) {
+	frame := func(uuid string, lsn uint64) []byte {
+		w, err := encodeMessageWrite(storagetest.Message(uuid, []byte("content of "+uuid), t0), nil, storagetest.Receipt(uuid, t0), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &logEntry{w: w}
+		e.encode(&frameFree{})
+		e.seal(lsn)
+		return bytes.Clone(e.frame)
+	}
+	read := func(first uint64, frames ...[]byte) ([]uint64, uint64) {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "accept.log")
+		if err := os.WriteFile(p, append(bytes.Join(frames, nil), make([]byte, 100)...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		end, err := readSegment(p, first, func(e *logEntry) error { got = append(got, e.lsn); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, end
+	}
+	// Used for lsns 1 to 3, then for 8 and 9: the frames are the same
+	// size, so the first use's third is whole behind the new ones.
+	if got, end := read(8, frame("m-a", 8), frame("m-b", 9), frame("m-c", 3)); !slices.Equal(got, []uint64{8, 9}) || end != 9 {
+		t.Fatalf("entries %v, end %d; want [8 9], 9", got, end)
+	}
+	if got, end := read(8, frame("m-c", 3)); len(got) != 0 || end != 7 {
+		t.Fatalf("entries %v, end %d; want none, 7", got, end)
+	}
+	if got, end := read(8, frame("m-a", 8), frame("m-b", 10)); !slices.Equal(got, []uint64{8}) || end != 8 {
+		t.Fatalf("entries %v, end %d; want [8], 8", got, end)
+	}
+}
+
 func TestAcceptLogRollsAndDeletesAppliedSegments(t *testing.T) {
 	old := logSegmentMax
 	logSegmentMax = 1
@@ -332,6 +403,87 @@ func TestAcceptLogRollsAndDeletesAppliedSegments(t *testing.T) {
 	}
 	if logDirInUse(path) {
 		t.Fatal("a clean close left segments")
+	}
+}
+
+func TestAcceptLogReusesAppliedSegmentsWithoutReplayingTheirEntries(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 4 << 10 // a few entries per segment
+	t.Cleanup(func() { logSegmentMax = old })
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	ctx := context.Background()
+	glob := func(pattern string) []string {
+		p, _ := filepath.Glob(filepath.Join(logDir(path), pattern))
+		return p
+	}
+	// First use: the segments fill, are applied and become spares.
+	var gone []string
+	for i := range 24 {
+		u := fmt.Sprintf("old-%02d", i)
+		put(t, s, u, "system/a")
+		gone = append(gone, u)
+	}
+	if _, err := s.CountQueue(ctx, "system/a"); err != nil { // applies
+		t.Fatal(err)
+	}
+	var spares []os.FileInfo
+	for deadline := time.Now().Add(10 * time.Second); len(spares) < logSpares; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares after the apply, want %d", len(spares), logSpares)
+		}
+		spares = spares[:0]
+		for _, p := range glob(logSpareGlob) {
+			if st, err := os.Stat(p); err == nil {
+				spares = append(spares, st)
+			}
+		}
+	}
+	// Applied and deleted: their frames stay in the spares, behind
+	// whatever the second use writes (the names have the same length, so
+	// whole old frames follow the new ones).
+	for _, u := range gone {
+		if err := s.DeleteMessage(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Second use: the next segments are the spares, the last one not full
+	// (three entries fill one).
+	kept := map[string][]hub.Delivery{}
+	for i := range 5 {
+		u := fmt.Sprintf("new-%02d", i)
+		kept[u] = put(t, s, u, "system/b")
+	}
+	reused := 0
+	for _, p := range glob(logSegmentGlob) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(spares, func(sp os.FileInfo) bool { return os.SameFile(sp, st) }) {
+			reused++
+			if st.Size() != logSegmentMax {
+				t.Fatalf("reused segment %s is %d bytes, want %d: appends grew it", filepath.Base(p), st.Size(), logSegmentMax)
+			}
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no spare was reused")
+	}
+	r := openHeld(t, snapshot(t, path))
+	for u, ds := range kept {
+		whole(t, r, u, ds)
+	}
+	for _, u := range gone {
+		if _, err := r.GetMessage(ctx, u); hub.ErrorCode(err) != hub.NotFound {
+			t.Fatalf("deleted message %s came back from a reused segment: %v", u, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p := glob("*"); len(p) != 0 {
+		t.Fatalf("a clean close left %v", p)
 	}
 }
 
@@ -534,7 +686,7 @@ func TestAcceptLogFrameIsSizedExactly(t *testing.T) {
 		if _, size := frameClass(len(e.frame)); e.pooled == nil || cap(e.frame) != size || &e.frame[0] != &(*e.pooled)[:1][0] {
 			t.Errorf("%s: frame of %d bytes in a buffer of %d, not the reused one of its class (%d bytes)", name, len(e.frame), cap(e.frame), size)
 		}
-		got, n, err := decodeFrame(e.frame)
+		got, n, err := decodeFrame(e.frame, e.lsn)
 		if err != nil || n != len(e.frame) || got.lsn != 7 {
 			t.Fatalf("%s: decode: %v, %d of %d bytes, lsn %d", name, err, n, len(e.frame), got.lsn)
 		}

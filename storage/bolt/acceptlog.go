@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +33,8 @@ import (
 // two fdatasyncs, so its price per message falls with the group's size;
 // with sixteen senders a group held about six messages. The log is applied
 // to bbolt in the background in groups of everything durable by then
-// (typically tens to hundreds of messages) and deleted once applied.
+// (typically tens to hundreds of messages); applied segments are reused
+// or deleted (see below).
 //
 // Only the writes that create messages and deliveries go through the log
 // (PutMessage, PutMessageWith, AddDeliveries). Everything else is as
@@ -55,15 +59,23 @@ import (
 // number (kept in the meta bucket, written in the same transaction as
 // every applied group) are applied, a torn last entry (a crash in the
 // middle of an append, never acknowledged) is dropped, and the segments
-// are deleted. A damaged or missing entry anywhere else refuses the open:
-// those entries were acknowledged and must not be skipped silently.
+// are deleted. A damaged or missing entry in an older segment refuses
+// the open: those entries were acknowledged and must not be skipped
+// silently. In the newest segment damage cannot be told from a torn last
+// append, and ends the log there.
 //
 // Applied segments are kept, up to logSpares, and reused by the next
 // rolls (retire): appending into blocks a file has already costs one
 // fdatasync of the data, where growing a file costs a journal commit too.
-// A reused segment holds the frames of its earlier use behind the new
-// ones; their lsns are older than its name's, which ends its valid part
-// (replay).
+// A reused segment keeps the frames of its earlier use behind the new
+// ones (overwriting them would double the log's writes and stall its
+// appends behind the flush): like bbolt's free pages, the log directory
+// may hold letters deleted since, until they are overwritten. They
+// cannot be read back as entries: every frame's checksum is seeded with
+// a key drawn at random when the log opens and named in its segments'
+// file names, so a frame of an earlier run, or one a sender put inside a
+// letter's content, fails it; and a frame of this run written before
+// the segment was reused has an lsn older than the one in its name.
 //
 // A failed append (the disk refused the write or its fdatasync: a full
 // disk, an I/O error) refuses its entries and every entry logged behind
@@ -172,6 +184,8 @@ type acceptLog struct {
 	toWrite   []*logEntry // logged, not yet handed to the writer
 	toApply   []*logEntry // durable, not yet applied, in lsn order
 	segs      []segment
+	key       string   // names this run's segments: accept-<first lsn>-<key>.log
+	seed      uint32   // crc32c of key, the frames' checksum seed
 	spares    []string // applied segments kept for reuse (retire)
 	spareSeq  int
 	broken    error // an append failed and the tail is not yet repaired
@@ -199,9 +213,10 @@ func logDir(dbPath string) string { return dbPath + ".acceptlog" }
 // openAcceptLog replays what an earlier run left and starts a new segment.
 // The committer must be running.
 func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logger) (*acceptLog, error) {
-	l := &acceptLog{s: s, dir: logDir(dbPath), log: log, every: every, byUUID: map[string]*logEntry{}, byDeliv: map[string]*logEntry{},
+	l := &acceptLog{s: s, dir: logDir(dbPath), log: log, every: every, key: rand.Text()[:16], byUUID: map[string]*logEntry{}, byDeliv: map[string]*logEntry{},
 		changedCh: make(chan struct{}), writeSig: make(chan struct{}, 1), applySig: make(chan struct{}, 1),
 		urgent: make(chan struct{}, 1), applyQuit: make(chan struct{}), stopped: make(chan struct{})}
+	l.seed = crc32.Checksum([]byte(l.key), crcTable)
 	if err := os.MkdirAll(l.dir, 0o750); err != nil {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create accept log directory")
 	}
@@ -235,13 +250,14 @@ func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logge
 // seen (or the applied mark).
 //
 // A segment holds the entries from the lsn in its name on, one after the
-// other; its valid part ends at the first frame that is torn or damaged,
-// or whose lsn is not the next one (a recycled segment keeps the frames
-// of its earlier use behind the new ones, each with an older lsn, and a
-// new segment is zeros past its end). In the newest segment that end is
-// the log's end (a torn last append); an older one must reach the lsn
-// before the next segment's first, unless those entries were applied:
-// anything else is damage to acknowledged entries and refuses the open.
+// other; its valid part ends where the file does, or at the first frame
+// that is torn, damaged or of another run (a reused segment keeps the
+// frames of its earlier use), or whose lsn is not the next one (a frame
+// of the earlier use in this run). In the newest segment that end is the
+// log's end: a torn last append, or damage that cannot be told from one.
+// An older one must reach the lsn before the next segment's first, unless
+// those entries were applied: anything else is damage to acknowledged
+// entries and refuses the open.
 func (l *acceptLog) replay() (uint64, error) {
 	paths, err := filepath.Glob(filepath.Join(l.dir, logSegmentGlob))
 	if err != nil {
@@ -249,8 +265,10 @@ func (l *acceptLog) replay() (uint64, error) {
 	}
 	sort.Strings(paths) // the names carry the first lsn in fixed-width hex
 	firsts := make([]uint64, len(paths))
+	seeds := make([]uint32, len(paths))
 	for i, p := range paths {
-		if _, err := fmt.Sscanf(filepath.Base(p), "accept-%016x.log", &firsts[i]); err != nil {
+		var err error
+		if firsts[i], seeds[i], err = segmentName(filepath.Base(p)); err != nil {
 			return 0, hub.Wrap(hub.Internal, err, "bolt: accept log segment name %s", filepath.Base(p))
 		}
 	}
@@ -274,7 +292,7 @@ func (l *acceptLog) replay() (uint64, error) {
 			batch = batch[:0]
 			return err
 		}
-		end, err := readSegment(p, firsts[i], func(e *logEntry) error {
+		end, err := readSegment(p, firsts[i], seeds[i], func(e *logEntry) error {
 			if e.lsn <= mark {
 				return nil
 			}
@@ -311,18 +329,36 @@ func (l *acceptLog) replay() (uint64, error) {
 	return last, nil
 }
 
+// segmentName returns the first lsn and the checksum seed that a
+// segment's name gives: accept-<first lsn>-<key>.log, or
+// accept-<first lsn>.log (unseeded) as versions before keys wrote them.
+func segmentName(name string) (uint64, uint32, error) {
+	rest, ok := strings.CutPrefix(name, "accept-")
+	rest, ok2 := strings.CutSuffix(rest, ".log")
+	hexLSN, key, keyed := strings.Cut(rest, "-")
+	first, err := strconv.ParseUint(hexLSN, 16, 64)
+	if !ok || !ok2 || err != nil || len(hexLSN) != 16 || (keyed && key == "") {
+		return 0, 0, fmt.Errorf("not a segment name")
+	}
+	if !keyed {
+		return first, 0, nil
+	}
+	return first, crc32.Checksum([]byte(key), crcTable), nil
+}
+
 // readSegment calls fn for each entry of the segment's valid part (see
 // replay), the first of which has lsn first, and returns the lsn of the
-// last one (first-1 when there is none). An entry whose checksum and lsn
-// hold but which does not decode is an error.
-func readSegment(path string, first uint64, fn func(*logEntry) error) (uint64, error) {
+// last one (first-1 when there is none). seed is the segment's checksum
+// seed. An entry whose checksum and lsn hold but which does not decode is
+// an error.
+func readSegment(path string, first uint64, seed uint32, fn func(*logEntry) error) (uint64, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	next := first
 	for off := 0; off < len(raw); {
-		e, n, err := decodeFrame(raw[off:], next)
+		e, n, err := decodeFrame(raw[off:], next, seed)
 		if errors.Is(err, errTorn) || errors.Is(err, errStale) {
 			break
 		}
@@ -410,12 +446,12 @@ func (l *acceptLog) recycle(e *logEntry) {
 }
 
 // seal stamps the lsn, length and checksum.
-func (e *logEntry) seal(lsn uint64) {
+func (e *logEntry) seal(lsn uint64, seed uint32) {
 	e.lsn = lsn
 	f := e.frame
 	binary.BigEndian.PutUint32(f[0:], uint32(len(f)-8))
 	binary.BigEndian.PutUint64(f[8:], lsn)
-	binary.BigEndian.PutUint32(f[4:], crc32.Checksum(f[8:], crcTable))
+	binary.BigEndian.PutUint32(f[4:], crc32.Update(seed, crcTable, f[8:]))
 }
 
 var (
@@ -424,12 +460,12 @@ var (
 	errMalformed = errors.New("entry does not decode")
 )
 
-func decodeFrame(b []byte, lsn uint64) (*logEntry, int, error) {
+func decodeFrame(b []byte, lsn uint64, seed uint32) (*logEntry, int, error) {
 	if len(b) < logHeader+1 {
 		return nil, 0, errTorn
 	}
 	n := int(binary.BigEndian.Uint32(b)) + 8
-	if n < logHeader+1 || n > len(b) || crc32.Checksum(b[8:n], crcTable) != binary.BigEndian.Uint32(b[4:]) {
+	if n < logHeader+1 || n > len(b) || crc32.Update(seed, crcTable, b[8:n]) != binary.BigEndian.Uint32(b[4:]) {
 		return nil, 0, errTorn
 	}
 	if binary.BigEndian.Uint64(b[8:]) != lsn {
@@ -536,7 +572,7 @@ func (w *messageWrite) decode(kind byte, r *frameReader) error {
 // roll starts a new segment for entries from lsn first on: a spare
 // renamed (see retire), else a new file.
 func (l *acceptLog) roll(first uint64) error {
-	p := filepath.Join(l.dir, fmt.Sprintf("accept-%016x.log", first))
+	p := filepath.Join(l.dir, fmt.Sprintf("accept-%016x-%s.log", first, l.key))
 	l.mu.Lock()
 	var spare string
 	if n := len(l.spares); n > 0 {
@@ -546,12 +582,16 @@ func (l *acceptLog) roll(first uint64) error {
 	var f segmentFile
 	var err error
 	if spare != "" {
-		if err = os.Rename(spare, p); err != nil {
-			_ = os.Remove(spare)
-		} else {
+		if err = os.Rename(spare, p); err == nil {
 			f, err = openSegment(p, os.O_WRONLY)
 		}
-	} else {
+		if err != nil {
+			l.log.Warn("bolt: reuse a spare accept log segment", "error", err)
+			_ = os.Remove(spare)
+			_ = os.Remove(p)
+		}
+	}
+	if spare == "" || err != nil {
 		f, err = openSegment(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
 	}
 	if err == nil {
@@ -584,11 +624,11 @@ func (l *acceptLog) roll(first uint64) error {
 // journal as well, which costs more and queues behind bbolt's writes (on
 // ext4, this VM: 0.23 ms instead of 0.26-0.44 ms per append of 108 KiB,
 // and 0.4-0.5 ms instead of 0.9-3.1 ms at the 99th percentile while
-// another file is written and synced). The rest are deleted. Called by
-// the applier only.
+// another file is written and synced). The rest are deleted, and all of
+// them once the log is closing. Called by the applier only.
 func (l *acceptLog) retire(p string) {
 	l.mu.Lock()
-	keep := len(l.spares) < logSpares
+	keep := len(l.spares) < logSpares && !l.closing
 	l.spareSeq++
 	spare := filepath.Join(l.dir, fmt.Sprintf("spare-%d.log", l.spareSeq))
 	l.mu.Unlock()
@@ -611,7 +651,8 @@ func (l *acceptLog) retire(p string) {
 	}
 }
 
-// fillSpare extends a spare to logSegmentMax with zeros, durably.
+// fillSpare extends a spare to logSegmentMax with zeros, durably. What it
+// held stays (see the package comment).
 func fillSpare(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -700,7 +741,7 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		return hub.Wrap(hub.Internal, err, "bolt")
 	}
 	e.encode(&l.frames)
-	e.seal(l.nextLSN)
+	e.seal(l.nextLSN, l.seed)
 	l.nextLSN++
 	e.size = len(e.frame)
 	l.held += e.size

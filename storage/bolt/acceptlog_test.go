@@ -338,17 +338,97 @@ func TestAcceptLogRefusesDamageBeforeATornNewestSegment(t *testing.T) {
 	}
 }
 
+func TestAcceptLogOpensOverDamageToAppliedEntries(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 1
+	t.Cleanup(func() { logSegmentMax = old })
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	a := put(t, s, "a", "system/a")
+	if _, err := s.CountQueue(context.Background(), "system/a"); err != nil { // applies a
+		t.Fatal(err)
+	}
+	b := put(t, s, "b", "system/a") // a segment of its own; a's stays, the current one when it was applied
+	crashed := snapshot(t, path)
+	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
+	if len(segs) != 2 {
+		t.Fatalf("%d segments, want a's and b's", len(segs))
+	}
+	raw, _ := os.ReadFile(segs[0])
+	raw[len(raw)-1] ^= 0xff
+	if err := os.WriteFile(segs[0], raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// a is in bbolt already: its damaged copy in the log loses nothing.
+	r := openHeld(t, crashed)
+	whole(t, r, "a", a)
+	whole(t, r, "b", b)
+}
+
+func TestAcceptLogReplaysSegmentsOfEarlierVersions(t *testing.T) {
+	// Before segment names carried a key, frames were checksummed
+	// unseeded and named accept-<first lsn>.log: a crash left by such a
+	// version replays.
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	ds := []hub.Delivery{storagetest.Delivery("m-old", "system/a", t0)}
+	w, err := encodeMessageWrite(storagetest.Message("m-old", []byte("content of m-old"), t0), ds, storagetest.Receipt("m-old", t0), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	if err := w.setSeqs(func() (uint64, error) { seq++; return seq, nil }); err != nil {
+		t.Fatal(err)
+	}
+	e := &logEntry{w: w}
+	e.encode(&frameFree{})
+	e.seal(1, 0)
+	if err := os.MkdirAll(logDir(path), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(logDir(path), fmt.Sprintf("accept-%016x.log", 1)), e.frame, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openHeld(t, path)
+	if m, err := s.GetMessage(context.Background(), "m-old"); err != nil || string(m.Content) != "content of m-old" {
+		t.Fatalf("message of the earlier version's log: %v %q", err, m.Content)
+	}
+}
+
+func TestSegmentName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"accept-0000000000000001-ABCDEFGH23456789.log": true,
+		"accept-000000000000002a.log":                  true,
+		"accept-2a.log":                                false,
+		"accept-000000000000002a-.log":                 false,
+		"accept-000000000000002g.log":                  false,
+		"spare-1.log":                                  false,
+	} {
+		first, _, err := segmentName(name)
+		if (err == nil) != want || (want && first != 1 && first != 0x2a) {
+			t.Errorf("%s: first %d, error %v; want valid %v", name, first, err, want)
+		}
+	}
+	_, a, _ := segmentName("accept-0000000000000001-AAAA.log")
+	_, b, _ := segmentName("accept-0000000000000001-BBBB.log")
+	_, unseeded, _ := segmentName("accept-0000000000000001.log")
+	if a == b || unseeded != 0 {
+		t.Fatalf("seeds %x %x %x: want two different keys to give different seeds, and none to give 0", a, b, unseeded)
+	}
+}
+
 func TestReadSegmentEndsWhereAnEarlierUseBegins(t *testing.T) {
-	frame := func(uuid string, lsn uint64) []byte {
+	frameOf := func(uuid string, lsn uint64, seed uint32) []byte {
 		w, err := encodeMessageWrite(storagetest.Message(uuid, []byte("content of "+uuid), t0), nil, storagetest.Receipt(uuid, t0), nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e := &logEntry{w: w}
 		e.encode(&frameFree{})
-		e.seal(lsn)
+		e.seal(lsn, seed)
 		return bytes.Clone(e.frame)
 	}
+	const seed = 0x5eed
+	frame := func(uuid string, lsn uint64) []byte { return frameOf(uuid, lsn, seed) }
 	read := func(first uint64, frames ...[]byte) ([]uint64, uint64) {
 		t.Helper()
 		p := filepath.Join(t.TempDir(), "accept.log")
@@ -356,7 +436,7 @@ func TestReadSegmentEndsWhereAnEarlierUseBegins(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []uint64
-		end, err := readSegment(p, first, func(e *logEntry) error { got = append(got, e.lsn); return nil })
+		end, err := readSegment(p, first, seed, func(e *logEntry) error { got = append(got, e.lsn); return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,6 +451,11 @@ func TestReadSegmentEndsWhereAnEarlierUseBegins(t *testing.T) {
 		t.Fatalf("entries %v, end %d; want none, 7", got, end)
 	}
 	if got, end := read(8, frame("m-a", 8), frame("m-b", 10)); !slices.Equal(got, []uint64{8}) || end != 8 {
+		t.Fatalf("entries %v, end %d; want [8], 8", got, end)
+	}
+	// A frame of another run (or one a sender wrote inside a letter's
+	// content), with the lsn that comes next: its checksum has another seed.
+	if got, end := read(8, frame("m-a", 8), frameOf("m-b", 9, 0), frameOf("m-c", 9, 1)); !slices.Equal(got, []uint64{8}) || end != 8 {
 		t.Fatalf("entries %v, end %d; want [8], 8", got, end)
 	}
 }
@@ -439,9 +524,8 @@ func TestAcceptLogReusesAppliedSegmentsWithoutReplayingTheirEntries(t *testing.T
 			}
 		}
 	}
-	// Applied and deleted: their frames stay in the spares, behind
-	// whatever the second use writes (the names have the same length, so
-	// whole old frames follow the new ones).
+	// Applied, then deleted: their frames stay in the spares, behind
+	// whatever the second use writes.
 	for _, u := range gone {
 		if err := s.DeleteMessage(ctx, u); err != nil {
 			t.Fatal(err)
@@ -640,7 +724,11 @@ func TestAcceptLogRefusesAnEntryThatDoesNotDecode(t *testing.T) {
 	// A whole entry, checksum and all, of a kind the log never writes:
 	// damage, not a torn append, even in the newest segment.
 	e := &logEntry{frame: append(make([]byte, logHeader), 'X')}
-	e.seal(2)
+	_, seed, err := segmentName(filepath.Base(segs[len(segs)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.seal(2, seed)
 	f, err := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -682,11 +770,11 @@ func TestAcceptLogFrameIsSizedExactly(t *testing.T) {
 	for name, w := range map[string]*messageWrite{"message": w, "deliveries alone": alone} {
 		e := &logEntry{w: w}
 		e.encode(&frameFree{})
-		e.seal(7)
+		e.seal(7, 0)
 		if _, size := frameClass(len(e.frame)); e.pooled == nil || cap(e.frame) != size || &e.frame[0] != &(*e.pooled)[:1][0] {
 			t.Errorf("%s: frame of %d bytes in a buffer of %d, not the reused one of its class (%d bytes)", name, len(e.frame), cap(e.frame), size)
 		}
-		got, n, err := decodeFrame(e.frame, e.lsn)
+		got, n, err := decodeFrame(e.frame, e.lsn, 0)
 		if err != nil || n != len(e.frame) || got.lsn != 7 {
 			t.Fatalf("%s: decode: %v, %d of %d bytes, lsn %d", name, err, n, len(e.frame), got.lsn)
 		}

@@ -269,3 +269,39 @@ func TestAcceptLogAnswersWhileApplyingFails(t *testing.T) {
 	r := openHeld(t, snapshot(t, path))
 	whole(t, r, "m", ds)
 }
+
+func TestAcceptLogGivesUpItsSparesWhenAnAppendFails(t *testing.T) {
+	old := logSegmentMax
+	logSegmentMax = 4 << 10
+	t.Cleanup(func() { logSegmentMax = old })
+	d := injectDiskFaults(t)
+	path := filepath.Join(t.TempDir(), "posthub.db")
+	s := openHeld(t, path)
+	for i := range 24 {
+		put(t, s, fmt.Sprintf("m-%02d", i), "system/a")
+	}
+	if _, err := s.CountQueue(context.Background(), "system/a"); err != nil { // applies
+		t.Fatal(err)
+	}
+	spares := func() int {
+		p, _ := filepath.Glob(filepath.Join(logDir(path), logSpareGlob))
+		return len(p)
+	}
+	eventually(t, "spares kept", func() error {
+		if n := spares(); n != logSpares {
+			return fmt.Errorf("%d spares", n)
+		}
+		return nil
+	})
+	d.set(syscall.ENOSPC, nil, nil)
+	if err := putErr(s, "refused"); hub.ErrorCode(err) != hub.Unavailable {
+		t.Fatalf("put on a full disk: %v", err)
+	}
+	if n := spares(); n != 0 {
+		t.Fatalf("%d spares kept after a failed append, want their room given back", n)
+	}
+	d.set(nil, nil, nil)
+	if err := putErr(s, "after"); err != nil {
+		t.Fatalf("put once the disk takes writes again: %v", err)
+	}
+}

@@ -126,9 +126,7 @@ func TestAcceptLogTakesEntriesAgainOnceTheDiskDoes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.roll {
-				old := logSegmentMax
-				logSegmentMax = 1
-				t.Cleanup(func() { logSegmentMax = old })
+				segmentsOf(t, 1)
 			}
 			disk := injectDiskFaults(t)
 			path := filepath.Join(t.TempDir(), "posthub.db")
@@ -271,9 +269,7 @@ func TestAcceptLogAnswersWhileApplyingFails(t *testing.T) {
 }
 
 func TestAcceptLogGivesUpItsSparesWhenAnAppendFails(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 4 << 10
-	t.Cleanup(func() { logSegmentMax = old })
+	segmentsOf(t, 4<<10)
 	d := injectDiskFaults(t)
 	path := filepath.Join(t.TempDir(), "posthub.db")
 	s := openHeld(t, path)

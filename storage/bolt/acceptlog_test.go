@@ -57,6 +57,37 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// segmentsOf makes the accept log start a new segment after max bytes
+// (1: one per write) for the rest of the test.
+func segmentsOf(t *testing.T, max int64) {
+	old := logSegmentMax
+	logSegmentMax = max
+	t.Cleanup(func() { logSegmentMax = old })
+}
+
+// damageLastByte flips the last byte of a segment, the end of its last
+// entry.
+func damageLastByte(t *testing.T, path string) {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantOpenRefused checks that opening the store at path fails as damage
+// to acknowledged entries does.
+func wantOpenRefused(t *testing.T, path string) {
+	t.Helper()
+	if s, err := Open(path, Options{}); hub.ErrorCode(err) != hub.Internal {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open over a damaged acknowledged entry: %v, want internal", err)
+	}
+}
+
 func put(t *testing.T, s *Store, uuid string, queues ...string) []hub.Delivery {
 	t.Helper()
 	var ds []hub.Delivery
@@ -278,37 +309,11 @@ func TestAcceptLogDropsATornLastEntry(t *testing.T) {
 	}
 }
 
-func TestAcceptLogRefusesDamageBeforeTheNewestSegment(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 1 // every write starts a new segment
-	t.Cleanup(func() { logSegmentMax = old })
-	path := filepath.Join(t.TempDir(), "posthub.db")
-	s := openHeld(t, path)
-	for _, u := range []string{"a", "b", "c"} {
-		put(t, s, u, "system/a")
-	}
-	crashed := snapshot(t, path)
-	segs, _ := filepath.Glob(filepath.Join(logDir(crashed), logSegmentGlob))
-	if len(segs) < 3 {
-		t.Fatalf("%d segments, want one per write", len(segs))
-	}
-	b, _ := os.ReadFile(segs[0])
-	b[len(b)-1] ^= 0xff
-	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := Open(crashed, Options{}); hub.ErrorCode(err) != hub.Internal {
-		if err == nil {
-			s.Close()
-		}
-		t.Fatalf("open over a damaged acknowledged entry: %v, want internal", err)
-	}
-}
-
-func TestAcceptLogRefusesDamageBeforeATornNewestSegment(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 1
-	t.Cleanup(func() { logSegmentMax = old })
+// crashedInThreeSegments logs a, b and c unapplied, one segment each, and
+// returns a crash's copy of the store and its segments in log order.
+func crashedInThreeSegments(t *testing.T) (string, []string) {
+	t.Helper()
+	segmentsOf(t, 1) // every write starts a new segment
 	path := filepath.Join(t.TempDir(), "posthub.db")
 	s := openHeld(t, path)
 	for _, u := range []string{"a", "b", "c"} {
@@ -319,29 +324,29 @@ func TestAcceptLogRefusesDamageBeforeATornNewestSegment(t *testing.T) {
 	if len(segs) != 3 {
 		t.Fatalf("%d segments, want one per write", len(segs))
 	}
+	return crashed, segs
+}
+
+func TestAcceptLogRefusesDamageBeforeTheNewestSegment(t *testing.T) {
+	crashed, segs := crashedInThreeSegments(t)
+	damageLastByte(t, segs[0])
+	wantOpenRefused(t, crashed)
+}
+
+func TestAcceptLogRefusesDamageBeforeATornNewestSegment(t *testing.T) {
+	crashed, segs := crashedInThreeSegments(t)
 	// b damaged, and c torn: no later entry shows that b is missing, only
 	// the name of c's segment does.
-	b, _ := os.ReadFile(segs[1])
-	b[len(b)-1] ^= 0xff
-	if err := os.WriteFile(segs[1], b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageLastByte(t, segs[1])
 	st, _ := os.Stat(segs[2])
 	if err := os.Truncate(segs[2], st.Size()-7); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := Open(crashed, Options{}); hub.ErrorCode(err) != hub.Internal {
-		if err == nil {
-			s.Close()
-		}
-		t.Fatalf("open over a damaged acknowledged entry: %v, want internal", err)
-	}
+	wantOpenRefused(t, crashed)
 }
 
 func TestAcceptLogOpensOverDamageToAppliedEntries(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 1
-	t.Cleanup(func() { logSegmentMax = old })
+	segmentsOf(t, 1)
 	path := filepath.Join(t.TempDir(), "posthub.db")
 	s := openHeld(t, path)
 	a := put(t, s, "a", "system/a")
@@ -354,11 +359,7 @@ func TestAcceptLogOpensOverDamageToAppliedEntries(t *testing.T) {
 	if len(segs) != 2 {
 		t.Fatalf("%d segments, want a's and b's", len(segs))
 	}
-	raw, _ := os.ReadFile(segs[0])
-	raw[len(raw)-1] ^= 0xff
-	if err := os.WriteFile(segs[0], raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageLastByte(t, segs[0])
 	// a is in bbolt already: its damaged copy in the log loses nothing.
 	r := openHeld(t, crashed)
 	whole(t, r, "a", a)
@@ -461,9 +462,7 @@ func TestReadSegmentEndsWhereAnEarlierUseBegins(t *testing.T) {
 }
 
 func TestAcceptLogRollsAndDeletesAppliedSegments(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 1
-	t.Cleanup(func() { logSegmentMax = old })
+	segmentsOf(t, 1)
 	path := filepath.Join(t.TempDir(), "posthub.db")
 	s := openHeld(t, path)
 	for _, u := range []string{"a", "b", "c", "d"} {
@@ -492,9 +491,7 @@ func TestAcceptLogRollsAndDeletesAppliedSegments(t *testing.T) {
 }
 
 func TestAcceptLogReusesAppliedSegmentsWithoutReplayingTheirEntries(t *testing.T) {
-	old := logSegmentMax
-	logSegmentMax = 4 << 10 // a few entries per segment
-	t.Cleanup(func() { logSegmentMax = old })
+	segmentsOf(t, 4<<10) // a few entries per segment
 	path := filepath.Join(t.TempDir(), "posthub.db")
 	s := openHeld(t, path)
 	ctx := context.Background()

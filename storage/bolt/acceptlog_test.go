@@ -509,16 +509,24 @@ func TestAcceptLogReusesAppliedSegmentsWithoutReplayingTheirEntries(t *testing.T
 	if _, err := s.CountQueue(ctx, "system/a"); err != nil { // applies
 		t.Fatal(err)
 	}
+	// Both spares kept (filled, in the log's list) and only the current
+	// segment left: the applier is done with the first use.
 	var spares []os.FileInfo
-	for deadline := time.Now().Add(10 * time.Second); len(spares) < logSpares; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d spares after the apply, want %d", len(spares), logSpares)
-		}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.alog.mu.Lock()
+		kept := len(s.alog.spares)
+		s.alog.mu.Unlock()
 		spares = spares[:0]
 		for _, p := range glob(logSpareGlob) {
 			if st, err := os.Stat(p); err == nil {
 				spares = append(spares, st)
 			}
+		}
+		if kept == logSpares && len(spares) == logSpares && len(glob(logSegmentGlob)) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares kept, %d spare files after the apply, want %d", kept, len(spares), logSpares)
 		}
 	}
 	// Applied, then deleted: their frames stay in the spares, behind

@@ -26,7 +26,14 @@ start_hub() {
     >"$WORK/$name.out" 2>"$WORK/$name.err" &
   HUBPID=$!; PIDS+=("$HUBPID")
   HUB=http://127.0.0.1:$port
-  for _ in $(seq 1 100); do curl -sf "$HUB/healthz" >/dev/null && break; sleep 0.1; done
+  # Up to a minute: a hub on a FerretDB that has just started can take
+  # more than ten seconds to answer (one run of the bench stopped here).
+  for _ in $(seq 1 600); do curl -sf "$HUB/healthz" >/dev/null && break; sleep 0.1; done
+  if ! curl -sf "$HUB/healthz" >/dev/null; then
+    echo "bench-send: the hub ($name) did not come up; its log:" >&2
+    tail -5 "$WORK/$name.err" >&2
+    return 1
+  fi
   curl -sf -H "Authorization: Basic $OP" -H 'Content-Type: application/json' \
     -d '{"cvr":"11111111","name":"Bench Kommune","kind":"AUTHORITY","setup":"CONTACTABLE"}' "$HUB/apis/v1/organisations/" >/dev/null || true
   TOKEN=$(curl -sf -H "Authorization: Basic $OP" -H 'Content-Type: application/json' \

@@ -47,6 +47,21 @@ func (e *env) wantReceipt(what, id string, st hub.ReceiptStatus, code string) {
 	}
 }
 
+// fetchAndRefuse fetches message uuid as receiver system sys, reads it,
+// and answers it with an INVALID business receipt ("bad.case") under the
+// fetch's lease.
+func (e *env) fetchAndRefuse(sys hub.System, uuid string) {
+	e.t.Helper()
+	f, err := e.svc.Fetch(ctx, sys, uuid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	read(e.t, f)
+	if _, err := e.svc.Receipt(ctx, sys, uuid, retrieval.BusinessReceipt{Status: hub.ReceiptInvalid, ErrorCode: "bad.case"}, f.Lease.Token()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // A receiver system's business receipts change the status of the
 // message's own receipt (hub.Message.ReceiptID), not that of a newer
 // receipt naming its UUID: the INVALID receipt of a later submission of
@@ -55,14 +70,7 @@ func TestBusinessReceiptsChangeTheMessagesOwnReceipt(t *testing.T) {
 	e := newEnv(t, retrieval.Config{})
 	sys := e.system(authority, hub.SystemSpec{})
 	m, own, refusal := e.putWithRefusal(sys)
-	f, err := e.svc.Fetch(ctx, sys, m.UUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read(t, f)
-	if _, err := e.svc.Receipt(ctx, sys, m.UUID, retrieval.BusinessReceipt{Status: hub.ReceiptInvalid, ErrorCode: "bad.case"}, f.Lease.Token()); err != nil {
-		t.Fatal(err)
-	}
+	e.fetchAndRefuse(sys, m.UUID)
 	e.wantReceipt("INVALID business receipt: the message's", own.TransmissionID, hub.ReceiptInvalid, "bad.case")
 	e.wantReceipt("INVALID business receipt: the refusal", refusal.TransmissionID, hub.ReceiptInvalid, refusal.ErrorCode)
 	if _, err := e.svc.Receipt(ctx, sys, m.UUID, retrieval.BusinessReceipt{Status: hub.ReceiptCompleted}, ""); err != nil {
@@ -82,14 +90,7 @@ func TestBusinessReceiptsAfterTheSenderConsumedTheReceipt(t *testing.T) {
 	if err := e.store.DeleteReceipt(ctx, e.sender.ID, own.TransmissionID); err != nil {
 		t.Fatal(err)
 	}
-	f, err := e.svc.Fetch(ctx, sys, m.UUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read(t, f)
-	if _, err := e.svc.Receipt(ctx, sys, m.UUID, retrieval.BusinessReceipt{Status: hub.ReceiptInvalid, ErrorCode: "bad.case"}, f.Lease.Token()); err != nil {
-		t.Fatal(err)
-	}
+	e.fetchAndRefuse(sys, m.UUID)
 	anew := hub.ReissuedReceiptID(own.TransmissionID, hub.ReceiptInvalid)
 	e.wantReceipt("INVALID business receipt: issued anew", anew, hub.ReceiptInvalid, "bad.case")
 	e.wantReceipt("INVALID business receipt: the refusal", refusal.TransmissionID, hub.ReceiptInvalid, refusal.ErrorCode)

@@ -1055,12 +1055,8 @@ func senderReceiptOf(tx *bolt.Tx, m hub.Message) (storedReceipt, bool, error) {
 	if err != nil || !ok {
 		return storedReceipt{}, false, err
 	}
-	for _, sr := range read {
-		if sr.r.TransmissionID == r.TransmissionID {
-			return sr, true, nil
-		}
-	}
-	return storedReceipt{r: r}, true, nil
+	// r is one of those read.
+	return read[slices.IndexFunc(read, func(sr storedReceipt) bool { return sr.r.TransmissionID == r.TransmissionID })], true, nil
 }
 
 // getStoredReceipt reads receipt transmissionID of systemID wherever it is.

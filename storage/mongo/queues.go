@@ -803,7 +803,7 @@ func (s *Store) readAck(ctx context.Context, id, messageUUID string, receipts bo
 			if !visible(r) {
 				continue
 			}
-			if best == nil || r.T.After(best.T) || (r.T.Equal(best.T) && r.ID > best.ID) {
+			if best == nil || hub.NewerReceipt(r.R, best.R) {
 				best = r
 			}
 		}

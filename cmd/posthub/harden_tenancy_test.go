@@ -1,0 +1,78 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Regression tests of tenancy holes found by review against a running
+// `posthub serve`: what an organisation's own administrators can no longer
+// reach in other organisations.
+
+// TestOnlyTheOperatorRegistersViewingClients: a viewing client reads the
+// mailbox of whoever its signed assertions name — any citizen, any
+// organisation's post — so an organisation's administrator who could
+// register one, and its key, could read every mailbox. Only the hub
+// operator registers either; the organisation's own administrators are
+// refused through the API and the portal, and nothing is stored or logged.
+func TestOnlyTheOperatorRegistersViewingClients(t *testing.T) {
+	h := startHub(t)
+	h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/", map[string]any{"cvr": orgA, "name": "Kommune A", "kind": "AUTHORITY"}), 201)
+	base := "/apis/v1/organisations/" + orgA
+	admin := h.userWith("anne", orgA, "ORGANISATION_ADMINISTRATOR")
+	manager := h.userWith("sune", orgA, "SYSTEM_MANAGER")
+
+	for i, u := range []*session{admin, manager} {
+		r := h.mustStatus(u.json("POST", base+"/systems/", map[string]any{"name": "Egen webpostkasse", "role": "VIEWER"}), 403)
+		if code := fieldCode(t, r); code != "system.viewer.not.operator" {
+			t.Fatalf("register a VIEWER: field code %q: %s", code, r.body)
+		}
+		// Sender and receiver systems remain theirs to register.
+		h.mustStatus(u.json("POST", base+"/systems/", map[string]any{"name": fmt.Sprintf("Modtager %d", i), "role": "RECIPIENT"}), 201)
+	}
+	h.mustStatus(admin.form("/admin/orgs/"+orgA+"/systems", url.Values{"name": {"Portal-webpostkasse"}, "role": {"VIEWER"}}), 303)
+	page := h.mustStatus(admin.get("/admin/orgs/"+orgA+"/systems"), 200)
+	if strings.Contains(string(page.body), `value="VIEWER"`) {
+		t.Error("the portal offers an organisation administrator the VIEWER role")
+	}
+
+	viewerID, _ := h.system(orgA, map[string]any{"name": "Webpostkasse", "role": "VIEWER"})
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	key := map[string]string{"kid": "k1", "publicKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
+	for _, u := range []*session{admin, manager} {
+		h.mustStatus(u.json("POST", base+"/systems/"+viewerID+"/assertion-keys", key), 403)
+	}
+	var keys []struct{ Kid string }
+	h.mustStatus(h.do("GET", base+"/systems/"+viewerID+"/assertion-keys", h.operator, "", nil), 200).list(t, &keys)
+	if len(keys) != 0 {
+		t.Fatalf("a refused key was stored: %+v", keys)
+	}
+	h.mustStatus(h.operatorJSON("POST", base+"/systems/"+viewerID+"/assertion-keys", key), 201)
+
+	var systems []struct{ Name, Role string }
+	h.mustStatus(h.do("GET", base+"/systems/", h.operator, "", nil), 200).list(t, &systems)
+	viewers := 0
+	for _, s := range systems {
+		if s.Role == "VIEWER" {
+			viewers++
+			if s.Name != "Webpostkasse" {
+				t.Errorf("a refused viewing client was registered: %q", s.Name)
+			}
+		}
+	}
+	if viewers != 1 {
+		t.Fatalf("%d viewing clients, want the operator's one: %+v", viewers, systems)
+	}
+	for _, e := range allEvents(t, h.openStore()) {
+		if e.Tag == "SYSTEM_CREATED" && e.Detail["role"] == "VIEWER" && e.Actor != "operator" {
+			t.Errorf("a refused registration is in the log: %s by %s", e.Tag, e.Actor)
+		}
+	}
+}

@@ -6,9 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/posthub/posthub/memo"
 )
 
 // Regression tests of tenancy holes found by review against a running
@@ -73,6 +77,48 @@ func TestOnlyTheOperatorRegistersViewingClients(t *testing.T) {
 	for _, e := range allEvents(t, h.openStore()) {
 		if e.Tag == "SYSTEM_CREATED" && e.Detail["role"] == "VIEWER" && e.Actor != "operator" {
 			t.Errorf("a refused registration is in the log: %s by %s", e.Tag, e.Actor)
+		}
+	}
+}
+
+// TestWebMailboxProxiesOnlyTheLettersOwnResources: the web mailbox passes
+// a letter's rendering, files and .ics on from the viewer API with the
+// viewing client's credentials. An escaped "/" in a file's name once
+// reached other API routes (the session, the viewing client's
+// organisation's event log) through a path the API cleaned and redirected;
+// now such a name is only ever a file name, and redirects are not followed.
+func TestWebMailboxProxiesOnlyTheLettersOwnResources(t *testing.T) {
+	h := startHub(t, "-web-mailbox", "-mailbox-demo-login")
+	w := h.setupWorld()
+	u, b := letterXML(t, memo.Letter{To: citizen, Label: "Brev med bilag",
+		Attachments: []memo.Attachment{{Filename: "bilag.txt", Data: []byte("bilagets tekst")}}})
+	h.mustStatus(h.send(w.sender, u, b, ""), 201)
+	web := h.webLogin(citizen)
+	get := func(path string) response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", h.base+"/mailbox/box/"+citizen+"/messages/"+path, nil)
+		resp, err := web.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, body: body, header: resp.Header}
+	}
+	if r := get(u + "/render"); r.status != 200 {
+		t.Fatalf("the letter's rendering: %d %.200s", r.status, r.body)
+	}
+	up := strings.Repeat("..%2F", 7)
+	for _, p := range []string{
+		u + "/documents/0/files/" + up + "session",
+		"x/documents/0/files/" + up + "session",
+		u + "/documents/0/files/" + up + "events%2F",
+		u + "/documents/0/actions/" + up + "session%23/ics",
+		u + "/documents/" + up + "session%23/files/x",
+	} {
+		r := get(p)
+		if r.status == 200 || strings.Contains(string(r.body), `"principal"`) || strings.Contains(string(r.body), `"events"`) {
+			t.Errorf("%s: %d %.300s", p, r.status, r.body)
 		}
 	}
 }

@@ -140,7 +140,11 @@ func New(cfg Config) (*Mailbox, error) {
 	}
 	mac := hmac.New(sha256.New, cfg.SessionKey)
 	mac.Write([]byte("posthub web mailbox sessions"))
-	m := &Mailbox{cfg: cfg, client: &http.Client{Transport: handlerTransport{cfg.API}},
+	// The API answers in process; a redirect it sends is never followed
+	// (it would carry the viewing client's credentials elsewhere).
+	client := &http.Client{Transport: handlerTransport{cfg.API},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	m := &Mailbox{cfg: cfg, client: client,
 		sessions: &rbac.Sessions{Key: mac.Sum(nil), TTL: sessionTTL, Now: cfg.Now, Generations: mailboxGenerations{cfg.Revocations}}, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
 		"date": func(t time.Time) string { return t.Local().Format("2 Jan 2006 15:04") },
@@ -172,8 +176,8 @@ func New(cfg Config) (*Mailbox, error) {
 	mux.HandleFunc("GET "+box+"/{$}", m.list)
 	mux.HandleFunc("GET "+msg, m.letter)
 	mux.HandleFunc("GET "+msg+"/render", m.render)
-	mux.HandleFunc("GET "+msg+"/documents/{doc}/files/{file}", m.file)
-	mux.HandleFunc("GET "+msg+"/documents/{doc}/actions/{action}/ics", m.file)
+	mux.HandleFunc("GET "+msg+"/documents/{doc}/files/{file}", m.file("files", "file", ""))
+	mux.HandleFunc("GET "+msg+"/documents/{doc}/actions/{action}/ics", m.file("actions", "action", "/ics"))
 	mux.HandleFunc("POST "+msg+"/{op}", m.change)
 	m.mux = mux
 	return m, nil
@@ -602,28 +606,37 @@ func (m *Mailbox) letter(w http.ResponseWriter, r *http.Request) {
 // .ics) resolve to this mailbox's own proxies. The hub's policy is kept
 // except that the mailbox's own pages may frame it.
 func (m *Mailbox) render(w http.ResponseWriter, r *http.Request) {
-	m.proxy(w, r, func(h http.Header) {
+	m.proxy(w, r, "/render", func(h http.Header) {
 		csp := strings.Replace(h.Get("Content-Security-Policy"), "frame-ancestors 'none'", "frame-ancestors 'self'", 1)
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Frame-Options", "SAMEORIGIN")
 	})
 }
 
-// file passes a decoded file or an .ics on, with the hub's headers.
-func (m *Mailbox) file(w http.ResponseWriter, r *http.Request) {
-	m.proxy(w, r, func(http.Header) {})
+// file passes a decoded file (kind "files", named by the path value
+// "file") or an .ics (kind "actions", "action", suffix "/ics") on, with
+// the hub's headers.
+func (m *Mailbox) file(kind, name, suffix string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rest := "/documents/" + url.PathEscape(r.PathValue("doc")) + "/" + kind + "/" + url.PathEscape(r.PathValue(name)) + suffix
+		m.proxy(w, r, rest, func(http.Header) {})
+	}
 }
 
 // proxyHeaders are the API response headers a proxied answer keeps.
 var proxyHeaders = []string{"Content-Type", "Content-Disposition", "Content-Length", "Content-Security-Policy",
 	"X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Resource-Policy", "X-Frame-Options", "Cache-Control"}
 
-func (m *Mailbox) proxy(w http.ResponseWriter, r *http.Request, adjust func(http.Header)) {
+// proxy passes the API's answer for the letter's sub-resource rest on.
+// The API path is built from the decoded path values, each escaped again,
+// never from the request's path: an escaped "/" or ".." in a value must
+// not reach another API route with the viewing client's credentials.
+func (m *Mailbox) proxy(w http.ResponseWriter, r *http.Request, rest string, adjust func(http.Header)) {
 	rq, ok := m.request(w, r)
 	if !ok {
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path, Prefix+"/box/"+r.PathValue("owner"))
+	rest = "/messages/" + url.PathEscape(r.PathValue("uuid")) + rest
 	q := rq.query
 	if d := r.URL.Query().Get("disposition"); d == "inline" {
 		q.Set("disposition", d)

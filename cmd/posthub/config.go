@@ -206,6 +206,7 @@ type serveConfig struct {
 	MaxConns        int
 	MaxConnsPerAddr int
 	BodyTimeout     time.Duration
+	WriteTimeout    time.Duration
 	UploadMinRate   int64
 	UploadWindow    time.Duration
 	UploadGrace     time.Duration
@@ -288,6 +289,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConns, "max-conns", limit.DefaultTotal(), "most open client connections; more are closed at once (default 4096, at most a quarter of the open-file limit; 0: no cap)")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 128, "most open connections of one client address (an IPv6 /64); more are closed at once; those of -trusted-proxies count in -max-conns only (0: no cap)")
 	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second, "how long a request body other than an upload (JSON, forms, logins) may take to arrive")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long one write of an answer may wait for the client to read it; a client that reads nothing for this long is disconnected (each write waits afresh, so a long answer read steadily is never cut)")
 	fs.Int64Var(&c.UploadMinRate, "upload-min-rate", 8<<10, "slowest accepted upload (MeMo, archive, contact import), in bytes per second averaged over -upload-window")
 	fs.DurationVar(&c.UploadWindow, "upload-window", 30*time.Second, "the window -upload-min-rate is averaged over")
 	fs.DurationVar(&c.UploadGrace, "upload-grace", time.Minute, "how long an upload may take for its first window's bytes")
@@ -456,8 +458,8 @@ func (c *serveConfig) check() error {
 		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
 	case c.EventlogPollInterval < 100*time.Millisecond:
 		return fmt.Errorf("-eventlog-poll-interval %s: at least 100ms (the sealer's first wait after sealing)", c.EventlogPollInterval)
-	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.UploadMinRate < 0:
-		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
+	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 || c.UploadMinRate < 0:
+		return fmt.Errorf("-max-conns, -max-conns-per-addr, -body-timeout, -write-timeout and -upload-min-rate must not be negative (0 leaves the bound off)")
 	case c.GCPercent < 25 || c.GCPercent > 10000:
 		return fmt.Errorf("-gc-percent %d: between 25 and 10000", c.GCPercent)
 	case c.LingerTime < 0 || c.LingerBytes < 0:

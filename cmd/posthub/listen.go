@@ -37,6 +37,9 @@ type listeners struct {
 	side      []*http.Server
 }
 
+// sideConns caps the connections of the metrics and debug listeners.
+const sideConns = 32
+
 // listen opens the listeners cfg asks for; on error none stays open.
 // proxies are -trusted-proxies, whose connections count in -max-conns only.
 func listen(cfg serveConfig, proxies rbac.TrustedProxies, log *slog.Logger) (_ *listeners, err error) {
@@ -49,7 +52,8 @@ func listen(cfg serveConfig, proxies rbac.TrustedProxies, log *slog.Logger) (_ *
 	if l.api, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, err
 	}
-	l.api = limit.NewListener(l.api, limit.Conns{PerAddr: cfg.MaxConnsPerAddr, Total: cfg.MaxConns, Shared: proxies}, log)
+	l.api = limit.NewListener(l.api, limit.Conns{PerAddr: cfg.MaxConnsPerAddr, Total: cfg.MaxConns, Shared: proxies,
+		WriteIdle: cfg.WriteTimeout}, log)
 	if cfg.TLSCert != "" {
 		if l.tls, err = tlsConfig(cfg); err != nil {
 			return nil, err
@@ -57,16 +61,22 @@ func listen(cfg serveConfig, proxies rbac.TrustedProxies, log *slog.Logger) (_ *
 		l.api = tls.NewListener(l.api, l.tls)
 		l.scheme = "https"
 	}
+	// The side listeners are for scrapers and operators on a private
+	// network, but bounded all the same.
+	side := limit.Conns{PerAddr: sideConns, Total: sideConns, WriteIdle: cfg.WriteTimeout}
 	if cfg.MetricsAddr != "" {
 		if l.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("-metrics-addr: %w", err)
 		}
+		l.metrics = limit.NewListener(l.metrics, side, log)
 	}
 	if cfg.DebugAddr != "" {
 		// pprof is a convenience: the hub runs without it.
 		if l.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
 			log.Warn("debug listener", "error", err)
 			l.debug, err = nil, nil
+		} else {
+			l.debug = limit.NewListener(l.debug, side, log)
 		}
 	}
 	return l, nil
@@ -111,7 +121,7 @@ func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer
 func (l *listeners) serve(handler, metrics http.Handler) <-chan error {
 	errLog := slog.NewLogLogger(l.log.Handler(), slog.LevelWarn)
 	if l.metrics != nil {
-		ms := &http.Server{Handler: metrics, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		ms := &http.Server{Handler: metrics, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 		l.side = append(l.side, ms)
 		go func() {
 			if err := ms.Serve(l.metrics); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -121,7 +131,7 @@ func (l *listeners) serve(handler, metrics http.Handler) <-chan error {
 		l.log.Info("posthub metrics listening", "url", "http://"+displayAddr(l.metrics.Addr())+"/metrics", "token", l.cfg.MetricsToken != "")
 	}
 	if l.debug != nil {
-		ds := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		ds := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 		l.side = append(l.side, ds)
 		go func() {
 			if err := ds.Serve(l.debug); err != nil && !errors.Is(err, http.ErrServerClosed) {

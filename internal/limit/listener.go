@@ -35,6 +35,12 @@ type Conns struct {
 	// Shared are addresses many clients come through (trusted reverse
 	// proxies): their connections count in the total only.
 	Shared []netip.Prefix
+	// WriteIdle is how long one write to a client may wait for the client
+	// to read: a client that reads nothing for this long (its answers
+	// queue in the kernel's buffers) has its connection closed instead of
+	// holding it, and its place, for ever. Every write starts its own
+	// wait, so a long answer read steadily is never cut.
+	WriteIdle time.Duration
 }
 
 // Listener hands out the connections of the listener it wraps within the
@@ -170,9 +176,41 @@ func (c *conn) Close() error {
 	return err
 }
 
+func (c *conn) Write(p []byte) (int, error) {
+	if d := c.l.caps.WriteIdle; d > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(d)); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// writeChunk is how much of a file ReadFrom sends under one write
+// deadline.
+const writeChunk = 1 << 20
+
 // ReadFrom keeps the underlying connection's ReadFrom (sendfile, splice)
-// for response bodies copied from files.
-func (c *conn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
+// for response bodies copied from files, a chunk per write deadline.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	d := c.l.caps.WriteIdle
+	if d <= 0 {
+		return io.Copy(c.Conn, r)
+	}
+	var n int64
+	for {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(d)); err != nil {
+			return n, err
+		}
+		m, err := io.CopyN(c.Conn, r, writeChunk)
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
 
 // DefaultTotal is the default total cap: 4096 connections, or a quarter
 // of the open-file limit when that is lower, leaving descriptors for what

@@ -141,8 +141,20 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "same-origin")
+	if r.Method == http.MethodPost {
+		// Forms are read whole into memory (a certificate file included):
+		// bounded before anything, the login form too, parses them.
+		if r.ContentLength > maxForm {
+			http.Error(w, fmt.Sprintf("The form is too large (at most %d KiB).", maxForm>>10), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	}
 	p.mux.ServeHTTP(w, r)
 }
+
+// maxForm bounds a posted form, files included.
+const maxForm = 256 << 10
 
 // req is one portal request after authentication and authorisation.
 type req struct {
@@ -194,7 +206,7 @@ func (p *Portal) route(pattern string, perm rbac.Perm, h func(*req) error) {
 		}
 		q.user, q.session, q.csrf = &u, ss, p.Sessions.CSRFToken(ss)
 		if r.Method == http.MethodPost {
-			if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+			if err := r.ParseMultipartForm(maxForm); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 				p.render(q, http.StatusBadRequest, "error", view{Title: "Bad request", Error: "The form could not be read."})
 				return
 			}

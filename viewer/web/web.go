@@ -197,8 +197,20 @@ func (m *Mailbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "private, no-store")
+	if r.Method == http.MethodPost {
+		// The mailbox's forms are a few short fields; parsing one reads it
+		// whole, so it is bounded first (the login form is anyone's).
+		if r.ContentLength > maxForm {
+			http.Error(w, "The form is too large.", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	}
 	m.mux.ServeHTTP(w, r)
 }
+
+// maxForm bounds a posted form.
+const maxForm = 64 << 10
 
 // The session names the person: "cpr-<CPR>" or "cvr-<CVR>-<user id>"
 // (user ids are rbac.ValidUserID, so never '|', which the cookie uses).

@@ -551,8 +551,8 @@ func (s *Server) handleAddAssertionKey(c *gin.Context) {
 		return
 	}
 	var req assertionKeyRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
-		writeError(c, s.log, hub.InvalidField("request", "body", "json.invalid", "body must be JSON {kid, publicKey}", ""))
+	if err := decodeJSON(c, &req); err != nil {
+		writeError(c, s.log, err)
 		return
 	}
 	k, err := s.viewer.RegisterAssertionKey(c.Request.Context(), principal(c).String(), sys, req.KeyID, req.PublicKey)

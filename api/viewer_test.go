@@ -182,3 +182,20 @@ func TestViewerAPIRenderAndFiles(t *testing.T) {
 		t.Fatalf("deleted folder: %+v", p)
 	}
 }
+
+// TestAssertionKeyBodyIsBounded: the key registration's JSON body is read
+// within the API's 1 MiB bound and its PEM within 4 KiB.
+func TestAssertionKeyBodyIsBounded(t *testing.T) {
+	h := newViewerHub(t)
+	path := "/apis/v1/organisations/11111111/systems/" + h.sysID + "/assertion-keys"
+	huge, _ := json.Marshal(map[string]string{"kid": "k2", "publicKey": strings.Repeat("A", 2<<20)})
+	if res := h.do("POST", path, h.operator, "", bytes.NewReader(huge)); res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 2 MiB body: %d, want 413", res.StatusCode)
+	}
+	long, _ := json.Marshal(map[string]string{"kid": "k2", "publicKey": strings.Repeat("A", 5<<10)})
+	res := h.do("POST", path, h.operator, "", bytes.NewReader(long))
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 400 || !strings.Contains(string(b), "publicKey.too.long") {
+		t.Errorf("a 5 KiB key: %d %s", res.StatusCode, b)
+	}
+}

@@ -241,12 +241,18 @@ func (e *Enforcer) fresh() {
 	}
 }
 
+// maxDomain bounds a domain's length. Domains are CVRs or Global; the
+// one asked about often comes from a request (a header, a query, a path),
+// and decisions are cached by it, so a longer one is refused before it
+// can fill the cache with client-chosen bytes.
+const maxDomain = 64
+
 // Allowed is the authorisation decision. Unknown permissions, empty
-// subjects and empty domains are refused.
+// subjects and empty or overlong domains are refused.
 func (e *Enforcer) Allowed(s Subject, dom string, p Perm) bool {
 	e.fresh()
 	bit := permBit[p]
-	if bit == 0 || dom == "" {
+	if bit == 0 || dom == "" || len(dom) > maxDomain {
 		return false
 	}
 	if s.User == "" {

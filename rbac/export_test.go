@@ -12,3 +12,10 @@ func ThrottleSizes(t *Throttle) (pairs, addrs int) {
 	defer t.mu.Unlock()
 	return len(t.pairs), len(t.addrs)
 }
+
+// CacheLen is how many decisions e has cached.
+func CacheLen(e *Enforcer) int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return len(e.cache)
+}

@@ -2,6 +2,7 @@ package rbac_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,6 +63,7 @@ func TestDecisions(t *testing.T) {
 		{"a sender system administers nothing", sender, "11111111", rbac.SystemsRead, false},
 		{"an unknown permission is refused", user("anne"), "11111111", rbac.Perm("systems:*"), false},
 		{"an empty domain is refused", user("anne"), "", rbac.OrgsRead, false},
+		{"an overlong domain is refused, to a global role too", user("aud"), strings.Repeat("1", 65), rbac.EventLogRead, false},
 		{"an unknown user holds nothing", user("nobody"), "11111111", rbac.OrgsRead, false},
 		{"an empty subject holds nothing", rbac.Subject{}, "11111111", rbac.OrgsRead, false},
 	}
@@ -69,6 +71,15 @@ func TestDecisions(t *testing.T) {
 		if got := en.Allowed(c.sub, c.dom, c.perm); got != c.want {
 			t.Errorf("%s: Allowed(%+v, %q, %s) = %v", c.name, c.sub, c.dom, c.perm, got)
 		}
+	}
+	// Domains chosen by a client (a header, a query) do not fill the
+	// decision cache with their bytes.
+	before := rbac.CacheLen(en)
+	for i := range 1000 {
+		en.Allowed(user("aud"), fmt.Sprintf("%d%s", i, strings.Repeat("x", 64<<10)), rbac.EventLogRead)
+	}
+	if n := rbac.CacheLen(en); n != before {
+		t.Errorf("1,000 overlong domains left %d decisions cached (before: %d)", n, before)
 	}
 	// A revocation takes effect at once on this instance (the cache is dropped).
 	if err := en.Revoke(ctx, rbac.Grant{User: "anne", Role: rbac.OrgAdmin, Domain: "11111111"}); err != nil {

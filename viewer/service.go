@@ -714,6 +714,10 @@ func (f RolesFunc) MayReadMail(ctx context.Context, userID, cvr string) (bool, e
 	return f(ctx, userID, cvr)
 }
 
+// maxKeyPEM bounds a registered key's PEM: an Ed25519 or P-256 public key
+// takes about 180 bytes.
+const maxKeyPEM = 4 << 10
+
 // RegisterAssertionKey registers a viewing-client system's public key
 // (PEM "PUBLIC KEY" or base64 PKIX DER; Ed25519 or P-256) under kid, and,
 // like every administrative change, records it in the event log
@@ -724,6 +728,10 @@ func (f RolesFunc) MayReadMail(ctx context.Context, userID, cvr string) (bool, e
 func (s *Service) RegisterAssertionKey(ctx context.Context, actor string, sys hub.System, kid, publicKeyPEM string) (hub.AssertionKey, error) {
 	if kid == "" || len(kid) > 100 {
 		return hub.AssertionKey{}, hub.InvalidField("request", "kid", "kid.invalid", "kid must be 1–100 characters", kid)
+	}
+	if len(publicKeyPEM) > maxKeyPEM {
+		return hub.AssertionKey{}, hub.InvalidField("request", "publicKey", "publicKey.too.long",
+			fmt.Sprintf("publicKey is one PEM public key of at most %d bytes", maxKeyPEM), "")
 	}
 	der, alg, err := ParseAssertionKey(publicKeyPEM)
 	if err != nil {

@@ -254,6 +254,11 @@ func (c *ProviderConfig) person(id Identity) (Person, error) {
 	switch {
 	case c.CPRClaim != "" && hub.ValidCPR(id.CPR):
 		p.CPR = id.CPR
+	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && rbac.ValidUserID(id.UserID) &&
+		c.UserIDSuffix != "" && !strings.HasSuffix(id.UserID, c.UserIDSuffix):
+		// As for the portal: a provider speaks only for its own users.
+		return p, refusal(hub.Forbidden, "oidc.user.outside",
+			fmt.Sprintf("You are signed in at %s, but %s may only log in users whose id ends in %s.", c.Label, c.Label, c.UserIDSuffix), nil)
 	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && rbac.ValidUserID(id.UserID):
 		p.CVR, p.UserID = id.Organisation, id.UserID
 	case c.OrganisationClaim != "" && hub.ValidCVR(id.Organisation) && id.UserID != "":

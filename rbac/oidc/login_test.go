@@ -262,6 +262,11 @@ func TestMailboxPerson(t *testing.T) {
 		{"a company user by CVR and user id", both, Identity{Organisation: orgA, UserID: "anne"}, Person{CVR: orgA, UserID: "anne"}, ""},
 		{"a CPR number of the wrong shape names no one", both, Identity{CPR: "01017012"}, Person{}, "oidc.person.unknown"},
 		{"a CVR without a user id names no one", both, Identity{Organisation: orgA}, Person{}, "oidc.person.unknown"},
+		{"a company user outside the provider's namespace is refused",
+			ProviderConfig{Label: "Kommune-IdP", OrganisationClaim: "cvr", UserIDSuffix: "@kommune.example"},
+			Identity{Organisation: orgA, UserID: "anne@elsewhere.example"}, Person{}, "oidc.user.outside"},
+		{"a company user inside it is named", ProviderConfig{Label: "Kommune-IdP", OrganisationClaim: "cvr", UserIDSuffix: "@kommune.example"},
+			Identity{Organisation: orgA, UserID: "anne@kommune.example"}, Person{CVR: orgA, UserID: "anne@kommune.example"}, ""},
 		{"a CPR claim the provider is not configured to read is ignored", ProviderConfig{OrganisationClaim: "cvr"},
 			Identity{CPR: "0101701234"}, Person{}, "oidc.person.unknown"},
 	} {

@@ -579,7 +579,7 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, org string, nu NewUse
 			return out, err
 		}
 	}
-	out.User = hub.User{ID: nu.ID, Name: strings.TrimSpace(nu.Name), Email: strings.TrimSpace(nu.Email), PasswordHash: hash, Created: s.now(), Active: true}
+	out.User = hub.User{ID: nu.ID, Name: strings.TrimSpace(nu.Name), Email: strings.TrimSpace(nu.Email), Org: org, PasswordHash: hash, Created: s.now(), Active: true}
 	if err := s.Store.CreateUser(ctx, out.User); err != nil {
 		return out, err
 	}
@@ -626,8 +626,12 @@ type UserGrants struct {
 	Privileges []string `json:"privileges"`
 }
 
-// Grant gives a user a privilege. The user must exist; the grantor must
-// hold the privilege's permissions (see grantorMay).
+// Grant gives a user a privilege. The user must exist and, unless a hub
+// operator grants, belong to the privilege's organisation (HomeOf); the
+// grantor must hold the privilege's permissions (see grantorMay). Another
+// organisation's user is answered as an unknown one (user.unknown), so
+// that nobody learns which ids other organisations use, nor ends their
+// sessions by granting them something.
 func (s *Service) Grant(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err := s.grantorMay(a, g); err != nil {
 		return err
@@ -636,13 +640,34 @@ func (s *Service) Grant(ctx context.Context, a Actor, g rbac.Grant) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.GetUser(ctx, g.User); err != nil {
-		if hub.ErrorCode(err) == hub.NotFound {
-			return invalid("privilege", "userId", "user.unknown", "no such user", g.User)
-		}
+	u, err := s.Store.GetUser(ctx, g.User)
+	if err != nil && hub.ErrorCode(err) != hub.NotFound {
 		return err
 	}
+	if err != nil || !s.operates(a) && s.HomeOf(u) != g.Domain {
+		return invalid("privilege", "userId", "user.unknown", "no user of organisation "+g.Domain+" has this id", g.User)
+	}
 	return s.emitChange(ctx, ev, s.Enforcer.Grant(ctx, g))
+}
+
+// HomeOf is the organisation u belongs to: its recorded Org, or, for an
+// account that has none, the one organisation it holds privileges in
+// ("" when none or several: only an operator grants it more).
+func (s *Service) HomeOf(u hub.User) string {
+	if u.Org != "" {
+		return u.Org
+	}
+	home := ""
+	for _, d := range s.Enforcer.Domains(u.ID) {
+		switch {
+		case d == rbac.Global:
+		case home != "":
+			return ""
+		default:
+			home = d
+		}
+	}
+	return home
 }
 
 // emitChange records a privilege change's event when the change was

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,7 +52,11 @@ func newServiceFixture(t *testing.T) *serviceFixture {
 
 func (f *serviceFixture) user(t *testing.T, id, role, dom string) admin.Actor {
 	t.Helper()
-	if err := f.store.CreateUser(f.ctx, hub.User{ID: id, Name: id, Active: true}); err != nil {
+	org := dom
+	if dom == rbac.Global {
+		org = ""
+	}
+	if err := f.store.CreateUser(f.ctx, hub.User{ID: id, Name: id, Org: org, Active: true}); err != nil {
 		t.Fatal(err)
 	}
 	if role != "" {
@@ -80,7 +85,7 @@ func TestGrantorMatrix(t *testing.T) {
 		grantors[r.Name] = f.user(t, "g-"+strings.ToLower(strings.ReplaceAll(r.Name, "_", "-")), r.Name, dom)
 		holds[r.Name] = r.Perms
 	}
-	f.user(t, "target", "", "")
+	f.user(t, "target", "", ownOrg)
 	var allowed, refused int
 	for gname, a := range grantors {
 		operator := gname == "operator-token" || gname == rbac.HubOperator
@@ -282,5 +287,72 @@ func TestPrivilegeChangeIsLoggedWhenWhatFollowsItFails(t *testing.T) {
 	want := []string{"PRIVILEGES_GRANTED", "PRIVILEGES_REVOKED"}
 	if !slices.Equal(sink.tags, want) {
 		t.Fatalf("events %q, want %q", sink.tags, want)
+	}
+}
+
+// TestGrantsReachOnlyTheOrganisationsOwnUsers: accounts are global, so an
+// organisation's user administrator could once grant privileges to another
+// organisation's user (ending that user's sessions, learning which ids
+// exist) and, worse, to an account another organisation had created with
+// a password it knows. Now a grant by anyone but an operator reaches only
+// users of the grant's organisation — recorded at creation, or, for an
+// account from before, the one organisation it holds privileges in — and
+// any other user is answered exactly as an unknown one, changing nothing.
+func TestGrantsReachOnlyTheOrganisationsOwnUsers(t *testing.T) {
+	f := newServiceFixture(t)
+	const otherOrg = "22222222"
+	if _, err := f.svc.Registry.CreateOrg(f.ctx, hub.Organisation{CVR: otherOrg, Name: "Other", Kind: hub.Authority}); err != nil {
+		t.Fatal(err)
+	}
+	op := admin.Actor{Name: "operator", Subject: rbac.Subject{Role: rbac.HubOperator, Home: rbac.Global}}
+	alice := f.user(t, "alice", rbac.OrgAdmin, ownOrg)
+	bob := f.user(t, "bob", rbac.OrgAdmin, otherOrg)
+	// Alice creates an account named for the other organisation's staff.
+	if _, err := f.svc.CreateUser(f.ctx, alice, ownOrg, admin.NewUser{ID: "carol", Name: "Carol", Password: "alice-knows-this-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.store.GetUser(f.ctx, "carol"); u.Org != ownOrg {
+		t.Fatalf("the created account belongs to %q, want %s", u.Org, ownOrg)
+	}
+	unknown := f.svc.Grant(f.ctx, bob, rbac.Grant{User: "nobody", Role: rbac.SystemManager, Domain: otherOrg})
+	for _, c := range []struct {
+		name string
+		a    admin.Actor
+		g    rbac.Grant
+	}{
+		{"the other organisation's administrator grants alice's account", bob, rbac.Grant{User: "carol", Role: rbac.SystemManager, Domain: otherOrg}},
+		{"alice grants the other organisation's administrator", alice, rbac.Grant{User: "bob", Role: rbac.StatisticsAdm, Domain: ownOrg}},
+	} {
+		err := f.svc.Grant(f.ctx, c.a, c.g)
+		var he, ue *hub.Error
+		if !errors.As(err, &he) || !errors.As(unknown, &ue) || he.Code != ue.Code || len(he.Fields) != 1 || he.Fields[0].Code != ue.Fields[0].Code ||
+			he.Message != strings.Replace(ue.Message, otherOrg, c.g.Domain, 1) {
+			t.Errorf("%s: %v, want the answer an unknown user gets (%v)", c.name, err, unknown)
+		}
+		if slices.Contains(f.en.Grants("", c.g.User), c.g) {
+			t.Errorf("%s: granted", c.name)
+		}
+	}
+	// Its own users it grants as before; an operator grants anyone.
+	if err := f.svc.Grant(f.ctx, alice, rbac.Grant{User: "carol", Role: rbac.StatisticsAdm, Domain: ownOrg}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Grant(f.ctx, op, rbac.Grant{User: "carol", Role: rbac.StatisticsAdm, Domain: otherOrg}); err != nil {
+		t.Fatal(err)
+	}
+	// An account from before accounts recorded their organisation belongs
+	// to the one organisation it holds privileges in; with none, or
+	// several, to no organisation's administrator.
+	f.user(t, "legacy", rbac.RecallAdmin, otherOrg)
+	legacy, _ := f.store.GetUser(f.ctx, "legacy")
+	legacy.Org = ""
+	if err := f.store.PutUser(f.ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Grant(f.ctx, bob, rbac.Grant{User: "legacy", Role: rbac.StatisticsAdm, Domain: otherOrg}); err != nil {
+		t.Errorf("the legacy account's organisation grants it: %v", err)
+	}
+	if err := f.svc.Grant(f.ctx, alice, rbac.Grant{User: "legacy", Role: rbac.StatisticsAdm, Domain: ownOrg}); hub.ErrorCode(err) != hub.Invalid {
+		t.Errorf("another organisation grants the legacy account: %v", err)
 	}
 }

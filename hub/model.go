@@ -383,9 +383,15 @@ func (p PolicyLine) Key() string {
 
 // User is a human account of the admin portal or a viewing client.
 type User struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name"`
-	Email        string    `json:"email,omitempty"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+	// Org is the organisation the account belongs to: the one whose
+	// administrator (or the operator, for it) created it. Only that
+	// organisation's user administrators grant it privileges; "" for an
+	// account created outside an organisation (bootstrap, demo) or before
+	// accounts recorded it.
+	Org          string    `json:"organisation,omitempty"`
 	PasswordHash string    `json:"-"`
 	Created      time.Time `json:"created"`
 	Active       bool      `json:"active"`

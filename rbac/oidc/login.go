@@ -147,6 +147,18 @@ func (rp *RP) mapUser(ctx context.Context, id Identity) (hub.User, error) {
 	if err != nil {
 		return hub.User{}, err
 	}
+	if u.Org != "" && u.PasswordHash != "" {
+		// An account with a password was made by its organisation, which
+		// may know the password: no provider maps it privileges in
+		// another (as no other organisation's administrator grants them).
+		for _, g := range grant {
+			if g.Domain != rbac.Global && g.Domain != u.Org {
+				return hub.User{}, noUser("oidc.user.other.organisation",
+					fmt.Sprintf("posthub's user %s, which has a password, belongs to organisation %s, and %s may not give it privileges in %s; ask the hub operator",
+						id.UserID, u.Org, c.Label, g.Domain))
+			}
+		}
+	}
 	// A grant that answers Conflict was held already, a revocation that
 	// answers NotFound was not held: another login of the same user (on
 	// another instance, say) made the change between plan and write. The

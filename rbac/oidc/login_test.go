@@ -159,6 +159,15 @@ func TestMapUser(t *testing.T) {
 		{"a mapped privilege in another organisation is refused and not granted", ProviderConfig{OrganisationClaim: "cvr", GroupClaim: "groups",
 			GroupPrivileges: []GroupPrivilege{{Group: "stat", Privilege: rbac.StatisticsAdm, Organisation: orgB}}}, nil,
 			Identity{UserID: "anne", Organisation: orgA, Groups: []string{"stat"}}, "oidc.organisation.mismatch", nil},
+		{"a password account of one organisation is mapped no privilege in another", ProviderConfig{GroupClaim: "groups",
+			GroupPrivileges: []GroupPrivilege{{Group: "stat", Privilege: rbac.StatisticsAdm, Organisation: orgB}}}, nil,
+			Identity{UserID: "carol", Groups: []string{"stat"}}, "oidc.user.other.organisation", nil},
+		{"a password account is mapped privileges in its own organisation", ProviderConfig{GroupClaim: "groups",
+			GroupPrivileges: []GroupPrivilege{{Group: "stat", Privilege: rbac.StatisticsAdm, Organisation: orgA}}}, nil,
+			Identity{UserID: "carol", Groups: []string{"stat"}}, "", []rbac.Grant{{User: "carol", Role: rbac.StatisticsAdm, Domain: orgA}}},
+		{"an account without a password may be mapped privileges anywhere", ProviderConfig{GroupClaim: "groups",
+			GroupPrivileges: []GroupPrivilege{{Group: "stat", Privilege: rbac.StatisticsAdm, Organisation: orgB}}}, nil,
+			Identity{UserID: "dora", Groups: []string{"stat"}}, "", []rbac.Grant{{User: "dora", Role: rbac.StatisticsAdm, Domain: orgB}}},
 		{"a provider that asserts organisations but not this one's is refused", ProviderConfig{OrganisationClaim: "cvr"}, nil,
 			Identity{UserID: "anne"}, "oidc.organisation.missing", nil},
 		{"an asserted organisation that is no CVR number is refused", ProviderConfig{OrganisationClaim: "cvr"}, nil,
@@ -169,7 +178,9 @@ func TestMapUser(t *testing.T) {
 			pol := &fakePolicies{grants: slices.Clone(c.held)}
 			events := &eventList{}
 			rp := &RP{providers: map[string]*provider{"idp": {cfg: c.cfg}}, opts: Options{Events: events, Privileges: pol,
-				Users: fakeUsers{"anne": {ID: "anne", Active: true}, "ivan": {ID: "ivan"}}}}
+				Users: fakeUsers{"anne": {ID: "anne", Active: true}, "ivan": {ID: "ivan"},
+					"carol": {ID: "carol", Active: true, Org: orgA, PasswordHash: "$argon2id$x"},
+					"dora":  {ID: "dora", Active: true, Org: orgA}}}}
 			c.id.Provider, c.id.Subject = "idp", "sub-1"
 			u, err := rp.mapUser(ctx, c.id)
 			if Reason(err) != c.want {

@@ -122,3 +122,37 @@ func TestWebMailboxProxiesOnlyTheLettersOwnResources(t *testing.T) {
 		}
 	}
 }
+
+// TestAdministratorsGrantOnlyTheirOwnOrganisationsUsers, end to end: an
+// account one organisation creates (with a password it knows) cannot be
+// given privileges by another organisation's administrator, and no
+// administrator can grant another organisation's user anything (which
+// once ended that user's sessions and told which ids exist).
+func TestAdministratorsGrantOnlyTheirOwnOrganisationsUsers(t *testing.T) {
+	h := startHub(t)
+	for _, o := range []map[string]any{{"cvr": orgA, "name": "Kommune A", "kind": "AUTHORITY"}, {"cvr": orgB, "name": "Styrelse B", "kind": "AUTHORITY"}} {
+		h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/", o), 201)
+	}
+	alice := h.userWith("alice", orgA, "ORGANISATION_ADMINISTRATOR")
+	bob := h.userWith("bob", orgB, "ORGANISATION_ADMINISTRATOR")
+	h.mustStatus(alice.json("POST", "/apis/v1/organisations/"+orgA+"/users/",
+		map[string]any{"id": "carol@b-styrelse.dk", "name": "Carol", "password": "alice-knows-this-1"}), 201)
+
+	unknown := fieldCode(t, h.mustStatus(bob.json("POST", "/apis/v1/organisations/"+orgB+"/privileges/",
+		map[string]any{"userId": "nobody@b-styrelse.dk", "privilege": "SYSTEM_MANAGER"}), 400))
+	r := h.mustStatus(bob.json("POST", "/apis/v1/organisations/"+orgB+"/privileges/",
+		map[string]any{"userId": "carol@b-styrelse.dk", "privilege": "SYSTEM_MANAGER"}), 400)
+	if code := fieldCode(t, r); code != unknown || code != "user.unknown" {
+		t.Fatalf("granting another organisation's account: %q, want %q as for an unknown user", code, unknown)
+	}
+	carol := h.login("carol@b-styrelse.dk", "alice-knows-this-1")
+	h.mustStatus(carol.get("/apis/v1/organisations/"+orgB+"/systems/"), 403)
+
+	h.mustStatus(alice.json("POST", "/apis/v1/organisations/"+orgA+"/privileges/",
+		map[string]any{"userId": "bob", "privilege": "STATISTICS_ADMINISTRATOR"}), 400)
+	h.mustStatus(bob.get("/apis/v1/organisations/"+orgB+"/systems/"), 200) // its session lives on
+
+	// The operator may still grant across organisations.
+	h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/"+orgB+"/privileges/",
+		map[string]any{"userId": "carol@b-styrelse.dk", "privilege": "STATISTICS_ADMINISTRATOR"}), 201)
+}

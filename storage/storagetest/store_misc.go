@@ -87,7 +87,7 @@ var miscTests = []storeTest{
 		}
 	}},
 	{"Users: CreateUser conflicts, PutUser needs an existing user", func(t *testing.T, s hub.Store) {
-		u := hub.User{ID: "alice", Name: "Alice", Email: "a@example.dk", PasswordHash: "$argon2id$x", Created: T0, Active: true}
+		u := hub.User{ID: "alice", Name: "Alice", Email: "a@example.dk", Org: "11111111", PasswordHash: "$argon2id$x", Created: T0, Active: true}
 		must(t, s.CreateUser(ctx, u), "CreateUser")
 		wantCode(t, s.CreateUser(ctx, u), hub.Conflict, "CreateUser again")
 		wantCode(t, s.PutUser(ctx, hub.User{ID: "bob"}), hub.NotFound, "PutUser of absent")

@@ -241,6 +241,17 @@ func (s *Server) handleMailboxRender(c *gin.Context) {
 		return
 	}
 	uuid := c.Param("uuid")
+	l, err := s.viewer.Get(c.Request.Context(), b, uuid)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	release, err := s.viewer.Hold(c.Request.Context(), l.Size)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	defer release()
 	_, msg, err := s.viewer.Read(c.Request.Context(), b, uuid)
 	if err != nil {
 		writeError(c, s.log, err)
@@ -318,10 +329,17 @@ func (s *Server) handleMailboxFile(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := s.viewer.Get(ctx, b, c.Param("uuid")); err != nil {
+	l, err := s.viewer.Get(ctx, b, c.Param("uuid"))
+	if err != nil {
 		writeError(c, s.log, err)
 		return
 	}
+	release, err := s.viewer.Hold(ctx, l.Size)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	defer release()
 	msg, err := s.viewer.Content(ctx, c.Param("uuid"))
 	if err != nil {
 		writeError(c, s.log, err)
@@ -367,10 +385,17 @@ func (s *Server) handleMailboxICS(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := s.viewer.Get(ctx, b, c.Param("uuid")); err != nil {
+	l, err := s.viewer.Get(ctx, b, c.Param("uuid"))
+	if err != nil {
 		writeError(c, s.log, err)
 		return
 	}
+	release, err := s.viewer.Hold(ctx, l.Size)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	defer release()
 	msg, err := s.viewer.Content(ctx, c.Param("uuid"))
 	if err != nil {
 		writeError(c, s.log, err)
@@ -505,7 +530,7 @@ func (s *Server) handleConsentedFetch(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	_, _, err := v.ConsentedLetter(ctx, principal(c).System, c.Param("cpr"), c.Param("uuid"), "fetch")
+	_, err := v.ConsentedCheck(ctx, principal(c).System, c.Param("cpr"), c.Param("uuid"), "fetch")
 	if err != nil {
 		writeError(c, s.log, err)
 		return

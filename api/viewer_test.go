@@ -34,6 +34,7 @@ type viewerHub struct {
 	key      ed25519.PrivateKey
 	uuid     string
 	operator string
+	svc      *viewer.Service
 }
 
 func newViewerHub(t *testing.T) *viewerHub {
@@ -66,7 +67,7 @@ func newViewerHub(t *testing.T) *viewerHub {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	h := &viewerHub{t: t, ts: ts, token: vtok, sysID: vsys.ID, key: key, uuid: l.UUID, operator: op}
+	h := &viewerHub{t: t, ts: ts, token: vtok, sysID: vsys.ID, key: key, uuid: l.UUID, operator: op, svc: svc}
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	body, _ := json.Marshal(map[string]string{"kid": "k1", "publicKey": pemKey})
@@ -197,5 +198,37 @@ func TestAssertionKeyBodyIsBounded(t *testing.T) {
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != 400 || !strings.Contains(string(b), "publicKey.too.long") {
 		t.Errorf("a 5 KiB key: %d %s", res.StatusCode, b)
+	}
+}
+
+// TestRenderingWaitsForTheParseBudget: rendering a letter, downloading
+// one of its files or its .ics each hold the letter's size of the
+// viewer's parse budget while the parsed letter lives; with the budget
+// taken they wait (a client that gives up leaves nothing behind), and go
+// on once it is given back.
+func TestRenderingWaitsForTheParseBudget(t *testing.T) {
+	h := newViewerHub(t)
+	release, err := h.svc.Hold(context.Background(), 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/render", "/documents/0/files/0", "/documents/0/actions/0/ics"} {
+		req, _ := http.NewRequest("GET", h.ts.URL+"/apis/v1/mailboxes/0101701234/messages/"+h.uuid+p, nil)
+		req.Header.Set("Authorization", "Basic "+h.token)
+		req.Header.Set(api.AssertionHeader, h.assertion("0101701234", time.Now()))
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		res, err := http.DefaultClient.Do(req.WithContext(ctx))
+		cancel()
+		if err == nil {
+			res.Body.Close()
+			t.Fatalf("%s answered %d while the parse budget was taken", p, res.StatusCode)
+		}
+	}
+	release()
+	for _, p := range []string{"/render", "/documents/0/files/0", "/documents/0/actions/0/ics"} {
+		res := h.do("GET", "/apis/v1/mailboxes/0101701234/messages/"+h.uuid+p, h.token, h.assertion("0101701234", time.Now()), nil)
+		if res.StatusCode != 200 {
+			t.Errorf("%s after the budget was given back: %d", p, res.StatusCode)
+		}
 	}
 }

@@ -99,19 +99,30 @@ func (s *Service) ConsentedLetters(ctx context.Context, sys hub.System, citizen 
 	return s.List(ctx, Mailbox{Owner: citizen}, q)
 }
 
-// ConsentedLetter returns one letter org sent to citizen, under consent.
-// NotFound for letters of other senders.
+// ConsentedLetter returns one letter org sent to citizen, under consent,
+// parsed. NotFound for letters of other senders.
 func (s *Service) ConsentedLetter(ctx context.Context, sys hub.System, citizen, uuid, what string) (Letter, *memo.Message, error) {
-	if err := s.consented(ctx, sys, citizen, what, uuid); err != nil {
-		return Letter{}, nil, err
-	}
-	l, err := s.Get(ctx, Mailbox{Owner: citizen}, uuid)
+	l, err := s.ConsentedCheck(ctx, sys, citizen, uuid, what)
 	if err != nil {
 		return Letter{}, nil, err
 	}
-	if l.SenderCVR != sys.OrgCVR {
-		return Letter{}, nil, hub.Errorf(hub.NotFound, "no letter %s from %s to this citizen", uuid, sys.OrgCVR)
-	}
 	msg, err := s.Content(ctx, uuid)
 	return l, msg, err
+}
+
+// ConsentedCheck is ConsentedLetter without the parse, for a caller that
+// passes the MeMo on as it is: the consent checked and logged (what), the
+// letter found and org's.
+func (s *Service) ConsentedCheck(ctx context.Context, sys hub.System, citizen, uuid, what string) (Letter, error) {
+	if err := s.consented(ctx, sys, citizen, what, uuid); err != nil {
+		return Letter{}, err
+	}
+	l, err := s.Get(ctx, Mailbox{Owner: citizen}, uuid)
+	if err != nil {
+		return Letter{}, err
+	}
+	if l.SenderCVR != sys.OrgCVR {
+		return Letter{}, hub.Errorf(hub.NotFound, "no letter %s from %s to this citizen", uuid, sys.OrgCVR)
+	}
+	return l, nil
 }

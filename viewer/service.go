@@ -34,6 +34,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
 )
@@ -100,8 +102,39 @@ type Service struct {
 	Config    Config
 	Log       *slog.Logger
 	Now       func() time.Time
+	// ParseBudget bounds the bytes of letters held parsed at once (Hold):
+	// a parsed letter holds its decoded files in memory, so a few
+	// downloads of small files from large letters could otherwise take
+	// gigabytes. 0: DefaultParseBudget.
+	ParseBudget int64
 
-	names senderNames
+	names     senderNames
+	parseOnce sync.Once
+	parsing   *semaphore.Weighted
+	budget    int64
+}
+
+// DefaultParseBudget is ParseBudget's default: 256 MiB of letters parsed
+// at once (a 99 MB letter and a few small ones).
+const DefaultParseBudget = 256 << 20
+
+// Hold reserves room for a letter of size bytes to be parsed and used
+// (Read, Content); release gives it back. A letter larger than the whole
+// budget takes all of it. It waits while others hold the room, and answers
+// Unavailable when ctx ends first.
+func (s *Service) Hold(ctx context.Context, size int64) (release func(), err error) {
+	s.parseOnce.Do(func() {
+		s.budget = s.ParseBudget
+		if s.budget <= 0 {
+			s.budget = DefaultParseBudget
+		}
+		s.parsing = semaphore.NewWeighted(s.budget)
+	})
+	n := min(max(size, 1), s.budget)
+	if err := s.parsing.Acquire(ctx, n); err != nil {
+		return nil, hub.Wrap(hub.Unavailable, err, "too many large letters are being opened at once; try again shortly")
+	}
+	return func() { s.parsing.Release(n) }, nil
 }
 
 // senderNames keeps the names of the organisations letters come from, for

@@ -435,3 +435,46 @@ func TestConcurrentFirstReadsLogOneRead(t *testing.T) {
 		t.Fatalf("%d MESSAGE_READ events after unread and a second reading, want 1", reads)
 	}
 }
+
+// TestHoldBoundsTheLettersParsedAtOnce: Hold reserves a letter's size of
+// the parse budget until released; a request that does not fit waits, and
+// gives up (Unavailable) when its context ends; a letter larger than the
+// budget takes all of it rather than never fitting.
+func TestHoldBoundsTheLettersParsedAtOnce(t *testing.T) {
+	s := &viewer.Service{ParseBudget: 100}
+	ctx := context.Background()
+	first, err := s.Hold(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Hold(ended, 60); hub.ErrorCode(err) != hub.Unavailable {
+		t.Fatalf("a letter that does not fit: %v, want unavailable", err)
+	}
+	small, err := s.Hold(ctx, 40)
+	if err != nil {
+		t.Fatalf("a letter that fits beside it: %v", err)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		r, err := s.Hold(ctx, 1<<30) // larger than the budget: takes all of it
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	first()
+	select {
+	case <-got:
+		t.Fatal("the large letter was let in while a small one held room")
+	default:
+	}
+	small()
+	(<-got)()
+	if r, err := s.Hold(ctx, 100); err != nil {
+		t.Fatalf("after every release the whole budget is free: %v", err)
+	} else {
+		r()
+	}
+}

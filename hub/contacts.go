@@ -58,12 +58,75 @@ func NormalizeContact(c Contact) (Contact, *RejectedLine) {
 	}
 	c.Email = strings.TrimSpace(c.Email)
 	if c.Email != "" {
-		if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
+		if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email || len(c.Email) > MaxEmailLen {
 			return c, &RejectedLine{ID: c.ID, Code: "contact.email.invalid", Message: "email is not a valid address"}
+		}
+	}
+	c.Name = strings.TrimSpace(c.Name)
+	if err := CheckText("contact", "name", "contact.name", c.Name, MaxNameLen, false); err != nil {
+		return c, rejectedField(c.ID, err)
+	}
+	if len(c.Address) > MaxAddressLines {
+		return c, &RejectedLine{ID: c.ID, Code: "contact.address.too.long",
+			Message: fmt.Sprintf("address has at most %d lines (got %d)", MaxAddressLines, len(c.Address))}
+	}
+	for i, l := range c.Address {
+		c.Address[i] = strings.TrimSpace(l)
+		if err := CheckText("contact", "address", "contact.address", c.Address[i], MaxNameLen, false); err != nil {
+			return c, rejectedField(c.ID, err)
 		}
 	}
 	return c, nil
 }
+
+// MaxAddressLines bounds a contact's postal address (a Danish address
+// takes at most six lines).
+const MaxAddressLines = 8
+
+// rejectedField is a field error of CheckText as a rejected line.
+func rejectedField(id string, err error) *RejectedLine {
+	r := &RejectedLine{ID: id, Code: "contact.invalid", Message: err.Error()}
+	var e *Error
+	if errors.As(err, &e) && len(e.Fields) > 0 {
+		r.Code, r.Message = e.Fields[0].Code, e.Fields[0].Message
+	}
+	return r
+}
+
+// maxContactRecord bounds one CSV line or JSON element of an import: it is
+// read whole into memory before it is checked.
+const maxContactRecord = 64 << 10
+
+// recordBound fails a read once more than maxContactRecord bytes have
+// passed since the last record began (next), so that one record cannot
+// take memory without limit. It counts what the parser has read, which runs
+// ahead of what it has parsed by at most its buffer.
+type recordBound struct {
+	r    io.Reader
+	n    int64
+	line int
+}
+
+var errRecordTooLong = errors.New("one line or element of the import is longer than 64 KiB")
+
+func (b *recordBound) Read(p []byte) (int, error) {
+	if b.n > maxContactRecord+readAhead {
+		return 0, errRecordTooLong
+	}
+	p = p[:min(len(p), maxContactRecord)]
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// readAhead is what the CSV and JSON readers buffer beyond a record.
+const readAhead = 64 << 10
+
+// next marks the beginning of a record.
+func (b *recordBound) next() { b.n = 0 }
+
+// tooLong is the report's entry for the record the import stopped at.
+var tooLong = RejectedLine{Code: "import.record.too.long", Message: "this line or element is longer than 64 KiB; the import stopped here"}
 
 // ContactImporter streams a contact-register import into the store in
 // batches. Valid lines are stored even when others are rejected.
@@ -124,7 +187,8 @@ func (s *importState) flush() error {
 // by "|"). Unknown columns are refused; id is required.
 func (ci *ContactImporter) ImportCSV(ctx context.Context, r io.Reader) (ImportReport, error) {
 	st := &importState{ci: ci, ctx: ctx}
-	cr := csv.NewReader(r)
+	rb := &recordBound{r: r}
+	cr := csv.NewReader(rb)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	head, err := cr.Read()
@@ -156,8 +220,14 @@ func (ci *ContactImporter) ImportCSV(ctx context.Context, r io.Reader) (ImportRe
 		if err := ctx.Err(); err != nil {
 			return st.report, err
 		}
+		rb.next()
 		rec, err := cr.Read()
 		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errRecordTooLong) {
+			line, _ := cr.FieldPos(0)
+			st.reject(line+1, tooLong)
 			break
 		}
 		line, _ := cr.FieldPos(0)
@@ -197,7 +267,8 @@ func (ci *ContactImporter) ImportCSV(ctx context.Context, r io.Reader) (ImportRe
 // decoding one element at a time.
 func (ci *ContactImporter) ImportJSON(ctx context.Context, r io.Reader) (ImportReport, error) {
 	st := &importState{ci: ci, ctx: ctx}
-	dec := json.NewDecoder(r)
+	rb := &recordBound{r: r}
+	dec := json.NewDecoder(rb)
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('[') {
 		return st.report, &Error{Code: Invalid, Message: "the JSON import must be an array of contacts",
@@ -207,8 +278,13 @@ func (ci *ContactImporter) ImportJSON(ctx context.Context, r io.Reader) (ImportR
 		if err := ctx.Err(); err != nil {
 			return st.report, err
 		}
+		rb.next()
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, errRecordTooLong) {
+				st.reject(n, tooLong)
+				break
+			}
 			st.reject(n, RejectedLine{Code: "import.json.malformed", Message: err.Error()})
 			break
 		}

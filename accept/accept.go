@@ -114,7 +114,7 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 		defer s.release(buf, n)
 		inMemory = *buf
 		if _, err := io.ReadFull(src, inMemory); err != nil {
-			return hub.Receipt{}, false, hub.InvalidField("request", "body", "body.incomplete", "the body ended before Content-Length bytes", "")
+			return hub.Receipt{}, false, memo.ReadError(err)
 		}
 	case n < 0:
 		// A body of unknown length (chunked, or streamed by a door) that
@@ -183,7 +183,7 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	return r, created, err
 }
 
-func readFailed(err error) error { return hub.Wrap(hub.Invalid, err, "reading the MeMo failed") }
+func readFailed(err error) error { return memo.ReadError(err) }
 
 // release returns a small body's buffer to its pool once the letter is
 // answered, unless its content may have gone to the blob store (see

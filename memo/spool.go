@@ -3,7 +3,9 @@ package memo
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -320,7 +322,7 @@ func spoolInto(f *os.File, r io.Reader, max int64, tap *schemaCheck) (Spooled, e
 			break
 		}
 		if rerr != nil {
-			err = hub.Wrap(hub.Invalid, rerr, "reading the MeMo failed")
+			err = ReadError(rerr)
 			break
 		}
 	}
@@ -330,4 +332,22 @@ func spoolInto(f *os.File, r io.Reader, max int64, tap *schemaCheck) (Spooled, e
 		return Spooled{}, err
 	}
 	return Spooled{Size: n, SHA256: hex.EncodeToString(digest)}, nil
+}
+
+// ReadError is the refusal of a request body that could not be read to
+// its end: one that arrived too slowly (the server's read deadline, see
+// -body-timeout and -upload-min-rate), one that ended before its declared
+// length, or another failure of the client's connection.
+func ReadError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return &hub.Error{Code: hub.Invalid, Message: "the body arrived too slowly", Err: err, Fields: []hub.FieldError{{Resource: "request", Field: "body",
+			Code: "body.too.slow", Message: "the body arrived too slowly: a body must arrive within the hub's body timeout, an upload at its minimum rate"}}}
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return &hub.Error{Code: hub.Invalid, Message: "the body ended before its declared length", Err: err, Fields: []hub.FieldError{{Resource: "request", Field: "body",
+			Code: "body.incomplete", Message: "the body ended before Content-Length bytes"}}}
+	}
+	return &hub.Error{Code: hub.Invalid, Message: "the body could not be read", Err: err, Fields: []hub.FieldError{{Resource: "request", Field: "body",
+		Code: "body.unreadable", Message: "the body could not be read to its end"}}}
 }

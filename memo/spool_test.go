@@ -304,3 +304,22 @@ func TestSpoolingValidatorDefersWhenEveryStreamIsTaken(t *testing.T) {
 		t.Fatalf("%d streaming slots still held after the checks ended", n)
 	}
 }
+
+// TestReadErrorSaysWhyTheBodyEnded: a body cut off by the server's read
+// deadline, one shorter than declared and any other failed read each get
+// their own field code.
+func TestReadErrorSaysWhyTheBodyEnded(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded), "body.too.slow"},
+		{io.ErrUnexpectedEOF, "body.incomplete"},
+		{errors.New("connection reset by peer"), "body.unreadable"},
+	} {
+		var he *hub.Error
+		if err := ReadError(c.err); !errors.As(err, &he) || he.Code != hub.Invalid || len(he.Fields) != 1 || he.Fields[0].Code != c.code {
+			t.Errorf("%v: %v, want invalid %s", c.err, err, c.code)
+		}
+	}
+}

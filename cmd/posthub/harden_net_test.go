@@ -335,8 +335,8 @@ func TestConnectionsAndBodiesAreBounded(t *testing.T) {
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusCreated {
-				t.Fatalf("an upload at a quarter of the floor was accepted: %s", b)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"body.too.slow"`) {
+				t.Fatalf("an upload at a quarter of the floor: %d %s, want 400 body.too.slow", resp.StatusCode, b)
 			}
 			t.Logf("answered %d after %s: %s", resp.StatusCode, time.Since(start).Round(100*time.Millisecond), b)
 		} else {

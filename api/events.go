@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -199,13 +200,33 @@ func eventFilters(c *gin.Context, auditor bool) (hub.EventQuery, error) {
 		// query is scoped to its own (eventlog: Forbidden).
 		q.Org = v
 	}
+	if v := c.Query("eventTag"); len(v) > maxEventTags*(maxEventTag+1) {
+		return q, hub.InvalidField("request", "eventTag", "event.tags.too.many",
+			fmt.Sprintf("eventTag lists at most %d tags of at most %d characters", maxEventTags, maxEventTag), "")
+	}
 	for _, t := range strings.Split(c.Query("eventTag"), ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			q.Tags = append(q.Tags, strings.ToUpper(t))
+		t = strings.ToUpper(strings.TrimSpace(t))
+		switch {
+		case t == "" || slices.Contains(q.Tags, t):
+		case len(t) > maxEventTag || strings.ContainsFunc(t, func(r rune) bool { return (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' }):
+			return q, hub.InvalidField("request", "eventTag", "event.tag.invalid",
+				fmt.Sprintf("an event tag is at most %d letters, digits and underscores (e.g. MEMO_SEND_RECEIVED)", maxEventTag), t[:min(len(t), maxEventTag)])
+		case len(q.Tags) == maxEventTags:
+			return q, hub.InvalidField("request", "eventTag", "event.tags.too.many",
+				fmt.Sprintf("eventTag lists at most %d tags", maxEventTags), "")
+		default:
+			q.Tags = append(q.Tags, t)
 		}
 	}
 	return q, nil
 }
+
+// The eventTag filter's bounds: each scanned entry is compared with every
+// tag.
+const (
+	maxEventTags = 32
+	maxEventTag  = 64
+)
 
 // parseEventTime accepts NgDP's yyyy-MM-ddTHH:mm:ss.SSSZ, any RFC 3339 time
 // and a bare date; a bare date as an upper bound means the end of that day.

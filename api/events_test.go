@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -177,7 +178,7 @@ func TestEventsVisibilityPerRole(t *testing.T) {
 
 func TestEventsFiltersAndPaging(t *testing.T) {
 	f := newEventsFixture(t)
-	day := f.query(t, opToken, "?dateFrom=2026-03-02&dateTo=2026-03-02&eventTag=MEMO_SEND_RECEIVED,MESSAGE_READ")
+	day := f.query(t, opToken, "?dateFrom=2026-03-02&dateTo=2026-03-02&eventTag=MEMO_SEND_RECEIVED,MESSAGE_READ,memo_send_received,MESSAGE_READ")
 	if !slices.Equal(eventTags(day), []string{"MEMO_SEND_RECEIVED", "MESSAGE_READ"}) {
 		t.Fatalf("day + tags: %v", eventTags(day))
 	}
@@ -206,7 +207,12 @@ func TestEventsFiltersAndPaging(t *testing.T) {
 	if len(rest.Events) != 1 || rest.Events[0].EventTag != "MESSAGE_READ" || rest.NextCursor != 0 {
 		t.Fatalf("second cursor page: %+v", rest)
 	}
-	for _, bad := range []string{"?dateFrom=yesterday", "?size=0", "?sortFields=label:asc", "?after=x", "?senderOrRecipient=abc"} {
+	var manyTags string
+	for i := range 33 {
+		manyTags += fmt.Sprintf("TAG_%d,", i)
+	}
+	for _, bad := range []string{"?dateFrom=yesterday", "?size=0", "?sortFields=label:asc", "?after=x", "?senderOrRecipient=abc",
+		"?eventTag=" + manyTags, "?eventTag=" + strings.Repeat("A", 65), "?eventTag=MEMO%00X", "?eventTag=" + strings.Repeat("A,", 100000)} {
 		if res := f.get(t, opToken, "/apis/v1/events/"+bad); res.StatusCode != 400 {
 			t.Errorf("%s: status %d, want 400", bad, res.StatusCode)
 		}

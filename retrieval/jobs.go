@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -118,6 +119,19 @@ func (s *Service) StartFetch(ctx context.Context, sys hub.System, mailboxID stri
 			Fields: []hub.FieldError{{Resource: "systemFetch", Field: "toDateTime", Code: "system.fetch.period.invalid",
 				Message: "toDateTime must be after fromDateTime"}}}
 	}
+	if len(req.ContactPointID) > maxContactPointID || strings.ContainsFunc(req.ContactPointID, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return SystemFetch{}, &hub.Error{Code: hub.Invalid, Message: "contactPointId is not a contact point's id",
+			Fields: []hub.FieldError{{Resource: "systemFetch", Field: "contactPointId", Code: "system.fetch.contactpoint.invalid",
+				Message: fmt.Sprintf("contactPointId is at most %d printable ASCII characters", maxContactPointID)}}}
+	}
+	// "One job moving per mailbox" is a read of the jobs and then a write:
+	// the reads and writes of simultaneous starts of one organisation are
+	// taken one at a time, on this instance and across instances.
+	release, err := s.startLock(ctx, sys.OrgCVR)
+	if err != nil {
+		return SystemFetch{}, err
+	}
+	defer release()
 	jobs, err := s.jobs(ctx, sys.OrgCVR)
 	if err != nil {
 		return SystemFetch{}, err
@@ -126,6 +140,9 @@ func (s *Service) StartFetch(ctx context.Context, sys hub.System, mailboxID stri
 		if j.MailboxID == mailboxID && j.Status == FetchRunning && j.Moving {
 			return SystemFetch{}, conflict("system.fetch.running", "a system-fetch of this mailbox is moving messages; stop it or wait", j.ID)
 		}
+	}
+	if err := s.pruneJobs(ctx, jobs); err != nil {
+		return SystemFetch{}, err
 	}
 	queue := hub.MailboxQueue(sys.OrgCVR, kind)
 	total, err := s.countMatching(ctx, queue, req.From, req.To)
@@ -143,6 +160,75 @@ func (s *Service) StartFetch(ctx context.Context, sys hub.System, mailboxID stri
 		Orgs: []string{sys.OrgCVR}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": mailboxID}})
 	s.startJob(j.OrgCVR, j.ID)
 	return j.SystemFetch, nil
+}
+
+// maxContactPointID bounds a system-fetch's contactPointId.
+const maxContactPointID = 64
+
+// keptJobs is how many ended (finished or stopped) system-fetches an
+// organisation keeps to be listed; older ones that ended at least
+// pruneAfter ago are deleted when the next one starts (a move that was
+// still writing its last progress when its job was stopped has long
+// finished by then, so a deleted job is not written back).
+const (
+	keptJobs   = 50
+	pruneAfter = 10 * time.Minute
+)
+
+// startLock takes the organisation's system-fetch start lock: the
+// instance's mutex, then the store's lock, waiting for another instance's
+// start (which takes a few reads and one write) up to ctx or ten seconds.
+func (s *Service) startLock(ctx context.Context, org string) (release func(), err error) {
+	s.startMu.Lock()
+	lock := "retrieval/fetchstart/" + org
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		ok, err := s.store.AcquireLock(ctx, lock, s.cfg.Instance, 30*time.Second, s.clock())
+		if err != nil {
+			s.startMu.Unlock()
+			return nil, err
+		}
+		if ok {
+			return func() {
+				_ = s.store.ReleaseLock(context.WithoutCancel(ctx), lock, s.cfg.Instance)
+				s.startMu.Unlock()
+			}, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			s.startMu.Unlock()
+			return nil, hub.Wrap(hub.Unavailable, ctx.Err(), "another system-fetch of the organisation is being started; try again")
+		case <-t.C:
+		}
+	}
+}
+
+// pruneJobs deletes the organisation's ended jobs beyond the newest
+// keptJobs (jobs is every job of one organisation).
+func (s *Service) pruneJobs(ctx context.Context, jobs []jobRecord) error {
+	var ended []jobRecord
+	now := s.clock()
+	for _, j := range jobs {
+		if j.Status != FetchRunning {
+			ended = append(ended, j)
+		}
+	}
+	if len(ended) <= keptJobs {
+		return nil
+	}
+	sort.Slice(ended, func(a, b int) bool { return ended[a].LastUpdated.After(ended[b].LastUpdated) })
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	for _, j := range ended[keptJobs:] {
+		if now.Sub(j.LastUpdated) < pruneAfter {
+			continue
+		}
+		if err := s.blobs.Delete(ctx, jobKey(j.OrgCVR, j.ID)); err != nil && !hub.Is(err, hub.NotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // startJob moves a new job's messages in the background, in Run's context
@@ -235,14 +321,16 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 	// so the batch collected so far is recorded there.
 	save := func() bool {
 		if len(batch) > 0 {
+			s.jobMu.Lock()
 			cur, err := s.getJob(ctx, org, id)
-			if err != nil {
-				return false
+			if err == nil {
+				cur.Moved = append(cur.Moved, batch...)
+				cur.LastUpdated = s.clock()
+				cur.Version++
+				err = s.putJob(ctx, cur)
 			}
-			cur.Moved = append(cur.Moved, batch...)
-			cur.LastUpdated = s.clock()
-			cur.Version++
-			if err := s.putJob(ctx, cur); err != nil {
+			s.jobMu.Unlock()
+			if err != nil {
 				return false
 			}
 			batch = batch[:0]
@@ -254,6 +342,8 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 		s.log.Warn("retrieval: system-fetch move", "job", id, "error", err)
 		return
 	}
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
 	cur, err := s.getJob(ctx, org, id)
 	if err != nil {
 		return
@@ -328,17 +418,22 @@ func (s *Service) UpdateFetch(ctx context.Context, sys hub.System, mailboxID, id
 	if _, err := s.GetFetch(ctx, sys, mailboxID, id); err != nil {
 		return SystemFetch{}, err
 	}
+	s.jobMu.Lock()
 	j, err := s.getJob(ctx, sys.OrgCVR, id)
 	if err != nil {
+		s.jobMu.Unlock()
 		return SystemFetch{}, err
 	}
 	if j.Status != FetchRunning {
+		s.jobMu.Unlock()
 		return s.progress(ctx, j)
 	}
 	now := s.clock()
 	j.Status, j.Moving, j.LastUpdated, j.Finished = FetchStopped, false, now, &now
 	j.Version++
-	if err := s.putJob(ctx, j); err != nil {
+	err = s.putJob(ctx, j)
+	s.jobMu.Unlock()
+	if err != nil {
 		return SystemFetch{}, err
 	}
 	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: now, Tag: TagSystemFetchStop, Actor: holder(sys),

@@ -155,6 +155,13 @@ type Service struct {
 	jobsMu      sync.Mutex
 	moving      sync.WaitGroup
 	jobsStopped bool
+	// startMu serialises StartFetch on this instance; the store's lock
+	// "retrieval/fetchstart/<org>" across instances.
+	startMu sync.Mutex
+	// jobMu makes each read-modify-write of a job record on this instance
+	// whole: a stop is not overwritten by the move's last progress, nor a
+	// pruned job written back.
+	jobMu sync.Mutex
 }
 
 // Deps are what the service works on.

@@ -176,6 +176,57 @@ var miscTests = []storeTest{
 			}
 		}
 	}},
+	{"An expired lock is taken over by exactly one of many at once, epoch after epoch; a live one only its holder renews", func(t *testing.T, s hub.Store) {
+		// Twelve epochs (more than any backend keeps of a lock's history):
+		// each round the last holder's lease has expired, and it races
+		// seven others for the lock; then, while the new lease lives, the
+		// new holder renews while the seven try again.
+		holder := ""
+		for round := 0; round < 12; round++ {
+			at := T0.Add(time.Duration(round) * 2 * time.Minute)
+			racers := make([]string, 8)
+			for i := range racers {
+				racers[i] = "instance-" + n(round) + "-" + n(i)
+			}
+			if holder != "" {
+				racers[0] = holder
+			}
+			won := make([]bool, len(racers))
+			parallel(len(racers), func(i int) {
+				ok, err := s.AcquireLock(ctx, "taken-over", racers[i], time.Minute, at)
+				if err != nil {
+					t.Errorf("round %d: AcquireLock: %v", round, err)
+				}
+				won[i] = ok
+			})
+			var winners []string
+			for i, ok := range won {
+				if ok {
+					winners = append(winners, racers[i])
+				}
+			}
+			if len(winners) != 1 {
+				t.Fatalf("round %d: holders %v of an expired lock, want one", round, winners)
+			}
+			holder = winners[0]
+			others := []string{holder}
+			for _, r := range racers {
+				if r != holder {
+					others = append(others, r)
+				}
+			}
+			parallel(len(others), func(i int) {
+				h := others[i]
+				ok, err := s.AcquireLock(ctx, "taken-over", h, time.Minute, at.Add(30*time.Second))
+				if err != nil {
+					t.Errorf("round %d: AcquireLock: %v", round, err)
+				}
+				if ok != (h == holder) {
+					t.Errorf("round %d: %s got %v while %s's lease lived", round, h, ok, holder)
+				}
+			})
+		}
+	}},
 	{"Locks: the holder renews, another takes over after expiry, release frees it", func(t *testing.T, s hub.Store) {
 		lock := func(holder string, at time.Time) bool {
 			t.Helper()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -484,9 +485,13 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 	var out []hub.Event
 	err := s.viewDirect(ctx, func(tx *bolt.Tx) error {
 		eb := tx.Bucket(bEvents)
+		scanned := 0
 		// take decodes the event at seq and keeps it if it matches; it
 		// reports whether more are wanted.
 		take := func(sk []byte) (bool, error) {
+			if scanned++; scanned > maxEventScan {
+				return false, tooWide()
+			}
 			v := eb.Get(sk)
 			if v == nil {
 				return true, nil
@@ -501,7 +506,12 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 			return len(out) < limit, nil
 		}
 		if !q.From.IsZero() || !q.To.IsZero() {
-			return queryByTime(tx, q, take)
+			// A range holding more entries than the time index's walk
+			// collects is read in seq order instead, with the time as a
+			// filter (matches): a wide range matches densely.
+			if err := queryByTime(tx, q, take); !errors.Is(err, errWideRange) {
+				return err
+			}
 		}
 		var p []byte
 		b := eb
@@ -536,6 +546,27 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 	return out, err
 }
 
+// The bounds of one query's work: the time index yields at most
+// maxTimeCandidates seqs to sort (else errWideRange: the log is read in seq
+// order instead), and no query decodes more than maxEventScan entries
+// (event.query.too.wide: a filter that matches almost nothing in a large
+// log must be narrowed, by time or organisation).
+const (
+	maxTimeCandidatesDefault = 200_000
+	maxEventScanDefault      = 2_000_000
+)
+
+// The bounds, variables for tests.
+var maxTimeCandidates, maxEventScan = maxTimeCandidatesDefault, maxEventScanDefault
+
+var errWideRange = errors.New("bolt: the time range holds more entries than its index walk collects")
+
+func tooWide() error {
+	return &hub.Error{Code: hub.Invalid, Message: "the query reads too much of the event log",
+		Fields: []hub.FieldError{{Resource: "request", Code: "event.query.too.wide",
+			Message: fmt.Sprintf("this query would read over %d entries of the event log to fill its page; narrow it by time or organisation", maxEventScan)}}}
+}
+
 func queryByTime(tx *bolt.Tx, q hub.EventQuery, take func([]byte) (bool, error)) error {
 	var p []byte
 	b := tx.Bucket(bEvTime)
@@ -557,6 +588,9 @@ func queryByTime(tx *bolt.Tx, q hub.EventQuery, take func([]byte) (bool, error))
 			break
 		}
 		if seq := readU64(k[len(p)+12:]); seq > q.AfterSeq {
+			if len(seqs) == maxTimeCandidates {
+				return errWideRange
+			}
 			seqs = append(seqs, seq)
 		}
 	}

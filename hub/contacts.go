@@ -102,9 +102,8 @@ const maxContactRecord = 64 << 10
 // take memory without limit. It counts what the parser has read, which runs
 // ahead of what it has parsed by at most its buffer.
 type recordBound struct {
-	r    io.Reader
-	n    int64
-	line int
+	r io.Reader
+	n int64
 }
 
 var errRecordTooLong = errors.New("one line or element of the import is longer than 64 KiB")

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/testservers"
 	"github.com/posthub/posthub/memo"
 )
 
@@ -24,10 +25,8 @@ func browser(t *testing.T) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("POSTHUB_TEST_SERVERS") == "require" {
-			t.Fatal("chromium is not installed (scripts/deps.sh test installs it)")
-		}
-		t.Skip("chromium is not installed; `scripts/deps.sh test` installs it")
+		// Skipped or failed as every real-server test is (testservers).
+		testservers.SkipUnlessRequired(t, "chromium is not installed; `scripts/deps.sh test` installs it")
 	}
 	// Not t.TempDir: Chromium may still be writing its profile for a moment
 	// after it is told to quit, so removal retries (and never fails the test).

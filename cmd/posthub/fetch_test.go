@@ -192,12 +192,15 @@ func TestFetchKilledAtRandomMomentsLosesAndDuplicatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	sys, _ := st.ListSystems(context.Background(), rwAuthority)
+	sys, err := st.ListSystems(context.Background(), rwAuthority)
+	if err != nil || len(sys) == 0 {
+		t.Fatalf("systems of %s: %d, %v", rwAuthority, len(sys), err)
+	}
 	for _, s := range sys {
-		if n, _ := st.CountQueue(context.Background(), hub.SystemQueue(s.ID)); n != 0 {
-			t.Errorf("queue of %s holds %d after the drain", s.Name, n)
+		if n, err := st.CountQueue(context.Background(), hub.SystemQueue(s.ID)); err != nil || n != 0 {
+			t.Errorf("queue of %s holds %d after the drain (%v)", s.Name, n, err)
 		}
-		if ds, _ := st.ListQueue(context.Background(), hub.SystemQueue(s.ID), 0, 10, false, time.Now()); len(ds) != 0 {
+		if ds, err := st.ListQueue(context.Background(), hub.SystemQueue(s.ID), 0, 10, false, time.Now()); err != nil || len(ds) != 0 {
 			t.Errorf("queue of %s lists %d (parked?) after the drain", s.Name, len(ds))
 		}
 	}

@@ -265,13 +265,18 @@ var miscTests = []storeTest{
 		_, err = s.Ack(ctx, ds[1].ID, T0)
 		must(t, err, "Ack")
 		must(t, s.Park(ctx, ds[2].ID, "x"), "Park")
-		before, _ := s.ListQueue(ctx, "system/a", 0, 10, false, T0)
+		before, err := s.ListQueue(ctx, "system/a", 0, 10, false, T0)
+		must(t, err, "ListQueue")
+		if len(before) == 0 {
+			t.Fatal("nothing queued before Repair")
+		}
 		for i := 0; i < 2; i++ {
 			must(t, s.Repair(ctx, T0.Add(time.Hour)), "Repair")
 		}
-		after, _ := s.ListQueue(ctx, "system/a", 0, 10, false, T0)
+		after, err := s.ListQueue(ctx, "system/a", 0, 10, false, T0)
+		must(t, err, "ListQueue")
 		sameJSON(t, after, before, "queue after Repair")
-		if n, _ := s.CountQueue(ctx, "system/a"); n != 2 {
+		if n, err := s.CountQueue(ctx, "system/a"); err != nil || n != 2 {
 			t.Fatalf("CountQueue after Repair = %d, want 2", n)
 		}
 		_, err = s.Lease(ctx, ds[0].ID, "p2", ttl, T0.Add(time.Second))

@@ -289,7 +289,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConns, "max-conns", limit.DefaultTotal(), "most open client connections; more are closed at once (default 4096, at most a quarter of the open-file limit; 0: no cap)")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 128, "most open connections of one client address (an IPv6 /64); more are closed at once; those of -trusted-proxies count in -max-conns only (0: no cap)")
 	fs.DurationVar(&c.BodyTimeout, "body-timeout", 30*time.Second, "how long a request body other than an upload (JSON, forms, logins) may take to arrive")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long one write of an answer may wait for the client to read it; a client that reads nothing for this long is disconnected (each write waits afresh, so a long answer read steadily is never cut)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long each 256 KiB of an answer may wait for the client to read it; a client that reads nothing for this long is disconnected (each piece waits afresh, so a long answer read steadily, at 4 KB/s or more by default, is never cut)")
 	fs.Int64Var(&c.UploadMinRate, "upload-min-rate", 8<<10, "slowest accepted upload (MeMo, archive, contact import), in bytes per second averaged over -upload-window")
 	fs.DurationVar(&c.UploadWindow, "upload-window", 30*time.Second, "the window -upload-min-rate is averaged over")
 	fs.DurationVar(&c.UploadGrace, "upload-grace", time.Minute, "how long an upload may take for its first window's bytes")

@@ -38,8 +38,8 @@ type Conns struct {
 	// WriteIdle is how long one write to a client may wait for the client
 	// to read: a client that reads nothing for this long (its answers
 	// queue in the kernel's buffers) has its connection closed instead of
-	// holding it, and its place, for ever. Every write starts its own
-	// wait, so a long answer read steadily is never cut.
+	// holding it, and its place, for ever. Every 256 KiB written starts
+	// its own wait, so a long answer read steadily is never cut.
 	WriteIdle time.Duration
 }
 
@@ -176,18 +176,32 @@ func (c *conn) Close() error {
 	return err
 }
 
+// Write writes p a chunk per write deadline, so that a large answer
+// written at once (a rendered letter, a MeMo) is not cut while the client
+// reads it steadily.
 func (c *conn) Write(p []byte) (int, error) {
-	if d := c.l.caps.WriteIdle; d > 0 {
+	d := c.l.caps.WriteIdle
+	if d <= 0 {
+		return c.Conn.Write(p)
+	}
+	n := 0
+	for n < len(p) {
 		if err := c.Conn.SetWriteDeadline(time.Now().Add(d)); err != nil {
-			return 0, err
+			return n, err
+		}
+		m, err := c.Conn.Write(p[n:min(len(p), n+writeChunk)])
+		n += m
+		if err != nil {
+			return n, err
 		}
 	}
-	return c.Conn.Write(p)
+	return n, nil
 }
 
-// writeChunk is how much of a file ReadFrom sends under one write
-// deadline.
-const writeChunk = 1 << 20
+// writeChunk is how much is written under one write deadline: a client
+// reading at least writeChunk per WriteIdle (256 KiB a minute by default,
+// about 4 KB/s) is never cut off.
+const writeChunk = 256 << 10
 
 // ReadFrom keeps the underlying connection's ReadFrom (sendfile, splice)
 // for response bodies copied from files, a chunk per write deadline.

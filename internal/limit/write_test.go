@@ -85,3 +85,46 @@ func TestAClientThatReadsNothingIsDisconnected(t *testing.T) {
 		})
 	}
 }
+
+// TestASteadyReaderGetsALargeAnswerWhole: an answer written in one piece
+// far larger than what the sockets buffer, read by a client that takes
+// longer than WriteIdle for the whole but never pauses that long, arrives
+// whole: each chunk of it has its own write deadline.
+func TestASteadyReaderGetsALargeAnswerWhole(t *testing.T) {
+	const size = 8 << 20
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(ln, Conns{WriteIdle: 2 * time.Second}, nil)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bytes.Repeat([]byte("z"), size)) // one Write of the whole
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(32 << 10)
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// About 64 KiB every 40 ms: some 5 s for the whole, never a pause of
+	// 2 s (on a loaded machine slower still, which only makes the point).
+	start := time.Now()
+	got := 0
+	buf := make([]byte, 64<<10)
+	for got < size {
+		n, err := conn.Read(buf)
+		got += n
+		if err != nil {
+			break
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	if got < size {
+		t.Fatalf("read %d bytes of an answer of %d (plus headers) in %s", got, size, time.Since(start))
+	}
+}

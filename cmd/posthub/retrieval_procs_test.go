@@ -47,7 +47,7 @@ func TestRetrievalThreeProcessesShareFerretDBAndMinIO(t *testing.T) {
 	t.Logf("all acknowledged after %s", time.Since(start).Round(time.Millisecond))
 	close(done)
 	pollers.Wait()
-	checkFetches(t, w, want, log)
+	checkFetches(t, w, want, log, 3*time.Second)
 
 	store, err := mongo.Open(context.Background(), mongo.Config{URI: uri, Database: db})
 	if err != nil {

@@ -226,16 +226,36 @@ func TestEventsLongPollAndSSE(t *testing.T) {
 	f := newEventsFixture(t)
 	last := f.query(t, f.tokens[recipient], "?size=100")
 	after := last.Events[len(last.Events)-1].Seq
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		_ = f.log.Emit(context.Background(), hub.Event{Tag: "MEMO_SEND_READY_FOR_FETCH", Orgs: []string{sender, recipient}, MessageUUID: "m2"})
-		f.seal(t)
-	}()
-	res := f.get(t, f.tokens[recipient], "/apis/v1/events/feed?wait=10s&after="+itoa(after))
-	var feed api.EventFeed
-	if err := json.NewDecoder(res.Body).Decode(&feed); err != nil {
-		t.Fatal(err)
+	type answer struct {
+		feed api.EventFeed
+		err  error
 	}
+	got := make(chan answer, 1)
+	go func() {
+		var a answer
+		req, _ := http.NewRequest("GET", f.srv.URL+"/apis/v1/events/feed?wait=30s&after="+itoa(after), nil)
+		req.Header.Set("Authorization", "Basic "+f.tokens[recipient])
+		res, err := http.DefaultClient.Do(req)
+		if a.err = err; err == nil {
+			a.err = json.NewDecoder(res.Body).Decode(&a.feed)
+			res.Body.Close()
+		}
+		got <- a
+	}()
+	// Sealed only once the long poll waits, so that the wake-up is what
+	// answers it.
+	for deadline := time.Now().Add(time.Minute); f.log.FeedWaits() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the long poll did not start waiting within a minute")
+		}
+	}
+	_ = f.log.Emit(context.Background(), hub.Event{Tag: "MEMO_SEND_READY_FOR_FETCH", Orgs: []string{sender, recipient}, MessageUUID: "m2"})
+	f.seal(t)
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	feed := a.feed
 	if len(feed.Events) != 1 || feed.Events[0].EventTag != "MEMO_SEND_READY_FOR_FETCH" || feed.NextCursor != feed.Events[0].Seq {
 		t.Fatalf("long-poll: %+v", feed)
 	}

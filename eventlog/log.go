@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/posthub/posthub/hub"
@@ -62,6 +63,8 @@ type Log struct {
 	changed chan struct{} // closed and replaced whenever entries were sealed here
 
 	appended chan struct{} // signalled (without blocking) after every append
+
+	feedWaits atomic.Int32 // Feed calls waiting now (FeedWaits)
 }
 
 var _ hub.EventSink = (*Log)(nil)

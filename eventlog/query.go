@@ -220,19 +220,27 @@ func (l *Log) Feed(ctx context.Context, r Reader, after uint64, limit int, wait 
 		}
 		q.AfterSeq = next
 		poll := time.NewTimer(l.opts.PollInterval)
+		l.feedWaits.Add(1)
 		select {
 		case <-ctx.Done():
+			l.feedWaits.Add(-1)
 			poll.Stop()
 			return nil, next, nil
 		case <-deadline.C:
+			l.feedWaits.Add(-1)
 			poll.Stop()
 			return nil, next, nil
 		case <-changed:
 		case <-poll.C:
 		}
+		l.feedWaits.Add(-1)
 		poll.Stop()
 	}
 }
+
+// FeedWaits is how many Feed calls wait for entries now, having found none
+// (a gauge for metrics, and for tests that seal for a waiting reader).
+func (l *Log) FeedWaits() int { return int(l.feedWaits.Load()) }
 
 // LogFeed records that r subscribed to its feed.
 func (l *Log) LogFeed(ctx context.Context, r Reader, params string) error {

@@ -203,7 +203,13 @@ func TestFeedWakesWhenSealed(t *testing.T) {
 		}
 		got <- result{evs, next}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Emitted only once the feed waits, so that the wake-up is what
+	// finds it.
+	for deadline := time.Now().Add(time.Minute); l.FeedWaits() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed did not start waiting within a minute")
+		}
+	}
 	// Invisible to the reader first, then its own.
 	if err := l.Emit(ctx, letterEvent(1, eventlog.SystemChanged, otherOrg), letterEvent(2, eventlog.MemoSendReadyForFetch, recipientOrg)); err != nil {
 		t.Fatal(err)

@@ -496,7 +496,9 @@ func TestNextWaitsAndWakesOnDelivery(t *testing.T) {
 		}
 		got <- f
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Delivered only once Next waits, so that the wake-up is what finds
+	// it (the poll interval is an hour).
+	waitFor(t, "Next to wait", func() bool { return e.svc.LongPolls() == 1 })
 	id, _ := e.put(hub.SystemQueue(sys.ID), authority, sys.ID, "1.1", false)
 	ds, _ := e.store.DeliveriesOf(ctx, id)
 	e.svc.Delivered(ds)
@@ -688,5 +690,15 @@ func TestWaitOutlastsSystemFetchMoves(t *testing.T) {
 			t.Fatal("the next service's Run did not move the job recorded after Wait")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds, failing t after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
+		}
 	}
 }

@@ -157,7 +157,8 @@ type Service struct {
 	jobsStopped bool
 	// startMu serialises StartFetch on this instance; the store's lock
 	// "retrieval/fetchstart/<org>" across instances.
-	startMu sync.Mutex
+	startMu   sync.Mutex
+	longPolls atomic.Int32
 	// jobMu makes each read-modify-write of a job record on this instance
 	// whole: a stop is not overwritten by the move's last progress, nor a
 	// pruned job written back.
@@ -341,16 +342,24 @@ func (s *Service) Next(ctx context.Context, sys hub.System, wait time.Duration) 
 			return nil, hub.Errorf(hub.NotFound, "no message arrived for this system")
 		}
 		t := time.NewTimer(min(left, s.cfg.PollInterval))
+		s.longPolls.Add(1)
 		select {
 		case <-woken:
 		case <-t.C:
 		case <-ctx.Done():
+			s.longPolls.Add(-1)
 			t.Stop()
 			return nil, hub.Wrap(hub.Unavailable, ctx.Err(), "long poll ended")
 		}
+		s.longPolls.Add(-1)
 		t.Stop()
 	}
 }
+
+// LongPolls is how many Next calls wait for a message now, having found
+// none (a gauge for metrics, and for tests that deliver to a waiting
+// poller).
+func (s *Service) LongPolls() int { return int(s.longPolls.Load()) }
 
 // errConversion marks a message that cannot be converted: retrying will
 // not help, so it is parked at once.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -248,6 +249,11 @@ func TestEventsLongPollAndSSE(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the long poll did not start waiting within a minute")
 		}
+	}
+	// The gauge operators see says so too.
+	m := f.get(t, opToken, "/metrics")
+	if b, _ := io.ReadAll(m.Body); m.StatusCode != 200 || !strings.Contains(string(b), "\nposthub_eventlog_feed_waits 1\n") {
+		t.Errorf("/metrics while one feed waits: %d %s", m.StatusCode, b)
 	}
 	_ = f.log.Emit(context.Background(), hub.Event{Tag: "MEMO_SEND_READY_FOR_FETCH", Orgs: []string{sender, recipient}, MessageUUID: "m2"})
 	f.seal(t)

@@ -188,6 +188,16 @@ func New(cfg Config, d Deps) *Server {
 	s.viewer = d.Viewer
 	s.oidc = d.OIDC
 	s.retrieval = d.Retrieval
+	if s.retrieval != nil {
+		r := s.retrieval
+		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "posthub_retrieval_long_polls",
+			Help: "Receiver systems' long polls (next) waiting for a message now."}, func() float64 { return float64(r.LongPolls()) }))
+	}
+	if d.Events != nil {
+		l := d.Events
+		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "posthub_eventlog_feed_waits",
+			Help: "Event-log feed reads (long polls and event streams) waiting for entries now."}, func() float64 { return float64(l.FeedWaits()) }))
+	}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recoverer(), s.requestContext())

@@ -67,7 +67,10 @@ func TestSystemFetchInputsAreBounded(t *testing.T) {
 	}
 	for i := range 60 {
 		if i == 59 {
-			// Only jobs ended a while ago are deleted.
+			// Only jobs ended a while ago are deleted: the moves of the
+			// jobs so far end first (their last write stamps the job), then
+			// time passes.
+			e.svc.Wait()
 			e.clock.Add(11 * time.Minute)
 		}
 		f, err := e.svc.StartFetch(ctx, sys, mb, retrieval.FetchRequest{ContactPointID: "cp-1"})

@@ -26,13 +26,15 @@ test: testservers
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
 	POSTHUB_TEST_SERVERS=require $(GO) test -race -timeout 25m ./...
-	# The short fuzz runs do not minimise new inputs: a minimisation still
-	# running when -fuzztime ends fails the run ("context deadline
-	# exceeded"), though nothing failed. `make fuzz` minimises as usual.
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s -fuzzminimizetime 0 ./memo
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 10s -fuzzminimizetime 0 ./memo
-	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 10s -fuzzminimizetime 0 ./sf1601
-	$(GO) test -run '^$$' -fuzz FuzzArchive -fuzztime 10s -fuzzminimizetime 0 ./bulk
+	# The short fuzz runs are a number of inputs, not a time, and do not
+	# minimise new inputs: a time limit that ends while an input is still
+	# running or being minimised fails the run ("context deadline exceeded"),
+	# though nothing failed (it did on a loaded machine). `make fuzz` runs
+	# longer and minimises as usual.
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 100000x -fuzzminimizetime 0 ./memo
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 100000x -fuzzminimizetime 0 ./memo
+	$(GO) test -run '^$$' -fuzz FuzzKombi -fuzztime 100000x -fuzzminimizetime 0 ./sf1601
+	$(GO) test -run '^$$' -fuzz FuzzArchive -fuzztime 100000x -fuzzminimizetime 0 ./bulk
 
 bench: deps testservers
 	@scripts/bench.sh

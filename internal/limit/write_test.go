@@ -47,24 +47,7 @@ func TestAClientThatReadsNothingIsDisconnected(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l := NewListener(ln, Conns{WriteIdle: 200 * time.Millisecond}, nil)
-			srv := &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
-			go func() { _ = srv.Serve(l) }()
-			defer srv.Close()
-
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-			if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-				t.Fatal(err)
-			}
+			l, _ := ask(t, 200*time.Millisecond, c.handler, 4<<10)
 			// The client reads nothing; once its answer has begun, the
 			// server must let go on its own.
 			select {
@@ -92,25 +75,9 @@ func TestAClientThatReadsNothingIsDisconnected(t *testing.T) {
 // whole: each chunk of it has its own write deadline.
 func TestASteadyReaderGetsALargeAnswerWhole(t *testing.T) {
 	const size = 8 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := NewListener(ln, Conns{WriteIdle: 2 * time.Second}, nil)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, conn := ask(t, 2*time.Second, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(bytes.Repeat([]byte("z"), size)) // one Write of the whole
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetReadBuffer(32 << 10)
-	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	}, 32<<10)
 	// About 64 KiB every 40 ms: some 5 s for the whole, never a pause of
 	// 2 s (on a loaded machine slower still, which only makes the point).
 	start := time.Now()
@@ -127,4 +94,28 @@ func TestASteadyReaderGetsALargeAnswerWhole(t *testing.T) {
 	if got < size {
 		t.Fatalf("read %d bytes of an answer of %d (plus headers) in %s", got, size, time.Since(start))
 	}
+}
+
+// ask serves handler on a Listener with WriteIdle idle and sends it one GET
+// from a client whose receive buffer is rcvbuf bytes; both end with t.
+func ask(t *testing.T, idle time.Duration, handler http.HandlerFunc, rcvbuf int) (*Listener, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(ln, Conns{WriteIdle: idle}, nil)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.(*net.TCPConn).SetReadBuffer(rcvbuf)
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	return l, conn
 }

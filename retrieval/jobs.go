@@ -177,7 +177,7 @@ const (
 
 // startLock takes the organisation's system-fetch start lock: the
 // instance's mutex, then the store's lock, waiting for another instance's
-// start (which takes a few reads and one write) up to ctx or ten seconds.
+// start (which takes a few reads and one write) as long as ctx lets it.
 func (s *Service) startLock(ctx context.Context, org string) (release func(), err error) {
 	s.startMu.Lock()
 	lock := "retrieval/fetchstart/" + org

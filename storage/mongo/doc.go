@@ -70,6 +70,7 @@
 //  2. Commit: insert the message document {_id: UUID, c: true, tx}. The
 //     unique _id gives exactly one winner among concurrent submissions of
 //     one UUID; the others get Conflict and remove what they wrote in 1.
+//     The tx is unique too (an index), which is what a fence uses (below).
 //     Delivery IDs derive from the UUID, so concurrent submissions usually
 //     meet at 1 already, on the first delivery in ID order: the loser has
 //     written only its receipt (invisible, and removed) and can never
@@ -83,11 +84,16 @@
 // older than the grace period (default 10 min). A later PutMessage of the
 // same UUID whose deliveries collide with them (the sender resubmitting
 // the letter whose answer the crash lost) removes them at once: it fences
-// their tx first, inserting a c:false document under the message's _id,
-// so the cut-off PutMessage's commit can never land after the removal
-// (fenceUnfinished); a PutMessage fenced off while still running gets
-// Conflict with no message committed, which hub.Ingest answers with
-// Unavailable (resubmit). A
+// their tx first, inserting a c:false document {_id: "fence/" + tx, tx},
+// so the cut-off PutMessage's commit, which repeats the tx, can never land
+// after the removal (fenceUnfinished); a PutMessage fenced off while still
+// running gets Conflict with no message committed, which hub.Ingest
+// answers with Unavailable (resubmit). The fence does not hold the UUID,
+// so the resubmission commits as any PutMessage does, and it stays for the
+// grace period (Repair removes it). (An earlier version's fence held the
+// message's _id and went with the fenced documents; a fenced commit that
+// arrived after that stored the message without them. Such a fence left
+// by a crash is undone as a claim of the first version is.) A
 // PutMessage that has been running for more than half the grace period
 // undoes itself rather than commit, so Repair never removes the documents
 // of a PutMessage that might still commit. A delivery ID that collides with

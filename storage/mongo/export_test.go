@@ -22,13 +22,33 @@ func (s *Store) PutMessageFirstStep(ctx context.Context, m hub.Message, ds []hub
 }
 
 // CommitFirstStep is the commit of the PutMessage that wrote tx, arriving
-// now: Conflict when the message's _id is taken.
+// now: Conflict when the message's _id is taken or tx was fenced off.
 func (s *Store) CommitFirstStep(ctx context.Context, m hub.Message, tx string) error {
 	_, err := s.messages.InsertOne(ctx, msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: time.Now(), Sender: m.SenderCVR, Rcv: m.Received, M: m})
 	if isDup(err) {
 		return hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
 	}
 	return translate(err, "commit message %s", m.UUID)
+}
+
+// AfterFence makes fn run where PutMessage has fenced off another
+// PutMessage of the UUID and removed its documents, before it stores its
+// own, for the rest of t.
+func (s *Store) AfterFence(t testing.TB, fn func(uuid string)) {
+	s.afterFence = fn
+	t.Cleanup(func() { s.afterFence = nil })
+}
+
+// Fence is PutMessage's fencing of the unfinished PutMessages whose
+// pending deliveries ds collide with; it reports whether it fenced any.
+func (s *Store) Fence(ctx context.Context, uuid string, ds []hub.Delivery) (bool, error) {
+	return s.fenceUnfinished(ctx, uuid, ds)
+}
+
+// HasFence reports whether a fence of the PutMessage tx is stored.
+func (s *Store) HasFence(ctx context.Context, tx string) (bool, error) {
+	_, ok, err := findOne[msgDoc](ctx, s.messages, bson.M{"_id": fenceID(tx), "c": false})
+	return ok, err
 }
 
 // SetStateWindow makes the queue state window n for the rest of t (the

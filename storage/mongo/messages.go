@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"time"
 
@@ -11,14 +12,21 @@ import (
 	"github.com/posthub/posthub/hub"
 )
 
-// msgDoc is a message. C is false while its PutMessage is under way
-// (the UUID is claimed but nothing of it is visible); Tx identifies that
-// PutMessage, so that its deliveries and receipt can be told from leftovers.
+// msgDoc is a message (C true); Tx identifies the PutMessage that stored
+// it, so that its deliveries and receipt can be told from leftovers, and
+// is unique in the collection (an index).
+//
+// With C false it is one of two things that store no message:
+//   - a fence (For set, _id "fence/" + Tx): the PutMessage Tx of message
+//     For can never commit, as its commit would repeat Tx
+//     (fenceUnfinished);
+//   - a claim of the store's first design (_id the UUID), undone by Repair.
 type msgDoc struct {
 	ID      string      `bson:"_id"`
 	C       bool        `bson:"c"`
 	Tx      string      `bson:"tx"`
-	Claimed time.Time   `bson:"claimed"` // wall clock of the claim
+	Claimed time.Time   `bson:"claimed"` // wall clock of the claim or the fencing
+	For     string      `bson:"for,omitempty"`
 	Sender  string      `bson:"sender"`
 	Rcv     time.Time   `bson:"rcv"`
 	M       hub.Message `bson:"m"`
@@ -311,13 +319,13 @@ func (s *Store) removeStaleLeftovers(ctx context.Context, ds []hub.Delivery) (bo
 	return removed, nil
 }
 
-// fenceUnfinished ends an unfinished PutMessage of uuid whose pending
+// fenceUnfinished ends the unfinished PutMessages of uuid whose pending
 // deliveries ds collide with, however young: one whose instance died
 // between its two steps (its sender, who got no answer, is resubmitting),
-// or one still running elsewhere. It inserts a claim document (c=false)
-// under the message's _id with the other's tx, which that PutMessage's
-// commit (an insert under the same unique _id) can then never follow, and
-// aborts the other's documents. Exactly one of the commit and the fence
+// or one still running elsewhere. For each it inserts a fence, a c:false
+// document carrying the other's tx, which that PutMessage's commit (an
+// insert under the same unique tx) can then never follow, and then
+// removes the other's documents. Exactly one of the commit and the fence
 // lands: if the commit did, the fence fails and the caller reports
 // Conflict (the message exists: hub.Ingest answers a resubmission with
 // its receipt); if the fence did, the other PutMessage gets Conflict
@@ -325,6 +333,12 @@ func (s *Store) removeStaleLeftovers(ctx context.Context, ds []hub.Delivery) (bo
 // the caller stores the message itself. Without the fence, a sender whose
 // answer was lost to a crash between the steps would be refused with
 // Conflict for the whole grace period, its letter accepted by no one.
+//
+// The fence does not hold the message's _id, so the caller commits as
+// usual, and it stays until Repair removes it after the grace period: a
+// fence removed with the fenced documents (as the first version of this
+// function did) let a fenced commit that arrived later store the message
+// without its deliveries and receipt.
 func (s *Store) fenceUnfinished(ctx context.Context, uuid string, ds []hub.Delivery) (bool, error) {
 	ids := make([]string, len(ds))
 	for i, d := range ds {
@@ -335,36 +349,55 @@ func (s *Store) fenceUnfinished(ctx context.Context, uuid string, ds []hub.Deliv
 	if err != nil || len(docs) == 0 {
 		return false, err
 	}
-	committed, err := s.committedTx(ctx, []string{uuid})
-	if err != nil || committed[uuid] != "" {
-		return false, err
+	var txs []string
+	for _, d := range docs {
+		if !slices.Contains(txs, d.Tx) {
+			txs = append(txs, d.Tx)
+		}
 	}
-	tx := docs[0].Tx
-	_, err = s.messages.InsertOne(ctx, msgDoc{ID: uuid, C: false, Tx: tx, Claimed: time.Now()})
-	if isDup(err) {
-		return false, nil // committed after all, or fenced by another
+	for _, tx := range txs {
+		_, err = s.messages.InsertOne(ctx, msgDoc{ID: fenceID(tx), C: false, Tx: tx, Claimed: time.Now(), For: uuid})
+		if isDup(err) {
+			// Committed after all, or fenced by another caller already.
+			committed, cerr := s.committedTx(ctx, []string{uuid})
+			if cerr != nil || committed[uuid] == tx {
+				return false, cerr
+			}
+		} else if err != nil {
+			return false, translate(err, "fence the unfinished submission of %s", uuid)
+		}
+		if err := s.abortDocs(ctx, uuid, tx); err != nil {
+			return false, err
+		}
 	}
-	if err != nil {
-		return false, translate(err, "fence the unfinished submission of %s", uuid)
-	}
-	if err := s.abort(ctx, uuid, tx); err != nil {
-		return false, err
+	if s.afterFence != nil {
+		s.afterFence(uuid)
 	}
 	return true, nil
 }
+
+// fenceID is the _id of the fence of the PutMessage tx: never a UUID.
+func fenceID(tx string) string { return "fence/" + tx }
 
 // abort removes an unfinished PutMessage: its deliveries and receipt
 // first, its claim (of the earlier design) last, so a claim never
 // disappears while documents of its tx remain.
 func (s *Store) abort(ctx context.Context, uuid, tx string) error {
-	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"msg": uuid, "tx": tx, "p": true}); err != nil {
-		return translate(err, "undo deliveries of %s", uuid)
-	}
-	if _, err := s.receipts.DeleteMany(ctx, bson.M{"msg": uuid, "tx": tx, "p": true}); err != nil {
-		return translate(err, "undo receipt of %s", uuid)
+	if err := s.abortDocs(ctx, uuid, tx); err != nil {
+		return err
 	}
 	_, err := s.messages.DeleteOne(ctx, bson.M{"_id": uuid, "tx": tx, "c": false})
 	return translate(err, "undo claim of %s", uuid)
+}
+
+// abortDocs removes the deliveries and receipt of an unfinished
+// PutMessage.
+func (s *Store) abortDocs(ctx context.Context, uuid, tx string) error {
+	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"msg": uuid, "tx": tx, "p": true}); err != nil {
+		return translate(err, "undo deliveries of %s", uuid)
+	}
+	_, err := s.receipts.DeleteMany(ctx, bson.M{"msg": uuid, "tx": tx, "p": true})
+	return translate(err, "undo receipt of %s", uuid)
 }
 
 // settle clears the pending flag of a committed message's documents.

@@ -292,7 +292,8 @@ func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 // Repair finishes or undoes what crashes left, in an order that is safe
 // while other instances work:
 //   - PutMessage claims older than the grace period are undone (their
-//     deliveries and receipt first, the claim last);
+//     deliveries and receipt first, the claim last), and fences older
+//     than that are removed (with what is left of the fenced PutMessage);
 //   - pending flags of committed messages' documents are cleared; pending
 //     documents with no claim of their tx and older than the grace period
 //     are removed;
@@ -309,12 +310,17 @@ func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	wall := time.Now()
 	cutoff := wall.Add(-s.grace)
-	claims, err := findAll[msgDoc](ctx, s.messages, bson.M{"c": false, "claimed": bson.M{"$lt": cutoff}}, options.Find().SetProjection(bson.M{"tx": 1}))
+	claims, err := findAll[msgDoc](ctx, s.messages, bson.M{"c": false, "claimed": bson.M{"$lt": cutoff}}, options.Find().SetProjection(bson.M{"tx": 1, "for": 1}))
 	if err != nil {
 		return err
 	}
 	for _, c := range claims {
-		if err := s.abort(ctx, c.ID, c.Tx); err != nil {
+		if c.For == "" {
+			err = s.abort(ctx, c.ID, c.Tx)
+		} else {
+			err = s.removeFence(ctx, c)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -486,4 +492,15 @@ func (s *Store) repairAcks(ctx context.Context, wall time.Time) error {
 	}
 	_, err = s.leases.DeleteMany(ctx, bson.M{"ga": bson.M{"$lt": wall}})
 	return translate(err, "remove retired lease chains")
+}
+
+// removeFence removes a fence older than the grace period, with whatever
+// is left of the fenced PutMessage's documents: that PutMessage started
+// before it was fenced, so it has given up by now rather than commit.
+func (s *Store) removeFence(ctx context.Context, f msgDoc) error {
+	if err := s.abortDocs(ctx, f.For, f.Tx); err != nil {
+		return err
+	}
+	_, err := s.messages.DeleteOne(ctx, bson.M{"_id": f.ID, "c": false})
+	return translate(err, "remove the fence of %s", f.For)
 }

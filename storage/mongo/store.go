@@ -86,6 +86,11 @@ type Store struct {
 	auth *authCache
 	// claims counts the ClaimNext calls running per queue (queues.go).
 	claims sync.Map
+
+	// afterFence, when set (by tests), runs after fenceUnfinished removed
+	// the fenced documents: where another instance's fenced commit can
+	// arrive.
+	afterFence func(uuid string)
 }
 
 func (s *Store) log() *slog.Logger {
@@ -176,7 +181,9 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.orgs, versioned}, {s.groups, versioned}, {s.points, versioned}, {s.receivers, versioned},
 		{s.systems, append(versioned, mongo.IndexModel{Keys: idx("org", "cs")})},
 		{s.rules, []mongo.IndexModel{{Keys: idx("org", "prio")}}},
-		{s.messages, []mongo.IndexModel{{Keys: idx("sender", "-rcv", "-_id")}, {Keys: idx("c", "claimed")}}},
+		{s.messages, []mongo.IndexModel{{Keys: idx("sender", "-rcv", "-_id")}, {Keys: idx("c", "claimed")},
+			// A fence and the commit it fences off repeat a tx (messages.go).
+			{Keys: idx("tx"), Options: unique}}},
 		{s.deliveries, []mongo.IndexModel{{Keys: idx("q", "s")}, {Keys: idx("msg")}, {Keys: idx("p")}}},
 		{s.leases, []mongo.IndexModel{{Keys: idx("d", "e"), Options: unique},
 			// A queue's chains (read beside a page of it), an acknowledged

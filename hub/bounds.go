@@ -30,6 +30,39 @@ const (
 	MaxSendFor = 100
 )
 
+// OrgLimit bounds how many records of one kind an organisation has. The
+// router reads an organisation's systems and routing rules, and for a
+// letter with contact-point codes its contact points, for every letter
+// addressed to it, so what one organisation registers must not make
+// everyone's letters slow. Each store checks the bound in the write that
+// adds a record (so concurrent additions cannot pass it together) and
+// answers Limited; replacing or deleting a record is never refused.
+type OrgLimit struct {
+	Resource string // the API resource, e.g. "routingRule"
+	Code     string // the field error's code
+	What     string // the records, in prose
+	Max      int
+}
+
+// The organisations' bounds. Systems count whether active or not (a
+// system is deactivated, never deleted); receiver systems obey the
+// five-system rule besides. Max is a variable so that tests can lower it.
+var (
+	SystemsLimit       = OrgLimit{Resource: "system", Code: "system.limit.organisation", What: "systems", Max: 100}
+	RulesLimit         = OrgLimit{Resource: "routingRule", Code: "routing.rule.limit", What: "routing rules", Max: 1000}
+	ContactGroupsLimit = OrgLimit{Resource: "contactGroup", Code: "contact.group.limit", What: "contact groups", Max: 1000}
+	ContactPointsLimit = OrgLimit{Resource: "contactPoint", Code: "contact.point.limit", What: "contact points", Max: 1000}
+)
+
+// Limited is the Conflict a store answers a record beyond l in org with.
+func (l OrgLimit) Limited(org string) error {
+	msg := fmt.Sprintf("organisation %s has %d %s, the most an organisation may have; delete one first", org, l.Max, l.What)
+	if l.Resource == "system" {
+		msg = fmt.Sprintf("organisation %s has %d systems (active or deactivated), the most an organisation may have", org, l.Max)
+	}
+	return &Error{Code: Conflict, Message: msg, Fields: []FieldError{{Resource: l.Resource, Code: l.Code, Message: msg}}}
+}
+
 // Bounds of one event-log entry: identifiers and small metadata, never
 // message content. The event log refuses an entry beyond them (CheckEvent).
 const (

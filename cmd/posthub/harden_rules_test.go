@@ -272,3 +272,45 @@ func TestConcurrentContactPointsWithOneCodeKeepItUnique(t *testing.T) {
 		t.Fatalf("%d contact points stored", len(ps))
 	}
 }
+
+// What one organisation registers is bounded (hub.OrgLimit), checked in
+// the write: 16 routing rules at once with three places left store three,
+// and the others get 409 with the bound's code; a deleted rule frees its
+// place. The systems' bound counts receiver and sender systems alike.
+func TestOrganisationBoundsAnswer409(t *testing.T) {
+	for _, l := range []*hub.OrgLimit{&hub.RulesLimit, &hub.SystemsLimit} {
+		old := l.Max
+		t.Cleanup(func() { l.Max = old })
+	}
+	hub.RulesLimit.Max, hub.SystemsLimit.Max = 3, 2
+	h := startHub(t)
+	c := rulesClient{t: t, bases: []string{h.base}, operator: h.operator}
+	const org = "54000000"
+	base := "/apis/v1/organisations/" + org
+	c.must(c.call(0, "POST", "/apis/v1/organisations/", map[string]any{"cvr": org, "name": "Kommune", "kind": "AUTHORITY", "setup": "SYSTEM_RETRIEVAL"}), 201, "create organisation")
+	var st struct {
+		System hub.System `json:"system"`
+	}
+	if err := json.Unmarshal(c.must(c.call(0, "POST", base+"/systems/", map[string]any{"name": "ESDH", "role": "RECIPIENT"}), 201, "register").body, &st); err != nil {
+		t.Fatal(err)
+	}
+	c.must(c.call(0, "POST", base+"/systems/", map[string]any{"name": "Afsender", "role": "SENDER"}), 201, "a second system")
+	a := c.call(0, "POST", base+"/systems/", map[string]any{"name": "Tredje", "role": "SENDER"})
+	if a.outcome() != "409 conflict/system.limit.organisation" || !strings.Contains(string(a.body), "2 systems") {
+		t.Fatalf("a system beyond the bound: %s %s", a.outcome(), a.body)
+	}
+
+	got := atOnce(16, func(i int) string {
+		return c.call(i, "POST", base+"/routing-rules/", map[string]any{"field": "KLE", "value": fmt.Sprint("0", i, ".*"), "systemId": st.System.ID, "priority": i}).outcome()
+	})
+	if want := map[string]int{"201": 3, "409 conflict/routing.rule.limit": 13}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("16 routing rules at once with 3 places answered %v, want %v", got, want)
+	}
+	var rs []hub.RoutingRule
+	contentOf(t, c.must(c.call(0, "GET", base+"/routing-rules/", nil), 200, "list").body, &rs)
+	if len(rs) != 3 {
+		t.Fatalf("%d routing rules stored, want 3", len(rs))
+	}
+	c.must(c.call(0, "DELETE", base+"/routing-rules/"+rs[0].ID, nil), 204, "delete a rule")
+	c.must(c.call(0, "POST", base+"/routing-rules/", map[string]any{"field": "FORM", "value": "x", "systemId": st.System.ID}), 201, "a rule in the freed place")
+}

@@ -165,6 +165,9 @@ func createSystem(tx *bolt.Tx, sys hub.System) error {
 	if err := systemFree(tx, sys); err != nil {
 		return err
 	}
+	if err := underLimit(tx, bSysOrg, sys.OrgCVR, hub.SystemsLimit); err != nil {
+		return err
+	}
 	b, tb := bk(tx, bSystems), bk(tx, bSysToken)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -336,7 +339,7 @@ func (s *Store) TouchSystem(ctx context.Context, id string, at time.Time) error 
 // (Conflict if the id exists), otherwise the stored Version must match
 // (NotFound if absent or of another organisation). It returns the stored
 // record's Version.
-func versioned(tx *bolt.Tx, b, byOrg []byte, what, id, org string, version int64, build func(newVersion int64) any) error {
+func versioned(tx *bolt.Tx, b, byOrg []byte, limit hub.OrgLimit, what, id, org string, version int64, build func(newVersion int64) any) error {
 	if id == "" || org == "" {
 		return hub.Errorf(hub.Invalid, "%s without ID or organisation", what)
 	}
@@ -356,11 +359,29 @@ func versioned(tx *bolt.Tx, b, byOrg []byte, what, id, org string, version int64
 		return notFound(what, id)
 	case version != 0 && old.Version != version:
 		return hub.Errorf(hub.Conflict, "%s %s changed (version %d, not %d)", what, id, old.Version, version)
+	case version == 0:
+		if err := underLimit(tx, byOrg, org, limit); err != nil {
+			return err
+		}
 	}
 	if err := bk(tx, byOrg).Put(key(org, id), nil); err != nil {
 		return err
 	}
 	return putJSON(bb, []byte(id), build(version+1))
+}
+
+// underLimit refuses a new record of org when the organisation's index
+// byOrg holds l.Max records already (in the transaction that adds it).
+func underLimit(tx *bolt.Tx, byOrg []byte, org string, l hub.OrgLimit) error {
+	n := 0
+	err := scanPrefix(bk(tx, byOrg), prefix(org), func(_, _ []byte) (bool, error) {
+		n++
+		return n < l.Max, nil
+	})
+	if err == nil && n >= l.Max {
+		err = l.Limited(org)
+	}
+	return err
 }
 
 func deleteOrgScoped(tx *bolt.Tx, b, byOrg []byte, what, org, id string) error {
@@ -390,7 +411,7 @@ func listOrgScoped[T any](tx *bolt.Tx, b, byOrg []byte, org string) ([]T, error)
 
 func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
 	return s.updateDirect(ctx, func(tx *bolt.Tx) error {
-		return versioned(tx, bGroups, bGroupOrg, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) any {
+		return versioned(tx, bGroups, bGroupOrg, hub.ContactGroupsLimit, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) any {
 			g := g
 			g.Version = v
 			return g
@@ -420,7 +441,7 @@ func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
 		if _, err := getJSON(tx.Bucket(bPoints), []byte(p.ID), &old); err != nil {
 			return err
 		}
-		if err := versioned(tx, bPoints, bPointOrg, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
+		if err := versioned(tx, bPoints, bPointOrg, hub.ContactPointsLimit, "contact point", p.ID, p.OrgCVR, p.Version, func(v int64) any {
 			p := p
 			p.Version = v
 			return p
@@ -524,6 +545,11 @@ func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
 		}
 		if ok && old.OrgCVR != r.OrgCVR {
 			return hub.Errorf(hub.Conflict, "routing rule %s belongs to another organisation", r.ID)
+		}
+		if !ok {
+			if err := underLimit(tx, bRuleOrg, r.OrgCVR, hub.RulesLimit); err != nil {
+				return err
+			}
 		}
 		if err := bk(tx, bRuleOrg).Put(key(r.OrgCVR, r.ID), nil); err != nil {
 			return err

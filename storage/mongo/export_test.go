@@ -87,3 +87,26 @@ func (s *Store) ResetEventRepairCursor(ctx context.Context) error {
 func (s *Store) ChangePolicyCutShort(ctx context.Context, p hub.PolicyLine, add, line bool) error {
 	return s.changePolicyFirst(ctx, p, add, line)
 }
+
+// TakeRulePlace takes a place of org for routing rule id, as
+// PutRoutingRule does before it writes a new rule.
+func (s *Store) TakeRulePlace(ctx context.Context, org, id string) error {
+	_, err := s.takePlace(ctx, rulePlaces, org, id)
+	return err
+}
+
+// RulePlaces counts org's places for routing rules.
+func (s *Store) RulePlaces(ctx context.Context, org string) (int, error) {
+	n, err := s.places.CountDocuments(ctx, bson.M{"kind": rulePlaces.name, "org": org})
+	return int(n), translate(err, "count places")
+}
+
+// ForgetPlaces removes every place and the note that the places were
+// filled: the store as a version before places left it.
+func (s *Store) ForgetPlaces(ctx context.Context) error {
+	if _, err := s.places.DeleteMany(ctx, bson.M{}); err != nil {
+		return translate(err, "forget places")
+	}
+	_, err := s.meta.DeleteOne(ctx, bson.M{"_id": placesID})
+	return translate(err, "forget places")
+}

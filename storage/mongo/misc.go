@@ -306,7 +306,9 @@ func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 //   - pending copies of sealed events are removed;
 //   - counters are compacted (under the compactor lock);
 //   - the policy stamp is rewritten if a change's stamp write was lost;
-//   - token claims of systems that no longer carry the token are dropped.
+//   - token claims of systems that no longer carry the token are dropped;
+//   - organisations' places (slots.go) whose record never came or is gone
+//     are freed after the grace period.
 func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	wall := time.Now()
 	cutoff := wall.Add(-s.grace)
@@ -325,6 +327,9 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 		}
 	}
 	if err := s.repairPending(ctx, cutoff); err != nil {
+		return err
+	}
+	if err := s.repairPlaces(ctx, cutoff); err != nil {
 		return err
 	}
 	if err := s.repairAcks(ctx, wall); err != nil {

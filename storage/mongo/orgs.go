@@ -274,12 +274,18 @@ func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
 	} else if !hub.Is(err, hub.NotFound) {
 		return err
 	}
-	if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+	place, err := s.takePlace(ctx, systemPlaces, sys.OrgCVR, sys.ID)
+	if err != nil {
 		return err
 	}
-	err := create(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: s.nextSeq(), X: sys})
+	if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+		s.givePlace(ctx, place)
+		return err
+	}
+	err = create(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: s.nextSeq(), X: sys})
 	if err != nil {
 		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+		s.givePlace(ctx, place)
 	}
 	return err
 }
@@ -480,14 +486,37 @@ func putVersioned[T any](ctx context.Context, c *mongo.Collection, what, id, org
 }
 
 func (s *Store) PutContactGroup(ctx context.Context, g hub.ContactGroup) error {
-	return putVersioned(ctx, s.groups, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) hub.ContactGroup {
-		g.Version = v
-		return g
+	return s.withPlace(ctx, groupPlaces, g.OrgCVR, g.ID, g.Version == 0, func() error {
+		return putVersioned(ctx, s.groups, "contact group", g.ID, g.OrgCVR, g.Version, func(v int64) hub.ContactGroup {
+			g.Version = v
+			return g
+		})
 	})
 }
 
+// withPlace runs write, which adds record item to org when isNew, in a
+// place taken first (and given back when write fails).
+func (s *Store) withPlace(ctx context.Context, k placeKind, org, item string, isNew bool, write func() error) error {
+	if !isNew || org == "" {
+		return write()
+	}
+	place, err := s.takePlace(ctx, k, org, item)
+	if err != nil {
+		return err
+	}
+	if err := write(); err != nil {
+		s.givePlace(ctx, place)
+		return err
+	}
+	return nil
+}
+
 func (s *Store) DeleteContactGroup(ctx context.Context, org, id string) error {
-	return deleteRec[hub.ContactGroup](ctx, s.groups, "contact group", org, id)
+	if err := deleteRec[hub.ContactGroup](ctx, s.groups, "contact group", org, id); err != nil {
+		return err
+	}
+	s.freePlaceOf(ctx, groupPlaces, org, id)
+	return nil
 }
 
 func (s *Store) ListContactGroups(ctx context.Context, org string) ([]hub.ContactGroup, error) {
@@ -558,6 +587,10 @@ func (s *Store) releaseCodes(ctx context.Context, org, id string, codes []hub.Co
 }
 
 func (s *Store) PutContactPoint(ctx context.Context, p hub.ContactPoint) error {
+	return s.withPlace(ctx, pointPlaces, p.OrgCVR, p.ID, p.Version == 0 && p.ID != "", func() error { return s.putContactPoint(ctx, p) })
+}
+
+func (s *Store) putContactPoint(ctx context.Context, p hub.ContactPoint) error {
 	start := time.Now()
 	var old []hub.ContactPointCode
 	if p.Version != 0 {
@@ -610,6 +643,7 @@ func (s *Store) DeleteContactPoint(ctx context.Context, org, id string) error {
 		return err
 	}
 	s.releaseCodes(ctx, org, id, h.X.Codes)
+	s.freePlaceOf(ctx, pointPlaces, org, id)
 	return nil
 }
 
@@ -628,7 +662,16 @@ func (s *Store) PutRoutingRule(ctx context.Context, r hub.RoutingRule) error {
 	if r.ID == "" || r.OrgCVR == "" {
 		return hub.Errorf(hub.Invalid, "routing rule without ID or organisation")
 	}
-	return upsert(ctx, s.rules, bson.M{"_id": r.ID}, ruleDoc{ID: r.ID, Org: r.OrgCVR, Prio: r.Priority, X: r}, "put routing rule "+r.ID)
+	old, exists, err := findOne[ruleDoc](ctx, s.rules, bson.M{"_id": r.ID}, options.FindOne().SetProjection(bson.M{"org": 1}))
+	if err != nil {
+		return err
+	}
+	if exists && old.Org != r.OrgCVR {
+		return hub.Errorf(hub.Conflict, "routing rule %s belongs to another organisation", r.ID)
+	}
+	return s.withPlace(ctx, rulePlaces, r.OrgCVR, r.ID, !exists, func() error {
+		return upsert(ctx, s.rules, bson.M{"_id": r.ID}, ruleDoc{ID: r.ID, Org: r.OrgCVR, Prio: r.Priority, X: r}, "put routing rule "+r.ID)
+	})
 }
 
 func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {
@@ -639,6 +682,7 @@ func (s *Store) DeleteRoutingRule(ctx context.Context, org, id string) error {
 	if res.DeletedCount == 0 {
 		return hub.Errorf(hub.NotFound, "routing rule %s not found", id)
 	}
+	s.freePlaceOf(ctx, rulePlaces, org, id)
 	return nil
 }
 

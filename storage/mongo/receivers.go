@@ -87,15 +87,21 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 	if err := hub.CheckReceiverChange(org, ch); err != nil {
 		return err
 	}
+	var place string
 	if a := ch.Add; a != nil {
 		if _, err := live[hub.System](ctx, s.systems, "system", a.ID); err == nil {
 			return hub.Errorf(hub.Conflict, "system %s exists", a.ID)
 		} else if !hub.Is(err, hub.NotFound) {
 			return err
 		}
+		var err error
+		if place, err = s.takePlace(ctx, systemPlaces, org, a.ID); err != nil {
+			return err
+		}
 		// The token is claimed before the system joins, so that a taken
 		// token refuses the change before anything of it is written.
 		if err := s.claimToken(ctx, a.TokenHash, a.ID); err != nil {
+			s.givePlace(ctx, place)
 			return err
 		}
 	}
@@ -103,6 +109,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 	if err != nil {
 		if ch.Add != nil {
 			s.releaseToken(ctx, ch.Add.TokenHash, ch.Add.ID)
+			s.givePlace(ctx, place)
 		}
 		return err
 	}
@@ -122,6 +129,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 				return out, nil
 			}})
 			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+			s.givePlace(ctx, place)
 			return err
 		}
 		*a = sys

@@ -79,6 +79,7 @@ type Store struct {
 	messages, deliveries, leases, parked, receipts    *mongo.Collection
 	pending, events, counters, locks                  *mongo.Collection
 	mbItems, consents, notifs, cursors, assertKeys    *mongo.Collection
+	places                                            *mongo.Collection
 
 	seqMu   sync.Mutex
 	lastSeq int64
@@ -152,7 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		{&s.receipts, "receipts"}, {&s.pending, "events_pending"}, {&s.events, "events"},
 		{&s.counters, "counters"}, {&s.locks, "locks"},
 		{&s.mbItems, "mailbox_items"}, {&s.consents, "consents"}, {&s.notifs, "notifications"},
-		{&s.cursors, "cursors"}, {&s.assertKeys, "viewer_assertion_keys"},
+		{&s.cursors, "cursors"}, {&s.assertKeys, "viewer_assertion_keys"}, {&s.places, "org_places"},
 	} {
 		*c.p = db.Collection(c.name)
 	}
@@ -204,6 +205,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.consents, []mongo.IndexModel{{Keys: idx("c", "o"), Options: unique}, {Keys: idx("o", "g")}}},
 		{s.notifs, []mongo.IndexModel{{Keys: idx("due")}}},
 		{s.assertKeys, []mongo.IndexModel{{Keys: idx("sys", "kid"), Options: unique}}},
+		{s.places, []mongo.IndexModel{{Keys: idx("kind", "org", "item")}}},
 		{s.sessionGens, []mongo.IndexModel{{Keys: idx("u", "g"), Options: unique}}},
 	}
 	for _, x := range all {

@@ -219,8 +219,13 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		return "", hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID)
 	}
 	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m, Ev: evs, Ct: cs}
+	// The commit too must not land after half the grace period, when
+	// Repair may remove its documents (the deadline reaches the server as
+	// the command's time limit).
+	cctx, cancel := context.WithDeadline(ctx, start.Add(s.grace/2))
+	defer cancel()
 	for try := 0; ; try++ {
-		_, err := s.messages.InsertOne(ctx, doc)
+		_, err := s.messages.InsertOne(cctx, doc)
 		if err == nil {
 			return tx, nil
 		}

@@ -335,7 +335,7 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	if err := s.repairAcks(ctx, wall); err != nil {
 		return err
 	}
-	if err := s.repairLeases(ctx); err != nil {
+	if err := s.repairLeases(ctx, wall); err != nil {
 		return err
 	}
 	pend, err := findAll[pendingDoc](ctx, s.pending, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
@@ -370,7 +370,7 @@ func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	for _, t := range toks {
 		h, err := live[hub.System](ctx, s.systems, "system", t.System)
 		if (hub.Is(err, hub.NotFound) || (err == nil && h.Tok != t.Hash)) && t.At.Before(cutoff) {
-			if _, err := s.tokens.DeleteOne(ctx, bson.M{"_id": t.Hash, "sys": t.System}); err != nil {
+			if _, err := s.tokens.DeleteOne(ctx, bson.M{"_id": t.Hash, "sys": t.System, "at": t.At}); err != nil {
 				return translate(err, "drop stale token claim")
 			}
 		} else if err != nil && !hub.Is(err, hub.NotFound) {
@@ -431,15 +431,29 @@ func (s *Store) repairPending(ctx context.Context, cutoff time.Time) error {
 
 // repairLeases removes lease links and park markers whose delivery is gone
 // (an Ack that crashed before removing them, or a Lease racing an Ack).
-func (s *Store) repairLeases(ctx context.Context) error {
-	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{"ga": bson.M{"$exists": false}}, options.Find().SetProjection(bson.M{"d": 1, "k": 1}))
+// It removes only the links it read, and only of chains whose every link
+// is older than the grace period (a lease's expiry, an ack's time): a
+// chain read while an Ack was under way gets the acked link after the
+// read, which must stay so that a Lease that read the chain before it
+// collides with it; and a Lease that read the chain before one of its
+// links existed must not find that epoch free again.
+func (s *Store) repairLeases(ctx context.Context, wall time.Time) error {
+	ls, err := findAll[leaseDoc](ctx, s.leases, bson.M{"ga": bson.M{"$exists": false}}, options.Find().SetProjection(bson.M{"d": 1, "k": 1, "exp": 1, "at": 1}))
 	if err != nil {
 		return err
 	}
-	acked := map[string]bool{}
+	old := wall.Add(-s.grace)
+	skip := map[string]bool{}
 	for _, l := range ls {
-		if l.K == kindAcked {
-			acked[l.D] = true // pending: repairAcks applies it
+		if l.K == kindAcked || l.Exp.After(old) || (l.At != nil && l.At.After(old)) {
+			// acked: pending, repairAcks applies it; young: maybe in flight
+			skip[l.D] = true
+		}
+	}
+	links := map[string][]string{}
+	for _, l := range ls {
+		if !skip[l.D] {
+			links[l.D] = append(links[l.D], l.ID)
 		}
 	}
 	ps, err := findAll[parkDoc](ctx, s.parked, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}))
@@ -447,10 +461,8 @@ func (s *Store) repairLeases(ctx context.Context) error {
 		return err
 	}
 	ids := map[string]bool{}
-	for _, l := range ls {
-		if !acked[l.D] {
-			ids[l.D] = true
-		}
+	for d := range links {
+		ids[d] = true
 	}
 	for _, p := range ps {
 		ids[p.ID] = true
@@ -464,17 +476,20 @@ func (s *Store) repairLeases(ctx context.Context) error {
 		for _, d := range exist {
 			have[d.ID] = true
 		}
-		var gone []string
+		var gone, goneLinks []string
 		for _, id := range chunk {
 			if !have[id] {
 				gone = append(gone, id)
+				goneLinks = append(goneLinks, links[id]...)
 			}
 		}
 		if len(gone) == 0 {
 			return nil
 		}
-		if _, err := s.leases.DeleteMany(ctx, bson.M{"d": bson.M{"$in": gone}}); err != nil {
-			return translate(err, "remove leases of acknowledged deliveries")
+		if len(goneLinks) > 0 {
+			if _, err := s.leases.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": goneLinks}}); err != nil {
+				return translate(err, "remove leases of acknowledged deliveries")
+			}
 		}
 		_, err = s.parked.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": gone}})
 		return translate(err, "remove park markers of acknowledged deliveries")

@@ -181,6 +181,7 @@ type tokenDoc struct {
 	Hash   string    `bson:"_id"`
 	System string    `bson:"sys"`
 	At     time.Time `bson:"at"` // wall clock of the claim
+	N      string    `bson:"n,omitempty"`
 }
 
 type touchDoc struct {
@@ -190,57 +191,80 @@ type touchDoc struct {
 
 func (d tokenDoc) claimOwner() string   { return d.System }
 func (d tokenDoc) claimedAt() time.Time { return d.At }
+func (d tokenDoc) claimNonce() string   { return d.N }
 
 // claimDoc is a claim of a unique key (a token hash, a contact-point
 // code): its _id is the key.
 type claimDoc interface {
 	claimOwner() string
 	claimedAt() time.Time
+	claimNonce() string
 }
 
-// claim inserts doc, owner's claim of key, into c; the unique _id makes
-// one claimant win. A claim owner holds already is kept. Another owner's
-// claim stands while holds says that owner's live revision carries the key
-// or while it is younger than the grace period (taken says what to
-// answer then); otherwise it is stale (a crash between claim and
-// revision), so exactly that claim is removed and the insert tried again.
+// claim inserts doc, owner's claim of key, into c, and returns doc's
+// nonce when it did (empty when it uses a claim it found); the unique _id
+// makes one claimant win. doc carries a fresh nonce, so that a claim this call
+// inserted (the driver may send an insert again) is told from another
+// call's. An existing claim stands while holds says its owner's live
+// revision carries the key (the caller may then use it too, if it is its
+// own: its revision and any other change of the owner are revisions of one
+// record, of which one wins) or while it is younger than the grace period
+// (taken says what to answer then; a claim of the caller's own owner that
+// the live revision does not carry belongs to another change of it still
+// under way, or to one that is about to release it, so it is not shared).
+// Otherwise it is stale (a crash between claim and revision): exactly that
+// claim, by its time, is removed and the insert tried again.
 func claim[D claimDoc](ctx context.Context, s *Store, c *mongo.Collection, what, key, owner, ownerField string, doc D,
-	holds func(owner string) (bool, error), taken func(owner string, held bool) error) error {
+	holds func(owner string) (bool, error), taken func(owner string, held bool) error) (nonce string, err error) {
 	for try := 0; try < 3; try++ {
 		_, err := c.InsertOne(ctx, doc)
 		if err == nil {
-			return nil
+			return doc.claimNonce(), nil
 		}
 		if !isDup(err) {
-			return translate(err, "claim %s", what)
+			return "", translate(err, "claim %s", what)
 		}
 		old, ok, err := findOne[D](ctx, c, bson.M{"_id": key})
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !ok {
 			continue
 		}
-		if old.claimOwner() == owner {
-			return nil
+		if old.claimNonce() == doc.claimNonce() {
+			return doc.claimNonce(), nil
 		}
 		held, err := holds(old.claimOwner())
 		if err != nil {
-			return err
+			return "", err
 		}
-		if held || time.Since(old.claimedAt()) < s.grace {
-			return taken(old.claimOwner(), held)
+		switch {
+		case held && old.claimOwner() == owner:
+			return "", nil
+		case old.claimOwner() == owner && time.Since(old.claimedAt()) < s.grace:
+			return "", hub.Errorf(hub.Conflict, "%s is being changed by another request; try again", what)
+		case held || time.Since(old.claimedAt()) < s.grace:
+			return "", taken(old.claimOwner(), held)
 		}
-		if _, err := c.DeleteOne(ctx, bson.M{"_id": key, ownerField: old.claimOwner()}); err != nil {
-			return translate(err, "remove stale %s claim", what)
+		if _, err := c.DeleteOne(ctx, bson.M{"_id": key, ownerField: old.claimOwner(), "at": old.claimedAt()}); err != nil {
+			return "", translate(err, "remove stale %s claim", what)
 		}
 	}
-	return hub.Errorf(hub.Conflict, "%s is contended", what)
+	return "", hub.Errorf(hub.Conflict, "%s is contended", what)
 }
 
-func (s *Store) claimToken(ctx context.Context, hash, system string) error {
+// releaseClaim removes the claim of key that a claim call inserted with
+// nonce (none when it used a claim it found: that one is not the
+// caller's to remove).
+func releaseClaim(ctx context.Context, c *mongo.Collection, key, nonce string) {
+	if nonce != "" {
+		_, _ = c.DeleteOne(context.WithoutCancel(ctx), bson.M{"_id": key, "n": nonce})
+	}
+}
+
+func (s *Store) claimToken(ctx context.Context, hash, system string) (nonce string, err error) {
 	if hash == "" {
-		return nil
+		return "", nil
 	}
 	holds := func(other string) (bool, error) {
 		h, err := live[hub.System](ctx, s.systems, "system", other)
@@ -255,9 +279,13 @@ func (s *Store) claimToken(ctx context.Context, hash, system string) error {
 		}
 		return hub.Errorf(hub.Conflict, "token hash is being claimed by another system")
 	}
-	return claim(ctx, s, s.tokens, "token hash", hash, system, "sys", tokenDoc{Hash: hash, System: system, At: time.Now()}, holds, taken)
+	return claim(ctx, s, s.tokens, "token hash", hash, system, "sys", tokenDoc{Hash: hash, System: system, At: time.Now(), N: randomID()}, holds, taken)
 }
 
+// releaseToken drops system's claim on the hash its live revision no
+// longer carries (after the revision that replaced it). No other claim of
+// the hash can exist meanwhile: a claim call refuses to share a claim the
+// live revision does not carry, and inserts none while one exists.
 func (s *Store) releaseToken(ctx context.Context, hash, system string) {
 	if hash != "" {
 		_, _ = s.tokens.DeleteOne(ctx, bson.M{"_id": hash, "sys": system})
@@ -278,29 +306,30 @@ func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
 	if err != nil {
 		return err
 	}
-	if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+	nonce, err := s.claimToken(ctx, sys.TokenHash, sys.ID)
+	if err != nil {
 		s.givePlace(ctx, place)
 		return err
 	}
 	err = create(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: s.nextSeq(), X: sys})
 	if err != nil {
-		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID, nonce)
 		s.givePlace(ctx, place)
 	}
 	return err
 }
 
-// releaseTokenIfUnused drops system's claim on hash unless its live
-// revision uses the hash (a failed create or update of the same ID by a
-// concurrent caller may have won with it).
-func (s *Store) releaseTokenIfUnused(ctx context.Context, hash, system string) {
-	if hash == "" {
+// releaseTokenIfUnused drops the claim on hash that a claimToken of a
+// failed change inserted with nonce, unless system's live revision uses
+// the hash (the change's write may have landed after all).
+func (s *Store) releaseTokenIfUnused(ctx context.Context, hash, system, nonce string) {
+	if nonce == "" {
 		return
 	}
 	if h, err := live[hub.System](ctx, s.systems, "system", system); err == nil && h.Tok == hash {
 		return
 	}
-	s.releaseToken(ctx, hash, system)
+	releaseClaim(ctx, s.tokens, hash, nonce)
 }
 
 func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
@@ -322,17 +351,16 @@ func (s *Store) UpdateSystem(ctx context.Context, sys hub.System) error {
 	if err := hub.CheckPlainUpdate(h.X, sys); err != nil {
 		return err
 	}
+	var nonce string
 	if sys.TokenHash != h.Tok {
-		if err := s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
+		if nonce, err = s.claimToken(ctx, sys.TokenHash, sys.ID); err != nil {
 			return err
 		}
 	}
 	sys.Version++
 	err = putRev(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, RV: h.RV + 1, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: h.CS, X: sys})
 	if err != nil {
-		if sys.TokenHash != h.Tok {
-			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
-		}
+		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID, nonce)
 		return err
 	}
 	if sys.TokenHash != h.Tok {
@@ -535,6 +563,7 @@ type codeDoc struct {
 	ID    string    `bson:"_id"`
 	Owner string    `bson:"o"`
 	At    time.Time `bson:"at"` // wall clock of the claim
+	N     string    `bson:"n,omitempty"`
 }
 
 // codeID is org:type:code. Neither a CVR nor a code type contains a colon,
@@ -553,8 +582,9 @@ func carries(p hub.ContactPoint, c hub.ContactPointCode) bool {
 	return false
 }
 
-// claimCode claims c in org for point id (nil when id holds it already).
-func (s *Store) claimCode(ctx context.Context, org, id string, c hub.ContactPointCode) error {
+// claimCode claims c in org for point id; the nonce is empty when the
+// point's live revision carries the code already (see claim).
+func (s *Store) claimCode(ctx context.Context, org, id string, c hub.ContactPointCode) (nonce string, err error) {
 	k := codeID(org, c)
 	holds := func(other string) (bool, error) {
 		h, err := live[hub.ContactPoint](ctx, s.points, "contact point", other)
@@ -565,14 +595,16 @@ func (s *Store) claimCode(ctx context.Context, org, id string, c hub.ContactPoin
 	}
 	taken := func(other string, _ bool) error { return hub.CodeTaken(c, other) }
 	return claim(ctx, s, s.codes, fmt.Sprintf("contact-point code %s %s", c.Type, c.Code), k, id, "o",
-		codeDoc{ID: k, Owner: id, At: time.Now()}, holds, taken)
+		codeDoc{ID: k, Owner: id, At: time.Now(), N: randomID()}, holds, taken)
 }
 
 func (d codeDoc) claimOwner() string   { return d.Owner }
 func (d codeDoc) claimedAt() time.Time { return d.At }
+func (d codeDoc) claimNonce() string   { return d.N }
 
 // releaseCodes drops point id's claims on codes its live revision does not
-// carry.
+// carry (after the revision that dropped them, or the point's deletion; as
+// for releaseToken, no other claim of such a code can exist meanwhile).
 func (s *Store) releaseCodes(ctx context.Context, org, id string, codes []hub.ContactPointCode) {
 	h, err := live[hub.ContactPoint](ctx, s.points, "contact point", id)
 	if err != nil && !hub.Is(err, hub.NotFound) {
@@ -583,6 +615,22 @@ func (s *Store) releaseCodes(ctx context.Context, org, id string, codes []hub.Co
 			continue
 		}
 		_, _ = s.codes.DeleteOne(ctx, bson.M{"_id": codeID(org, c), "o": id})
+	}
+}
+
+// releaseCodesClaimed drops the claims on codes[i] that a failed put
+// inserted with nonces[i], unless point id's live revision carries the
+// code (the put's write may have landed after all).
+func (s *Store) releaseCodesClaimed(ctx context.Context, org, id string, codes []hub.ContactPointCode, nonces []string) {
+	h, err := live[hub.ContactPoint](ctx, s.points, "contact point", id)
+	if err != nil && !hub.Is(err, hub.NotFound) {
+		return // left for the grace period
+	}
+	for i, c := range codes {
+		if err == nil && carries(h.X, c) {
+			continue
+		}
+		releaseClaim(ctx, s.codes, codeID(org, c), nonces[i])
 	}
 }
 
@@ -604,14 +652,17 @@ func (s *Store) putContactPoint(ctx context.Context, p hub.ContactPoint) error {
 		}
 		old = h.X.Codes
 	}
+	nonces := make([]string, len(p.Codes))
 	for i, c := range p.Codes {
-		if err := s.claimCode(ctx, p.OrgCVR, p.ID, c); err != nil {
-			s.releaseCodes(ctx, p.OrgCVR, p.ID, p.Codes[:i])
+		n, err := s.claimCode(ctx, p.OrgCVR, p.ID, c)
+		if err != nil {
+			s.releaseCodesClaimed(ctx, p.OrgCVR, p.ID, p.Codes[:i], nonces)
 			return err
 		}
+		nonces[i] = n
 	}
 	if time.Since(start) > s.grace/2 {
-		s.releaseCodes(ctx, p.OrgCVR, p.ID, p.Codes)
+		s.releaseCodesClaimed(ctx, p.OrgCVR, p.ID, p.Codes, nonces)
 		return hub.Errorf(hub.Unavailable, "contact point %s: claiming its codes took too long; try again", p.ID)
 	}
 	codes := p.Codes
@@ -619,12 +670,12 @@ func (s *Store) putContactPoint(ctx context.Context, p hub.ContactPoint) error {
 		p.Version = v
 		return p
 	})
-	// On success the codes the point dropped go; on failure the ones it
-	// claimed (each only if the live revision does not carry it).
+	// On success the codes the point dropped go; on failure the claims
+	// this put inserted (each only if the live revision does not carry it).
 	if err == nil {
 		s.releaseCodes(ctx, p.OrgCVR, p.ID, old)
 	} else {
-		s.releaseCodes(ctx, p.OrgCVR, p.ID, codes)
+		s.releaseCodesClaimed(ctx, p.OrgCVR, p.ID, codes, nonces)
 	}
 	return err
 }

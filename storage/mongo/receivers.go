@@ -87,7 +87,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 	if err := hub.CheckReceiverChange(org, ch); err != nil {
 		return err
 	}
-	var place string
+	var place, nonce string
 	if a := ch.Add; a != nil {
 		if _, err := live[hub.System](ctx, s.systems, "system", a.ID); err == nil {
 			return hub.Errorf(hub.Conflict, "system %s exists", a.ID)
@@ -100,7 +100,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 		}
 		// The token is claimed before the system joins, so that a taken
 		// token refuses the change before anything of it is written.
-		if err := s.claimToken(ctx, a.TokenHash, a.ID); err != nil {
+		if nonce, err = s.claimToken(ctx, a.TokenHash, a.ID); err != nil {
 			s.givePlace(ctx, place)
 			return err
 		}
@@ -108,7 +108,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 	plan, err := s.decideReceivers(ctx, org, ch)
 	if err != nil {
 		if ch.Add != nil {
-			s.releaseToken(ctx, ch.Add.TokenHash, ch.Add.ID)
+			releaseClaim(ctx, s.tokens, ch.Add.TokenHash, nonce)
 			s.givePlace(ctx, place)
 		}
 		return err
@@ -128,7 +128,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 				}
 				return out, nil
 			}})
-			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID)
+			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID, nonce)
 			s.givePlace(ctx, place)
 			return err
 		}

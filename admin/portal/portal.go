@@ -29,6 +29,7 @@ import (
 	"github.com/posthub/posthub/admin"
 	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 )
@@ -141,14 +142,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "same-origin")
-	if r.Method == http.MethodPost {
-		// Forms are read whole into memory (a certificate file included):
-		// bounded before anything, the login form too, parses them.
-		if r.ContentLength > maxForm {
-			http.Error(w, fmt.Sprintf("The form is too large (at most %d KiB).", maxForm>>10), http.StatusRequestEntityTooLarge)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	// Forms are read whole into memory (a certificate file included):
+	// bounded before anything, the login form too, parses them.
+	if !limit.Form(w, r, maxForm) {
+		return
 	}
 	p.mux.ServeHTTP(w, r)
 }

@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -139,4 +140,20 @@ func (u *upload) Read(p []byte) (int, error) {
 		_ = u.rc.SetReadDeadline(time.Now().Add(u.window))
 	}
 	return n, err
+}
+
+// Form bounds a posted form a handler will parse whole (into memory):
+// a body declared larger than max is answered 413 at once (false: the
+// request is done), and the body is cut at max for the parser, whose
+// error the handler answers. Other methods pass untouched.
+func Form(w http.ResponseWriter, r *http.Request, max int64) bool {
+	if r.Method != http.MethodPost {
+		return true
+	}
+	if r.ContentLength > max {
+		http.Error(w, fmt.Sprintf("The form is too large (at most %d KiB).", max>>10), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, max)
+	return true
 }

@@ -48,6 +48,7 @@ import (
 
 	"github.com/posthub/posthub/api/paging"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/limit"
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 	"github.com/posthub/posthub/viewer"
@@ -197,14 +198,10 @@ func (m *Mailbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "private, no-store")
-	if r.Method == http.MethodPost {
-		// The mailbox's forms are a few short fields; parsing one reads it
-		// whole, so it is bounded first (the login form is anyone's).
-		if r.ContentLength > maxForm {
-			http.Error(w, "The form is too large.", http.StatusRequestEntityTooLarge)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	// The mailbox's forms are a few short fields; parsing one reads it
+	// whole, so it is bounded first (the login form is anyone's).
+	if !limit.Form(w, r, maxForm) {
+		return
 	}
 	m.mux.ServeHTTP(w, r)
 }

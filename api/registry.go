@@ -318,6 +318,14 @@ func (s *Server) handleRenewToken(c *gin.Context) {
 
 func (s *Server) handleDeactivate(c *gin.Context) {
 	sys, err := s.admin.Deactivate(c.Request.Context(), actor(c), c.Param("org"), c.Param("id"))
+	if err == nil && s.retrieval != nil && sys.Role == hub.RecipientSystem {
+		// Its waiting post goes to the system now serving its mailbox, or
+		// back to the mailbox. A failure is not the deactivation's: the
+		// retrieval reconcile loop finishes the move.
+		if _, derr := s.retrieval.Disconnect(c.Request.Context(), sys); derr != nil {
+			s.log.Warn("returning a deactivated system's post", "system", sys.ID, "error", derr)
+		}
+	}
 	s.reply(c, http.StatusOK, sys, err)
 }
 

@@ -36,6 +36,8 @@ const (
 	MemoSendQueuedForPrint Tag = "MEMO_SEND_QUEUED_FOR_PRINT"
 	MemoSendQueuedForSMS   Tag = "MEMO_SEND_QUEUED_FOR_NEM_SMS"
 	OutboxItemParked       Tag = "OUTBOX_ITEM_PARKED"
+	// A deactivated receiver system's post returned to the mailbox.
+	MemoSendReturnedToMailbox Tag = "MEMO_SEND_RETURNED_TO_MAILBOX"
 )
 
 // Tags of the receiving side and of reading.

@@ -187,25 +187,27 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	evs, counters := in.record(s, m, rt, env, now)
 	if err := in.commit(ctx, m, rt.Deliveries, r, evs, counters); err != nil {
-		// The print rendition's key is this submission's own: nothing else
-		// names it, whoever won the UUID.
-		if printKey != "" {
-			_ = in.Blobs.Delete(ctx, printKey)
+		// The content and print keys are this submission's own: nothing
+		// else names them, whoever won the UUID. They are deleted only when
+		// the store says for certain that it stored nothing (Conflict: the
+		// UUID is taken; Invalid). Any other error may come after the
+		// commit landed (an answer lost, a caller that stopped waiting for
+		// an entry already in the accept log): the letter may be stored,
+		// and its retry answered with this receipt, so its blobs stay
+		// (unreferenced at worst).
+		if code := ErrorCode(err); code == Conflict || code == Invalid {
+			for _, k := range []string{printKey, m.ContentKey} {
+				if k != "" {
+					_ = in.Blobs.Delete(ctx, k)
+				}
+			}
 		}
 		if ErrorCode(err) != Conflict {
-			if m.ContentKey != "" {
-				_ = in.Blobs.Delete(ctx, m.ContentKey)
-			}
 			return Receipt{}, false, err
 		}
 		// The UUID is taken: a resubmission, or a concurrent submission of
-		// it that won. Identical bytes share the content key, so the blob
-		// just written is deleted only when the stored message has another
-		// (a different message, whose own blob has its own key).
+		// it that won.
 		first, ferr := in.Store.GetMessage(ctx, l.UUID)
-		if m.ContentKey != "" && ferr == nil && first.ContentKey != m.ContentKey {
-			_ = in.Blobs.Delete(ctx, m.ContentKey)
-		}
 		if r, ok, err2 := in.answerResubmission(ctx, s, first, ferr); ok || err2 != nil {
 			if err2 == nil {
 				in.restoreEvents(ctx, s, first, rt, env)
@@ -380,9 +382,15 @@ func SenderReceiptOf(ctx context.Context, rs ReceiptReader, m Message) (Receipt,
 // group commit of many messages writes a few pages instead of one per id.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 
-// ContentKey is the blob key of a message's content. The hash in the key
-// keeps a clashing submission of the same UUID from overwriting the first.
-func ContentKey(uuid, sha string) string { return "msg/" + uuid + "/" + sha }
+// ContentKey is the blob key of a message's content as one submission
+// (its receipt's transmission ID) stores it: no other submission writes or
+// deletes it, not even a resubmission of the same bytes, so a submission
+// that fails removes only its own blob. (An earlier version's key,
+// msg/<uuid>/<sha>, was shared by identical submissions: a failed retry
+// deleted the content of the letter its first submission had stored.)
+func ContentKey(uuid, sha, transmission string) string {
+	return "msg/" + uuid + "/" + sha + "-" + transmission
+}
 
 func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) error {
 	if s.Body != nil {
@@ -390,14 +398,14 @@ func (in *Ingest) storeContent(ctx context.Context, m *Message, s Submission) er
 			m.Content = s.Body
 			return nil
 		}
-		m.ContentKey = ContentKey(m.UUID, m.SHA256)
+		m.ContentKey = ContentKey(m.UUID, m.SHA256, m.ReceiptID)
 		_, err := in.Blobs.Put(ctx, m.ContentKey, bytes.NewReader(s.Body), int64(len(s.Body)))
 		return err
 	}
 	if m.Size > in.InlineMax {
 		// The spooled body becomes the stored content (without a copy
 		// where the blob store shares the spool's filesystem).
-		m.ContentKey = ContentKey(m.UUID, m.SHA256)
+		m.ContentKey = ContentKey(m.UUID, m.SHA256, m.ReceiptID)
 		_, err := in.Blobs.PutFile(ctx, m.ContentKey, s.Path)
 		return err
 	}
@@ -553,19 +561,24 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 	if m.SenderCVR != org {
 		return Errorf(NotFound, "no message %s sent by %s", messageUUID, org)
 	}
-	if m.State == MessageRecalled {
-		return nil
-	}
-	if m.State != MessageHeld || !m.NotBefore.After(now) {
-		return &Error{Code: Conflict, Message: "only a message held by doNotDeliverUntilDate can be recalled, before that date",
-			Fields: []FieldError{{Resource: "message", Field: "state", Code: "message.recall.too.late", Message: "the message has been released", RejectedValue: string(m.State)}}}
-	}
-	if err := in.Store.SetMessageState(ctx, messageUUID, MessageRecalled); err != nil {
-		return err
+	// A recall repeated after one cut short (its state written, not all its
+	// deliveries removed) finishes it: the deliveries are removed whenever
+	// the state says RECALLED, and the event is recorded once they are.
+	if m.State != MessageRecalled {
+		if m.State != MessageHeld || !m.NotBefore.After(now) {
+			return &Error{Code: Conflict, Message: "only a message held by doNotDeliverUntilDate can be recalled, before that date",
+				Fields: []FieldError{{Resource: "message", Field: "state", Code: "message.recall.too.late", Message: "the message has been released", RejectedValue: string(m.State)}}}
+		}
+		if err := in.Store.SetMessageState(ctx, messageUUID, MessageRecalled); err != nil {
+			return err
+		}
 	}
 	ds, err := in.Store.DeliveriesOf(ctx, messageUUID)
 	if err != nil {
 		return err
+	}
+	if m.State == MessageRecalled && len(ds) == 0 {
+		return nil
 	}
 	for _, d := range ds {
 		res, err := in.Store.Ack(ctx, d.ID, now)

@@ -23,8 +23,8 @@ func (takenUncommitted) PutMessageWith(context.Context, hub.Message, []hub.Deliv
 // TestSubmitWhileAnotherSubmissionIsUnfinished: the sender is told to
 // resubmit (Unavailable), not that its UUID is taken by another message
 // (Conflict, which a sender takes as final while nothing was accepted),
-// and the content it uploaded stays: identical bytes share the key, which
-// the submission that does commit names.
+// and the content it uploaded goes: its key is its own (ContentKey names
+// the submission), the submission that does commit has stored its own.
 func TestSubmitWhileAnotherSubmissionIsUnfinished(t *testing.T) {
 	w := newEnvelopeWorld(t, 0)
 	w.in.Store = takenUncommitted{w.store}
@@ -42,8 +42,8 @@ func TestSubmitWhileAnotherSubmissionIsUnfinished(t *testing.T) {
 	if err := w.blobs.List(ctx, "", func(hub.BlobInfo) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
-		t.Fatal("the uploaded content was deleted; the submission that commits names the same key")
+	if n != 0 {
+		t.Fatalf("%d blobs left; the refused submission's content is named by nothing", n)
 	}
 }
 

@@ -70,7 +70,9 @@ func (o *Outbox) now() time.Time {
 }
 
 // Drain dispatches every available item once and returns how many were
-// handed over.
+// handed over. An item the dispatcher refuses stays leased until its lease
+// expires (Lease: the back-off between attempts); one refused MaxAttempts
+// times is parked.
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	n := 0
 	for ctx.Err() == nil {
@@ -89,18 +91,23 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 			o.emit(ctx, d, c.Message, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
 			continue
 		}
-		if err := o.dispatch(ctx, d, c.Message); err != nil {
-			o.logger().Warn("outbox dispatch failed", "queue", o.Queue, "delivery", d.ID, "error", err)
-			_ = o.Store.Release(ctx, l)
+		if c.Message.State == MessageRecalled {
+			// Recalled while a move added this delivery, or by a recall
+			// cut short: never handed over.
+			if err := o.drop(ctx, d); err != nil {
+				return n, err
+			}
 			continue
 		}
-		res, err := o.Store.Ack(ctx, d.ID, o.now())
-		if err != nil {
-			return n, err
+		if err := o.dispatch(ctx, d, c.Message); err != nil {
+			// The lease is kept: the item is tried again when it expires,
+			// so a provider that is down for a while costs an attempt per
+			// lease, not all of them at once.
+			o.logger().Warn("outbox dispatch failed; tried again when its lease expires", "queue", o.Queue, "delivery", d.ID, "error", err, "attempt", l.Attempt)
+			continue
 		}
-		dropPrint(ctx, o.Blobs, d)
-		if res.Unreferenced && res.ContentKey != "" {
-			_ = o.Blobs.Delete(ctx, res.ContentKey)
+		if err := o.drop(ctx, d); err != nil {
+			return n, err
 		}
 		tag := "PHYSICAL_LETTER_SENT"
 		if o.Queue == SMSQueue {
@@ -110,6 +117,19 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, ctx.Err()
+}
+
+// drop removes delivery d (handed over, or not to be).
+func (o *Outbox) drop(ctx context.Context, d Delivery) error {
+	res, err := o.Store.Ack(ctx, d.ID, o.now())
+	if err != nil {
+		return err
+	}
+	dropPrint(ctx, o.Blobs, d)
+	if res.Unreferenced && res.ContentKey != "" {
+		_ = o.Blobs.Delete(ctx, res.ContentKey)
+	}
+	return nil
 }
 
 func (o *Outbox) logger() *slog.Logger {

@@ -96,6 +96,18 @@ func (s *Service) Backfill(ctx context.Context, org string) (int, error) {
 // caller's lock and stops the move when it returns false. It returns the
 // UUIDs of the messages moved.
 func (s *Service) move(ctx context.Context, queue string, sys hub.System, keep func(hub.Delivery) (bool, error), why string, renew func() bool) ([]string, error) {
+	to := func(d hub.Delivery, now time.Time) hub.Delivery {
+		return hub.Delivery{ID: deliveryOf(sys, d.MessageUUID), MessageUUID: d.MessageUUID,
+			Channel: hub.ChannelSystem, Queue: queueOf(sys), OrgCVR: sys.OrgCVR, SystemID: sys.ID,
+			Created: now, AvailableAt: d.AvailableAt, State: hub.DeliveryReady, Size: d.Size,
+			Meta: map[string]string{"movedFrom": queue, "movedBy": why}}
+	}
+	return s.moveTo(ctx, queue, to, keep, why, renew)
+}
+
+// moveTo is move with the delivery each one becomes given by to (to a
+// system's queue, or back to a mailbox).
+func (s *Service) moveTo(ctx context.Context, queue string, to func(hub.Delivery, time.Time) hub.Delivery, keep func(hub.Delivery) (bool, error), why string, renew func() bool) ([]string, error) {
 	var moved []string
 	var after int64
 	for ctx.Err() == nil {
@@ -110,7 +122,7 @@ func (s *Service) move(ctx context.Context, queue string, sys hub.System, keep f
 		if len(ds) == 0 {
 			return moved, nil
 		}
-		var add, from []hub.Delivery
+		var add, from, done []hub.Delivery
 		for _, d := range ds {
 			after = d.Seq
 			if d.State == hub.DeliveryParked {
@@ -125,11 +137,26 @@ func (s *Service) move(ctx context.Context, queue string, sys hub.System, keep f
 					continue
 				}
 			}
-			add = append(add, hub.Delivery{ID: deliveryOf(sys, d.MessageUUID), MessageUUID: d.MessageUUID,
-				Channel: hub.ChannelSystem, Queue: queueOf(sys), OrgCVR: sys.OrgCVR, SystemID: sys.ID,
-				Created: now, AvailableAt: d.AvailableAt, State: hub.DeliveryReady, Size: d.Size,
-				Meta: map[string]string{"movedFrom": queue, "movedBy": why}})
+			nd := to(d, now)
+			if nd.Channel == hub.ChannelSystem {
+				// A move cut short by a crash (its target added, this copy
+				// not yet removed) may have been fetched and acknowledged
+				// since: then the target is gone, and adding it again would
+				// deliver the letter twice. Its receipt says so.
+				if ok, err := s.completed(ctx, d.MessageUUID); err != nil {
+					return moved, err
+				} else if ok {
+					done = append(done, d)
+					continue
+				}
+			}
+			add = append(add, nd)
 			from = append(from, d)
+		}
+		for _, d := range done {
+			if _, err := s.store.Ack(ctx, d.ID, now); err != nil {
+				return moved, err
+			}
 		}
 		if len(add) == 0 {
 			continue
@@ -143,25 +170,100 @@ func (s *Service) move(ctx context.Context, queue string, sys hub.System, keep f
 				return moved, err
 			}
 			moved = append(moved, d.MessageUUID)
-			evs = append(evs, hub.Event{ID: "retrieval:moved:" + add[i].ID, Time: now, Tag: TagReadyForFetch, Actor: "retrieval",
-				Orgs: []string{sys.OrgCVR}, SystemID: sys.ID, MessageUUID: d.MessageUUID,
+			tag := TagReadyForFetch
+			if add[i].Channel != hub.ChannelSystem {
+				tag = TagReturnedToMailbox
+			}
+			evs = append(evs, hub.Event{ID: "retrieval:moved:" + add[i].ID, Time: now, Tag: tag, Actor: "retrieval",
+				Orgs: []string{add[i].OrgCVR}, SystemID: add[i].SystemID, MessageUUID: d.MessageUUID,
 				Detail: map[string]string{"queue": add[i].Queue, "from": queue, "reason": why}})
 		}
 		s.emit(ctx, evs...)
-		s.waiters.notify(queueOf(sys))
+		s.waiters.notify(add[0].Queue)
 	}
 	return moved, ctx.Err()
 }
 
+// Disconnect returns the post waiting for a deactivated receiver system
+// to its organisation: to the system now serving the mailbox the post was
+// routed for (the default authority-post system, or the CVR-post system),
+// or, while there is none, to that mailbox, where viewing clients see it
+// and a receiver system's first connection takes it. Without it the post
+// stayed in a queue no one fetches. It returns how many messages moved.
+func (s *Service) Disconnect(ctx context.Context, sys hub.System) (int, error) {
+	if sys.Role != hub.RecipientSystem || sys.Active {
+		return 0, nil
+	}
+	systems, err := s.store.ListSystems(ctx, sys.OrgCVR)
+	if err != nil {
+		return 0, err
+	}
+	kind := sys.Mailbox
+	if kind != hub.CVRPost {
+		kind = hub.AuthorityPost
+	}
+	lock := "retrieval/mailbox/" + sys.OrgCVR
+	renew := func() bool {
+		ok, err := s.store.AcquireLock(ctx, lock, s.cfg.Instance, 2*time.Minute, s.clock())
+		return err == nil && ok
+	}
+	if !renew() {
+		return 0, nil // another instance moves this organisation's post; the reconcile loop comes back
+	}
+	defer func() { _ = s.store.ReleaseLock(context.WithoutCancel(ctx), lock, s.cfg.Instance) }()
+	var moved []string
+	if to, ok := servingSystems(systems)[kind]; ok {
+		moved, err = s.move(ctx, queueOf(sys), to, nil, "systemDeactivated", renew)
+	} else {
+		mq := hub.MailboxQueue(sys.OrgCVR, kind)
+		moved, err = s.moveTo(ctx, queueOf(sys), func(d hub.Delivery, now time.Time) hub.Delivery {
+			return hub.Delivery{ID: hub.DeliveryID(d.MessageUUID, mq), MessageUUID: d.MessageUUID, Channel: hub.ChannelMailbox,
+				Queue: mq, OrgCVR: sys.OrgCVR, Created: now, AvailableAt: d.AvailableAt, State: hub.DeliveryReady, Size: d.Size,
+				Meta: map[string]string{"movedFrom": queueOf(sys), "movedBy": "systemDeactivated"}}
+		}, nil, "systemDeactivated", renew)
+	}
+	if len(moved) > 0 {
+		s.log.Info("retrieval: post of a deactivated receiver system returned", "system", sys.ID, "organisation", sys.OrgCVR, "messages", len(moved))
+	}
+	return len(moved), err
+}
+
+// completed reports whether the message's receipt says a receiver system
+// acknowledged it (COMPLETED).
+func (s *Service) completed(ctx context.Context, messageUUID string) (bool, error) {
+	m, err := s.store.GetMessage(ctx, messageUUID)
+	if hub.Is(err, hub.NotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if m.SenderSystemID == "" {
+		return false, nil
+	}
+	r, err := hub.SenderReceiptOf(ctx, s.store, m)
+	if hub.Is(err, hub.NotFound) {
+		return false, nil
+	}
+	return err == nil && r.Status == hub.ReceiptCompleted, err
+}
+
 // reconcile backfills every organisation with system retrieval whose
-// mailboxes hold post.
+// mailboxes hold post, and returns the post of deactivated receiver
+// systems (Disconnect).
 func (s *Service) reconcile(ctx context.Context) error {
 	orgs, err := s.store.ListOrgs(ctx)
 	if err != nil {
 		return err
 	}
 	for _, o := range orgs {
-		if o.Setup == hub.SetupMailboxOnly || !o.Active {
+		if !o.Active {
+			continue
+		}
+		if err := s.disconnectInactive(ctx, o.CVR); err != nil {
+			s.log.Warn("retrieval: post of deactivated systems", "organisation", o.CVR, "error", err)
+		}
+		if o.Setup == hub.SetupMailboxOnly {
 			continue
 		}
 		waiting := false
@@ -177,6 +279,31 @@ func (s *Service) reconcile(ctx context.Context) error {
 		}
 		if _, err := s.Backfill(ctx, o.CVR); err != nil {
 			s.log.Warn("retrieval: backfill", "organisation", o.CVR, "error", err)
+		}
+	}
+	return nil
+}
+
+// disconnectInactive runs Disconnect for org's deactivated receiver
+// systems whose queues hold post.
+func (s *Service) disconnectInactive(ctx context.Context, org string) error {
+	systems, err := s.store.ListSystems(ctx, org)
+	if err != nil {
+		return err
+	}
+	for _, sys := range systems {
+		if sys.Role != hub.RecipientSystem || sys.Active {
+			continue
+		}
+		n, err := s.store.CountQueue(ctx, queueOf(sys))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := s.Disconnect(ctx, sys); err != nil {
+			return err
 		}
 	}
 	return nil

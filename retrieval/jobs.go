@@ -295,6 +295,9 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 		s.log.Warn("retrieval: system-fetch without its system", "job", id, "error", err)
 		return
 	}
+	if !sys.Active {
+		return // deactivated since the job started: nothing more goes to it
+	}
 	kind := hub.MailboxKind(strings.TrimPrefix(j.MailboxID, org+":"))
 	lock := "retrieval/mailbox/" + org
 	renew := func() bool {
@@ -303,7 +306,11 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 			return false
 		}
 		cur, err := s.getJob(ctx, org, id)
-		return err == nil && cur.Status == FetchRunning
+		if err != nil || cur.Status != FetchRunning {
+			return false
+		}
+		now, err := s.store.GetSystem(ctx, j.SystemID)
+		return err == nil && now.Active
 	}
 	if !renew() {
 		return

@@ -108,7 +108,7 @@ func (e *env) put(queue, org, systemID, version string, blob bool) (string, []by
 		MessageType: "DIGITALPOST", MemoVersion: version, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(body)),
 		Received: e.clock.Now(), State: hub.MessageActive}
 	if blob {
-		m.ContentKey = hub.ContentKey(id, m.SHA256)
+		m.ContentKey = hub.ContentKey(id, m.SHA256, "t-"+id)
 		if _, err := e.blobs.Put(ctx, m.ContentKey, bytes.NewReader(body), int64(len(body))); err != nil {
 			e.t.Fatal(err)
 		}

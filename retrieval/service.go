@@ -41,6 +41,9 @@ const (
 	TagSystemFetchStart  = "SYSTEM_FETCH_STARTED"
 	TagSystemFetchStop   = "SYSTEM_FETCH_STOPPED"
 	TagSystemFetchFinish = "SYSTEM_FETCH_FINISHED"
+	// TagReturnedToMailbox: a deactivated receiver system's post went back
+	// to its organisation's mailbox (posthub's own).
+	TagReturnedToMailbox = "MEMO_SEND_RETURNED_TO_MAILBOX"
 )
 
 // Config holds the service's settings; zero values take the defaults.
@@ -303,12 +306,29 @@ func (s *Service) Fetch(ctx context.Context, sys hub.System, messageUUID string)
 		return nil, err
 	}
 	d.Attempts = l.Attempt
-	return s.open(ctx, sys, d, l, nil)
+	f, err := s.open(ctx, sys, d, l, nil)
+	if fieldCodeIs(err, "memo.recalled") {
+		return nil, notFound(messageUUID)
+	}
+	return f, err
+}
+
+// fieldCodeIs reports whether err is a hub error whose first field error
+// has code.
+func fieldCodeIs(err error, code string) bool {
+	var he *hub.Error
+	return errors.As(err, &he) && len(he.Fields) > 0 && he.Fields[0].Code == code
 }
 
 func conflict(code, msg, id string) error {
 	return &hub.Error{Code: hub.Conflict, Message: msg,
 		Fields: []hub.FieldError{{Resource: "memo", Field: "messageUUID", Code: code, Message: msg, RejectedValue: id}}}
+}
+
+// errRecalled answers a delivery of a recalled message: Conflict, so that
+// Next goes on to the next one; Fetch answers NotFound.
+func errRecalled(id string) error {
+	return conflict("memo.recalled", "the sender recalled the message", id)
 }
 
 func parkedErr(id string) error {
@@ -394,6 +414,18 @@ func (s *Service) open(ctx context.Context, sys hub.System, d hub.Delivery, l hu
 	if err != nil {
 		_ = s.store.Release(ctx, l)
 		return nil, err
+	}
+	if m.State == hub.MessageRecalled {
+		// Recalled while a move added this delivery, or by a recall cut
+		// short: it goes, unread.
+		res, err := s.store.Ack(ctx, d.ID, s.clock())
+		if err != nil {
+			return nil, err
+		}
+		if res.Unreferenced && res.ContentKey != "" {
+			_ = s.blobs.Delete(ctx, res.ContentKey)
+		}
+		return nil, errRecalled(d.MessageUUID)
 	}
 	rc, size, version, err := s.content(ctx, sys, m)
 	if errors.Is(err, errConversion) {

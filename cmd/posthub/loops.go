@@ -54,8 +54,11 @@ func startLoops(h *hubServices) *backgroundLoops {
 	archive := &hub.SentArchive{Store: store, Blobs: h.blobs}
 	l.run(ctx, "sent-archive purge", every(cfg.ArchivePurgeInterval, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err }))
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
+		// The spool fails only for local reasons (its disk), never for one
+		// item's: an item it refuses is tried again every lease (5 minutes)
+		// until it takes it, never parked (nothing unparks print or SMS).
 		ob := &hub.Outbox{Store: store, Blobs: h.blobs, Events: h.evlog, Queue: q, Holder: instanceName(), Lease: 5 * time.Minute,
-			MaxAttempts: 10, Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: h.outboxWake[q]}
+			Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: h.outboxWake[q]}
 		l.run(ctx, "outbox "+q, func(ctx context.Context) { ob.Run(ctx, cfg.OutboxInterval) })
 	}
 	return l

@@ -221,3 +221,43 @@ func CheckContactPoint(p ContactPoint) error {
 	}
 	return nil
 }
+
+// CheckKeys refuses identifiers a store keys records by (UUIDs, delivery
+// and transmission IDs, queues) that are not valid UTF-8: a store that
+// reads a record back through JSON or BSON (a replay of bolt's accept log)
+// would find it under another key. Invalid.
+func CheckKeys(ids ...string) error {
+	for _, id := range ids {
+		if !utf8.ValidString(id) {
+			return Errorf(Invalid, "identifier %q is not valid UTF-8", shorten(id))
+		}
+	}
+	return nil
+}
+
+// CheckDeliveries refuses one write of deliveries that names an ID twice
+// (a store would keep one record and index it twice) or an ID that is not
+// a key (CheckKeys). Invalid.
+func CheckDeliveries(ds []Delivery) error {
+	var seen map[string]bool // a letter's few deliveries are compared pairwise (the accept path)
+	if len(ds) > 8 {
+		seen = make(map[string]bool, len(ds))
+	}
+	for i, d := range ds {
+		twice := false
+		if seen != nil {
+			twice, seen[d.ID] = seen[d.ID], true
+		} else {
+			for _, e := range ds[:i] {
+				twice = twice || e.ID == d.ID
+			}
+		}
+		if twice {
+			return Errorf(Invalid, "delivery %s named twice", shorten(d.ID))
+		}
+		if err := CheckKeys(d.ID, d.Queue, d.MessageUUID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

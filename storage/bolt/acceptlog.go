@@ -220,6 +220,11 @@ func openAcceptLog(s *Store, dbPath string, every time.Duration, log *slog.Logge
 	if err := os.MkdirAll(l.dir, 0o750); err != nil {
 		return nil, hub.Wrap(hub.Unavailable, err, "bolt: create accept log directory")
 	}
+	// The directory's own entry must be on disk before an entry in it is
+	// acknowledged (POSIX does not promise it after a power cut otherwise).
+	if err := atomicfile.SyncDir(filepath.Dir(l.dir)); err != nil {
+		return nil, hub.Wrap(hub.Unavailable, err, "bolt: sync the accept log directory's parent")
+	}
 	last, err := l.replay()
 	if err != nil {
 		return nil, err

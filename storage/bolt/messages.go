@@ -94,6 +94,12 @@ func (s *Store) PutMessageWith(ctx context.Context, m hub.Message, ds []hub.Deli
 	if m.UUID == "" || strings.ContainsRune(m.UUID, 0) {
 		return hub.Errorf(hub.Invalid, "message without UUID, or with NUL in it")
 	}
+	if err := hub.CheckDeliveries(ds); err != nil {
+		return err
+	}
+	if err := hub.CheckKeys(m.UUID, m.SenderCVR, r.SystemID, r.TransmissionID); err != nil {
+		return err
+	}
 	for _, d := range ds {
 		if d.ID == "" || d.Queue == "" || strings.ContainsRune(d.ID, 0) {
 			return hub.Errorf(hub.Invalid, "delivery without ID or queue, or with NUL in its ID")
@@ -521,6 +527,9 @@ func getDeliveryFor(tx *bolt.Tx, id string, cr *claimRead) (hub.Delivery, error)
 }
 
 func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
+	if err := hub.CheckDeliveries(ds); err != nil {
+		return err
+	}
 	for _, d := range ds {
 		if d.ID == "" || d.Queue == "" || d.MessageUUID == "" || strings.ContainsRune(d.ID, 0) || strings.ContainsRune(d.MessageUUID, 0) {
 			return hub.Errorf(hub.Invalid, "delivery without ID, queue or message, or with NUL in them")

@@ -186,6 +186,12 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 	if m.UUID == "" {
 		return "", hub.Errorf(hub.Invalid, "message without UUID")
 	}
+	if err := hub.CheckDeliveries(ds); err != nil {
+		return "", err
+	}
+	if err := hub.CheckKeys(m.UUID, m.SenderCVR, r.SystemID, r.TransmissionID); err != nil {
+		return "", err
+	}
 	start := time.Now()
 	for i := range ds {
 		ds[i].Seq = s.nextSeq()

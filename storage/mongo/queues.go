@@ -241,6 +241,9 @@ func (s *Store) AddDeliveries(ctx context.Context, ds []hub.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	if err := hub.CheckDeliveries(ds); err != nil {
+		return err
+	}
 	now := time.Now()
 	docs := make([]any, len(ds))
 	for i := range ds {

@@ -3,6 +3,7 @@ package storagetest
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/posthub/posthub/hub"
 )
@@ -148,5 +149,37 @@ var limitTests = []storeTest{
 			wantOutcomes(t, got, map[string]int{"ok": 3, "conflict/" + k.limit.Code: attempts - 3}, k.name+" added at once")
 			wantCount(t, k, s, "12345678", 5)
 		}
+	}},
+}
+
+// keyTests: a write that names a delivery twice, or an identifier that is
+// not valid UTF-8, is refused whole before anything is stored (bolt used
+// to store one record indexed twice, which wedged the queue once it was
+// acknowledged, and to replay a non-UTF-8 UUID under another key).
+var keyTests = []storeTest{
+	{"PutMessage and AddDeliveries naming a delivery twice, or with an identifier that is not UTF-8, are Invalid and store nothing", func(t *testing.T, s hub.Store) {
+		d := Delivery("m1", "system/a", T0)
+		err := s.PutMessage(ctx, Message("m1", []byte("x"), T0), []hub.Delivery{d, d}, Receipt("m1", T0))
+		wantCode(t, err, hub.Invalid, "PutMessage with one delivery twice")
+		_, err = s.GetMessage(ctx, "m1")
+		wantCode(t, err, hub.NotFound, "GetMessage after the refusal")
+		bad := "m-\xff"
+		err = s.PutMessage(ctx, Message(bad, []byte("x"), T0), []hub.Delivery{Delivery(bad, "system/a", T0)}, Receipt(bad, T0))
+		wantCode(t, err, hub.Invalid, "PutMessage of a UUID that is not UTF-8")
+		if n, err := s.CountQueue(ctx, "system/a"); err != nil || n != 0 {
+			t.Fatalf("queue holds %d (%v) after the refusals", n, err)
+		}
+		ds := putMsg(t, s, "m2", T0, "system/a")
+		add := Delivery("m2", "system/b", T0)
+		wantCode(t, s.AddDeliveries(ctx, []hub.Delivery{add, add}), hub.Invalid, "AddDeliveries with one delivery twice")
+		if n, err := s.CountQueue(ctx, "system/b"); err != nil || n != 0 {
+			t.Fatalf("system/b holds %d (%v) after the refusal", n, err)
+		}
+		// What was stored before is whole: acknowledged, the queue is empty
+		// and claims nothing.
+		_, err = s.Ack(ctx, ds[0].ID, T0)
+		must(t, err, "Ack")
+		_, err = s.ClaimNext(ctx, "system/a", "p", time.Minute, T0)
+		wantCode(t, err, hub.NotFound, "ClaimNext of the emptied queue")
 	}},
 }

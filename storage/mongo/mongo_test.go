@@ -45,6 +45,21 @@ func openConfig(t testing.TB, cfg mongo.Config) *mongo.Store {
 	return s
 }
 
+// repairAfterGrace runs Repair as another instance whose grace period
+// (50 ms) has passed since since: what Repair removes once a crash's
+// leftovers are old enough, without waiting ten minutes.
+func repairAfterGrace(t *testing.T, uri, db string, since time.Time) {
+	t.Helper()
+	const grace = 50 * time.Millisecond
+	short := openConfig(t, mongo.Config{URI: uri, Database: db, PendingGrace: grace})
+	for time.Since(since) <= grace {
+		time.Sleep(grace - time.Since(since) + time.Millisecond) // the wall clock must pass the grace period
+	}
+	if err := short.Repair(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestContract(t *testing.T) {
 	storagetest.TestStore(t, func(t *testing.T) hub.Store { return open(t) })
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/internal/testservers"
-	"github.com/posthub/posthub/storage/mongo"
 	"github.com/posthub/posthub/storage/storagetest"
 )
 
@@ -46,14 +45,7 @@ func TestRepairFreesPlacesAndFillsThemOnce(t *testing.T) {
 	}
 	places(2, "a young place of a record not written, after Repair")
 
-	const grace = 50 * time.Millisecond
-	short := openConfig(t, mongo.Config{URI: uri, Database: db, PendingGrace: grace})
-	for time.Since(taken) <= grace {
-		time.Sleep(grace - time.Since(taken) + time.Millisecond)
-	}
-	if err := short.Repair(ctx, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	repairAfterGrace(t, uri, db, taken)
 	places(1, "after Repair past the grace period")
 
 	// Records from before places: the first Repair gives them places.

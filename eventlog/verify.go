@@ -187,7 +187,12 @@ func VerifyWith(ctx context.Context, store Scanner, o VerifyOptions) (Report, er
 				r.Problem = &Problem{Seq: ev.Seq, Kind: BadCheckpoint, Reason: err.Error()}
 			case cp.Verify(o.PublicKey) != nil:
 				r.Problem = &Problem{Seq: ev.Seq, Kind: BadCheckpoint, Reason: "the checkpoint's signature does not verify with the given public key"}
-			case cp.Seq+1 == ev.Seq && cp.Hash != prevHash:
+			case cp.Seq+1 != ev.Seq:
+				// The sealer seals a checkpoint right after the entry it
+				// vouches for; one elsewhere was moved by a renumbering
+				// (entries removed, the rest rehashed).
+				r.Problem = &Problem{Seq: ev.Seq, Kind: Changed, Reason: fmt.Sprintf("the signed checkpoint at seq %d vouches for seq %d, not for the entry before it: the log was renumbered (entries removed or inserted, hashes recomputed) at or before seq %d", ev.Seq, cp.Seq, max(cp.Seq, ev.Seq-1))}
+			case cp.Hash != prevHash:
 				r.Problem = &Problem{Seq: cp.Seq, Kind: Changed, Reason: fmt.Sprintf("the signed checkpoint at seq %d vouches for another hash: the log was rewritten (hashes recomputed) after seq %d and at or before seq %d", ev.Seq, r.LastCheckpoint, cp.Seq)}
 			}
 			if r.Problem != nil {

@@ -463,13 +463,41 @@ func (in *Ingest) emit(ctx context.Context, evs ...Event) error {
 // between the commit and the events lost (storage/mongo writes them after
 // the commit, and the sender whose answer the crash lost resubmits; its
 // Repair also appends them, from the commit, under the same IDs). They
-// are rebuilt from this submission's routing. Counters are not restored
-// here: adding them again would count the letter twice (storage/mongo's
-// Repair restores them exactly once, from the commit).
+// are rebuilt from this submission's routing, so only while that routing
+// is the one the message was stored with (its state and deliveries, none
+// acknowledged yet; otherwise events of deliveries that never existed
+// would be recorded), and only within restoreWindow of the acceptance
+// (later, event-log retention may have removed them on purpose). Counters
+// are not restored here: adding them again would count the letter twice
+// (storage/mongo's Repair restores them exactly once, from the commit).
 func (in *Ingest) restoreEvents(ctx context.Context, s Submission, first Message, rt Route, env Envelope) {
+	if in.now().Sub(first.Received) > restoreWindow || rt.State != first.State {
+		return
+	}
+	stored, err := in.Store.DeliveriesOf(ctx, first.UUID)
+	if err != nil || len(stored) != len(rt.Deliveries) {
+		return
+	}
+	for _, d := range rt.Deliveries {
+		if !slices.ContainsFunc(stored, func(x Delivery) bool { return x.ID == d.ID }) {
+			return
+		}
+	}
 	evs, _ := in.record(s, first, rt, env, first.Received)
 	_ = in.Store.AppendEvents(ctx, evs)
 }
+
+func (in *Ingest) now() time.Time {
+	if in.Now != nil {
+		return in.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// restoreWindow is how long after its acceptance a resubmission restores
+// a message's first events: a sender whose answer a crash lost resubmits
+// within minutes.
+const restoreWindow = time.Hour
 
 func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now time.Time) ([]Event, []Counter) {
 	base := Event{Actor: s.System.ID, SystemID: s.System.ID, MessageUUID: m.UUID, Party: m.RecipientID, Time: now}

@@ -296,7 +296,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LingerTime, "linger-time", 2*time.Second, "after answering a request before its body arrived (a refusal), how long the hub goes on discarding the body before it closes, so that the client reads the answer rather than a reset (0: close at once)")
 	fs.Int64Var(&c.LingerBytes, "linger-bytes", 8<<20, "most bytes of such a body the hub discards within -linger-time (0: close at once)")
 	fs.StringVar(&c.EventlogKey, "eventlog-key", "", "ed25519 key (PEM) signing event-log checkpoints; created if absent (default on bolt: DATA/eventlog-ed25519.pem; on mongo unset = no checkpoints)")
-	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever); the newest entry is always kept")
+	fs.DurationVar(&c.EventlogRetention, "eventlog-retention", 0, "delete event-log entries older than this (0 keeps them forever; otherwise at least 24h); the newest entry is always kept")
 	fs.Uint64Var(&c.EventlogCheckpointEvery, "eventlog-checkpoint-every", 10_000, "seal a signed checkpoint after this many event-log entries")
 	fs.DurationVar(&c.EventlogCheckpointInterval, "eventlog-checkpoint-interval", time.Minute, "... or after this long when anything new was sealed")
 	fs.DurationVar(&c.EventlogSealerTTL, "eventlog-sealer-ttl", 30*time.Second, "lease of the one instance that seals the event log (renewed at a third of it; another instance takes over this long after the holder died)")
@@ -456,6 +456,13 @@ func (c *serveConfig) check() error {
 	switch {
 	case c.PolicyPollInterval <= 0:
 		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
+	case c.EventlogRetention < 0 || (c.EventlogRetention > 0 && c.EventlogRetention < 24*time.Hour):
+		// A resubmission restores a letter's first events for an hour after
+		// its acceptance (hub.Ingest), and MongoDB's repair for its event
+		// repair window: retention must not remove them sooner.
+		return fmt.Errorf("-eventlog-retention %s: 0 (keep for ever) or at least 24h", c.EventlogRetention)
+	case c.EventlogRetention > 0 && c.Metadata == "mongo" && c.MongoEventRepairWindow >= c.EventlogRetention:
+		return fmt.Errorf("-mongo-event-repair-window %s: must be shorter than -eventlog-retention %s (the repair would restore events retention removed)", c.MongoEventRepairWindow, c.EventlogRetention)
 	case c.EventlogPollInterval < 100*time.Millisecond:
 		return fmt.Errorf("-eventlog-poll-interval %s: at least 100ms (the sealer's first wait after sealing)", c.EventlogPollInterval)
 	case c.MaxConns < 0 || c.MaxConnsPerAddr < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 || c.UploadMinRate < 0:

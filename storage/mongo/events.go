@@ -305,6 +305,9 @@ func (s *Store) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) 
 	}
 }
 
+// eventQueryTime bounds one QueryEvents (a variable for tests).
+var eventQueryTime = 20 * time.Second
+
 func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event, error) {
 	f := bson.M{}
 	if q.AfterSeq > 0 {
@@ -338,7 +341,18 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 	if q.Limit > 0 {
 		o.SetLimit(int64(q.Limit))
 	}
-	docs, err := findAll[sealedDoc](ctx, s.events, f, o)
+	// One query's work is bounded by time (the deadline reaches the server
+	// as the command's time limit): a filter that matches almost nothing
+	// in a large log, on a server that cannot use an index for it, is
+	// refused as bolt refuses it, not left to run.
+	qctx, cancel := context.WithTimeout(ctx, eventQueryTime)
+	defer cancel()
+	docs, err := findAll[sealedDoc](qctx, s.events, f, o)
+	if err != nil && ctx.Err() == nil && qctx.Err() != nil {
+		return nil, &hub.Error{Code: hub.Invalid, Message: "the query reads too much of the event log",
+			Fields: []hub.FieldError{{Resource: "request", Code: "event.query.too.wide",
+				Message: fmt.Sprintf("this query did not fill its page within %s; narrow it by time or organisation", eventQueryTime)}}}
+	}
 	out := make([]hub.Event, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, d.X)

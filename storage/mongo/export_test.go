@@ -110,3 +110,10 @@ func (s *Store) ForgetPlaces(ctx context.Context) error {
 	_, err := s.meta.DeleteOne(ctx, bson.M{"_id": placesID})
 	return translate(err, "forget places")
 }
+
+// SetEventQueryTime makes one QueryEvents' time bound d for the rest of t.
+func SetEventQueryTime(t testing.TB, d time.Duration) {
+	old := eventQueryTime
+	eventQueryTime = d
+	t.Cleanup(func() { eventQueryTime = old })
+}

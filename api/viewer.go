@@ -42,7 +42,7 @@ func (s *Server) viewerRoutes() []Route {
 	}
 	return []Route{
 		{Method: "GET", Path: box + "/messages/", Perm: rbac.MailboxRead, Tag: "viewer",
-			Summary: "List a mailbox (viewing client acting for its owner, named in X-User-Assertion), in arrival order.",
+			Summary: "List a mailbox (viewing client acting for its owner, named in X-User-Assertion), in arrival order. One request reads at most 1,000 letters to fill its page: a filter that matches few may answer a short or empty page with a next cursor; the listing ends at a page without one.",
 			Params: with(kind, "folder", "INBOX (default), ARCHIVE, DELETED or ALL", "sender", "sender CVR",
 				"from", "received at or after (RFC 3339 or YYYY-MM-DD)", "to", "received before", "unread", "true: unread only",
 				"after", "cursor: the previous page's nextCursor", "size", "page size (default 50, max 500)"),

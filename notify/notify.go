@@ -232,15 +232,30 @@ func (n *Notifier) Send(ctx context.Context) (int, error) {
 			return sent, err
 		}
 		for _, x := range due {
-			if err := n.attempt(ctx, x); err != nil {
+			// The lock is renewed before each attempt, and the batch ends
+			// as soon as it is another's (a slow mail server can outlast
+			// it): that instance sends what is due, and this one must not
+			// send it again. What another instance already settled is
+			// skipped. (A lock lost during one send can still cost that
+			// one notification a second copy: notifications go out at
+			// least once.)
+			ok, err := n.Store.AcquireLock(ctx, lockName, n.Holder, 2*time.Minute, n.now())
+			if err != nil || !ok {
+				return sent, err
+			}
+			cur, err := n.Mailboxes.GetNotification(ctx, x.ID)
+			if err != nil {
+				return sent, err
+			}
+			if cur.State != hub.NotificationPending || cur.Attempts != x.Attempts || cur.NextAttempt.After(n.now()) {
+				continue
+			}
+			if err := n.attempt(ctx, cur); err != nil {
 				return sent, err
 			}
 			if x2, _ := n.Mailboxes.GetNotification(ctx, x.ID); x2.State == hub.NotificationSent {
 				sent++
 			}
-		}
-		if _, err := n.Store.AcquireLock(ctx, lockName, n.Holder, 2*time.Minute, n.now()); err != nil {
-			return sent, err
 		}
 	}
 }

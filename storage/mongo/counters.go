@@ -25,9 +25,10 @@ import (
 //   - it lists in Folded the ids of every document it consumed (the
 //     group's older fold documents and the deltas with items of g);
 //   - a reader skips, for group g, every document listed in some fold
-//     document of g; so between the fold insert and the deletion of what it
-//     consumed, nothing counts twice, and after a crash there the next
-//     compaction consumes the leftovers again;
+//     document of g, and every fold below g's highest epoch (foldSum); so
+//     between the fold insert and the deletion of what it consumed,
+//     nothing counts twice, and after a crash there the next compaction
+//     consumes the leftovers again;
 //   - a reader reads the fold documents, then the deltas, then the fold
 //     documents again, and retries when they changed: a compaction
 //     finishing in between could otherwise hide deltas it deleted.
@@ -134,7 +135,18 @@ func (s *Store) counterSnapshot(ctx context.Context, f bson.M) (folds, deltas []
 }
 
 // foldSum adds up the documents as a reader sees them, for items ok accepts.
+// Of a group's fold documents only the one of the highest epoch counts: it
+// consumed every fold of the group there was when its compactor read them,
+// all of lower epochs. A fold of a lower epoch seen beside it is one it
+// consumed (and lists), or one a compactor that lost its lock re-inserted
+// late under the _id of a fold consumed and deleted since (which no
+// Folded list names any more): its counts are in the newer fold already,
+// since its compactor read before the newer one's did.
 func foldSum(folds, deltas []counterDoc, ok func(counterItem) bool) map[hub.CounterKey]*hub.Counter {
+	top := map[string]int64{}
+	for _, f := range folds {
+		top[f.G] = max(top[f.G], f.E)
+	}
 	skip := map[string]map[string]bool{}
 	for _, f := range folds {
 		if skip[f.G] == nil {
@@ -155,7 +167,7 @@ func foldSum(folds, deltas []counterDoc, ok func(counterItem) bool) map[hub.Coun
 		c.Bytes += it.B
 	}
 	for _, f := range folds {
-		if skip[f.G][f.ID] {
+		if skip[f.G][f.ID] || f.E < top[f.G] {
 			continue
 		}
 		for _, it := range f.Items {

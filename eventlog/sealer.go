@@ -220,7 +220,7 @@ func (s *Sealer) Step(ctx context.Context) (int, error) {
 	n, err := s.sealBatch(ctx)
 	if err == nil && s.opts.Retention > 0 && s.opts.Now().Sub(s.lastRetained) >= s.opts.RetentionInterval {
 		s.lastRetained = s.opts.Now()
-		if _, rerr := Retain(ctx, s.store, s.opts.Now().Add(-s.opts.Retention)); rerr != nil {
+		if rerr := s.retain(ctx, s.opts.Now().Add(-s.opts.Retention)); rerr != nil {
 			s.opts.Log.Warn("eventlog: retention", "error", rerr)
 		}
 	}

@@ -80,7 +80,8 @@ const (
 	EventLogCheckpoint Tag = "EVENT_LOG_CHECKPOINT"
 	// EventLogExported records an auditor's export.
 	EventLogExported Tag = "EVENT_LOG_EXPORTED"
-	// EventLogRetention records a retention run (how many entries went).
+	// EventLogRetention is a signed retention record (RetentionRecord),
+	// sealed before a retention run deletes entries; only auditors see it.
 	EventLogRetention Tag = "EVENT_LOG_RETENTION"
 )
 

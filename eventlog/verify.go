@@ -128,6 +128,8 @@ func VerifyWith(ctx context.Context, store Scanner, o VerifyOptions) (Report, er
 		prevHash     string // verified hash of entry expect-1
 		prevPrevHash string
 		window       []hub.Event
+		retained     bool   // a signed retention record was seen
+		firstKept    uint64 // the highest first entry such a record keeps
 	)
 	external := map[uint64]Checkpoint{}
 	var maxExternal uint64
@@ -200,6 +202,17 @@ func VerifyWith(ctx context.Context, store Scanner, o VerifyOptions) (Report, er
 			}
 			vouch(cp.Seq)
 		}
+		if ev.Tag == string(EventLogRetention) && o.PublicKey != nil {
+			rec, err := RetentionRecordOf(ev)
+			if err == nil {
+				err = rec.Verify(o.PublicKey)
+			}
+			if err != nil {
+				r.Problem = &Problem{Seq: ev.Seq, Kind: BadCheckpoint, Reason: err.Error()}
+				return errStop
+			}
+			retained, firstKept = true, max(firstKept, rec.FirstKept)
+		}
 		if cp, ok := external[ev.Seq]; ok {
 			if cp.Hash != ev.Hash {
 				r.Problem = &Problem{Seq: ev.Seq, Kind: Changed, Reason: fmt.Sprintf("the entry's hash is not the one an exported checkpoint vouches for: the log was rewritten (hashes recomputed) after seq %d and at or before this seq", r.LastCheckpoint)}
@@ -219,6 +232,11 @@ func VerifyWith(ctx context.Context, store Scanner, o VerifyOptions) (Report, er
 	}
 	if window != nil {
 		r.Problem = diagnose(expect, prevHash, prevPrevHash, r.First, window)
+		return r, nil
+	}
+	if retained && o.From <= 1 && r.First > firstKept {
+		r.Problem = &Problem{Seq: firstKept, Kind: Removed,
+			Reason: fmt.Sprintf("seqs %d to %d are missing, yet the last signed retention record lets retention remove the entries before seq %d only", firstKept, r.First-1, firstKept)}
 		return r, nil
 	}
 	if maxExternal > 0 && (!started || r.Last < maxExternal) {

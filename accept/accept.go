@@ -199,18 +199,18 @@ func (s *Service) release(buf *[]byte, size int64) {
 // others. name is the entry's file name; a name that is a UUID labels the
 // receipt of an entry too broken to carry its own. When the hub cannot
 // take the entry now (Unavailable: its storage is full, a dependency is
-// down; Internal) there is no verdict on the MeMo and no receipt: Entry
-// returns the error, and the caller stops reading the archive, whose rest
-// the sender sends again.
+// down, a store write failed) there is no verdict on the MeMo and no
+// receipt: Entry returns the error, and the caller stops reading the
+// archive, whose rest the sender sends again.
 func (s *Service) Entry(ctx context.Context, req Request, name string, body Body) (hub.Receipt, error) {
 	rc, _, err := s.Letter(ctx, req, body)
 	if err == nil {
 		return rc, nil
 	}
-	if c := hub.ErrorCode(err); c == hub.Unavailable || c == hub.Internal {
-		// No verdict on the MeMo: and a store that failed this way may have
-		// stored the letter after all, which a resent entry is answered
-		// with (an INVALID receipt would tell the sender it was not).
+	if hub.Is(err, hub.Unavailable) {
+		// No verdict on the MeMo (hub.Ingest answers a store failure that
+		// may have stored the letter Unavailable too: a resent entry is
+		// answered with its receipt, where INVALID would say it was not).
 		return hub.Receipt{}, err
 	}
 	base := path.Base(name)
@@ -234,6 +234,9 @@ func (s *Service) Entry(ctx context.Context, req Request, name string, body Body
 				rc.ErrorMessage = "line " + strconv.Itoa(f.Line) + ": " + rc.ErrorMessage
 			}
 		}
+	}
+	if hub.ErrorCode(err) == hub.Internal {
+		rc.ErrorMessage = "internal error"
 	}
 	if perr := s.Receipts.PutReceipt(ctx, rc); perr != nil {
 		// The sender has the receipt in the answer; only the listing lacks it.

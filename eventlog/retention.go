@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -95,15 +96,29 @@ func (s *Sealer) retain(ctx context.Context, cutoff time.Time) error {
 		if last.Time.Before(cutoff) {
 			cutoff = last.Time
 		}
-		first, err := s.store.QueryEvents(ctx, hub.EventQuery{Limit: 1})
-		if err != nil || len(first) == 0 {
+		// The first entry kept, as DeleteEventsBefore finds it: the first
+		// in seq order not older than cutoff. Read by a scan, not a query:
+		// a query's work bound would stop a first retention of a long-kept
+		// log for good (as a time bound on MongoDB would), and the scan
+		// reads no more than the deletion will.
+		var first, keep uint64
+		err = s.store.ScanEvents(ctx, 0, func(ev hub.Event) error {
+			if first == 0 {
+				first = ev.Seq
+			}
+			if !ev.Time.Before(cutoff) {
+				keep = ev.Seq
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
 			return err
 		}
-		keep, err := s.store.QueryEvents(ctx, hub.EventQuery{From: cutoff, Limit: 1})
-		if err != nil || len(keep) == 0 || keep[0].Seq <= first[0].Seq {
-			return err // nothing to delete
+		if keep <= first {
+			return nil // nothing to delete
 		}
-		rec := RetentionRecord{FirstKept: keep[0].Seq, Cutoff: cutoff, Time: s.opts.Now()}
+		rec := RetentionRecord{FirstKept: keep, Cutoff: cutoff, Time: s.opts.Now()}
 		rec.Sign(s.opts.Key)
 		if err := s.sealOne(ctx, rec.Event(s.opts.Holder)); err != nil {
 			return err

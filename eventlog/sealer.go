@@ -64,6 +64,7 @@ type SealerStore interface {
 	// current lease.
 	SealEvents(ctx context.Context, l hub.SealerLease, evs []hub.Event) (hub.SealerLease, error)
 	Querier
+	Scanner // retention's look-up of the first entry it keeps (no query bound)
 	RetentionStore
 }
 

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -214,9 +215,13 @@ func CheckContactPoint(p ContactPoint) error {
 		return InvalidField("contactPoint", "contactGroups", "contact.point.groups.too.many",
 			fmt.Sprintf("a contact point belongs to at most %d groups", MaxGroupsPerPoint), "")
 	}
-	for _, c := range p.Codes {
+	for i, c := range p.Codes {
 		if err := CheckText("contactPoint", "contactPointCodes", "contact.point.code", c.Code, MaxCodeLen, false); err != nil {
 			return err
+		}
+		if slices.Contains(p.Codes[:i], c) {
+			return InvalidField("contactPoint", "contactPointCodes", "contact.point.code.duplicate",
+				"a contact point lists each code once", shorten(string(c.Type)+" "+c.Code))
 		}
 	}
 	return nil

@@ -53,6 +53,28 @@ type Error struct {
 	// caller should wait before trying again; the HTTP edge sends it as
 	// Retry-After.
 	RetryAfter time.Duration
+	// NothingStored is set by a store on a write's error after which it
+	// certainly stored nothing of the write (it gave up before it began, or
+	// undid it). Without it a failed write may still have landed.
+	NothingStored bool
+}
+
+// NotStored marks e as an error after which nothing of the write was
+// stored (Error.NothingStored) and returns it.
+func NotStored(e *Error) *Error {
+	e.NothingStored = true
+	return e
+}
+
+// StoredNothing reports whether err says a write stored nothing for
+// certain: Conflict and Invalid refuse before writing, and a store marks
+// other such errors NothingStored.
+func StoredNothing(err error) bool {
+	if c := ErrorCode(err); c == Conflict || c == Invalid {
+		return true
+	}
+	var e *Error
+	return errors.As(err, &e) && e.NothingStored
 }
 
 func (e *Error) Error() string {

@@ -189,13 +189,14 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	if err := in.commit(ctx, m, rt.Deliveries, r, evs, counters); err != nil {
 		// The content and print keys are this submission's own: nothing
 		// else names them, whoever won the UUID. They are deleted only when
-		// the store says for certain that it stored nothing (Conflict: the
-		// UUID is taken; Invalid). Any other error may come after the
-		// commit landed (an answer lost, a caller that stopped waiting for
-		// an entry already in the accept log): the letter may be stored,
-		// and its retry answered with this receipt, so its blobs stay
-		// (unreferenced at worst).
-		if code := ErrorCode(err); code == Conflict || code == Invalid {
+		// the store says for certain that it stored nothing (StoredNothing:
+		// Conflict, Invalid, or a write it gave up before it began or
+		// undid). Any other error may come after the commit landed (an
+		// answer lost): the letter may be stored, and its retry answered
+		// with this receipt, so its blobs stay (unreferenced at worst), and
+		// the sender is told to resubmit (Unavailable), never that the
+		// letter was refused.
+		if StoredNothing(err) {
 			for _, k := range []string{printKey, m.ContentKey} {
 				if k != "" {
 					_ = in.Blobs.Delete(ctx, k)
@@ -203,6 +204,9 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 			}
 		}
 		if ErrorCode(err) != Conflict {
+			if ErrorCode(err) == Internal && !StoredNothing(err) {
+				err = Wrap(Unavailable, err, "storing message %s failed; resubmit it", l.UUID)
+			}
 			return Receipt{}, false, err
 		}
 		// The UUID is taken: a resubmission, or a concurrent submission of

@@ -221,10 +221,12 @@ var errStop = fmt.Errorf("stop")
 // Send sends the notifications that are due and returns how many were
 // sent. Only the instance holding the notifier lock sends.
 func (n *Notifier) Send(ctx context.Context) (int, error) {
-	ok, err := n.Store.AcquireLock(ctx, lockName, n.Holder, 2*time.Minute, n.now())
+	const ttl = 2 * time.Minute
+	ok, err := n.Store.AcquireLock(ctx, lockName, n.Holder, ttl, n.now())
 	if err != nil || !ok {
 		return 0, err
 	}
+	renewed := n.now()
 	sent := 0
 	for {
 		due, err := n.Mailboxes.DueNotifications(ctx, n.now(), 50)
@@ -232,16 +234,19 @@ func (n *Notifier) Send(ctx context.Context) (int, error) {
 			return sent, err
 		}
 		for _, x := range due {
-			// The lock is renewed before each attempt, and the batch ends
-			// as soon as it is another's (a slow mail server can outlast
-			// it): that instance sends what is due, and this one must not
-			// send it again. What another instance already settled is
-			// skipped. (A lock lost during one send can still cost that
-			// one notification a second copy: notifications go out at
-			// least once.)
-			ok, err := n.Store.AcquireLock(ctx, lockName, n.Holder, 2*time.Minute, n.now())
-			if err != nil || !ok {
-				return sent, err
+			// The lock is renewed once a third of it has passed, before
+			// the next attempt, and the batch ends as soon as it is
+			// another's (a slow mail server can outlast it): that instance
+			// sends what is due, and this one must not send it again. What
+			// another instance already settled is skipped. (A lock lost
+			// during one send can still cost that one notification a
+			// second copy: notifications go out at least once.)
+			if now := n.now(); now.Sub(renewed) >= ttl/3 {
+				ok, err := n.Store.AcquireLock(ctx, lockName, n.Holder, ttl, now)
+				if err != nil || !ok {
+					return sent, err
+				}
+				renewed = now
 			}
 			cur, err := n.Mailboxes.GetNotification(ctx, x.ID)
 			if err != nil {

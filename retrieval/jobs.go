@@ -296,7 +296,8 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 		return
 	}
 	if !sys.Active {
-		return // deactivated since the job started: nothing more goes to it
+		s.stopForInactive(ctx, org, id, sys)
+		return
 	}
 	kind := hub.MailboxKind(strings.TrimPrefix(j.MailboxID, org+":"))
 	lock := "retrieval/mailbox/" + org
@@ -365,6 +366,29 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 	if err := s.putJob(ctx, cur); err != nil {
 		s.log.Warn("retrieval: system-fetch record", "job", id, "error", err)
 	}
+}
+
+// stopForInactive stops a running job whose system was deactivated since
+// it started: nothing more goes to it, and the job ends (STOPPED) rather
+// than be resumed in vain for ever.
+func (s *Service) stopForInactive(ctx context.Context, org, id string, sys hub.System) {
+	s.jobMu.Lock()
+	j, err := s.getJob(ctx, org, id)
+	if err != nil || j.Status != FetchRunning {
+		s.jobMu.Unlock()
+		return
+	}
+	now := s.clock()
+	j.Status, j.Moving, j.LastUpdated, j.Finished = FetchStopped, false, now, &now
+	j.Version++
+	err = s.putJob(ctx, j)
+	s.jobMu.Unlock()
+	if err != nil {
+		s.log.Warn("retrieval: system-fetch record", "job", id, "error", err)
+		return
+	}
+	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: now, Tag: TagSystemFetchStop, Actor: "retrieval",
+		Orgs: []string{org}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": j.MailboxID, "reason": "systemDeactivated"}})
 }
 
 // GetFetch returns a job with its progress. NotFound for another

@@ -743,7 +743,8 @@ func (l *acceptLog) put(ctx context.Context, e *logEntry, check func(tx *bolt.Tx
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
+			// Before this write's entry was appended: nothing of it stored.
+			return hub.NotStored(hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned"))
 		}
 		l.mu.Lock()
 	}

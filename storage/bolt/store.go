@@ -400,8 +400,9 @@ func (s *Store) barrier(ctx context.Context, urgent bool) error {
 // never writes (organisations, systems, contacts, policies, users, locks,
 // mailbox state) and for the log's own apply.
 func (s *Store) updateDirect(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	// Abandoned before the write is handed over: nothing of it stored.
 	if err := ctx.Err(); err != nil {
-		return hub.Wrap(hub.Unavailable, err, "bolt: write abandoned")
+		return hub.NotStored(hub.Wrap(hub.Unavailable, err, "bolt: write abandoned"))
 	}
 	r := &request{fn: fn, err: make(chan error, 1)}
 	select {
@@ -409,7 +410,7 @@ func (s *Store) updateDirect(ctx context.Context, fn func(tx *bolt.Tx) error) er
 	case <-s.quit:
 		return errStoreClosed
 	case <-ctx.Done():
-		return hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned")
+		return hub.NotStored(hub.Wrap(hub.Unavailable, ctx.Err(), "bolt: write abandoned"))
 	}
 	// Once handed over the write may commit, so wait for its outcome.
 	return edge(<-r.err)

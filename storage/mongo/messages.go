@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"time"
@@ -205,7 +206,7 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		}
 		s.undo(m.UUID, tx)
 		if !isDup(err) {
-			return "", translate(err, "store deliveries and receipt of %s", m.UUID)
+			return "", notStored(translate(err, "store deliveries and receipt of %s", m.UUID))
 		}
 		if try == 0 {
 			removed, rerr := s.removeStaleLeftovers(ctx, ds)
@@ -213,7 +214,7 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 				removed, rerr = s.fenceUnfinished(ctx, m.UUID, ds)
 			}
 			if rerr != nil {
-				return "", rerr
+				return "", notStored(rerr)
 			} else if removed {
 				continue
 			}
@@ -222,7 +223,7 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 	}
 	if time.Since(start) > s.grace/2 {
 		s.undo(m.UUID, tx)
-		return "", hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID)
+		return "", hub.NotStored(hub.Errorf(hub.Unavailable, "storing message %s took too long", m.UUID))
 	}
 	doc := msgDoc{ID: m.UUID, C: true, Tx: tx, Claimed: start, Sender: m.SenderCVR, Rcv: m.Received, M: m, Ev: evs, Ct: cs}
 	// The commit too must not land after half the grace period, when
@@ -253,6 +254,18 @@ func (s *Store) putMessage(ctx context.Context, m hub.Message, ds []hub.Delivery
 		s.undo(m.UUID, tx)
 		return "", hub.Wrap(hub.Conflict, err, "message %s exists", m.UUID)
 	}
+}
+
+// notStored marks err (from a PutMessage that never reached its commit,
+// its pending documents undone or invisible) as one after which nothing
+// was stored.
+func notStored(err error) error {
+	var e *hub.Error
+	if errors.As(err, &e) {
+		c := *e
+		return hub.NotStored(&c)
+	}
+	return hub.NotStored(hub.Wrap(hub.Unavailable, err, "store message"))
 }
 
 // insertPendingMessage inserts the deliveries (ordered by ID, so that two

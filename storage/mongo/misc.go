@@ -307,7 +307,7 @@ func (s *Store) PolicyStamp(ctx context.Context) (string, error) {
 //   - counters are compacted (under the compactor lock);
 //   - the policy stamp is rewritten if a change's stamp write was lost;
 //   - token claims of systems that no longer carry the token are dropped;
-//   - organisations' places (slots.go) whose record never came or is gone
+//   - organisations' places (places.go) whose record never came or is gone
 //     are freed after the grace period.
 func (s *Store) Repair(ctx context.Context, now time.Time) error {
 	wall := time.Now()

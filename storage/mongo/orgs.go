@@ -3,6 +3,7 @@ package mongo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -314,7 +315,7 @@ func (s *Store) CreateSystem(ctx context.Context, sys hub.System) error {
 	err = create(ctx, s.systems, "system", recDoc[hub.System]{K: sys.ID, Org: sys.OrgCVR, Tok: sys.TokenHash, CS: s.nextSeq(), X: sys})
 	if err != nil {
 		s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID, nonce)
-		s.givePlace(ctx, place)
+		s.givePlaceAfter(ctx, place, err)
 	}
 	return err
 }
@@ -533,7 +534,7 @@ func (s *Store) withPlace(ctx context.Context, k placeKind, org, item string, is
 		return err
 	}
 	if err := write(); err != nil {
-		s.givePlace(ctx, place)
+		s.givePlaceAfter(ctx, place, err)
 		return err
 	}
 	return nil
@@ -651,6 +652,15 @@ func (s *Store) putContactPoint(ctx context.Context, p hub.ContactPoint) error {
 			return err
 		}
 		old = h.X.Codes
+	}
+	// A code listed twice is claimed once (the second claim would find the
+	// first, which no live revision carries yet, and refuse).
+	p.Codes = slices.Clone(p.Codes)
+	for i := 0; i < len(p.Codes); i++ {
+		if slices.Contains(p.Codes[:i], p.Codes[i]) {
+			p.Codes = slices.Delete(p.Codes, i, i+1)
+			i--
+		}
 	}
 	nonces := make([]string, len(p.Codes))
 	for i, c := range p.Codes {

@@ -108,9 +108,20 @@ func (s *Store) takePlace(ctx context.Context, k placeKind, org, item string) (s
 	return "", k.limit.Limited(org)
 }
 
-// givePlace frees the place id (best effort: Repair frees it otherwise).
+// givePlace frees the place id, its record not written (best effort:
+// Repair frees it otherwise).
 func (s *Store) givePlace(ctx context.Context, id string) {
 	_, _ = s.places.DeleteOne(context.WithoutCancel(ctx), bson.M{"_id": id})
+}
+
+// givePlaceAfter frees the place id after its record's write failed with
+// err, unless the write may have landed all the same (hub.StoredNothing
+// false): then the place stays, and Repair frees it after the grace period
+// if no record came.
+func (s *Store) givePlaceAfter(ctx context.Context, id string, err error) {
+	if hub.StoredNothing(err) {
+		s.givePlace(ctx, id)
+	}
 }
 
 // freePlaceOf frees the place of a deleted record (best effort).

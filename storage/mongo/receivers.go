@@ -129,7 +129,7 @@ func (s *Store) ChangeReceivers(ctx context.Context, org string, ch hub.Receiver
 				return out, nil
 			}})
 			s.releaseTokenIfUnused(ctx, sys.TokenHash, sys.ID, nonce)
-			s.givePlace(ctx, place)
+			s.givePlaceAfter(ctx, place, err)
 			return err
 		}
 		*a = sys

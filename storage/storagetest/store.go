@@ -56,6 +56,7 @@ func TestStore(t *testing.T, open func(t *testing.T) hub.Store) {
 	tests = append(tests, deliveryIDTests...)
 	tests = append(tests, limitTests...)
 	tests = append(tests, keyTests...)
+	tests = append(tests, codeTwiceTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

@@ -183,3 +183,18 @@ var keyTests = []storeTest{
 		wantCode(t, err, hub.NotFound, "ClaimNext of the emptied queue")
 	}},
 }
+
+// codeTwiceTests: a contact point whose list names one code twice is
+// stored as bolt always stored it (MongoDB's code claims refused the second
+// claim of the same code by the same put for good; found by a review).
+var codeTwiceTests = []storeTest{
+	{"PutContactPoint listing one code twice stores the point, which holds the code", func(t *testing.T, s hub.Store) {
+		c := hub.ContactPointCode{Type: hub.CodeKLE, Code: "00.01"}
+		p := hub.ContactPoint{ID: "p1", OrgCVR: "12345678", Name: "P", SystemID: "a", Codes: []hub.ContactPointCode{c, c}, Created: T0}
+		must(t, s.PutContactPoint(ctx, p), "PutContactPoint")
+		other := hub.ContactPoint{ID: "p2", OrgCVR: "12345678", Name: "Q", SystemID: "a", Codes: []hub.ContactPointCode{c}, Created: T0}
+		if err := s.PutContactPoint(ctx, other); !hub.Is(err, hub.Conflict) {
+			t.Fatalf("another point with the code: %v, want Conflict", err)
+		}
+	}},
+}

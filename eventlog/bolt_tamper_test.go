@@ -9,6 +9,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/storage/bolt"
 )
 
 // boltRaw edits the "events" bucket of a closed bolt store file: key is the
@@ -53,23 +54,30 @@ func TestTamperBolt(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "posthub.db")
 		s := openBolt(t, path)
 		return s, func(edit func(rawLog)) eventStore {
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			db, err := bbolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Update(func(tx *bbolt.Tx) error {
-				edit(boltRaw{tx})
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
-			}
-			return openBolt(t, path)
+			return editBolt(t, s, path, func(raw boltRaw) { edit(raw) })
 		}
 	})
+}
+
+// editBolt closes s, edits its file's events bucket with edit (as someone
+// with the database would) and opens the store again.
+func editBolt(t *testing.T, s interface{ Close() error }, path string, edit func(boltRaw)) *bolt.Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		edit(boltRaw{tx})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openBolt(t, path)
 }

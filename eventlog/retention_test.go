@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	bbolt "go.etcd.io/bbolt"
-
 	"github.com/posthub/posthub/eventlog"
 )
 
@@ -53,25 +51,11 @@ func TestARecentPrefixRemovedBeyondRetentionIsCaught(t *testing.T) {
 	}
 
 	// Someone with the database deletes the next entries too.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	s = editBolt(t, s, path, func(raw boltRaw) {
 		for seq := first; seq < first+4; seq++ {
-			boltRaw{tx}.del(t, seq)
+			raw.del(t, seq)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openBolt(t, path)
+	})
 	r, err = eventlog.VerifyWith(ctx, s, eventlog.VerifyOptions{PublicKey: pub})
 	if err != nil {
 		t.Fatal(err)

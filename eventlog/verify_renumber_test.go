@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	bbolt "go.etcd.io/bbolt"
-
 	"github.com/posthub/posthub/eventlog"
 )
 
@@ -25,15 +23,7 @@ func TestACheckpointMovedByRenumberingIsCaught(t *testing.T) {
 		t.Fatalf("sealed %d", len(log))
 	}
 	last := log[len(log)-1].Seq
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		raw := boltRaw{tx}
+	s = editBolt(t, s, path, func(raw boltRaw) {
 		prev := raw.get(t, 4).Hash
 		for k := uint64(5); k < last; k++ {
 			ev := raw.get(t, k+1)
@@ -44,14 +34,7 @@ func TestACheckpointMovedByRenumberingIsCaught(t *testing.T) {
 			raw.put(t, k, ev)
 		}
 		raw.del(t, last)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openBolt(t, path)
+	})
 	r, err := eventlog.VerifyWith(ctx, s, eventlog.VerifyOptions{PublicKey: testKey.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)

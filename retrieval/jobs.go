@@ -372,23 +372,32 @@ func (s *Service) runJob(ctx context.Context, org, id string) {
 // it started: nothing more goes to it, and the job ends (STOPPED) rather
 // than be resumed in vain for ever.
 func (s *Service) stopForInactive(ctx context.Context, org, id string, sys hub.System) {
+	j, stopped, err := s.stopJob(ctx, org, id)
+	if err != nil {
+		s.log.Warn("retrieval: system-fetch record", "job", id, "error", err)
+	}
+	if stopped {
+		s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: *j.Finished, Tag: TagSystemFetchStop, Actor: "retrieval",
+			Orgs: []string{org}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": j.MailboxID, "reason": "systemDeactivated"}})
+	}
+}
+
+// stopJob marks a running job STOPPED (under jobMu) and reports whether it
+// did; a job not running is returned as it is.
+func (s *Service) stopJob(ctx context.Context, org, id string) (jobRecord, bool, error) {
 	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
 	j, err := s.getJob(ctx, org, id)
 	if err != nil || j.Status != FetchRunning {
-		s.jobMu.Unlock()
-		return
+		return j, false, err
 	}
 	now := s.clock()
 	j.Status, j.Moving, j.LastUpdated, j.Finished = FetchStopped, false, now, &now
 	j.Version++
-	err = s.putJob(ctx, j)
-	s.jobMu.Unlock()
-	if err != nil {
-		s.log.Warn("retrieval: system-fetch record", "job", id, "error", err)
-		return
+	if err := s.putJob(ctx, j); err != nil {
+		return j, false, err
 	}
-	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: now, Tag: TagSystemFetchStop, Actor: "retrieval",
-		Orgs: []string{org}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": j.MailboxID, "reason": "systemDeactivated"}})
+	return j, true, nil
 }
 
 // GetFetch returns a job with its progress. NotFound for another
@@ -449,25 +458,14 @@ func (s *Service) UpdateFetch(ctx context.Context, sys hub.System, mailboxID, id
 	if _, err := s.GetFetch(ctx, sys, mailboxID, id); err != nil {
 		return SystemFetch{}, err
 	}
-	s.jobMu.Lock()
-	j, err := s.getJob(ctx, sys.OrgCVR, id)
+	j, stopped, err := s.stopJob(ctx, sys.OrgCVR, id)
 	if err != nil {
-		s.jobMu.Unlock()
 		return SystemFetch{}, err
 	}
-	if j.Status != FetchRunning {
-		s.jobMu.Unlock()
+	if !stopped {
 		return s.progress(ctx, j)
 	}
-	now := s.clock()
-	j.Status, j.Moving, j.LastUpdated, j.Finished = FetchStopped, false, now, &now
-	j.Version++
-	err = s.putJob(ctx, j)
-	s.jobMu.Unlock()
-	if err != nil {
-		return SystemFetch{}, err
-	}
-	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: now, Tag: TagSystemFetchStop, Actor: holder(sys),
+	s.emit(ctx, hub.Event{ID: "retrieval:systemfetch:stopped:" + j.ID, Time: *j.Finished, Tag: TagSystemFetchStop, Actor: holder(sys),
 		Orgs: []string{sys.OrgCVR}, SystemID: sys.ID, Detail: map[string]string{"systemFetchId": j.ID, "mailboxId": mailboxID}})
 	return s.progress(ctx, j)
 }

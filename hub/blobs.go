@@ -4,12 +4,15 @@ import (
 	"context"
 	"io"
 	"strings"
+	"time"
 )
 
 // BlobInfo describes a stored blob.
 type BlobInfo struct {
 	Key  string
 	Size int64
+	// Modified is when the object was stored (List sets it).
+	Modified time.Time
 }
 
 // Blobs stores message content: one immutable object per key. Keys are

@@ -53,6 +53,11 @@ func startLoops(h *hubServices) *backgroundLoops {
 	l.run(ctx, "notifier", func(ctx context.Context) { h.notifier.Run(ctx, cfg.NotifyInterval) })
 	archive := &hub.SentArchive{Store: store, Blobs: h.blobs}
 	l.run(ctx, "sent-archive purge", every(cfg.ArchivePurgeInterval, log, "sent-archive purge", func(ctx context.Context) error { _, err := archive.Purge(ctx); return err }))
+	// Message content no message names (a failure that may have stored
+	// its letter keeps the blob; a crash between upload and commit)
+	// goes once it is a day old, looked for every six hours.
+	sweeper := &hub.ContentSweeper{Store: store, Blobs: h.blobs, MinAge: 24 * time.Hour, Holder: instanceName(), Log: log}
+	l.run(ctx, "content sweeper", every(6*time.Hour, log, "content sweeper", func(ctx context.Context) error { _, err := sweeper.Sweep(ctx); return err }))
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
 		// The spool fails only for local reasons (its disk), never for one
 		// item's: an item it refuses is tried again every lease (5 minutes)

@@ -369,7 +369,7 @@ func (s *Store) list(ctx context.Context, dir, base, prefix string, fn func(hub.
 		if err != nil {
 			return hub.Wrap(hub.Internal, err, "list %q", prefix)
 		}
-		if err := fn(hub.BlobInfo{Key: e.key, Size: fi.Size()}); err != nil {
+		if err := fn(hub.BlobInfo{Key: e.key, Size: fi.Size(), Modified: fi.ModTime()}); err != nil {
 			return err
 		}
 	}

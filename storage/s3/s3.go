@@ -214,7 +214,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(hub.BlobInfo) e
 		if !ok || checkKey(key) != nil {
 			continue // not one of ours
 		}
-		if err := fn(hub.BlobInfo{Key: key, Size: obj.Size}); err != nil {
+		if err := fn(hub.BlobInfo{Key: key, Size: obj.Size, Modified: obj.LastModified}); err != nil {
 			return err
 		}
 	}

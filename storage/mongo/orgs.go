@@ -655,13 +655,13 @@ func (s *Store) putContactPoint(ctx context.Context, p hub.ContactPoint) error {
 	}
 	// A code listed twice is claimed once (the second claim would find the
 	// first, which no live revision carries yet, and refuse).
-	p.Codes = slices.Clone(p.Codes)
-	for i := 0; i < len(p.Codes); i++ {
-		if slices.Contains(p.Codes[:i], p.Codes[i]) {
-			p.Codes = slices.Delete(p.Codes, i, i+1)
-			i--
+	var uniq []hub.ContactPointCode
+	for _, c := range p.Codes {
+		if !slices.Contains(uniq, c) {
+			uniq = append(uniq, c)
 		}
 	}
+	p.Codes = uniq
 	nonces := make([]string, len(p.Codes))
 	for i, c := range p.Codes {
 		n, err := s.claimCode(ctx, p.OrgCVR, p.ID, c)

@@ -93,7 +93,7 @@ func (s *Server) sendRoutes() []Route {
 			Consumes: []string{"application/xml", "text/xml", "application/x-lzma", "multipart/form-data"},
 			Produces: "application/json", Status: 201, Schema: "Receipt", Upload: true, Handler: s.handleSendMemo},
 		{Method: "POST", Path: v1 + "/memos/:id/recall", Access: Sender, Tag: "send",
-			Summary:  "Recall a message held by doNotDeliverUntilDate, before that date.",
+			Summary:  "Recall a message held by doNotDeliverUntilDate, before that date: one the calling system's organisation sent, or one a system of it sent on another organisation's behalf (sendFor).",
 			Produces: "application/json", Status: 200, Schema: "Message", Handler: s.handleRecall},
 		{Method: "GET", Path: v1 + "/sent/", Access: Sender, Tag: "send",
 			Summary:  "List the organisation's sent-archive: letters sent with archive=FORWARD_AND_KEEP (or FORWARD_ELSE_KEEP and undelivered), newest first.",
@@ -215,7 +215,7 @@ func (s *Server) registryRoutes() []Route {
 			Params:   wholeDoc,
 			Produces: j, Status: 200, Schema: "MessageList", Handler: s.handleHeldMessages},
 		{Method: "POST", Path: org + "/messages/:id/recall", Perm: rbac.MessagesRecall, Tag: "recall",
-			Summary:  "Recall a held message of the organisation (recall administrator).",
+			Summary:  "Recall a held message of the organisation, or one its systems sent on another organisation's behalf (recall administrator).",
 			Produces: j, Status: 200, Schema: "Message", Handler: s.handleAdminRecall},
 
 		{Method: "GET", Path: org + "/statistics/", Perm: rbac.StatisticsRead, Tag: "statistics",

@@ -579,8 +579,9 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 }
 
 // Recall withdraws a message held by doNotDeliverUntilDate, before its
-// date, on behalf of the sender organisation org. NotFound when org did
-// not send it; Conflict when it is no longer held.
+// date, on behalf of org: the sender organisation, or the organisation
+// whose system sent it on the sender's behalf (Organisation.SendFor).
+// NotFound when neither is org; Conflict when it is no longer held.
 func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) error {
 	now := time.Now().UTC()
 	if in.Now != nil {
@@ -590,8 +591,16 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 	if err != nil {
 		return err
 	}
+	orgs := []string{m.SenderCVR}
 	if m.SenderCVR != org {
-		return Errorf(NotFound, "no message %s sent by %s", messageUUID, org)
+		sent, err := in.sentBy(ctx, m, org)
+		if err != nil {
+			return err
+		}
+		if !sent {
+			return Errorf(NotFound, "no message %s sent by %s", messageUUID, org)
+		}
+		orgs = append(orgs, org)
 	}
 	// A recall repeated after one cut short (its state written, not all its
 	// deliveries removed) finishes it: the deliveries are removed whenever
@@ -622,5 +631,20 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 			_ = in.Blobs.Delete(ctx, res.ContentKey)
 		}
 	}
-	return in.emit(ctx, Event{Tag: "MEMO_MESSAGE_RECALLED", Actor: actor, Orgs: []string{org}, MessageUUID: messageUUID, Party: m.RecipientID})
+	return in.emit(ctx, Event{Tag: "MEMO_MESSAGE_RECALLED", Actor: actor, Orgs: orgs, MessageUUID: messageUUID, Party: m.RecipientID})
+}
+
+// sentBy reports whether a system of org sent m (on its sender's behalf).
+func (in *Ingest) sentBy(ctx context.Context, m Message, org string) (bool, error) {
+	if m.SenderSystemID == "" {
+		return false, nil
+	}
+	sys, err := in.Store.GetSystem(ctx, m.SenderSystemID)
+	if ErrorCode(err) == NotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return sys.OrgCVR == org, nil
 }

@@ -693,6 +693,54 @@ func TestRecallHeldMessage(t *testing.T) {
 	}
 }
 
+// A system that sends on another organisation's behalf (its organisation's
+// sendFor) may recall what it sent, as may the organisation named as the
+// sender; nobody else may, and the sender is refused what it may not send.
+func TestALetterSentOnAnotherOrganisationsBehalfIsRecalledByEither(t *testing.T) {
+	h := startHub(t)
+	w := h.setupWorld()
+	const vendor = "55555555"
+	h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/", map[string]any{"cvr": vendor, "name": "IT-leverandør",
+		"kind": "AUTHORITY", "setup": "MAILBOX_ONLY", "sendFor": []string{orgA}}), 201)
+	vendorID, vendorSys := h.system(vendor, map[string]any{"name": "vendor sender", "role": "SENDER"})
+
+	// For A (which it sends for), not for B.
+	held := memo.Letter{From: orgB, To: citizen, DoNotDeliverUntil: time.Now().AddDate(0, 0, 5)}
+	u0, b0 := letterXML(t, held)
+	r := h.send(vendorSys, u0, b0, "")
+	if _, f := r.errorCode(t); r.status != 403 || len(f) == 0 || f[0] != "sender.not.allowed" {
+		t.Fatalf("sent for B: %d %s", r.status, r.body)
+	}
+	held.From = orgA
+	u1, b1 := letterXML(t, held)
+	h.mustStatus(h.send(vendorSys, u1, b1, ""), 201)
+	u2, b2 := letterXML(t, held)
+	h.mustStatus(h.send(vendorSys, u2, b2, ""), 201)
+
+	// Neither B nor A's own sender system of another organisation's letter.
+	h.mustStatus(h.do("POST", "/apis/v1/memos/"+u1+"/recall", w.senderB, "", nil), 404)
+	// The sending system recalls the first, the sender organisation's system the second.
+	h.mustStatus(h.do("POST", "/apis/v1/memos/"+u1+"/recall", vendorSys, "", nil), 200)
+	h.mustStatus(h.do("POST", "/apis/v1/memos/"+u2+"/recall", w.sender, "", nil), 200)
+
+	store := h.openStore()
+	for _, u := range []string{u1, u2} {
+		m, err := store.GetMessage(context.Background(), u)
+		if err != nil || m.State != hub.MessageRecalled || m.SenderCVR != orgA {
+			t.Fatalf("%s: state %v sender %s, %v", u, m.State, m.SenderCVR, err)
+		}
+		if ds, _ := store.DeliveriesOf(context.Background(), u); len(ds) != 0 {
+			t.Fatalf("recalled message still has deliveries: %+v", ds)
+		}
+	}
+	// The recall by the sending system is in both organisations' logs.
+	for _, org := range []string{vendor, orgA} {
+		if !hasEvent(t, store, "MEMO_MESSAGE_RECALLED", vendorID, org) {
+			t.Errorf("no MEMO_MESSAGE_RECALLED by the vendor's system in %s's log", org)
+		}
+	}
+}
+
 func TestRegistrationLookupAndImportReport(t *testing.T) {
 	h := startHub(t)
 	w := h.setupWorld()

@@ -75,6 +75,24 @@ func Parse(r io.Reader) (*Message, error) {
 	return m, nil
 }
 
+// ParseHeader reads a MeMo's MessageHeader from r and stops there: the body
+// and its files are neither read nor held, so a letter of any size costs a
+// small window. For what needs a stored letter's header only (a
+// notification's text). Errors as ParseFile, for the part read.
+func ParseHeader(r io.Reader) (*MessageHeader, error) {
+	st := newStreamParse(r)
+	defer st.release()
+	st.p.headerOnly = true
+	m, err := st.p.parse()
+	if err != nil {
+		return nil, err
+	}
+	return &m.MessageHeader, nil
+}
+
+// errHeaderRead stops a header-only parse once the header is read.
+var errHeaderRead = errors.New("memo: header read")
+
 // ParseBytes reads a MeMo held in b without copying it: File contents refer
 // to b, which must not be modified while the Message is used. Errors as
 // ParseFile.
@@ -92,6 +110,8 @@ func ParseBytes(b []byte) (*Message, error) {
 type parser struct {
 	s      *pullScanner
 	decode bool   // stream input: decode content into memory
+	// headerOnly stops the parse after the MessageHeader (ParseHeader).
+	headerOnly bool
 	path   string // file input: contents refer to this file
 	src    []byte // byte input: contents refer to this slice
 	str    stringSink
@@ -245,7 +265,7 @@ func newBytesParse(b []byte) *parseState {
 	s := &st.s
 	*s = pullScanner{buf: b, end: len(b), eof: true, line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p.s, st.p.src, st.p.decode, st.p.path = s, b, false, ""
+	st.p.s, st.p.src, st.p.decode, st.p.path, st.p.headerOnly = s, b, false, "", false
 	return st
 }
 
@@ -256,7 +276,7 @@ func newStreamParse(r io.Reader) *parseState {
 	s := &st.s
 	*s = pullScanner{r: r, buf: *windows.Get().(*[]byte), line: 1,
 		open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
-	st.p.s, st.p.src, st.p.decode, st.p.path = s, nil, false, ""
+	st.p.s, st.p.src, st.p.decode, st.p.path, st.p.headerOnly = s, nil, false, "", false
 	return st
 }
 
@@ -281,7 +301,7 @@ func (st *parseState) release() {
 	*s = pullScanner{open: s.open[:0], ns: s.ns[:0], attrs: s.attrs[:0], scratch: s.scratch[:0]}
 	// The arena, the slab, the segments' room and the (emptied) gathers
 	// go on to the next letter; the document and the last sink do not.
-	st.p.s, st.p.src = nil, nil
+	st.p.s, st.p.src, st.p.headerOnly = nil, nil, false
 	st.p.str = stringSink{b: st.p.str.b[:0]}
 	st.p.b64 = base64Sink{}
 	st.p.resetGathers()
@@ -346,13 +366,19 @@ func (p *parser) parse() (m *Message, err error) {
 	err = p.children("/Message", func(name string) error {
 		switch name {
 		case "MessageHeader":
-			return p.header(&m.MessageHeader)
+			if err := p.header(&m.MessageHeader); err != nil || !p.headerOnly {
+				return err
+			}
+			return errHeaderRead
 		case "MessageBody":
 			m.MessageBody = p.parts.messageBody.take()
 			return p.body(m.MessageBody)
 		}
 		return p.unexpected("/Message", name)
 	})
+	if err == errHeaderRead {
+		return m, nil
+	}
 	if err != nil {
 		return nil, p.wrap(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -576,5 +577,65 @@ func TestParseKeepsEveryRepeatedElement(t *testing.T) {
 			}
 			last = i
 		}
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ParseHeader answers the header Parse does, and reads no further than the
+// window past it: a letter's files are neither read nor held.
+func TestParseHeaderReadsTheHeaderOnly(t *testing.T) {
+	for _, path := range []string{"testdata/samples/v1.2/MeMo_Full_Example.xml", "testdata/samples/v1.1/MeMo_Full_Example.xml"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := Parse(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ParseHeader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(*h, whole.MessageHeader) {
+			t.Errorf("%s: header %+v, want %+v", path, *h, whole.MessageHeader)
+		}
+	}
+	big := NewLetter(Letter{From: "11111111", To: "0101701234", Notification: "Husk mødet", Main: PDF("brev.pdf", SamplePDF("Hej")),
+		Attachments: []Attachment{PDF("bilag.pdf", bytes.Repeat([]byte("%PDF-1.4 bilag "), 1<<20))}})
+	var buf bytes.Buffer
+	if _, err := big.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	// The body is cut off: a whole parse fails, the header's does not.
+	doc := buf.Bytes()[:buf.Len()-100]
+	if _, err := Parse(bytes.NewReader(doc)); err == nil {
+		t.Fatal("a cut-off letter parsed whole")
+	}
+	cr := &countingReader{r: bytes.NewReader(doc)}
+	h, err := ParseHeader(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Notification != "Husk mødet" || h.MessageUUID != big.MessageHeader.MessageUUID {
+		t.Errorf("header %+v", *h)
+	}
+	if cr.n > 2*scanWindow || cr.n >= int64(len(doc))/4 {
+		t.Errorf("read %d of the letter's %d bytes for its header", cr.n, len(doc))
+	}
+	// The pooled parser reads the next letter whole again.
+	if _, err := Parse(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("whole parse after a header parse: %v", err)
 	}
 }

@@ -364,9 +364,11 @@ func (n *Notifier) text(ctx context.Context, m hub.Message, ch hub.NotificationC
 	subject = "New Digital Post from " + sender
 	var custom string
 	if rc, err := hub.OpenContent(ctx, n.Blobs, m); err == nil {
-		if msg, err := memo.Parse(rc); err == nil {
-			custom = strings.TrimSpace(msg.MessageHeader.Notification)
-			if add := strings.TrimSpace(msg.MessageHeader.AdditionalNotification); add != "" && ch == hub.NotifyEmail {
+		// The header alone: a letter's files (up to its size limit) are
+		// not read for a notification's text.
+		if h, err := memo.ParseHeader(rc); err == nil {
+			custom = strings.TrimSpace(h.Notification)
+			if add := strings.TrimSpace(h.AdditionalNotification); add != "" && ch == hub.NotifyEmail {
 				custom = strings.TrimSpace(custom + "\n\n" + add)
 			}
 		}

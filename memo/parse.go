@@ -109,17 +109,17 @@ func ParseBytes(b []byte) (*Message, error) {
 
 type parser struct {
 	s      *pullScanner
-	decode bool   // stream input: decode content into memory
+	decode bool // stream input: decode content into memory
 	// headerOnly stops the parse after the MessageHeader (ParseHeader).
 	headerOnly bool
-	path   string // file input: contents refer to this file
-	src    []byte // byte input: contents refer to this slice
-	str    stringSink
-	b64    base64Sink // the File/content being read
-	arena  []byte
-	files  slab[File]
-	parts  modelParts
-	segs   []segment // room for content segments, carved like the arena
+	path       string // file input: contents refer to this file
+	src        []byte // byte input: contents refer to this slice
+	str        stringSink
+	b64        base64Sink // the File/content being read
+	arena      []byte
+	files      slab[File]
+	parts      modelParts
+	segs       []segment // room for content segments, carved like the arena
 
 	// The repeated elements of a parent being read, gathered so that the
 	// parent's slice is made once, of their number (see gather).

@@ -10,58 +10,129 @@ import (
 	"github.com/posthub/posthub/viewer"
 )
 
-// restoreDuringPurge is the Mailboxes of a purging instance: right after
-// the purge has read its list of purgeable letters (and before it
-// acknowledges them), the letter's owner restores it on another request
-// (another instance, or just another goroutine): the window between
-// PurgeableItems and Ack.
-type restoreDuringPurge struct {
+// purgeAfterRead is the Mailboxes of a purging instance: right after the
+// purge has read a letter's state again (its last look before it
+// acknowledges the letter), the letter's owner restores it on another
+// request (another instance, or just another goroutine), whose state write
+// lands there: between the purge's decision and its acknowledgement.
+type purgeAfterRead struct {
 	viewer.Mailboxes
 	restore func()
 	once    atomic.Bool
 }
 
-func (m *restoreDuringPurge) PurgeableItems(ctx context.Context, now time.Time, limit int) ([]hub.MailboxItem, error) {
-	items, err := m.Mailboxes.PurgeableItems(ctx, now, limit)
-	if len(items) > 0 && m.once.CompareAndSwap(false, true) {
+func (m *purgeAfterRead) MailboxItems(ctx context.Context, ids []string) (map[string]hub.MailboxItem, error) {
+	items, err := m.Mailboxes.MailboxItems(ctx, ids)
+	if m.once.CompareAndSwap(false, true) {
 		m.restore()
 	}
 	return items, err
 }
 
+// writeAfter is the Mailboxes of a restoring request whose state write is
+// held until the test lets it go (a slow request, a paused instance).
+type writeAfter struct {
+	viewer.Mailboxes
+	writing, proceed chan struct{}
+	once             atomic.Bool
+}
+
+func (m *writeAfter) PutMailboxItem(ctx context.Context, it hub.MailboxItem) error {
+	if m.once.CompareAndSwap(false, true) {
+		close(m.writing)
+		<-m.proceed
+	}
+	return m.Mailboxes.PutMailboxItem(ctx, it)
+}
+
 // Mailbox findings of a review (each test failed before its fix).
 
-// TestARestoredLetterIsNotPurged: a letter whose owner restored it (200,
-// folder INBOX) used to be purged anyway by a purge that had listed it
-// before the restore: post lost. The purge reads the state again before
-// it removes a letter.
+// TestARestoredLetterIsNotPurged: a deleted letter may be restored until
+// its purge time and is then gone from the mailbox; the purge removes it
+// PurgeGrace later. A restore answered as done always keeps the letter:
+//   - restored before its purge time: kept;
+//   - asked for after its purge time: NotFound, and purged;
+//   - read before its purge time, its state written after the purge's last
+//     look and before its acknowledgement (the restore answered 200 and the
+//     letter purged: post lost): NotFound, and purged.
 func TestARestoredLetterIsNotPurged(t *testing.T) {
-	f := newFixture(t)
-	a := f.send(authority, citizen, "Gendannet", time.Time{})
-	box, err := f.svc.Open(f.ctx, viewer.Person{SystemID: f.viewer.ID, CPR: citizen}, citizen, "")
-	if err != nil {
-		t.Fatal(err)
+	retention := 30 * 24 * time.Hour
+	setup := func(t *testing.T) (*fixture, viewer.Mailbox, string, time.Time) {
+		f := newFixture(t)
+		a := f.send(authority, citizen, "Gendannet", time.Time{})
+		box, err := f.svc.Open(f.ctx, viewer.Person{SystemID: f.viewer.ID, CPR: citizen}, citizen, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Delete(f.ctx, box, a); err != nil {
+			t.Fatal(err)
+		}
+		return f, box, a, f.now.Add(retention)
 	}
-	if _, err := f.svc.Delete(f.ctx, box, a); err != nil {
-		t.Fatal(err)
+	kept := func(f *fixture, box viewer.Mailbox, a string) bool {
+		ds, err := f.store.DeliveriesOf(f.ctx, a)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return len(ds) == 1
 	}
-	f.now = f.now.Add(31 * 24 * time.Hour)
-
-	var restored viewer.Letter
-	var restoreErr error
-	purger := &viewer.Service{Store: f.store, Events: f.svc.Events, Now: f.svc.Now, Config: f.svc.Config,
-		Mailboxes: &restoreDuringPurge{Mailboxes: f.store, restore: func() {
-			restored, restoreErr = f.svc.Move(f.ctx, box, a, hub.FolderInbox)
-		}}}
-	if _, err := purger.Purge(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if restoreErr != nil || restored.Folder != hub.FolderInbox {
-		t.Fatalf("restore: %+v %v", restored, restoreErr)
-	}
-	if _, err := f.svc.Get(f.ctx, box, a); err != nil {
-		t.Errorf("the owner restored the letter (answered folder %s) and the purge removed it anyway: %v", restored.Folder, err)
-	}
+	t.Run("before its purge time", func(t *testing.T) {
+		f, box, a, purgeAt := setup(t)
+		f.now = purgeAt.Add(-time.Second)
+		if _, err := f.svc.Move(f.ctx, box, a, hub.FolderInbox); err != nil {
+			t.Fatalf("restore before the purge time: %v", err)
+		}
+		f.now = purgeAt.Add(viewer.PurgeGrace + time.Second)
+		if n, err := f.svc.Purge(f.ctx); err != nil || n != 0 {
+			t.Errorf("purge: %d %v", n, err)
+		}
+		if l, err := f.svc.Get(f.ctx, box, a); err != nil || l.Folder != hub.FolderInbox || !kept(f, box, a) {
+			t.Errorf("restored before its purge time, then purged: %+v %v", l, err)
+		}
+	})
+	t.Run("after its purge time", func(t *testing.T) {
+		f, box, a, purgeAt := setup(t)
+		f.now = purgeAt
+		if _, err := f.svc.Move(f.ctx, box, a, hub.FolderInbox); !hub.Is(err, hub.NotFound) {
+			t.Errorf("restore at the purge time: %v, want NotFound", err)
+		}
+		f.now = purgeAt.Add(viewer.PurgeGrace)
+		if n, err := f.svc.Purge(f.ctx); err != nil || n != 1 || kept(f, box, a) {
+			t.Errorf("purge: %d %v, kept %v", n, err, kept(f, box, a))
+		}
+	})
+	t.Run("written after the purge's last look", func(t *testing.T) {
+		f, box, a, purgeAt := setup(t)
+		f.now = purgeAt.Add(-time.Second)
+		w := &writeAfter{Mailboxes: f.store, writing: make(chan struct{}), proceed: make(chan struct{})}
+		restorer := &viewer.Service{Store: f.store, Events: f.svc.Events, Now: f.svc.Now, Config: f.svc.Config, Mailboxes: w}
+		var restoreErr error
+		restored := make(chan struct{})
+		go func() {
+			defer close(restored)
+			_, restoreErr = restorer.Move(f.ctx, box, a, hub.FolderInbox)
+		}()
+		<-w.writing // read before the purge time; its write waits
+		f.now = purgeAt.Add(viewer.PurgeGrace + time.Second)
+		purger := &viewer.Service{Store: f.store, Events: f.svc.Events, Now: f.svc.Now, Config: f.svc.Config,
+			Mailboxes: &purgeAfterRead{Mailboxes: f.store, restore: func() {
+				close(w.proceed)
+				<-restored
+			}}}
+		if _, err := purger.Purge(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if restoreErr == nil && !kept(f, box, a) {
+			t.Fatal("the restore was answered as done and the letter purged: post lost")
+		}
+		if !hub.Is(restoreErr, hub.NotFound) || kept(f, box, a) {
+			t.Errorf("restore %v, letter kept %v; want NotFound and purged", restoreErr, kept(f, box, a))
+		}
+		id := hub.DeliveryID(a, box.Queue())
+		if got, _ := f.store.MailboxItems(f.ctx, []string{id}); len(got) != 0 {
+			t.Errorf("the purged letter's state is left: %+v", got)
+		}
+	})
 }
 
 // countingStore counts the listing reads one request makes.
@@ -158,9 +229,11 @@ func TestAStateWrittenAfterAPurgeDoesNotOutliveTheLetter(t *testing.T) {
 	if _, err := f.svc.Delete(f.ctx, box, a); err != nil {
 		t.Fatal(err)
 	}
-	f.now = f.now.Add(31 * 24 * time.Hour)
+	// Read just before its purge time; the purge runs before its write.
+	f.now = f.now.Add(30*24*time.Hour - time.Second)
 	mover := &viewer.Service{Store: f.store, Events: f.svc.Events, Now: f.svc.Now, Config: f.svc.Config,
 		Mailboxes: &purgeBeforePut{Mailboxes: f.store, purge: func() {
+			f.now = f.now.Add(viewer.PurgeGrace + time.Second)
 			if n, err := f.svc.Purge(f.ctx); err != nil || n != 1 {
 				t.Errorf("purge %d %v", n, err)
 			}

@@ -494,12 +494,26 @@ func (s *Service) join(ctx context.Context, ds []hub.Delivery, now time.Time) ([
 	var out []Letter
 	for _, d := range shown {
 		m, ok := msgs[d.MessageUUID]
-		if !ok || m.State == hub.MessageRecalled {
+		if !ok || m.State == hub.MessageRecalled || due(items[d.ID], now) {
 			continue
 		}
 		out = append(out, letter(d, m, items[d.ID], names[m.SenderCVR]))
 	}
 	return out, nil
+}
+
+// PurgeGrace is how long after its purge time a deleted letter is purged.
+// From its purge time on, the letter is gone from its mailbox (due); the
+// grace lets a state write that read the letter before then land before
+// the purge decides, and a write that lands later see that it may have
+// (putItem). Hub instances' clocks must agree within it.
+const PurgeGrace = time.Minute
+
+// due reports whether a letter's state says it is deleted and its
+// retention has run out: it is no longer shown, and is purged PurgeGrace
+// later.
+func due(it hub.MailboxItem, now time.Time) bool {
+	return it.Folder == hub.FolderDeleted && !it.PurgeAt.IsZero() && !now.Before(it.PurgeAt)
 }
 
 func letter(d hub.Delivery, m hub.Message, it hub.MailboxItem, name string) Letter {
@@ -600,25 +614,46 @@ func (s *Service) setRead(ctx context.Context, b Mailbox, l Letter, read bool) e
 			return err
 		}
 	}
-	return s.putItem(ctx, it)
+	return s.putItem(ctx, l.item, it)
 }
 
-// putItem writes a letter's state and checks that the letter is still
-// there: a purge that acknowledged it after the caller read it would leave
-// the state behind for ever (it has no purge time any more), and the
-// caller would report a change to a letter that is gone. NotFound then,
-// the state removed again.
-func (s *Service) putItem(ctx context.Context, it hub.MailboxItem) error {
+// putItem replaces a letter's state, was (as the caller read it), with it,
+// and checks that the letter is still there: a purge that acknowledged it
+// after the caller read it would leave the state behind for ever (it has
+// no purge time any more), and the caller would report a change to a
+// letter that is gone. NotFound then, the state removed again.
+//
+// A letter that was deleted may be purged from PurgeGrace after its purge
+// time on, by a purge that read its state (still deleted) just before this
+// write landed, and acknowledges it just after: a restore answered as
+// done, and the letter gone. So a write that lands that late is answered
+// NotFound, with the deleted state put back for the purge to finish.
+func (s *Service) putItem(ctx context.Context, was, it hub.MailboxItem) error {
 	if err := s.Mailboxes.PutMailboxItem(ctx, it); err != nil {
 		return err
 	}
-	if _, err := s.Store.GetDelivery(ctx, it.DeliveryID); hub.Is(err, hub.NotFound) {
+	gone := func() error {
 		_ = s.Mailboxes.DeleteMailboxItem(context.WithoutCancel(ctx), it.DeliveryID)
 		return hub.Errorf(hub.NotFound, "message %s is no longer in the mailbox", it.MessageUUID)
+	}
+	if _, err := s.Store.GetDelivery(ctx, it.DeliveryID); hub.Is(err, hub.NotFound) {
+		return gone()
 	} else if err != nil {
 		return err
 	}
-	return nil
+	if was.Folder != hub.FolderDeleted || was.PurgeAt.IsZero() || s.now().Before(was.PurgeAt.Add(PurgeGrace)) {
+		return nil
+	}
+	bg := context.WithoutCancel(ctx)
+	if err := s.Mailboxes.PutMailboxItem(bg, was); err != nil {
+		return err
+	}
+	if _, err := s.Store.GetDelivery(bg, it.DeliveryID); hub.Is(err, hub.NotFound) {
+		return gone()
+	} else if err != nil {
+		return err
+	}
+	return hub.Errorf(hub.NotFound, "message %s is no longer in the mailbox: its retention has run out", it.MessageUUID)
 }
 
 // readEventID is the ID of a letter's one MESSAGE_READ event.
@@ -651,7 +686,7 @@ func (s *Service) Move(ctx context.Context, b Mailbox, uuid string, f hub.Folder
 	it := l.item
 	from := it.Folder
 	it.Folder, it.DeletedAt, it.PurgeAt, it.Updated = f, time.Time{}, time.Time{}, s.now()
-	if err := s.putItem(ctx, it); err != nil {
+	if err := s.putItem(ctx, l.item, it); err != nil {
 		return Letter{}, err
 	}
 	_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_MOVED", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b), MessageUUID: uuid,
@@ -671,7 +706,7 @@ func (s *Service) Delete(ctx context.Context, b Mailbox, uuid string) (Letter, e
 	now := s.now()
 	it := l.item
 	it.Folder, it.DeletedAt, it.PurgeAt, it.Updated = hub.FolderDeleted, now, now.Add(s.Retention()), now
-	if err := s.putItem(ctx, it); err != nil {
+	if err := s.putItem(ctx, l.item, it); err != nil {
 		return Letter{}, err
 	}
 	_ = s.emit(ctx, hub.Event{Tag: "MESSAGE_DELETED", Actor: b.Person.Actor(), Orgs: s.recipientOrgs(b), MessageUUID: uuid,
@@ -685,20 +720,22 @@ func (s *Service) Delete(ctx context.Context, b Mailbox, uuid string) (Letter, e
 func (s *Service) Purge(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		items, err := s.Mailboxes.PurgeableItems(ctx, s.now(), 100)
+		// PurgeGrace after their purge time: see putItem.
+		items, err := s.Mailboxes.PurgeableItems(ctx, s.now().Add(-PurgeGrace), 100)
 		if err != nil || len(items) == 0 {
 			return n, err
 		}
 		for _, it := range items {
 			// The listing may be old by now (up to 99 acknowledgements
-			// ago): a letter restored since is not purged. (A restore in
-			// the instant between this read and the acknowledgement still
-			// loses; closing that needs the two in one store step.)
+			// ago): a letter restored since is not purged. A restore
+			// that lands between this read and the acknowledgement lands
+			// PurgeGrace after the purge time, and is answered NotFound
+			// (putItem).
 			cur, err := s.Mailboxes.MailboxItems(ctx, []string{it.DeliveryID})
 			if err != nil {
 				return n, err
 			}
-			if c, ok := cur[it.DeliveryID]; !ok || c.Folder != hub.FolderDeleted || c.PurgeAt.IsZero() || c.PurgeAt.After(s.now()) {
+			if c, ok := cur[it.DeliveryID]; !ok || !due(c, s.now().Add(-PurgeGrace)) {
 				continue
 			}
 			res, err := s.Store.Ack(ctx, it.DeliveryID, s.now())

@@ -314,6 +314,10 @@ func (s *Store) ScanEvents(ctx context.Context, from uint64, fn func(hub.Event) 
 // eventQueryTime bounds one QueryEvents (a variable for tests).
 var eventQueryTime = 20 * time.Second
 
+// eventQueryPing bounds the ping that tells a query past eventQueryTime
+// (refused as too wide) from a server that does not answer (Unavailable).
+var eventQueryPing = 5 * time.Second
+
 func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event, error) {
 	f := bson.M{}
 	if q.AfterSeq > 0 {
@@ -355,6 +359,15 @@ func (s *Store) QueryEvents(ctx context.Context, q hub.EventQuery) ([]hub.Event,
 	defer cancel()
 	docs, err := findAll[sealedDoc](qctx, s.events, f, o)
 	if err != nil && ctx.Err() == nil && qctx.Err() != nil {
+		// The bound ran out: on a query too wide, or on a server (or
+		// network) that does not answer at all. Only a server that
+		// answers a ping is refusing the query.
+		pctx, cancel := context.WithTimeout(ctx, eventQueryPing)
+		perr := s.Ping(pctx)
+		cancel()
+		if perr != nil {
+			return nil, hub.Wrap(hub.Unavailable, err, "mongo: query events (the server does not answer: %v)", perr)
+		}
 		return nil, &hub.Error{Code: hub.Invalid, Message: "the query reads too much of the event log",
 			Fields: []hub.FieldError{{Resource: "request", Code: "event.query.too.wide",
 				Message: fmt.Sprintf("this query did not fill its page within %s; narrow it by time or organisation", eventQueryTime)}}}

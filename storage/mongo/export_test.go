@@ -117,3 +117,9 @@ func SetEventQueryTime(t testing.TB, d time.Duration) {
 	eventQueryTime = d
 	t.Cleanup(func() { eventQueryTime = old })
 }
+
+func SetEventQueryPing(t testing.TB, d time.Duration) {
+	old := eventQueryPing
+	eventQueryPing = d
+	t.Cleanup(func() { eventQueryPing = old })
+}

@@ -174,7 +174,14 @@ func (s *Service) letter(ctx context.Context, req Request, body Body) (hub.Recei
 	if err := sp.Durable(); err != nil {
 		return hub.Receipt{}, false, err
 	}
-	r, created, err := s.Ingest.Submit(ctx, hub.Submission{System: req.System, Letter: LetterOf(m, sp.Size),
+	l := LetterOf(m, sp.Size)
+	if h := m.MessageHeader; h.DoNotDeliverUntilDate != "" && l.NotBefore.IsZero() {
+		// The rules read every date they let through; a hold never
+		// silently becomes a delivery now.
+		return hub.Receipt{}, false, hub.InvalidField("memo", "/Message/MessageHeader/doNotDeliverUntilDate", memo.RuleDeliveryDateFormat,
+			"doNotDeliverUntilDate is not a date", h.DoNotDeliverUntilDate)
+	}
+	r, created, err := s.Ingest.Submit(ctx, hub.Submission{System: req.System, Letter: l,
 		Path: sp.Path, Body: inMemory, Size: sp.Size, SHA256: sp.SHA256, Mode: req.Mode, Archive: req.Archive,
 		Envelope: req.Envelope})
 	if hub.Is(err, hub.Invalid) { // routing refused it

@@ -23,9 +23,11 @@ func LetterOf(m *memo.Message, size int64) hub.Letter {
 		l.ContactPoint = h.Recipient.ContactPoint.ContactPointID
 	}
 	if h.DoNotDeliverUntilDate != "" {
-		// A date is held until the start of that day in Danish time.
-		if t, err := time.ParseInLocation("2006-01-02", h.DoNotDeliverUntilDate, copenhagen()); err == nil {
-			l.NotBefore = t.UTC()
+		// A date is held until the start of that day in Danish time,
+		// whatever time zone the xs:date names (as the rules read it).
+		if d, ok := memo.ParseDate(h.DoNotDeliverUntilDate); ok {
+			y, mo, day := d.Date()
+			l.NotBefore = time.Date(y, mo, day, 0, 0, 0, 0, copenhagen()).UTC()
 		}
 	}
 	if h.MessageCode != "" {

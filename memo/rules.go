@@ -196,7 +196,7 @@ func (c *checker) deliveryDate(cfg Config, now time.Time, h *MessageHeader) {
 	const field = "/Message/MessageHeader/doNotDeliverUntilDate"
 	v := h.DoNotDeliverUntilDate
 	line := h.lines.doNotDeliverUntilDate
-	d, ok := parseXSDate(v)
+	d, ok := ParseDate(v)
 	if !ok {
 		c.add(RuleDeliveryDateFormat, field, v, line, "")
 		return
@@ -214,9 +214,12 @@ func (c *checker) deliveryDate(cfg Config, now time.Time, h *MessageHeader) {
 	}
 }
 
-// parseXSDate reads the date part of an xs:date ("2025-09-15", "2025-09-15Z",
-// "2025-09-15+02:00"); the time zone does not move a calendar date.
-func parseXSDate(v string) (time.Time, bool) {
+// ParseDate reads the calendar date of an xs:date ("2025-09-15",
+// "2025-09-15Z", "2025-09-15+02:00", surrounded by white space): midnight
+// UTC of that date; the time zone does not move a calendar date. The rules
+// refuse a doNotDeliverUntilDate it cannot read, so a validated letter's
+// date always reads.
+func ParseDate(v string) (time.Time, bool) {
 	v = strings.TrimSpace(v)
 	if len(v) < 10 {
 		return time.Time{}, false

@@ -43,11 +43,8 @@ func LetterOf(m *memo.Message, size int64) hub.Letter {
 		if cd.CaseID != nil {
 			l.Attrs["CaseID"] = cd.CaseID.CaseID
 		}
-		if cd.Address != nil {
-			l.Address = addressLines(h.Recipient.Label, cd.Address)
-		} else if cd.UnstructuredAddress != nil {
-			l.Address = unstructured(h.Recipient.Label, cd.UnstructuredAddress.Unstructured)
-		}
+		// ContentData's address is the one the letter is about (a
+		// property, an institution), never where it is sent.
 	}
 	if ad := h.Recipient.AttentionData; ad != nil {
 		if ad.GlobalLocationNumber != nil {
@@ -56,12 +53,10 @@ func LetterOf(m *memo.Message, size int64) hub.Letter {
 		if ad.SORdata != nil {
 			l.Attrs["SOR"] = ad.SORdata.SORIdentifier
 		}
-		if len(l.Address) == 0 {
-			if ad.Address != nil {
-				l.Address = addressLines(h.Recipient.Label, ad.Address)
-			} else if ad.UnstructuredAddress != nil {
-				l.Address = unstructured(h.Recipient.Label, ad.UnstructuredAddress.Unstructured)
-			}
+		if ad.Address != nil {
+			l.Address = addressLines(h.Recipient.Label, ad.Address)
+		} else if ad.UnstructuredAddress != nil {
+			l.Address = unstructured(h.Recipient.Label, ad.UnstructuredAddress.Unstructured)
 		}
 	}
 	if b := m.MessageBody; b != nil {

@@ -53,3 +53,20 @@ func TestAHoldDateInAnyXSDateSpellingHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestThePrintAddressIsTheRecipientsNotTheContents: ContentData's address
+// is what the letter is about (the official full example names a child's
+// institution there); only Recipient/AttentionData's is the recipient's.
+func TestThePrintAddressIsTheRecipientsNotTheContents(t *testing.T) {
+	m := &memo.Message{Version: memo.Version11, MessageHeader: memo.MessageHeader{MessageType: "DIGITALPOST",
+		MessageUUID: "0b5c9c1e-6a53-4a4e-9d43-000000000004", Label: "Ejendomsskat",
+		Recipient:   memo.Recipient{RecipientID: citizen, IDType: "CPR", Label: "Fritaget Borger"},
+		ContentData: &memo.ContentData{Address: &memo.Address{AddressLabel: "Sommerhusvej", HouseNumber: "9", ZipCode: "4500", City: "Nykøbing Sj"}}}}
+	if l := accept.LetterOf(m, 100); len(l.Address) != 0 {
+		t.Errorf("the address the letter is about became its print address: %q", l.Address)
+	}
+	m.MessageHeader.Recipient.AttentionData = &memo.AttentionData{Address: &memo.Address{AddressLabel: "Eksempelvej", HouseNumber: "1", ZipCode: "1234", City: "Demoby"}}
+	if l := accept.LetterOf(m, 100); len(l.Address) < 2 || l.Address[1] != "Eksempelvej 1" {
+		t.Errorf("the recipient's attention address is not the letter's: %q", l.Address)
+	}
+}

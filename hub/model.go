@@ -172,7 +172,7 @@ type Contact struct {
 	Email   string        `json:"email,omitempty"`
 	Phone   string        `json:"phone,omitempty"`
 	Name    string        `json:"name,omitempty"`
-	Address []string      `json:"address,omitempty"` // postal lines for print
+	Address []string      `json:"address,omitempty"` // the recipient's postal lines in the letter (AttentionData), for print where the register has none
 	Updated time.Time     `json:"updated"`
 }
 

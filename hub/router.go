@@ -180,14 +180,16 @@ func (r *Router) routePrint(ctx context.Context, l Letter) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	addr := l.Address
+	// The register's address is the recipient's; the letter's own
+	// (Recipient/AttentionData) is used only where the register has none.
+	addr, source := c.Address, "register"
 	if len(addr) == 0 {
-		addr = c.Address
+		addr, source = l.Address, "letter"
 	}
 	if len(addr) == 0 {
 		return notDelivered("recipient.address.unknown", "physical print needs a postal address, and neither the message nor the contact register has one"), nil
 	}
-	meta := map[string]string{"address": strings.Join(addr, "\n"), "recipient": l.RecipientID}
+	meta := map[string]string{"address": strings.Join(addr, "\n"), "addressSource": source, "recipient": l.RecipientID}
 	if c.Name != "" {
 		meta["name"] = c.Name
 	}

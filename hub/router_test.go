@@ -127,7 +127,7 @@ func TestRouterDesignatesExactlyOneDestination(t *testing.T) {
 		{"exempt citizen, automatic → print", cpr("0202021234"), ModeAutomatic, PrintQueue, MessageActive, ""},
 		{"exempt citizen, digital only → not delivered", cpr("0202021234"), ModeDigitalOnly, "", MessageNotDelivered, "recipient.exempt"},
 		{"exempt citizen without address → not delivered", cpr("0404041234"), ModeAutomatic, "", MessageNotDelivered, "recipient.address.unknown"},
-		{"address in the letter is used for print", with(cpr("0404041234"), func(l *Letter) { l.Address = []string{"X", "Y"} }), ModeAutomatic, PrintQueue, MessageActive, ""},
+		{"address in the letter is used for print where the register has none", with(cpr("0404041234"), func(l *Letter) { l.Address = []string{"X", "Y"} }), ModeAutomatic, PrintQueue, MessageActive, ""},
 		{"print chosen → print", cpr("0202021234"), ModePrintOnly, PrintQueue, MessageActive, ""},
 		{"NEMSMS type → sms", with(cpr("0303031234"), func(l *Letter) { l.MessageType = "NEMSMS"; l.Notification = "hej" }), ModeAutomatic, SMSQueue, MessageActive, ""},
 		{"NemSMS to unregistered → not delivered", with(cpr("0101011234"), func(l *Letter) { l.Notification = "hej" }), ModeNemSMS, "", MessageNotDelivered, "nemsms.not.registered"},
@@ -258,5 +258,35 @@ func TestRouterContactPointCodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrintGoesToTheRegistersAddress: an exempt citizen's letter is printed
+// to the contact register's address; the letter's own address (its
+// Recipient/AttentionData) only where the register has none, and the spool
+// says which. (A letter's address used to beat the register's, and
+// LetterOf took ContentData's address — what the letter is about, such as
+// a property — as the print address.)
+func TestPrintGoesToTheRegistersAddress(t *testing.T) {
+	r := &Router{Store: directory()}
+	cpr := func(id string) Letter {
+		return Letter{UUID: "u", RecipientID: id, RecipientType: "CPR", MessageType: "DIGITALPOST"}
+	}
+	l := cpr("0202021234")
+	l.Address = []string{"Fritaget Borger", "Sommerhusvej 9", "4500 Nykøbing Sj"}
+	rt, err := r.Route(context.Background(), l, ModeAutomatic, time.Now())
+	if err != nil || len(rt.Deliveries) != 1 {
+		t.Fatal(rt, err)
+	}
+	if m := rt.Deliveries[0].Meta; m["address"] != "A\nVej 1\n1000 By" || m["addressSource"] != "register" {
+		t.Errorf("printed to %q (%s), want the register's", m["address"], m["addressSource"])
+	}
+	l = cpr("0404041234")
+	l.Address = []string{"X", "Y"}
+	if rt, err = r.Route(context.Background(), l, ModeAutomatic, time.Now()); err != nil || len(rt.Deliveries) != 1 {
+		t.Fatal(rt, err)
+	}
+	if m := rt.Deliveries[0].Meta; m["address"] != "X\nY" || m["addressSource"] != "letter" {
+		t.Errorf("printed to %q (%s), want the letter's", m["address"], m["addressSource"])
 	}
 }

@@ -41,6 +41,11 @@ func ParseMode(s string) (Mode, error) {
 			Message: "mode must be AUTOMATIC, DIGITAL, PRINT or NEMSMS", RejectedValue: s}}}
 }
 
+func modeMismatch(mode Mode, msg string) error {
+	return &Error{Code: Invalid, Message: "the delivery mode does not fit the MeMo's messageType",
+		Fields: []FieldError{{Resource: "request", Field: "mode", Code: "mode.message.type.mismatch", Message: msg, RejectedValue: string(mode)}}}
+}
+
 // Letter is what routing needs to know about a validated MeMo; the HTTP
 // layer fills it from the parsed message.
 type Letter struct {
@@ -88,7 +93,14 @@ func (r *Router) Route(ctx context.Context, l Letter, mode Mode, now time.Time) 
 	if mode == "" {
 		mode = ModeAutomatic
 	}
-	if strings.EqualFold(l.MessageType, "NEMSMS") {
+	// A NemSMS carries a notification and no documents, so the two go
+	// together: a letter sent by SMS would reach nobody's mailbox, and an
+	// SMS cannot be printed or put in one.
+	if sms := strings.EqualFold(l.MessageType, "NEMSMS"); sms && mode != ModeAutomatic && mode != ModeNemSMS {
+		return Route{}, modeMismatch(mode, "a MeMo of messageType NEMSMS is sent by SMS: send it with mode NEMSMS or AUTOMATIC")
+	} else if !sms && mode == ModeNemSMS {
+		return Route{}, modeMismatch(mode, "only a MeMo of messageType NEMSMS is sent by SMS; a "+l.MessageType+" has documents for a mailbox, a system or print")
+	} else if sms {
 		mode = ModeNemSMS
 	}
 	var rt Route

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -130,7 +131,7 @@ func TestRouterDesignatesExactlyOneDestination(t *testing.T) {
 		{"address in the letter is used for print where the register has none", with(cpr("0404041234"), func(l *Letter) { l.Address = []string{"X", "Y"} }), ModeAutomatic, PrintQueue, MessageActive, ""},
 		{"print chosen → print", cpr("0202021234"), ModePrintOnly, PrintQueue, MessageActive, ""},
 		{"NEMSMS type → sms", with(cpr("0303031234"), func(l *Letter) { l.MessageType = "NEMSMS"; l.Notification = "hej" }), ModeAutomatic, SMSQueue, MessageActive, ""},
-		{"NemSMS to unregistered → not delivered", with(cpr("0101011234"), func(l *Letter) { l.Notification = "hej" }), ModeNemSMS, "", MessageNotDelivered, "nemsms.not.registered"},
+		{"NemSMS to unregistered → not delivered", with(cpr("0101011234"), func(l *Letter) { l.MessageType = "NEMSMS"; l.Notification = "hej" }), ModeNemSMS, "", MessageNotDelivered, "nemsms.not.registered"},
 		{"contact point → its system", with(cvr("11111111"), func(l *Letter) { l.ContactPoint = "cp1" }), ModeAutomatic, SystemQueue("pt"), MessageActive, ""},
 		{"contact point on an inactive system → rules/default", with(cvr("11111111"), func(l *Letter) { l.ContactPoint = "cpOf" }), ModeAutomatic, SystemQueue("def"), MessageActive, ""},
 		{"KLE rule by prefix", with(cvr("11111111"), func(l *Letter) { l.Attrs = map[string]string{"KLE": "17.02.00"} }), ModeAutomatic, SystemQueue("rule"), MessageActive, ""},
@@ -288,5 +289,36 @@ func TestPrintGoesToTheRegistersAddress(t *testing.T) {
 	}
 	if m := rt.Deliveries[0].Meta; m["address"] != "X\nY" || m["addressSource"] != "letter" {
 		t.Errorf("printed to %q (%s), want the letter's", m["address"], m["addressSource"])
+	}
+}
+
+// TestTheModeFitsTheMessageType: a DIGITALPOST letter sent with mode
+// NemSMS had its notification sent by SMS and its documents delivered
+// nowhere, accepted (201); a NEMSMS MeMo sent with mode PRINT went by SMS.
+// Both are refused, with the mode as the field.
+func TestTheModeFitsTheMessageType(t *testing.T) {
+	r := &Router{Store: directory()}
+	letter := func(typ string) Letter {
+		return Letter{UUID: "u", RecipientID: "0303031234", RecipientType: "CPR", MessageType: typ, Notification: "hej"}
+	}
+	for _, c := range []struct {
+		typ  string
+		mode Mode
+		ok   bool
+	}{
+		{"DIGITALPOST", ModeNemSMS, false}, {"NEMSMS", ModePrintOnly, false}, {"NEMSMS", ModeDigitalOnly, false},
+		{"NEMSMS", ModeNemSMS, true}, {"NEMSMS", ModeAutomatic, true}, {"nemsms", "", true}, {"DIGITALPOST", ModeAutomatic, true},
+	} {
+		rt, err := r.Route(context.Background(), letter(c.typ), c.mode, time.Now())
+		if c.ok {
+			if err != nil || len(rt.Deliveries) != 1 {
+				t.Errorf("%s with mode %q: %+v %v", c.typ, c.mode, rt, err)
+			}
+			continue
+		}
+		var he *Error
+		if !errors.As(err, &he) || he.Code != Invalid || len(he.Fields) != 1 || he.Fields[0].Code != "mode.message.type.mismatch" || he.Fields[0].Field != "mode" {
+			t.Errorf("%s with mode %q: %+v %v, want Invalid mode.message.type.mismatch", c.typ, c.mode, rt, err)
+		}
 	}
 }

@@ -54,18 +54,22 @@ func (p *PrintSchema) Check(req Request) error {
 // InRequest points the lines of a MeMo validation error into the request:
 // the Message was validated as a document of its own, whose first line is
 // the request's MessageLine. Field paths stay the MeMo's
-// (/Message/MessageHeader/…), as for a MeMo sent alone. Other errors are
-// returned as they are.
+// (/Message/MessageHeader/…), as for a MeMo sent alone. A refused mode is
+// the request's KombiValgKode. Other errors are returned as they are.
 func (r Request) InRequest(err error) error {
 	var he *hub.Error
-	if r.MessageLine <= 1 || !errors.As(err, &he) || len(he.Fields) == 0 {
+	if !errors.As(err, &he) || len(he.Fields) == 0 {
 		return err
 	}
 	out := *he
 	out.Fields = make([]hub.FieldError, len(he.Fields))
 	for i, f := range he.Fields {
-		if f.Resource == "memo" && f.Line > 0 {
+		if f.Resource == "memo" && f.Line > 0 && r.MessageLine > 1 {
 			f.Line += r.MessageLine - 1
+		}
+		if f.Resource == "request" && f.Field == "mode" {
+			// The mode is the request's KombiValgKode.
+			f.Resource, f.Field, f.RejectedValue = "kombi", "/kombi_request/KombiValgKode", r.Choice
 		}
 		out.Fields[i] = f
 	}

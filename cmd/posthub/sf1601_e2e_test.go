@@ -352,6 +352,7 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 	bad = bytes.Replace(bad, []byte("<memo:recipientID>"+citizen+"<"), []byte("<memo:recipientID>12<"), 1)
 	_, big := letterXML(t, withDefaults(memo.Letter{To: citizen, Main: memo.PDF("stor.pdf", bytes.Repeat([]byte("%PDF"), 60_000))}))
 	_, huge := letterXML(t, withDefaults(memo.Letter{To: citizen, Main: memo.PDF("stor.pdf", bytes.Repeat([]byte("%PDF"), 100_000))}))
+	_, sms := letterXML(t, withDefaults(memo.Letter{To: smsPerson, Type: memo.TypeNemSMS, Notification: "Hej"}))
 	php := func(memoXML []byte, choice string, fp []byte) []byte {
 		return must(sf1601test.PHP(memoXML, choice, fp))
 	}
@@ -385,7 +386,11 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 		{"two Messages", hdr(), bytes.Replace(php(good, "Digital Post", nil), []byte("</kombi_request>"), append(jmsMessage(t, good), "</kombi_request>"...), 1), false, 400, sf1601.CodeMessageDuplicate, "invalid"},
 		{"no KombiValgKode", hdr(), bytes.Replace(python(good, "Digital Post"), []byte("<KombiValgKode>Digital Post</KombiValgKode>"), nil, 1), false, 400, sf1601.CodeChoiceMissing, "invalid"},
 		{"unknown KombiValgKode", hdr(), python(good, "Brevdue"), false, 400, sf1601.CodeChoiceUnknown, "invalid"},
-		{"unexpected element", hdr(), bytes.Replace(python(good, "NemSMS"), []byte("</kombi_request>"), []byte("<Prioritet>D</Prioritet></kombi_request>"), 1), false, 400, sf1601.CodeElementUnexpected, "invalid"},
+		// The choice must fit the MeMo: a letter sent by SMS would reach
+		// no mailbox (it was accepted, and its documents went nowhere).
+		{"a DIGITALPOST MeMo sent as NemSMS", hdr(), python(good, "NemSMS"), false, 400, "mode.message.type.mismatch", "invalid"},
+		{"a NEMSMS MeMo sent as Fysisk Post", hdr(), python(sms, "Fysisk Post"), false, 400, "mode.message.type.mismatch", "invalid"},
+		{"unexpected element", hdr(), bytes.Replace(python(good, "Digital Post"), []byte("</kombi_request>"), []byte("<Prioritet>D</Prioritet></kombi_request>"), 1), false, 400, sf1601.CodeElementUnexpected, "invalid"},
 		{"fjernprint part not of the schema", hdr(), php(good, "Fysisk Post", badPrint), false, 400, "schema.element.unexpected", "invalid"},
 		{"two fjernprint parts", hdr(), bytes.Replace(php(good, "Fysisk Post", okPrint), []byte("</kombi_request>"),
 			[]byte(`<ForsendelseISamling xmlns="urn:oio:fjernprint:1.0.0">`+string(okPrint)+`</ForsendelseISamling></kombi_request>`), 1), false, 400, sf1601.CodePrintDuplicate, "invalid"},
@@ -421,11 +426,17 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d %s %s", c.name, r.status, r.body, c.status, c.errCode, c.code)
 		}
 	}
-	// The MeMo's error points at its line in the kombi_request.
-	r := h.call("POST", send, hdr(), php(bad, "Digital Post", nil))
+	// A choice that does not fit the MeMo names the KombiValgKode.
 	var e struct {
 		FieldErrors []hub.FieldError `json:"fieldErrors"`
 	}
+	h.call("POST", send, hdr(), python(good, "NemSMS")).json(t, &e)
+	if len(e.FieldErrors) != 1 || e.FieldErrors[0].Field != "/kombi_request/KombiValgKode" || e.FieldErrors[0].RejectedValue != "NemSMS" {
+		t.Errorf("mode mismatch: %+v", e.FieldErrors)
+	}
+	// The MeMo's error points at its line in the kombi_request.
+	r := h.call("POST", send, hdr(), php(bad, "Digital Post", nil))
+	e.FieldErrors = nil
 	r.json(t, &e)
 	lines := strings.Split(string(php(bad, "Digital Post", nil)), "\n")
 	if len(e.FieldErrors) == 0 || e.FieldErrors[0].Line < 1 || e.FieldErrors[0].Line > len(lines) ||
@@ -445,7 +456,7 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 	if rs, _ := store.ListReceipts(ctx, sys.ID, "", 10); len(rs) != 0 {
 		t.Errorf("receipts stored: %+v", rs)
 	}
-	for _, q := range []string{hub.MailboxQueue(citizen, ""), hub.MailboxQueue(exempt, ""), hub.PrintQueue, hub.SMSQueue} {
+	for _, q := range []string{hub.MailboxQueue(citizen, ""), hub.MailboxQueue(exempt, ""), hub.MailboxQueue(smsPerson, ""), hub.PrintQueue, hub.SMSQueue} {
 		if n, _ := store.CountQueue(ctx, q); n != 0 {
 			t.Errorf("queue %s holds %d", q, n)
 		}

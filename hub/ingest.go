@@ -155,9 +155,10 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	}
 	r = Receipt{TransmissionID: NewID(), SystemID: s.System.ID, MessageUUID: l.UUID, MessageID: l.MessageID,
 		Time: now, Status: ReceiptReceived, TransactionID: env.TransactionID}
-	m.ReceiptID = r.TransmissionID
+	m.ReceiptID, m.TransactionID = r.TransmissionID, env.TransactionID
 	if rt.State == MessageNotDelivered {
 		r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, rt.ReasonCode, rt.Reason
+		m.ReasonCode, m.Reason = rt.ReasonCode, rt.Reason
 	}
 	if len(rt.Deliveries) > 0 || keep {
 		// A resubmission is recognised by the store, which refuses a taken
@@ -282,13 +283,39 @@ func (in *Ingest) answerResubmission(ctx context.Context, s Submission, m Messag
 			Fields: []FieldError{{Resource: "memo", Field: "/Message/MessageHeader/messageUUID", Code: "message.uuid.duplicate",
 				Message: "messageUUID must be unique; resubmit only identical bytes", RejectedValue: s.Letter.UUID}}}
 	}
+	if was, now := modeOr(Mode(m.Mode)), modeOr(s.Mode); was != now {
+		// The first submission's answer stands for the bytes as sent then:
+		// answering it to another choice would tell the sender that the
+		// new choice was refused (or taken) when it was never looked at.
+		return Receipt{}, false, &Error{Code: Conflict, Message: "this message was accepted before with another delivery mode",
+			Fields: []FieldError{{Resource: "request", Field: "mode", Code: "message.uuid.duplicate",
+				Message: "the messageUUID was accepted with delivery mode " + string(was) + "; a resubmission repeats it (send another letter under a new messageUUID)",
+				RejectedValue: string(now)}}}
+	}
 	r, err := SenderReceiptOf(ctx, in.Store, m)
 	if ErrorCode(err) == NotFound {
-		// The sender deleted its receipt; answer with an equivalent one.
-		return Receipt{TransmissionID: NewID(), SystemID: s.System.ID, MessageUUID: m.UUID, MessageID: m.MessageID,
-			Time: m.Received, Status: ReceiptReceived}, true, nil
+		// The sender deleted its receipt: answer with an equivalent one,
+		// which says what the first said (the letter not delivered, and
+		// why), under its id and its transaction's.
+		r = Receipt{TransmissionID: m.ReceiptID, SystemID: s.System.ID, MessageUUID: m.UUID, MessageID: m.MessageID,
+			Time: m.Received, Status: ReceiptReceived, TransactionID: m.TransactionID}
+		if r.TransmissionID == "" {
+			r.TransmissionID = NewID() // a message stored before it kept its receipt's id
+		}
+		if m.State == MessageNotDelivered {
+			r.Status, r.ErrorCode, r.ErrorMessage = ReceiptNotAllowed, m.ReasonCode, m.Reason
+		}
+		return r, true, nil
 	}
 	return r, err == nil, err
+}
+
+// modeOr is m, AUTOMATIC when unset.
+func modeOr(m Mode) Mode {
+	if m == "" {
+		return ModeAutomatic
+	}
+	return m
 }
 
 // ReceiptReader is what SenderReceiptOf reads (Receipts has it).

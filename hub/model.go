@@ -229,6 +229,13 @@ type Message struct {
 	// bytes, newer than this one), so the message's own receipt is found
 	// by this id, not by the UUID. "" for messages stored before the field.
 	ReceiptID string `json:"receiptId,omitempty"`
+	// TransactionID is the sender's id of the call that submitted it
+	// (SF1601's X-TransaktionsId), as its receipt names it.
+	TransactionID string `json:"transactionId,omitempty"`
+	// ReasonCode and Reason say why a NOT_DELIVERED message was not
+	// delivered, as its receipt's errorCode and errorMessage do.
+	ReasonCode string `json:"reasonCode,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // DeliveryState is the state of one delivery.

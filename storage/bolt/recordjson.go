@@ -43,6 +43,9 @@ var (
 		{"ArchiveUntil", "archiveUntil,omitempty", timeType},
 		{"Attrs", "attrs,omitempty", reflect.TypeFor[map[string]string]()},
 		{"ReceiptID", "receiptId,omitempty", stringType},
+		{"TransactionID", "transactionId,omitempty", stringType},
+		{"ReasonCode", "reasonCode,omitempty", stringType},
+		{"Reason", "reason,omitempty", stringType},
 	}) && jsonFieldsAre(reflect.TypeFor[messageRec](), []jsonField{
 		{"Message", "", reflect.TypeFor[hub.Message]()},
 		{"ContentKey", "contentKey,omitempty", stringType},
@@ -136,7 +139,7 @@ func marshalMessageRec(r *messageRec) ([]byte, error) {
 		// Room for the keys, numbers and times, and the strings unescaped.
 		n := 464 + len(m.UUID) + len(m.MessageID) + len(m.SenderCVR) + len(m.SenderSystemID) + len(m.RecipientID) +
 			len(m.RecipientType) + len(m.MessageType) + len(m.MemoVersion) + len(m.Label) + len(m.SHA256) + len(m.State) +
-			len(m.Mode) + len(m.ReceiptID) + len(r.ContentKey) + mapLen(m.Attrs)
+			len(m.Mode) + len(m.ReceiptID) + len(m.TransactionID) + len(m.ReasonCode) + len(m.Reason) + len(r.ContentKey) + mapLen(m.Attrs)
 		if b, ok := appendMessageRec(make([]byte, 0, n), r); ok {
 			return b, nil
 		}
@@ -175,6 +178,9 @@ func appendMessageRec(b []byte, r *messageRec) ([]byte, bool) {
 		b = appendStringMap(append(b, `,"attrs":`...), m.Attrs)
 	}
 	b = appendOmitEmpty(b, `,"receiptId":`, m.ReceiptID)
+	b = appendOmitEmpty(b, `,"transactionId":`, m.TransactionID)
+	b = appendOmitEmpty(b, `,"reasonCode":`, m.ReasonCode)
+	b = appendOmitEmpty(b, `,"reason":`, m.Reason)
 	b = appendOmitEmpty(b, `,"contentKey":`, r.ContentKey)
 	if r.ContentSeq != 0 {
 		b = strconv.AppendUint(append(b, `,"contentSeq":`...), r.ContentSeq, 10)

@@ -95,12 +95,18 @@ var receiptTests = []storeTest{
 	{"A stored message keeps the id of its own receipt", func(t *testing.T, s hub.Store) {
 		m := Message("m1", []byte("content of m1"), T0)
 		m.ReceiptID = "tx-m1"
+		// What its receipt said, for a resubmission once it is read.
+		m.TransactionID, m.ReasonCode, m.Reason = "call-1", "recipient.exempt", "the recipient is exempt"
 		ds := []hub.Delivery{Delivery("m1", "system/a", T0)}
 		must(t, s.PutMessageWith(ctx, m, ds, Receipt("m1", T0), nil, nil), "PutMessageWith")
 		got, err := s.GetMessage(ctx, "m1")
 		must(t, err, "GetMessage")
 		if got.ReceiptID != "tx-m1" {
 			t.Fatalf("GetMessage: ReceiptID %q, want tx-m1", got.ReceiptID)
+		}
+		if got.TransactionID != m.TransactionID || got.ReasonCode != m.ReasonCode || got.Reason != m.Reason {
+			t.Fatalf("GetMessage: transaction %q, reason %q %q; want %q, %q %q", got.TransactionID, got.ReasonCode, got.Reason,
+				m.TransactionID, m.ReasonCode, m.Reason)
 		}
 		ms, err := s.GetMessages(ctx, []string{"m1"})
 		must(t, err, "GetMessages")

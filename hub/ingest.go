@@ -289,7 +289,7 @@ func (in *Ingest) answerResubmission(ctx context.Context, s Submission, m Messag
 		// new choice was refused (or taken) when it was never looked at.
 		return Receipt{}, false, &Error{Code: Conflict, Message: "this message was accepted before with another delivery mode",
 			Fields: []FieldError{{Resource: "request", Field: "mode", Code: "message.uuid.duplicate",
-				Message: "the messageUUID was accepted with delivery mode " + string(was) + "; a resubmission repeats it (send another letter under a new messageUUID)",
+				Message:       "the messageUUID was accepted with delivery mode " + string(was) + "; a resubmission repeats it (send another letter under a new messageUUID)",
 				RejectedValue: string(now)}}}
 	}
 	r, err := SenderReceiptOf(ctx, in.Store, m)

@@ -143,13 +143,13 @@ func (s *Server) handleKombi(c *gin.Context) {
 			kr, err = d.Finish()
 		}
 		if err == nil {
-			err = s.checkPrint(kr)
+			err = s.checkPrint(kr, &ar.Envelope)
 		}
 		if err != nil {
 			s.refuseKombi(c, err)
 			return
 		}
-		ar.Mode, ar.Envelope.Print = kr.Mode, kr.Print
+		ar.Mode = kr.Mode
 		r, created, err = s.accepter.Letter(ctx, ar, accept.Body{R: msg, Size: int64(msg.Len())})
 		if err != nil {
 			writeError(c, s.log, kr.InRequest(err))
@@ -175,10 +175,10 @@ func (s *Server) handleKombi(c *gin.Context) {
 			if err := decoded(); err != nil {
 				return err
 			}
-			if err := s.checkPrint(kr); err != nil {
+			if err := s.checkPrint(kr, &ar.Envelope); err != nil {
 				return err
 			}
-			ar.Mode, ar.Envelope.Print = kr.Mode, kr.Print
+			ar.Mode = kr.Mode
 			return nil
 		}
 		// The accept service counts the letter once; a refusal that is the
@@ -233,8 +233,9 @@ func kombiMessage(n int) *bytes.Buffer {
 	return b
 }
 
-// checkPrint validates the request's fjernprint part, when it has one.
-func (s *Server) checkPrint(kr sf1601.Request) error {
+// checkPrint validates the request's fjernprint part, when it has one,
+// and puts it on env with the recipient and address it names.
+func (s *Server) checkPrint(kr sf1601.Request, env *hub.Envelope) error {
 	if kr.Print == nil {
 		return nil
 	}
@@ -242,7 +243,15 @@ func (s *Server) checkPrint(kr sf1601.Request) error {
 	if err != nil {
 		return hub.Wrap(hub.Internal, err, "the fjernprint schema did not compile")
 	}
-	return ps.Check(kr)
+	if err := ps.Check(kr); err != nil {
+		return err
+	}
+	to, err := sf1601.Recipient(kr.Print)
+	if err != nil {
+		return err
+	}
+	env.Print, env.PrintRecipient, env.PrintAddress = kr.Print, to.ID, to.Address
+	return nil
 }
 
 // refuseKombi answers a kombi_request refused before its MeMo reached the

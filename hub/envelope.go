@@ -21,6 +21,12 @@ type Envelope struct {
 	// It travels with the letter to the print queue when the letter is
 	// printed, and is dropped when it is delivered otherwise.
 	Print []byte
+	// PrintRecipient and PrintAddress are the recipient (CPR or CVR) and
+	// the postal lines the print rendition names, when it names them. The
+	// rendition's recipient must be the letter's; its address is the one
+	// on the paper, so a printed letter is sent there.
+	PrintRecipient string
+	PrintAddress   []string
 }
 
 // Delivery.Meta keys of a print delivery's print rendition: inline up to

@@ -122,6 +122,14 @@ func (in *Ingest) Submit(ctx context.Context, s Submission) (r Receipt, created 
 	if s.System.Role != SenderSystem {
 		return r, false, Errorf(Forbidden, "only sender systems may send post")
 	}
+	if env.Print != nil && env.PrintRecipient != "" && env.PrintRecipient != l.RecipientID {
+		return r, false, &Error{Code: Invalid, Message: "the print rendition is for another recipient than the letter",
+			Fields: []FieldError{{Resource: "kombi", Field: "ForsendelseModtager/AfsendelseModtager", Code: "kombi.fjernprint.recipient.mismatch",
+				Message: "the fjernprint part's recipient must be the MeMo's recipientID (" + l.RecipientID + ")", RejectedValue: env.PrintRecipient}}}
+	}
+	if env.Print != nil && len(env.PrintAddress) > 0 {
+		l.PrintAddress = env.PrintAddress
+	}
 	// Who may send and where the letter goes are read side by side: on a
 	// replica set each is a round trip the sender waits for. A system
 	// sending for its own organisation needs no read.

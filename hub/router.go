@@ -68,6 +68,9 @@ type Letter struct {
 	Attrs map[string]string
 	// Address is the recipient's postal address from the MeMo, if any.
 	Address []string
+	// PrintAddress is the address on the sender's own print rendition
+	// (Envelope.PrintAddress): where that paper goes, when it is printed.
+	PrintAddress []string
 }
 
 // Route is the router's decision for one letter.
@@ -192,9 +195,14 @@ func (r *Router) routePrint(ctx context.Context, l Letter) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	// The register's address is the recipient's; the letter's own
-	// (Recipient/AttentionData) is used only where the register has none.
-	addr, source := c.Address, "register"
+	// The sender's own print rendition is printed with its address on
+	// it. Otherwise the register's address is the recipient's; the
+	// letter's own (Recipient/AttentionData) is used only where the
+	// register has none.
+	addr, source := l.PrintAddress, "rendition"
+	if len(addr) == 0 {
+		addr, source = c.Address, "register"
+	}
 	if len(addr) == 0 {
 		addr, source = l.Address, "letter"
 	}

@@ -31,6 +31,7 @@ const (
 	CodeMessageDuplicate  = "kombi.message.duplicate"
 	CodePrintDuplicate    = "kombi.fjernprint.duplicate"
 	CodePrintTooLarge     = "kombi.fjernprint.too.large"
+	CodePrintRecipients   = "kombi.fjernprint.recipients"
 	CodeElementUnexpected = "kombi.element.unexpected"
 	CodeTextUnexpected    = "kombi.text.unexpected"
 	CodeTooLarge          = "kombi.too.large"

@@ -1,7 +1,12 @@
 package sf1601
 
 import (
+	"bytes"
+	"encoding/xml"
 	"errors"
+	"io"
+	"slices"
+	"strings"
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
@@ -74,4 +79,106 @@ func (r Request) InRequest(err error) error {
 		out.Fields[i] = f
 	}
 	return &out
+}
+
+// PrintRecipient is whom a fjernprint part sends its paper to.
+type PrintRecipient struct {
+	// ID is the CPR or CVR number of its AfsendelseModtager, "" when it
+	// names none.
+	ID string
+	// Address is its ModtagerAdresse as postal lines (name, c/o, street,
+	// …, post code and district), nil when it has none.
+	Address []string
+}
+
+// Recipient reads the recipient of a fjernprint part that has passed
+// Check. A part whose ForsendelseI elements name different recipients or
+// addresses is Invalid: the letter has one recipient.
+func Recipient(print []byte) (PrintRecipient, error) {
+	var out PrintRecipient
+	seen := false
+	d := xml.NewDecoder(bytes.NewReader(print))
+	var cur *PrintRecipient // the ForsendelseModtager being read
+	var text strings.Builder
+	fields := map[string]string{}
+	var lines []string
+	inAddress := false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return PrintRecipient{}, hub.Wrap(hub.Invalid, err, "the fjernprint part cannot be read")
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			text.Reset()
+			switch t.Name.Local {
+			case "ForsendelseModtager":
+				cur = &PrintRecipient{}
+			case "ModtagerAdresse":
+				inAddress, fields, lines = cur != nil, map[string]string{}, nil
+			}
+		case xml.CharData:
+			text.Write(t)
+		case xml.EndElement:
+			v := strings.TrimSpace(text.String())
+			text.Reset()
+			switch name := t.Name.Local; {
+			case cur == nil:
+			case name == "CPRnummerIdentifikator" || name == "CVRnummerIdentifikator":
+				cur.ID = v
+			case name == "ModtagerAdresse":
+				cur.Address, inAddress = addressLines(fields, lines), false
+			case name == "ForsendelseModtager":
+				if seen && (cur.ID != out.ID || strings.Join(cur.Address, "\n") != strings.Join(out.Address, "\n")) {
+					return PrintRecipient{}, hub.InvalidField("kombi", "ForsendelseModtager", CodePrintRecipients,
+						"every ForsendelseI of a kombi_request goes to the letter's one recipient", cur.ID)
+				}
+				out, seen, cur = *cur, true, nil
+			case inAddress && strings.HasPrefix(name, "PostalAddress") && strings.HasSuffix(name, "LineText"):
+				lines = append(lines, v)
+			case inAddress:
+				fields[name] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+// addressLines writes a ModtagerAdresse (KontaktOplysningType) as postal
+// lines: the name, c/o, then either the street address or the free lines,
+// then the post code with the district.
+func addressLines(f map[string]string, free []string) []string {
+	var out []string
+	add := func(parts ...string) {
+		if s := strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " "); s != "" {
+			out = append(out, s)
+		}
+	}
+	add(f["PersonName"])
+	if co := f["CoNavn"]; co != "" {
+		add("c/o", co)
+	}
+	if len(free) > 0 {
+		for _, l := range free {
+			add(l)
+		}
+	} else {
+		street := strings.TrimSpace(f["StreetName"] + " " + f["StreetBuildingIdentifier"])
+		if fl := strings.Join(slices.DeleteFunc([]string{f["FloorIdentifier"], f["SuiteIdentifier"]}, func(p string) bool { return p == "" }), ". "); fl != "" {
+			street += ", " + fl
+		}
+		add(street)
+		add(f["MailDeliverySublocationIdentifier"])
+		if box := f["PostOfficeBoxIdentifier"]; box != "" {
+			add("Postboks", box)
+		}
+	}
+	add(f["PostCodeIdentifier"], f["DistrictName"])
+	if c := f["CountryIdentificationCode"]; c != "" && !strings.EqualFold(c, "DK") {
+		add(c)
+	}
+	return out
 }

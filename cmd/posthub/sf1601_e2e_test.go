@@ -394,6 +394,7 @@ func TestSF1601MalformedRequestsChangeNothing(t *testing.T) {
 		{"fjernprint part not of the schema", hdr(), php(good, "Fysisk Post", badPrint), false, 400, "schema.element.unexpected", "invalid"},
 		{"two fjernprint parts", hdr(), bytes.Replace(php(good, "Fysisk Post", okPrint), []byte("</kombi_request>"),
 			[]byte(`<ForsendelseISamling xmlns="urn:oio:fjernprint:1.0.0">`+string(okPrint)+`</ForsendelseISamling></kombi_request>`), 1), false, 400, sf1601.CodePrintDuplicate, "invalid"},
+		{"fjernprint part for another recipient", hdr(), php(good, "Fysisk Post", okPrint), false, 400, "kombi.fjernprint.recipient.mismatch", "invalid"},
 		{"fjernprint part over -sf1601-max-print-size", hdr(), php(good, "Fysisk Post", bigPrint), false, 413, sf1601.CodePrintTooLarge, "too_large"},
 		{"MeMo over -max-memo-size", hdr(), python(big, "Digital Post"), false, 413, memo.CodeTooLarge, "too_large"},
 		{"MeMo over -max-memo-size, streamed", hdr(), python(big, "Digital Post"), true, 413, memo.CodeTooLarge, "too_large"},
@@ -496,4 +497,30 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestSF1601PrintGoesToTheRenditionsAddress: a "Fysisk Post" letter whose
+// fjernprint part names the recipient's address is printed there — it is
+// the address on the paper — also when the contact register has none (it
+// was refused, 400 recipient.address.unknown, and recorded as not
+// delivered, so that the letter could never be sent under its UUID).
+func TestSF1601PrintGoesToTheRenditionsAddress(t *testing.T) {
+	h := startHub(t)
+	w := h.setupWorld()
+	id, alone := letterXML(t, withDefaults(memo.Letter{To: citizen, Label: "Brev på papir"}))
+	fp := sf1601test.ForsendelseI("posthub-1", citizen, "Registreret Borger", "Eksempelvej", "1", "1234", memo.SamplePDF("Hej"))
+	kombi, err := sf1601test.PHP(alone, "Fysisk Post", fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustStatus(h.call("POST", "/service/KombiPostAfsend_1/kombi", phpHeaders(w.sender, uuid.NewString()), kombi), 201)
+	var item struct {
+		Meta map[string]string `json:"meta"`
+	}
+	if err := json.Unmarshal(waitForFile(t, filepath.Join(h.data, "outbox", "print", id+".json")), &item); err != nil {
+		t.Fatal(err)
+	}
+	if item.Meta["address"] != "Registreret Borger\nEksempelvej 1\n1234" || item.Meta["addressSource"] != "rendition" {
+		t.Errorf("printed to %q (%s), want the rendition's address", item.Meta["address"], item.Meta["addressSource"])
+	}
 }

@@ -181,6 +181,7 @@ type serveConfig struct {
 	MaxMemoSize      int64
 	MaxDelay         time.Duration
 	ArchiveRetention time.Duration
+	ReceiptRetention time.Duration
 	TLSCert          string
 	TLSKey           string
 	ClientCA         string
@@ -270,6 +271,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxArchiveDictionary, "max-archive-dictionary", bulk.DefaultMaxDictionary, "largest lzma/xz dictionary a mass-send archive may ask for, in bytes (64 MiB)")
 	fs.DurationVar(&c.MaxDelay, "max-delay", 365*24*time.Hour, "how far ahead doNotDeliverUntilDate may lie")
 	fs.DurationVar(&c.ArchiveRetention, "archive-retention", 90*24*time.Hour, "how long a sender's sent-archive copy is kept")
+	fs.DurationVar(&c.ReceiptRetention, "receipt-retention", 90*24*time.Hour, "how long a sender's receipt is kept when it is not read (with deletion) before; purged hourly (0 keeps receipts until they are read; otherwise at least 168h)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of -tls-cert (PEM)")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) for optional client-certificate authentication")
@@ -454,6 +456,10 @@ func (c *serveConfig) check() error {
 		}
 	}
 	switch {
+	case c.ReceiptRetention < 0 || (c.ReceiptRetention > 0 && c.ReceiptRetention < 7*24*time.Hour):
+		// A sender polls its receipts for the COMPLETED status, and a
+		// mailbox move rerun after a crash reads it.
+		return fmt.Errorf("-receipt-retention %s: 0 (keep until read) or at least 168h", c.ReceiptRetention)
 	case c.PolicyPollInterval <= 0:
 		return fmt.Errorf("-policy-poll-interval %s: must be positive", c.PolicyPollInterval)
 	case c.EventlogRetention < 0 || (c.EventlogRetention > 0 && c.EventlogRetention < 24*time.Hour):

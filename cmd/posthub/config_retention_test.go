@@ -18,6 +18,9 @@ func TestEventlogRetentionIsAtLeastADay(t *testing.T) {
 	}{
 		{[]string{"-eventlog-retention", "1h"}, "-eventlog-retention 1h0m0s: 0 (keep for ever) or at least 24h"},
 		{[]string{"-eventlog-retention", "-1s"}, "-eventlog-retention -1s: 0 (keep for ever) or at least 24h"},
+		// A sender polls its receipts for COMPLETED, and a mailbox move
+		// rerun after a crash reads it: not gone within a week.
+		{[]string{"-receipt-retention", "24h"}, "-receipt-retention 24h0m0s: 0 (keep until read) or at least 168h"},
 		{[]string{"-eventlog-retention", "48h", "-metadata", "mongo", "-mongo-uri", "mongodb://127.0.0.1:1", "-mongo-event-repair-window", "72h"},
 			"-mongo-event-repair-window 72h0m0s: must be shorter than -eventlog-retention 48h0m0s"},
 	} {

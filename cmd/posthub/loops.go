@@ -56,6 +56,10 @@ func startLoops(h *hubServices) *backgroundLoops {
 	// Message content no message names (a failure that may have stored
 	// its letter keeps the blob; a crash between upload and commit)
 	// goes once it is a day old, looked for every six hours.
+	// Receipts no sender read (SF1601 clients never do) go after the
+	// retention, looked for every hour.
+	receipts := &hub.ReceiptPurge{Store: store, Retention: cfg.ReceiptRetention, Holder: instanceName(), Log: log}
+	l.run(ctx, "receipt purge", every(time.Hour, log, "receipt purge", func(ctx context.Context) error { _, err := receipts.Purge(ctx); return err }))
 	sweeper := &hub.ContentSweeper{Store: store, Blobs: h.blobs, MinAge: 24 * time.Hour, Holder: instanceName(), Log: log}
 	l.run(ctx, "content sweeper", every(6*time.Hour, log, "content sweeper", func(ctx context.Context) error { _, err := sweeper.Sweep(ctx); return err }))
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {

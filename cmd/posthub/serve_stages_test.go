@@ -71,7 +71,7 @@ func TestServeStagesStartAndStopInOrder(t *testing.T) {
 	}
 	errc := l.serve(handler, h.api.MetricsHandler())
 	loops := startLoops(h)
-	want := []string{"content sweeper", "event-log sealer", "mailbox purge", "notifier", "outbox print", "outbox sms", "policies", "repair", "retrieval", "sent-archive purge"}
+	want := []string{"content sweeper", "event-log sealer", "mailbox purge", "notifier", "outbox print", "outbox sms", "policies", "receipt purge", "repair", "retrieval", "sent-archive purge"}
 	if got := loops.running(); !slices.Equal(got, want) {
 		t.Fatalf("running loops: %v, want %v", got, want)
 	}

@@ -175,12 +175,23 @@ func (s *prologScanner) run() (prolog, *prescanError) {
 		}
 		switch {
 		case s.hasPrefix("<!--"):
-			end := bytes.Index(b[s.pos+4:], []byte("-->"))
-			if end < 0 {
+			// The first "--" after "<!--" ends the comment: "-->".
+			end := bytes.Index(b[s.pos+4:], []byte("--"))
+			if end < 0 || s.pos+4+end+2 >= len(b) {
 				return prolog{}, s.short("a comment")
+			}
+			if b[s.pos+4+end+2] != '>' {
+				return prolog{}, s.fail(CodeNotWellFormed, "'--' is not allowed inside a comment")
 			}
 			s.pos += 4 + end + 3
 		case s.hasPrefix("<?"):
+			// An XML declaration stands only at the very start, and a
+			// processing instruction has a target.
+			if t := b[s.pos+2:]; len(t) >= 4 && strings.EqualFold(string(t[:3]), "xml") && (prologSpace(t[3]) || t[3] == '?') {
+				return prolog{}, s.fail(CodeNotWellFormed, "an XML declaration is allowed only at the start of the document")
+			} else if len(t) >= 1 && (prologSpace(t[0]) || t[0] == '?') {
+				return prolog{}, s.fail(CodeNotWellFormed, "a processing instruction needs a target")
+			}
 			end := bytes.Index(b[s.pos+2:], []byte("?>"))
 			if end < 0 {
 				return prolog{}, s.short("a processing instruction")

@@ -579,12 +579,35 @@ func allSpace(b []byte) bool {
 func (d *Decoder) markup(envelope bool) error {
 	b, _ := d.peekN(2)
 	if b[1] == '?' {
+		// An XML declaration stands only at the very start (the prolog's
+		// check), and a processing instruction has a target.
+		p, _ := d.br.Peek(6)
+		if len(p) >= 5 && strings.EqualFold(string(p[2:5]), "xml") && (len(p) == 5 || xmlSpace(p[5]) || p[5] == '?') {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "an XML declaration is allowed only at the start of the request")
+		}
+		if len(p) >= 3 && (xmlSpace(p[2]) || p[2] == '?') {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "a processing instruction needs a target")
+		}
 		return d.through("?>", "a processing instruction", nil, 0, nil)
 	}
 	b, _ = d.br.Peek(9)
 	switch {
 	case bytes.HasPrefix(b, []byte("<!--")):
-		return d.through("-->", "a comment", nil, 0, nil)
+		// The first "--" after "<!--" ends the comment: it must be "-->".
+		if err := d.take(b[:4]); err != nil {
+			return err
+		}
+		if err := d.through("--", "a comment", nil, 0, nil); err != nil {
+			return err
+		}
+		c, err := d.peekN(1)
+		if err != nil {
+			return d.readErr(err, "a comment")
+		}
+		if c[0] != '>' {
+			return fail(memo.CodeNotWellFormed, "", d.line, "", "'--' is not allowed inside a comment")
+		}
+		return d.take(c[:1])
 	case bytes.HasPrefix(b, []byte("<![CDATA[")):
 		if envelope {
 			return fail(CodeTextUnexpected, "/kombi_request", d.line, "", "kombi_request holds elements only, no text")

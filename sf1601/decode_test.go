@@ -215,6 +215,14 @@ var malformedCases = []kombiCase{
 	{"text in the wrapper", `<kombi_request>hej<KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request>`, sf1601.CodeTextUnexpected, hub.Invalid},
 	{"truncated inside the Message", `<kombi_request><KombiValgKode>NemSMS</KombiValgKode><memo:Message xmlns:memo="https://DigitalPost.dk/MeMo-1"><memo:MessageHeader>`, memo.CodeNotWellFormed, hub.Invalid},
 	{"mismatched end tag in the Message", `<kombi_request><KombiValgKode>NemSMS</KombiValgKode><memo:Message xmlns:memo="https://DigitalPost.dk/MeMo-1"><a></b></memo:Message></kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
+	// The prolog's checks hold anywhere: an XML declaration (with another
+	// encoding) after the start, or markup that is not well-formed, used
+	// to pass in the wrapper where the MeMo alone was refused.
+	{"an XML declaration after the start", "\n<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><kombi_request><KombiValgKode>NemSMS</KombiValgKode>" + okMessage + `</kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
+	{"an XML declaration in the wrapper", `<kombi_request><?XML version="1.0"?><KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
+	{"a processing instruction without a target", `<kombi_request><? x?><KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
+	{"'--' inside a comment", `<kombi_request><!-- a -- b --><KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
+	{"a comment ending in '--->'", `<kombi_request><!-- a ---><KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request>`, memo.CodeNotWellFormed, hub.Invalid},
 	{"content after the root", `<kombi_request><KombiValgKode>NemSMS</KombiValgKode>` + okMessage + `</kombi_request><x/>`, memo.CodeNotWellFormed, hub.Invalid},
 	{"root not closed", `<kombi_request><KombiValgKode>NemSMS</KombiValgKode>` + okMessage, memo.CodeNotWellFormed, hub.Invalid},
 	{"a megabyte of whitespace around the parts", `<kombi_request>` + strings.Repeat(" ", 1<<20) + `</kombi_request>`, sf1601.CodeTooLarge, hub.TooLarge},

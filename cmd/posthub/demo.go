@@ -256,13 +256,20 @@ var demoPeople = []web.DemoPerson{
 	{Label: "Camilla ApS (company-admin), administrator of Demo ApS without the message-employee privilege", UserID: "company-admin", CVR: demoCompany},
 }
 
-// printDemoViewer adds the viewing client to the demo banner.
-func printDemoViewer(out io.Writer, base string, v demoViewer, web bool) {
+// printDemoViewer adds the viewing client to the demo banner. Its API
+// token, which with the assertion key reads any mailbox, is printed for a
+// demo only: a hub serving the web mailbox for real keeps it out of its
+// output (and so out of the logs that collect it).
+func printDemoViewer(out io.Writer, base string, v demoViewer, web, demo bool) {
+	token := "(not shown outside -demo; the web mailbox holds it)"
+	if demo {
+		token = v.Token
+	}
 	fmt.Fprintf(out, `
 Viewing client (organisation %s): system %s
   API token      %s
   assertion key  kid %q, Ed25519 private key in %s (sign X-User-Assertion JWTs with it)
-`, demoViewerOrg, v.SystemID, v.Token, v.KeyID, v.KeyFile)
+`, demoViewerOrg, v.SystemID, token, v.KeyID, v.KeyFile)
 	if web {
 		fmt.Fprintf(out, "  web mailbox    %s/mailbox/ (demo login: any demo citizen or company user)\n", base)
 	}

@@ -100,7 +100,7 @@ func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer
 		if err != nil {
 			return nil, fmt.Errorf("demo viewing client: %w", err)
 		}
-		printDemoViewer(stdout, base, dv, true)
+		printDemoViewer(stdout, base, dv, true, cfg.Demo)
 		wm, err := web.New(web.Config{API: handler, SystemID: dv.SystemID, Token: dv.Token, Key: dv.Key, KeyID: dv.KeyID,
 			SessionKey: h.az.sessions.Key, Secure: cfg.secureCookies(), People: demoPeople, DemoLogin: demoLogin, OIDC: h.az.oidc,
 			PublicURL: cfg.PublicURL, Revocations: h.store, Log: h.log})

@@ -106,17 +106,49 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 			o.logger().Warn("outbox dispatch failed; tried again when its lease expires", "queue", o.Queue, "delivery", d.ID, "error", err, "attempt", l.Attempt)
 			continue
 		}
-		if err := o.drop(ctx, d); err != nil {
+		if err := o.sent(ctx, d); err != nil {
 			return n, err
+		}
+		n++
+	}
+	return n, ctx.Err()
+}
+
+// sent removes delivery d, which the dispatcher took, and records its
+// PHYSICAL_LETTER_SENT or NEM_SMS_SENT_SUCCESSFULLY with the ack, in the
+// store's one step (Store.AckWith), as retrieval records a fetch: an
+// append that fails fails the ack, and the item is handed over again
+// (at least once) rather than gone without its event. The event's ID
+// derives from the delivery, so an ack the store finishes after a crash
+// (MongoDB) or an item handed over twice logs it once.
+//
+// The sender's receipt stays as it is (RECEIVED): in this hub COMPLETED
+// says a receiver system took the letter, and a letter handed to a print
+// provider or an SMS gateway has not reached its recipient yet; the
+// sender learns of the hand-over from this event.
+func (o *Outbox) sent(ctx context.Context, d Delivery) error {
+	now := o.now()
+	res, err := o.Store.AckWith(ctx, d.ID, d.MessageUUID, now, func(v AckView) (*Receipt, []Event, error) {
+		if o.Events == nil {
+			return nil, nil, nil
+		}
+		var m Message
+		if v.Message != nil {
+			m = *v.Message
 		}
 		tag := "PHYSICAL_LETTER_SENT"
 		if o.Queue == SMSQueue {
 			tag = "NEM_SMS_SENT_SUCCESSFULLY"
 		}
-		o.emit(ctx, d, c.Message, tag, nil)
-		n++
+		e := o.event(v.Delivery, m, tag, nil)
+		e.ID, e.Time = "outbox:"+v.Delivery.ID+":sent", now
+		return nil, []Event{e}, nil
+	})
+	if err != nil {
+		return err
 	}
-	return n, ctx.Err()
+	o.cleanUp(ctx, d, res)
+	return nil
 }
 
 // drop removes delivery d (handed over, or not to be).
@@ -125,11 +157,17 @@ func (o *Outbox) drop(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
+	o.cleanUp(ctx, d, res)
+	return nil
+}
+
+// cleanUp deletes the blobs an acknowledgement of d left unreferenced (a
+// sweeper catches those it cannot).
+func (o *Outbox) cleanUp(ctx context.Context, d Delivery, res AckResult) {
 	dropPrint(ctx, o.Blobs, d)
 	if res.Unreferenced && res.ContentKey != "" {
 		_ = o.Blobs.Delete(ctx, res.ContentKey)
 	}
-	return nil
 }
 
 func (o *Outbox) logger() *slog.Logger {
@@ -169,11 +207,16 @@ func (o *Outbox) emit(ctx context.Context, d Delivery, m Message, tag string, de
 	if o.Events == nil {
 		return
 	}
+	_ = o.Events.Emit(ctx, o.event(d, m, tag, detail))
+}
+
+// event is the outbox's event tag about delivery d of message m.
+func (o *Outbox) event(d Delivery, m Message, tag string, detail map[string]string) Event {
 	orgs := []string{}
 	if m.SenderCVR != "" {
 		orgs = append(orgs, m.SenderCVR)
 	}
-	_ = o.Events.Emit(ctx, Event{Tag: tag, Actor: "outbox:" + o.Queue, Orgs: orgs, MessageUUID: d.MessageUUID, Party: m.RecipientID, Detail: detail})
+	return Event{Tag: tag, Actor: "outbox:" + o.Queue, Orgs: orgs, MessageUUID: d.MessageUUID, Party: m.RecipientID, Detail: detail}
 }
 
 // Run drains the outbox every interval until ctx ends.

@@ -1,0 +1,149 @@
+package hub_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/internal/hubtest"
+)
+
+// Findings of a review of the print and SMS outbox (each test failed
+// before its fix).
+
+const (
+	outboxExempt = "0202702345" // exempt from Digital Post: print
+	outboxSMS    = "0303703456" // registered for NemSMS
+)
+
+// outboxWorld is an embedded hub with an exempt citizen, a NemSMS citizen
+// and a sender system of 11111111.
+type outboxWorld struct {
+	h   *hubtest.Hub
+	in  *hub.Ingest
+	sys hub.System
+}
+
+func newOutboxWorld(t *testing.T) outboxWorld {
+	h := hubtest.Open(t)
+	h.Contacts(hub.Contact{ID: outboxExempt, Status: hub.Exempt, Name: "Fritaget Borger", Address: []string{"Fritaget Borger", "Eksempelvej 1", "1234 Demoby"}},
+		hub.Contact{ID: outboxSMS, Status: hub.Registered, NemSMS: true, Phone: "+4512345678"})
+	in := h.Ingest(hub.StoreEvents{Store: h.Store}, 1<<20)
+	return outboxWorld{h: h, in: in, sys: hub.System{ID: "sender", OrgCVR: "11111111", Role: hub.SenderSystem, Active: true}}
+}
+
+func (w outboxWorld) submit(t *testing.T, l hub.Letter, mode hub.Mode) {
+	t.Helper()
+	body := []byte("<memo:Message>" + l.UUID + "</memo:Message>")
+	sum := sha256.Sum256(body)
+	l.Size, l.SenderID = int64(len(body)), "11111111"
+	if _, _, err := w.in.Submit(context.Background(), hub.Submission{System: w.sys, Body: body, Size: l.Size,
+		SHA256: hex.EncodeToString(sum[:]), Mode: mode, Letter: l}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w outboxWorld) printLetter(t *testing.T, uuid string) {
+	t.Helper()
+	w.submit(t, hub.Letter{UUID: uuid, MessageType: "DIGITALPOST", RecipientID: outboxExempt, RecipientType: "CPR"}, hub.ModePrintOnly)
+}
+
+func (w outboxWorld) sms(t *testing.T, uuid string) {
+	t.Helper()
+	w.submit(t, hub.Letter{UUID: uuid, MessageType: "NEMSMS", RecipientID: outboxSMS, RecipientType: "CPR", Notification: "Du har post"}, hub.ModeNemSMS)
+}
+
+// events returns the pending events of the log by ID.
+func (w outboxWorld) events(t *testing.T) map[string]hub.Event {
+	t.Helper()
+	evs, err := w.h.Store.PendingEvents(context.Background(), 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]hub.Event{}
+	for _, e := range evs {
+		out[e.ID] = e
+	}
+	return out
+}
+
+// tags counts the pending events of the log by tag.
+func (w outboxWorld) tags(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, e := range w.events(t) {
+		out[e.Tag]++
+	}
+	return out
+}
+
+// refuseTag is an event sink that refuses one tag (a database hiccup at
+// that moment) and passes the rest on.
+type refuseTag struct {
+	inner hub.EventSink
+	tag   string
+}
+
+func (f refuseTag) Emit(ctx context.Context, evs ...hub.Event) error {
+	for _, e := range evs {
+		if e.Tag == f.tag {
+			return errors.New("event store unavailable")
+		}
+	}
+	return f.inner.Emit(ctx, evs...)
+}
+
+// TestOutboxSentEventIsWrittenWithTheAck: the outbox used to remove a
+// letter the provider took with a plain Ack and only then emit
+// PHYSICAL_LETTER_SENT, ignoring the emit's error: an append that failed
+// (or a crash between the two) lost the event for good while the letter
+// was gone from the queue. The event is now written by the ack itself
+// (Store.AckWith), under an ID derived from the delivery.
+func TestOutboxSentEventIsWrittenWithTheAck(t *testing.T) {
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000001"
+	w.printLetter(t, uuid)
+	spool := t.TempDir()
+	ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: refuseTag{hub.StoreEvents{Store: w.h.Store}, "PHYSICAL_LETTER_SENT"},
+		Queue: hub.PrintQueue, Holder: "t", Lease: time.Minute, Dispatcher: hub.SpoolDispatcher{Dir: spool}}
+	if n, err := ob.Drain(ctx); n != 1 || err != nil {
+		t.Fatalf("drain: %d, %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(spool, uuid+".json")); err != nil {
+		t.Fatalf("not spooled: %v", err)
+	}
+	id := "outbox:" + hub.DeliveryID(uuid, hub.PrintQueue) + ":sent"
+	e, ok := w.events(t)[id]
+	if !ok || e.Tag != "PHYSICAL_LETTER_SENT" || e.MessageUUID != uuid || e.Party != outboxExempt || len(e.Orgs) != 1 || e.Orgs[0] != "11111111" {
+		t.Fatalf("event %s after the hand-over: %+v (found %v); tags %v", id, e, ok, w.tags(t))
+	}
+	if ds, err := w.h.Store.DeliveriesOf(ctx, uuid); err != nil || len(ds) != 0 {
+		t.Fatalf("deliveries after the hand-over: %+v, %v", ds, err)
+	}
+}
+
+// TestOutboxSMSSentEventIsWrittenWithTheAck is the SMS side of
+// TestOutboxSentEventIsWrittenWithTheAck: NEM_SMS_SENT_SUCCESSFULLY was
+// emitted after the ack, its error ignored.
+func TestOutboxSMSSentEventIsWrittenWithTheAck(t *testing.T) {
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000005"
+	w.sms(t, uuid)
+	ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: refuseTag{hub.StoreEvents{Store: w.h.Store}, "NEM_SMS_SENT_SUCCESSFULLY"},
+		Queue: hub.SMSQueue, Holder: "t", Lease: time.Minute, Dispatcher: hub.SpoolDispatcher{Dir: t.TempDir()}}
+	if n, err := ob.Drain(ctx); n != 1 || err != nil {
+		t.Fatalf("drain: %d, %v", n, err)
+	}
+	id := "outbox:" + hub.DeliveryID(uuid, hub.SMSQueue) + ":sent"
+	if e, ok := w.events(t)[id]; !ok || e.Tag != "NEM_SMS_SENT_SUCCESSFULLY" {
+		t.Fatalf("event %s after the hand-over: %+v (found %v); tags %v", id, e, ok, w.tags(t))
+	}
+}

@@ -152,6 +152,9 @@ type Deps struct {
 	// people in (GET /apis/v1/session/providers); their sessions are the
 	// API's.
 	OIDC *oidc.RP
+	// Collectors are metrics of the hub's other parts (the outboxes'
+	// posthub_outbox_items_total), served on /metrics with the API's own.
+	Collectors []prometheus.Collector
 }
 
 // New builds the server and its routes.
@@ -193,6 +196,7 @@ func New(cfg Config, d Deps) *Server {
 		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "posthub_retrieval_long_polls",
 			Help: "Receiver systems' long polls (next) waiting for a message now."}, func() float64 { return float64(r.LongPolls()) }))
 	}
+	s.metrics.reg.MustRegister(d.Collectors...)
 	if d.Events != nil {
 		l := d.Events
 		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "posthub_eventlog_feed_waits",

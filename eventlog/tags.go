@@ -36,6 +36,10 @@ const (
 	MemoSendQueuedForPrint Tag = "MEMO_SEND_QUEUED_FOR_PRINT"
 	MemoSendQueuedForSMS   Tag = "MEMO_SEND_QUEUED_FOR_NEM_SMS"
 	OutboxItemParked       Tag = "OUTBOX_ITEM_PARKED"
+	// A print provider refused a letter (NgDP has NEM_SMS_SEND_FAILED for
+	// SMS only). Both failure tags are written on an item's first failed
+	// attempt and then at doubling intervals (attempts 2, 4, 8, …).
+	PhysicalLetterSendFailed Tag = "PHYSICAL_LETTER_SEND_FAILED"
 	// A deactivated receiver system's post returned to the mailbox.
 	MemoSendReturnedToMailbox Tag = "MEMO_SEND_RETURNED_TO_MAILBOX"
 )

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/posthub/posthub/internal/atomicfile"
@@ -60,6 +62,10 @@ type Outbox struct {
 	Wake <-chan struct{}
 	Log  *slog.Logger
 	Now  func() time.Time
+	// Outcome, when set, counts what became of each item claimed (the
+	// metric posthub_outbox_items_total): "sent", "failed" (one refused
+	// attempt) or "parked".
+	Outcome func(queue, outcome string)
 }
 
 func (o *Outbox) now() time.Time {
@@ -71,8 +77,9 @@ func (o *Outbox) now() time.Time {
 
 // Drain dispatches every available item once and returns how many were
 // handed over. An item the dispatcher refuses stays leased until its lease
-// expires (Lease: the back-off between attempts); one refused MaxAttempts
-// times is parked.
+// expires (Lease: the back-off between attempts), its failure logged as
+// failed says; one refused MaxAttempts times, or whose message, content
+// or print rendition is gone, is parked.
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	n := 0
 	for ctx.Err() == nil {
@@ -88,6 +95,7 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 			if err := o.Store.Park(ctx, d.ID, "too many failed attempts"); err != nil {
 				return n, err
 			}
+			o.count("parked")
 			o.emit(ctx, d, c.Message, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
 			continue
 		}
@@ -100,15 +108,15 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 			continue
 		}
 		if err := o.dispatch(ctx, d, c.Message); err != nil {
-			// The lease is kept: the item is tried again when it expires,
-			// so a provider that is down for a while costs an attempt per
-			// lease, not all of them at once.
-			o.logger().Warn("outbox dispatch failed; tried again when its lease expires", "queue", o.Queue, "delivery", d.ID, "error", err, "attempt", l.Attempt)
+			if err := o.failed(ctx, c, err); err != nil {
+				return n, err
+			}
 			continue
 		}
 		if err := o.sent(ctx, d); err != nil {
 			return n, err
 		}
+		o.count("sent")
 		n++
 	}
 	return n, ctx.Err()
@@ -151,6 +159,79 @@ func (o *Outbox) sent(ctx context.Context, d Delivery) error {
 	return nil
 }
 
+// failed records that claimed item c could not be handed over (cause).
+//
+// An item whose message, content or print rendition is gone can never be
+// handed over: it is parked (Store.Park, as MaxAttempts parks), out of
+// every listing and retry, and kept for an operator to see, with its
+// failure event and OUTBOX_ITEM_PARKED. Any other failure (the provider,
+// the spool's disk, a blob store that does not answer) keeps the lease,
+// so the item is tried again when it expires: a provider that is down for
+// a while costs an attempt per lease, not all of them at once.
+//
+// The failure event (NEM_SMS_SEND_FAILED, PHYSICAL_LETTER_SEND_FAILED) is
+// written on attempts 1, 2, 4, 8, …: at once, and then at doubling
+// intervals, so an item refused for days neither goes unnoticed nor
+// floods the log. Its ID derives from the delivery and the attempt, so an
+// attempt repeated (another instance's, or bolt's attempts starting again
+// after a restart) logs nothing twice.
+func (o *Outbox) failed(ctx context.Context, c Claimed, cause error) error {
+	d, l := c.Delivery, c.Lease
+	var gone *goneError
+	permanent := errors.As(cause, &gone)
+	o.count("failed")
+	if permanent || l.Attempt&(l.Attempt-1) == 0 {
+		tag := "PHYSICAL_LETTER_SEND_FAILED"
+		if o.Queue == SMSQueue {
+			tag = "NEM_SMS_SEND_FAILED"
+		}
+		e := o.event(d, c.Message, tag, map[string]string{"attempt": strconv.Itoa(l.Attempt), "errorCode": string(ErrorCode(cause))})
+		e.ID = "outbox:" + d.ID + ":failed:" + strconv.Itoa(l.Attempt)
+		if permanent {
+			e.Detail["parked"] = "true"
+		}
+		if o.Events != nil {
+			if err := o.Events.Emit(ctx, e); err != nil {
+				o.logger().Warn("outbox: failure event not written", "queue", o.Queue, "delivery", d.ID, "error", err)
+			}
+		}
+	}
+	if !permanent {
+		o.logger().Warn("outbox dispatch failed; tried again when its lease expires", "queue", o.Queue, "delivery", d.ID, "error", cause, "attempt", l.Attempt)
+		return nil
+	}
+	o.logger().Error("outbox item can never be handed over; parked", "queue", o.Queue, "delivery", d.ID, "error", cause)
+	if err := o.Store.Park(ctx, d.ID, "cannot be handed over: "+gone.what+" is gone"); err != nil {
+		return err
+	}
+	o.count("parked")
+	o.emit(ctx, d, c.Message, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": strconv.Itoa(l.Attempt), "reason": gone.what + " gone"})
+	return nil
+}
+
+// goneError is a failure no retry can mend: what the item needs is gone.
+type goneError struct {
+	what string // "message", "content", "print rendition"
+	err  error
+}
+
+func (e *goneError) Error() string { return e.what + " gone: " + e.err.Error() }
+func (e *goneError) Unwrap() error { return e.err }
+
+// isGone wraps err as a goneError of what when it says NotFound.
+func isGone(what string, err error) error {
+	if ErrorCode(err) == NotFound {
+		return &goneError{what: what, err: err}
+	}
+	return err
+}
+
+func (o *Outbox) count(outcome string) {
+	if o.Outcome != nil {
+		o.Outcome(o.Queue, outcome)
+	}
+}
+
 // drop removes delivery d (handed over, or not to be).
 func (o *Outbox) drop(ctx context.Context, d Delivery) error {
 	res, err := o.Store.Ack(ctx, d.ID, o.now())
@@ -181,19 +262,19 @@ func (o *Outbox) logger() *slog.Logger {
 // record is gone) to the dispatcher.
 func (o *Outbox) dispatch(ctx context.Context, d Delivery, m Message) error {
 	if m.UUID == "" {
-		return Errorf(NotFound, "message %s not found", d.MessageUUID)
+		return isGone("message", Errorf(NotFound, "message %s not found", d.MessageUUID))
 	}
 	it := OutboxItem{Delivery: d, Message: m}
 	if o.Queue == PrintQueue {
 		rc, err := OpenContent(ctx, o.Blobs, m)
 		if err != nil {
-			return err
+			return isGone("content", err)
 		}
 		defer rc.Close()
 		it.Content = rc
 		pr, err := openPrint(ctx, o.Blobs, d)
 		if err != nil {
-			return err
+			return isGone("print rendition", err)
 		}
 		if pr != nil {
 			defer pr.Close()

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,5 +147,142 @@ func TestOutboxSMSSentEventIsWrittenWithTheAck(t *testing.T) {
 	id := "outbox:" + hub.DeliveryID(uuid, hub.SMSQueue) + ":sent"
 	if e, ok := w.events(t)[id]; !ok || e.Tag != "NEM_SMS_SENT_SUCCESSFULLY" {
 		t.Fatalf("event %s after the hand-over: %+v (found %v); tags %v", id, e, ok, w.tags(t))
+	}
+}
+
+// refusingDispatcher refuses every item, counting the calls.
+type refusingDispatcher struct{ calls *int }
+
+func (f refusingDispatcher) Dispatch(context.Context, hub.OutboxItem) error {
+	*f.calls++
+	return errors.New("gateway refused")
+}
+
+// TestOutboxFailureIsLoggedAtDoublingIntervals: an item the provider kept
+// refusing was retried every lease for ever with nothing but a WARN log
+// line: no NEM_SMS_SEND_FAILED (the tag existed, nothing wrote it), no
+// event for print at all, no metric. The failure is now in the event log
+// at attempts 1, 2, 4, 8 and 16 of 20 (each once, under an ID of the
+// delivery and the attempt) and every attempt is counted.
+func TestOutboxFailureIsLoggedAtDoublingIntervals(t *testing.T) {
+	for _, tc := range []struct {
+		queue, tag string
+		submit     func(w outboxWorld, t *testing.T, uuid string)
+	}{
+		{hub.SMSQueue, "NEM_SMS_SEND_FAILED", outboxWorld.sms},
+		{hub.PrintQueue, "PHYSICAL_LETTER_SEND_FAILED", outboxWorld.printLetter},
+	} {
+		t.Run(tc.queue, func(t *testing.T) {
+			w := newOutboxWorld(t)
+			ctx := context.Background()
+			uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000002"
+			tc.submit(w, t, uuid)
+			calls := 0
+			outcomes := map[string]int{}
+			now := time.Now().UTC()
+			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t",
+				Lease: 5 * time.Minute, Dispatcher: refusingDispatcher{&calls}, Now: func() time.Time { return now },
+				Outcome: func(q, o string) {
+					if q != tc.queue {
+						t.Errorf("outcome of queue %q", q)
+					}
+					outcomes[o]++
+				}}
+			for range 20 { // 20 lease periods: 100 minutes of refusals
+				if _, err := ob.Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(5*time.Minute + time.Second)
+			}
+			if calls != 20 || outcomes["failed"] != 20 || outcomes["sent"] != 0 {
+				t.Fatalf("%d dispatch calls, outcomes %v; want 20 failed", calls, outcomes)
+			}
+			var attempts []int
+			for _, e := range w.events(t) {
+				if e.Tag == tc.tag {
+					if e.MessageUUID != uuid || len(e.Orgs) != 1 || e.Orgs[0] != "11111111" || e.Detail["errorCode"] != "internal" {
+						t.Errorf("failure event %+v", e)
+					}
+					if want := "outbox:" + hub.DeliveryID(uuid, tc.queue) + ":failed:" + e.Detail["attempt"]; e.ID != want {
+						t.Errorf("failure event ID %s, want %s", e.ID, want)
+					}
+					a, err := strconv.Atoi(e.Detail["attempt"])
+					if err != nil {
+						t.Fatal(err)
+					}
+					attempts = append(attempts, a)
+				}
+			}
+			slices.Sort(attempts)
+			if !slices.Equal(attempts, []int{1, 2, 4, 8, 16}) {
+				t.Fatalf("%s at attempts %v, want 1 2 4 8 16; tags %v", tc.tag, attempts, w.tags(t))
+			}
+			if ds, err := w.h.Store.DeliveriesOf(ctx, uuid); err != nil || len(ds) != 1 || ds[0].State == hub.DeliveryParked {
+				t.Fatalf("a refused item must stay queued, not parked: %+v, %v", ds, err)
+			}
+		})
+	}
+}
+
+// TestOutboxParksAnItemThatCanNeverBeHandedOver: an item whose message or
+// content was gone failed the same way every lease, for ever, without a
+// word beyond a log line. It is now parked at its first attempt, with its
+// failure event and OUTBOX_ITEM_PARKED, and never handed to the provider.
+func TestOutboxParksAnItemThatCanNeverBeHandedOver(t *testing.T) {
+	for _, tc := range []struct {
+		name, queue, tag string
+		submit           func(w outboxWorld, t *testing.T, uuid string)
+		lose             func(t *testing.T, w outboxWorld, m hub.Message)
+	}{
+		{"print content gone", hub.PrintQueue, "PHYSICAL_LETTER_SEND_FAILED", outboxWorld.printLetter, func(t *testing.T, w outboxWorld, m hub.Message) {
+			if m.ContentKey == "" {
+				t.Fatal("content stored inline")
+			}
+			if err := w.h.Blobs.Delete(context.Background(), m.ContentKey); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"SMS message gone", hub.SMSQueue, "NEM_SMS_SEND_FAILED", outboxWorld.sms, func(t *testing.T, w outboxWorld, m hub.Message) {
+			if err := w.h.Store.DeleteMessage(context.Background(), m.UUID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newOutboxWorld(t)
+			w.in.InlineMax = 0
+			ctx := context.Background()
+			uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000006"
+			tc.submit(w, t, uuid)
+			m, err := w.h.Store.GetMessage(ctx, uuid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.lose(t, w, m)
+			calls := 0
+			outcomes := map[string]int{}
+			now := time.Now().UTC()
+			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t",
+				Lease: 5 * time.Minute, Dispatcher: refusingDispatcher{&calls}, Now: func() time.Time { return now },
+				Outcome: func(_, o string) { outcomes[o]++ }}
+			for range 3 {
+				if _, err := ob.Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(5*time.Minute + time.Second)
+			}
+			if calls != 0 || outcomes["failed"] != 1 || outcomes["parked"] != 1 {
+				t.Fatalf("%d dispatch calls, outcomes %v; want one failure, parked", calls, outcomes)
+			}
+			ds, err := w.h.Store.DeliveriesOf(ctx, uuid)
+			if err != nil || len(ds) != 1 || ds[0].State != hub.DeliveryParked {
+				t.Fatalf("deliveries: %+v, %v; want the item parked", ds, err)
+			}
+			tags := w.tags(t)
+			e, ok := w.events(t)["outbox:"+ds[0].ID+":failed:1"]
+			if !ok || e.Tag != tc.tag || e.Detail["parked"] != "true" || tags["OUTBOX_ITEM_PARKED"] != 1 {
+				t.Fatalf("failure event %+v (found %v); tags %v", e, ok, tags)
+			}
+		})
 	}
 }

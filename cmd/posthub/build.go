@@ -20,6 +20,7 @@ import (
 	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/retrieval"
 	"github.com/posthub/posthub/viewer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // hubServices is serve's first stage: the stores, opened and repaired, and
@@ -46,7 +47,9 @@ type hubServices struct {
 	api      *api.Server
 	// outboxWake wakes the print and SMS outboxes when this instance
 	// queued something for them.
-	outboxWake    map[string]chan struct{}
+	outboxWake map[string]chan struct{}
+	// outboxItems counts what became of the items the outboxes claimed.
+	outboxItems   *prometheus.CounterVec
 	operatorToken string
 
 	closers []func() // run in reverse by close
@@ -130,9 +133,12 @@ func build(ctx context.Context, env *Env, cfg serveConfig, log *slog.Logger) (_ 
 	// instances queued and retries.
 	h.outboxWake = map[string]chan struct{}{hub.PrintQueue: make(chan struct{}, 1), hub.SMSQueue: make(chan struct{}, 1)}
 	h.ingest.Delivered = h.delivered
+	h.outboxItems = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "posthub_outbox_items_total",
+		Help: "Print and SMS outbox items by queue and outcome: sent (handed over), failed (an attempt the provider refused), parked."},
+		[]string{"queue", "outcome"})
 	h.api = api.New(acfg, api.Deps{Store: store, Blobs: blobs, Registry: h.registry, Ingest: h.ingest, Retrieval: h.fetching,
 		Importer: h.importer, Validator: h.validator, Events: h.evlog, Log: log, Enforcer: h.az.enforcer, Sessions: h.az.sessions,
-		Portal: h.az.portal, OIDC: h.az.oidc, Viewer: h.viewer})
+		Portal: h.az.portal, OIDC: h.az.oidc, Viewer: h.viewer, Collectors: []prometheus.Collector{h.outboxItems}})
 	return h, nil
 }
 

@@ -65,9 +65,13 @@ func startLoops(h *hubServices) *backgroundLoops {
 	for _, q := range []string{hub.PrintQueue, hub.SMSQueue} {
 		// The spool fails only for local reasons (its disk), never for one
 		// item's: an item it refuses is tried again every lease (5 minutes)
-		// until it takes it, never parked (nothing unparks print or SMS).
+		// until it takes it, never parked for failing (nothing unparks
+		// print or SMS); only an item whose message or content is gone,
+		// which no retry can mend, is parked. Failures are in the event log
+		// (at doubling intervals) and in posthub_outbox_items_total.
 		ob := &hub.Outbox{Store: store, Blobs: h.blobs, Events: h.evlog, Queue: q, Holder: instanceName(), Lease: 5 * time.Minute,
-			Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: h.outboxWake[q]}
+			Log: log, Dispatcher: hub.SpoolDispatcher{Dir: filepath.Join(cfg.Data, "outbox", q)}, Wake: h.outboxWake[q],
+			Outcome: func(queue, outcome string) { h.outboxItems.WithLabelValues(queue, outcome).Inc() }}
 		l.run(ctx, "outbox "+q, func(ctx context.Context) { ob.Run(ctx, cfg.OutboxInterval) })
 	}
 	return l

@@ -616,7 +616,11 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 // Recall withdraws a message held by doNotDeliverUntilDate, before its
 // date, on behalf of org: the sender organisation, or the organisation
 // whose system sent it on the sender's behalf (Organisation.SendFor).
-// NotFound when neither is org; Conflict when it is no longer held.
+// NotFound when neither is org; Conflict (message.recall.too.late) when
+// it is no longer held, or when a delivery of it is taken already (leased
+// or handed over: the outbox or a receiver system took it at its date on
+// a clock ahead of this one). See claimHeld for how the recall and the
+// hand-over exclude each other.
 func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) error {
 	now := time.Now().UTC()
 	if in.Now != nil {
@@ -642,10 +646,25 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 	// the state says RECALLED, and the event is recorded once they are.
 	if m.State != MessageRecalled {
 		if m.State != MessageHeld || !m.NotBefore.After(now) {
-			return &Error{Code: Conflict, Message: "only a message held by doNotDeliverUntilDate can be recalled, before that date",
-				Fields: []FieldError{{Resource: "message", Field: "state", Code: "message.recall.too.late", Message: "the message has been released", RejectedValue: string(m.State)}}}
+			return recallTooLate(m.State)
 		}
-		if err := in.Store.SetMessageState(ctx, messageUUID, MessageRecalled); err != nil {
+		leases, done, err := in.claimHeld(ctx, m, now)
+		if err != nil {
+			return err
+		}
+		if !done {
+			if m, err = in.Store.GetMessage(ctx, messageUUID); err != nil {
+				return err
+			}
+			if m.State != MessageRecalled {
+				return recallTooLate(m.State)
+			}
+			// Another recall of the message holds its deliveries: this
+			// one finishes it as a repeated recall would.
+		} else if err := in.Store.SetMessageState(ctx, messageUUID, MessageRecalled); err != nil {
+			// Not recalled: the letter goes out at its date, not
+			// recallLease after it.
+			in.release(ctx, leases)
 			return err
 		}
 	}
@@ -667,6 +686,78 @@ func (in *Ingest) Recall(ctx context.Context, org, actor, messageUUID string) er
 		}
 	}
 	return in.emit(ctx, Event{Tag: "MEMO_MESSAGE_RECALLED", Actor: actor, Orgs: orgs, MessageUUID: messageUUID, Party: m.RecipientID})
+}
+
+// recallLease is how long a recall holds a held message's deliveries past
+// their date; see claimHeld.
+const recallLease = 5 * time.Minute
+
+func recallTooLate(st MessageState) error {
+	return &Error{Code: Conflict, Message: "only a message held by doNotDeliverUntilDate can be recalled, before that date",
+		Fields: []FieldError{{Resource: "message", Field: "state", Code: "message.recall.too.late", Message: "the message has been released", RejectedValue: string(st)}}}
+}
+
+// claimHeld leases every delivery of the held message m for its recall,
+// before RECALLED is written, so that the recall and whoever takes the
+// letter at its date (the print or SMS outbox, a receiver system) exclude
+// each other with the one primitive every store makes atomic: of
+// concurrent leases of a delivery exactly one wins. A delivery is held
+// (Lease answers Forbidden before AvailableAt), so it is leased as of its
+// date, until date+recallLease: from then on whoever claims it finds it
+// leased, and the recall, which checked that the date is still ahead,
+// has at least recallLease to write RECALLED and remove the deliveries.
+//
+// It returns the leases and true, or reports false, having given back
+// what it leased, when a delivery is
+// leased by another (the outbox took it at its date, on a clock ahead of
+// this one) or gone (handed over already): the recall is too late, and
+// RECALLED is never written while the letter is being handed over; so
+// also when the message has no delivery left.
+// Parked deliveries (Forbidden at the date) nobody hands over.
+//
+// The window that remains: a recall that stalls longer than recallLease
+// past the date between this lease and its write of RECALLED (or a clock
+// that far behind the outbox's) lets the outbox claim the letter after
+// the recall's lease expired. The outbox reads the message's state again
+// right before it hands an item over and drops a recalled one, which
+// narrows that window to the outbox's own read-to-hand-over step.
+func (in *Ingest) claimHeld(ctx context.Context, m Message, now time.Time) ([]Lease, bool, error) {
+	ds, err := in.Store.DeliveriesOf(ctx, m.UUID)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(ds) == 0 {
+		// Every delivery of a held message gone: handed over or fetched
+		// already (Recall writes RECALLED before it removes any).
+		return nil, false, nil
+	}
+	var held []Lease
+	for _, d := range ds {
+		at := now
+		if d.AvailableAt.After(at) {
+			at = d.AvailableAt
+		}
+		l, err := in.Store.Lease(ctx, d.ID, "recall:"+m.UUID, recallLease, at)
+		switch ErrorCode(err) {
+		case "":
+			held = append(held, l)
+		case Forbidden:
+		case Conflict, NotFound:
+			in.release(ctx, held)
+			return nil, false, nil
+		default:
+			in.release(ctx, held)
+			return nil, false, err
+		}
+	}
+	return held, true, nil
+}
+
+// release gives leases back (best effort: they expire anyway).
+func (in *Ingest) release(ctx context.Context, ls []Lease) {
+	for _, l := range ls {
+		_ = in.Store.Release(context.WithoutCancel(ctx), l)
+	}
 }
 
 // sentBy reports whether a system of org sent m (on its sender's behalf).

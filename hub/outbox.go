@@ -99,15 +99,30 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 			o.emit(ctx, d, c.Message, "OUTBOX_ITEM_PARKED", map[string]string{"attempts": fmt.Sprint(l.Attempt - 1)})
 			continue
 		}
-		if c.Message.State == MessageRecalled {
-			// Recalled while a move added this delivery, or by a recall
-			// cut short: never handed over.
+		// The message as it stands now, not as the claim read it (a store
+		// may read it beside the lease, before the lease is in): a recall
+		// holds a held letter's deliveries with leases before it writes
+		// RECALLED, so a state read after this lease won is the one that
+		// decides; only a recall that outlived its lease can still write
+		// RECALLED after this read (see Ingest.claimHeld).
+		m, err := o.Store.GetMessage(ctx, d.MessageUUID)
+		switch ErrorCode(err) {
+		case "":
+		case NotFound:
+			m = Message{}
+		default:
+			return n, err
+		}
+		c.Message = m
+		if m.State == MessageRecalled {
+			// Recalled while a move added this delivery, by a recall cut
+			// short, or by one whose lease ran out: never handed over.
 			if err := o.drop(ctx, d); err != nil {
 				return n, err
 			}
 			continue
 		}
-		if err := o.dispatch(ctx, d, c.Message); err != nil {
+		if err := o.dispatch(ctx, d, m); err != nil {
 			if err := o.failed(ctx, c, err); err != nil {
 				return n, err
 			}

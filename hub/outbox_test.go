@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -150,6 +151,10 @@ func TestOutboxSMSSentEventIsWrittenWithTheAck(t *testing.T) {
 	}
 }
 
+// quietLog keeps the outbox's warnings about refused items out of the
+// test output.
+var quietLog = slog.New(slog.DiscardHandler)
+
 // refusingDispatcher refuses every item, counting the calls.
 type refusingDispatcher struct{ calls *int }
 
@@ -180,7 +185,7 @@ func TestOutboxFailureIsLoggedAtDoublingIntervals(t *testing.T) {
 			calls := 0
 			outcomes := map[string]int{}
 			now := time.Now().UTC()
-			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t",
+			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t", Log: quietLog,
 				Lease: 5 * time.Minute, Dispatcher: refusingDispatcher{&calls}, Now: func() time.Time { return now },
 				Outcome: func(q, o string) {
 					if q != tc.queue {
@@ -262,7 +267,7 @@ func TestOutboxParksAnItemThatCanNeverBeHandedOver(t *testing.T) {
 			calls := 0
 			outcomes := map[string]int{}
 			now := time.Now().UTC()
-			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t",
+			ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: tc.queue, Holder: "t", Log: quietLog,
 				Lease: 5 * time.Minute, Dispatcher: refusingDispatcher{&calls}, Now: func() time.Time { return now },
 				Outcome: func(_, o string) { outcomes[o]++ }}
 			for range 3 {
@@ -284,5 +289,158 @@ func TestOutboxParksAnItemThatCanNeverBeHandedOver(t *testing.T) {
 				t.Fatalf("failure event %+v (found %v); tags %v", e, ok, tags)
 			}
 		})
+	}
+}
+
+// beforeSetState wraps the store a Recall uses: before writes RECALLED,
+// before runs (the outbox, on another goroutine or instance, at work).
+type beforeSetState struct {
+	hub.Store
+	before func()
+}
+
+func (r beforeSetState) SetMessageState(ctx context.Context, uuid string, s hub.MessageState) error {
+	if r.before != nil {
+		r.before()
+	}
+	return r.Store.SetMessageState(ctx, uuid, s)
+}
+
+// heldLetter submits a print letter held until an hour after t0 and
+// returns that date.
+func (w outboxWorld) heldLetter(t *testing.T, uuid string, t0 time.Time) time.Time {
+	t.Helper()
+	notBefore := t0.Add(time.Hour)
+	w.in.Now = func() time.Time { return t0 }
+	w.submit(t, hub.Letter{UUID: uuid, MessageType: "DIGITALPOST", RecipientID: outboxExempt, RecipientType: "CPR", NotBefore: notBefore}, hub.ModePrintOnly)
+	return notBefore
+}
+
+// TestRecallWinsOverTheOutboxAtTheDate: a recall that read the message
+// just before its doNotDeliverUntilDate and wrote RECALLED just after used
+// to let the outbox print the letter in between, and still answered
+// success. The recall now leases the letter's deliveries (as of its date)
+// before it writes RECALLED, so the outbox finds nothing to hand over,
+// then or later.
+func TestRecallWinsOverTheOutboxAtTheDate(t *testing.T) {
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000003"
+	notBefore := w.heldLetter(t, uuid, time.Now().UTC().Truncate(time.Second))
+	spool := t.TempDir()
+	now := notBefore
+	ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: hub.PrintQueue, Holder: "t",
+		Lease: time.Minute, Dispatcher: hub.SpoolDispatcher{Dir: spool}, Now: func() time.Time { return now }}
+	recall := *w.in
+	recall.Now = func() time.Time { return notBefore.Add(-time.Millisecond) }
+	drained := false
+	recall.Store = beforeSetState{Store: w.h.Store, before: func() {
+		drained = true
+		if n, err := ob.Drain(ctx); n != 0 || err != nil {
+			t.Errorf("outbox drain at the date, while the recall holds the letter: %d, %v", n, err)
+		}
+	}}
+	if err := recall.Recall(ctx, "11111111", "user", uuid); err != nil || !drained {
+		t.Fatalf("recall before the date: %v (outbox ran: %v)", err, drained)
+	}
+	now = notBefore.Add(time.Hour) // long after any lease
+	if n, err := ob.Drain(ctx); n != 0 || err != nil {
+		t.Fatalf("outbox drain after the recall: %d, %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(spool, uuid+".json")); err == nil {
+		t.Fatalf("recall answered success but the letter is in the print spool")
+	}
+	if m, err := w.h.Store.GetMessage(ctx, uuid); err != nil || m.State != hub.MessageRecalled {
+		t.Fatalf("message after the recall: %s, %v", m.State, err)
+	}
+}
+
+// recallingDispatcher recalls the letter while the outbox hands it over
+// (holding its lease) and then takes it.
+type recallingDispatcher struct {
+	recall func() error
+	err    *error
+	took   *int
+}
+
+func (d recallingDispatcher) Dispatch(context.Context, hub.OutboxItem) error {
+	*d.err = d.recall()
+	*d.took++
+	return nil
+}
+
+// TestRecallIsTooLateOnceTheOutboxHasTheLetter: the other side of
+// TestRecallWinsOverTheOutboxAtTheDate. An outbox whose clock is past the
+// date claims the letter while a recall, on a clock still before it, runs:
+// the recall used to write RECALLED and answer success while the letter
+// was being printed. It now answers Conflict (message.recall.too.late),
+// while the outbox holds the letter and after it handed it over, and the
+// letter is printed once.
+func TestRecallIsTooLateOnceTheOutboxHasTheLetter(t *testing.T) {
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000007"
+	notBefore := w.heldLetter(t, uuid, time.Now().UTC().Truncate(time.Second))
+	recall := *w.in
+	recall.Now = func() time.Time { return notBefore.Add(-time.Millisecond) }
+	doRecall := func() error { return recall.Recall(ctx, "11111111", "user", uuid) }
+	var during error
+	took := 0
+	ob := &hub.Outbox{Store: w.h.Store, Blobs: w.h.Blobs, Events: hub.StoreEvents{Store: w.h.Store}, Queue: hub.PrintQueue, Holder: "t",
+		Lease: time.Minute, Dispatcher: recallingDispatcher{recall: doRecall, err: &during, took: &took}, Now: func() time.Time { return notBefore }}
+	if n, err := ob.Drain(ctx); n != 1 || err != nil || took != 1 {
+		t.Fatalf("outbox drain at the date: %d, %v (%d handed over)", n, err, took)
+	}
+	tooLate := func(err error, when string) {
+		t.Helper()
+		var he *hub.Error
+		if !errors.As(err, &he) || he.Code != hub.Conflict || len(he.Fields) != 1 || he.Fields[0].Code != "message.recall.too.late" {
+			t.Fatalf("recall %s: %v, want Conflict message.recall.too.late", when, err)
+		}
+	}
+	tooLate(during, "while the outbox hands the letter over")
+	tooLate(doRecall(), "after the outbox handed the letter over")
+	if m, err := w.h.Store.GetMessage(ctx, uuid); err != nil || m.State == hub.MessageRecalled {
+		t.Fatalf("a printed letter's state: %s, %v", m.State, err)
+	}
+	if n := w.tags(t)["MEMO_MESSAGE_RECALLED"]; n != 0 {
+		t.Fatalf("%d MEMO_MESSAGE_RECALLED for a printed letter", n)
+	}
+}
+
+// staleClaim wraps a store whose ClaimNext read the message before the
+// lease was in (MongoDB reads it beside the lease insert): it shows the
+// message as HELD whatever it is now.
+type staleClaim struct{ hub.Store }
+
+func (s staleClaim) ClaimNext(ctx context.Context, queue, holder string, ttl time.Duration, now time.Time) (hub.Claimed, error) {
+	c, err := s.Store.ClaimNext(ctx, queue, holder, ttl, now)
+	c.Message.State = hub.MessageHeld
+	return c, err
+}
+
+// TestOutboxReadsTheStateAgainBeforeHandingOver: the outbox decided on
+// the message state its claim had read. A letter recalled after that read
+// (a recall whose lease on the letter ran out before it wrote RECALLED)
+// was printed anyway. The outbox now reads the state again right before it
+// hands the item over and drops a recalled letter.
+func TestOutboxReadsTheStateAgainBeforeHandingOver(t *testing.T) {
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	uuid := "0b5c9c1e-6a53-4a4e-9d43-000000000008"
+	notBefore := w.heldLetter(t, uuid, time.Now().UTC().Truncate(time.Second))
+	// A recall that wrote its state and stopped before removing the
+	// delivery (it finishes when repeated).
+	if err := w.h.Store.SetMessageState(ctx, uuid, hub.MessageRecalled); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	ob := &hub.Outbox{Store: staleClaim{w.h.Store}, Blobs: w.h.Blobs, Queue: hub.PrintQueue, Holder: "t",
+		Lease: time.Minute, Dispatcher: refusingDispatcher{&calls}, Now: func() time.Time { return notBefore }}
+	if n, err := ob.Drain(ctx); n != 0 || err != nil || calls != 0 {
+		t.Fatalf("drain of a recalled letter: %d, %v, %d dispatch calls", n, err, calls)
+	}
+	if ds, err := w.h.Store.DeliveriesOf(ctx, uuid); err != nil || len(ds) != 0 {
+		t.Fatalf("deliveries of a recalled letter after the drain: %+v, %v", ds, err)
 	}
 }

@@ -212,7 +212,9 @@ type Queues interface {
 	// is gone (acknowledged), Forbidden when it is held (AvailableAt > now)
 	// or parked. Taking over an expired lease counts a new attempt. Exactly
 	// one of any number of concurrent callers (on any number of instances)
-	// wins a given delivery at a time.
+	// wins a given delivery at a time. A lease taken with now at or after
+	// a held delivery's AvailableAt holds it, before that date, until
+	// now+ttl: Recall claims a held letter so.
 	Lease(ctx context.Context, deliveryID, holder string, ttl time.Duration, now time.Time) (Lease, error)
 	// ClaimNext leases the first available delivery of a queue (Seq order)
 	// and returns it with its lease and its message, which the caller is

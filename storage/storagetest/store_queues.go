@@ -141,6 +141,30 @@ var queueTests = []storeTest{
 		_, err = s.Lease(ctx, ds[2].ID, "p2", ttl, T0)
 		wantCode(t, err, hub.NotFound, "Lease of an acknowledged delivery")
 	}},
+	{"A lease taken as of a held delivery's date holds it from then: ClaimNext and Lease at the date find it leased", func(t *testing.T, s hub.Store) {
+		// Recall claims a held letter this way, so that it and the outbox
+		// (or a receiver system) that takes the letter at its date exclude
+		// each other (hub.Ingest.Recall).
+		date := T0.Add(time.Hour)
+		held := Delivery("held", "print", T0)
+		held.AvailableAt = date
+		must(t, s.PutMessage(ctx, Message("held", []byte("h"), T0), []hub.Delivery{held}, Receipt("held", T0)), "PutMessage held")
+		l, err := s.Lease(ctx, held.ID, "recall", ttl, date)
+		must(t, err, "Lease as of the date")
+		if !l.Expires.Equal(date.Add(ttl)) {
+			t.Fatalf("lease as of the date: %+v", l)
+		}
+		_, err = s.ClaimNext(ctx, "print", "outbox", ttl, date.Add(time.Second))
+		wantCode(t, err, hub.NotFound, "ClaimNext at the date of a delivery leased as of its date")
+		_, err = s.Lease(ctx, held.ID, "system", ttl, date.Add(time.Second))
+		wantCode(t, err, hub.Conflict, "Lease at the date of a delivery leased as of its date")
+		// Taken before its date by the one that leased it as of the date,
+		// the delivery is gone for the outbox.
+		_, err = s.Ack(ctx, held.ID, T0.Add(time.Minute))
+		must(t, err, "Ack")
+		_, err = s.ClaimNext(ctx, "print", "outbox", ttl, date.Add(ttl+time.Second))
+		wantCode(t, err, hub.NotFound, "ClaimNext after the ack")
+	}},
 	{"An expired lease is taken over by another holder as a new attempt", func(t *testing.T, s hub.Store) {
 		ds := fillQueue(t, s, "system/a", 1)
 		l1, err := s.Lease(ctx, ds[0].ID, "p1", ttl, T0)

@@ -722,35 +722,60 @@ func recallTooLate(st MessageState) error {
 // right before it hands an item over and drops a recalled one, which
 // narrows that window to the outbox's own read-to-hand-over step.
 func (in *Ingest) claimHeld(ctx context.Context, m Message, now time.Time) ([]Lease, bool, error) {
-	ds, err := in.Store.DeliveriesOf(ctx, m.UUID)
-	if err != nil {
-		return nil, false, err
-	}
-	if len(ds) == 0 {
-		// Every delivery of a held message gone: handed over or fetched
-		// already (Recall writes RECALLED before it removes any).
-		return nil, false, nil
-	}
 	var held []Lease
-	for _, d := range ds {
-		at := now
-		if d.AvailableAt.After(at) {
-			at = d.AvailableAt
-		}
-		l, err := in.Store.Lease(ctx, d.ID, "recall:"+m.UUID, recallLease, at)
-		switch ErrorCode(err) {
-		case "":
-			held = append(held, l)
-		case Forbidden:
-		case Conflict, NotFound:
-			in.release(ctx, held)
-			return nil, false, nil
-		default:
+	mine := map[string]bool{}
+	wasGone := false
+	// A delivery that is gone was handed over, or moved: a move of the
+	// recipient's mailbox to its receiver system replaces it with another
+	// delivery of the message, which the next round leases. A round that
+	// finds nothing new after a gone one means a hand-over.
+	for range 3 {
+		ds, err := in.Store.DeliveriesOf(ctx, m.UUID)
+		if err != nil {
 			in.release(ctx, held)
 			return nil, false, err
 		}
+		fresh, gone := 0, false
+		for _, d := range ds {
+			if mine[d.ID] {
+				continue
+			}
+			fresh++
+			at := now
+			if d.AvailableAt.After(at) {
+				at = d.AvailableAt
+			}
+			l, err := in.Store.Lease(ctx, d.ID, "recall:"+m.UUID, recallLease, at)
+			switch ErrorCode(err) {
+			case "":
+				held, mine[d.ID] = append(held, l), true
+			case Forbidden:
+				mine[d.ID] = true // parked: nobody hands it over
+			case NotFound:
+				gone = true
+			case Conflict:
+				in.release(ctx, held)
+				return nil, false, nil
+			default:
+				in.release(ctx, held)
+				return nil, false, err
+			}
+		}
+		switch {
+		case gone:
+			wasGone = true
+			continue
+		case fresh == 0 && (wasGone || len(mine) == 0):
+			// A delivery gone and none in its place, or none at all:
+			// handed over or fetched already (Recall writes RECALLED
+			// before it removes any).
+			in.release(ctx, held)
+			return nil, false, nil
+		}
+		return held, true, nil
 	}
-	return held, true, nil
+	in.release(ctx, held)
+	return nil, false, Errorf(Unavailable, "the deliveries of message %s keep changing; recall it again", m.UUID)
 }
 
 // release gives leases back (best effort: they expire anyway).

@@ -3,6 +3,7 @@ package portal
 import (
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/posthub/posthub/api/status"
@@ -25,13 +26,41 @@ const (
 	CallbackPath = "/admin/oidc/callback"
 )
 
-// localPath returns next when it is a path on this hub ("/..." but not
-// "//host" or "/\host"), else "".
+// localPaths are the prefixes a login may end under: the portal's pages
+// (its login links carry the page that asked for the login) and the API
+// (the session API's provider links, for a client on this hub).
+var localPaths = []string{"/admin/", "/apis/"}
+
+// localPath returns next when it is a path on this hub under localPaths,
+// else "". It is where the browser goes after a login, so it is checked as
+// a browser would read it, not as a string: a browser drops tabs and
+// newlines inside a URL and reads '\' as '/', so "/\t/evil.example" or
+// "/\\evil.example" would leave the hub. Hence no control bytes, spaces or
+// backslashes at all, no scheme or host, and a path that stays under one
+// of localPaths once its dot segments are resolved.
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x21 || c == 0x7f || c == '\\' {
+			return ""
+		}
+	}
+	if strings.HasPrefix(next, "//") {
 		return ""
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return ""
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") {
+		clean += "/"
+	}
+	for _, prefix := range localPaths {
+		if strings.HasPrefix(u.Path, prefix) && strings.HasPrefix(clean, prefix) {
+			return next
+		}
+	}
+	return ""
 }
 
 // callbackURL is where providers send the browser back: PublicURL's, or

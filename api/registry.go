@@ -98,7 +98,7 @@ type loginRequest struct {
 }
 
 func (s *Server) secureCookies(c *gin.Context) bool {
-	return s.cfg.SecureCookies || c.Request.TLS != nil || strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https")
+	return rbac.SecureRequest(c.Request, s.cfg.SecureCookies)
 }
 
 // handleLogin checks a password and sets the session cookie. It takes

@@ -29,24 +29,53 @@ const SessionCookie = "posthub_session"
 const SecureSessionCookie = "__Host-" + SessionCookie
 
 // CookieName is the session cookie's name, secure meaning served over TLS.
-func CookieName(secure bool) string {
-	if secure {
-		return SecureSessionCookie
-	}
-	return SessionCookie
-}
+func CookieName(secure bool) string { return HostCookieName(SessionCookie, secure) }
 
 // SetCookie sets the session cookie (HttpOnly, SameSite=Lax, Path=/, no
 // Domain; Secure and __Host- named when secure) to value for maxAge, or
 // clears it when maxAge < 0.
 func SetCookie(w http.ResponseWriter, value string, maxAge time.Duration, secure bool) {
-	c := &http.Cookie{Name: CookieName(secure), Value: value, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
-	if maxAge < 0 {
-		c.MaxAge = -1
-	} else {
-		c.MaxAge = int(maxAge / time.Second)
+	seconds := -1
+	if maxAge >= 0 {
+		seconds = int(maxAge / time.Second)
 	}
-	http.SetCookie(w, c)
+	http.SetCookie(w, HostCookie(SessionCookie, value, "/", secure, http.SameSiteLaxMode, seconds))
+}
+
+// HostCookieName is the name a cookie of the hub's browser pages goes by:
+// "__Host-"+name when secure (served over TLS), else name. A browser
+// accepts a __Host- cookie only with Secure, Path=/ and no Domain, so
+// another host of the domain cannot plant one (a sibling's Set-Cookie with
+// Domain= would otherwise put the attacker's session or login flow in the
+// victim's browser: cookie tossing) and a plain-HTTP page cannot shadow
+// it. Read a cookie under this name only: falling back to the plain name
+// would let a tossed cookie in again.
+func HostCookieName(name string, secure bool) string {
+	if secure {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// HostCookie is an HttpOnly cookie named by HostCookieName: when secure it
+// is Secure with Path=/ (what __Host- requires), else it is scoped to path.
+// It never has a Domain. maxAge < 0 clears it.
+func HostCookie(name, value, path string, secure bool, sameSite http.SameSite, maxAge int) *http.Cookie {
+	if secure {
+		path = "/"
+	}
+	return &http.Cookie{Name: HostCookieName(name, secure), Value: value, Path: path, HttpOnly: true, Secure: secure,
+		SameSite: sameSite, MaxAge: maxAge}
+}
+
+// SecureRequest reports whether the browser reached the hub over TLS:
+// forced (-tls-cert or -secure-cookies), a TLS connection, or a proxy's
+// "X-Forwarded-Proto: https". The header only ever makes cookies stricter
+// (Secure, __Host-), and a browser cannot add it to a navigation, so it is
+// taken from any client. The API, the portal and the web mailbox decide
+// alike, so their cookies are named alike.
+func SecureRequest(r *http.Request, forced bool) bool {
+	return forced || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // CookieValue is the session cookie of r ("" when absent), read under the

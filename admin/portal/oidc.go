@@ -8,6 +8,7 @@ import (
 
 	"github.com/posthub/posthub/api/status"
 	"github.com/posthub/posthub/hub"
+	"github.com/posthub/posthub/rbac"
 	"github.com/posthub/posthub/rbac/oidc"
 )
 
@@ -17,7 +18,10 @@ import (
 const (
 	// oidcFlowCookie carries a started login's sealed state, nonce and PKCE
 	// verifier to the callback. SameSite=Lax: the callback is a top-level
-	// navigation from the provider's site.
+	// navigation from the provider's site. __Host- over TLS
+	// (rbac.HostCookie): a flow cookie planted by another host of the
+	// domain would complete the attacker's login in the victim's browser
+	// (login CSRF).
 	oidcFlowCookie = "posthub_oidc_flow"
 	// oidcProviderCookie names the provider a session came from, for
 	// RP-initiated logout. It grants nothing.
@@ -79,8 +83,8 @@ func (p *Portal) oidcStart(q *req) error {
 	if err != nil {
 		return err
 	}
-	http.SetCookie(q.w, &http.Cookie{Name: oidcFlowCookie, Value: flow, Path: "/admin/oidc/", HttpOnly: true, Secure: p.secure(q.r),
-		SameSite: http.SameSiteLaxMode, MaxAge: int(p.OIDC.FlowTTL().Seconds())})
+	http.SetCookie(q.w, rbac.HostCookie(oidcFlowCookie, flow, "/admin/oidc/", p.secure(q.r), http.SameSiteLaxMode,
+		int(p.OIDC.FlowTTL().Seconds())))
 	http.Redirect(q.w, q.r, authURL, http.StatusSeeOther)
 	return nil
 }
@@ -92,10 +96,10 @@ func (p *Portal) oidcCallback(q *req) error {
 		return hub.Errorf(hub.NotFound, "no OpenID provider is configured")
 	}
 	var flow string
-	if c, err := q.r.Cookie(oidcFlowCookie); err == nil {
+	if c, err := q.r.Cookie(rbac.HostCookieName(oidcFlowCookie, p.secure(q.r))); err == nil {
 		flow = c.Value
 	}
-	http.SetCookie(q.w, &http.Cookie{Name: oidcFlowCookie, Path: "/admin/oidc/", MaxAge: -1, HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(q.w, rbac.HostCookie(oidcFlowCookie, "", "/admin/oidc/", p.secure(q.r), http.SameSiteLaxMode, -1))
 	u, id, next, err := p.OIDC.LoginPortal(q.r.Context(), flow, q.r.URL.Query(), p.callbackURL(q.r))
 	if err != nil {
 		code, msg, ok := oidc.Explain(err)
@@ -108,8 +112,7 @@ func (p *Portal) oidcCallback(q *req) error {
 	if err := p.issueSession(q, u); err != nil {
 		return err
 	}
-	http.SetCookie(q.w, &http.Cookie{Name: oidcProviderCookie, Value: id.Provider, Path: "/", HttpOnly: true, Secure: p.secure(q.r),
-		SameSite: http.SameSiteLaxMode})
+	http.SetCookie(q.w, rbac.HostCookie(oidcProviderCookie, id.Provider, "/", p.secure(q.r), http.SameSiteLaxMode, 0))
 	if next == "" {
 		next = "/admin/"
 	}
@@ -128,11 +131,11 @@ func (p *Portal) endAtProvider(w http.ResponseWriter, r *http.Request) string {
 // came from none or the provider has no end_session_endpoint. The portal's
 // logout and the session API's DELETE share it.
 func ProviderLogout(rp *oidc.RP, w http.ResponseWriter, r *http.Request, secure bool) string {
-	c, err := r.Cookie(oidcProviderCookie)
+	c, err := r.Cookie(rbac.HostCookieName(oidcProviderCookie, secure))
 	if err != nil {
 		return ""
 	}
-	http.SetCookie(w, &http.Cookie{Name: oidcProviderCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, rbac.HostCookie(oidcProviderCookie, "", "/", secure, http.SameSiteLaxMode, -1))
 	return rp.LogoutURL(c.Value)
 }
 

@@ -41,7 +41,9 @@ var templateFS embed.FS
 var assetFS embed.FS
 
 // loginCookie carries the pre-session nonce the login form's CSRF token is
-// bound to (login CSRF).
+// bound to (login CSRF). Like every cookie of the portal it is named
+// __Host- over TLS (rbac.HostCookie), so another host of the domain cannot
+// plant its own.
 const loginCookie = "posthub_login"
 
 // Portal is the server-rendered admin portal under /admin/: html/template
@@ -250,9 +252,7 @@ func (p *Portal) authenticate(r *http.Request) (rbac.Session, hub.User, bool) {
 	return ss, u, true
 }
 
-func (p *Portal) secure(r *http.Request) bool {
-	return p.Secure || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
-}
+func (p *Portal) secure(r *http.Request) bool { return rbac.SecureRequest(r, p.Secure) }
 
 // fail shows err (nil: nothing to do): a POST goes back to its page with
 // the message; a GET shows an error page with the code's status.
@@ -337,14 +337,14 @@ func (p *Portal) showLogin(q *req, status int, errMsg string) {
 	n := make([]byte, 16)
 	_, _ = rand.Read(n)
 	nonce := base64.RawURLEncoding.EncodeToString(n)
-	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Value: nonce, Path: "/admin/", HttpOnly: true, Secure: p.secure(q.r), SameSite: http.SameSiteLaxMode, MaxAge: 3600})
+	http.SetCookie(q.w, rbac.HostCookie(loginCookie, nonce, "/admin/", p.secure(q.r), http.SameSiteLaxMode, 3600))
 	q.csrf = p.Sessions.CSRFToken(rbac.Session{Nonce: nonce})
 	p.render(q, status, "login", view{Title: "Log in", Error: errMsg, Data: p.loginData(q.r)})
 }
 
 func (p *Portal) login(q *req) error {
 	r := q.r
-	c, err := r.Cookie(loginCookie)
+	c, err := r.Cookie(rbac.HostCookieName(loginCookie, p.secure(r)))
 	if err != nil || !p.Sessions.CheckCSRF(rbac.Session{Nonce: c.Value}, r.PostFormValue("csrf")) {
 		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
 		return nil
@@ -373,9 +373,9 @@ func (p *Portal) login(q *req) error {
 		return err
 	}
 	rbac.SetCookie(q.w, v, ss.Expires.Sub(ss.Issued), p.secure(r))
-	http.SetCookie(q.w, &http.Cookie{Name: loginCookie, Path: "/admin/", MaxAge: -1})
+	http.SetCookie(q.w, rbac.HostCookie(loginCookie, "", "/admin/", p.secure(r), http.SameSiteLaxMode, -1))
 	// A password session came from no provider: logout stays here.
-	http.SetCookie(q.w, &http.Cookie{Name: oidcProviderCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(q.w, rbac.HostCookie(oidcProviderCookie, "", "/", p.secure(r), http.SameSiteLaxMode, -1))
 	http.Redirect(q.w, r, "/admin/", http.StatusSeeOther)
 	return nil
 }

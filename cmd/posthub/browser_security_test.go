@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +75,124 @@ func waitForLocation(location *string, prefixes ...string) chromedp.Action {
 			}
 		}
 	})
+}
+
+// Cookie tossing: a host of the hub's domain that the attacker controls
+// (here evil.hub.test next to the hub's www.hub.test) sets a cookie with
+// Domain=hub.test, and the victim's browser sends it to the hub. Cookies
+// named __Host- are refused from such a host (and from any plain-HTTP
+// page), so over TLS the hub names its browser cookies so and reads no
+// other.
+
+// startTLSHub starts an HTTPS hub whose certificate the browser of
+// siblingBrowser does not check.
+func startTLSHub(t *testing.T, extra ...string) *testHub {
+	t.Helper()
+	ca, dir := newTestCA(t), t.TempDir()
+	_, crt, key := ca.issue(t, "127.0.0.1", true)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, crt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHubIn(t, t.TempDir(), "https", append([]string{"-tls-cert", certFile, "-tls-key", keyFile}, extra...)...)
+	h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	return h
+}
+
+// siblingBrowser is Chromium resolving every *.hub.test to 127.0.0.1, so
+// the hub is www.hub.test and the attacker's host evil.hub.test.
+func siblingBrowser(t *testing.T) context.Context {
+	return browser(t, chromedp.Flag("host-resolver-rules", "MAP *.hub.test 127.0.0.1"),
+		chromedp.Flag("ignore-certificate-errors", true))
+}
+
+// onHubTest is h's URL for path on www.hub.test.
+func onHubTest(t *testing.T, h *testHub, path string) string {
+	t.Helper()
+	u, err := url.Parse(h.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(u.Host)
+	return u.Scheme + "://www.hub.test:" + port + path
+}
+
+// tossingSibling is the attacker's plain-HTTP host of the hub's domain: a
+// visit sets each of cookies ("name=value; Path=...") for all of hub.test.
+func tossingSibling(t *testing.T, cookies ...string) string {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range cookies {
+			w.Header().Add("Set-Cookie", c+"; Domain=hub.test; HttpOnly")
+		}
+		_, _ = w.Write([]byte("<p>nothing to see</p>"))
+	}))
+	t.Cleanup(s.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
+	return "http://evil.hub.test:" + port + "/"
+}
+
+// insecureClient is a cookie-keeping client that trusts the test hub's
+// certificate without checking it (the attacker's own tools).
+func insecureClient(b *browserless) {
+	b.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+}
+
+// TestPortalOIDCFlowCookieCannotBeTossed: login CSRF. The attacker starts
+// an OpenID login to the portal, logs in at the provider as themselves and
+// keeps the callback URL unvisited; then a sibling host plants the
+// attacker's flow cookie in the victim's browser and sends it to that
+// callback. The portal used to call the flow cookie posthub_oidc_flow even
+// over TLS, so the callback matched it and gave the victim a session of
+// the attacker's account (whatever the victim then typed in, the attacker
+// would read). Now it reads only __Host-posthub_oidc_flow and refuses.
+func TestPortalOIDCFlowCookieCannotBeTossed(t *testing.T) {
+	op := testservers.OpenIDProvider(t)
+	// The test provider accepts only http://127.0.0.1 redirect URIs (any
+	// port); the attacker never follows this one.
+	h := startTLSHub(t, "-oidc-providers", oidcProviders(t, op), "-public-url", "http://127.0.0.1:9")
+	h.setupWorld()
+	h.mustStatus(h.operatorJSON("POST", "/apis/v1/organisations/"+orgA+"/users/",
+		map[string]any{"id": "anne", "name": "Anne Attacker", "privileges": []string{"ORGANISATION_ADMINISTRATOR"}}), 201)
+	a := newBrowserless(t)
+	insecureClient(a)
+	var callback *url.URL
+	a.client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if r.URL.Path == "/admin/oidc/callback" {
+			callback = r.URL
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	_, _, at := a.page(a.client.Get(h.base + "/admin/oidc/test/login"))
+	var flow string
+	hubOIDC, _ := url.Parse(h.base + "/admin/oidc/")
+	for _, c := range a.jar.Cookies(hubOIDC) {
+		if strings.HasSuffix(c.Name, "posthub_oidc_flow") {
+			flow = c.Value
+		}
+	}
+	resp, err := op.SubmitLogin(a.client, at, testservers.OPAnne)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if flow == "" || callback == nil {
+		t.Fatalf("the attacker's login: flow cookie %q, callback %v", flow, callback)
+	}
+	sibling := tossingSibling(t, "posthub_oidc_flow="+flow+"; Path=/admin/oidc/", "__Host-posthub_oidc_flow="+flow+"; Path=/")
+	var text string
+	if err := chromedp.Run(siblingBrowser(t),
+		chromedp.Navigate(sibling),
+		chromedp.Navigate(onHubTest(t, h, callback.Path+"?"+callback.RawQuery)),
+		chromedp.Navigate(onHubTest(t, h, "/admin/")),
+		chromedp.Text("body", &text)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(text, "Anne Attacker") {
+		t.Fatalf("the victim's browser holds a portal session of the attacker's account: %q", text)
+	}
 }

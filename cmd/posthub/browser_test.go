@@ -19,9 +19,9 @@ import (
 )
 
 // browser starts headless Chromium (Debian's chromium) for t with a fresh
-// profile. Without chromium the test skips, unless POSTHUB_TEST_SERVERS=require
-// (make test, CI), where it fails.
-func browser(t *testing.T) context.Context {
+// profile and the extra options. Without chromium the test skips, unless
+// POSTHUB_TEST_SERVERS=require (make test, CI), where it fails.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -45,6 +45,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 1400),
 	}
+	opts = append(opts, extra...)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancel2 := chromedp.NewContext(actx)

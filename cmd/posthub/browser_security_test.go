@@ -140,6 +140,68 @@ func insecureClient(b *browserless) {
 	b.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 }
 
+// TestMailboxSessionCookieCannotBeTossed: the attacker logs in to the web
+// mailbox as themselves and plants that session cookie in the victim's
+// browser from a sibling host. The mailbox used to call its session cookie
+// posthub_mailbox (Path=/mailbox/) even over TLS, so the victim, opening
+// the hub, was in the attacker's mailbox and would read and write post
+// there. Now the hub reads only __Host-posthub_mailbox, which the sibling
+// cannot set; the victim is asked to log in, and logging in works.
+func TestMailboxSessionCookieCannotBeTossed(t *testing.T) {
+	h := startTLSHub(t, "-web-mailbox", "-mailbox-demo-login")
+	const attacker, victim = "0505705678", "0101701234" // the demo login stands in for MitID
+	a := newBrowserless(t)
+	insecureClient(a)
+	_, page, _ := a.page(a.client.Get(h.base + "/mailbox/"))
+	_, _, _ = a.page(a.client.PostForm(h.base+"/mailbox/login",
+		url.Values{"csrf": {between(page, `name="csrf" value="`, `"`)}, "cpr": {attacker}}))
+	hubURL, _ := url.Parse(h.base + "/mailbox/")
+	var session string
+	for _, c := range a.jar.Cookies(hubURL) {
+		if strings.HasSuffix(c.Name, "posthub_mailbox") {
+			session = c.Value
+		}
+	}
+	if session == "" {
+		t.Fatal("the attacker got no mailbox session")
+	}
+	sibling := tossingSibling(t, "posthub_mailbox="+session+"; Path=/mailbox/", "__Host-posthub_mailbox="+session+"; Path=/")
+	var text string
+	if err := chromedp.Run(siblingBrowser(t),
+		chromedp.Navigate(sibling),                      // the victim visits the sibling host…
+		chromedp.Navigate(onHubTest(t, h, "/mailbox/")), // …then the hub
+		chromedp.Text("body", &text)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(text, "Logged in as citizen "+attacker) {
+		t.Fatalf("the victim's browser is in the attacker's mailbox: %q", text)
+	}
+	if !strings.Contains(text, "CPR number") {
+		t.Fatalf("the victim is not asked to log in: %q", text)
+	}
+}
+
+// TestMailboxLoginOverTLSInBrowser: over TLS the mailbox's cookies are
+// __Host- with Path=/, and a real browser keeps and sends them: the
+// login form's cookie, then the session.
+func TestMailboxLoginOverTLSInBrowser(t *testing.T) {
+	h := startTLSHub(t, "-web-mailbox", "-mailbox-demo-login")
+	const citizen = "0101701234"
+	var text string
+	if err := chromedp.Run(siblingBrowser(t),
+		chromedp.Navigate(onHubTest(t, h, "/mailbox/")),
+		chromedp.WaitVisible(`#cpr`),
+		chromedp.SendKeys(`#cpr`, citizen),
+		chromedp.Click(`#cpr ~ button`),
+		chromedp.WaitVisible(`.who`),
+		chromedp.Text("body", &text)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Logged in as citizen "+citizen) {
+		t.Fatalf("after logging in: %q", text)
+	}
+}
+
 // TestPortalOIDCFlowCookieCannotBeTossed: login CSRF. The attacker starts
 // an OpenID login to the portal, logs in at the provider as themselves and
 // keeps the callback URL unvisited; then a sibling host plants the
@@ -194,5 +256,33 @@ func TestPortalOIDCFlowCookieCannotBeTossed(t *testing.T) {
 	}
 	if strings.Contains(text, "Anne Attacker") {
 		t.Fatalf("the victim's browser holds a portal session of the attacker's account: %q", text)
+	}
+}
+
+// TestHSTSWhenServedOverTLS: a hub served over TLS (-tls-cert, or
+// -secure-cookies behind a TLS-terminating proxy) tells browsers to come
+// back over HTTPS only, on the portal, the mailbox and the API alike; a
+// plain-HTTP hub does not (there it would pin a name to a scheme the hub
+// does not serve). It used to send no HSTS at all.
+func TestHSTSWhenServedOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hub  func(t *testing.T) *testHub
+		want string
+	}{
+		{"tls-cert", func(t *testing.T) *testHub { return startTLSHub(t, "-web-mailbox", "-mailbox-demo-login") }, "max-age=31536000"},
+		{"secure-cookies behind a proxy", func(t *testing.T) *testHub {
+			return startHub(t, "-secure-cookies", "-web-mailbox", "-mailbox-demo-login")
+		}, "max-age=31536000"},
+		{"plain HTTP", func(t *testing.T) *testHub { return startHub(t, "-web-mailbox", "-mailbox-demo-login") }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.hub(t)
+			for _, path := range []string{"/admin/login", "/mailbox/", "/apis/v1/session"} {
+				if got := h.do("GET", path, "", "", nil).header.Get("Strict-Transport-Security"); got != tc.want {
+					t.Errorf("GET %s: Strict-Transport-Security %q, want %q", path, got, tc.want)
+				}
+			}
+		})
 	}
 }

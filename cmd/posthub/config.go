@@ -275,7 +275,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of -tls-cert (PEM)")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle (PEM) for optional client-certificate authentication")
-	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure and name them __Host- (automatic with -tls-cert; set it behind a TLS-terminating proxy)")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "the hub is reached over TLS: mark the browser cookies Secure, name them __Host- and send Strict-Transport-Security (automatic with -tls-cert; set it behind a TLS-terminating proxy)")
 	fs.StringVar(&c.SessionKey, "session-key", "", "key (hex, at least 32 bytes) signing session cookies; share it between the instances behind one load balancer (prefer the environment: POSTHUB_SESSION_KEY); empty: DATA/session.key, created on first start")
 	fs.DurationVar(&c.PolicyPollInterval, "policy-poll-interval", time.Second, "how often the policies are checked for another instance's change: a privilege changed on one instance is in force on the others within this plus one policy load")
 	fs.IntVar(&c.MaxPasswordHashes, "max-password-hashes", 0, "password checks (argon2id, 64 MiB each) that run at once; 0: one per CPU")

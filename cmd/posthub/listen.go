@@ -86,8 +86,9 @@ func listen(cfg serveConfig, proxies rbac.TrustedProxies, log *slog.Logger) (_ *
 func (l *listeners) base() string { return l.scheme + "://" + displayAddr(l.api.Addr()) }
 
 // handler is the hub's HTTP handler: the API, the web mailbox when it is
-// on (its demo viewing client registered first), and the body deadlines
-// and lingering of limit.Bodies around both.
+// on (its demo viewing client registered first), HSTS when the hub is
+// served over TLS, and the body deadlines and lingering of limit.Bodies
+// around them.
 func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer) (http.Handler, error) {
 	cfg := h.cfg
 	var handler http.Handler = h.api.Handler()
@@ -112,8 +113,30 @@ func (h *hubServices) handler(ctx context.Context, base string, stdout io.Writer
 		mux.Handle("/", handler)
 		handler = mux
 	}
+	if cfg.secureCookies() {
+		handler = strictTransport(handler)
+	}
 	return limit.Bodies{Timeout: cfg.BodyTimeout, MinRate: cfg.UploadMinRate, Window: cfg.UploadWindow, Grace: cfg.UploadGrace,
 		IsUpload: h.api.IsUpload, Linger: cfg.LingerTime, LingerBytes: cfg.LingerBytes}.Handler(handler), nil
+}
+
+// hsts is the Strict-Transport-Security of a hub served over TLS (-tls-cert,
+// or -secure-cookies behind a TLS-terminating proxy): for a year a browser
+// that has seen it reaches the hub over HTTPS only, so no plain-HTTP page
+// can stand in for the hub's. Without includeSubDomains: the hub owns its
+// own name, not the names under it (posthub.kommune.dk cannot speak for
+// its subdomains, which may serve plain HTTP); an operator who owns them
+// can add it at the proxy. The cookies' protection against other hosts of
+// the domain is their __Host- prefix, not this header.
+const hsts = "max-age=31536000"
+
+// strictTransport sends hsts on every answer. Browsers ignore it over
+// plain HTTP, so behind a proxy it is the proxy's HTTPS answer that counts.
+func strictTransport(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hsts)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // serve starts serving handler on the API listener and metrics on its

@@ -45,12 +45,11 @@ func (g mailboxGenerations) BumpSessionGeneration(ctx context.Context, sessionUs
 }
 
 func (m *Mailbox) callbackURL(r *http.Request) string {
-	return oidc.CallbackURL(m.cfg.PublicURL, r, m.cfg.Secure || r.TLS != nil, CallbackPath)
+	return oidc.CallbackURL(m.cfg.PublicURL, r, m.secure(r), CallbackPath)
 }
 
-func (m *Mailbox) laxCookie(w http.ResponseWriter, name, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: Prefix + "/", HttpOnly: true, Secure: m.cfg.Secure,
-		SameSite: http.SameSiteLaxMode, MaxAge: maxAge})
+func (m *Mailbox) laxCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, rbac.HostCookie(name, value, Prefix+"/", m.secure(r), http.SameSiteLaxMode, maxAge))
 }
 
 // oidcStart sends the browser to the provider.
@@ -65,7 +64,7 @@ func (m *Mailbox) oidcStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Lax, not Strict: the callback is a navigation from the provider's site.
-	m.laxCookie(w, flowCookie, flow, int(m.cfg.OIDC.FlowTTL().Seconds()))
+	m.laxCookie(w, r, flowCookie, flow, int(m.cfg.OIDC.FlowTTL().Seconds()))
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
 }
 
@@ -79,10 +78,10 @@ func (m *Mailbox) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var flow string
-	if c, err := r.Cookie(flowCookie); err == nil {
+	if c, err := m.cookie(r, flowCookie); err == nil {
 		flow = c.Value
 	}
-	m.laxCookie(w, flowCookie, "", -1)
+	m.laxCookie(w, r, flowCookie, "", -1)
 	p, _, err := m.cfg.OIDC.LoginMailbox(r.Context(), flow, r.URL.Query(), m.callbackURL(r))
 	if err != nil {
 		m.failErr(w, r, err)
@@ -93,7 +92,7 @@ func (m *Mailbox) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		m.failErr(w, r, err)
 		return
 	}
-	m.laxCookie(w, providerCookie, p.Provider, int(sessionTTL.Seconds()))
+	m.laxCookie(w, r, providerCookie, p.Provider, int(sessionTTL.Seconds()))
 	vp, _ := parseSessionUser(sessionUser(person))
 	m.show(w, http.StatusOK, "continue", page{Title: "You are logged in", Refresh: boxURL(vp), Data: boxURL(vp)})
 }
@@ -112,10 +111,10 @@ func (m *Mailbox) failErr(w http.ResponseWriter, r *http.Request, err error) {
 // endAtProvider forgets the session's provider and returns its end-session
 // URL ("" when none).
 func (m *Mailbox) endAtProvider(w http.ResponseWriter, r *http.Request) string {
-	c, err := r.Cookie(providerCookie)
+	c, err := m.cookie(r, providerCookie)
 	if err != nil || m.cfg.OIDC == nil {
 		return ""
 	}
-	m.laxCookie(w, providerCookie, "", -1)
+	m.laxCookie(w, r, providerCookie, "", -1)
 	return m.cfg.OIDC.LogoutURL(c.Value)
 }

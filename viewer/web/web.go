@@ -13,9 +13,12 @@
 //   - The letter itself is the hub's rendered page (strict CSP, no
 //     scripts, no remote loads) shown in a sandboxed same-origin frame
 //     without allow-scripts, and on a page of its own.
-//   - Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict, Secure
-//     when configured) naming the person; every POST form carries a CSRF
-//     token bound to the session (the login form one bound to a cookie).
+//   - Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict) naming
+//     the person; every POST form carries a CSRF token bound to the
+//     session (the login form one bound to a cookie). Over TLS every
+//     cookie of the mailbox is Secure and named __Host- with Path=/, so
+//     no other host of the domain can plant its own (a session or login
+//     flow of an attacker's) in a visitor's browser.
 //   - People log in through OpenID providers (NemLog-in with MitID or
 //     MitID Erhverv): a citizen by the provider's CPR claim, a company user
 //     by its CVR claim and user id (package rbac/oidc verifies the login).
@@ -96,7 +99,8 @@ type Config struct {
 	// SessionKey signs sessions (at least 32 bytes; a key of its own is
 	// derived from it, so a mailbox cookie is never an admin session).
 	SessionKey []byte
-	// Secure marks cookies Secure (behind TLS).
+	// Secure marks cookies Secure and names them __Host- (behind TLS; a
+	// TLS connection or X-Forwarded-Proto: https does so per request).
 	Secure bool
 	// People are the demo login's choices.
 	People []DemoPerson
@@ -243,7 +247,7 @@ func digits(s string, n int) bool {
 
 // session returns the logged-in person.
 func (m *Mailbox) session(r *http.Request) (rbac.Session, viewer.Person, bool) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := m.cookie(r, sessionCookie)
 	if err != nil {
 		return rbac.Session{}, viewer.Person{}, false
 	}
@@ -263,14 +267,24 @@ func (m *Mailbox) startSession(w http.ResponseWriter, r *http.Request, p DemoPer
 	if err != nil {
 		return err
 	}
-	m.setCookie(w, sessionCookie, value, int(sessionTTL.Seconds()))
+	m.setCookie(w, r, sessionCookie, value, int(sessionTTL.Seconds()))
 	return nil
 }
 
-func (m *Mailbox) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: Prefix + "/", HttpOnly: true, Secure: m.cfg.Secure,
-		SameSite: http.SameSiteStrictMode, MaxAge: maxAge})
+func (m *Mailbox) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, rbac.HostCookie(name, value, Prefix+"/", m.secure(r), http.SameSiteStrictMode, maxAge))
 }
+
+// cookie reads a cookie the mailbox set, under the name it set it by: over
+// TLS only the __Host- one, which no other host of the domain can plant.
+func (m *Mailbox) cookie(r *http.Request, name string) (*http.Cookie, error) {
+	return r.Cookie(rbac.HostCookieName(name, m.secure(r)))
+}
+
+// secure reports whether the browser reached the mailbox over TLS (Secure
+// configured, a TLS connection, or a TLS-terminating proxy's
+// X-Forwarded-Proto), decided as the portal and the API decide.
+func (m *Mailbox) secure(r *http.Request) bool { return rbac.SecureRequest(r, m.cfg.Secure) }
 
 // page is what every template gets.
 type page struct {
@@ -303,7 +317,7 @@ func (m *Mailbox) home(w http.ResponseWriter, r *http.Request) {
 	nonce := make([]byte, 18)
 	_, _ = rand.Read(nonce)
 	token := base64.RawURLEncoding.EncodeToString(nonce)
-	m.setCookie(w, loginCookie, token, 900)
+	m.setCookie(w, r, loginCookie, token, 900)
 	m.show(w, http.StatusOK, "login", page{Title: "Log in to your digital post", CSRF: token, Data: m.loginData()})
 }
 
@@ -334,7 +348,7 @@ func (m *Mailbox) login(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, r, http.StatusForbidden, "The demo login is switched off on this hub; log in with your identity provider.")
 		return
 	}
-	c, err := r.Cookie(loginCookie)
+	c, err := m.cookie(r, loginCookie)
 	if err != nil || c.Value == "" || !hmac.Equal([]byte(c.Value), []byte(r.PostFormValue("csrf"))) {
 		m.fail(w, r, http.StatusForbidden, "Your login form expired. Please try again.")
 		return
@@ -363,7 +377,7 @@ func (m *Mailbox) login(w http.ResponseWriter, r *http.Request) {
 		m.failErr(w, r, err)
 		return
 	}
-	m.setCookie(w, loginCookie, "", -1)
+	m.setCookie(w, r, loginCookie, "", -1)
 	person, _ := parseSessionUser(sessionUser(p))
 	http.Redirect(w, r, boxURL(person), http.StatusSeeOther)
 }
@@ -378,7 +392,7 @@ func (m *Mailbox) logout(w http.ResponseWriter, r *http.Request) {
 		m.failErr(w, r, err)
 		return
 	}
-	m.setCookie(w, sessionCookie, "", -1)
+	m.setCookie(w, r, sessionCookie, "", -1)
 	if end := m.endAtProvider(w, r); end != "" {
 		// A page, not a redirect: the form-action CSP stops a form's
 		// redirect to another site.

@@ -227,6 +227,20 @@ func (s *Sessions) Verify(v string) (Session, bool) {
 // CSRFToken is the token a form or API client must echo for ss.
 func (s *Sessions) CSRFToken(ss Session) string { return s.mac("csrf", ss.User, ss.Nonce) }
 
+// Vouch is a token vouching that the hub itself wrote texts for the
+// session ss: a page that carries a notice in its URL (after a form's
+// redirect) shows it only with this token, so a link made by someone else
+// cannot put words on the hub's page, and one made for another session
+// shows nothing.
+func (s *Sessions) Vouch(ss Session, texts ...string) string {
+	return s.mac(append([]string{"vouch", ss.User, ss.Nonce}, texts...)...)
+}
+
+// Vouched reports whether token is Vouch(ss, texts...), in constant time.
+func (s *Sessions) Vouched(ss Session, token string, texts ...string) bool {
+	return token != "" && ss.Nonce != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.Vouch(ss, texts...))) == 1
+}
+
 // CheckCSRF compares a presented token with the session's, in constant time.
 func (s *Sessions) CheckCSRF(ss Session, token string) bool {
 	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.CSRFToken(ss))) == 1

@@ -279,7 +279,8 @@ func (p *Portal) fail(q *req, err error) {
 	p.render(q, status.Of(code), "error", view{Title: "Error", Error: msg})
 }
 
-// back redirects (303) to the page a form was on, with a notice or error.
+// back redirects (303) to the page a form was on, with a notice or error
+// (see redirectWith).
 func (p *Portal) back(q *req, notice, errMsg string) {
 	target := q.r.Header.Get("Referer")
 	u, err := url.Parse(target)
@@ -290,6 +291,15 @@ func (p *Portal) back(q *req, notice, errMsg string) {
 		}
 		u, _ = url.Parse(target)
 	}
+	p.redirectWith(q, u.Path, notice, errMsg)
+}
+
+// redirectWith redirects (303) to path with a notice or error for the page
+// there to show. They travel in the URL vouched for by the session
+// (rbac.Sessions.Vouch): render shows only what the hub wrote for this
+// session, never a text someone else put in a link (which used to show as
+// the hub's own alert, on the login page too).
+func (p *Portal) redirectWith(q *req, path, notice, errMsg string) {
 	v := url.Values{}
 	if notice != "" {
 		v.Set("notice", notice)
@@ -297,7 +307,8 @@ func (p *Portal) back(q *req, notice, errMsg string) {
 	if errMsg != "" {
 		v.Set("error", errMsg)
 	}
-	http.Redirect(q.w, q.r, u.Path+"?"+v.Encode(), http.StatusSeeOther)
+	v.Set("vouch", p.Sessions.Vouch(q.session, notice, errMsg))
+	http.Redirect(q.w, q.r, path+"?"+v.Encode(), http.StatusSeeOther)
 }
 
 func (p *Portal) render(q *req, status int, name string, v view) {
@@ -312,11 +323,13 @@ func (p *Portal) render(q *req, status int, name string, v view) {
 			v.Perms = p.Svc.Enforcer.PermsOf(rbac.Subject{User: q.user.ID}, o.CVR)
 		}
 	}
-	if v.Notice == "" {
-		v.Notice = q.r.URL.Query().Get("notice")
-	}
-	if v.Error == "" && status < 400 {
-		v.Error = q.r.URL.Query().Get("error")
+	if in := q.r.URL.Query(); q.user != nil && p.Sessions.Vouched(q.session, in.Get("vouch"), in.Get("notice"), in.Get("error")) {
+		if v.Notice == "" {
+			v.Notice = in.Get("notice")
+		}
+		if v.Error == "" && status < 400 {
+			v.Error = in.Get("error")
+		}
 	}
 	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	q.w.Header().Set("Cache-Control", "no-store")
@@ -346,7 +359,7 @@ func (p *Portal) login(q *req) error {
 	r := q.r
 	c, err := r.Cookie(rbac.HostCookieName(loginCookie, p.secure(r)))
 	if err != nil || !p.Sessions.CheckCSRF(rbac.Session{Nonce: c.Value}, r.PostFormValue("csrf")) {
-		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("The login form expired; try again."), http.StatusSeeOther)
+		p.showLogin(q, http.StatusForbidden, "The login form expired; try again.")
 		return nil
 	}
 	if p.NoPasswords {
@@ -359,7 +372,7 @@ func (p *Portal) login(q *req) error {
 	switch code := hub.ErrorCode(err); code {
 	case "":
 	case hub.Unauthorized:
-		http.Redirect(q.w, r, "/admin/login?error="+url.QueryEscape("Unknown user or wrong password."), http.StatusSeeOther)
+		p.showLogin(q, http.StatusUnauthorized, "Unknown user or wrong password.")
 		return nil
 	case hub.RateLimited, hub.Unavailable:
 		// Too many failures, or too many logins at once: the form again,
@@ -448,10 +461,10 @@ func (p *Portal) createOrg(q *req) error {
 	o, err := p.Svc.CreateOrg(q.r.Context(), q.actor(), hub.Organisation{CVR: strings.TrimSpace(f("cvr")), Name: f("name"),
 		Kind: hub.OrgKind(f("kind")), Setup: hub.Setup(f("setup"))})
 	if err != nil {
-		http.Redirect(q.w, q.r, "/admin/?error="+url.QueryEscape(errMessage(err)), http.StatusSeeOther)
+		p.redirectWith(q, "/admin/", "", errMessage(err))
 		return nil
 	}
-	http.Redirect(q.w, q.r, "/admin/orgs/"+o.CVR+"/?notice="+url.QueryEscape("Organisation created."), http.StatusSeeOther)
+	p.redirectWith(q, "/admin/orgs/"+o.CVR+"/", "Organisation created.", "")
 	return nil
 }
 

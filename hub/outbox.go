@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -346,7 +345,9 @@ type SpoolDispatcher struct {
 
 // Dispatch implements Dispatcher.
 func (s SpoolDispatcher) Dispatch(_ context.Context, it OutboxItem) error {
-	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+	// The directory's own entry must be as durable as the files in it:
+	// the item is acknowledged once they are.
+	if err := atomicfile.MkdirAll(s.Dir, 0o750); err != nil {
 		return err
 	}
 	base := filepath.Join(s.Dir, it.Message.UUID)

@@ -96,6 +96,28 @@ func SyncDir(dir string) error {
 	return d.Sync()
 }
 
+// MkdirAll is os.MkdirAll that also fsyncs the parent of each directory
+// it creates, so that the new entries survive a crash (a file made durable
+// in a directory whose own entry was not is lost with it).
+func MkdirAll(dir string, perm fs.FileMode) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return SyncDir(parent)
+}
+
 // writeTemp writes r to a new fsynced temporary file in dir and returns
 // its name; on error nothing is left behind.
 func writeTemp(dir string, r io.Reader, size int64, perm fs.FileMode) (name string, err error) {

@@ -85,3 +85,28 @@ func TestLoadOrCreateParseErrorNamesFile(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestMkdirAllSyncsWhatItCreates: MkdirAll creates the missing directories
+// of a path (the print spool's, on first use), fsyncing each one's parent,
+// leaves existing ones alone and refuses a path through a file. (The
+// fsync itself shows only across a power loss; the crash harness keeps the
+// page cache.)
+func TestMkdirAllSyncsWhatItCreates(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "outbox", "print", "deep")
+	for range 2 { // the second time everything exists
+		if err := MkdirAll(dir, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Fatalf("%s: %v %v", dir, fi, err)
+		}
+	}
+	file := filepath.Join(root, "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAll(filepath.Join(file, "below"), 0o750); err == nil {
+		t.Fatal("a directory below a file was made")
+	}
+}

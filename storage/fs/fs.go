@@ -195,27 +195,8 @@ func (s *Store) createTemp(dir, base string) (*os.File, error) {
 	}
 }
 
-// mkdirAll is os.MkdirAll below the root that also fsyncs the parent of each
-// directory it creates, so the new entries survive a crash.
-func (s *Store) mkdirAll(dir string) error {
-	if dir == s.root {
-		return nil
-	}
-	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-		return nil
-	}
-	parent := filepath.Dir(dir)
-	if err := s.mkdirAll(parent); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o750); err != nil {
-		if errors.Is(err, iofs.ErrExist) {
-			return nil
-		}
-		return err
-	}
-	return atomicfile.SyncDir(parent)
-}
+// mkdirAll creates dir below the root durably (atomicfile.MkdirAll).
+func (s *Store) mkdirAll(dir string) error { return atomicfile.MkdirAll(dir, 0o750) }
 
 // copyExact copies r to w. With size >= 0 it fails unless r holds exactly
 // size bytes.

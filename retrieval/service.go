@@ -505,6 +505,12 @@ func (s *Service) Ack(ctx context.Context, sys hub.System, messageUUID string) (
 	// derive from the delivery, so applying them again replaces them). The
 	// store reads the delivery, the message and its receipt for it at once.
 	res, err := s.store.AckWith(ctx, id, messageUUID, now, func(v hub.AckView) (*hub.Receipt, []hub.Event, error) {
+		if v.Delivery.AvailableAt.After(now) {
+			// Held by doNotDeliverUntilDate: not fetchable, so not the
+			// system's to acknowledge (the sender may still recall it).
+			// Decided on what the store read for the ack: nothing written.
+			return nil, nil, notFound(messageUUID)
+		}
 		if v.Message == nil {
 			return nil, nil, nil
 		}
@@ -659,11 +665,14 @@ func (s *Service) Receipt(ctx context.Context, sys hub.System, messageUUID strin
 	if err != nil {
 		return AckResult{}, err
 	}
+	now := s.clock()
+	if d.AvailableAt.After(now) {
+		return AckResult{}, notFound(messageUUID) // held, as Fetch and Ack answer
+	}
 	m, err := s.store.GetMessage(ctx, d.MessageUUID)
 	if err != nil && !hub.Is(err, hub.NotFound) {
 		return AckResult{}, err
 	}
-	now := s.clock()
 	s.emit(ctx, hub.Event{Tag: TagBusinessReceipt, Time: now, Actor: holder(sys), Orgs: orgsOf(m, sys), SystemID: sys.ID,
 		MessageUUID: messageUUID, Detail: map[string]string{"receiptStatus": string(br.Status), "errorCode": br.ErrorCode}})
 	if s.cfg.Invalid == InvalidRelease && d.Attempts < s.cfg.MaxAttempts {

@@ -65,6 +65,9 @@ type Log struct {
 	appended chan struct{} // signalled (without blocking) after every append
 
 	feedWaits atomic.Int32 // Feed calls waiting now (FeedWaits)
+
+	feedMu     sync.Mutex
+	feedLogged map[Reader]time.Time // when each reader's feed was last logged (LogFeed)
 }
 
 var _ hub.EventSink = (*Log)(nil)

@@ -242,13 +242,46 @@ func (l *Log) Feed(ctx context.Context, r Reader, after uint64, limit int, wait 
 // (a gauge for metrics, and for tests that seal for a waiting reader).
 func (l *Log) FeedWaits() int { return int(l.feedWaits.Load()) }
 
-// LogFeed records that r subscribed to its feed.
+// LogFeed records that r subscribed to its feed (or follows it: once per
+// FeedLogEvery and reader on this instance).
 func (l *Log) LogFeed(ctx context.Context, r Reader, params string) error {
 	if _, err := scoped(r, hub.EventQuery{}); err != nil {
 		return err
 	}
-	return l.logSearch(ctx, r, EventLogSearches, "feed "+params)
+	// A reader following the feed by long-poll asks again as soon as it
+	// is answered; logged every time, an auditor's own entry (which it
+	// sees) answered its next poll at once, for ever. Its watching is
+	// logged once per FeedLogEvery instead.
+	now := time.Now()
+	if l.opts.Now != nil {
+		now = l.opts.Now()
+	}
+	l.feedMu.Lock()
+	last, seen := l.feedLogged[r]
+	if seen && now.Sub(last) < FeedLogEvery && !now.Before(last) {
+		l.feedMu.Unlock()
+		return nil
+	}
+	if l.feedLogged == nil || len(l.feedLogged) >= maxFeedReaders {
+		l.feedLogged = map[Reader]time.Time{} // at worst some feeds are logged again
+	}
+	l.feedLogged[r] = now
+	l.feedMu.Unlock()
+	if err := l.logSearch(ctx, r, EventLogSearches, "feed "+params); err != nil {
+		l.feedMu.Lock()
+		delete(l.feedLogged, r)
+		l.feedMu.Unlock()
+		return err
+	}
+	return nil
 }
+
+// FeedLogEvery is how often one reader's following of the feed is logged
+// (EVENT_LOG_SEARCHES, "feed …") on one instance.
+const FeedLogEvery = 10 * time.Minute
+
+// maxFeedReaders bounds the readers LogFeed remembers.
+const maxFeedReaders = 10_000
 
 // Export calls fn for every entry of q visible to r (ascending,
 // cursor-paged), after logging the export: an auditor's covers the whole

@@ -2,9 +2,7 @@ package accept
 
 import (
 	"strings"
-	"sync"
 	"time"
-	_ "time/tzdata" // Danish dates without relying on the host's zoneinfo
 
 	"github.com/posthub/posthub/hub"
 	"github.com/posthub/posthub/memo"
@@ -27,7 +25,7 @@ func LetterOf(m *memo.Message, size int64) hub.Letter {
 		// whatever time zone the xs:date names (as the rules read it).
 		if d, ok := memo.ParseDate(h.DoNotDeliverUntilDate); ok {
 			y, mo, day := d.Date()
-			l.NotBefore = time.Date(y, mo, day, 0, 0, 0, 0, copenhagen()).UTC()
+			l.NotBefore = time.Date(y, mo, day, 0, 0, 0, 0, hub.Danish()).UTC()
 		}
 	}
 	if h.MessageCode != "" {
@@ -115,11 +113,3 @@ func nonEmpty(ss ...string) []string {
 	return out
 }
 
-// copenhagen is Danish time, in which MeMo dates are meant.
-var copenhagen = sync.OnceValue(func() *time.Location {
-	loc, err := time.LoadLocation("Europe/Copenhagen")
-	if err != nil {
-		return time.FixedZone("CET", 3600)
-	}
-	return loc
-})

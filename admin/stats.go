@@ -59,7 +59,7 @@ const day = "2006-01-02"
 func (s *Service) Statistics(ctx context.Context, q StatsQuery) (Stats, error) {
 	now := s.now()
 	if q.To == "" {
-		q.To = now.Format(day)
+		q.To = hub.DanishDay(now) // counters count Danish days
 	}
 	to, err := time.Parse(day, q.To)
 	if err != nil {

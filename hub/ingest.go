@@ -588,7 +588,7 @@ func (in *Ingest) record(s Submission, m Message, rt Route, env Envelope, now ti
 	case MessageHeld:
 		add("DELAYED_MEMO_SEND_VALIDATED_AWAITING_DELAY", map[string]string{"notBefore": m.NotBefore.Format(time.RFC3339)})
 	}
-	day := now.Format("2006-01-02")
+	day := DanishDay(now) // statistics count Danish days
 	counters := make([]Counter, 0, len(rt.Deliveries)+1)
 	channel := "NONE"
 	for _, d := range rt.Deliveries {

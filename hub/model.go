@@ -349,7 +349,7 @@ type EventQuery struct {
 // CounterKey identifies one statistics cell.
 type CounterKey struct {
 	Org         string `json:"organisation"`
-	Day         string `json:"day"` // YYYY-MM-DD (UTC)
+	Day         string `json:"day"` // YYYY-MM-DD in Danish time (DanishDay); UTC before this was so
 	MessageType string `json:"messageType"`
 	Channel     string `json:"channel"`
 	SystemID    string `json:"systemId,omitempty"`

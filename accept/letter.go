@@ -112,4 +112,3 @@ func nonEmpty(ss ...string) []string {
 	}
 	return out
 }
-

@@ -31,7 +31,7 @@ func (s *Server) eventRoutes() []Route {
 	query := map[string]string{
 		"page":       "zero-based page; offset paging reaches 10,000 entries deep: (page+1)×size ≤ 10000 (deeper: after=)",
 		"size":       "page size (default 20, max 1000)",
-		"sortFields": "eventTime:asc (default), eventTime:desc, seq:asc or seq:desc",
+		"sortFields": "eventTime:asc (default), eventTime:desc, seq:asc or seq:desc; entries come in the order they were sealed (seq), which is time order but for entries restored or repaired later; each page's own EVENT_LOG_SEARCHES entry shifts later descending offset pages by one (page ascending with after= to read a stable list)",
 		"after":      "cursor paging: entries with seq greater than this (ascending; see nextCursor)",
 	}
 	for k, v := range filters {

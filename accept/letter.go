@@ -52,63 +52,13 @@ func LetterOf(m *memo.Message, size int64) hub.Letter {
 			l.Attrs["SOR"] = ad.SORdata.SORIdentifier
 		}
 		if ad.Address != nil {
-			l.Address = addressLines(h.Recipient.Label, ad.Address)
+			l.Address = ad.Address.Lines(h.Recipient.Label)
 		} else if ad.UnstructuredAddress != nil {
-			l.Address = unstructured(h.Recipient.Label, ad.UnstructuredAddress.Unstructured)
+			l.Address = memo.UnstructuredLines(h.Recipient.Label, ad.UnstructuredAddress.Unstructured)
 		}
 	}
 	if b := m.MessageBody; b != nil {
 		l.Attachments = len(b.AdditionalDocument)
 	}
 	return l
-}
-
-func addressLines(name string, a *memo.Address) []string {
-	var lines []string
-	if name != "" {
-		lines = append(lines, name)
-	}
-	if a.Co != "" {
-		lines = append(lines, "c/o "+a.Co)
-	}
-	street := strings.TrimSpace(strings.Join(nonEmpty(a.AddressLabel, a.HouseNumber), " "))
-	if fd := strings.Join(nonEmpty(a.Floor, a.Door), ". "); fd != "" {
-		street += ", " + fd
-	}
-	if street != "" {
-		lines = append(lines, street)
-	}
-	if zc := strings.TrimSpace(a.ZipCode + " " + a.City); zc != "" {
-		lines = append(lines, zc)
-	}
-	if a.Country != "" && !strings.EqualFold(a.Country, "DK") && !strings.EqualFold(a.Country, "Danmark") {
-		lines = append(lines, a.Country)
-	}
-	if len(lines) <= 1 {
-		return nil
-	}
-	return lines
-}
-
-func unstructured(name, s string) []string {
-	var lines []string
-	if name != "" {
-		lines = append(lines, name)
-	}
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
-
-func nonEmpty(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

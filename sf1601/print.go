@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/posthub/posthub/hub"
@@ -148,37 +147,26 @@ func Recipient(print []byte) (PrintRecipient, error) {
 }
 
 // addressLines writes a ModtagerAdresse (KontaktOplysningType) as postal
-// lines: the name, c/o, then either the street address or the free lines,
-// then the post code with the district.
+// lines, as the MeMo's own addresses are written (memo.Address.Lines): the
+// street form with its fjernprint-only lines (a delivery sublocation, a
+// post office box) beside the street, or the free lines with their post
+// code.
 func addressLines(f map[string]string, free []string) []string {
-	var out []string
-	add := func(parts ...string) {
-		if s := strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " "); s != "" {
-			out = append(out, s)
-		}
-	}
-	add(f["PersonName"])
-	if co := f["CoNavn"]; co != "" {
-		add("c/o", co)
-	}
 	if len(free) > 0 {
-		for _, l := range free {
-			add(l)
+		if pc := strings.TrimSpace(f["PostCodeIdentifier"] + " " + f["DistrictName"]); pc != "" {
+			free = append(free, pc)
 		}
-	} else {
-		street := strings.TrimSpace(f["StreetName"] + " " + f["StreetBuildingIdentifier"])
-		if fl := strings.Join(slices.DeleteFunc([]string{f["FloorIdentifier"], f["SuiteIdentifier"]}, func(p string) bool { return p == "" }), ". "); fl != "" {
-			street += ", " + fl
+		if c := f["CountryIdentificationCode"]; c != "" && !strings.EqualFold(c, "DK") {
+			free = append(free, c)
 		}
-		add(street)
-		add(f["MailDeliverySublocationIdentifier"])
-		if box := f["PostOfficeBoxIdentifier"]; box != "" {
-			add("Postboks", box)
-		}
+		return memo.UnstructuredLines(f["PersonName"], strings.Join(free, "\n"))
 	}
-	add(f["PostCodeIdentifier"], f["DistrictName"])
-	if c := f["CountryIdentificationCode"]; c != "" && !strings.EqualFold(c, "DK") {
-		add(c)
+	box := f["PostOfficeBoxIdentifier"]
+	if box != "" {
+		box = "Postboks " + box
 	}
-	return out
+	a := memo.Address{Co: f["CoNavn"], AddressLabel: f["StreetName"], HouseNumber: f["StreetBuildingIdentifier"],
+		Floor: f["FloorIdentifier"], Door: f["SuiteIdentifier"], ZipCode: f["PostCodeIdentifier"], City: f["DistrictName"],
+		Country: f["CountryIdentificationCode"]}
+	return a.Lines(f["PersonName"], f["MailDeliverySublocationIdentifier"], box)
 }

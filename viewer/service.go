@@ -641,7 +641,7 @@ func (s *Service) putItem(ctx context.Context, was, it hub.MailboxItem) error {
 	} else if err != nil {
 		return err
 	}
-	if was.Folder != hub.FolderDeleted || was.PurgeAt.IsZero() || s.now().Before(was.PurgeAt.Add(PurgeGrace)) {
+	if !due(was, s.now().Add(-PurgeGrace)) { // not yet purgeable: no purge can have decided
 		return nil
 	}
 	bg := context.WithoutCancel(ctx)
